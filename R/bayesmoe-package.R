@@ -1,0 +1,12 @@
+#' bayesmoe: Bayesian and maximum-likelihood softmax-gated mixture of experts
+#'
+#' Mixture-of-experts regression with a softmax gating network, fitted by EM
+#' ([moe_em()]) with the hot loops in C.
+#'
+#' @keywords internal
+#' @useDynLib bayesmoe, .registration = TRUE
+#' @importFrom stats AIC BIC coef dnorm fitted logLik median model.frame
+#'   model.matrix model.response model.weights nobs pnorm predict
+#'   printCoefmat rnorm runif sd setNames simulate terms
+#'   delete.response .getXlevels na.pass vcov residuals
+"_PACKAGE"

@@ -1,0 +1,87 @@
+# Classed conditions and argument checks shared by every front end.
+#
+# Every user-facing error is an `errorCondition()` with classes
+# `bayesmoe_error_<kind>` and `bayesmoe_error`, raised before any C code runs.
+# Messages follow the form "`arg` must be <what>, not <value>."
+
+abort <- function(message, kind = "input", call = NULL, ...) {
+  cnd <- errorCondition(message,
+                        class = c(paste0("bayesmoe_error_", kind), "bayesmoe_error"),
+                        call = call, ...)
+  stop(cnd)
+}
+
+warn <- function(message, kind, call = NULL, ...) {
+  cnd <- warningCondition(message,
+                          class = c(paste0("bayesmoe_warning_", kind), "bayesmoe_warning"),
+                          call = call, ...)
+  warning(cnd)
+}
+
+# A short description of a value for error messages.
+describe <- function(x) {
+  if (is.null(x)) return("NULL")
+  if (is.function(x)) return("a function")
+  if (is.data.frame(x)) return("a data frame")
+  if (is.list(x)) return(sprintf("a list of length %d", length(x)))
+  if (length(x) == 0L) return(sprintf("an empty %s vector", typeof(x)))
+  if (length(x) > 1L) return(sprintf("a %s vector of length %d", class(x)[1L], length(x)))
+  if (is.character(x)) return(sprintf("\"%s\"", x))
+  if (is.factor(x)) return("a factor")
+  if (is.logical(x) || is.numeric(x)) return(format(x, digits = 7))
+  class(x)[1L]
+}
+
+check_number <- function(x, arg, lower = -Inf, upper = Inf, whole = FALSE,
+                         strict_lower = FALSE, allow_inf = FALSE, call = NULL) {
+  what <- if (whole) "a whole number" else "a number"
+  bounds <- if (is.finite(lower) && strict_lower) {
+    sprintf(" > %s", format(lower))
+  } else if (is.finite(lower)) {
+    sprintf(" >= %s", format(lower))
+  } else ""
+  if (is.finite(upper)) bounds <- paste0(bounds, if (nzchar(bounds)) " and" else "",
+                                         sprintf(" <= %s", format(upper)))
+  ok <- is.numeric(x) && length(x) == 1L && !is.na(x) &&
+    (allow_inf || is.finite(x))
+  if (ok && whole) ok <- is.infinite(x) || abs(x - round(x)) < 1e-8
+  if (ok) ok <- (if (strict_lower) x > lower else x >= lower) && x <= upper
+  if (!ok) {
+    abort(sprintf("`%s` must be %s%s, not %s.", arg, what, bounds, describe(x)),
+          kind = "input", call = call, arg = arg)
+  }
+  if (whole && is.finite(x)) as.integer(round(x)) else as.numeric(x)
+}
+
+check_flag <- function(x, arg, call = NULL) {
+  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
+    abort(sprintf("`%s` must be TRUE or FALSE, not %s.", arg, describe(x)),
+          call = call, arg = arg)
+  }
+  x
+}
+
+check_seed <- function(seed, call = NULL) {
+  if (is.null(seed)) return(NULL)
+  check_number(seed, "seed", whole = TRUE, call = call)
+}
+
+# Run `expr` with the RNG seeded by `seed` (when not NULL), leaving the
+# caller's RNG state (kind and .Random.seed) as it was.
+with_seed <- function(seed, expr, kind = "default") {
+  if (is.null(seed)) return(expr)
+  old_kind <- RNGkind()
+  had_seed <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
+  if (had_seed) old_seed <- get(".Random.seed", envir = globalenv())
+  on.exit({
+    RNGkind(old_kind[1L], old_kind[2L], old_kind[3L])
+    if (had_seed) {
+      assign(".Random.seed", old_seed, envir = globalenv())
+    } else if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
+      rm(".Random.seed", envir = globalenv())
+    }
+  }, add = TRUE)
+  RNGkind(kind, "Inversion", "Rejection")
+  set.seed(seed)
+  expr
+}

@@ -1,0 +1,214 @@
+#' Control settings of the EM algorithm
+#'
+#' @param maxit Maximum number of EM iterations (E-steps) per start.
+#' @param tol Convergence tolerance on the relative change of the
+#'   log-likelihood between two iterations.
+#' @param var_floor Lower bound of every expert variance, relative to the
+#'   variance of the response. An expert whose variance reaches it has
+#'   collapsed onto a few observations; the fit reports it.
+#' @param min_size Minimum effective number of observations (sum of
+#'   responsibilities) below which an expert is considered empty and its
+#'   parameters are not updated; `NULL` means the number of expert
+#'   coefficients plus one.
+#' @param gate_steps Number of damped Newton steps on the gating network per
+#'   M-step (each one cannot decrease the likelihood).
+#' @param ridge Ridge penalty on the gating coefficients (on the internal,
+#'   standardised scale). `0` gives maximum likelihood; a small value keeps
+#'   the gating finite when the experts separate the data perfectly.
+#' @return A list of class `moe_em_control`.
+#' @examples
+#' moe_em_control(maxit = 500, tol = 1e-10)
+#' @export
+moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
+                           min_size = NULL, gate_steps = 1, ridge = 0) {
+  call <- sys.call()
+  ctl <- list(
+    maxit = check_number(maxit, "maxit", lower = 1, whole = TRUE, call = call),
+    tol = check_number(tol, "tol", lower = 0, strict_lower = TRUE, call = call),
+    var_floor = check_number(var_floor, "var_floor", lower = 0, strict_lower = TRUE,
+                             upper = 1, call = call),
+    min_size = if (is.null(min_size)) NULL else
+      check_number(min_size, "min_size", lower = 0, strict_lower = TRUE, call = call),
+    gate_steps = check_number(gate_steps, "gate_steps", lower = 1, whole = TRUE, call = call),
+    ridge = check_number(ridge, "ridge", lower = 0, call = call)
+  )
+  structure(ctl, class = "moe_em_control")
+}
+
+#' Maximum-likelihood fit of a softmax-gated mixture of experts by EM
+#'
+#' Fits the mixture-of-experts regression
+#' \deqn{p(y \mid x, z) = \sum_{k=1}^K g_k(z)\, N(y;\, x^\top a_k,\, \sigma_k^2),
+#'   \qquad g_k(z) = \frac{\exp(z^\top w_k)}{\sum_j \exp(z^\top w_j)},}{
+#'   p(y | x, z) = sum_k g_k(z) N(y; x'a_k, sigma_k^2),  g_k(z) = softmax(z'w)_k,}
+#' by an EM algorithm written in C: a log-space E-step, weighted least
+#' squares for the experts and damped Newton steps for the gating network,
+#' with the last expert as the gating reference (\eqn{w_K = 0}). Several
+#' starts are run and the one with the highest log-likelihood among those
+#' without a degenerate expert is kept.
+#'
+#' The data are centred and scaled internally; all results are on the
+#' original scale. Starts are: a deterministic split of the observations by
+#' their least-squares residual, then alternately k-means++ partitions of the
+#' standardised (covariates, response) and random Voronoi partitions (K
+#' random observations as centres).
+#'
+#' @param formula A two-sided formula: the response and the expert
+#'   covariates, as in [lm()]. Factors, interactions and `poly()` work.
+#' @param data A data frame holding the variables.
+#' @param K Number of experts, a whole number >= 1.
+#' @param gating A one-sided formula for the gating covariates; `NULL` (the
+#'   default) uses the right-hand side of `formula`. `~ 1` gives a mixture of
+#'   regressions with constant weights.
+#' @param starts Number of starts (>= 1).
+#' @param seed Seed for the random starts, or `NULL` to use the current RNG
+#'   state. With a seed the caller's RNG state is left untouched.
+#' @param control Settings from [moe_em_control()].
+#' @param subset,na.action,weights As in [lm()]. `weights` are case
+#'   weights: observation i contributes `weights[i]` times its
+#'   log-likelihood. Rows removed by `na.action` are reported by `print()`
+#'   and `summary()`.
+#' @return An object of class `c("moe_em", "moe_fit")`; see [summary.moe_fit()],
+#'   [predict.moe_fit()], [plot.moe_fit()].
+#' @examples
+#' fit <- moe_em(tuned ~ stretchratio, data = tonedata, K = 2, seed = 1)
+#' fit
+#' summary(fit)
+#' head(predict(fit, type = "gating"))
+#' @export
+moe_em <- function(formula, data, K, gating = NULL, starts = 10, seed = NULL,
+                   control = moe_em_control(), subset, na.action, weights) {
+  call <- match.call()
+  ecall <- sys.call()
+  if (missing(K)) abort("`K` must be supplied: the number of experts.", call = ecall, arg = "K")
+  K <- check_number(K, "K", lower = 1, whole = TRUE, call = ecall)
+  starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = ecall)
+  seed <- check_seed(seed, ecall)
+  if (!inherits(control, "moe_em_control")) {
+    abort(sprintf("`control` must be made by `moe_em_control()`, not %s.", describe(control)),
+          call = ecall, arg = "control")
+  }
+  fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
+                  parent.frame(), K, ecall)
+  res <- with_seed(seed, moe_em_fit(fr$y, fr$X, fr$Z, fr$weights, K, starts, control))
+  fit <- new_moe_fit(fr, res, call = call, class = "moe_em")
+  em_report(fit, ecall)
+  fit
+}
+
+#' @rdname moe_em
+#' @param y,X,Z,w Response vector, expert and gating design matrices (with
+#'   column names) and case weights, for the matrix interface `moe_em_fit()`
+#'   used by simulation studies (no formula handling, no checks of the data).
+#' @export
+moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
+                       control = moe_em_control()) {
+  storage.mode(X) <- "double"
+  storage.mode(Z) <- "double"
+  y <- as.double(y)
+  w <- as.double(w)
+  sc <- moe_scaling(y, X, Z)
+  s <- scale_data(sc, y, X, Z)
+  min_size <- if (is.null(control$min_size)) ncol(X) + 1 else control$min_size
+  types <- start_types(starts)
+  runs <- vector("list", starts)
+  for (j in seq_len(starts)) {
+    R0 <- start_resp(types[j], s$y, s$X, s$Z, K)
+    runs[[j]] <- .Call(ffi_em, s$y, s$X, s$Z, w, R0, control$maxit, control$tol,
+                       control$var_floor, min_size, control$gate_steps, control$ridge)
+  }
+  ll <- vapply(runs, `[[`, 0, "loglik")
+  st <- vapply(runs, `[[`, 0L, "status")
+  degenerate <- bitwAnd(st, status_flags[["empty"]] + status_flags[["var_floor"]]) > 0L
+  ok <- is.finite(ll)
+  best <- order(degenerate | !ok, -ifelse(ok, ll, -Inf))[1L]
+  r <- runs[[best]]
+  par <- par_to_original(sc, list(alpha = r$alpha, sigma2 = r$sigma2, W = r$W))
+  # the log-likelihood of the original response differs by the Jacobian of
+  # the scaling y -> (y - my) / sy
+  jac <- -sum(w) * log(sc$sy)
+  ll <- ll + jac
+  list(par = par, loglik = r$loglik + jac, iter = r$iter, status = r$status,
+       trace = r$trace + jac, resp = r$resp, scaling = sc, min_size = min_size,
+       var_floor = control$var_floor, control = control,
+       starts = data.frame(start = seq_len(starts), type = types, loglik = ll,
+                           iter = vapply(runs, `[[`, 0L, "iter"),
+                           status = vapply(st, status_text, ""),
+                           stringsAsFactors = FALSE),
+       best = best)
+}
+
+start_types <- function(starts) {
+  c("residual", rep_len(c("kmeans++", "random"), starts - 1L))
+}
+
+# Starting responsibilities (n x K) on the internal scale: a partition made
+# soft (0.9 on the assigned expert) so that no expert starts empty.
+start_resp <- function(type, y, X, Z, K) {
+  n <- length(y)
+  if (K == 1L) return(matrix(1, n, 1L))
+  feats <- cbind(X[, colnames(X) != "(Intercept)", drop = FALSE],
+                 Z[, colnames(Z) != "(Intercept)", drop = FALSE], y)
+  feats <- feats[, !duplicated(t(feats)), drop = FALSE]
+  lab <- switch(type,
+    residual = {
+      res <- qr.resid(qr(X), y)
+      cut(rank(res, ties.method = "first"), K, labels = FALSE)
+    },
+    "kmeans++" = kmeanspp_partition(feats, K),
+    random = {
+      centres <- feats[sample.int(n, K), , drop = FALSE]
+      nearest_centre(feats, centres)
+    })
+  R0 <- matrix(0.1 / (K - 1), n, K)
+  R0[cbind(seq_len(n), lab)] <- 0.9
+  R0
+}
+
+nearest_centre <- function(feats, centres) {
+  d <- vapply(seq_len(nrow(centres)), function(k)
+    rowSums(sweep(feats, 2L, centres[k, ])^2), numeric(nrow(feats)))
+  max.col(-matrix(d, nrow(feats)), ties.method = "first")
+}
+
+kmeanspp_partition <- function(feats, K) {
+  n <- nrow(feats)
+  idx <- sample.int(n, 1L)
+  d2 <- rowSums(sweep(feats, 2L, feats[idx, ])^2)
+  for (k in seq_len(K - 1L)) {
+    pr <- if (sum(d2) > 0) d2 else rep(1, n)
+    idx <- c(idx, sample.int(n, 1L, prob = pr))
+    d2 <- pmin(d2, rowSums(sweep(feats, 2L, feats[idx[k + 1L], ])^2))
+  }
+  centres <- feats[idx, , drop = FALSE]
+  if (n > K && nrow(unique(centres)) == K) {
+    km <- tryCatch(stats::kmeans(feats, centres, iter.max = 20L),
+                   error = function(e) NULL, warning = function(w) NULL)
+    if (!is.null(km)) return(km$cluster)
+  }
+  nearest_centre(feats, centres)
+}
+
+# Report degenerate or non-converged fits as classed warnings.
+em_report <- function(fit, call) {
+  flags <- decode_status(fit$status)
+  if ("maxit" %in% flags) {
+    warn(sprintf("EM did not converge in %d iterations; increase `maxit` in `moe_em_control()`.",
+                 fit$control$maxit), kind = "convergence", call = call)
+  }
+  nk <- colSums(fit$resp * fit$weights)
+  empty <- which(nk < fit$min_size)
+  if (length(empty)) {
+    warn(sprintf("Expert%s %s ha%s fewer than %g effective observations (empty expert); consider a smaller `K`.",
+                 if (length(empty) > 1) "s" else "", paste(empty, collapse = ", "),
+                 if (length(empty) > 1) "ve" else "s", fit$min_size),
+         kind = "degenerate", call = call)
+  }
+  collapsed <- which(fit$coefficients$sigma2 <= fit$var_floor * fit$scaling$sy^2 * (1 + 1e-8))
+  if (length(collapsed)) {
+    warn(sprintf("Expert%s %s collapsed onto too few observations (variance at the floor); consider a smaller `K`.",
+                 if (length(collapsed) > 1) "s" else "", paste(collapsed, collapse = ", ")),
+         kind = "degenerate", call = call)
+  }
+  invisible(fit)
+}

@@ -1,0 +1,163 @@
+# The fit object shared by moe_em() and moe_mcmc(), its parameter layout and
+# the computations on parameters every method needs.
+#
+# Parameter vector layout (coef(), vcov(), MCMC draws): for each expert k the
+# p expert coefficients "expert<k>:<column>" and its variance
+# "expert<k>:sigma2"; then for each non-reference expert k < K the q gating
+# coefficients "gate<k>:<column>". The reference expert K has w_K = 0.
+
+par_names <- function(xnames, znames, K) {
+  ex <- unlist(lapply(seq_len(K), function(k)
+    c(paste0("expert", k, ":", xnames), paste0("expert", k, ":sigma2"))))
+  gt <- if (K > 1L) unlist(lapply(seq_len(K - 1L), function(k)
+    paste0("gate", k, ":", znames))) else character()
+  c(ex, gt)
+}
+
+par_flatten <- function(par) {
+  K <- length(par$sigma2)
+  c(as.vector(rbind(par$alpha, par$sigma2)),
+    if (K > 1L) as.vector(par$W[, -K, drop = FALSE]) else NULL)
+}
+
+par_unflatten <- function(theta, p, q, K) {
+  ex <- matrix(theta[seq_len((p + 1L) * K)], p + 1L, K)
+  W <- matrix(0, q, K)
+  if (K > 1L) W[, -K] <- theta[(p + 1L) * K + seq_len(q * (K - 1L))]
+  list(alpha = ex[seq_len(p), , drop = FALSE], sigma2 = ex[p + 1L, ], W = W)
+}
+
+# Dimension names of the parameter matrices.
+name_par <- function(par, xnames, znames) {
+  K <- length(par$sigma2)
+  ek <- paste0("expert", seq_len(K))
+  par$alpha <- matrix(par$alpha, length(xnames), K, dimnames = list(xnames, ek))
+  par$sigma2 <- setNames(as.numeric(par$sigma2), ek)
+  par$W <- matrix(par$W, length(znames), K, dimnames = list(znames, ek))
+  par
+}
+
+# Build a fit from the model pieces `fr` (moe_frame()) and the estimation
+# result `res`; `class` is "moe_em" or "moe_mcmc".
+new_moe_fit <- function(fr, res, call, class) {
+  K <- length(res$par$sigma2)
+  par <- name_par(res$par, colnames(fr$X), colnames(fr$Z))
+  fit <- c(list(call = call, K = K, coefficients = par,
+                formula = fr$formula, gating = fr$gating,
+                terms = fr$terms, gating_terms = fr$gating_terms,
+                xlevels = fr$xlevels, zlevels = fr$zlevels,
+                contrasts = fr$contrasts, zcontrasts = fr$zcontrasts,
+                na.action = fr$na.action, y = fr$y, X = fr$X, Z = fr$Z,
+                weights = fr$weights, model = fr$model),
+           res[setdiff(names(res), "par")])
+  structure(fit, class = c(class, "moe_fit"))
+}
+
+# Row-wise log-softmax of an n x K matrix of logits, by log-sum-exp.
+log_softmax_rows <- function(eta) {
+  mx <- eta[, 1L]
+  if (ncol(eta) > 1L) for (k in 2:ncol(eta)) mx <- pmax(mx, eta[, k])
+  lse <- mx + log(rowSums(exp(eta - mx)))
+  eta - lse
+}
+
+# Log gating probabilities and expert means at designs X, Z for one
+# parameter set.
+moe_components <- function(par, X, Z) {
+  list(log_gate = log_softmax_rows(Z %*% par$W), mean = X %*% par$alpha,
+       sd = sqrt(par$sigma2))
+}
+
+# Per-observation log density log p(y_i | x_i, z_i).
+moe_log_density <- function(par, X, Z, y) {
+  cm <- moe_components(par, X, Z)
+  lk <- cm$log_gate + dnorm(y, cm$mean, rep(cm$sd, each = length(y)), log = TRUE)
+  mx <- apply(lk, 1L, max)
+  mx + log(rowSums(exp(lk - mx)))
+}
+
+# Posterior probabilities of the experts for each observation (n x K).
+responsibilities <- function(par, X, Z, y) {
+  cm <- moe_components(par, X, Z)
+  lk <- cm$log_gate + dnorm(y, cm$mean, rep(cm$sd, each = length(y)), log = TRUE)
+  exp(lk - (apply(lk, 1L, max) + log(rowSums(exp(lk - apply(lk, 1L, max))))))
+}
+
+# Mixture CDF quantiles by vectorised bisection, one row per observation.
+mixture_quantile <- function(log_gate, mean, sd, probs) {
+  n <- nrow(mean)
+  sdm <- matrix(sd, n, length(sd), byrow = TRUE)
+  g <- exp(log_gate)
+  lo0 <- apply(mean - 12 * sdm, 1L, min)
+  hi0 <- apply(mean + 12 * sdm, 1L, max)
+  out <- matrix(NA_real_, n, length(probs))
+  for (j in seq_along(probs)) {
+    lo <- lo0
+    hi <- hi0
+    for (it in 1:100) {
+      mid <- (lo + hi) / 2
+      cdf <- rowSums(g * pnorm(mid, mean, sdm))
+      below <- cdf < probs[j]
+      lo[below] <- mid[below]
+      hi[!below] <- mid[!below]
+      if (all(hi - lo <= 1e-12 * pmax(1, abs(mid)))) break
+    }
+    out[, j] <- (lo + hi) / 2
+  }
+  colnames(out) <- paste0(format(100 * probs, trim = TRUE), "%")
+  out
+}
+
+# Observed information matrix of the log-likelihood at `par` (original
+# scale), in the layout of par_flatten(). Exact: the complete-data Hessian
+# averaged over the responsibilities plus the variance of the complete-data
+# score (Louis' identity), computed per observation.
+moe_information <- function(par, y, X, Z, w) {
+  n <- length(y)
+  p <- ncol(X)
+  q <- ncol(Z)
+  K <- length(par$sigma2)
+  P <- (p + 1L) * K + q * (K - 1L)
+  cm <- moe_components(par, X, Z)
+  R <- responsibilities(par, X, Z, y)
+  G <- exp(cm$log_gate)
+  ia <- function(k) (k - 1L) * (p + 1L) + seq_len(p)
+  is <- function(k) k * (p + 1L)
+  iw <- function(j) (p + 1L) * K + (j - 1L) * q + seq_len(q)
+  H <- matrix(0, P, P)
+  S <- matrix(0, n, P)
+  for (k in seq_len(K)) {
+    s2 <- par$sigma2[k]
+    e <- y - cm$mean[, k]
+    rw <- w * R[, k]
+    H[ia(k), ia(k)] <- H[ia(k), ia(k)] - crossprod(X * rw, X) / s2
+    hs <- -crossprod(X, rw * e) / s2^2
+    H[ia(k), is(k)] <- H[ia(k), is(k)] + hs
+    H[is(k), ia(k)] <- H[is(k), ia(k)] + hs
+    H[is(k), is(k)] <- H[is(k), is(k)] + sum(rw * (1 / (2 * s2^2) - e^2 / s2^3))
+    Gk <- matrix(0, n, P)
+    Gk[, ia(k)] <- X * (e / s2)
+    Gk[, is(k)] <- e^2 / (2 * s2^2) - 1 / (2 * s2)
+    for (j in seq_len(K - 1L)) Gk[, iw(j)] <- Z * ((k == j) - G[, j])
+    H <- H + crossprod(Gk * rw, Gk)
+    S <- S + Gk * R[, k]
+  }
+  for (j in seq_len(K - 1L)) for (l in seq_len(K - 1L)) {
+    H[iw(j), iw(l)] <- H[iw(j), iw(l)] - crossprod(Z * (w * G[, j] * ((j == l) - G[, l])), Z)
+  }
+  H <- H - crossprod(S * w, S)
+  -(H + t(H)) / 2
+}
+
+#' @export
+nobs.moe_fit <- function(object, ...) sum(object$weights > 0)
+
+#' @export
+logLik.moe_fit <- function(object, ...) {
+  structure(object$loglik, df = moe_df(object), nobs = nobs(object), class = "logLik")
+}
+
+moe_df <- function(object) {
+  K <- object$K
+  K * (ncol(object$X) + 1L) + (K - 1L) * ncol(object$Z)
+}

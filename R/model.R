@@ -1,0 +1,220 @@
+# Model frames and design matrices for the front ends (moe_em(), moe_mcmc()).
+#
+# `moe_frame()` turns the user's formulas into the pieces every fit stores:
+# response, expert design X, gating design Z, case weights, terms, factor
+# levels and the na.action record. All checks on the data happen here, before
+# any C code runs.
+
+check_formulas <- function(formula, gating, call) {
+  if (missing(formula) || !inherits(formula, "formula") || length(formula) != 3L) {
+    abort(sprintf("`formula` must be a two-sided formula such as `y ~ x`, not %s.",
+                  if (missing(formula)) "missing" else describe(formula)),
+          kind = "formula", call = call, arg = "formula")
+  }
+  if (!is.null(gating)) {
+    if (!inherits(gating, "formula")) {
+      abort(sprintf("`gating` must be a one-sided formula such as `~ x`, or NULL, not %s.",
+                    describe(gating)), kind = "formula", call = call, arg = "gating")
+    }
+    if (length(gating) != 2L) {
+      abort("`gating` must be a one-sided formula such as `~ x`; it has a response.",
+            kind = "formula", call = call, arg = "gating")
+    }
+  }
+}
+
+# The formula passed to model.frame(): the response and the union of the
+# expert and gating right-hand sides.
+combined_formula <- function(formula, gating) {
+  f <- formula
+  if (!is.null(gating)) f[[3L]] <- call("+", formula[[3L]], gating[[2L]])
+  f
+}
+
+expand_dot <- function(formula, data) {
+  if (!is.null(data) && "." %in% all.vars(formula)) {
+    formula <- formula(terms(formula, data = data))
+  }
+  formula
+}
+
+# Build the model frame in the caller's frame, as lm() does. `mcall` is the
+# front end's match.call(); `env` the environment it was called from.
+moe_frame <- function(mcall, formula, gating, data, env, K, call) {
+  check_formulas(formula, gating, call)
+  if (!is.null(data) && !is.data.frame(data) && !is.list(data) && !is.environment(data)) {
+    abort(sprintf("`data` must be a data frame, not %s.", describe(data)),
+          kind = "data", call = call, arg = "data")
+  }
+  formula <- expand_dot(formula, data)
+  if (is.null(gating)) {
+    gating <- formula[-2L]
+  } else {
+    environment(gating) <- environment(formula)
+  }
+  mf <- mcall[c(1L, match(c("data", "subset", "weights", "na.action"),
+                          names(mcall), 0L))]
+  mf$formula <- combined_formula(formula, gating)
+  environment(mf$formula) <- environment(formula)
+  mf$drop.unused.levels <- TRUE
+  mf[[1L]] <- quote(stats::model.frame)
+  mf <- tryCatch(eval(mf, env), error = function(e) {
+    abort(sprintf("`formula`, `gating`, `subset` or `weights` cannot be evaluated in `data`: %s.",
+                  sub("\\.$", "", conditionMessage(e))),
+          kind = "data", call = call, arg = "formula")
+  })
+  if (nrow(mf) == 0L) {
+    abort("`data` has no complete rows: every row has a missing value or was excluded by `subset`.",
+          kind = "data", call = call, arg = "data")
+  }
+  y <- model.response(mf)
+  if (!is.numeric(y) || is.matrix(y) && ncol(y) > 1L) {
+    abort(sprintf("The response of `formula` must be a numeric vector, not %s.",
+                  if (is.factor(y)) "a factor" else describe(y)),
+          kind = "data", call = call, arg = "formula")
+  }
+  y <- as.numeric(y)
+  mt <- terms(formula, data = data)
+  mtz <- terms(gating, data = data)
+  X <- model.matrix(mt, mf)
+  Z <- model.matrix(mtz, mf)
+  check_design(X, "formula", "expert", call)
+  check_design(Z, "gating", "gating", call)
+  if (any(!is.finite(y))) {
+    abort(sprintf("The response of `formula` must be finite; it has %d infinite value%s.",
+                  sum(!is.finite(y)), if (sum(!is.finite(y)) == 1L) "" else "s"),
+          kind = "data", call = call, arg = "formula")
+  }
+  w <- model.weights(mf)
+  if (is.null(w)) {
+    w <- rep(1, length(y))
+  } else if (!is.numeric(w) || any(!is.finite(w)) || any(w < 0)) {
+    abort("`weights` must be finite and non-negative.", kind = "data",
+          call = call, arg = "weights")
+  }
+  n_used <- sum(w > 0)
+  if (sd(y[w > 0]) == 0 || n_used < 2L) {
+    abort("The response of `formula` is constant on the rows used; experts need variation in `y`.",
+          kind = "data", call = call, arg = "formula")
+  }
+  if (!is.null(K) && K > n_used) {
+    abort(sprintf("`K` must be at most the number of usable rows (%d), not %d.", n_used, K),
+          kind = "input", call = call, arg = "K")
+  }
+  list(y = y, X = X, Z = Z, weights = as.numeric(w),
+       terms = mt, gating_terms = mtz, formula = formula, gating = gating,
+       xlevels = .getXlevels(mt, mf), zlevels = .getXlevels(mtz, mf),
+       contrasts = attr(X, "contrasts"), zcontrasts = attr(Z, "contrasts"),
+       na.action = attr(mf, "na.action"), model = mf)
+}
+
+check_design <- function(M, arg, what, call) {
+  bad <- colSums(!is.finite(M)) > 0
+  if (any(bad)) {
+    abort(sprintf("The %s covariates of `%s` must be finite; column%s %s ha%s infinite values.",
+                  what, arg, if (sum(bad) > 1) "s" else "",
+                  paste0("`", colnames(M)[bad], "`", collapse = ", "),
+                  if (sum(bad) > 1) "ve" else "s"),
+          kind = "data", call = call, arg = arg)
+  }
+  if (ncol(M) == 0L) {
+    abort(sprintf("`%s` gives no %s covariates; use `~ 1` for an intercept only.", arg, what),
+          kind = "formula", call = call, arg = arg)
+  }
+  qrM <- qr(M)
+  if (qrM$rank < ncol(M)) {
+    drop <- colnames(M)[qrM$pivot[seq.int(qrM$rank + 1L, ncol(M))]]
+    abort(sprintf("The %s design of `%s` is rank deficient (collinear or constant columns): %s.",
+                  what, arg, paste0("`", drop, "`", collapse = ", ")),
+          kind = "collinear", call = call, arg = arg)
+  }
+}
+
+# Design matrices for new data, using the terms and factor levels of a fit.
+new_design <- function(object, newdata) {
+  tx <- delete.response(object$terms)
+  tz <- delete.response(object$gating_terms)
+  if (!is.data.frame(newdata) && !is.list(newdata)) {
+    abort(sprintf("`newdata` must be a data frame, not %s.", describe(newdata)),
+          kind = "data", arg = "newdata")
+  }
+  get_mm <- function(tt, levels, contrasts) {
+    mf <- tryCatch(model.frame(tt, newdata, na.action = na.pass, xlev = levels),
+                   error = function(e) {
+                     abort(sprintf("`newdata` lacks variables the fit needs: %s.",
+                                   sub("\\.$", "", conditionMessage(e))),
+                           kind = "data", arg = "newdata")
+                   })
+    model.matrix(tt, mf, contrasts.arg = contrasts)
+  }
+  X <- get_mm(tx, object$xlevels, object$contrasts)
+  Z <- get_mm(tz, object$zlevels, object$zcontrasts)
+  y <- NULL
+  resp <- all.vars(object$terms)[attr(object$terms, "response")]
+  if (length(resp) == 1L && is.data.frame(newdata) && resp %in% names(newdata)) {
+    y <- tryCatch(as.numeric(eval(object$formula[[2L]], newdata, environment(object$formula))),
+                  error = function(e) NULL)
+  }
+  list(X = X, Z = Z, y = y)
+}
+
+# Internal centring and scaling of the designs and the response. Priors and
+# starting values are stated on this scale; results are reported on the
+# original one. With an intercept, non-intercept columns are centred and
+# scaled to unit sd; without one they are only scaled (root mean square).
+# Returns the linear maps between internal and original coefficients:
+#   alpha_orig = sy * Tx %*% alpha_int + my * e_int,  sigma2_orig = sy^2 * sigma2_int,
+#   W_orig = Tz %*% W_int.
+design_scaling <- function(M) {
+  int <- which(colnames(M) == "(Intercept)")
+  p <- ncol(M)
+  if (length(int) == 1L) {
+    ctr <- colMeans(M)
+    scl <- sqrt(colMeans(sweep(M, 2L, ctr)^2))
+    ctr[int] <- 0
+    scl[int] <- 1
+  } else {
+    ctr <- rep(0, p)
+    scl <- sqrt(colMeans(M^2))
+  }
+  scl[!(scl > 0)] <- 1
+  Tm <- diag(1 / scl, p)
+  if (length(int) == 1L) Tm[int, ] <- Tm[int, ] - ctr / scl
+  Tm[int, int] <- 1
+  list(center = ctr, scale = scl, T = Tm, intercept = if (length(int)) int else 0L)
+}
+
+moe_scaling <- function(y, X, Z) {
+  sx <- design_scaling(X)
+  sz <- design_scaling(Z)
+  if (sx$intercept > 0L) {
+    my <- mean(y)
+    sy <- sqrt(mean((y - my)^2))
+  } else {
+    my <- 0
+    sy <- sqrt(mean(y^2))
+  }
+  if (!(sy > 0)) sy <- 1
+  list(x = sx, z = sz, my = my, sy = sy)
+}
+
+scale_data <- function(sc, y, X, Z) {
+  list(y = (y - sc$my) / sc$sy,
+       X = sweep(sweep(X, 2L, sc$x$center), 2L, sc$x$scale, "/"),
+       Z = sweep(sweep(Z, 2L, sc$z$center), 2L, sc$z$scale, "/"))
+}
+
+# Map parameters between the internal and the original scale.
+# par: list(alpha = p x K, sigma2 = K, W = q x K).
+par_to_original <- function(sc, par) {
+  alpha <- sc$sy * (sc$x$T %*% par$alpha)
+  if (sc$x$intercept > 0L) alpha[sc$x$intercept, ] <- alpha[sc$x$intercept, ] + sc$my
+  list(alpha = alpha, sigma2 = sc$sy^2 * par$sigma2, W = sc$z$T %*% par$W)
+}
+
+par_to_internal <- function(sc, par) {
+  alpha <- par$alpha
+  if (sc$x$intercept > 0L) alpha[sc$x$intercept, ] <- alpha[sc$x$intercept, ] - sc$my
+  list(alpha = solve(sc$x$T, alpha) / sc$sy, sigma2 = par$sigma2 / sc$sy^2,
+       W = solve(sc$z$T, par$W))
+}

@@ -1,0 +1,176 @@
+/*
+ * ffi.c: every function that touches a SEXP. Each ffi_* entry point checks
+ * types and lengths cheaply (a failure is a bug in the R workhorse, reported
+ * as an internal error with file and line), allocates and protects its
+ * outputs, fills the plain C structs of moe.h and calls the kernels.
+ *
+ * Data arguments, shared by the entry points:
+ *   y  double n;  X double n x p;  Z double n x q;  wt double n.
+ * Parameter arguments: alpha double p x K, sigma2 double K, W double q x K.
+ */
+#include "moe.h"
+
+#define FFI_CHECK(cond)                                                      \
+  do {                                                                       \
+    if (!(cond))                                                             \
+      Rf_error("internal error in bayesmoe (%s:%d): %s", __FILE__, __LINE__,  \
+               #cond);                                                       \
+  } while (0)
+
+static int nrows(SEXP x) { return Rf_isMatrix(x) ? Rf_nrows(x) : Rf_length(x); }
+static int ncols(SEXP x) { return Rf_isMatrix(x) ? Rf_ncols(x) : 1; }
+
+static moe_data make_data(SEXP y, SEXP X, SEXP Z, SEXP wt, int K)
+{
+  FFI_CHECK(TYPEOF(y) == REALSXP && TYPEOF(X) == REALSXP);
+  FFI_CHECK(TYPEOF(Z) == REALSXP && TYPEOF(wt) == REALSXP);
+  FFI_CHECK(Rf_isMatrix(X) && Rf_isMatrix(Z));
+  moe_data d;
+  d.n = Rf_length(y);
+  d.p = ncols(X);
+  d.q = ncols(Z);
+  d.K = K;
+  FFI_CHECK(nrows(X) == d.n && nrows(Z) == d.n && Rf_length(wt) == d.n);
+  FFI_CHECK(K >= 1 && d.p >= 1 && d.q >= 1);
+  d.y = REAL(y);
+  d.X = REAL(X);
+  d.Z = REAL(Z);
+  d.wt = REAL(wt);
+  return d;
+}
+
+static void check_par(const moe_data *d, SEXP alpha, SEXP sigma2, SEXP W)
+{
+  FFI_CHECK(TYPEOF(alpha) == REALSXP && TYPEOF(sigma2) == REALSXP &&
+            TYPEOF(W) == REALSXP);
+  FFI_CHECK(Rf_length(alpha) == d->p * d->K);
+  FFI_CHECK(Rf_length(sigma2) == d->K);
+  FFI_CHECK(Rf_length(W) == d->q * d->K);
+}
+
+static double *alloc_work(R_xlen_t len)
+{
+  return (double *) R_alloc(len > 0 ? len : 1, sizeof(double));
+}
+
+static SEXP named_list(int n, const char **names)
+{
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, n));
+  SEXP nm = PROTECT(Rf_allocVector(STRSXP, n));
+  for (int i = 0; i < n; i++) SET_STRING_ELT(nm, i, Rf_mkChar(names[i]));
+  Rf_setAttrib(out, R_NamesSymbol, nm);
+  UNPROTECT(2);
+  return out;
+}
+
+static SEXP alloc_matrix(int nr, int nc)
+{
+  return Rf_allocMatrix(REALSXP, nr, nc);
+}
+
+/* Total log-likelihood (the C floor pass). */
+SEXP ffi_loglik(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
+                SEXP W)
+{
+  moe_data d = make_data(y, X, Z, wt, Rf_length(sigma2));
+  check_par(&d, alpha, sigma2, W);
+  moe_par par = { REAL(alpha), REAL(sigma2), REAL(W) };
+  double *work = alloc_work(3 * (R_xlen_t) d.K);
+  return Rf_ScalarReal(moe_loglik(&d, &par, work));
+}
+
+/* E-step at given parameters: responsibilities, per-observation
+ * log-likelihood and log gating probabilities. */
+SEXP ffi_estep(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
+               SEXP W)
+{
+  moe_data d = make_data(y, X, Z, wt, Rf_length(sigma2));
+  check_par(&d, alpha, sigma2, W);
+  const char *names[] = {"resp", "loglik_i", "log_gate", "mean"};
+  SEXP out = PROTECT(named_list(4, names));
+  SEXP R = PROTECT(alloc_matrix(d.n, d.K));
+  SEXP ll = PROTECT(Rf_allocVector(REALSXP, d.n));
+  SEXP logg = PROTECT(alloc_matrix(d.n, d.K));
+  SEXP mu = PROTECT(alloc_matrix(d.n, d.K));
+  double *eta = alloc_work((R_xlen_t) d.n * d.K), *kw = alloc_work(2 * d.K);
+  gate_logits(&d, REAL(W), eta);
+  gate_logprob_softmax(d.n, d.K, eta, REAL(logg));
+  expert_means(&d, REAL(alpha), REAL(mu));
+  moe_estep(&d, REAL(logg), REAL(mu), REAL(sigma2), REAL(R), REAL(ll), kw);
+  SET_VECTOR_ELT(out, 0, R);
+  SET_VECTOR_ELT(out, 1, ll);
+  SET_VECTOR_ELT(out, 2, logg);
+  SET_VECTOR_ELT(out, 3, mu);
+  UNPROTECT(5);
+  return out;
+}
+
+/* One damped Newton step on the gating given responsibilities R. */
+SEXP ffi_gate_newton(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R, SEXP W,
+                     SEXP ridge)
+{
+  int K = ncols(R);
+  moe_data d = make_data(y, X, Z, wt, K);
+  FFI_CHECK(TYPEOF(R) == REALSXP && Rf_length(R) == d.n * K);
+  FFI_CHECK(TYPEOF(W) == REALSXP && Rf_length(W) == d.q * K);
+  const char *names[] = {"W", "status"};
+  SEXP out = PROTECT(named_list(2, names));
+  SEXP Wn = PROTECT(Rf_duplicate(W));
+  R_xlen_t nK = (R_xlen_t) d.n * K, m = (R_xlen_t) (K - 1) * d.q;
+  double *eta = alloc_work(nK), *logg = alloc_work(nK);
+  double *work = alloc_work(2 * m * m + 3 * m + 2 * (R_xlen_t) d.n + nK);
+  gate_logits(&d, REAL(Wn), eta);
+  gate_logprob_softmax(d.n, K, eta, logg);
+  int st = gate_newton_step(&d, REAL(R), REAL(Wn), eta, logg,
+                            Rf_asReal(ridge), work);
+  SET_VECTOR_ELT(out, 0, Wn);
+  SET_VECTOR_ELT(out, 1, Rf_ScalarInteger(st));
+  UNPROTECT(2);
+  return out;
+}
+
+/* One EM run from starting responsibilities R0 (n x K). */
+SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP maxit, SEXP tol,
+            SEXP var_floor, SEXP min_size, SEXP gate_steps, SEXP ridge)
+{
+  int K = ncols(R0);
+  moe_data d = make_data(y, X, Z, wt, K);
+  FFI_CHECK(TYPEOF(R0) == REALSXP && nrows(R0) == d.n);
+  moe_em_control ctl;
+  ctl.maxit = Rf_asInteger(maxit);
+  ctl.tol = Rf_asReal(tol);
+  ctl.var_floor = Rf_asReal(var_floor);
+  ctl.min_size = Rf_asReal(min_size);
+  ctl.gate_steps = Rf_asInteger(gate_steps);
+  ctl.ridge = Rf_asReal(ridge);
+  FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0);
+  FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0);
+
+  const char *names[] = {"alpha", "sigma2", "W", "loglik", "iter", "status",
+                         "trace", "resp"};
+  SEXP out = PROTECT(named_list(8, names));
+  SEXP alpha = PROTECT(alloc_matrix(d.p, K));
+  SEXP sigma2 = PROTECT(Rf_allocVector(REALSXP, K));
+  SEXP W = PROTECT(alloc_matrix(d.q, K));
+  SEXP R = PROTECT(alloc_matrix(d.n, K));
+  double *trace = alloc_work(ctl.maxit);
+  for (int t = 0; t < d.p * K; t++) REAL(alpha)[t] = 0.0;
+  moe_par par = { REAL(alpha), REAL(sigma2), REAL(W) };
+  double *work = alloc_work(moe_em_work_size(&d));
+  int iter = 0;
+  double ll = R_NegInf;
+  int st = moe_em_run(&d, &par, REAL(R0), &ctl, REAL(R), trace, &iter, &ll,
+                      work);
+  SEXP tr = PROTECT(Rf_allocVector(REALSXP, iter));
+  for (int t = 0; t < iter; t++) REAL(tr)[t] = trace[t];
+  SET_VECTOR_ELT(out, 0, alpha);
+  SET_VECTOR_ELT(out, 1, sigma2);
+  SET_VECTOR_ELT(out, 2, W);
+  SET_VECTOR_ELT(out, 3, Rf_ScalarReal(ll));
+  SET_VECTOR_ELT(out, 4, Rf_ScalarInteger(iter));
+  SET_VECTOR_ELT(out, 5, Rf_ScalarInteger(st));
+  SET_VECTOR_ELT(out, 6, tr);
+  SET_VECTOR_ELT(out, 7, R);
+  UNPROTECT(6);
+  return out;
+}

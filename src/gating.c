@@ -1,0 +1,136 @@
+/*
+ * gating.c: the softmax gating network.
+ *
+ * Inputs: Z (n x q, column-major) gating design, W (q x K) gating matrix whose
+ * last column is the zero reference, R (n x K) responsibilities (rows sum to
+ * one), wt (n) case weights.
+ * Computes: eta = Z W (n x K logits), logg (n x K) log gating probabilities by
+ * log-sum-exp (a logit of 1e4 gives 0 and -1e4, never NaN), the expected
+ * complete-data gating log-likelihood Q(W) = sum_i wt_i sum_k R_ik logg_ik and
+ * a damped Newton step on Q over the K - 1 free columns of W.
+ */
+#include "moe.h"
+
+void gate_logits(const moe_data *d, const double *W, double *eta)
+{
+  int n = d->n, q = d->q, K = d->K;
+  double one = 1.0, zero = 0.0;
+  F77_CALL(dgemm)("N", "N", &n, &K, &q, &one, d->Z, &n, W, &q, &zero, eta,
+                  &n FCONE FCONE);
+}
+
+void gate_logprob_softmax(int n, int K, const double *eta, double *logg)
+{
+  for (int i = 0; i < n; i++) {
+    double mx = R_NegInf;
+    for (int k = 0; k < K; k++) {
+      double e = eta[i + (R_xlen_t) k * n];
+      if (e > mx) mx = e;
+    }
+    double s = 0.0;
+    for (int k = 0; k < K; k++) s += exp(eta[i + (R_xlen_t) k * n] - mx);
+    double lse = mx + log(s);
+    for (int k = 0; k < K; k++)
+      logg[i + (R_xlen_t) k * n] = eta[i + (R_xlen_t) k * n] - lse;
+  }
+}
+
+double gate_expected_loglik(const moe_data *d, const double *R,
+                            const double *logg)
+{
+  int n = d->n, K = d->K;
+  double Q = 0.0;
+  for (int k = 0; k < K; k++) {
+    const double *Rk = R + (R_xlen_t) k * n, *lk = logg + (R_xlen_t) k * n;
+    for (int i = 0; i < n; i++)
+      if (Rk[i] > 0.0 && d->wt[i] > 0.0) Q += d->wt[i] * Rk[i] * lk[i];
+  }
+  return Q;
+}
+
+/*
+ * One Newton step with step halving on Q(W) - ridge/2 ||W||^2.
+ * On entry eta and logg hold the logits and log probabilities at W; on exit
+ * they hold them at the (possibly unchanged) updated W. The step is accepted
+ * only when the penalised Q does not decrease, so EM stays monotone.
+ * work: needs 2 m^2 + 3 m + 2 n + n K doubles, m = (K - 1) q.
+ * Returns MOE_OK, or MOE_GATE_STEP / MOE_NOT_PD flags.
+ */
+int gate_newton_step(const moe_data *d, const double *R, double *W,
+                     double *eta, double *logg, double ridge, double *work)
+{
+  int n = d->n, q = d->q, K = d->K, m = (K - 1) * q, status = MOE_OK;
+  if (K < 2) return MOE_OK;
+  double *H = work, *Hsave = H + (R_xlen_t) m * m, *g = Hsave + (R_xlen_t) m * m;
+  double *delta = g + m, *Wold = delta + m, *v = Wold + m, *vz = v + n;
+  double *eta_new = vz + n;
+  const double *Z = d->Z, *wt = d->wt;
+
+  /* gradient (k over the free experts) */
+  for (int k = 0; k < K - 1; k++) {
+    const double *Rk = R + (R_xlen_t) k * n, *lk = logg + (R_xlen_t) k * n;
+    for (int i = 0; i < n; i++) v[i] = wt[i] * (Rk[i] - exp(lk[i]));
+    for (int a = 0; a < q; a++) {
+      const double *Za = Z + (R_xlen_t) a * n;
+      double s = 0.0;
+      for (int i = 0; i < n; i++) s += v[i] * Za[i];
+      g[a + k * q] = s - ridge * W[a + k * q];
+    }
+  }
+  /* negative Hessian, lower triangle of the block (k, l), l <= k */
+  for (int k = 0; k < K - 1; k++) {
+    const double *lk = logg + (R_xlen_t) k * n;
+    for (int l = 0; l <= k; l++) {
+      const double *ll = logg + (R_xlen_t) l * n;
+      for (int i = 0; i < n; i++) {
+        double pk = exp(lk[i]);
+        v[i] = wt[i] * pk * ((k == l ? 1.0 : 0.0) - exp(ll[i]));
+      }
+      for (int a = 0; a < q; a++) {
+        const double *Za = Z + (R_xlen_t) a * n;
+        for (int i = 0; i < n; i++) vz[i] = v[i] * Za[i];
+        for (int b = 0; b < q; b++) {
+          int row = k * q + a, col = l * q + b;
+          if (col > row) continue;
+          const double *Zb = Z + (R_xlen_t) b * n;
+          double s = 0.0;
+          for (int i = 0; i < n; i++) s += vz[i] * Zb[i];
+          H[row + (R_xlen_t) col * m] = s;
+        }
+      }
+    }
+  }
+  for (int j = 0; j < m; j++) H[j + (R_xlen_t) j * m] += ridge;
+  int rc = chol_factor_ridge(m, H, Hsave, 1e-10);
+  if (rc < 0) return MOE_GATE_STEP;
+  if (rc > 0) status |= MOE_NOT_PD;
+  for (int j = 0; j < m; j++) delta[j] = g[j];
+  chol_solve_factored(m, H, delta, 1);
+
+  double pen_old = 0.0;
+  for (int j = 0; j < m; j++) { Wold[j] = W[j]; pen_old += W[j] * W[j]; }
+  double Q_old = gate_expected_loglik(d, R, logg) - 0.5 * ridge * pen_old;
+  double gain = 0.0;
+  for (int j = 0; j < m; j++) gain += g[j] * delta[j];
+  if (!(gain > 1e-13 * (1.0 + fabs(Q_old)))) return status; /* at the optimum */
+
+  double t = 1.0;
+  for (int h = 0; h < 20; h++, t *= 0.5) {
+    double pen = 0.0;
+    for (int j = 0; j < m; j++) {
+      W[j] = Wold[j] + t * delta[j];
+      pen += W[j] * W[j];
+    }
+    gate_logits(d, W, eta_new);
+    gate_logprob_softmax(n, K, eta_new, logg); /* restored on rejection */
+    double Q_new = gate_expected_loglik(d, R, logg) - 0.5 * ridge * pen;
+    /* rounding in a sum of n terms must not reject a true ascent step */
+    if (R_FINITE(Q_new) && Q_new >= Q_old - 1e-13 * (1.0 + fabs(Q_old))) {
+      for (R_xlen_t t2 = 0; t2 < (R_xlen_t) n * K; t2++) eta[t2] = eta_new[t2];
+      return status;
+    }
+  }
+  for (int j = 0; j < m; j++) W[j] = Wold[j];
+  gate_logprob_softmax(n, K, eta, logg);
+  return status | MOE_GATE_STEP;
+}

@@ -1,0 +1,29 @@
+/*
+ * init.c: registration of the .Call entry points (all defined in ffi.c).
+ * Dynamic symbol lookup is off and symbols are forced, as in R's stats.
+ */
+#define R_NO_REMAP
+#include <R.h>
+#include <Rinternals.h>
+#include <R_ext/Rdynload.h>
+
+extern SEXP ffi_loglik(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_estep(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_gate_newton(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                   SEXP);
+
+static const R_CallMethodDef call_methods[] = {
+  {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
+  {"ffi_estep", (DL_FUNC) &ffi_estep, 7},
+  {"ffi_gate_newton", (DL_FUNC) &ffi_gate_newton, 7},
+  {"ffi_em", (DL_FUNC) &ffi_em, 11},
+  {NULL, NULL, 0}
+};
+
+void R_init_bayesmoe(DllInfo *dll)
+{
+  R_registerRoutines(dll, NULL, call_methods, NULL, NULL);
+  R_useDynamicSymbols(dll, FALSE);
+  R_forceSymbols(dll, TRUE);
+}

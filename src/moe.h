@@ -1,0 +1,118 @@
+/*
+ * moe.h: shared types and kernel prototypes of bayesmoe's C core.
+ *
+ * Conventions used by every kernel:
+ *  - matrices are column-major doubles, as R stores them: element (i, j) of an
+ *    n x m matrix M is M[i + (R_xlen_t) j * n];
+ *  - n observations, p expert covariates (columns of X), q gating covariates
+ *    (columns of Z), K experts; expert K (index K - 1) is the gating reference,
+ *    so column K - 1 of the gating matrix W is zero and stays zero;
+ *  - kernels take plain C types and the structs below, never SEXPs, and report
+ *    expected numerical outcomes through the bit flags of moe_status instead of
+ *    calling Rf_error();
+ *  - scratch memory comes from R_alloc() in src/ffi.c, so an R error or a user
+ *    interrupt cannot leak it.
+ */
+#ifndef BAYESMOE_MOE_H
+#define BAYESMOE_MOE_H
+
+#define R_NO_REMAP
+#define USE_FC_LEN_T
+#include <R.h>
+#include <Rinternals.h>
+#include <Rmath.h>
+#include <R_ext/BLAS.h>
+#include <R_ext/Lapack.h>
+#ifndef FCONE
+#define FCONE
+#endif
+
+/* Status bit flags returned by kernels; R turns them into classed conditions
+ * (see R/status.R). Keep the two lists in sync. */
+typedef enum {
+  MOE_OK = 0,
+  MOE_MAXIT = 1,        /* iteration limit reached before convergence */
+  MOE_EMPTY = 2,        /* an expert's effective size fell below the minimum */
+  MOE_VAR_FLOOR = 4,    /* an expert's variance hit the floor (collapse) */
+  MOE_NOT_PD = 8,       /* a cross-product matrix needed a ridge to factor */
+  MOE_NONFINITE = 16,   /* a non-finite log-likelihood or parameter appeared */
+  MOE_GATE_STEP = 32,   /* the gating Newton step found no ascent */
+  MOE_DECREASE = 64     /* the EM log-likelihood decreased (beyond rounding) */
+} moe_status;
+
+/* Gating and expert families. Extended by the variants (top-k, temperature,
+ * hierarchical gates; feed-forward experts). */
+typedef enum { GATE_SOFTMAX = 0, GATE_TOPK = 1, GATE_TEMPERATURE = 2,
+               GATE_HIER = 3 } moe_gate_type;
+
+typedef struct {
+  moe_gate_type type;
+  int topk;          /* GATE_TOPK: number of experts kept at each z */
+  double tau;        /* GATE_TEMPERATURE: logits are divided by tau */
+  int G;             /* GATE_HIER: number of groups */
+  const int *group;  /* GATE_HIER: group (0-based) of each expert, length K */
+} moe_gate;
+
+#define LOG_2PI 1.837877066409345483560659472811
+
+/* Read-only view of the data. */
+typedef struct {
+  int n, p, q, K;
+  const double *y;   /* n */
+  const double *X;   /* n x p expert design */
+  const double *Z;   /* n x q gating design */
+  const double *wt;  /* n non-negative case weights */
+} moe_data;
+
+/* Parameters of a softmax-gated linear-Gaussian MoE. */
+typedef struct {
+  double *alpha;     /* p x K expert coefficients */
+  double *sigma2;    /* K expert variances */
+  double *W;         /* q x K gating coefficients, column K - 1 zero */
+} moe_par;
+
+/* EM controls (see moe_em_control() in R). */
+typedef struct {
+  int maxit;
+  double tol;        /* relative log-likelihood change for convergence */
+  double var_floor;  /* lower bound of every expert variance */
+  double min_size;   /* minimum effective number of observations of an expert */
+  int gate_steps;    /* Newton steps on the gating per M-step */
+  double ridge;      /* ridge added to the gating Hessian (penalised ML) */
+} moe_em_control;
+
+/* ---- linalg.c ---- */
+double moe_lse(const double *v, int m);
+int chol_solve(int m, double *A, double *b, int nrhs, double *work);
+int chol_factor_ridge(int m, double *A, double *Acopy, double ridge0);
+void chol_solve_factored(int m, const double *L, double *b, int nrhs);
+void chol_inverse(int m, double *L);
+double log_det_chol(int m, const double *L);
+void mvn_draw_chol(int m, const double *L, const double *mean, double *out,
+                   double *work);
+
+/* ---- gating.c ---- */
+void gate_logits(const moe_data *d, const double *W, double *eta);
+void gate_logprob_softmax(int n, int K, const double *eta, double *logg);
+double gate_expected_loglik(const moe_data *d, const double *R,
+                            const double *logg);
+int gate_newton_step(const moe_data *d, const double *R, double *W,
+                     double *eta, double *logg, double ridge, double *work);
+
+/* ---- experts.c ---- */
+void expert_means(const moe_data *d, const double *alpha, double *mu);
+double log_dnorm(double y, double mu, double sigma2);
+int expert_wls(const moe_data *d, const double *R, int k, double *alpha_k,
+               double *sigma2_k, double *mu_k, const moe_em_control *ctl,
+               double *work);
+
+/* ---- em.c ---- */
+double moe_estep(const moe_data *d, const double *logg, const double *mu,
+                 const double *sigma2, double *R, double *ll_i, double *kwork);
+double moe_loglik(const moe_data *d, const moe_par *par, double *work);
+int moe_em_run(const moe_data *d, moe_par *par, const double *R0,
+               const moe_em_control *ctl, double *R, double *trace,
+               int *iter, double *loglik, double *work);
+R_xlen_t moe_em_work_size(const moe_data *d);
+
+#endif

@@ -1,0 +1,4 @@
+library(testthat)
+library(bayesmoe)
+
+test_check("bayesmoe")

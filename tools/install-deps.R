@@ -1,0 +1,47 @@
+# Install the R packages needed to build, test and check bayesmoe and to
+# build its vignettes, when they are missing. On Debian/Ubuntu as root the
+# prebuilt r-cran-* binaries (and pandoc) are used, which takes a minute;
+# elsewhere packages come from CRAN with install.packages().
+#
+# Usage: Rscript tools/install-deps.R [--bench]
+args <- commandArgs(trailingOnly = TRUE)
+need <- c("knitr", "rmarkdown", "testthat", "roxygen2", "coda", "posterior",
+          "loo", "future", "future.apply", "flexmix")
+if ("--bench" %in% args) need <- c(need, "bench", "brms", "rstan")
+installed <- rownames(installed.packages())
+missing <- setdiff(need, installed)
+have_pandoc <- nzchar(Sys.which("pandoc"))
+
+apt_ok <- nzchar(Sys.which("apt-get")) && identical(Sys.info()[["effective_user"]], "root")
+if (apt_ok && (length(missing) || !have_pandoc)) {
+  debs <- c(paste0("r-cran-", tolower(missing)), if (!have_pandoc) "pandoc")
+  message("Installing with apt-get: ", paste(debs, collapse = " "))
+  system2("apt-get", c("update", "-qq"))
+  for (d in debs) {
+    rc <- system2("apt-get", c("install", "-y", "-qq", "--no-install-recommends", d),
+                  env = "DEBIAN_FRONTEND=noninteractive")
+    if (rc != 0) message("apt-get could not install ", d, "; will try CRAN")
+  }
+  missing <- setdiff(need, rownames(installed.packages()))
+}
+if (length(missing)) {
+  message("Installing from CRAN: ", paste(missing, collapse = " "))
+  repos <- getOption("repos")
+  if (is.null(repos) || identical(unname(repos["CRAN"]), "@CRAN@")) {
+    repos <- c(CRAN = "https://cloud.r-project.org")
+  }
+  lib <- .libPaths()[1L]
+  if (file.access(lib, 2L) != 0L) {
+    lib <- Sys.getenv("R_LIBS_USER")
+    dir.create(lib, recursive = TRUE, showWarnings = FALSE)
+    .libPaths(c(lib, .libPaths()))
+  }
+  install.packages(missing, repos = repos, lib = lib)
+}
+still <- setdiff(need, rownames(installed.packages()))
+if (length(still)) stop("Could not install: ", paste(still, collapse = ", "))
+if (!nzchar(Sys.which("pandoc")) && !(requireNamespace("rmarkdown", quietly = TRUE) &&
+                                      rmarkdown::pandoc_available())) {
+  stop("pandoc is needed to build the vignettes; install it from https://pandoc.org")
+}
+message("All dependencies are installed.")
