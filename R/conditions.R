@@ -21,11 +21,18 @@ warn <- function(message, kind, call = NULL, ...) {
 # A short description of a value for error messages.
 describe <- function(x) {
   if (is.null(x)) return("NULL")
+  if (inherits(x, "formula")) {
+    return(if (length(x) == 2L) "a one-sided formula" else "a two-sided formula")
+  }
   if (is.function(x)) return("a function")
   if (is.data.frame(x)) return("a data frame")
   if (is.list(x)) return(sprintf("a list of length %d", length(x)))
   if (length(x) == 0L) return(sprintf("an empty %s vector", typeof(x)))
-  if (length(x) > 1L) return(sprintf("a %s vector of length %d", class(x)[1L], length(x)))
+  if (length(x) > 1L) {
+    cl <- class(x)[1L]
+    return(sprintf("%s %s vector of length %d",
+                   if (grepl("^[aeiou]", cl)) "an" else "a", cl, length(x)))
+  }
   if (is.character(x)) return(sprintf("\"%s\"", x))
   if (is.factor(x)) return("a factor")
   if (is.logical(x) || is.numeric(x)) return(format(x, digits = 7))
@@ -84,4 +91,21 @@ with_seed <- function(seed, expr, kind = "default") {
   RNGkind(kind, "Inversion", "Rejection")
   set.seed(seed)
   expr
+}
+
+# match.arg() with a classed error naming the argument. `choices` defaults to
+# the formal's default vector, as in match.arg().
+arg_match <- function(arg, choices, call = NULL) {
+  name <- deparse(substitute(arg))
+  if (missing(choices)) {
+    formal_args <- formals(sys.function(sysP <- sys.parent()))
+    choices <- eval(formal_args[[name]], envir = sys.frame(sysP))
+  }
+  if (identical(arg, choices)) return(arg[1L])
+  if (!is.character(arg) || length(arg) != 1L || is.na(arg) || !arg %in% choices) {
+    abort(sprintf("`%s` must be one of %s, not %s.", name,
+                  paste0("\"", choices, "\"", collapse = ", "), describe(arg)),
+          kind = "input", call = call, arg = name)
+  }
+  arg
 }

@@ -68,8 +68,8 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #'   weights: observation i contributes `weights[i]` times its
 #'   log-likelihood. Rows removed by `na.action` are reported by `print()`
 #'   and `summary()`.
-#' @return An object of class `c("moe_em", "moe_fit")`; see [summary.moe_fit()],
-#'   [predict.moe_fit()], [plot.moe_fit()].
+#' @return An object of class `c("moe_em", "moe_fit")`; see [summary.moe_em()],
+#'   [predict.moe_fit()], [plot.moe_em()].
 #' @examples
 #' fit <- moe_em(tuned ~ stretchratio, data = tonedata, K = 2, seed = 1)
 #' fit

@@ -17,7 +17,7 @@ moe_point.moe_fit <- function(object) object$coefficients
 #' predictive mean \eqn{\sum_k g_k(z) x^\top a_k}, `residuals()` the response
 #' minus it (`type = "pearson"` divides by the predictive standard deviation).
 #'
-#' @param object A fit from [moe_em()] or [moe_mcmc()].
+#' @param object A fit from [moe_em()] or `moe_mcmc()`.
 #' @param matrix If `TRUE`, return a list with the `alpha` (expert
 #'   coefficients, p x K), `sigma2` and `W` (gating, q x K with a zero
 #'   reference column) matrices.
@@ -66,7 +66,7 @@ fitted.moe_fit <- function(object, ...) {
 #' @rdname moe_coef
 #' @export
 residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
-  type <- match.arg(type)
+  type <- arg_match(type)
   r <- object$y - fitted(object)
   if (type == "pearson") {
     par <- moe_point(object)
@@ -81,7 +81,7 @@ residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
 
 #' Predictions from a mixture-of-experts fit
 #'
-#' @param object A fit from [moe_em()] or [moe_mcmc()].
+#' @param object A fit from [moe_em()] or `moe_mcmc()`.
 #' @param newdata A data frame with the covariates; `NULL` uses the data of
 #'   the fit.
 #' @param type What to predict: `"mean"` the predictive mean
@@ -108,7 +108,7 @@ residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
 predict.moe_fit <- function(object, newdata = NULL,
                             type = c("mean", "gating", "density", "quantile", "expert"),
                             y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE, ...) {
-  type <- match.arg(type)
+  type <- arg_match(type)
   des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
     new_design(object, newdata)
   predict_par(moe_point(object), des, type, y, probs, log, object$K)
@@ -167,7 +167,7 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
 #' conditional distribution (for MCMC fits, from the posterior predictive:
 #' each simulation uses a different posterior draw).
 #'
-#' @param object A fit from [moe_em()] or [moe_mcmc()].
+#' @param object A fit from [moe_em()] or `moe_mcmc()`.
 #' @param nsim Number of simulated response vectors.
 #' @param seed `NULL` or a seed; with a seed the caller's RNG state is left
 #'   untouched.

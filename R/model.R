@@ -74,8 +74,8 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
           kind = "data", call = call, arg = "formula")
   }
   y <- as.numeric(y)
-  mt <- terms(formula, data = data)
-  mtz <- terms(gating, data = data)
+  mt <- inherit_predvars(terms(formula, data = data), attr(mf, "terms"))
+  mtz <- inherit_predvars(terms(gating, data = data), attr(mf, "terms"))
   X <- model.matrix(mt, mf)
   Z <- model.matrix(mtz, mf)
   check_design(X, "formula", "expert", call)
@@ -106,6 +106,20 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
        xlevels = .getXlevels(mt, mf), zlevels = .getXlevels(mtz, mf),
        contrasts = attr(X, "contrasts"), zcontrasts = attr(Z, "contrasts"),
        na.action = attr(mf, "na.action"), model = mf)
+}
+
+# Give the terms of one formula the `predvars` (data-dependent bases such as
+# poly() or ns() coefficients) computed by model.frame() for the combined
+# formula, so that predictions on new data use the same bases, as in lm().
+inherit_predvars <- function(sub, full) {
+  pv <- attr(full, "predvars")
+  if (is.null(pv)) return(sub)
+  full_vars <- vapply(as.list(attr(full, "variables"))[-1L], deparse1, "")
+  sub_vars <- as.list(attr(sub, "variables"))[-1L]
+  idx <- match(vapply(sub_vars, deparse1, ""), full_vars)
+  if (anyNA(idx)) return(sub)
+  attr(sub, "predvars") <- as.call(c(quote(list), as.list(pv)[-1L][idx]))
+  sub
 }
 
 check_design <- function(M, arg, what, call) {
