@@ -174,3 +174,47 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP maxit, SEXP tol,
   UNPROTECT(6);
   return out;
 }
+
+/* n draws of PG(b_i, z_i), b (int, length >= 1) and z (double, length >= 1)
+ * recycled to length n; every b_i >= 1 and every z_i finite (checked by
+ * rpolyagamma()). A large b_i is drawn in chunks of PG_CHUNK PG(1, z) draws
+ * so that the user can interrupt every PG_CHUNK draws. */
+#define PG_CHUNK 100000
+SEXP ffi_rpolyagamma(SEXP n, SEXP b, SEXP z)
+{
+  FFI_CHECK(TYPEOF(n) == REALSXP && Rf_length(n) == 1);
+  FFI_CHECK(TYPEOF(b) == INTSXP && TYPEOF(z) == REALSXP);
+  double nd = REAL(n)[0];
+  FFI_CHECK(R_FINITE(nd) && nd >= 0 && nd == floor(nd));
+  R_xlen_t N = (R_xlen_t) nd, nb = XLENGTH(b), nz = XLENGTH(z);
+  FFI_CHECK(N == 0 || (nb >= 1 && nz >= 1));
+  const int *bv = INTEGER(b);
+  const double *zv = REAL(z);
+  for (R_xlen_t j = 0; j < nb; j++) FFI_CHECK(bv[j] >= 1);
+  for (R_xlen_t j = 0; j < nz; j++) FFI_CHECK(R_FINITE(zv[j]));
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, N));
+  double *x = REAL(out);
+  R_xlen_t jb = 0, jz = 0;
+  int since = 0;
+  GetRNGstate();
+  for (R_xlen_t i = 0; i < N; i++) {
+    int left = bv[jb];
+    double s = 0.0;
+    while (left > 0) {
+      int m = left < PG_CHUNK ? left : PG_CHUNK;
+      s += rpg(m, zv[jz]);
+      left -= m;
+      since += m;
+      if (since >= PG_CHUNK) {
+        R_CheckUserInterrupt();
+        since = 0;
+      }
+    }
+    x[i] = s;
+    if (++jb == nb) jb = 0;
+    if (++jz == nz) jz = 0;
+  }
+  PutRNGstate();
+  UNPROTECT(1);
+  return out;
+}

@@ -115,4 +115,8 @@ int moe_em_run(const moe_data *d, moe_par *par, const double *R0,
                int *iter, double *loglik, double *work);
 R_xlen_t moe_em_work_size(const moe_data *d);
 
+/* ---- polyagamma.c ---- */
+double rpg1(double z);          /* one PG(1, z) draw; caller holds GetRNGstate() */
+double rpg(int b, double z);    /* PG(b, z) for integer b >= 1: sum of b PG(1, z) draws */
+
 #endif
