@@ -25,6 +25,12 @@
 #include <R_ext/Lapack.h>
 #ifndef FCONE
 #define FCONE
+/* ---- gating.c: the Newton direction shared by gate_newton_step() and the
+ * fused EM of em.c (bench helper) ---- */
+int gate_newton_direction(int q, int K, const double *grad, const double *hess,
+                          const double *W, double ridge, double *g,
+                          double *delta, double *work);
+
 #endif
 
 /* Status bit flags returned by kernels; R turns them into classed conditions
@@ -114,5 +120,11 @@ int moe_em_run(const moe_data *d, moe_par *par, const double *R0,
                const moe_em_control *ctl, double *R, double *trace,
                int *iter, double *loglik, double *work);
 R_xlen_t moe_em_work_size(const moe_data *d);
+
+/* ---- gating.c: the Newton direction shared by gate_newton_step() and the
+ * fused EM of em.c (bench helper) ---- */
+int gate_newton_direction(int q, int K, const double *grad, const double *hess,
+                          const double *W, double ridge, double *g,
+                          double *delta, double *work);
 
 #endif
