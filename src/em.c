@@ -46,7 +46,7 @@
 #include <string.h>
 
 /* Observations per block of the fused pass: the block's coefficients and
- * cross-products (EM_BLOCK (K + P + Tp + Tq) doubles) stay in L1 cache. */
+ * cross-products (EM_BLOCK (3 K - 1 + P + Tp + Tq) doubles) stay in cache. */
 #define EM_BLOCK 64
 
 R_xlen_t moe_em_work_size(const moe_data *d)
@@ -56,7 +56,7 @@ R_xlen_t moe_em_work_size(const moe_data *d)
   R_xlen_t rec = n * (2 + p + q), resp = 2 * n * K;
   R_xlen_t stats = 2 * (2 * K + K * Tp + K * p + m + P * Tq);
   R_xlen_t solve = 2 * p * p + p + 2 * K + 2 * m * m + 3 * m;
-  R_xlen_t scratch = 6 * K + EM_BLOCK * (K + P + Tp + Tq);
+  R_xlen_t scratch = 6 * K + EM_BLOCK * (3 * K - 1 + P + Tp + Tq);
   return rec + resp + stats + solve + scratch;
 }
 
@@ -194,13 +194,13 @@ static double *stats_init(em_stats *st, const em_ctx *c, double *mem)
 }
 
 /*
- * M (J x T, row-major) += co' pr, where co (nb x J) and pr (nb x T) are
- * row-major: the sums over a block of observations of coefficient times
- * cross-product, for J sums at once. Register tiles of 2 x 4 sums make it
+ * M (J x T, row-major) += co' pr, where row i of co (nb x J) starts at
+ * co + i ldc and row i of pr (nb x T) at pr + i ldp: the sums over a block of observations
+ * of coefficient times cross-product (or covariate), for J sums at once. Register tiles of 2 x 4 sums make it
  * bound by arithmetic rather than by loads and stores of M.
  */
-static void block_accumulate(int nb, int J, int T, const double *co,
-                             const double *pr, double *M)
+static void block_accumulate(int nb, int J, int T, const double *co, int ldc,
+                             const double *pr, int ldp, double *M)
 {
   int j = 0;
   for (; j + 2 <= J; j += 2) {
@@ -210,8 +210,8 @@ static void block_accumulate(int nb, int J, int T, const double *co,
       double s00 = 0.0, s01 = 0.0, s02 = 0.0, s03 = 0.0;
       double s10 = 0.0, s11 = 0.0, s12 = 0.0, s13 = 0.0;
       for (int i = 0; i < nb; i++) {
-        const double c0 = co[i * J + j], c1 = co[i * J + j + 1];
-        const double *pp = pr + i * T + t;
+        const double c0 = co[i * ldc + j], c1 = co[i * ldc + j + 1];
+        const double *pp = pr + i * ldp + t;
         s00 += c0 * pp[0]; s01 += c0 * pp[1]; s02 += c0 * pp[2]; s03 += c0 * pp[3];
         s10 += c1 * pp[0]; s11 += c1 * pp[1]; s12 += c1 * pp[2]; s13 += c1 * pp[3];
       }
@@ -221,8 +221,8 @@ static void block_accumulate(int nb, int J, int T, const double *co,
     for (; t < T; t++) {
       double s0 = 0.0, s1 = 0.0;
       for (int i = 0; i < nb; i++) {
-        s0 += co[i * J + j] * pr[i * T + t];
-        s1 += co[i * J + j + 1] * pr[i * T + t];
+        s0 += co[i * ldc + j] * pr[i * ldp + t];
+        s1 += co[i * ldc + j + 1] * pr[i * ldp + t];
       }
       M0[t] += s0;
       M1[t] += s1;
@@ -234,16 +234,48 @@ static void block_accumulate(int nb, int J, int T, const double *co,
     for (; t + 4 <= T; t += 4) {
       double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
       for (int i = 0; i < nb; i++) {
-        const double c0 = co[i * J + j], *pp = pr + i * T + t;
+        const double c0 = co[i * ldc + j], *pp = pr + i * ldp + t;
         s0 += c0 * pp[0]; s1 += c0 * pp[1]; s2 += c0 * pp[2]; s3 += c0 * pp[3];
       }
       M0[t] += s0; M0[t + 1] += s1; M0[t + 2] += s2; M0[t + 3] += s3;
     }
     for (; t < T; t++) {
       double s0 = 0.0;
-      for (int i = 0; i < nb; i++) s0 += co[i * J + j] * pr[i * T + t];
+      for (int i = 0; i < nb; i++) s0 += co[i * ldc + j] * pr[i * ldp + t];
       M0[t] += s0;
     }
+  }
+}
+
+/*
+ * out[j] = sum_a v[a] M[a + j r], j < J (M is r x J, column-major): J dot
+ * products computed side by side so that they do not wait on each other;
+ * each is still summed in the order a = 0, 1, ...
+ */
+static inline void dots(int r, int J, const double *v, const double *M,
+                        double *out)
+{
+  int j = 0;
+  for (; j + 4 <= J; j += 4) {
+    const double *M0 = M + (R_xlen_t) j * r, *M1 = M0 + r, *M2 = M1 + r, *M3 = M2 + r;
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    for (int a = 0; a < r; a++) {
+      double va = v[a];
+      s0 += va * M0[a]; s1 += va * M1[a]; s2 += va * M2[a]; s3 += va * M3[a];
+    }
+    out[j] = s0; out[j + 1] = s1; out[j + 2] = s2; out[j + 3] = s3;
+  }
+  for (; j + 2 <= J; j += 2) {
+    const double *M0 = M + (R_xlen_t) j * r, *M1 = M0 + r;
+    double s0 = 0.0, s1 = 0.0;
+    for (int a = 0; a < r; a++) { s0 += v[a] * M0[a]; s1 += v[a] * M1[a]; }
+    out[j] = s0; out[j + 1] = s1;
+  }
+  if (j < J) {
+    const double *M0 = M + (R_xlen_t) j * r;
+    double s0 = 0.0;
+    for (int a = 0; a < r; a++) s0 += v[a] * M0[a];
+    out[j] = s0;
   }
 }
 
@@ -264,10 +296,10 @@ static inline void cross_products(int r, const double *a, double *out)
  * PASS_XSTATS: the expert sums nk, s, A, c.
  * PASS_GSTATS: the gating gradient G and negative Hessian blocks H.
  * PASS_QIN: st->Qin, the expected gating log-likelihood with Rin.
- * st->Qout is always computed. The matrix sums A and H are accumulated per
- * block of EM_BLOCK observations by block_accumulate(); the vector sums
- * observation by observation. scratch: 6 K + EM_BLOCK (K + P + Tp + Tq)
- * doubles.
+ * st->Qout is always computed. The sums A, c, G and H are accumulated per
+ * block of EM_BLOCK observations by block_accumulate() from per-observation
+ * coefficients; nk and s observation by observation. scratch: 6 K + EM_BLOCK (3 K - 1 + P + Tp +
+ * Tq) doubles.
  */
 static void em_pass(const em_ctx *c, const moe_par *par, const double *Rin,
                     double *Rout, int flags, em_stats *st, double *scratch)
@@ -279,9 +311,10 @@ static void em_pass(const em_ctx *c, const moe_par *par, const double *Rin,
   const double *W = par->W, *alpha = par->alpha;
   double *res = scratch, *eta = res + K, *logg = eta + K, *pi = logg + K;
   double *cst = pi + K, *hp = cst + K;
-  /* per block: coefficients of A (K) and H (P), products x x' and z z' */
-  double *coA = hp + K, *coH = coA + EM_BLOCK * K;
-  double *xx = coH + EM_BLOCK * P, *zz = c->same ? xx : xx + EM_BLOCK * Tp;
+  /* per block: coefficients of A (K), H (P), c and G (2 K - 1), and the
+   * products x x' and z z' */
+  double *coA = hp + K, *coH = coA + EM_BLOCK * K, *coV = coH + EM_BLOCK * P;
+  double *xx = coV + EM_BLOCK * (2 * K - 1), *zz = c->same ? xx : xx + EM_BLOCK * Tp;
   double *nk = st->nk, *cs = st->c, *ss = st->s, *G = st->G;
 
   if (xstats) {
@@ -310,13 +343,8 @@ static void em_pass(const em_ctx *c, const moe_par *par, const double *Rin,
 
       /* gating log-softmax; the reference logit eta_{K-1} is 0 */
       double emax = 0.0;
-      for (int k = 0; k < K - 1; k++) {
-        const double *Wk = W + (R_xlen_t) k * q;
-        double e = 0.0;
-        for (int a = 0; a < q; a++) e += z[a] * Wk[a];
-        eta[k] = e;
-        if (e > emax) emax = e;
-      }
+      dots(q, K - 1, z, W, eta);
+      for (int k = 0; k < K - 1; k++) if (eta[k] > emax) emax = eta[k];
       eta[K - 1] = 0.0;
       double se = 0.0;
       for (int k = 0; k < K; k++) {
@@ -333,12 +361,7 @@ static void em_pass(const em_ctx *c, const moe_par *par, const double *Rin,
         for (int k = 0; k < K; k++) if (Ri[k] > 0.0) Qin += w * Ri[k] * logg[k];
 
       if (estep || xstats) {
-        for (int k = 0; k < K; k++) {
-          const double *ak = alpha + (R_xlen_t) k * p;
-          double m = 0.0;
-          for (int a = 0; a < p; a++) m += x[a] * ak[a];
-          res[k] = m;
-        }
+        dots(p, K, x, alpha, res);
         if (estep) {
           double *Ro = Rout + (R_xlen_t) i * K;
           double lli = estep_obs(K, y, res, 1, logg, 1, cst, hp, Ro, 1);
@@ -352,30 +375,41 @@ static void em_pass(const em_ctx *c, const moe_par *par, const double *Rin,
 
       if (xstats || (gstats && c->same)) cross_products(p, x, xx + ib * Tp);
       if (gstats && !c->same) cross_products(q, z, zz + ib * Tq);
+      /* coefficients of this observation in the block sums: v_k (X'VX),
+       * v_k r_k (X'V r), wt (R_k - g_k) (gradient), the Hessian weights */
+      double *cv = coV + ib * (2 * K - 1);
       if (xstats) {
         double *co = coA + ib * K;
         for (int k = 0; k < K; k++) {
           double v = w * Ri[k], vr = v * res[k];
-          double *ck = cs + (R_xlen_t) k * p;
           co[k] = v;
+          cv[k] = vr;
           nk[k] += v;
           ss[k] += vr * res[k];
-          for (int a = 0; a < p; a++) ck[a] += vr * x[a];
         }
       }
       if (gstats) {
         double *co = coH + ib * P;
         for (int k = 0; k < K - 1; k++) {
-          double v = w * (Ri[k] - pi[k]), wp = w * pi[k];
-          double *Gk = G + (R_xlen_t) k * q;
-          for (int a = 0; a < q; a++) Gk[a] += v * z[a];
+          double wp = w * pi[k];
+          cv[K + k] = w * (Ri[k] - pi[k]);
           for (int l = 0; l < k; l++) *co++ = -wp * pi[l];
           *co++ = wp * (1.0 - pi[k]);
         }
       }
     }
-    if (xstats) block_accumulate(nb, K, Tp, coA, xx, st->A);
-    if (gstats) block_accumulate(nb, P, Tq, coH, zz, st->H);
+    const double *xb = c->rec + (R_xlen_t) i0 * S + 2;
+    if (xstats && gstats && c->same) {
+      /* X'V r and the gradient are both sums of coefficient times x */
+      block_accumulate(nb, 2 * K - 1, p, coV, 2 * K - 1, xb, S, cs);
+    } else {
+      if (xstats) block_accumulate(nb, K, p, coV, 2 * K - 1, xb, S, cs);
+      if (gstats)
+        block_accumulate(nb, K - 1, q, coV + K, 2 * K - 1,
+                         c->same ? xb : xb + p, S, G);
+    }
+    if (xstats) block_accumulate(nb, K, Tp, coA, K, xx, Tp, st->A);
+    if (gstats) block_accumulate(nb, P, Tq, coH, P, zz, Tq, st->H);
   }
   st->ll = ll;
   st->Qin = Qin;
