@@ -180,6 +180,14 @@ test_that("one gating Newton step matches plain R", {
     expect_equal(got$W, want, tolerance = 1e-10)
     expect_true(all(got$W[, 3] == 0))
   }
+  # a saturated start on the wrong side: the full step overshoots and is
+  # halved (to t = 1/4 with this seed)
+  zz <- rnorm(100)
+  Zh <- cbind(1, zz)
+  Rh <- cbind(plogis(-zz), plogis(zz))
+  got <- c_gate_newton(Zh, rep(1, 100), Rh, cbind(c(0, 5), 0), 0)
+  want <- ref_gate_newton(Zh, rep(1, 100), Rh, cbind(c(0, 5), 0), 0)
+  expect_equal(got$W, want, tolerance = 1e-10)
   # fewer observations than experts: a ridge keeps the Hessian definite
   Zs <- Z[1:2, 1:2]
   Rs <- rbind(c(0.7, 0.1, 0.1, 0.1), c(0.1, 0.1, 0.2, 0.6))
