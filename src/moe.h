@@ -25,6 +25,12 @@
 #include <R_ext/Lapack.h>
 #ifndef FCONE
 #define FCONE
+/* ---- gating.c: the Newton direction shared by gate_newton_step() and the
+ * fused EM of em.c (bench helper) ---- */
+int gate_newton_direction(int q, int K, const double *grad, const double *hess,
+                          const double *W, double ridge, double *g,
+                          double *delta, double *work);
+
 #endif
 
 /* Status bit flags returned by kernels; R turns them into classed conditions
@@ -118,5 +124,10 @@ R_xlen_t moe_em_work_size(const moe_data *d);
 /* ---- polyagamma.c ---- */
 double rpg1(double z);          /* one PG(1, z) draw; caller holds GetRNGstate() */
 double rpg(int b, double z);    /* PG(b, z) for integer b >= 1: sum of b PG(1, z) draws */
+/* ---- gating.c: the Newton direction shared by gate_newton_step() and the
+ * fused EM of em.c (bench helper) ---- */
+int gate_newton_direction(int q, int K, const double *grad, const double *hess,
+                          const double *W, double ridge, double *g,
+                          double *delta, double *work);
 
 #endif
