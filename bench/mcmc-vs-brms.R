@@ -39,7 +39,12 @@ summ <- function(name, ll, pm, seconds) {
   ess_ll <- posterior::ess_bulk(ll)
   ess_pm <- apply(pm, 3L, posterior::ess_bulk)
   rhat_pm <- apply(pm, 3L, posterior::rhat)
-  data.frame(sampler = name, cpu_s = seconds,
+  cat(sprintf("%s: E(y | x) at x = %s: posterior mean %s; bulk ESS %s; Rhat %s\n", name,
+              paste(x0, collapse = ", "),
+              paste(format(apply(pm, 3L, mean), digits = 4), collapse = ", "),
+              paste(round(ess_pm), collapse = ", "),
+              paste(format(rhat_pm, digits = 3), collapse = ", ")))
+  data.frame(sampler = name, cpu_s = seconds, mean_ll = mean(ll),
              rhat_ll = posterior::rhat(ll), ess_ll = ess_ll, ess_ll_s = ess_ll / seconds,
              rhat_pm_max = max(rhat_pm), ess_pm_min = min(ess_pm),
              ess_pm_s_min = min(ess_pm) / seconds, ess_pm_s_median = median(ess_pm) / seconds)
@@ -69,11 +74,23 @@ pred_mean <- function(draws, x0, K = 3L) {
   array(out, c(dim(draws)[1:2], length(x0)))
 }
 pm_moe <- pred_mean(fit$draws, x0)
-res <- summ("bayesmoe (Gibbs)", fit$loglik_draws, pm_moe, sum(fit$timing))
 cat(sprintf("bayesmoe: n = %d, %d chains x %d iterations; CPU %.2f s in total (EM start included), %.2f s in the chains (%s per chain)\n",
             n, chains, iter, cpu(t_moe), sum(fit$timing),
             paste(sprintf("%.2f", fit$timing), collapse = ", ")))
-cat("bayesmoe: mean log-likelihood per chain:", format(colMeans(fit$loglik_draws), nsmall = 2), "\n")
+cat("bayesmoe: mean log-likelihood per chain:", format(colMeans(fit$loglik_draws), nsmall = 2),
+    "; gating MH acceptance", format(mean(fit$accept), digits = 2), "\n")
+cat("bayesmoe: Rhat of the log-likelihood", format(posterior::rhat(fit$loglik_draws), digits = 4),
+    "; largest difference of the chain means", format(diff(range(colMeans(fit$loglik_draws))), digits = 3), "\n")
+res <- summ("bayesmoe (PG + MH, default)", fit$loglik_draws, pm_moe, sum(fit$timing))
+# the other gating updates: Polya-Gamma draws only, Metropolis-Hastings only
+fit_pg <- moe_mcmc(y ~ x, data = d, K = 3, chains = chains, iter = iter, seed = 1,
+                   progress = FALSE, control = moe_mcmc_control(gate_update = "pg"))
+res <- rbind(res, summ("bayesmoe (PG only)", fit_pg$loglik_draws,
+                       pred_mean(fit_pg$draws, x0), sum(fit_pg$timing)))
+fit_mh <- moe_mcmc(y ~ x, data = d, K = 3, chains = chains, iter = iter, seed = 1,
+                   progress = FALSE, control = moe_mcmc_control(gate_update = "mh"))
+res <- rbind(res, summ("bayesmoe (MH only)", fit_mh$loglik_draws,
+                       pred_mean(fit_mh$draws, x0), sum(fit_mh$timing)))
 
 ## ---- cost of one sweep against one log-likelihood pass ----
 s <- bayesmoe:::scale_data(fit$scaling, fit$y, fit$X, fit$Z)
@@ -83,13 +100,16 @@ t_ll <- system.time(for (r in seq_len(reps))
   .Call(bayesmoe:::ffi_loglik, s$y, s$X, s$Z, fit$weights, st$alpha, st$sigma2, st$W))
 ns_ll <- 1e9 * cpu(t_ll) / (reps * n * 3)
 ns_sweep <- 1e9 * sum(fit$timing) / (chains * iter * n * 3)
-cat(sprintf("cost per observation per expert: log-likelihood pass %.1f ns, Gibbs sweep %.1f ns, ratio %.1f\n",
-            ns_ll, ns_sweep, ns_sweep / ns_ll))
+ns_sweep_pg <- 1e9 * sum(fit_pg$timing) / (chains * iter * n * 3)
+ns_sweep_mh <- 1e9 * sum(fit_mh$timing) / (chains * iter * n * 3)
+cat(sprintf("cost per observation per expert: log-likelihood pass %.1f ns; sweep with PG + MH gating %.1f ns (ratio %.1f), PG only %.1f ns (ratio %.1f), MH only %.1f ns (ratio %.1f)\n",
+            ns_ll, ns_sweep, ns_sweep / ns_ll, ns_sweep_pg, ns_sweep_pg / ns_ll,
+            ns_sweep_mh, ns_sweep_mh / ns_ll))
 
 ## ---- brms ----
 brms_ok <- requireNamespace("brms", quietly = TRUE) && requireNamespace("rstan", quietly = TRUE)
-if (!brms_ok) {
-  cat("brms or rstan is not installed: brms comparison skipped.\n")
+if (!brms_ok || identical(Sys.getenv("BENCH_BRMS"), "false")) {
+  cat("brms or rstan is not installed (or BENCH_BRMS=false): brms comparison skipped.\n")
 } else {
   suppressPackageStartupMessages(library(brms))
   # Debian keeps the Boost headers in the system include folder rather than
@@ -105,26 +125,49 @@ if (!brms_ok) {
                                      silent = 2, refresh = 0))
   cat(sprintf("brms: compile %.1f s elapsed (%.1f s CPU incl. the compiler)\n",
               t_compile[["elapsed"]], sum(t_compile[c(1, 2, 4, 5)], na.rm = TRUE)))
-  t_brms <- system.time(b <- update(b0, recompile = FALSE, chains = chains, iter = iter,
-                                    cores = 1, seed = 1, refresh = 0, silent = 2))
-  el <- rstan::get_elapsed_time(b$fit)
-  Sb <- iter - floor(iter / 2)
-  ll_b <- matrix(rowSums(log_lik(b)), Sb, chains)
-  pm_b <- array(posterior_epred(b, newdata = data.frame(x = x0)), c(Sb, chains, length(x0)))
-  res <- rbind(res, summ("brms (NUTS)", ll_b, pm_b, cpu(t_brms)))
-  cat(sprintf("brms: sampling CPU %.1f s (Stan warm-up + sampling per chain: %s s)\n",
-              cpu(t_brms), paste(sprintf("%.1f", rowSums(el)), collapse = ", ")))
-  np <- nuts_params(b)
-  cat(sprintf("brms: %d divergent transitions, %d at max treedepth\n",
-              sum(np$Value[np$Parameter == "divergent__"]),
-              sum(np$Value[np$Parameter == "treedepth__"] >= 10)))
-  cat("brms: mean log-likelihood per chain:", format(colMeans(ll_b), nsmall = 2), "\n")
-  cat("posterior mean of E(y | x) at x =", x0, "\n")
-  print(rbind(bayesmoe = apply(pm_moe, 3L, mean), brms = apply(pm_b, 3L, mean)))
+  # Starting values for Stan from bayesmoe's EM solution: brms orders the
+  # components by their intercepts at the mean of x (centred predictors) and
+  # takes the first as the gating reference.
+  em <- fit$em$par
+  xbar <- mean(d$x)
+  ord <- order(em$alpha[1, ] + em$alpha[2, ] * xbar)
+  em_init <- function() {
+    a <- em$alpha[, ord]
+    W <- em$W[, ord] - em$W[, ord[1]]
+    list(ordered_Intercept = as.array(a[1, ] + a[2, ] * xbar),
+         b_mu1 = as.array(a[2, 1]), b_mu2 = as.array(a[2, 2]), b_mu3 = as.array(a[2, 3]),
+         sigma1 = sqrt(em$sigma2[ord[1]]), sigma2 = sqrt(em$sigma2[ord[2]]),
+         sigma3 = sqrt(em$sigma2[ord[3]]),
+         Intercept_theta2 = W[1, 2] + W[2, 2] * xbar, b_theta2 = as.array(W[2, 2]),
+         Intercept_theta3 = W[1, 3] + W[2, 3] * xbar, b_theta3 = as.array(W[2, 3]))
+  }
+  run_brms <- function(label, init) {
+    t_brms <- system.time(b <- update(b0, recompile = FALSE, chains = chains, iter = iter,
+                                      cores = 1, seed = 1, refresh = 0, silent = 2,
+                                      init = init))
+    el <- rstan::get_elapsed_time(b$fit)
+    Sb <- iter - floor(iter / 2)
+    ll_b <- matrix(rowSums(log_lik(b)), Sb, chains)
+    pm_b <- array(posterior_epred(b, newdata = data.frame(x = x0)), c(Sb, chains, length(x0)))
+    cat(sprintf("%s: sampling CPU %.1f s (Stan warm-up + sampling per chain: %s s)\n", label,
+                cpu(t_brms), paste(sprintf("%.1f", rowSums(el)), collapse = ", ")))
+    np <- nuts_params(b)
+    cat(sprintf("%s: %d divergent transitions, %d at max treedepth\n", label,
+                sum(np$Value[np$Parameter == "divergent__"]),
+                sum(np$Value[np$Parameter == "treedepth__"] >= 10)))
+    cat(label, ": mean log-likelihood per chain: ", paste(format(colMeans(ll_b), nsmall = 2),
+                                                         collapse = " "), "\n", sep = "")
+    summ(label, ll_b, pm_b, cpu(t_brms))
+  }
+  res <- rbind(res, run_brms("brms (NUTS, default inits)", "random"),
+               run_brms("brms (NUTS, EM inits)", em_init))
 }
 print(res, digits = 4, row.names = FALSE)
-if (nrow(res) == 2L) {
-  cat(sprintf("ESS/s ratio bayesmoe / brms: log-likelihood %.0f x; predictive mean (min over x) %.0f x, (median) %.0f x\n",
-              res$ess_ll_s[1] / res$ess_ll_s[2], res$ess_pm_s_min[1] / res$ess_pm_s_min[2],
-              res$ess_pm_s_median[1] / res$ess_pm_s_median[2]))
+for (j in grep("^brms", res$sampler)) {
+  for (i in grep("^bayesmoe", res$sampler)) {
+    cat(sprintf("ESS/s ratio %s / %s: log-likelihood %.0f x; predictive mean, min over x %.0f x, median %.0f x\n",
+                res$sampler[i], res$sampler[j], res$ess_ll_s[i] / res$ess_ll_s[j],
+                res$ess_pm_s_min[i] / res$ess_pm_s_min[j],
+                res$ess_pm_s_median[i] / res$ess_pm_s_median[j]))
+  }
 }

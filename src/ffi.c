@@ -199,10 +199,10 @@ static const double *real_of_length(SEXP x, R_xlen_t len)
  * alpha (p x K), sigma2 (K), W (q x K, last column zero), on internal-scale
  * data with whole case weights >= 1. prior: list(m_a, Va_inv, Va_inv_m,
  * m_Va_inv_m, c0, C0, s_w2, exchangeable) as made by prior_internal() in R.
- * control: integer (warmup, iter, thin, offset, refresh, chain, gate_mh).
+ * control: integer (warmup, iter, thin, offset, refresh, chain, gate_mode).
  * Returns list(alpha = p x K x S, sigma2 = K x S, W = q x K x S,
- * loglik = S, alpha_end, sigma2_end, W_end, status, done, accept (K - 1
- * accepted gating Metropolis-Hastings refreshes after warm-up)).
+ * loglik = S, alpha_end, sigma2_end, W_end, status, done, accept (the
+ * number of accepted gating Metropolis-Hastings refreshes after warm-up)).
  */
 SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
                     SEXP W, SEXP prior, SEXP control)
@@ -228,7 +228,8 @@ SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   const int *ci = INTEGER(control);
   moe_mcmc_control ctl = { ci[0], ci[1], ci[2], ci[3], ci[4], ci[5], ci[6] };
   FFI_CHECK(ctl.warmup >= 0 && ctl.iter >= 0 && ctl.thin >= 1 &&
-            ctl.offset >= 0 && ctl.refresh >= 0);
+            ctl.offset >= 0 && ctl.refresh >= 0 && ctl.gate_mode >= 0 &&
+            ctl.gate_mode <= 2);
   int S = (ctl.offset + ctl.iter) / ctl.thin - ctl.offset / ctl.thin;
 
   const char *names[] = {"alpha", "sigma2", "W", "loglik", "alpha_end",
@@ -242,7 +243,7 @@ SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   SEXP s_end = PROTECT(Rf_duplicate(sigma2));
   SEXP w_end = PROTECT(Rf_duplicate(W));
   moe_par par = { REAL(a_end), REAL(s_end), REAL(w_end) };
-  SEXP acc = PROTECT(Rf_allocVector(INTSXP, K));
+  SEXP acc = PROTECT(Rf_allocVector(INTSXP, 1));
   moe_mcmc_draws dr = { REAL(a_draws), REAL(s_draws), REAL(w_draws), REAL(ll),
                         INTEGER(acc), S, 0 };
   R_xlen_t nd, ni;
@@ -260,7 +261,7 @@ SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   SET_VECTOR_ELT(out, 6, w_end);
   SET_VECTOR_ELT(out, 7, Rf_ScalarInteger(st));
   SET_VECTOR_ELT(out, 8, Rf_ScalarInteger(dr.done));
-  SET_VECTOR_ELT(out, 9, Rf_lengthgets(acc, K - 1));
+  SET_VECTOR_ELT(out, 9, acc);
   UNPROTECT(9);
   return out;
 }

@@ -29,10 +29,12 @@
  *     conditional prior of w_k given the other gating vectors:
  *     exchangeable prior: b0 = (1 / (K - 1)) sum_{j < K, j != k} w_j,
  *     B0 = K / (K - 1) diag(s_w2); independent prior: b0 = 0, B0 = diag(s_w2);
- *     when ctl->gate_mh, each Polya-Gamma draw of w_k is followed by a
- *     Metropolis-Hastings step on the same conditional p(w_k | N, w_-k)
+ *     with ctl->gate_mode 1 (the default in R) the Polya-Gamma draws are
+ *     followed by a joint Metropolis-Hastings step on p(W | N)
  *     (gate_mh_step(): Gamerman's Fisher-scoring proposal), which speeds
- *     mixing of steep gates.
+ *     mixing of steep gates and of correlated gating vectors; with 2 only
+ *     that step is made (no Polya-Gamma draws), with 0 only the Polya-Gamma
+ *     draws.
  * The state carried from sweep to sweep is (alpha, sigma2, W) only: the
  * logits eta are recomputed from W by eta_column(), the expert means on the
  * fly, so a chain restarted from a stored state and RNG state reproduces one
@@ -50,9 +52,10 @@
 void moe_mcmc_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint)
 {
   R_xlen_t n = d->n, p = d->p, q = d->q, K = d->K;
-  *ndouble = (p + q + K + 1) * n + K * (p * p + p + 2) + 3 * K +
-             2 * p * p + 4 * p + 4 * q * q + 9 * q;
-  *nint = n + K * n + K;
+  R_xlen_t m = q * (K - 1);
+  *ndouble = (p + q + K) * n + K * (p * p + p + 2) + 3 * K +
+             2 * p * p + 4 * p + 2 * q * q + 4 * q + 3 * m * m + 3 * m + 1 + q * K;
+  *nint = n + K * n;
 }
 
 void moe_mcmc_work_init(const moe_data *d, double *dbl, int *ints,
@@ -82,17 +85,17 @@ void moe_mcmc_work_init(const moe_data *d, double *dbl, int *ints,
   w->mw = t;    t += q;
   w->zq = t;    t += q;
   w->zeroq = t; t += q;
-  w->Cw = t;    t += n;
-  w->b0 = t;    t += q;
-  w->v0 = t;    t += q;
-  w->H1 = t;    t += (R_xlen_t) q * q;
-  w->H1save = t; t += (R_xlen_t) q * q;
-  w->g = t;     t += q;
-  w->ws = t;    t += q;
-  w->tq = t;
+  R_xlen_t m = (R_xlen_t) q * (K - 1);
+  w->H0 = t;    t += m * m;
+  w->H1 = t;    t += m * m;
+  w->Hsave = t; t += m * m;
+  w->g = t;     t += m;
+  w->mu = t;    t += m;
+  w->tm = t;    t += m + 1;
+  w->Ws = t;    /* q x K: the proposal, reference column zero */
+  for (R_xlen_t u = 0; u < (R_xlen_t) q * K; u++) w->Ws[u] = 0.0;
   w->wi = ints;
   w->N = ints + n;
-  w->acc_warmup = ints + n + (R_xlen_t) K * n;
   for (int i = 0; i < n; i++) {
     for (int a = 0; a < p; a++)
       w->Xr[a + (R_xlen_t) i * p] = d->X[i + (R_xlen_t) a * n];
@@ -234,111 +237,140 @@ static int update_experts(const moe_data *d, const moe_mcmc_prior *pr,
 }
 
 /*
- * Log density of the conditional p(w_k | allocations, w_-k) at wk, up to a
- * constant: sum_i N_ki psi_i - wt_i log(1 + e^psi_i), psi_i = z_i'wk - C_ik,
- * plus the conditional prior N(b0, diag(v0)). Writes its gradient g (q) and
- * negative Hessian H (q x q, lower triangle: the Fisher information, as the
- * model is a logistic regression in wk).
+ * Log density of p(W | allocations) up to a constant (a multinomial logistic
+ * regression): sum_i sum_k N_ki eta_ik - wt_i log sum_k exp(eta_ik), eta = Z W,
+ * plus the gating prior. Wf holds the m = q (K - 1) free coefficients,
+ * column k of W at Wf + k q. Writes the gradient g (m) and the negative
+ * Hessian H (m x m, lower triangle; the Fisher information, as the model is
+ * a multinomial logit), rows and columns ordered (k, a) -> k q + a.
+ * pk: K doubles of scratch.
  */
-static double gate_logpost(const moe_data *d, const moe_mcmc_work *w,
-                           const double *wk, int k, double *g, double *H)
+static double gate_joint_logpost(const moe_data *d, const moe_mcmc_prior *pr,
+                                 const moe_mcmc_work *w, const double *Wf,
+                                 double *g, double *H, double *pk)
 {
-  int n = d->n, q = d->q, K = d->K;
+  int n = d->n, q = d->q, K = d->K, m = q * (K - 1);
   double lp = 0.0;
-  for (int a = 0; a < q; a++) g[a] = 0.0;
-  for (int t = 0; t < q * q; t++) H[t] = 0.0;
+  for (int t = 0; t < m; t++) g[t] = 0.0;
+  for (R_xlen_t t = 0; t < (R_xlen_t) m * m; t++) H[t] = 0.0;
   for (int i = 0; i < n; i++) {
     const double *zi = w->Zr + (R_xlen_t) i * q;
-    double psi = -w->Cw[i];
-    for (int a = 0; a < q; a++) psi += zi[a] * wk[a];
-    double wi = w->wi[i], Nik = w->N[k + (R_xlen_t) i * K];
-    double e = exp(-fabs(psi)), pr = psi > 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-    lp += Nik * psi - wi * ((psi > 0.0 ? psi : 0.0) + log1p(e));
-    double res = Nik - wi * pr, h = wi * pr * (1.0 - pr);
-    for (int a = 0; a < q; a++) {
-      double hz = h * zi[a];
-      g[a] += res * zi[a];
-      for (int b = 0; b <= a; b++) H[a + b * q] += hz * zi[b];
+    const int *Ni = w->N + (R_xlen_t) i * K;
+    double wi = w->wi[i], mx = 0.0, s = 0.0;  /* the reference logit is 0 */
+    for (int k = 0; k < K - 1; k++) {
+      double e = 0.0;
+      for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
+      pk[k] = e;
+      lp += Ni[k] * e;
+      if (e > mx) mx = e;
+    }
+    pk[K - 1] = 0.0;
+    for (int k = 0; k < K; k++) {
+      pk[k] = exp(pk[k] - mx);
+      s += pk[k];
+    }
+    lp -= wi * (mx + log(s));
+    for (int k = 0; k < K - 1; k++) {
+      pk[k] /= s;
+      double r = Ni[k] - wi * pk[k];
+      for (int a = 0; a < q; a++) g[k * q + a] += r * zi[a];
+    }
+    for (int k = 0; k < K - 1; k++) {
+      for (int l = 0; l <= k; l++) {
+        double h = wi * pk[k] * ((k == l ? 1.0 : 0.0) - pk[l]);
+        for (int a = 0; a < q; a++) {
+          double hz = h * zi[a];
+          double *Hc = H + (R_xlen_t) (l * q) * m + k * q + a;
+          int bmax = k == l ? a : q - 1;  /* lower triangle only */
+          for (int b = 0; b <= bmax; b++) Hc[(R_xlen_t) b * m] += hz * zi[b];
+        }
+      }
     }
   }
+  /* prior: per coordinate a, precision (I - 11'/K) / s_a^2 over the free
+   * experts (exchangeable) or I / s_a^2 (independent) */
+  double off = pr->exchangeable ? 1.0 / K : 0.0;
   for (int a = 0; a < q; a++) {
-    double dev = wk[a] - w->b0[a];
-    lp -= 0.5 * dev * dev / w->v0[a];
-    g[a] -= dev / w->v0[a];
-    H[a + a * q] += 1.0 / w->v0[a];
+    double prec = 1.0 / pr->s_w2[a], sum = 0.0, ss = 0.0;
+    for (int k = 0; k < K - 1; k++) {
+      sum += Wf[a + k * q];
+      ss += Wf[a + k * q] * Wf[a + k * q];
+    }
+    lp -= 0.5 * prec * (ss - off * sum * sum);
+    for (int k = 0; k < K - 1; k++) {
+      g[k * q + a] -= prec * (Wf[a + k * q] - off * sum);
+      for (int l = 0; l <= k; l++)
+        H[(k * q + a) + (R_xlen_t) (l * q + a) * m] += prec * ((k == l) - off);
+    }
   }
   return lp;
 }
 
-/* (x - m)' L L' (x - m) for a lower Cholesky factor L; tmp: q doubles. */
-static double chol_quad(int q, const double *L, const double *x, const double *m,
+/* (x - mu)' L L' (x - mu) for a lower Cholesky factor L (m x m); tmp: m. */
+static double chol_quad(int m, const double *L, const double *x, const double *mu,
                         double *tmp)
 {
   int one = 1;
-  for (int a = 0; a < q; a++) tmp[a] = x[a] - m[a];
-  F77_CALL(dtrmv)("L", "T", "N", &q, L, &q, tmp, &one FCONE FCONE FCONE);
+  for (int a = 0; a < m; a++) tmp[a] = x[a] - mu[a];
+  F77_CALL(dtrmv)("L", "T", "N", &m, L, &m, tmp, &one FCONE FCONE FCONE);
   double s = 0.0;
-  for (int a = 0; a < q; a++) s += tmp[a] * tmp[a];
+  for (int a = 0; a < m; a++) s += tmp[a] * tmp[a];
   return s;
 }
 
 /*
- * Metropolis-Hastings refresh of w_k targeting p(w_k | allocations, w_-k)
- * with Gamerman's (1997) proposal: one Fisher-scoring step from the current
- * value, w* ~ N(w + H^{-1} g, H^{-1}) (g, H at w), accepted with the usual
- * ratio, whose reverse move uses the step from w*. It leaves the conditional
- * invariant, so the sweep stays a valid Gibbs sampler, and it moves far when
- * the gating is steep, where the Polya-Gamma step alone mixes slowly (its
- * augmented precision is dominated by observations far from the gating
- * boundaries). Returns 1 when the proposal was accepted, -1 when a
- * precision could not be factorised (nothing changed), 0 otherwise.
+ * Metropolis-Hastings refresh of all gating vectors at once, targeting
+ * p(W | allocations) with Gamerman's (1997) proposal: one Fisher-scoring
+ * step from the current value, W* ~ N(W + H^{-1} g, H^{-1}) (g, H at W),
+ * accepted with the Metropolis-Hastings ratio, whose reverse move uses the
+ * step from W*. It leaves that conditional (and so the posterior) invariant.
+ * It complements the one-vector-at-a-time Polya-Gamma steps where they mix
+ * slowly: steep gates, whose augmented precision is dominated by the
+ * observations far from the gating boundaries, and gating vectors that are
+ * correlated a posteriori (the proposal uses the joint information).
+ * Returns 1 when the proposal was accepted, -1 when a precision could not
+ * be factorised (nothing changed), 0 otherwise.
  */
-static int gate_mh_step(const moe_data *d, moe_mcmc_work *w, double *wk, int k)
+static int gate_mh_step(const moe_data *d, const moe_mcmc_prior *pr,
+                        moe_mcmc_work *w, double *W)
 {
-  int q = d->q;
-  double *H0 = w->P, *H1 = w->H1, *g = w->g, *ws = w->ws, *m = w->mw, *tq = w->tq;
-  double lp0 = gate_logpost(d, w, wk, k, g, H0);
-  if (chol_factor_ridge(q, H0, w->Psave, 0.0) != 0) return -1;
-  for (int a = 0; a < q; a++) m[a] = g[a];
-  chol_solve_factored(q, H0, m, 1);
-  for (int a = 0; a < q; a++) m[a] += wk[a];
-  mvn_draw_chol(q, H0, m, ws, tq);
-  double lq_fwd = 0.5 * log_det_chol(q, H0) - 0.5 * chol_quad(q, H0, ws, m, tq);
-  double lp1 = gate_logpost(d, w, ws, k, g, H1);
-  if (!R_FINITE(lp1) || chol_factor_ridge(q, H1, w->H1save, 0.0) != 0) return 0;
-  for (int a = 0; a < q; a++) m[a] = g[a];
-  chol_solve_factored(q, H1, m, 1);
-  for (int a = 0; a < q; a++) m[a] += ws[a];
-  double lq_rev = 0.5 * log_det_chol(q, H1) - 0.5 * chol_quad(q, H1, wk, m, tq);
+  int q = d->q, K = d->K, m = q * (K - 1);
+  double *H0 = w->H0, *H1 = w->H1, *g = w->g, *Ws = w->Ws, *mu = w->mu,
+         *tm = w->tm, *pk = w->lk;
+  double lp0 = gate_joint_logpost(d, pr, w, W, g, H0, pk);
+  if (chol_factor_ridge(m, H0, w->Hsave, 0.0) != 0) return -1;
+  for (int t = 0; t < m; t++) mu[t] = g[t];
+  chol_solve_factored(m, H0, mu, 1);
+  for (int t = 0; t < m; t++) mu[t] += W[t];
+  mvn_draw_chol(m, H0, mu, Ws, tm);
+  double lq_fwd = 0.5 * log_det_chol(m, H0) - 0.5 * chol_quad(m, H0, Ws, mu, tm);
+  double lp1 = gate_joint_logpost(d, pr, w, Ws, g, H1, pk);
+  if (!R_FINITE(lp1) || chol_factor_ridge(m, H1, w->Hsave, 0.0) != 0) return 0;
+  for (int t = 0; t < m; t++) mu[t] = g[t];
+  chol_solve_factored(m, H1, mu, 1);
+  for (int t = 0; t < m; t++) mu[t] += Ws[t];
+  double lq_rev = 0.5 * log_det_chol(m, H1) - 0.5 * chol_quad(m, H1, W, mu, tm);
   double log_ratio = lp1 - lp0 + lq_rev - lq_fwd;
   if (log(unif_rand()) < log_ratio) {
-    for (int a = 0; a < q; a++) wk[a] = ws[a];
+    for (int t = 0; t < m; t++) W[t] = Ws[t];
     return 1;
   }
   return 0;
 }
 
-/* Polya-Gamma draw of each non-reference gating vector in turn, each followed
- * (when gate_mh) by a Metropolis-Hastings refresh; accepted[k] counts the
- * accepted refreshes. */
+/* Gating update, by `mode` (moe_mcmc_control.gate_mode): 0, a Polya-Gamma
+ * draw of each non-reference gating vector in turn; 1, the same followed by
+ * a joint Metropolis-Hastings refresh of all of them; 2, the refresh only.
+ * *accepted counts accepted refreshes. */
 static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
-                         moe_mcmc_work *w, moe_par *par, int gate_mh,
+                         moe_mcmc_work *w, moe_par *par, int mode,
                          int *accepted)
 {
   int n = d->n, q = d->q, K = d->K, status = MOE_OK;
   if (K < 2) return status;
   double *P = w->P, *r = w->r, *mw = w->mw;
   double vfac = pr->exchangeable ? (double) K / (K - 1) : 1.0;
-  for (int k = 0; k < K - 1; k++) {
-    for (int a = 0; a < q; a++) {
-      double b0 = 0.0;
-      if (pr->exchangeable && K > 2) {
-        for (int j = 0; j < K - 1; j++) if (j != k) b0 += par->W[a + j * q];
-        b0 /= (K - 1);
-      }
-      w->b0[a] = b0;
-      w->v0[a] = vfac * pr->s_w2[a];
-    }
+  for (int k = 0; k < K - 1 && mode != 2; k++) {
     for (int t = 0; t < q * q; t++) P[t] = 0.0;
     for (int a = 0; a < q; a++) r[a] = 0.0;
     for (int i = 0; i < n; i++) {
@@ -348,7 +380,6 @@ static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
       for (int j = 0; j < K; j++) if (j != k && ei[j] > mx) mx = ei[j];
       for (int j = 0; j < K; j++) if (j != k) s += exp(ei[j] - mx);
       double C = mx + log(s), psi = ei[k] - C;
-      w->Cw[i] = C;
       double om = wi == 1 ? rpg1(psi) : rpg(wi, psi);
       double t = (w->N[k + (R_xlen_t) i * K] - 0.5 * wi) + om * C;
       for (int a = 0; a < q; a++) {
@@ -358,8 +389,13 @@ static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
       }
     }
     for (int a = 0; a < q; a++) {
-      P[a + a * q] += 1.0 / w->v0[a];
-      r[a] += w->b0[a] / w->v0[a];
+      double b0 = 0.0, v = vfac * pr->s_w2[a];
+      if (pr->exchangeable && K > 2) {
+        for (int j = 0; j < K - 1; j++) if (j != k) b0 += par->W[a + j * q];
+        b0 /= (K - 1);
+      }
+      P[a + a * q] += 1.0 / v;
+      r[a] += b0 / v;
     }
     int rc = chol_factor_ridge(q, P, w->Psave, 1e-10);
     if (rc < 0) return status | MOE_NOT_PD | MOE_NONFINITE;
@@ -369,12 +405,15 @@ static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
     double *wk = par->W + (R_xlen_t) k * q;
     mvn_draw_chol(q, P, mw, wk, w->zq);
     for (int a = 0; a < q; a++) if (!R_FINITE(wk[a])) status |= MOE_NONFINITE;
-    if (gate_mh && !(status & MOE_NONFINITE)) {
-      int acc = gate_mh_step(d, w, wk, k);
-      if (acc > 0) accepted[k]++;
-      if (acc < 0) status |= MOE_NOT_PD;
-    }
     eta_column(d, w, par->W, k);
+  }
+  if (mode > 0 && !(status & MOE_NONFINITE)) {
+    int acc = gate_mh_step(d, pr, w, par->W);
+    if (acc > 0) {
+      (*accepted)++;
+      for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
+    }
+    if (acc < 0) status |= MOE_NOT_PD;
   }
   return status;
 }
@@ -394,8 +433,8 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
                  moe_mcmc_draws *out, moe_mcmc_work *w)
 {
   int n = d->n, K = d->K, status = MOE_OK;
-  int total = ctl->warmup + ctl->iter, kept = 0, pending = -1, t;
-  for (int k = 0; k < K; k++) out->accept[k] = 0;
+  int total = ctl->warmup + ctl->iter, kept = 0, pending = -1, t, acc_warmup = 0;
+  out->accept[0] = 0;
   for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
   for (int i = 0; i < n; i++) w->eta[K - 1 + (R_xlen_t) i * K] = 0.0;
 
@@ -410,8 +449,8 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
     }
     status |= update_experts(d, pr, w, par);
     if (!(status & MOE_NONFINITE))
-      status |= update_gating(d, pr, w, par, ctl->gate_mh,
-                              t > ctl->warmup ? out->accept : w->acc_warmup);
+      status |= update_gating(d, pr, w, par, ctl->gate_mode,
+                              t > ctl->warmup ? out->accept : &acc_warmup);
     if (status & MOE_NONFINITE) break;
     if (t > ctl->warmup && (ctl->offset + t - ctl->warmup) % ctl->thin == 0 &&
         kept < out->nkeep) {

@@ -52,8 +52,9 @@ typedef struct {
   int warmup, iter, thin, offset;
   int refresh;            /* print progress every `refresh` sweeps; 0: never */
   int chain;              /* chain number, for progress messages */
-  int gate_mh;            /* 1: Metropolis-Hastings refresh of each gating
-                             vector after its Polya-Gamma draw */
+  int gate_mode;          /* gating update: 0 Polya-Gamma draws, 1 those and
+                             a joint Metropolis-Hastings refresh, 2 the
+                             refresh only */
 } moe_mcmc_control;
 
 /* Kept draws (internal scale), filled by moe_mcmc_run(). */
@@ -62,8 +63,7 @@ typedef struct {
   double *sigma2;         /* K x nkeep */
   double *W;              /* q x K x nkeep (reference column zero) */
   double *loglik;         /* nkeep: sum_i wt_i log p(y_i | x_i, z_i, draw) */
-  int *accept;            /* K (first K - 1 used): accepted gating MH
-                             refreshes after warm-up */
+  int *accept;            /* 1: accepted gating MH refreshes after warm-up */
   int nkeep;              /* capacity; on return the number filled */
   int done;               /* sweeps done in this call */
 } moe_mcmc_draws;
@@ -79,10 +79,10 @@ typedef struct {
   double *lk, *cst, *hp;  /* K each */
   double *A, *Asave, *b, *m, *z, *zero; /* expert block: p x p, p x p, p, p, p, p */
   double *P, *Psave, *r, *mw, *zq, *zeroq; /* gating block: q x q, q x q, q, q, q, q */
-  double *Cw;             /* n: C_ik of the gating vector being updated */
-  double *b0, *v0;        /* q, q: its conditional prior mean and variances */
-  double *H1, *H1save, *g, *ws, *tq; /* MH refresh: q x q, q x q, q, q, q */
-  int *acc_warmup;        /* K: accepted MH refreshes during warm-up (unused) */
+  /* joint gating Metropolis-Hastings refresh, m = q (K - 1): */
+  double *H0, *H1, *Hsave; /* m x m each */
+  double *g, *mu, *tm;    /* m, m, m + 1 */
+  double *Ws;             /* q x K proposal (reference column zero) */
 } moe_mcmc_work;
 
 void moe_mcmc_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint);
@@ -209,8 +209,9 @@ typedef struct {
   int warmup, iter, thin, offset;
   int refresh;            /* print progress every `refresh` sweeps; 0: never */
   int chain;              /* chain number, for progress messages */
-  int gate_mh;            /* 1: Metropolis-Hastings refresh of each gating
-                             vector after its Polya-Gamma draw */
+  int gate_mode;          /* gating update: 0 Polya-Gamma draws, 1 those and
+                             a joint Metropolis-Hastings refresh, 2 the
+                             refresh only */
 } moe_mcmc_control;
 
 /* Kept draws (internal scale), filled by moe_mcmc_run(). */
@@ -219,8 +220,7 @@ typedef struct {
   double *sigma2;         /* K x nkeep */
   double *W;              /* q x K x nkeep (reference column zero) */
   double *loglik;         /* nkeep: sum_i wt_i log p(y_i | x_i, z_i, draw) */
-  int *accept;            /* K (first K - 1 used): accepted gating MH
-                             refreshes after warm-up */
+  int *accept;            /* 1: accepted gating MH refreshes after warm-up */
   int nkeep;              /* capacity; on return the number filled */
   int done;               /* sweeps done in this call */
 } moe_mcmc_draws;
@@ -236,10 +236,10 @@ typedef struct {
   double *lk, *cst, *hp;  /* K each */
   double *A, *Asave, *b, *m, *z, *zero; /* expert block: p x p, p x p, p, p, p, p */
   double *P, *Psave, *r, *mw, *zq, *zeroq; /* gating block: q x q, q x q, q, q, q, q */
-  double *Cw;             /* n: C_ik of the gating vector being updated */
-  double *b0, *v0;        /* q, q: its conditional prior mean and variances */
-  double *H1, *H1save, *g, *ws, *tq; /* MH refresh: q x q, q x q, q, q, q */
-  int *acc_warmup;        /* K: accepted MH refreshes during warm-up (unused) */
+  /* joint gating Metropolis-Hastings refresh, m = q (K - 1): */
+  double *H0, *H1, *Hsave; /* m x m each */
+  double *g, *mu, *tm;    /* m, m, m + 1 */
+  double *Ws;             /* q x K proposal (reference column zero) */
 } moe_mcmc_work;
 
 void moe_mcmc_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint);
