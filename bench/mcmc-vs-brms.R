@@ -93,18 +93,34 @@ res <- rbind(res, summ("bayesmoe (MH only)", fit_mh$loglik_draws,
                        pred_mean(fit_mh$draws, x0), sum(fit_mh$timing)))
 
 ## ---- cost of one sweep against one log-likelihood pass ----
-s <- bayesmoe:::scale_data(fit$scaling, fit$y, fit$X, fit$Z)
+# Measured in the same run, alternating: 7 repetitions of 300 sweeps of one
+# chain (C entry point, internal-scale data, from the final state of chain 1,
+# every draw kept with its log-likelihood, as in the fits above) for each
+# gating update, and of 300 log-likelihood passes (ffi_loglik); medians of
+# the CPU time per observation per expert.
+s <- bayesmoe:::mcmc_data(fit$scaling, fit$y, fit$X, fit$Z, fit$weights)
 st <- fit$state[[1L]]
-reps <- 2000L
-t_ll <- system.time(for (r in seq_len(reps))
-  .Call(bayesmoe:::ffi_loglik, s$y, s$X, s$Z, fit$weights, st$alpha, st$sigma2, st$W))
-ns_ll <- 1e9 * cpu(t_ll) / (reps * n * 3)
-ns_sweep <- 1e9 * sum(fit$timing) / (chains * iter * n * 3)
-ns_sweep_pg <- 1e9 * sum(fit_pg$timing) / (chains * iter * n * 3)
-ns_sweep_mh <- 1e9 * sum(fit_mh$timing) / (chains * iter * n * 3)
-cat(sprintf("cost per observation per expert: log-likelihood pass %.1f ns; sweep with PG + MH gating %.1f ns (ratio %.1f), PG only %.1f ns (ratio %.1f), MH only %.1f ns (ratio %.1f)\n",
-            ns_ll, ns_sweep, ns_sweep / ns_ll, ns_sweep_pg, ns_sweep_pg / ns_ll,
-            ns_sweep_mh, ns_sweep_mh / ns_ll))
+pc <- bayesmoe:::prior_internal(fit$prior, ncol(fit$X), ncol(fit$Z))
+reps <- 7L
+sweeps <- 300L
+per <- function(t, m) 1e9 * cpu(t) / (m * n * 3)
+tm <- matrix(NA_real_, reps, 4L, dimnames = list(NULL, c("loglik", "pg+mh", "pg", "mh")))
+set.seed(3)
+for (r in seq_len(reps)) {
+  tm[r, "loglik"] <- per(system.time(for (u in seq_len(sweeps))
+    .Call(bayesmoe:::ffi_loglik, s$y, s$X, s$Z, s$w, st$alpha, st$sigma2, st$W)), sweeps)
+  for (mode in c("pg", "pg+mh", "mh")) {
+    code <- match(mode, c("pg", "pg+mh", "mh")) - 1L
+    tm[r, mode] <- per(system.time(
+      .Call(bayesmoe:::ffi_mcmc_chain, s$y, s$X, s$Z, s$w, st$alpha, st$sigma2, st$W, pc,
+            as.integer(c(0L, sweeps, 1L, 0L, 0L, 1L, code)))), sweeps)
+  }
+}
+med <- apply(tm, 2L, median)
+cat(sprintf("cost per observation per expert (median of %d): log-likelihood pass %.1f ns; Gibbs sweep with gating %s\n",
+            reps, med[["loglik"]],
+            paste(sprintf("\"%s\" %.1f ns (%.1f x the pass)", names(med)[-1L], med[-1L],
+                          med[-1L] / med[["loglik"]]), collapse = ", ")))
 
 ## ---- brms ----
 brms_ok <- requireNamespace("brms", quietly = TRUE) && requireNamespace("rstan", quietly = TRUE)

@@ -146,24 +146,27 @@ static double update_alloc(const moe_data *d, moe_mcmc_work *w,
     const double *xi = w->Xr + (R_xlen_t) i * p, *ei = w->eta + (R_xlen_t) i * K;
     int *Ni = w->N + (R_xlen_t) i * K, wi = w->wi[i];
     double yi = d->y[i], mx = R_NegInf;
+    int km = 0;
     for (int k = 0; k < K; k++) {
       const double *ak = par->alpha + (R_xlen_t) k * p;
       double mu = 0.0;
       for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
       double res = yi - mu, l = ei[k] + cst[k] - res * res * hp[k];
       lk[k] = l;
-      if (l > mx) mx = l;
+      if (l > mx) { mx = l; km = k; }
     }
+    /* log-sum-exp; the largest term is exp(0) = 1, so one exp() is saved */
     double s = 0.0;
     for (int k = 0; k < K; k++) {
-      lk[k] = exp(lk[k] - mx);
+      lk[k] = k == km ? 1.0 : exp(lk[k] - mx);
       s += lk[k];
     }
     if (need_ll) {
       double emx = R_NegInf, se = 0.0;
-      for (int k = 0; k < K; k++) if (ei[k] > emx) emx = ei[k];
-      for (int k = 0; k < K; k++) se += exp(ei[k] - emx);
-      ll += wi * (mx + log(s) - emx - log(se));
+      int em = 0;
+      for (int k = 0; k < K; k++) if (ei[k] > emx) { emx = ei[k]; em = k; }
+      for (int k = 0; k < K; k++) if (k != em) se += exp(ei[k] - emx);
+      ll += wi * (mx + log(s) - emx - log1p(se));
     }
     if (!draw) continue;
     for (int k = 0; k < K; k++) Ni[k] = 0;
@@ -257,16 +260,17 @@ static double gate_joint_logpost(const moe_data *d, const moe_mcmc_prior *pr,
     const double *zi = w->Zr + (R_xlen_t) i * q;
     const int *Ni = w->N + (R_xlen_t) i * K;
     double wi = w->wi[i], mx = 0.0, s = 0.0;  /* the reference logit is 0 */
+    int km = K - 1;
     for (int k = 0; k < K - 1; k++) {
       double e = 0.0;
       for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
       pk[k] = e;
       lp += Ni[k] * e;
-      if (e > mx) mx = e;
+      if (e > mx) { mx = e; km = k; }
     }
     pk[K - 1] = 0.0;
     for (int k = 0; k < K; k++) {
-      pk[k] = exp(pk[k] - mx);
+      pk[k] = k == km ? 1.0 : exp(pk[k] - mx);
       s += pk[k];
     }
     lp -= wi * (mx + log(s));
@@ -376,10 +380,12 @@ static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
     for (int i = 0; i < n; i++) {
       const double *ei = w->eta + (R_xlen_t) i * K, *zi = w->Zr + (R_xlen_t) i * q;
       int wi = w->wi[i];
+      /* C = log sum_{j != k} exp(eta_ij); its largest term is exp(0) = 1 */
       double mx = R_NegInf, s = 0.0;
-      for (int j = 0; j < K; j++) if (j != k && ei[j] > mx) mx = ei[j];
-      for (int j = 0; j < K; j++) if (j != k) s += exp(ei[j] - mx);
-      double C = mx + log(s), psi = ei[k] - C;
+      int jm = -1;
+      for (int j = 0; j < K; j++) if (j != k && ei[j] > mx) { mx = ei[j]; jm = j; }
+      for (int j = 0; j < K; j++) if (j != k && j != jm) s += exp(ei[j] - mx);
+      double C = mx + log1p(s), psi = ei[k] - C;
       double om = wi == 1 ? rpg1(psi) : rpg(wi, psi);
       double t = (w->N[k + (R_xlen_t) i * K] - 0.5 * wi) + om * C;
       for (int a = 0; a < q; a++) {
