@@ -203,9 +203,12 @@ sbc_prior <- function() moe_prior(s_w = 1.5, V_a = 4, c0 = 3, C0 = 1)
 # conditional exchangeable prior of the Polya-Gamma step and the joint one
 # of the Metropolis-Hastings step. Raw parameters are valid SBC functionals
 # (identifiability is not needed), and this close to the exchangeable prior
-# the chain moves freely between labellings. (A deliberately wrong
-# conditional prior mean was caught here with p < 1e-4, but not by the
-# n = 40 runs, where the data dominate.)
+# the chain moves freely between labellings. (Power, checked with
+# deliberate bugs and 500-1000 replications: a wrong conditional prior mean
+# in the Polya-Gamma step was caught here with p < 1e-4 but not by the
+# n = 40 runs, where the data dominate; an independent instead of the
+# exchangeable prior in the Metropolis-Hastings step was caught here and by
+# the n = 40 runs with p < 1e-20.)
 sbc_gate_pvalues <- function(reps, K, prior, mode, warmup = 50, iter = 190,
                              thin = 10, bins = 10) {
   pc <- bayesmoe:::prior_internal(prior, 2L, 2L)
