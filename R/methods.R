@@ -181,8 +181,8 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
 simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
   nsim <- check_number(nsim, "nsim", lower = 1, whole = TRUE)
   seed <- check_seed(seed)
-  pars <- simulation_pars(object, nsim)
-  out <- with_seed(seed, lapply(seq_len(nsim), function(s) {
+  # parameters are chosen under the seed too (posterior draws for MCMC fits)
+  out <- with_seed(seed, lapply(seq_len(nsim), function(s, pars) {
     par <- pars[[s]]
     cm <- moe_components(par, object$X, object$Z)
     g <- exp(cm$log_gate)
@@ -190,7 +190,7 @@ simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
     u <- runif(n)
     k <- 1L + rowSums(u > t(apply(g, 1L, cumsum))[, -ncol(g), drop = FALSE])
     cm$mean[cbind(seq_len(n), k)] + cm$sd[k] * rnorm(n)
-  }))
+  }, pars = simulation_pars(object, nsim)))
   names(out) <- paste0("sim_", seq_len(nsim))
   out <- as.data.frame(out)
   rownames(out) <- rownames(object$X)
