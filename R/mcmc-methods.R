@@ -37,11 +37,14 @@ check_level <- function(level, call = NULL) {
   level
 }
 
-# The draws of a fit as an N x P matrix (chains stacked), raw or relabelled.
-draws_matrix <- function(fit, relabel = FALSE) {
+# The draws of a fit as an N x P matrix (chains stacked), raw or relabelled;
+# with `complete = TRUE` without the rows a stopped chain left NA.
+draws_matrix <- function(fit, relabel = FALSE, complete = FALSE) {
   draws <- if (relabel) relabelled_draws(fit) else fit$draws
   d <- dim(draws)
-  matrix(draws, d[1L] * d[2L], d[3L], dimnames = list(NULL, dimnames(draws)[[3L]]))
+  D <- matrix(draws, d[1L] * d[2L], d[3L], dimnames = list(NULL, dimnames(draws)[[3L]]))
+  if (complete) D <- D[stats::complete.cases(D), , drop = FALSE]
+  D
 }
 
 # Indices of `ndraws` draws evenly spread over the N stacked draws (all when
@@ -75,26 +78,35 @@ mixture_quantile_newton <- function(g, mu, s, prob, tol = 1e-11, maxit = 200L) {
     hi <- pmax(hi, mu[, k] + 12 * s[, k])
   }
   x <- pmin(pmax(rowSums(g * mu), lo), hi)
-  act <- seq_along(x)
-  # iterate on the rows not yet converged only
+  # work on the rows not yet converged; the working set is compacted when
+  # more than half of it has converged (converged rows stay put meanwhile)
+  idx <- seq_along(x)
+  xw <- x
   for (it in seq_len(maxit)) {
-    xa <- x[act]
-    ga <- g[act, , drop = FALSE]
-    ma <- mu[act, , drop = FALSE]
-    sa <- s[act, , drop = FALSE]
-    Fx <- rowSums(ga * stats::pnorm(xa, ma, sa)) - prob
-    fx <- rowSums(ga * dnorm(xa, ma, sa))
+    Fx <- rowSums(g * stats::pnorm(xw, mu, s)) - prob
+    fx <- rowSums(g * dnorm(xw, mu, s))
     above <- Fx > 0
-    hi[act[above]] <- xa[above]
-    lo[act[!above]] <- xa[!above]
-    xn <- xa - Fx / fx
-    bad <- !is.finite(xn) | xn <= lo[act] | xn >= hi[act]
-    xn[bad] <- (lo[act][bad] + hi[act][bad]) / 2
-    done <- abs(xn - xa) <= tol * pmax(1, abs(xa))
-    x[act] <- xn
-    act <- act[!done]
-    if (!length(act)) break
+    hi[above] <- xw[above]
+    lo[!above] <- xw[!above]
+    xn <- xw - Fx / fx
+    bad <- !is.finite(xn) | xn < lo | xn > hi
+    xn[bad] <- (lo[bad] + hi[bad]) / 2
+    done <- abs(xn - xw) <= tol * pmax(1, abs(xw))
+    xw <- xn
+    if (all(done)) break
+    if (sum(done) > length(done) / 2) {
+      x[idx[done]] <- xw[done]
+      keep <- !done
+      idx <- idx[keep]
+      xw <- xw[keep]
+      lo <- lo[keep]
+      hi <- hi[keep]
+      g <- g[keep, , drop = FALSE]
+      mu <- mu[keep, , drop = FALSE]
+      s <- s[keep, , drop = FALSE]
+    }
   }
+  x[idx] <- xw
   x
 }
 
@@ -146,15 +158,9 @@ column_limits <- function(V, level) {
 # Point estimate, print, logLik, residuals
 
 moe_point.moe_mcmc <- function(object) {
-  D <- draws_matrix(object, relabel = TRUE)
+  D <- draws_matrix(object, relabel = TRUE, complete = TRUE)
   par <- par_unflatten(colMeans(D), ncol(object$X), ncol(object$Z), object$K)
   name_par(par, colnames(object$X), colnames(object$Z))
-}
-
-fit_title.moe_mcmc <- function(x) {
-  d <- dim(x$draws)
-  sprintf("Mixture of %d linear-Gaussian expert%s with softmax gating (MCMC: %d chain%s x %d draws)",
-          x$K, if (x$K > 1L) "s" else "", d[2L], if (d[2L] > 1L) "s" else "", d[1L])
 }
 
 #' Log-likelihood, fitted values and residuals of a Bayesian fit
@@ -200,7 +206,7 @@ logLik.moe_mcmc <- function(object, ...) {
 #' @export
 residuals.moe_mcmc <- function(object, type = c("response", "pearson"), ...) {
   type <- check_choice(type, c("response", "pearson"), "type", sys.call())
-  D <- draws_matrix(object)
+  D <- draws_matrix(object, complete = TRUE)
   p <- ncol(object$X)
   q <- ncol(object$Z)
   n <- length(object$y)
@@ -276,6 +282,7 @@ summary.moe_mcmc <- function(object, probs = c(0.025, 0.5, 0.975), ...) {
               list(NULL, dimnames(draws)[[2L]], "loglik"))
   tab <- function(a) {
     M <- matrix(a, d[1L] * d[2L], dim(a)[3L])
+    M <- M[stats::complete.cases(M), , drop = FALSE]
     qs <- t(apply(M, 2L, stats::quantile, probs = probs, names = FALSE))
     if (length(probs) == 1L) qs <- t(qs)
     colnames(qs) <- paste0(100 * probs, "%")
@@ -288,7 +295,9 @@ summary.moe_mcmc <- function(object, probs = c(0.025, 0.5, 0.975), ...) {
   pt <- tab(draws)
   lt <- tab(ll)
   structure(list(
-    call = object$call, K = object$K, title = fit_title(object),
+    call = object$call, K = object$K,
+    title = sprintf("Mixture of %d linear-Gaussian expert%s with softmax gating: posterior summary",
+                    object$K, if (object$K > 1L) "s" else ""),
     coefficients = pt$table, loglik = lt$table[1L, ], accept = object$accept,
     settings = list(chains = d[2L], iter = object$iter, warmup = object$warmup,
                     thin = object$thin, draws = d[1L], seed = object$seed,
@@ -436,7 +445,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
             call = call, arg = "y")
     }
   }
-  D <- draws_matrix(object, relabel = type %in% c("gating", "expert"))
+  D <- draws_matrix(object, relabel = type %in% c("gating", "expert"), complete = TRUE)
   D <- D[draw_index(nrow(D), ndraws, call), , drop = FALSE]
   p <- ncol(object$X)
   q <- ncol(object$Z)
@@ -487,7 +496,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
 # Posterior predictive simulation: one posterior draw (chosen at random, as
 # sampled) per simulated response vector.
 simulation_pars.moe_mcmc <- function(object, nsim) {
-  D <- draws_matrix(object)
+  D <- draws_matrix(object, complete = TRUE)
   idx <- sample.int(nrow(D), nsim, replace = nsim > nrow(D))
   lapply(idx, function(i) par_unflatten(D[i, ], ncol(object$X), ncol(object$Z), object$K))
 }
@@ -573,7 +582,7 @@ plot_draws <- function(x, what, pars, call, ...) {
       graphics::matplot(it, y, type = "l", lty = 1, col = cols, xlab = "iteration",
                         ylab = v, main = v, ...)
     } else {
-      dens <- lapply(seq_len(d[2L]), function(j) stats::density(y[, j]))
+      dens <- lapply(seq_len(d[2L]), function(j) stats::density(y[, j], na.rm = TRUE))
       graphics::plot(NULL, xlim = range(vapply(dens, function(e) range(e$x), numeric(2L))),
                      ylim = c(0, max(vapply(dens, function(e) max(e$y), 0))),
                      xlab = v, ylab = "density", main = v, ...)

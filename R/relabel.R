@@ -188,7 +188,9 @@ permute_features <- function(F, perm) {
 # The parameter set of the pivot: the EM fit stored in the MCMC fit, if any.
 em_pivot <- function(fit) {
   em <- fit$em
-  par <- if (inherits(em, "moe_fit")) em$coefficients else em
+  # a moe_em() fit, a moe_em_fit() result (parameters in `par`) or a
+  # parameter list
+  par <- if (inherits(em, "moe_fit")) em$coefficients else if (is.list(em$par)) em$par else em
   if (is.list(par) && all(c("alpha", "sigma2", "W") %in% names(par)) &&
       length(par$sigma2) == fit$K) par else NULL
 }
@@ -287,26 +289,29 @@ relabel_fit <- function(fit, method = "kmeans", pivot = "auto", maxit = 100L,
     matrix(seq_len(K), N, K, byrow = TRUE)
 
   piv <- relabel_pivot(fit, pivot, call)
-  if (K == 1L) {
-    perm <- matrix(1L, N, 1L)
+  # draws a stopped chain did not fill (NA) keep their labels
+  ok <- which(rowSums(!is.finite(D)) == 0L)
+  perm <- matrix(seq_len(K), N, K, byrow = TRUE)
+  if (K == 1L || !length(ok)) {
     res <- list(iterations = 0L, converged = TRUE, centres = NULL, scale = NULL)
   } else {
-    F <- relabel_features(D, sc, xnames, znames, K)
+    Nok <- length(ok)
+    F <- relabel_features(D[ok, , drop = FALSE], sc, xnames, znames, K)
     Fp <- relabel_features(matrix(par_flatten(piv$par), 1L), sc, xnames, znames, K)
     centres <- matrix(Fp, K, dim(F)[3L])
     scale <- apply(F, 3L, stats::sd)
     scale[!(scale > 0)] <- 1
-    perm <- NULL
+    pok <- NULL
     converged <- FALSE
     for (it in seq_len(if (method == "pivot") 1L else maxit)) {
       new <- assign_perms(relabel_cost(F, centres, scale), exhaustive_max)
-      if (!is.null(perm) && identical(new, perm)) {
+      if (!is.null(pok) && identical(new, pok)) {
         converged <- TRUE
         break
       }
-      perm <- new
-      G <- permute_features(F, perm)
-      centres <- t(vapply(seq_len(K), function(k) colMeans(matrix(G[, k, ], N)),
+      pok <- new
+      G <- permute_features(F, pok)
+      centres <- t(vapply(seq_len(K), function(k) colMeans(matrix(G[, k, ], Nok)),
                           numeric(dim(F)[3L])))
       if (method == "kmeans") {
         within <- apply(G, c(2L, 3L), function(v) if (length(v) > 1L) stats::var(v) else 0)
@@ -315,6 +320,7 @@ relabel_fit <- function(fit, method = "kmeans", pivot = "auto", maxit = 100L,
       }
     }
     if (method == "pivot") converged <- TRUE
+    perm[ok, ] <- pok
     dimnames(centres) <- list(paste0("expert", seq_len(K)), dimnames(F)[[3L]])
     res <- list(iterations = it, converged = converged, centres = centres,
                 scale = setNames(scale, dimnames(F)[[3L]]))
@@ -371,7 +377,8 @@ relabel_pivot <- function(fit, pivot, call = NULL) {
 # A cheap fingerprint of a draws array, so that a stored relabelling is only
 # trusted for the draws it was computed on.
 draws_checksum <- function(draws) {
-  c(dim(draws), sum(draws), sum(draws * seq_along(draws) / length(draws)))
+  c(dim(draws), sum(draws, na.rm = TRUE),
+    sum(draws * seq_along(draws) / length(draws), na.rm = TRUE))
 }
 
 is_relabelled <- function(fit) {

@@ -57,12 +57,11 @@ test_that("summary() tabulates relabelled draws and the raw log-likelihood", {
   expect_equal(s2$coefficients[, "rhat"], tab[, "rhat"], tolerance = 1e-10)
 })
 
-test_that("print(summary()) and print() of an MCMC fit", {
+test_that("print(summary()) of an MCMC fit", {
   set.seed(3)
   f <- fake_tone(seed = 3)
   f$accept <- c(gating = 0.412, temperature = 0.3)
   expect_snapshot(print(summary(f), digits = 3))
-  expect_snapshot(print(f, digits = 3))
   f1 <- fake_mcmc_fit(moe_em(tuned ~ stretchratio, data = tonedata, K = 1), iter = 50,
                       chains = 2, seed = 4)
   expect_snapshot(print(summary(f1), digits = 3))
@@ -304,4 +303,28 @@ test_that("MCMC methods report bad arguments", {
   expect_error(predict(f, type = "median"), class = "bayesmoe_error_input")
   skip_if_not_installed("posterior")
   expect_snapshot(error = TRUE, posterior::as_draws_array(f, relabel = NA))
+})
+
+test_that("methods skip the draws a stopped chain left NA", {
+  set.seed(15)
+  f <- fake_tone()
+  f$draws[91:100, 2, ] <- NA
+  f$loglik_draws[91:100, 2] <- NA
+  keep <- matrix(TRUE, 100, 2)
+  keep[91:100, 2] <- FALSE
+  truth <- matrix(f$true_draws, 200)[as.vector(keep), ]
+  expect_same(coef(f), colMeans(truth))
+  s <- summary(f)
+  expect_same(s$coefficients[, "mean"], colMeans(truth))
+  expect_true(all(is.na(s$coefficients[, "rhat"])))
+  expect_equal(unname(s$loglik["mean"]), mean(f$loglik_draws, na.rm = TRUE))
+  nd <- data.frame(stretchratio = c(1.5, 2.5))
+  M <- vapply(per_draw(f, nd, "mean")[as.vector(keep)], identity, numeric(2))
+  expect_same(predict(f, nd), rowMeans(M))
+  expect_false(anyNA(residuals(f, type = "pearson")))
+  expect_false(anyNA(simulate(f, nsim = 20, seed = 1)))
+  expect_true(all(is.na(log_lik(f)[91:100, 2, ])))
+  pdf(NULL)
+  on.exit(dev.off())
+  expect_identical(plot(f, "density", pars = "loglik"), f)
 })

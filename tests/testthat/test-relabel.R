@@ -207,3 +207,23 @@ test_that("moe_relabel() reports bad arguments", {
   })
   expect_error(moe_relabel(f, method = "ecr"), class = "bayesmoe_error_input")
 })
+
+test_that("the pivot may be a moe_em_fit() result; NA draws keep their labels", {
+  set.seed(17)
+  em <- em_sim3()
+  f <- fake_mcmc_fit(em, iter = 60, chains = 2, switch = 0.5, seed = 18)
+  f$em <- moe_em_fit(em$y, em$X, em$Z, K = 3, starts = 2)
+  # the labels of an EM run may differ; align the truth to it
+  r <- moe_relabel(f)
+  expect_equal(r$relabel$pivot, "em")
+  f$em <- list(par = coef(em, matrix = TRUE))
+  expect_equal(moe_relabel(f)$draws, f$true_draws, tolerance = 1e-12)
+  # a chain stopped early leaves NA draws
+  f$draws[51:60, 2, ] <- NA
+  f$loglik_draws[51:60, 2] <- NA
+  r <- moe_relabel(f)
+  expect_true(all(is.na(r$draws[51:60, 2, ])))
+  expect_true(all(r$relabel$permutations[51:60, 2, ] == rep(1:3, each = 10)))
+  expect_equal(r$draws[1:50, 2, ], f$true_draws[1:50, 2, ], tolerance = 1e-12)
+  expect_true(is_relabelled(r))
+})
