@@ -328,3 +328,63 @@ test_that("methods skip the draws a stopped chain left NA", {
   on.exit(dev.off())
   expect_identical(plot(f, "density", pars = "loglik"), f)
 })
+
+# ---------------------------------------------------------------------------
+# Real fits from the sampler (run once moe_mcmc() is part of the package)
+
+has_sampler <- function() exists("moe_mcmc", mode = "function")
+
+test_that("methods work on a real moe_mcmc() fit", {
+  skip_if_not(has_sampler(), "moe_mcmc() is not available")
+  set.seed(20)
+  fit <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 2, iter = 400,
+                  seed = 1, progress = FALSE)
+  S <- prod(dim(fit$draws)[1:2])
+  s <- summary(fit)
+  expect_equal(rownames(s$coefficients), names(coef(fit)))
+  expect_true(all(is.finite(s$coefficients)))
+  expect_equal(unname(s$loglik["mean"]), mean(fit$loglik_draws))
+  expect_output(print(s), "Total log-likelihood")
+  # label-invariant quantities agree between raw and relabelled draws
+  r <- moe_relabel(fit)
+  D <- draws_matrix(r)
+  ll <- vapply(seq_len(S), function(i) sum(fit$weights *
+    moe_log_density(par_unflatten(D[i, ], 2, 2, 2), fit$X, fit$Z, fit$y)), 0)
+  expect_equal(ll, as.vector(fit$loglik_draws), tolerance = 1e-8)
+  expect_same(coef(fit), colMeans(D))
+  lp <- log_lik(fit)
+  expect_equal(dim(lp), c(dim(fit$draws)[1:2], 150))
+  expect_equal(apply(lp, 1:2, sum), fit$loglik_draws, tolerance = 1e-8, ignore_attr = TRUE)
+  nd <- data.frame(stretchratio = c(1.5, 2.5))
+  p <- predict(fit, nd, interval = "credible")
+  expect_true(all(p[, "lwr"] <= p[, "fit"] & p[, "fit"] <= p[, "upr"]))
+  g <- predict(fit, nd, type = "gating", interval = "credible", ndraws = 100)
+  expect_equal(unname(rowSums(g[, , "fit"])), c(1, 1))
+  expect_length(residuals(fit), 150)
+  expect_equal(dim(simulate(fit, nsim = 2, seed = 1)), c(150, 2))
+  pdf(NULL)
+  on.exit(dev.off())
+  for (w in c("trace", "density", "fit", "gating")) expect_identical(plot(fit, w), fit)
+  skip_if_not_installed("loo")
+  lo <- suppressWarnings(loo::loo(lp, r_eff = loo::relative_eff(exp(lp))))
+  expect_true(is.finite(lo$estimates["elpd_loo", "Estimate"]))
+  skip_if_not_installed("posterior")
+  expect_equal(posterior::ndraws(posterior::as_draws_array(fit)), S)
+})
+
+test_that("relabelling makes the chains of a real 3-expert fit agree", {
+  skip_if_not(has_sampler(), "moe_mcmc() is not available")
+  set.seed(21)
+  d <- sim_moe3(n = 300, seed = 2)
+  fit <- moe_mcmc(y ~ x, data = d, K = 3, chains = 2, iter = 400, seed = 3,
+                  init = "random", progress = FALSE)
+  r <- moe_relabel(fit)
+  ex <- grepl("^expert", dimnames(r$draws)[[3]])
+  m <- apply(r$draws[, , ex], 2:3, mean)
+  sdv <- apply(r$draws[, , ex], 3, sd)
+  # chains started at random agree on every expert parameter after relabelling
+  expect_true(all(abs(m[1, ] - m[2, ]) < 4 * sdv + 1e-8))
+  # and the relabelled experts are the true ones (x = 0 intercepts 4, 0, -4)
+  expect_equal(sort(unname(coef(r)[grep(":\\(Intercept\\)$", names(coef(r)))][1:3])),
+               c(-4, 0, 4), tolerance = 0.1)
+})
