@@ -457,7 +457,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
   block <- max(1L, floor(2e7 / (nrow(D) * m)))
   fit <- matrix(0, n, m)
   lwr <- upr <- matrix(0, n, m)
-  for (start in seq(1L, max(n, 1L), by = block)) {
+  for (start in if (n > 0L) seq(1L, n, by = block) else integer()) {
     rows <- start:min(n, start + block - 1L)
     sub <- list(X = des$X[rows, , drop = FALSE], Z = des$Z[rows, , drop = FALSE],
                 y = des$y[rows])
