@@ -135,7 +135,8 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                            iter = vapply(runs, `[[`, 0L, "iter"),
                            status = vapply(st, status_text, ""),
                            stringsAsFactors = FALSE),
-       best = best)
+       best = best,
+       start_par = lapply(runs, function(r) par_to_original(sc, r[c("alpha", "sigma2", "W")])))
 }
 
 start_types <- function(starts) {

@@ -12,12 +12,15 @@ extern SEXP ffi_estep(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_gate_newton(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                    SEXP);
+extern SEXP ffi_mcmc_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                           SEXP);
 
 static const R_CallMethodDef call_methods[] = {
   {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
   {"ffi_estep", (DL_FUNC) &ffi_estep, 7},
   {"ffi_gate_newton", (DL_FUNC) &ffi_gate_newton, 7},
   {"ffi_em", (DL_FUNC) &ffi_em, 11},
+  {"ffi_mcmc_chain", (DL_FUNC) &ffi_mcmc_chain, 9},
   {NULL, NULL, 0}
 };
 
