@@ -165,13 +165,13 @@ moe_point.moe_mcmc <- function(object) {
 
 #' Log-likelihood, fitted values and residuals of a Bayesian fit
 #'
-#' `logLik()` of an MCMC fit is the log-likelihood at the point estimate
-#' returned by [coef()], the posterior mean of the relabelled draws (a
-#' plug-in value, as used by DIC), with the number of parameters as `df` and
-#' the number of observations with positive weight as `nobs`, so that `AIC()`
-#' and `BIC()` work. The largest log-likelihood among the draws is
-#' `max(fit$loglik_draws)`. For model comparison prefer [log_lik()] with the
-#' loo package.
+#' `logLik()` of an MCMC fit is the largest total log-likelihood among the
+#' draws, `max(fit$loglik_draws)` (it does not depend on the expert labels),
+#' with the number of parameters as `df` and the number of observations with
+#' positive weight as `nobs`, so that `AIC()` and `BIC()` work. When the
+#' posterior concentrates near the maximum-likelihood estimate it approaches
+#' the maximised log-likelihood from below. For model comparison prefer
+#' [log_lik()] with the loo package.
 #'
 #' `fitted()` is the posterior mean of the predictive mean
 #' \eqn{E(y \mid x, z, \theta)} over the draws (the mean of the posterior
@@ -197,8 +197,8 @@ NULL
 #' @rdname moe_mcmc_loglik
 #' @export
 logLik.moe_mcmc <- function(object, ...) {
-  par <- moe_point(object)
-  ll <- sum(object$weights * log_density_rows(par, object$X, object$Z, object$y))
+  ll <- if (all(is.na(object$loglik_draws))) NA_real_ else
+    max(object$loglik_draws, na.rm = TRUE)
   structure(ll, df = moe_df(object), nobs = nobs(object), class = "logLik")
 }
 
