@@ -430,7 +430,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
   log <- check_flag(log, "log", call)
   des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
     new_design(object, newdata)
-  if (type == "quantile" && (!is.numeric(probs) || !length(probs) ||
+  if (type == "quantile" && (!is.numeric(probs) || !length(probs) || anyNA(probs) ||
                              any(!(probs > 0 & probs < 1)))) {
     abort(sprintf("`probs` must be probabilities strictly between 0 and 1, not %s.",
                   describe(probs)), call = call, arg = "probs")

@@ -289,6 +289,7 @@ test_that("MCMC methods report bad arguments", {
     predict(f, ndraws = 0)
     predict(f, ndraws = 1000)
     predict(f, type = "quantile", probs = 1)
+    predict(f, type = "quantile", probs = c(0.5, NA))
     predict(f, nd, type = "density")
     predict(f, type = "density", y = "a")
     predict(f, log = NA)
