@@ -98,19 +98,16 @@ with_seed <- function(seed, expr, kind = "default") {
   expr
 }
 
-# match.arg() with a classed error naming the argument. `choices` defaults to
-# the formal's default vector, as in match.arg().
-arg_match <- function(arg, choices, call = NULL) {
-  name <- deparse(substitute(arg))
-  if (missing(choices)) {
-    formal_args <- formals(sys.function(sysP <- sys.parent()))
-    choices <- eval(formal_args[[name]], envir = sys.frame(sysP))
+# match.arg() with a classed error naming the argument: `x` is the user's
+# value (the whole default vector means "the first choice"), exact or unique
+# partial matches are accepted.
+check_choice <- function(x, choices, arg, call = NULL) {
+  if (identical(x, choices)) return(choices[1L])
+  if (is.character(x) && length(x) == 1L && !is.na(x)) {
+    i <- pmatch(x, choices)
+    if (!is.na(i)) return(choices[i])
   }
-  if (identical(arg, choices)) return(arg[1L])
-  if (!is.character(arg) || length(arg) != 1L || is.na(arg) || !arg %in% choices) {
-    abort(sprintf("`%s` must be one of %s, not %s.", name,
-                  paste0("\"", choices, "\"", collapse = ", "), describe(arg)),
-          kind = "input", call = call, arg = name)
-  }
-  arg
+  abort(sprintf("`%s` must be one of %s, not %s.", arg,
+                paste0("\"", choices, "\"", collapse = ", "), describe(x)),
+        call = call, arg = arg)
 }

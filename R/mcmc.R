@@ -78,7 +78,7 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
     init_tol = check_number(init_tol, "init_tol", lower = 0, allow_inf = TRUE, call = call),
     refresh = if (is.null(refresh)) NULL else
       check_number(refresh, "refresh", lower = 1, whole = TRUE, call = call),
-    gate_update = check_choice(gate_update, "gate_update", c("pg+mh", "pg", "mh"), call)
+    gate_update = check_choice(gate_update, c("pg+mh", "pg", "mh"), "gate_update", call)
   )
   structure(ctl, class = "moe_mcmc_control")
 }
@@ -254,21 +254,10 @@ mcmc_settings <- function(prior, chains, iter, warmup, thin, init, seed, control
                          call = call)
   thin <- check_number(thin, "thin", lower = 1, upper = iter - warmup, whole = TRUE,
                        call = call)
-  init <- check_choice(init, "init", c("em", "random"), call)
+  init <- check_choice(init, c("em", "random"), "init", call)
   list(prior = prior, chains = chains, iter = iter, warmup = warmup, thin = thin,
        init = init, seed = check_seed(seed, call), control = control,
        progress = check_flag(progress, "progress", call))
-}
-
-# One of `choices` (the first when `x` is the whole default vector).
-check_choice <- function(x, arg, choices, call) {
-  if (identical(x, choices)) return(choices[1L])
-  if (!is.character(x) || length(x) != 1L || !(x %in% choices)) {
-    abort(sprintf("`%s` must be one of %s, not %s.", arg,
-                  paste0("\"", choices, "\"", collapse = ", "), describe(x)),
-          call = call, arg = arg)
-  }
-  x
 }
 
 # The C code of a gating update (moe_mcmc_control.gate_mode in src/moe.h).

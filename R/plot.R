@@ -22,7 +22,7 @@
 #' plot(fit, what = "loglik")
 #' @export
 plot.moe_em <- function(x, what = c("fit", "gating", "loglik"), covariate = NULL, ...) {
-  what <- arg_match(what)
+  what <- check_choice(what, c("fit", "gating", "loglik"), "what")
   switch(what,
     fit = plot_fit(x, covariate, ...),
     gating = plot_gating(x, covariate, ...),
