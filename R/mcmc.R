@@ -11,7 +11,9 @@
 #                 labels may switch; no relabelling);
 #   loglik_draws  matrix [kept iterations, chains]: total log-likelihood
 #                 sum_i w_i log p(y_i | x_i, z_i, draw), original scale;
-#   coefficients  list(alpha, sigma2, W): posterior means of the raw draws;
+#   coefficients  list(alpha, sigma2, W): posterior means of the raw draws
+#                 (coef() and summary() use relabelled draws instead, through
+#                 moe_point.moe_mcmc() in R/mcmc-methods.R);
 #   loglik        max(loglik_draws), so logLik() works (a point summary, not a
 #                 maximum-likelihood value);
 #   prior         the moe_prior() used; control  the moe_mcmc_control();
@@ -136,8 +138,8 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
 #' **Label switching.** Draws are stored as sampled; expert labels may
 #' switch between and within chains. Label-invariant quantities (the
 #' log-likelihood in `loglik_draws`, predictive means and densities) need
-#' no relabelling; the posterior means in `coef()` are those of the raw
-#' draws.
+#' no relabelling; `coef()`, `summary()` and the expert-specific predictions
+#' use draws relabelled by [moe_relabel()].
 #'
 #' @inheritParams moe_em
 #' @param formula A two-sided formula: the response and the expert

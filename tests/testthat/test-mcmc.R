@@ -96,7 +96,7 @@ test_that("draws and log-likelihoods agree with plain-R maps and densities", {
   expect_equal(fit$loglik, max(fit$loglik_draws))
   expect_equal(as.numeric(logLik(fit)), max(fit$loglik_draws))
   theta <- colMeans(matrix(fit$draws, ncol = dim(fit$draws)[3L]))
-  expect_equal(unname(coef(fit)), theta)
+  expect_equal(bayesmoe:::par_flatten(fit$coefficients), theta, ignore_attr = TRUE)
   expect_named(fit$state[[1L]], c("alpha", "sigma2", "W", "rng", "iterations_done"))
   expect_equal(fit$state[[1L]]$W[, 3L], c(0, 0))
   expect_length(fit$accept, 2L)
