@@ -13,6 +13,7 @@ extern SEXP ffi_gate_newton(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                    SEXP);
 extern SEXP ffi_rpolyagamma(SEXP, SEXP, SEXP);
+extern SEXP ffi_mtm(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef call_methods[] = {
   {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
@@ -20,6 +21,7 @@ static const R_CallMethodDef call_methods[] = {
   {"ffi_gate_newton", (DL_FUNC) &ffi_gate_newton, 7},
   {"ffi_em", (DL_FUNC) &ffi_em, 11},
   {"ffi_rpolyagamma", (DL_FUNC) &ffi_rpolyagamma, 3},
+  {"ffi_mtm", (DL_FUNC) &ffi_mtm, 6},
   {NULL, NULL, 0}
 };
 

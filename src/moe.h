@@ -119,4 +119,11 @@ R_xlen_t moe_em_work_size(const moe_data *d);
 double rpg1(double z);          /* one PG(1, z) draw; caller holds GetRNGstate() */
 double rpg(int b, double z);    /* PG(b, z) for integer b >= 1: sum of b PG(1, z) draws */
 
+/* ---- mtm.c (choosing the number of experts): Merge-Truncate-Merge of one
+ * atom set; see the head of mtm.c ---- */
+int mtm_one(int d, int K, const double *theta, const double *w,
+            const int *order, double omega, double thr, double r,
+            double *out_theta, double *out_w, int *assign, int *iwork,
+            double *qw);
+
 #endif
