@@ -302,3 +302,37 @@ SEXP ffi_mtm(SEXP theta, SEXP w, SEXP natoms, SEXP order, SEXP dims, SEXP par)
   UNPROTECT(1);
   return out;
 }
+
+/* Log density of the symmetrised complete-data mixture (src/marglik.c) at N
+ * points. dims = int c(N, K, p, q, M); the array arguments are as in
+ * mix_logdens(), q may be 0 (then d, gm, G and gcst are ignored). */
+SEXP ffi_mix_logdens(SEXP a, SEXP s2, SEXP d, SEXP em, SEXP E, SEXP ec,
+                     SEXP eC, SEXP ecst, SEXP gm, SEXP G, SEXP gcst, SEXP cst,
+                     SEXP dims)
+{
+  FFI_CHECK(TYPEOF(dims) == INTSXP && Rf_length(dims) == 5);
+  int N = INTEGER(dims)[0], K = INTEGER(dims)[1], p = INTEGER(dims)[2];
+  int q = INTEGER(dims)[3], M = INTEGER(dims)[4];
+  FFI_CHECK(N >= 0 && K >= 1 && K <= 20 && p >= 1 && q >= 0 && M >= 1);
+  SEXP args[] = {a, s2, d, em, E, ec, eC, ecst, gm, G, gcst, cst};
+  for (int i = 0; i < 12; i++) FFI_CHECK(TYPEOF(args[i]) == REALSXP);
+  R_xlen_t NK = (R_xlen_t) N * K, MK = (R_xlen_t) M * K;
+  FFI_CHECK(XLENGTH(a) == NK * p && XLENGTH(s2) == NK);
+  FFI_CHECK(XLENGTH(em) == MK * p && XLENGTH(E) == MK * p * p);
+  FFI_CHECK(XLENGTH(ec) == MK && XLENGTH(eC) == MK && XLENGTH(ecst) == MK);
+  FFI_CHECK(XLENGTH(cst) == M);
+  if (q > 0) {
+    FFI_CHECK(XLENGTH(d) == NK * q && XLENGTH(gm) == MK * q);
+    FFI_CHECK(XLENGTH(G) == MK * q * q && XLENGTH(gcst) == MK);
+  }
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, N));
+  double *L = alloc_work((R_xlen_t) K * K);
+  double *f = alloc_work((R_xlen_t) 1 << K);
+  double *lm = alloc_work(M);
+  double *u = alloc_work(p > q ? p : q);
+  mix_logdens(N, K, p, q, M, REAL(a), REAL(s2), REAL(d), REAL(em), REAL(E),
+              REAL(ec), REAL(eC), REAL(ecst), REAL(gm), REAL(G), REAL(gcst),
+              REAL(cst), REAL(out), L, f, lm, u);
+  UNPROTECT(1);
+  return out;
+}

@@ -126,4 +126,14 @@ int mtm_one(int d, int K, const double *theta, const double *w,
             double *out_theta, double *out_w, int *assign, int *iwork,
             double *qw);
 
+/* ---- marglik.c (marginal likelihood by bridge sampling): the symmetrised
+ * complete-data mixture importance density; see the head of marglik.c ---- */
+double log_permanent(int K, const double *L, double *f);
+void mix_logdens(int N, int K, int p, int q, int M, const double *a,
+                 const double *s2, const double *d, const double *em,
+                 const double *E, const double *ec, const double *eC,
+                 const double *ecst, const double *gm, const double *G,
+                 const double *gcst, const double *cst, double *out,
+                 double *L, double *f, double *lm, double *u);
+
 #endif
