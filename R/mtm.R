@@ -76,6 +76,17 @@
 #' an expert that dominates only far from the centre of the gating
 #' covariates has a small weight.
 #'
+#' **Limitation.** An over-fitted posterior often splits a true expert into
+#' two copies with the same regression line and variance but different
+#' gating slopes (the copies share the expert's region between them). The
+#' gating slopes of such copies are the slowest parameters to contract, and
+#' at moderate \eqn{n} they can differ by more than \eqn{\omega_n} (and by
+#' more than two distinct true experts differ on the standardised scale), so
+#' the copies are neither merged nor truncated and \eqn{\tilde K} exceeds the
+#' true number; `summary()` shows the merged atoms, which makes such splits
+#' visible. The posterior over \eqn{K} of [moe_select()] does not have this
+#' problem.
+#'
 #' @param fit A fit from [moe_mcmc()], usually with more experts than
 #'   expected; or a list of atom sets (see Details of the list method), each
 #'   a list with `atoms` (a matrix, one row per atom) and `weights`

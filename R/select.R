@@ -94,9 +94,10 @@ print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...
 #' The EM fits (and so BIC and ICL) are computed for every method, as a
 #' frequentist comparison. With several methods the first one gives `probs`
 #' and `K_hat`; the estimate of every method is in `K_hats`. Warnings of
-#' over-fitted fits (empty or collapsed experts, which are expected when
-#' \eqn{k} is too large) are collected in the component `warnings` instead
-#' of being signalled.
+#' the fits (empty or collapsed experts, which are expected when \eqn{k} is
+#' too large) are collected in the component `warnings` instead of being
+#' signalled; an unreliable marginal likelihood is signalled once, as a
+#' warning of class `bayesmoe_warning_marglik`.
 #'
 #' Arguments in `...` are passed on by name: `chains`, `iter`, `warmup`,
 #' `thin`, `init`, `progress` and a `control` from [moe_mcmc_control()] to
@@ -158,9 +159,11 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
   env <- environment()
   seeds <- with_seed(seed, sample.int(.Machine$integer.max, 2L * length(Ks) + 1L))
   warns <- character()
-  collect <- function(expr, label) {
+  unreliable <- integer()
+  collect <- function(expr, label, K = NA_integer_) {
     withCallingHandlers(expr, bayesmoe_warning = function(w) {
       warns <<- c(warns, sprintf("%s: %s", label, conditionMessage(w)))
+      if (inherits(w, "bayesmoe_warning_marglik")) unreliable <<- c(unreliable, K)
       invokeRestart("muffleWarning")
     })
   }
@@ -200,7 +203,7 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
       mls <- lapply(seq_along(Ks), function(i) {
         if (Ks[i] == 1L) return(moe_marglik(fits[[i]], method = "exact"))
         collect(do.call(moe_marglik, c(list(fits[[i]], seed = seeds[length(Ks) + i]), dots$ml)),
-                sprintf("marginal likelihood, K = %d", Ks[i]))
+                sprintf("marginal likelihood, K = %d", Ks[i]), Ks[i])
       })
       list(fits = fits, mls = mls)
     })
@@ -245,6 +248,10 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
   K_hats <- c(posterior = if ("posterior" %in% methods) Ks[which.max(post)] else NA_integer_,
               mtm = if ("mtm" %in% methods) mtm$K_hat else NA_integer_,
               bic = Ks[which.min(bic)], icl = Ks[which.min(icl)])
+  if (length(unreliable)) {
+    warn(sprintf("The marginal likelihood of K = %s is unreliable (bridge sampling did not converge or has an infinite error), and so are the posterior probabilities; see `$warnings`.",
+                 paste(unreliable, collapse = ", ")), kind = "marglik", call = ecall)
+  }
   primary <- methods[1L]
   probs <- switch(primary, posterior = post, mtm = mtm_freq, rep(NA_real_, length(Ks)))
   structure(list(call = call, method = primary, methods = methods, K = Ks,

@@ -113,7 +113,7 @@ test_that("moe_select() rejects bad arguments", {
   expect_snapshot(error = TRUE, moe_select(y ~ x, data = d, K = 1:4,
                                            prior = moe_prior(K = prior_K(K_max = 3))))
   expect_snapshot(error = TRUE, moe_select(y ~ x, data = d, K = 1:2, method = "bic", foo = 1))
-  expect_snapshot(error = TRUE, moe_select(y ~ x, data = d, K = 1:2, method = "bic", 3))
+  expect_snapshot(error = TRUE, moe_select(y ~ x, d, 1:2, NULL, "bic", moe_prior(), 1, 3))
   expect_snapshot(error = TRUE, moe_select(y ~ x, data = d, K = 1:2, method = "bic",
                                            control = list()))
   expect_snapshot(error = TRUE, moe_select(y ~ x, data = d, K = 1:2, method = "bic", seed = 0.5))
