@@ -57,6 +57,11 @@ check_number <- function(x, arg, lower = -Inf, upper = Inf, whole = FALSE,
     abort(sprintf("`%s` must be %s%s, not %s.", arg, what, bounds, describe(x)),
           kind = "input", call = call, arg = arg)
   }
+  if (whole && is.finite(x) && abs(x) > .Machine$integer.max) {
+    abort(sprintf("`%s` must be a whole number of at most %d in absolute value, not %s.",
+                  arg, .Machine$integer.max, describe(x)),
+          kind = "input", call = call, arg = arg)
+  }
   if (whole && is.finite(x)) as.integer(round(x)) else as.numeric(x)
 }
 

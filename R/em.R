@@ -111,9 +111,10 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   s <- scale_data(sc, y, X, Z)
   min_size <- if (is.null(control$min_size)) ncol(X) + 1 else control$min_size
   types <- start_types(starts)
+  feats <- start_features(s$y, s$X, s$Z)
   runs <- vector("list", starts)
   for (j in seq_len(starts)) {
-    R0 <- start_resp(types[j], s$y, s$X, s$Z, K)
+    R0 <- start_resp(types[j], s$y, s$X, feats, K)
     runs[[j]] <- .Call(ffi_em, s$y, s$X, s$Z, w, R0, control$maxit, control$tol,
                        control$var_floor, min_size, control$gate_steps, control$ridge)
   }
@@ -135,21 +136,26 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                            iter = vapply(runs, `[[`, 0L, "iter"),
                            status = vapply(st, status_text, ""),
                            stringsAsFactors = FALSE),
-       best = best)
+       best = best,
+       start_par = lapply(runs, function(r) par_to_original(sc, r[c("alpha", "sigma2", "W")])))
 }
 
 start_types <- function(starts) {
   c("residual", rep_len(c("kmeans++", "random"), starts - 1L))
 }
 
+# Features on which partitions are drawn: the non-intercept covariates of
+# both designs (each column once) and the response, on the internal scale.
+start_features <- function(y, X, Z) {
+  zcols <- setdiff(colnames(Z), c("(Intercept)", colnames(X)))
+  cbind(X[, colnames(X) != "(Intercept)", drop = FALSE], Z[, zcols, drop = FALSE], y)
+}
+
 # Starting responsibilities (n x K) on the internal scale: a partition made
 # soft (0.9 on the assigned expert) so that no expert starts empty.
-start_resp <- function(type, y, X, Z, K) {
+start_resp <- function(type, y, X, feats, K) {
   n <- length(y)
   if (K == 1L) return(matrix(1, n, 1L))
-  feats <- cbind(X[, colnames(X) != "(Intercept)", drop = FALSE],
-                 Z[, colnames(Z) != "(Intercept)", drop = FALSE], y)
-  feats <- feats[, !duplicated(t(feats)), drop = FALSE]
   lab <- switch(type,
     residual = {
       res <- qr.resid(qr(X), y)

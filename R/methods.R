@@ -151,7 +151,7 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
       }
     },
     quantile = {
-      if (!is.numeric(probs) || !length(probs) || any(!(probs > 0 & probs < 1))) {
+      if (!is.numeric(probs) || !length(probs) || anyNA(probs) || any(!(probs > 0 & probs < 1))) {
         abort(sprintf("`probs` must be probabilities strictly between 0 and 1, not %s.",
                       describe(probs)), kind = "input", arg = "probs")
       }

@@ -76,8 +76,8 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
   y <- as.numeric(y)
   mt <- inherit_predvars(terms(formula, data = data), attr(mf, "terms"))
   mtz <- inherit_predvars(terms(gating, data = data), attr(mf, "terms"))
-  X <- model.matrix(mt, mf)
-  Z <- model.matrix(mtz, mf)
+  X <- build_design(mt, mf, "formula", "expert", call)
+  Z <- build_design(mtz, mf, "gating", "gating", call)
   check_design(X, "formula", "expert", call)
   check_design(Z, "gating", "gating", call)
   if (any(!is.finite(y))) {
@@ -120,6 +120,14 @@ inherit_predvars <- function(sub, full) {
   if (anyNA(idx)) return(sub)
   attr(sub, "predvars") <- as.call(c(quote(list), as.list(pv)[-1L][idx]))
   sub
+}
+
+build_design <- function(tt, mf, arg, what, call) {
+  tryCatch(model.matrix(tt, mf), error = function(e) {
+    abort(sprintf("The %s design of `%s` cannot be built: %s.", what, arg,
+                  sub("\\.$", "", conditionMessage(e))),
+          kind = "data", call = call, arg = arg)
+  })
 }
 
 check_design <- function(M, arg, what, call) {
