@@ -239,7 +239,9 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
     mtm_freq <- unname(mtm$probs[as.character(Ks)])
   }
 
-  tab <- data.frame(K = Ks, prior = unname(pk$probs[Ks] / sum(pk$probs[Ks])),
+  prior_k <- if ("posterior" %in% methods) unname(pk$probs[Ks] / sum(pk$probs[Ks])) else
+    rep(NA_real_, length(Ks))
+  tab <- data.frame(K = Ks, prior = prior_k,
                     logml = unname(logml), logml_se = unname(logml_se),
                     post_prob = unname(post), post_prob_se = unname(post_se),
                     mtm_freq = mtm_freq,
