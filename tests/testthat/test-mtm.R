@@ -302,6 +302,8 @@ test_that("on an over-fitted MCMC fit: atoms on the internal scale, one K per dr
   expect_snapshot(error = TRUE, moe_mtm(fit, omega = 0))
   # reproducible with a seed
   expect_identical(moe_mtm(fit, seed = 3)$K, moe_mtm(fit, seed = 3)$K)
+  pdf(NULL)
+  on.exit(dev.off())
   expect_silent(plot(m))
   expect_silent(plot(m, which = "trace"))
 })

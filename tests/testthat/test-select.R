@@ -45,6 +45,8 @@ test_that("moe_select() with the EM criteria returns the documented structure", 
   expect_equal(sel$table$BIC, unname(vapply(sel$fits$em, BIC, 0)))
   expect_identical(sel$K_hat, sel$table$K[which.min(sel$table$BIC)])
   expect_identical(sel$K_hat, 3L)
+  pdf(NULL)
+  on.exit(dev.off())
   expect_identical(unname(sel$K_hats[["icl"]]), sel$table$K[which.min(sel$table$ICL)])
   expect_true(all(sel$table$ICL >= sel$table$BIC - 1e-8))
   expect_null(sel$fits$mcmc)
@@ -80,6 +82,8 @@ test_that("moe_select() with both Bayesian strategies", {
   expect_identical(unname(sel$K_hats[["mtm"]]), sel$mtm$K_hat)
   # on clear three-expert data all methods find 3 experts
   expect_identical(unname(sel$K_hats[c("posterior", "mtm", "bic")]), c(3L, 3L, 3L))
+  pdf(NULL)
+  on.exit(dev.off())
   expect_silent(plot(sel))
   expect_silent(plot(sel, which = "criteria"))
   # only MTM: probs are the MTM frequencies, one over-fitted fit
@@ -123,9 +127,11 @@ test_that("moe_select() rejects bad arguments", {
 
 test_that("slow: both strategies find the true number of experts", {
   skip_if_not(Sys.getenv("BAYESMOE_SLOW_TESTS") == "true", "slow test")
-  d2 <- sim_moe(2000, alpha = cbind(c(0, 3), c(4, -3)), sigma = c(0.4, 0.4),
-                W = cbind(c(-2, 4), c(0, 0)), seed = 21)
-  d3 <- three_experts(2000, seed = 22)
+  # the well-separated truths of inst/scripts/choosing-k.R
+  d2 <- sim_moe(3000, alpha = cbind(c(0, 3), c(4, -3)), sigma = c(0.4, 0.4),
+                W = cbind(c(-2, 4), c(0, 0)), seed = 31)
+  d3 <- sim_moe(3000, alpha = cbind(c(4, -2), c(-3, 2), c(0.5, 0)), sigma = c(0.3, 0.3, 0.3),
+                W = cbind(c(3, -6), c(-3, 6), c(0, 0)), seed = 32)
   for (case in list(list(d = d2, k = 2L), list(d = d3, k = 3L))) {
     sel <- moe_select(y ~ x, data = case$d, K = 1:5, method = c("posterior", "mtm"),
                       chains = 2, iter = 1500, seed = 5, progress = FALSE)
