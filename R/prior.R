@@ -54,6 +54,9 @@
 #'   variance (internal scale: in units of the variance of the response).
 #' @param exchangeable Use the exchangeable gating prior (`TRUE`, see
 #'   Details) or i.i.d. priors on the reference-coded gating vectors.
+#' @param K `NULL` (the number of experts is fixed, as in [moe_mcmc()]) or a
+#'   prior on the number of experts from [prior_K()], used by
+#'   [moe_select()] for the posterior over the number of experts.
 #' @return A list of class `moe_prior`.
 #' @seealso [moe_mcmc()]
 #' @examples
@@ -61,7 +64,7 @@
 #' moe_prior(s_w = 2, V_a = 10, c0 = 3, C0 = 0.5)
 #' @export
 moe_prior <- function(s_w = 5, m_a = 0, V_a = 100, c0 = 1.5, C0 = 0.05,
-                      exchangeable = TRUE) {
+                      exchangeable = TRUE, K = NULL) {
   call <- sys.call()
   check_vector <- function(x, arg, positive) {
     ok <- is.numeric(x) && !is.matrix(x) && length(x) >= 1L && all(is.finite(x)) &&
@@ -98,6 +101,11 @@ moe_prior <- function(s_w = 5, m_a = 0, V_a = 100, c0 = 1.5, C0 = 0.05,
     C0 = check_number(C0, "C0", lower = 0, strict_lower = TRUE, call = call),
     exchangeable = check_flag(exchangeable, "exchangeable", call = call)
   )
+  if (!is.null(K) && !inherits(K, "moe_prior_K")) {
+    abort(sprintf("`K` must be NULL (a fixed number of experts) or made by `prior_K()`, not %s.",
+                  describe(K)), call = call, arg = "K")
+  }
+  prior$K <- K
   structure(prior, class = "moe_prior")
 }
 
@@ -127,6 +135,10 @@ print.moe_prior <- function(x, ...) {
   mean_s2 <- if (x$c0 > 1) sprintf(", prior mean %s", num(x$C0 / (x$c0 - 1))) else ""
   cat(sprintf("- expert variances: sigma_k^2 ~ InvGamma(shape %s, scale %s)%s.\n",
               num(x$c0), num(x$C0), mean_s2))
+  if (!is.null(x$K)) {
+    cat("- ")
+    print(x$K)
+  }
   invisible(x)
 }
 

@@ -309,3 +309,121 @@ SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   UNPROTECT(9);
   return out;
 }
+
+/* Merge-Truncate-Merge over S atom sets (src/mtm.c).
+ *   theta   double d x Kmax x S: atom i of set s is column i of slice s;
+ *   w       double Kmax x S: weights (normalised by the caller);
+ *   natoms  int S: number of atoms of each set (1..Kmax); columns beyond it
+ *           are ignored;
+ *   order   int Kmax x S of 0-based visiting orders (the first natoms[s]
+ *           entries of column s are a permutation of 0..natoms[s]-1), or
+ *           NULL: uniformly random orders drawn with unif_rand();
+ *   dims    int c(d, Kmax);  par  double c(omega, thr, r).
+ * Returns list(K = int S, theta = double d x Kmax x S, weights = double
+ * Kmax x S, assign = int Kmax x S (1-based output column of each input atom);
+ * unused entries are NA). */
+SEXP ffi_mtm(SEXP theta, SEXP w, SEXP natoms, SEXP order, SEXP dims, SEXP par)
+{
+  FFI_CHECK(TYPEOF(theta) == REALSXP && TYPEOF(w) == REALSXP);
+  FFI_CHECK(TYPEOF(natoms) == INTSXP && TYPEOF(dims) == INTSXP &&
+            Rf_length(dims) == 2);
+  FFI_CHECK(TYPEOF(par) == REALSXP && Rf_length(par) == 3);
+  int d = INTEGER(dims)[0], Kmax = INTEGER(dims)[1], S = Rf_length(natoms);
+  FFI_CHECK(d >= 0 && Kmax >= 1);
+  FFI_CHECK(XLENGTH(theta) == (R_xlen_t) d * Kmax * S);
+  FFI_CHECK(XLENGTH(w) == (R_xlen_t) Kmax * S);
+  const int *na = INTEGER(natoms);
+  for (int s = 0; s < S; s++) FFI_CHECK(na[s] >= 1 && na[s] <= Kmax);
+  int random = Rf_isNull(order);
+  if (!random) {
+    FFI_CHECK(TYPEOF(order) == INTSXP &&
+              XLENGTH(order) == (R_xlen_t) Kmax * S);
+  }
+  double omega = REAL(par)[0], thr = REAL(par)[1], r = REAL(par)[2];
+  FFI_CHECK(omega > 0 && thr > 0 && r >= 1);
+
+  const char *names[] = {"K", "theta", "weights", "assign"};
+  SEXP out = PROTECT(named_list(4, names));
+  SEXP oK = Rf_allocVector(INTSXP, S);
+  SET_VECTOR_ELT(out, 0, oK);
+  SEXP otheta = Rf_allocVector(REALSXP, (R_xlen_t) d * Kmax * S);
+  SET_VECTOR_ELT(out, 1, otheta);
+  SEXP ow = Rf_allocMatrix(REALSXP, Kmax, S);
+  SET_VECTOR_ELT(out, 2, ow);
+  SEXP oa = Rf_allocMatrix(INTSXP, Kmax, S);
+  SET_VECTOR_ELT(out, 3, oa);
+  double *th = REAL(otheta), *wo = REAL(ow);
+  int *ao = INTEGER(oa), *Ko = INTEGER(oK);
+  for (R_xlen_t i = 0; i < XLENGTH(otheta); i++) th[i] = NA_REAL;
+  for (R_xlen_t i = 0; i < XLENGTH(ow); i++) {
+    wo[i] = NA_REAL;
+    ao[i] = NA_INTEGER;
+  }
+
+  int *iwork = (int *) R_alloc(7 * (size_t) Kmax, sizeof(int));
+  int *ord = iwork + 6 * Kmax;
+  double *qw = alloc_work(Kmax);
+  if (random) GetRNGstate();
+  for (int s = 0; s < S; s++) {
+    int K = na[s];
+    if (random) {
+      for (int i = 0; i < K; i++) ord[i] = i;
+      for (int i = K - 1; i > 0; i--) {
+        int j = (int) (unif_rand() * (i + 1));
+        if (j > i) j = i;
+        int tmp = ord[i];
+        ord[i] = ord[j];
+        ord[j] = tmp;
+      }
+    } else {
+      const int *os = INTEGER(order) + (R_xlen_t) s * Kmax;
+      for (int i = 0; i < K; i++) {
+        FFI_CHECK(os[i] >= 0 && os[i] < K);
+        ord[i] = os[i];
+      }
+    }
+    R_xlen_t off = (R_xlen_t) s * Kmax;
+    Ko[s] = mtm_one(d, K, REAL(theta) + off * d, REAL(w) + off, ord, omega,
+                    thr, r, th + off * d, wo + off, ao + off, iwork, qw);
+    for (int i = 0; i < K; i++) ao[off + i] += 1;
+    for (int i = Ko[s]; i < K; i++) wo[off + i] = NA_REAL;
+    if (s % 1024 == 1023) R_CheckUserInterrupt();
+  }
+  if (random) PutRNGstate();
+  UNPROTECT(1);
+  return out;
+}
+
+/* Log density of the symmetrised complete-data mixture (src/marglik.c) at N
+ * points. dims = int c(N, K, p, q, M); the array arguments are as in
+ * mix_logdens(), q may be 0 (then d, gm, G and gcst are ignored). */
+SEXP ffi_mix_logdens(SEXP a, SEXP s2, SEXP d, SEXP em, SEXP E, SEXP ec,
+                     SEXP eC, SEXP ecst, SEXP gm, SEXP G, SEXP gcst, SEXP cst,
+                     SEXP dims)
+{
+  FFI_CHECK(TYPEOF(dims) == INTSXP && Rf_length(dims) == 5);
+  int N = INTEGER(dims)[0], K = INTEGER(dims)[1], p = INTEGER(dims)[2];
+  int q = INTEGER(dims)[3], M = INTEGER(dims)[4];
+  FFI_CHECK(N >= 0 && K >= 1 && K <= 20 && p >= 1 && q >= 0 && M >= 1);
+  SEXP args[] = {a, s2, d, em, E, ec, eC, ecst, gm, G, gcst, cst};
+  for (int i = 0; i < 12; i++) FFI_CHECK(TYPEOF(args[i]) == REALSXP);
+  R_xlen_t NK = (R_xlen_t) N * K, MK = (R_xlen_t) M * K;
+  FFI_CHECK(XLENGTH(a) == NK * p && XLENGTH(s2) == NK);
+  FFI_CHECK(XLENGTH(em) == MK * p && XLENGTH(E) == MK * p * p);
+  FFI_CHECK(XLENGTH(ec) == MK && XLENGTH(eC) == MK && XLENGTH(ecst) == MK);
+  FFI_CHECK(XLENGTH(cst) == M);
+  if (q > 0) {
+    FFI_CHECK(XLENGTH(d) == NK * q && XLENGTH(gm) == MK * q);
+    FFI_CHECK(XLENGTH(G) == MK * q * q && XLENGTH(gcst) == MK);
+  }
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, N));
+  double *L = alloc_work((R_xlen_t) K * K);
+  double *f = alloc_work((R_xlen_t) 1 << K);
+  double *lm = alloc_work(M);
+  double *u = alloc_work(p > q ? p : q);
+  mix_logdens(N, K, p, q, M, REAL(a), REAL(s2), REAL(d), REAL(em), REAL(E),
+              REAL(ec), REAL(eC), REAL(ecst), REAL(gm), REAL(G), REAL(gcst),
+              REAL(cst), REAL(out), L, f, lm, u);
+  UNPROTECT(1);
+  return out;
+}

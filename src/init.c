@@ -15,6 +15,9 @@ extern SEXP ffi_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
 extern SEXP ffi_rpolyagamma(SEXP, SEXP, SEXP);
 extern SEXP ffi_mcmc_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                            SEXP);
+extern SEXP ffi_mtm(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_mix_logdens(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                            SEXP, SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef call_methods[] = {
   {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
@@ -23,6 +26,8 @@ static const R_CallMethodDef call_methods[] = {
   {"ffi_em", (DL_FUNC) &ffi_em, 11},
   {"ffi_rpolyagamma", (DL_FUNC) &ffi_rpolyagamma, 3},
   {"ffi_mcmc_chain", (DL_FUNC) &ffi_mcmc_chain, 9},
+  {"ffi_mtm", (DL_FUNC) &ffi_mtm, 6},
+  {"ffi_mix_logdens", (DL_FUNC) &ffi_mix_logdens, 13},
   {NULL, NULL, 0}
 };
 

@@ -186,4 +186,21 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
                  const moe_mcmc_control *ctl, moe_par *par,
                  moe_mcmc_draws *out, moe_mcmc_work *w);
 
+/* ---- mtm.c (choosing the number of experts): Merge-Truncate-Merge of one
+ * atom set; see the head of mtm.c ---- */
+int mtm_one(int d, int K, const double *theta, const double *w,
+            const int *order, double omega, double thr, double r,
+            double *out_theta, double *out_w, int *assign, int *iwork,
+            double *qw);
+
+/* ---- marglik.c (marginal likelihood by bridge sampling): the symmetrised
+ * complete-data mixture importance density; see the head of marglik.c ---- */
+double log_permanent(int K, const double *L, double *f);
+void mix_logdens(int N, int K, int p, int q, int M, const double *a,
+                 const double *s2, const double *d, const double *em,
+                 const double *E, const double *ec, const double *eC,
+                 const double *ecst, const double *gm, const double *G,
+                 const double *gcst, const double *cst, double *out,
+                 double *L, double *f, double *lm, double *u);
+
 #endif

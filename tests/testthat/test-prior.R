@@ -8,7 +8,7 @@ test_that("moe_prior() has the documented defaults and prints them in words", {
   expect_snapshot(print(moe_prior(s_w = c(2, 1), m_a = c(0, 1), V_a = c(10, 20),
                                   c0 = 1, exchangeable = FALSE)))
   expect_snapshot(print(moe_prior(V_a = diag(2))))
-  expect_invisible(print(pr))
+  expect_output(expect_invisible(print(pr)), "Prior of a Bayesian mixture")
 })
 
 test_that("moe_prior() rejects invalid settings with classed errors", {

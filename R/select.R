@@ -1,0 +1,433 @@
+# Choosing the number of experts: the prior on K (prior_K()) and
+# moe_select(), which runs the two Bayesian strategies (posterior over K from
+# marginal likelihoods; Merge-Truncate-Merge of an over-fitted fit) and the
+# EM criteria (BIC, ICL) behind one call.
+
+#' Prior on the number of experts
+#'
+#' A prior on the number of experts \eqn{K}, for the posterior over \eqn{K}
+#' of [moe_select()] (a mixture of finite mixtures, Miller and Harrison
+#' 2018). Pass it as `moe_prior(K = prior_K(...))`.
+#'
+#' * `"poisson"`: \eqn{K - 1 \sim \mathrm{Poisson}(\lambda)}, truncated to
+#'   \eqn{K \le K_{max}};
+#' * `"geometric"`: \eqn{P(K - 1 = j) \propto (1 - \rho)^j} with
+#'   \eqn{\rho = 1 / (1 + \lambda)}, so that \eqn{\lambda} is again the
+#'   (untruncated) mean of \eqn{K - 1}, truncated to \eqn{K \le K_{max}};
+#' * `"uniform"`: uniform on \eqn{1, \dots, K_{max}} (`lambda` unused).
+#'
+#' The theory of posterior contraction with a prior on the number of
+#' components asks for \eqn{p(k) > 0} for every \eqn{k} and an
+#' exponential-type tail, which the Poisson and geometric priors have; the
+#' truncation at `K_max` only limits the experts that are fitted.
+#'
+#' @param type `"poisson"`, `"geometric"` or `"uniform"`.
+#' @param lambda Mean of \eqn{K - 1} before truncation, a number > 0.
+#' @param K_max Largest number of experts, a whole number >= 1.
+#' @param ... Must be empty.
+#' @return An object of class `moe_prior_K` with `type`, `lambda`, `K_max`
+#'   and `probs`, the prior probabilities of \eqn{K = 1, \dots, K_{max}}.
+#' @references
+#' Miller, J. W. and Harrison, M. T. (2018). Mixture models with a prior on
+#' the number of components. *Journal of the American Statistical
+#' Association* 113, 340-356.
+#' @seealso [moe_select()], [moe_prior()]
+#' @examples
+#' prior_K()
+#' prior_K("geometric", lambda = 0.5, K_max = 8)
+#' prior_K("uniform", K_max = 4)$probs
+#' @export
+prior_K <- function(type = c("poisson", "geometric", "uniform"), lambda = 1, K_max = 6, ...) {
+  call <- sys.call()
+  if (...length()) {
+    abort(sprintf("`...` must be empty; unknown argument%s %s.",
+                  if (...length() > 1L) "s" else "",
+                  paste0("`", names(list(...)), "`", collapse = ", ")), call = call, arg = "...")
+  }
+  type <- check_choice(type, c("poisson", "geometric", "uniform"), "type", call)
+  lambda <- check_number(lambda, "lambda", lower = 0, strict_lower = TRUE, call = call)
+  K_max <- check_number(K_max, "K_max", lower = 1, upper = 100, whole = TRUE, call = call)
+  j <- seq_len(K_max) - 1L
+  lp <- switch(type,
+               poisson = stats::dpois(j, lambda, log = TRUE),
+               geometric = stats::dgeom(j, 1 / (1 + lambda), log = TRUE),
+               uniform = rep(0, K_max))
+  probs <- exp(lp - max(lp))
+  probs <- setNames(probs / sum(probs), seq_len(K_max))
+  structure(list(type = type, lambda = lambda, K_max = K_max, probs = probs),
+            class = "moe_prior_K")
+}
+
+#' @export
+print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  desc <- switch(x$type,
+                 poisson = sprintf("K - 1 ~ Poisson(%s), truncated to K <= %d", format(x$lambda), x$K_max),
+                 geometric = sprintf("K - 1 ~ Geometric(mean %s), truncated to K <= %d",
+                                     format(x$lambda), x$K_max),
+                 uniform = sprintf("K uniform on 1, ..., %d", x$K_max))
+  cat("Prior on the number of experts: ", desc, "\n", sep = "")
+  print(signif(x$probs, digits))
+  invisible(x)
+}
+
+#' Choose the number of experts
+#'
+#' Fits mixtures of experts with a range of numbers of experts and chooses
+#' among them with one or more of four methods:
+#'
+#' * `"posterior"`: the posterior \eqn{P(K = k \mid y) \propto p(k)\,
+#'   p(y \mid k)} under the prior on \eqn{K} of `prior` (`moe_prior(K =
+#'   prior_K(...))`; if `prior` has none, `prior_K("poisson", 1, K_max =
+#'   max(K))`), restricted to the values in `K`. One [moe_mcmc()] fit per
+#'   \eqn{k}; \eqn{\log p(y \mid k)} is exact for \eqn{k = 1} and estimated
+#'   by bridge sampling ([moe_marglik()]) otherwise. The Monte Carlo errors
+#'   of the log marginal likelihoods are propagated to the probabilities (by
+#'   simulation from normals with those standard errors: column
+#'   `post_prob_se`).
+#' * `"mtm"`: one over-fitted [moe_mcmc()] fit with \eqn{\max(K)} experts,
+#'   post-processed by Merge-Truncate-Merge ([moe_mtm()]); `probs` are the
+#'   frequencies of its estimate over the draws.
+#' * `"bic"`, `"icl"`: the BIC and the ICL (BIC penalised by the entropy of
+#'   the classification) of [moe_em()] fits, smaller is better; `probs` are
+#'   `NA`.
+#'
+#' The EM fits (and so BIC and ICL) are computed for every method, as a
+#' frequentist comparison. With several methods the first one gives `probs`
+#' and `K_hat`; the estimate of every method is in `K_hats`. Warnings of
+#' the fits (empty or collapsed experts, which are expected when \eqn{k} is
+#' too large) are collected in the component `warnings` instead of being
+#' signalled; an unreliable marginal likelihood is signalled once, as a
+#' warning of class `bayesmoe_warning_marglik`.
+#'
+#' Arguments in `...` are passed on by name: `chains`, `iter`, `warmup`,
+#' `thin`, `init`, `progress` and a `control` from [moe_mcmc_control()] to
+#' [moe_mcmc()]; `starts` and a `control` from [moe_em_control()] to
+#' [moe_em()]; `omega`, `c`, `r` and `weights` to [moe_mtm()];
+#' `proposal`, `n_comp` and `n_prop` to [moe_marglik()]. Prepare `subset`s
+#' and case weights in `data` beforehand.
+#'
+#' @inheritParams moe_em
+#' @param K The numbers of experts to compare: distinct whole numbers >= 1.
+#' @param method One or more of `"posterior"`, `"mtm"`, `"bic"`, `"icl"`;
+#'   when not given, `"posterior"`. All the methods given are run; the first
+#'   one gives `probs` and `K_hat`.
+#' @param prior The prior of the Bayesian fits, from [moe_prior()], with the
+#'   prior on the number of experts in its `K` element.
+#' @param seed `NULL` or a whole number from which the seeds of every fit
+#'   are derived (the caller's random number state is then left untouched).
+#' @param ... Settings of the fits, passed on by name (see Details).
+#' @return An object of class `moe_select`: `probs` (named by `K`; for
+#'   `"mtm"` the frequencies of the values in `K`, which do not sum to one
+#'   when the MTM estimate falls outside `K` in some draws, see `mtm$probs`),
+#'   `K_hat`, `method`, `K_hats` (the estimate of every method run),
+#'   `table` (one row per \eqn{k}: the prior probability, the log marginal
+#'   likelihood and its Monte Carlo standard error, the posterior
+#'   probability and its error, the MTM frequency, the EM log-likelihood,
+#'   BIC and ICL), `fits` (lists `mcmc` and `em` of the fits by \eqn{k}, and
+#'   `mtm`, the over-fitted fit), `marglik` (the [moe_marglik()] results),
+#'   `mtm` (the [moe_mtm()] result), `prior_K`, `cpu` (CPU seconds per
+#'   method) and `warnings`.
+#' @seealso [moe_marglik()], [moe_mtm()], [prior_K()]
+#' @examples
+#' sel <- moe_select(tuned ~ stretchratio, data = tonedata, K = 1:3,
+#'                   method = c("posterior", "mtm", "bic"),
+#'                   chains = 2, iter = 300, seed = 1)
+#' sel
+#' summary(sel)
+#' plot(sel)
+#' @export
+moe_select <- function(formula, data, K = 1:6, gating = NULL,
+                       method = c("posterior", "mtm", "bic", "icl"),
+                       prior = moe_prior(), seed = NULL, ...) {
+  call <- match.call()
+  ecall <- sys.call()
+  Ks <- select_check_K(K, ecall)
+  methods <- if (missing(method)) "posterior" else select_check_method(method, ecall)
+  if (!inherits(prior, "moe_prior")) {
+    abort(sprintf("`prior` must be made by `moe_prior()`, not %s.", describe(prior)),
+          call = ecall, arg = "prior")
+  }
+  pk <- prior$K
+  if (is.null(pk)) pk <- prior_K("poisson", lambda = 1, K_max = max(Ks))
+  if (max(Ks) > pk$K_max) {
+    abort(sprintf("`K` goes up to %d but the prior on the number of experts stops at `K_max` = %d.",
+                  max(Ks), pk$K_max), call = ecall, arg = "K")
+  }
+  seed <- check_seed(seed, ecall)
+  dots <- select_split_dots(list(...), ecall)
+  if (missing(data)) data <- NULL
+  env <- environment()
+  seeds <- with_seed(seed, sample.int(.Machine$integer.max, 2L * length(Ks) + 1L))
+  warns <- character()
+  unreliable <- integer()
+  collect <- function(expr, label, K = NA_integer_) {
+    withCallingHandlers(expr, bayesmoe_warning = function(w) {
+      warns <<- c(warns, sprintf("%s: %s", label, conditionMessage(w)))
+      if (inherits(w, "bayesmoe_warning_marglik")) unreliable <<- c(unreliable, K)
+      invokeRestart("muffleWarning")
+    })
+  }
+  cpu <- c(posterior = NA_real_, mtm = NA_real_, em = NA_real_)
+  timed <- function(expr) {
+    t0 <- proc.time()
+    val <- expr
+    list(value = val, cpu = sum((proc.time() - t0)[c(1L, 2L, 4L, 5L)], na.rm = TRUE))
+  }
+
+  # EM fits: BIC and ICL
+  em_run <- timed(lapply(seq_along(Ks), function(i) {
+    collect(do.call("moe_em", c(list(formula = formula, data = quote(data), K = Ks[i],
+                                   gating = gating, seed = seeds[i]), dots$em),
+                    envir = env),
+            sprintf("EM, K = %d", Ks[i]))
+  }))
+  em <- setNames(em_run$value, paste0("K", Ks))
+  cpu[["em"]] <- em_run$cpu
+  bic <- vapply(em, function(f) BIC(f), 0)
+  icl <- vapply(em, moe_icl, 0)
+
+  # posterior over K from marginal likelihoods
+  mcmc <- NULL
+  ml <- NULL
+  post <- post_se <- rep(NA_real_, length(Ks))
+  logml <- logml_se <- rep(NA_real_, length(Ks))
+  if ("posterior" %in% methods) {
+    run <- timed({
+      fits <- lapply(seq_along(Ks), function(i) {
+        collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data), K = Ks[i],
+                                         gating = gating, prior = quote(prior),
+                                         seed = seeds[length(Ks) + i]), dots$mcmc),
+                        envir = env),
+                sprintf("MCMC, K = %d", Ks[i]))
+      })
+      mls <- lapply(seq_along(Ks), function(i) {
+        if (Ks[i] == 1L) return(moe_marglik(fits[[i]], method = "exact"))
+        collect(do.call(moe_marglik, c(list(fits[[i]], seed = seeds[length(Ks) + i]), dots$ml)),
+                sprintf("marginal likelihood, K = %d", Ks[i]), Ks[i])
+      })
+      list(fits = fits, mls = mls)
+    })
+    cpu[["posterior"]] <- run$cpu
+    mcmc <- setNames(run$value$fits, paste0("K", Ks))
+    ml <- setNames(run$value$mls, paste0("K", Ks))
+    logml <- vapply(ml, `[[`, 0, "logml")
+    logml_se <- vapply(ml, `[[`, 0, "se")
+    pp <- select_posterior(logml, logml_se, log(pk$probs[Ks]), seeds[length(seeds)])
+    post <- pp$probs
+    post_se <- pp$se
+  }
+
+  # over-fitted fit + Merge-Truncate-Merge
+  mtm_fit <- NULL
+  mtm <- NULL
+  mtm_freq <- rep(NA_real_, length(Ks))
+  if ("mtm" %in% methods) {
+    run <- timed({
+      # the over-fitted fit is the posterior route's fit with max(K) experts
+      # when that was run (same seed), else it is fitted here
+      f <- if (!is.null(mcmc)) mcmc[[which.max(Ks)]] else
+        collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data), K = max(Ks),
+                                         gating = gating, prior = quote(prior),
+                                         seed = seeds[length(Ks) + which.max(Ks)]),
+                                    dots$mcmc), envir = env),
+                sprintf("MCMC, K = %d (over-fitted, for MTM)", max(Ks)))
+      list(fit = f, mtm = do.call(moe_mtm, c(list(f, seed = seeds[length(seeds)]), dots$mtm)))
+    })
+    cpu[["mtm"]] <- run$cpu
+    mtm_fit <- run$value$fit
+    mtm <- run$value$mtm
+    mtm_freq <- unname(mtm$probs[as.character(Ks)])
+  }
+
+  prior_k <- if ("posterior" %in% methods) unname(pk$probs[Ks] / sum(pk$probs[Ks])) else
+    rep(NA_real_, length(Ks))
+  tab <- data.frame(K = Ks, prior = prior_k,
+                    logml = unname(logml), logml_se = unname(logml_se),
+                    post_prob = unname(post), post_prob_se = unname(post_se),
+                    mtm_freq = mtm_freq,
+                    loglik_em = vapply(em, function(f) f$loglik, 0),
+                    BIC = unname(bic), ICL = unname(icl), row.names = NULL)
+  K_hats <- c(posterior = if ("posterior" %in% methods) Ks[which.max(post)] else NA_integer_,
+              mtm = if ("mtm" %in% methods) mtm$K_hat else NA_integer_,
+              bic = Ks[which.min(bic)], icl = Ks[which.min(icl)])
+  if (length(unreliable)) {
+    warn(sprintf("The marginal likelihood of K = %s is unreliable (bridge sampling did not converge or has an infinite error), and so are the posterior probabilities; see `$warnings`.",
+                 paste(unreliable, collapse = ", ")), kind = "marglik", call = ecall)
+  }
+  primary <- methods[1L]
+  probs <- switch(primary, posterior = post, mtm = mtm_freq, rep(NA_real_, length(Ks)))
+  structure(list(call = call, method = primary, methods = methods, K = Ks,
+                 probs = setNames(probs, Ks), K_hat = unname(K_hats[[primary]]),
+                 K_hats = K_hats[unique(c(methods, "bic", "icl"))], table = tab,
+                 fits = list(mcmc = mcmc, em = em, mtm = mtm_fit), marglik = ml, mtm = mtm,
+                 prior_K = pk, cpu = cpu, warnings = warns, n = nobs(em[[1L]])),
+            class = "moe_select")
+}
+
+select_check_K <- function(K, call) {
+  ok <- is.numeric(K) && length(K) >= 1L && !anyNA(K) && all(is.finite(K)) &&
+    all(abs(K - round(K)) < 1e-8) && all(K >= 1) && !anyDuplicated(round(K))
+  if (!ok) {
+    abort(sprintf("`K` must be distinct whole numbers >= 1, not %s.",
+                  if (is.numeric(K) && length(K) >= 1L && length(K) <= 10L)
+                    paste0("c(", paste(format(K, trim = TRUE), collapse = ", "), ")")
+                  else describe(K)),
+          call = call, arg = "K")
+  }
+  sort(as.integer(round(K)))
+}
+
+select_check_method <- function(method, call) {
+  choices <- c("posterior", "mtm", "bic", "icl")
+  if (!is.character(method) || length(method) == 0L || anyNA(method) ||
+      !all(method %in% choices)) {
+    abort(sprintf("`method` must be one or more of %s, not %s.",
+                  paste0("\"", choices, "\"", collapse = ", "), describe(method)),
+          call = call, arg = "method")
+  }
+  unique(method)
+}
+
+# Route the arguments in `...` to the functions that take them.
+select_split_dots <- function(dots, call) {
+  out <- list(mcmc = list(), em = list(), mtm = list(), ml = list())
+  if (!length(dots)) return(out)
+  nm <- names(dots)
+  if (is.null(nm) || any(!nzchar(nm))) {
+    abort("Every argument in `...` must be named.", call = call, arg = "...")
+  }
+  route <- list(mcmc = c("chains", "iter", "warmup", "thin", "init", "progress"),
+                em = "starts", mtm = c("omega", "c", "r", "weights"),
+                ml = c("proposal", "n_comp", "n_prop"))
+  for (i in seq_along(dots)) {
+    if (nm[i] == "control") {
+      to <- if (inherits(dots[[i]], "moe_mcmc_control")) "mcmc" else
+        if (inherits(dots[[i]], "moe_em_control")) "em" else NA
+      if (is.na(to)) {
+        abort(sprintf("`control` must be made by `moe_mcmc_control()` or `moe_em_control()`, not %s.",
+                      describe(dots[[i]])), call = call, arg = "control")
+      }
+    } else {
+      to <- names(route)[vapply(route, function(r) nm[i] %in% r, TRUE)]
+      if (!length(to)) {
+        abort(sprintf("`...` has an argument `%s` that no fit takes; see ?moe_select for those passed on.",
+                      nm[i]), call = call, arg = nm[i])
+      }
+    }
+    out[[to]][[nm[i]]] <- dots[[i]]
+  }
+  out
+}
+
+# Posterior probabilities of K from log marginal likelihoods and log prior
+# probabilities (over the K compared), with Monte Carlo standard errors by
+# simulating the log marginal likelihoods from normals with their s.e.
+select_posterior <- function(logml, se, log_prior, seed, nsim = 2000L) {
+  lp <- logml + log_prior
+  norm <- function(v) {
+    e <- exp(v - max(v))
+    e / sum(e)
+  }
+  probs <- norm(lp)
+  se_p <- rep(NA_real_, length(lp))
+  if (all(is.finite(se))) {
+    sims <- with_seed(seed, vapply(seq_len(nsim), function(i)
+      norm(lp + stats::rnorm(length(lp), 0, se)), numeric(length(lp))))
+    se_p <- apply(matrix(sims, length(lp)), 1L, stats::sd)
+  }
+  list(probs = probs, se = se_p)
+}
+
+#' @rdname moe_select
+#' @param x,object A `moe_select` object.
+#' @param digits Number of significant digits to print.
+#' @export
+print.moe_select <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  cat(sprintf("Number of experts, K in {%s}, n = %d\n", paste(x$K, collapse = ", "), x$n))
+  lab <- c(posterior = "posterior probabilities", mtm = "Merge-Truncate-Merge frequencies",
+           bic = "BIC (EM)", icl = "ICL (EM)")
+  if (x$method %in% c("posterior", "mtm")) {
+    cat(sprintf("%s:\n", tools_upper(lab[[x$method]])))
+    print(round(x$probs, digits))
+  }
+  est <- vapply(names(x$K_hats), function(m) sprintf("%s %s", m, format(x$K_hats[[m]])), "")
+  cat(sprintf("Selected K = %d (%s); estimates: %s\n", x$K_hat, x$method,
+              paste(est, collapse = ", ")))
+  invisible(x)
+}
+
+tools_upper <- function(s) paste0(toupper(substr(s, 1L, 1L)), substring(s, 2L))
+
+#' @rdname moe_select
+#' @export
+summary.moe_select <- function(object, ...) {
+  structure(list(table = object$table, K_hats = object$K_hats, method = object$method,
+                 methods = object$methods, prior_K = object$prior_K, cpu = object$cpu,
+                 n = object$n, mtm = if (!is.null(object$mtm))
+                   object$mtm[c("omega", "c", "r", "threshold", "probs")] else NULL,
+                 n_warnings = length(object$warnings)),
+            class = "summary.moe_select")
+}
+
+#' @export
+print.summary.moe_select <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  cat(sprintf("Choosing the number of experts (n = %d); methods run: %s\n", x$n,
+              paste(x$methods, collapse = ", ")))
+  if ("posterior" %in% x$methods) print(x$prior_K, digits = digits)
+  tab <- x$table
+  keep <- vapply(tab, function(v) !all(is.na(v)), TRUE)
+  cat("\n")
+  print(format(tab[, keep, drop = FALSE], digits = digits), row.names = FALSE)
+  if (!is.null(x$mtm)) {
+    cat(sprintf("\nMTM: omega = %s, c = %s, r = %s, threshold = %s.\n",
+                format(signif(x$mtm$omega, digits)), format(x$mtm$c), format(x$mtm$r),
+                format(signif(x$mtm$threshold, digits))))
+  }
+  cat(sprintf("\nEstimates: %s\n", paste(sprintf("%s K = %s", names(x$K_hats), x$K_hats),
+                                        collapse = ", ")))
+  cpu <- x$cpu[is.finite(x$cpu)]
+  cat(sprintf("CPU seconds: %s\n", paste(sprintf("%s %.1f", names(cpu), cpu), collapse = ", ")))
+  if (x$n_warnings) {
+    cat(sprintf("%d warning%s of the fits collected (see `$warnings`).\n", x$n_warnings,
+                if (x$n_warnings > 1L) "s" else ""))
+  }
+  invisible(x)
+}
+
+#' @rdname moe_select
+#' @param which For `plot()`: `"probs"` (bar chart of `probs`), `"criteria"`
+#'   (BIC, ICL and, when computed, \eqn{-2 \log p(y \mid K)} against K, all
+#'   "smaller is better" on the deviance scale), or both (the default).
+#' @export
+plot.moe_select <- function(x, which = c("probs", "criteria"), ...) {
+  which <- match.arg(which, several.ok = TRUE)
+  has_probs <- !all(is.na(x$probs))
+  if (!has_probs) which <- setdiff(which, "probs")
+  if (!length(which)) which <- "criteria"
+  if (length(which) == 2L) {
+    op <- graphics::par(mfrow = c(1L, 2L))
+    on.exit(graphics::par(op))
+  }
+  if ("probs" %in% which) {
+    graphics::barplot(x$probs, names.arg = x$K, ylim = c(0, 1), xlab = "number of experts K",
+                      ylab = if (x$method == "posterior") "posterior probability" else "frequency",
+                      main = if (x$method == "posterior") "Posterior over K" else
+                        "Merge-Truncate-Merge")
+  }
+  if ("criteria" %in% which) {
+    tab <- x$table
+    cols <- list(BIC = tab$BIC, ICL = tab$ICL)
+    if (!all(is.na(tab$logml))) cols[["-2 log p(y|K)"]] <- -2 * tab$logml
+    yl <- range(unlist(cols), finite = TRUE)
+    graphics::plot(tab$K, cols[[1L]], type = "n", ylim = yl, xlab = "number of experts K",
+                   ylab = "criterion (smaller is better)", main = "Criteria against K",
+                   xaxt = "n")
+    graphics::axis(1L, at = tab$K)
+    for (j in seq_along(cols)) {
+      graphics::lines(tab$K, cols[[j]], type = "b", pch = j, col = j, lty = j)
+    }
+    graphics::legend("topright", legend = names(cols), pch = seq_along(cols),
+                     col = seq_along(cols), lty = seq_along(cols), bty = "n")
+  }
+  invisible(x)
+}
