@@ -197,17 +197,16 @@ voronoi_type <- function(type, K, kstar) {
 #'   Nelder-Mead for several covariates). This differs from Do et al. (2025),
 #'   who translate the truth, which makes the loss depend on the labelling of
 #'   the fitted experts.
-#' @return `voronoi_loss()`: a number (with attribute `"shift"`, the
-#'   translation \eqn{(t_0, t_1)} of the fitted gating vectors it used), or
-#'   for an MCMC fit a matrix \[iterations, chains\] with the loss of every
-#'   posterior draw.
+#' @return `voronoi_loss()`: a number, or for an MCMC fit a matrix
+#'   \[iterations, chains\] with the loss of every posterior draw.
 #'   `voronoi_cells()`: a data frame with one row per fitted atom (and per
 #'   draw for MCMC fits: columns `draw`, `iteration`, `chain`): `atom`,
 #'   `cell` (the index of the nearest true atom), `cell_size` (atoms in that
 #'   cell), `weight` (\eqn{\exp(\beta_0)}), `true_weight`, and the distances
 #'   `beta1`, `a`, `b`, `sigma2` to the cell's true atom, all after the
 #'   translation of the fitted gating that `voronoi_loss()` with the same
-#'   arguments uses (attribute `"shift"`, one column per parameter set).
+#'   arguments uses (attribute `"shift"`: \eqn{(t_0, t_1)}, one column per
+#'   parameter set).
 #' @references Nguyen, H., Nguyen, T. and Ho, N. (2023). Demystifying softmax
 #'   gating function in Gaussian mixture of experts. *NeurIPS 2023*.
 #'   arXiv:2305.03288.
@@ -234,9 +233,7 @@ voronoi_loss <- function(fit, truth, type = c("auto", "exact", "over"),
   at <- loss_atoms(fit, "fit", call)
   check_same_d(at, truth, call)
   res <- voronoi_compute(at, truth, type, rbar, norm, reference, translation, call)
-  out <- shape_draws(res$loss, at)
-  if (is.null(at$draw_dim)) attr(out, "shift") <- res$shift[, 1L]
-  out
+  shape_draws(res$loss, at)
 }
 
 # Check the options of voronoi_loss() and compute the loss of every
