@@ -11,7 +11,7 @@
 #'
 #' For every sample size in `n` and every replicate, `moe_contraction()`
 #' simulates a data set from `truth` with [rmoe()], fits a mixture of `K`
-#' experts (by EM through [moe_em_fit()], or by MCMC through [moe_mcmc()]),
+#' experts (by EM through [moe_em_fit()], or by MCMC through `moe_mcmc()`),
 #' and computes the Voronoi loss ([voronoi_loss()]: D1 when `K` equals the
 #' number of true experts, D2 when it is larger) and the conditional-density
 #' distances ([density_loss()]). The slope of the logarithm of the mean loss
@@ -48,7 +48,7 @@
 #' @param n Sample sizes: whole numbers >= 10 (sorted, duplicates dropped).
 #' @param reps Number of replicates per sample size.
 #' @param K Number of fitted experts (default: as many as the truth).
-#' @param method `"em"` or `"mcmc"` (needs [moe_mcmc()]).
+#' @param method `"em"` or `"mcmc"` (needs `moe_mcmc()`).
 #' @param losses Which losses: any of `"D"` (the Voronoi loss, recorded as
 #'   `"D1"` or `"D2"`), `"hellinger"` and `"tv"` (covariate-averaged
 #'   Hellinger and total-variation distances).
@@ -75,7 +75,7 @@
 #'   the posterior mean.
 #' @param control EM settings, [moe_em_control()]; `NULL` uses
 #'   `moe_em_control(maxit = 2000)`.
-#' @param mcmc A list of further arguments of [moe_mcmc()] (e.g. `chains`,
+#' @param mcmc A list of further arguments of `moe_mcmc()` (e.g. `chains`,
 #'   `iter`, `warmup`, `prior`).
 #' @param density_draws For MCMC fits: the number of posterior draws on
 #'   which density distances are computed.

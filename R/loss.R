@@ -148,7 +148,7 @@ voronoi_type <- function(type, K, kstar) {
 #' atoms \eqn{\beta_1} and \eqn{b} move at \eqn{n^{-1/8}} and \eqn{a} and
 #' \eqn{\sigma^2} at \eqn{n^{-1/4}}.
 #'
-#' @param fit A fit from [moe_em()] (its estimate) or [moe_mcmc()] (every
+#' @param fit A fit from [moe_em()] (its estimate) or `moe_mcmc()` (every
 #'   posterior draw), a truth from [moe_truth()], or a parameter list with
 #'   elements `beta0`, `beta1`, `a`, `b` and `sigma` (noise s.d.) or
 #'   `sigma2` (variances), as taken by [moe_truth()]. Fits must use an

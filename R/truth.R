@@ -36,14 +36,14 @@
 #' (as in the published code of the rate experiments).
 #'
 #' `moe_truth(fit)` extracts the parameter set of a fit from [moe_em()]
-#' (its estimate) or [moe_mcmc()] (posterior draw number `draw`, counting
+#' (its estimate) or `moe_mcmc()` (posterior draw number `draw`, counting
 #' iterations within chains: draw `i` is iteration `(i - 1) %% iter + 1` of
 #' chain `(i - 1) %/% iter + 1`). The fit must use an intercept and the same
 #' covariates for the experts and the gating, as simulated data from
 #' [rmoe()] with `y ~ x` do.
 #'
 #' @param beta0 Gating intercepts: a numeric vector of length `K` or `K - 1`.
-#'   Or a fit from [moe_em()] or [moe_mcmc()] (the other arguments must then
+#'   Or a fit from [moe_em()] or `moe_mcmc()` (the other arguments must then
 #'   be missing).
 #' @param beta1 Gating slopes: for one covariate a vector of length `K` or
 #'   `K - 1`; for `d` covariates a `d x K` or `d x (K - 1)` matrix.

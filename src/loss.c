@@ -54,8 +54,10 @@
  * far apart the components are). For V the Simpson double panels in which
  * g - g* changes sign are split at its roots (Illinois regula falsi) and
  * integrated by 8-point Gauss-Legendre, since |g - g*| has kinks there.
- * density_distance() averages h(x), V(x) or h^2(x) over nx covariate rows
- * (x is nx x d, column-major).
+ * density_distance() returns the mean of h(x) (LOSS_HELLINGER) or V(x)
+ * (LOSS_TV) over nx covariate rows (x is nx x d, column-major), or the
+ * square root of the mean of h^2(x) (LOSS_HELLINGER_JOINT, the Hellinger
+ * distance between the joint densities of (x, y)).
  *
  * Preconditions: d >= 1, K >= 1, kstar >= 1, variances > 0 (a non-finite or
  * non-positive value gives NA), nrbar >= 1, min_points >= 2.
