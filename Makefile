@@ -27,16 +27,44 @@ build: deps
 	rm -rf $(CHECKDIR) && mkdir -p $(CHECKDIR)
 	cd $(CHECKDIR) && $(R) CMD build ..
 
-# Remote CRAN-incoming checks (URL and archive look-ups) are off by default
-# so the check does not depend on the network; set CRAN_REMOTE=true to run them.
+# Remote checks (CRAN-incoming URL and archive look-ups, the clock check of
+# file time stamps) are off by default so the check does not depend on the
+# network; set CRAN_REMOTE=true to run them. The PDF manual needs pdflatex:
+# without it the manual is skipped (its Rd sources are still checked).
 CRAN_REMOTE ?= false
+MANUAL := $(if $(shell command -v pdflatex 2>/dev/null),,--no-manual)
 check: build
 	cd $(CHECKDIR) && NOT_CRAN=true _R_CHECK_CRAN_INCOMING_REMOTE_=$(CRAN_REMOTE) \
-	  _R_CHECK_FORCE_SUGGESTS_=false $(R) CMD check --as-cran $(TARBALL)
+	  _R_CHECK_SYSTEM_CLOCK_=$(CRAN_REMOTE) \
+	  $(R) CMD check --as-cran $(MANUAL) $(TARBALL)
 
 bench: install
 	$(RSCRIPT) tools/install-deps.R --bench
 	for f in bench/*.R; do echo "== $$f"; $(RSCRIPT) $$f || exit 1; done
+
+# Memory checks: the test suite against an instrumented build installed into
+# a private library (never the user's). sanitize: ASan + UBSan (the sanitizer
+# runtime is preloaded into R; leaks inside R itself are not reported).
+# valgrind: memcheck on an ordinary build; slow (about 15-30 minutes).
+SAN_LIB := $(CURDIR)/check/sanitize-lib
+VG_LIB  := $(CURDIR)/check/valgrind-lib
+sanitize: deps
+	rm -rf $(SAN_LIB) && mkdir -p $(SAN_LIB)
+	R_MAKEVARS_USER=$(CURDIR)/tools/sanitize.mk $(R) CMD INSTALL --preclean --no-test-load --library=$(SAN_LIB) .
+	rm -f src/*.o src/*.so
+	NOT_CRAN=true R_LIBS=$(SAN_LIB) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  $(RSCRIPT) tools/run-tests.R
+
+valgrind: deps
+	rm -rf $(VG_LIB) && mkdir -p $(VG_LIB)
+	$(R) CMD INSTALL --preclean --library=$(VG_LIB) .
+	rm -f src/*.o src/*.so
+	NOT_CRAN=true R_LIBS=$(VG_LIB) $(R) --vanilla -d "valgrind --tool=memcheck --error-exitcode=1 \
+	  --leak-check=full --errors-for-leak-kinds=definite --track-origins=yes \
+	  --suppressions=$(CURDIR)/tools/valgrind.supp" -f tools/run-tests.R > check/valgrind.log 2>&1; \
+	  rc=$$?; grep -E "ERROR SUMMARY|definitely lost" check/valgrind.log; exit $$rc
 
 clean:
 	rm -rf $(CHECKDIR) src/*.o src/*.so demo-fit.png

@@ -9,4 +9,5 @@
 #'   model.matrix model.response model.weights nobs pnorm predict
 #'   printCoefmat rnorm runif sd setNames simulate terms
 #'   delete.response .getXlevels na.pass vcov residuals
+#' @importFrom utils head tail
 "_PACKAGE"

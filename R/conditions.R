@@ -21,11 +21,18 @@ warn <- function(message, kind, call = NULL, ...) {
 # A short description of a value for error messages.
 describe <- function(x) {
   if (is.null(x)) return("NULL")
+  if (inherits(x, "formula")) {
+    return(if (length(x) == 2L) "a one-sided formula" else "a two-sided formula")
+  }
   if (is.function(x)) return("a function")
   if (is.data.frame(x)) return("a data frame")
   if (is.list(x)) return(sprintf("a list of length %d", length(x)))
   if (length(x) == 0L) return(sprintf("an empty %s vector", typeof(x)))
-  if (length(x) > 1L) return(sprintf("a %s vector of length %d", class(x)[1L], length(x)))
+  if (length(x) > 1L) {
+    cl <- class(x)[1L]
+    return(sprintf("%s %s vector of length %d",
+                   if (grepl("^[aeiou]", cl)) "an" else "a", cl, length(x)))
+  }
   if (is.character(x)) return(sprintf("\"%s\"", x))
   if (is.factor(x)) return("a factor")
   if (is.logical(x) || is.numeric(x)) return(format(x, digits = 7))
@@ -48,6 +55,11 @@ check_number <- function(x, arg, lower = -Inf, upper = Inf, whole = FALSE,
   if (ok) ok <- (if (strict_lower) x > lower else x >= lower) && x <= upper
   if (!ok) {
     abort(sprintf("`%s` must be %s%s, not %s.", arg, what, bounds, describe(x)),
+          kind = "input", call = call, arg = arg)
+  }
+  if (whole && is.finite(x) && abs(x) > .Machine$integer.max) {
+    abort(sprintf("`%s` must be a whole number of at most %d in absolute value, not %s.",
+                  arg, .Machine$integer.max, describe(x)),
           kind = "input", call = call, arg = arg)
   }
   if (whole && is.finite(x)) as.integer(round(x)) else as.numeric(x)
@@ -84,4 +96,18 @@ with_seed <- function(seed, expr, kind = "default") {
   RNGkind(kind, "Inversion", "Rejection")
   set.seed(seed)
   expr
+}
+
+# match.arg() with a classed error naming the argument: `x` is the user's
+# value (the whole default vector means "the first choice"), exact or unique
+# partial matches are accepted.
+check_choice <- function(x, choices, arg, call = NULL) {
+  if (identical(x, choices)) return(choices[1L])
+  if (is.character(x) && length(x) == 1L && !is.na(x)) {
+    i <- pmatch(x, choices)
+    if (!is.na(i)) return(choices[i])
+  }
+  abort(sprintf("`%s` must be one of %s, not %s.", arg,
+                paste0("\"", choices, "\"", collapse = ", "), describe(x)),
+        call = call, arg = arg)
 }

@@ -68,8 +68,8 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #'   weights: observation i contributes `weights[i]` times its
 #'   log-likelihood. Rows removed by `na.action` are reported by `print()`
 #'   and `summary()`.
-#' @return An object of class `c("moe_em", "moe_fit")`; see [summary.moe_fit()],
-#'   [predict.moe_fit()], [plot.moe_fit()].
+#' @return An object of class `c("moe_em", "moe_fit")`; see [summary.moe_em()],
+#'   [predict.moe_fit()], [plot.moe_em()].
 #' @examples
 #' fit <- moe_em(tuned ~ stretchratio, data = tonedata, K = 2, seed = 1)
 #' fit
@@ -118,9 +118,10 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   min_size <- if (is.null(control$min_size)) ncol(X) + 1 else control$min_size
   types <- if (is.null(init_par)) start_types(starts) else rep("given", length(init_par))
   starts <- length(types)
+  feats <- if (is.null(init_par)) start_features(s$y, s$X, s$Z)
   runs <- vector("list", starts)
   for (j in seq_len(starts)) {
-    R0 <- if (is.null(init_par)) start_resp(types[j], s$y, s$X, s$Z, K) else
+    R0 <- if (is.null(init_par)) start_resp(types[j], s$y, s$X, feats, K) else
       .Call(ffi_estep, y, X, Z, w, init_par[[j]]$alpha, init_par[[j]]$sigma2,
             init_par[[j]]$W)$resp
     runs[[j]] <- .Call(ffi_em, s$y, s$X, s$Z, w, R0, control$maxit, control$tol,
@@ -144,21 +145,26 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                            iter = vapply(runs, `[[`, 0L, "iter"),
                            status = vapply(st, status_text, ""),
                            stringsAsFactors = FALSE),
-       best = best)
+       best = best,
+       start_par = lapply(runs, function(r) par_to_original(sc, r[c("alpha", "sigma2", "W")])))
 }
 
 start_types <- function(starts) {
   c("residual", rep_len(c("kmeans++", "random"), starts - 1L))
 }
 
+# Features on which partitions are drawn: the non-intercept covariates of
+# both designs (each column once) and the response, on the internal scale.
+start_features <- function(y, X, Z) {
+  zcols <- setdiff(colnames(Z), c("(Intercept)", colnames(X)))
+  cbind(X[, colnames(X) != "(Intercept)", drop = FALSE], Z[, zcols, drop = FALSE], y)
+}
+
 # Starting responsibilities (n x K) on the internal scale: a partition made
 # soft (0.9 on the assigned expert) so that no expert starts empty.
-start_resp <- function(type, y, X, Z, K) {
+start_resp <- function(type, y, X, feats, K) {
   n <- length(y)
   if (K == 1L) return(matrix(1, n, 1L))
-  feats <- cbind(X[, colnames(X) != "(Intercept)", drop = FALSE],
-                 Z[, colnames(Z) != "(Intercept)", drop = FALSE], y)
-  feats <- feats[, !duplicated(t(feats)), drop = FALSE]
   lab <- switch(type,
     residual = {
       res <- qr.resid(qr(X), y)

@@ -71,16 +71,25 @@ moe_components <- function(par, X, Z) {
 # Per-observation log density log p(y_i | x_i, z_i).
 moe_log_density <- function(par, X, Z, y) {
   cm <- moe_components(par, X, Z)
-  lk <- cm$log_gate + dnorm(y, cm$mean, rep(cm$sd, each = length(y)), log = TRUE)
+  row_lse(cm$log_gate + dnorm(y, cm$mean, rep(cm$sd, each = length(y)), log = TRUE))
+}
+
+# Row-wise log-sum-exp; -Inf for a row whose entries are all -Inf (a
+# response so far out that every density underflows), never NaN.
+row_lse <- function(lk) {
   mx <- apply(lk, 1L, max)
-  mx + log(rowSums(exp(lk - mx)))
+  out <- mx + log(rowSums(exp(lk - ifelse(is.finite(mx), mx, 0))))
+  out[mx == -Inf] <- -Inf
+  out
 }
 
 # Posterior probabilities of the experts for each observation (n x K).
 responsibilities <- function(par, X, Z, y) {
   cm <- moe_components(par, X, Z)
   lk <- cm$log_gate + dnorm(y, cm$mean, rep(cm$sd, each = length(y)), log = TRUE)
-  exp(lk - (apply(lk, 1L, max) + log(rowSums(exp(lk - apply(lk, 1L, max))))))
+  R <- exp(lk - row_lse(lk))
+  R[!is.finite(rowSums(R)), ] <- 1 / ncol(R)
+  R
 }
 
 # Mixture CDF quantiles by vectorised bisection, one row per observation.

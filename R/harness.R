@@ -11,7 +11,7 @@
 #'
 #' For every sample size in `n` and every replicate, `moe_contraction()`
 #' simulates a data set from `truth` with [rmoe()], fits a mixture of `K`
-#' experts (by EM through [moe_em_fit()], or by MCMC through `moe_mcmc()`),
+#' experts (by EM through [moe_em_fit()], or by MCMC through [moe_mcmc()]),
 #' and computes the Voronoi loss ([voronoi_loss()]: D1 when `K` equals the
 #' number of true experts, D2 when it is larger) and the conditional-density
 #' distances ([density_loss()]). The slope of the logarithm of the mean loss
@@ -48,7 +48,7 @@
 #' @param n Sample sizes: whole numbers >= 10 (sorted, duplicates dropped).
 #' @param reps Number of replicates per sample size.
 #' @param K Number of fitted experts (default: as many as the truth).
-#' @param method `"em"` or `"mcmc"` (needs `moe_mcmc()`).
+#' @param method `"em"` or `"mcmc"` ([moe_mcmc()]).
 #' @param losses Which losses: any of `"D"` (the Voronoi loss, recorded as
 #'   `"D1"` or `"D2"`), `"hellinger"` and `"tv"` (covariate-averaged
 #'   Hellinger and total-variation distances).
@@ -75,7 +75,7 @@
 #'   the posterior mean.
 #' @param control EM settings, [moe_em_control()]; `NULL` uses
 #'   `moe_em_control(maxit = 2000)`.
-#' @param mcmc A list of further arguments of `moe_mcmc()` (e.g. `chains`,
+#' @param mcmc A list of further arguments of [moe_mcmc()] (e.g. `chains`,
 #'   `iter`, `warmup`, `prior`).
 #' @param density_draws For MCMC fits: the number of posterior draws on
 #'   which density distances are computed.
@@ -168,10 +168,6 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
   }
   density_draws <- check_number(density_draws, "density_draws", lower = 1, whole = TRUE,
                                 call = call)
-  if (method == "mcmc" && !mcmc_available()) {
-    abort("`method = \"mcmc\"` needs `moe_mcmc()`, which this version of bayesmoe does not have yet.",
-          kind = "unavailable", call = call, arg = "method")
-  }
 
   settings <- list(n = n, reps = reps, K = K, method = method, losses = losses,
                    init = init, starts = starts, x_design = x_design, drop_n = drop_n,
@@ -204,10 +200,6 @@ check_drop <- function(drop, n_sizes, call = NULL) {
                   n_sizes, drop), call = call, arg = "drop_n")
   }
   drop
-}
-
-mcmc_available <- function() {
-  exists("moe_mcmc", envir = asNamespace("bayesmoe"), inherits = FALSE)
 }
 
 # Record the caller's RNG kind and state; the returned function restores them.
@@ -361,13 +353,12 @@ contraction_em <- function(sim, n, truth, st) {
   c(out, list(iter = fit$iter, loglik = fit$loglik, status = status_text(fit$status)))
 }
 
-# `st$fitter` (tests only) replaces moe_mcmc().
 contraction_mcmc <- function(sim, truth, st) {
   f <- stats::as.formula(paste("y ~", paste(truth$xnames, collapse = " + ")))
-  fn <- if (is.null(st$fitter)) get("moe_mcmc", envir = asNamespace("bayesmoe")) else st$fitter
-  args <- c(list(formula = f, data = sim, K = st$K,
-                 seed = sample.int(.Machine$integer.max, 1L)), st$mcmc)
-  fit <- do.call(fn, args)
+  args <- utils::modifyList(list(formula = f, data = sim, K = st$K,
+                                 seed = sample.int(.Machine$integer.max, 1L),
+                                 progress = FALSE), st$mcmc)
+  fit <- do.call(moe_mcmc, args)
   at <- loss_atoms(fit)
   qname <- sprintf("q%g", 100 * st$probs)
   out <- loss_values(at, truth, st, function(v) {

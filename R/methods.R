@@ -17,7 +17,7 @@ moe_point.moe_fit <- function(object) object$coefficients
 #' predictive mean \eqn{\sum_k g_k(z) x^\top a_k}, `residuals()` the response
 #' minus it (`type = "pearson"` divides by the predictive standard deviation).
 #'
-#' @param object A fit from [moe_em()] or [moe_mcmc()].
+#' @param object A fit from [moe_em()] or `moe_mcmc()`.
 #' @param matrix If `TRUE`, return a list with the `alpha` (expert
 #'   coefficients, p x K), `sigma2` and `W` (gating, q x K with a zero
 #'   reference column) matrices.
@@ -66,7 +66,7 @@ fitted.moe_fit <- function(object, ...) {
 #' @rdname moe_coef
 #' @export
 residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
-  type <- match.arg(type)
+  type <- check_choice(type, c("response", "pearson"), "type")
   r <- object$y - fitted(object)
   if (type == "pearson") {
     par <- moe_point(object)
@@ -81,7 +81,7 @@ residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
 
 #' Predictions from a mixture-of-experts fit
 #'
-#' @param object A fit from [moe_em()] or [moe_mcmc()].
+#' @param object A fit from [moe_em()] or `moe_mcmc()`.
 #' @param newdata A data frame with the covariates; `NULL` uses the data of
 #'   the fit.
 #' @param type What to predict: `"mean"` the predictive mean
@@ -108,7 +108,7 @@ residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
 predict.moe_fit <- function(object, newdata = NULL,
                             type = c("mean", "gating", "density", "quantile", "expert"),
                             y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE, ...) {
-  type <- match.arg(type)
+  type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert"), "type")
   des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
     new_design(object, newdata)
   predict_par(moe_point(object), des, type, y, probs, log, object$K)
@@ -151,7 +151,7 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
       }
     },
     quantile = {
-      if (!is.numeric(probs) || !length(probs) || any(!(probs > 0 & probs < 1))) {
+      if (!is.numeric(probs) || !length(probs) || anyNA(probs) || any(!(probs > 0 & probs < 1))) {
         abort(sprintf("`probs` must be probabilities strictly between 0 and 1, not %s.",
                       describe(probs)), kind = "input", arg = "probs")
       }
@@ -167,7 +167,7 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
 #' conditional distribution (for MCMC fits, from the posterior predictive:
 #' each simulation uses a different posterior draw).
 #'
-#' @param object A fit from [moe_em()] or [moe_mcmc()].
+#' @param object A fit from [moe_em()] or `moe_mcmc()`.
 #' @param nsim Number of simulated response vectors.
 #' @param seed `NULL` or a seed; with a seed the caller's RNG state is left
 #'   untouched.
@@ -181,8 +181,8 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
 simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
   nsim <- check_number(nsim, "nsim", lower = 1, whole = TRUE)
   seed <- check_seed(seed)
-  pars <- simulation_pars(object, nsim)
-  out <- with_seed(seed, lapply(seq_len(nsim), function(s) {
+  # parameters are chosen under the seed too (posterior draws for MCMC fits)
+  out <- with_seed(seed, lapply(seq_len(nsim), function(s, pars) {
     par <- pars[[s]]
     cm <- moe_components(par, object$X, object$Z)
     g <- exp(cm$log_gate)
@@ -190,7 +190,7 @@ simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
     u <- runif(n)
     k <- 1L + rowSums(u > t(apply(g, 1L, cumsum))[, -ncol(g), drop = FALSE])
     cm$mean[cbind(seq_len(n), k)] + cm$sd[k] * rnorm(n)
-  }))
+  }, pars = simulation_pars(object, nsim)))
   names(out) <- paste0("sim_", seq_len(nsim))
   out <- as.data.frame(out)
   rownames(out) <- rownames(object$X)

@@ -74,10 +74,10 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
           kind = "data", call = call, arg = "formula")
   }
   y <- as.numeric(y)
-  mt <- terms(formula, data = data)
-  mtz <- terms(gating, data = data)
-  X <- model.matrix(mt, mf)
-  Z <- model.matrix(mtz, mf)
+  mt <- inherit_predvars(terms(formula, data = data), attr(mf, "terms"))
+  mtz <- inherit_predvars(terms(gating, data = data), attr(mf, "terms"))
+  X <- build_design(mt, mf, "formula", "expert", call)
+  Z <- build_design(mtz, mf, "gating", "gating", call)
   check_design(X, "formula", "expert", call)
   check_design(Z, "gating", "gating", call)
   if (any(!is.finite(y))) {
@@ -106,6 +106,28 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
        xlevels = .getXlevels(mt, mf), zlevels = .getXlevels(mtz, mf),
        contrasts = attr(X, "contrasts"), zcontrasts = attr(Z, "contrasts"),
        na.action = attr(mf, "na.action"), model = mf)
+}
+
+# Give the terms of one formula the `predvars` (data-dependent bases such as
+# poly() or ns() coefficients) computed by model.frame() for the combined
+# formula, so that predictions on new data use the same bases, as in lm().
+inherit_predvars <- function(sub, full) {
+  pv <- attr(full, "predvars")
+  if (is.null(pv)) return(sub)
+  full_vars <- vapply(as.list(attr(full, "variables"))[-1L], deparse1, "")
+  sub_vars <- as.list(attr(sub, "variables"))[-1L]
+  idx <- match(vapply(sub_vars, deparse1, ""), full_vars)
+  if (anyNA(idx)) return(sub)
+  attr(sub, "predvars") <- as.call(c(quote(list), as.list(pv)[-1L][idx]))
+  sub
+}
+
+build_design <- function(tt, mf, arg, what, call) {
+  tryCatch(model.matrix(tt, mf), error = function(e) {
+    abort(sprintf("The %s design of `%s` cannot be built: %s.", what, arg,
+                  sub("\\.$", "", conditionMessage(e))),
+          kind = "data", call = call, arg = arg)
+  })
 }
 
 check_design <- function(M, arg, what, call) {

@@ -9,7 +9,7 @@
 #' (EM fits) the log-likelihood over the EM iterations. MCMC fits add
 #' credible bands and the `"trace"` and `"density"` plots of the draws.
 #'
-#' @param x A fit from [moe_em()] or [moe_mcmc()].
+#' @param x A fit from [moe_em()] or `moe_mcmc()`.
 #' @param what Which plot.
 #' @param covariate Name of the covariate for the horizontal axis; by default
 #'   the first numeric variable of the model.
@@ -22,7 +22,7 @@
 #' plot(fit, what = "loglik")
 #' @export
 plot.moe_em <- function(x, what = c("fit", "gating", "loglik"), covariate = NULL, ...) {
-  what <- match.arg(what)
+  what <- check_choice(what, c("fit", "gating", "loglik"), "what")
   switch(what,
     fit = plot_fit(x, covariate, ...),
     gating = plot_gating(x, covariate, ...),

@@ -9,6 +9,7 @@
  * Parameter arguments: alpha double p x K, sigma2 double K, W double q x K.
  */
 #include "moe.h"
+#include <string.h>
 
 #define FFI_CHECK(cond)                                                      \
   do {                                                                       \
@@ -316,5 +317,138 @@ SEXP ffi_density_loss(SEXP atoms, SEXP K, SEXP truth, SEXP d, SEXP x,
                                     REAL(truth), nx, REAL(x), ty, mp, work);
   }
   UNPROTECT(1);
+  return out;
+}
+/* n draws of PG(b_i, z_i), b (int, length >= 1) and z (double, length >= 1)
+ * recycled to length n; every b_i >= 1 and every z_i finite (checked by
+ * rpolyagamma()). A large b_i is drawn in chunks of PG_CHUNK PG(1, z) draws
+ * so that the user can interrupt every PG_CHUNK draws. */
+#define PG_CHUNK 100000
+SEXP ffi_rpolyagamma(SEXP n, SEXP b, SEXP z)
+{
+  FFI_CHECK(TYPEOF(n) == REALSXP && Rf_length(n) == 1);
+  FFI_CHECK(TYPEOF(b) == INTSXP && TYPEOF(z) == REALSXP);
+  double nd = REAL(n)[0];
+  FFI_CHECK(R_FINITE(nd) && nd >= 0 && nd == floor(nd));
+  R_xlen_t N = (R_xlen_t) nd, nb = XLENGTH(b), nz = XLENGTH(z);
+  FFI_CHECK(N == 0 || (nb >= 1 && nz >= 1));
+  const int *bv = INTEGER(b);
+  const double *zv = REAL(z);
+  for (R_xlen_t j = 0; j < nb; j++) FFI_CHECK(bv[j] >= 1);
+  for (R_xlen_t j = 0; j < nz; j++) FFI_CHECK(R_FINITE(zv[j]));
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, N));
+  double *x = REAL(out);
+  R_xlen_t jb = 0, jz = 0;
+  int since = 0;
+  GetRNGstate();
+  for (R_xlen_t i = 0; i < N; i++) {
+    int left = bv[jb];
+    double s = 0.0;
+    while (left > 0) {
+      int m = left < PG_CHUNK ? left : PG_CHUNK;
+      s += rpg(m, zv[jz]);
+      left -= m;
+      since += m;
+      if (since >= PG_CHUNK) {
+        R_CheckUserInterrupt();
+        since = 0;
+      }
+    }
+    x[i] = s;
+    if (++jb == nb) jb = 0;
+    if (++jz == nz) jz = 0;
+  }
+  PutRNGstate();
+  UNPROTECT(1);
+  return out;
+}
+
+/* ---- Gibbs sampler ---- */
+
+static SEXP list_get(SEXP list, const char *name)
+{
+  SEXP nm = Rf_getAttrib(list, R_NamesSymbol);
+  for (int i = 0; i < Rf_length(list); i++)
+    if (strcmp(CHAR(STRING_ELT(nm, i)), name) == 0) return VECTOR_ELT(list, i);
+  Rf_error("internal error in bayesmoe (%s:%d): no element `%s`", __FILE__,
+           __LINE__, name);
+  return R_NilValue;
+}
+
+static const double *real_of_length(SEXP x, R_xlen_t len)
+{
+  FFI_CHECK(TYPEOF(x) == REALSXP && XLENGTH(x) == len);
+  return REAL(x);
+}
+
+/*
+ * One chain of the Gibbs sampler (mcmc.c) from the starting parameters
+ * alpha (p x K), sigma2 (K), W (q x K, last column zero), on internal-scale
+ * data with whole case weights >= 1. prior: list(m_a, Va_inv, Va_inv_m,
+ * m_Va_inv_m, c0, C0, s_w2, exchangeable) as made by prior_internal() in R.
+ * control: integer (warmup, iter, thin, offset, refresh, chain, gate_mode).
+ * Returns list(alpha = p x K x S, sigma2 = K x S, W = q x K x S,
+ * loglik = S, alpha_end, sigma2_end, W_end, status, done, accept (the
+ * number of accepted gating Metropolis-Hastings refreshes after warm-up)).
+ */
+SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
+                    SEXP W, SEXP prior, SEXP control)
+{
+  moe_data d = make_data(y, X, Z, wt, Rf_length(sigma2));
+  check_par(&d, alpha, sigma2, W);
+  int p = d.p, q = d.q, K = d.K;
+  for (int i = 0; i < d.n; i++) FFI_CHECK(d.wt[i] >= 1.0 && d.wt[i] <= INT_MAX);
+  FFI_CHECK(TYPEOF(prior) == VECSXP);
+  moe_mcmc_prior pr;
+  pr.m_a = real_of_length(list_get(prior, "m_a"), p);
+  pr.Va_inv = real_of_length(list_get(prior, "Va_inv"), (R_xlen_t) p * p);
+  pr.Va_inv_m = real_of_length(list_get(prior, "Va_inv_m"), p);
+  pr.m_Va_inv_m = Rf_asReal(list_get(prior, "m_Va_inv_m"));
+  pr.c0 = Rf_asReal(list_get(prior, "c0"));
+  pr.C0 = Rf_asReal(list_get(prior, "C0"));
+  pr.s_w2 = real_of_length(list_get(prior, "s_w2"), q);
+  pr.exchangeable = Rf_asLogical(list_get(prior, "exchangeable"));
+  FFI_CHECK(pr.c0 > 0 && pr.C0 > 0 && pr.exchangeable != NA_LOGICAL);
+  for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
+
+  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 7);
+  const int *ci = INTEGER(control);
+  moe_mcmc_control ctl = { ci[0], ci[1], ci[2], ci[3], ci[4], ci[5], ci[6] };
+  FFI_CHECK(ctl.warmup >= 0 && ctl.iter >= 0 && ctl.thin >= 1 &&
+            ctl.offset >= 0 && ctl.refresh >= 0 && ctl.gate_mode >= 0 &&
+            ctl.gate_mode <= 2);
+  int S = (ctl.offset + ctl.iter) / ctl.thin - ctl.offset / ctl.thin;
+
+  const char *names[] = {"alpha", "sigma2", "W", "loglik", "alpha_end",
+                         "sigma2_end", "W_end", "status", "done", "accept"};
+  SEXP out = PROTECT(named_list(10, names));
+  SEXP a_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) p * K * S));
+  SEXP s_draws = PROTECT(alloc_matrix(K, S));
+  SEXP w_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) q * K * S));
+  SEXP ll = PROTECT(Rf_allocVector(REALSXP, S));
+  SEXP a_end = PROTECT(Rf_duplicate(alpha));
+  SEXP s_end = PROTECT(Rf_duplicate(sigma2));
+  SEXP w_end = PROTECT(Rf_duplicate(W));
+  moe_par par = { REAL(a_end), REAL(s_end), REAL(w_end) };
+  SEXP acc = PROTECT(Rf_allocVector(INTSXP, 1));
+  moe_mcmc_draws dr = { REAL(a_draws), REAL(s_draws), REAL(w_draws), REAL(ll),
+                        INTEGER(acc), S, 0 };
+  R_xlen_t nd, ni;
+  moe_mcmc_work_size(&d, &nd, &ni);
+  moe_mcmc_work w;
+  moe_mcmc_work_init(&d, alloc_work(nd), (int *) R_alloc(ni, sizeof(int)), &w);
+  int st = moe_mcmc_run(&d, &pr, &ctl, &par, &dr, &w);
+  for (int s = dr.nkeep; s < S; s++) REAL(ll)[s] = NA_REAL;
+  SET_VECTOR_ELT(out, 0, a_draws);
+  SET_VECTOR_ELT(out, 1, s_draws);
+  SET_VECTOR_ELT(out, 2, w_draws);
+  SET_VECTOR_ELT(out, 3, ll);
+  SET_VECTOR_ELT(out, 4, a_end);
+  SET_VECTOR_ELT(out, 5, s_end);
+  SET_VECTOR_ELT(out, 6, w_end);
+  SET_VECTOR_ELT(out, 7, Rf_ScalarInteger(st));
+  SET_VECTOR_ELT(out, 8, Rf_ScalarInteger(dr.done));
+  SET_VECTOR_ELT(out, 9, acc);
+  UNPROTECT(9);
   return out;
 }

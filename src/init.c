@@ -16,6 +16,9 @@ extern SEXP ffi_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
 extern SEXP ffi_voronoi(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_voronoi_cells(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_density_loss(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_rpolyagamma(SEXP, SEXP, SEXP);
+extern SEXP ffi_mcmc_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                           SEXP);
 
 static const R_CallMethodDef call_methods[] = {
   {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
@@ -25,6 +28,8 @@ static const R_CallMethodDef call_methods[] = {
   {"ffi_voronoi", (DL_FUNC) &ffi_voronoi, 9},
   {"ffi_voronoi_cells", (DL_FUNC) &ffi_voronoi_cells, 6},
   {"ffi_density_loss", (DL_FUNC) &ffi_density_loss, 7},
+  {"ffi_rpolyagamma", (DL_FUNC) &ffi_rpolyagamma, 3},
+  {"ffi_mcmc_chain", (DL_FUNC) &ffi_mcmc_chain, 9},
   {NULL, NULL, 0}
 };
 

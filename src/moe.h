@@ -164,5 +164,75 @@ R_xlen_t density_work_size(int K, int kstar);
 double density_distance(int d, int K, const double *atoms, int kstar,
                         const double *truth, int nx, const double *x,
                         int type, int min_points, double *work);
+/* ---- polyagamma.c ---- */
+double rpg1(double z);          /* one PG(1, z) draw; caller holds GetRNGstate() */
+double rpg(int b, double z);    /* PG(b, z) for integer b >= 1: sum of b PG(1, z) draws */
+/* ---- gating.c: the Newton direction shared by gate_newton_step() and the
+ * fused EM of em.c (bench helper) ---- */
+int gate_newton_direction(int q, int K, const double *grad, const double *hess,
+                          const double *W, double ridge, double *g,
+                          double *delta, double *work);
+
+/* ---- mcmc.c: the Gibbs sampler (one chain per call) ---- */
+
+/* Prior on the internal (centred and scaled) scale; see moe_prior() in R. */
+typedef struct {
+  const double *m_a;      /* p: prior mean of every a_k */
+  const double *Va_inv;   /* p x p: inverse of V_a, a_k | s2_k ~ N(m_a, s2_k V_a) */
+  const double *Va_inv_m; /* p: Va_inv m_a */
+  double m_Va_inv_m;      /* m_a' Va_inv m_a */
+  double c0, C0;          /* sigma2_k ~ InvGamma(shape c0, scale C0) */
+  const double *s_w2;     /* q: prior variances of the gating coefficients */
+  int exchangeable;       /* 1: u_k iid N(0, diag(s_w2)), w_k = u_k - u_K;
+                             0: w_k iid N(0, diag(s_w2)), k < K */
+} moe_mcmc_prior;
+
+/* What one call runs: `warmup` discarded sweeps, then `iter` sweeps of which
+ * those with (offset + t) % thin == 0, t = 1..iter, are kept. `offset` is
+ * the number of post-warm-up sweeps done by earlier calls, so a continued
+ * chain keeps the thinning phase of one long run. */
+typedef struct {
+  int warmup, iter, thin, offset;
+  int refresh;            /* print progress every `refresh` sweeps; 0: never */
+  int chain;              /* chain number, for progress messages */
+  int gate_mode;          /* gating update: 0 Polya-Gamma draws, 1 those and
+                             a joint Metropolis-Hastings refresh, 2 the
+                             refresh only */
+} moe_mcmc_control;
+
+/* Kept draws (internal scale), filled by moe_mcmc_run(). */
+typedef struct {
+  double *alpha;          /* p x K x nkeep */
+  double *sigma2;         /* K x nkeep */
+  double *W;              /* q x K x nkeep (reference column zero) */
+  double *loglik;         /* nkeep: sum_i wt_i log p(y_i | x_i, z_i, draw) */
+  int *accept;            /* 1: accepted gating MH refreshes after warm-up */
+  int nkeep;              /* capacity; on return the number filled */
+  int done;               /* sweeps done in this call */
+} moe_mcmc_draws;
+
+/* Sampler work space: carved by moe_mcmc_work_init() out of blocks of
+ * moe_mcmc_work_size() doubles and ints allocated by the caller. */
+typedef struct {
+  double *Xr, *Zr;        /* p x n and q x n: X and Z by rows */
+  int *wi;                /* n integer case weights (frequency weights) */
+  double *eta;            /* K x n gating logits, observation-major */
+  int *N;                 /* K x n allocation counts (sum_k N_ki = wi_i) */
+  double *XtX, *Xty, *yty, *nk; /* per expert: p x p (lower), p, 1, 1 */
+  double *lk, *cst, *hp;  /* K each */
+  double *A, *Asave, *b, *m, *z, *zero; /* expert block: p x p, p x p, p, p, p, p */
+  double *P, *Psave, *r, *mw, *zq, *zeroq; /* gating block: q x q, q x q, q, q, q, q */
+  /* joint gating Metropolis-Hastings refresh, m = q (K - 1): */
+  double *H0, *H1, *Hsave; /* m x m each */
+  double *g, *mu, *tm;    /* m, m, m + 1 */
+  double *Ws;             /* q x K proposal (reference column zero) */
+} moe_mcmc_work;
+
+void moe_mcmc_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint);
+void moe_mcmc_work_init(const moe_data *d, double *dbl, int *ints,
+                        moe_mcmc_work *w);
+int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
+                 const moe_mcmc_control *ctl, moe_par *par,
+                 moe_mcmc_draws *out, moe_mcmc_work *w);
 
 #endif

@@ -1,0 +1,613 @@
+# Bayesian fit by Gibbs sampling: moe_mcmc() (front end), moe_mcmc_fit()
+# (workhorse on matrices), the chain runner and continuation.
+#
+# Structure of a fit (class c("moe_mcmc", "moe_fit")), built by
+# new_moe_fit(): the fields every fit has (call, K, formula, gating, terms,
+# gating_terms, xlevels, zlevels, contrasts, zcontrasts, na.action, y, X, Z,
+# weights, model, coefficients), plus:
+#   draws         numeric array [kept iterations, chains, P], dimnames
+#                 list(NULL, "chain1".., par_names(colnames(X), colnames(Z), K)):
+#                 every kept draw ON THE ORIGINAL SCALE, AS SAMPLED (expert
+#                 labels may switch; no relabelling);
+#   loglik_draws  matrix [kept iterations, chains]: total log-likelihood
+#                 sum_i w_i log p(y_i | x_i, z_i, draw), original scale;
+#   coefficients  list(alpha, sigma2, W): posterior means of the raw draws
+#                 (coef() and summary() use relabelled draws instead, through
+#                 moe_point.moe_mcmc() in R/mcmc-methods.R);
+#   loglik        max(loglik_draws), so logLik() works (a point summary, not a
+#                 maximum-likelihood value);
+#   prior         the moe_prior() used; control  the moe_mcmc_control();
+#   iter          iterations per chain so far, warm-up included; warmup, thin;
+#   chains        number of chains; seed  the seed the streams derive from;
+#   init          "em" or "random"; scaling  moe_scaling() of the data;
+#   state         one element per chain: list(alpha, sigma2, W) (internal
+#                 scale, final draw), rng (the integer .Random.seed, kind
+#                 L'Ecuyer-CMRG, after the chain), iterations_done (warm-up
+#                 included);
+#   accept        acceptance rate after warm-up of the joint Metropolis-
+#                 Hastings refresh of the gating, one per chain
+#                 (moe_mcmc_control(gate_update = "pg+mh" or "mh")), NULL
+#                 without it;
+#   timing        CPU seconds (user + system) of each chain, summed over runs;
+#   em            the moe_em_fit() result used to start the chains, or NULL.
+# Draws are kept from post-warm-up sweeps t = 1, 2, ... with t %% thin == 0.
+
+#' Control settings of the Gibbs sampler
+#'
+#' @param em_starts Number of EM starts used by `init = "em"`.
+#' @param em_control Settings of those EM runs, from [moe_em_control()].
+#' @param init_tol With `init = "em"`, the chains start from the distinct,
+#'   non-degenerate EM solutions whose log-likelihood is within `init_tol`
+#'   of the best one (best first, recycled when there are fewer solutions
+#'   than chains). Solutions far below the best are local modes with
+#'   negligible posterior mass in which a chain could stay stuck.
+#' @param refresh With `progress = TRUE`, print progress every `refresh`
+#'   iterations; `NULL` prints about ten times per chain.
+#' @param gate_update How the gating vectors are updated in each sweep,
+#'   given the allocations of the observations to the experts:
+#'   `"pg+mh"` (the default) draws each of them in turn from its Polya-Gamma
+#'   augmented conditional, then makes a joint Metropolis-Hastings step on
+#'   all of them, proposing one Fisher-scoring step of the multinomial
+#'   logistic regression from the current value (Gamerman, 1997); `"pg"`
+#'   makes the Polya-Gamma draws only; `"mh"` the Metropolis-Hastings step
+#'   only. All three leave the posterior invariant and need no tuning. The
+#'   Polya-Gamma draws alone mix slowly when the gates are steep (nearly
+#'   separated experts) or the gating vectors are correlated a posteriori;
+#'   the Metropolis-Hastings step fixes both at the cost of two passes over
+#'   the data without random numbers. `"mh"` skips the Polya-Gamma draws,
+#'   the most expensive part of a sweep (about three times faster on the
+#'   benchmark in `bench/mcmc-vs-brms.R`, with nearly the same effective
+#'   sample size per sweep there). The acceptance rate of each chain is
+#'   stored in the fit (`accept`).
+#' @return A list of class `moe_mcmc_control`.
+#' @references
+#' Gamerman, D. (1997). Sampling from the posterior distribution in
+#' generalized linear mixed models. *Statistics and Computing* 7, 57-68.
+#' @examples
+#' moe_mcmc_control(em_starts = 5)
+#' @export
+moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
+                             init_tol = 10, refresh = NULL,
+                             gate_update = c("pg+mh", "pg", "mh")) {
+  call <- sys.call()
+  if (!inherits(em_control, "moe_em_control")) {
+    abort(sprintf("`em_control` must be made by `moe_em_control()`, not %s.",
+                  describe(em_control)), call = call, arg = "em_control")
+  }
+  ctl <- list(
+    em_starts = check_number(em_starts, "em_starts", lower = 1, whole = TRUE, call = call),
+    em_control = em_control,
+    init_tol = check_number(init_tol, "init_tol", lower = 0, allow_inf = TRUE, call = call),
+    refresh = if (is.null(refresh)) NULL else
+      check_number(refresh, "refresh", lower = 1, whole = TRUE, call = call),
+    gate_update = check_choice(gate_update, c("pg+mh", "pg", "mh"), "gate_update", call)
+  )
+  structure(ctl, class = "moe_mcmc_control")
+}
+
+#' Bayesian fit of a softmax-gated mixture of experts by Gibbs sampling
+#'
+#' Samples the posterior of the mixture-of-experts regression
+#' \deqn{p(y \mid x, z) = \sum_{k=1}^K g_k(z)\, N(y;\, x^\top a_k,\, \sigma_k^2),
+#'   \qquad g_k(z) = \frac{\exp(z^\top w_k)}{\sum_j \exp(z^\top w_j)},}{
+#'   p(y | x, z) = sum_k g_k(z) N(y; x'a_k, sigma_k^2),  g_k(z) = softmax(z'w)_k,}
+#' (expert \eqn{K} is the gating reference, \eqn{w_K = 0}) under the prior
+#' [moe_prior()], with a Gibbs sampler written in C. Each sweep draws the
+#' allocations of the observations to the experts, then every expert's
+#' coefficients and variance from their conjugate Normal / inverse-gamma
+#' conditional (an expert without observations is drawn from its prior),
+#' then each non-reference gating vector given the others by Polya-Gamma
+#' data augmentation (Polson, Scott and Windle, 2013; one vector at a time,
+#' as Holmes and Held, 2006), which needs no tuning. By default the sweep
+#' ends with a joint
+#' Metropolis-Hastings step on all gating vectors given the allocations,
+#' which keeps steep gates and correlated gating vectors mixing well
+#' (`gate_update` in [moe_mcmc_control()]).
+#'
+#' **Scale.** The response and the non-intercept columns of both designs are
+#' centred and scaled internally; the prior lives on that scale. Draws,
+#' log-likelihoods and coefficients of the fit are on the original scale.
+#'
+#' **Chains and reproducibility.** The chains are independent. They run
+#' through [future.apply::future_lapply()] when future.apply is installed, so
+#' `future::plan(multisession)` (or any other plan) runs them in parallel,
+#' and sequentially with [lapply()] otherwise. Chain \eqn{c} draws from its
+#' own L'Ecuyer-CMRG stream, the \eqn{c}-th [parallel::nextRNGStream()]
+#' after `set.seed(seed)`, so the same `seed` gives identical draws whatever
+#' the plan. With a seed the caller's RNG state is left untouched; with
+#' `seed = NULL` one seed is drawn from the session RNG (and stored in the
+#' fit).
+#'
+#' **Starting values.** `init = "em"` runs [moe_em_fit()] with
+#' `control$em_starts` starts; chain 1 starts from the best solution and the
+#' other chains from other distinct EM solutions near it (see
+#' [moe_mcmc_control()]), their expert labels aligned to the best one.
+#' `init = "random"` starts each chain from a draw from the prior.
+#'
+#' **Continuing a fit.** `moe_mcmc(fit, iter = 500)` continues every chain
+#' of the fit `fit` from its stored final state and RNG state for `iter`
+#' more iterations (no warm-up), appends the kept draws (same `thin`) and
+#' returns the longer fit. The result is identical to a single run with the
+#' same seed and the total number of iterations.
+#'
+#' **Case weights** must be whole numbers (frequency weights): observation
+#' \eqn{i} stands for `weights[i]` identical observations, each with its own
+#' allocation (the Polya-Gamma step then draws \eqn{PG(w_i, \cdot)}). Rows
+#' with weight 0 are left out of the sampler.
+#'
+#' **Label switching.** Draws are stored as sampled; expert labels may
+#' switch between and within chains. Label-invariant quantities (the
+#' log-likelihood in `loglik_draws`, predictive means and densities) need
+#' no relabelling; `coef()`, `summary()` and the expert-specific predictions
+#' use draws relabelled by [moe_relabel()].
+#'
+#' @inheritParams moe_em
+#' @param formula A two-sided formula: the response and the expert
+#'   covariates, as in [lm()]; or a fit from `moe_mcmc()` to continue it
+#'   (then only `iter` and `progress` may be given).
+#' @param prior The prior, from [moe_prior()].
+#' @param chains Number of chains.
+#' @param iter Number of iterations (sweeps) per chain, warm-up included;
+#'   when continuing a fit, the number of further iterations.
+#' @param warmup Number of warm-up iterations discarded at the start of each
+#'   chain.
+#' @param thin Keep every `thin`-th iteration after the warm-up.
+#' @param init Starting values: `"em"` or `"random"` (see Details).
+#' @param seed `NULL` or a whole number from which the random number streams
+#'   of the EM starts and of the chains are derived (see Details).
+#' @param control Settings from [moe_mcmc_control()].
+#' @param progress Print progress of each chain.
+#' @param subset,na.action,weights As in [lm()]; `weights` must be whole
+#'   numbers (see Details).
+#' @return An object of class `c("moe_mcmc", "moe_fit")`. Besides the
+#'   fields of every fit it holds `draws`, an array \[kept iterations,
+#'   chains, parameters\] of the draws on the original scale (parameter
+#'   layout as [coef()]), `loglik_draws`, a matrix \[kept iterations,
+#'   chains\] of the total log-likelihood of each draw, `loglik` (their
+#'   maximum, used by [logLik()]), and the settings, the final `state` of
+#'   every chain, `accept` (the acceptance rate of the gating
+#'   Metropolis-Hastings step per chain), `timing` (CPU seconds per chain)
+#'   and `em` (the EM fit used for the starting values).
+#' @references
+#' Polson, N. G., Scott, J. G. and Windle, J. (2013). Bayesian inference for
+#' logistic models using Polya-Gamma latent variables. *Journal of the
+#' American Statistical Association* 108, 1339-1349.
+#'
+#' Holmes, C. C. and Held, L. (2006). Bayesian auxiliary variable models for
+#' binary and multinomial regression. *Bayesian Analysis* 1, 145-168.
+#' @examples
+#' fit <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2,
+#'                 chains = 2, iter = 200, seed = 1)
+#' fit
+#' dim(fit$draws)
+#' colMeans(fit$loglik_draws)
+#' # continue both chains for 100 more iterations
+#' fit2 <- moe_mcmc(fit, iter = 100)
+#' dim(fit2$draws)
+#' @export
+moe_mcmc <- function(formula, data, K, gating = NULL, prior = moe_prior(),
+                     chains = 4, iter = 2000, warmup = floor(iter / 2), thin = 1,
+                     init = c("em", "random"), seed = NULL,
+                     control = moe_mcmc_control(), progress = interactive(),
+                     subset, na.action, weights) {
+  call <- match.call()
+  ecall <- sys.call()
+  if (!missing(formula) && inherits(formula, "moe_mcmc")) {
+    given <- setdiff(names(call)[-1L], c("", "formula", "iter", "progress"))
+    if (length(given)) {
+      abort(sprintf("Only `iter` and `progress` can be given when continuing a fit, not %s.",
+                    paste0("`", given, "`", collapse = ", ")),
+            call = ecall, arg = given[1L])
+    }
+    if (missing(iter)) {
+      abort("`iter` must be given when continuing a fit: the number of further iterations.",
+            call = ecall, arg = "iter")
+    }
+    return(mcmc_continue(formula, iter, check_flag(progress, "progress", ecall), ecall))
+  }
+  if (missing(K)) abort("`K` must be supplied: the number of experts.", call = ecall, arg = "K")
+  K <- check_number(K, "K", lower = 1, whole = TRUE, call = ecall)
+  set <- mcmc_settings(prior, chains, iter, warmup, thin, init, seed, control,
+                       progress, ecall)
+  fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
+                  parent.frame(), K, ecall)
+  check_mcmc_weights(fr$weights, ecall)
+  out <- mcmc_fit(fr$y, fr$X, fr$Z, fr$weights, K, set, ecall)
+  fit <- new_moe_fit(fr, out$res, call = call, class = "moe_mcmc")
+  mcmc_report(fit, out$status, ecall)
+  fit
+}
+
+#' @rdname moe_mcmc
+#' @param y,X,Z,w Response vector, expert and gating design matrices (with
+#'   column names) and case weights, for the matrix interface
+#'   `moe_mcmc_fit()` used by simulation studies (no formula handling). It
+#'   returns the list of estimation results that `moe_mcmc()` turns into a
+#'   fit (`par` holds the posterior means).
+#' @export
+moe_mcmc_fit <- function(y, X, Z, w = rep(1, length(y)), K, prior = moe_prior(),
+                         chains = 4, iter = 2000, warmup = floor(iter / 2),
+                         thin = 1, init = c("em", "random"), seed = NULL,
+                         control = moe_mcmc_control(), progress = FALSE) {
+  call <- sys.call()
+  K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
+  set <- mcmc_settings(prior, chains, iter, warmup, thin, init, seed, control,
+                       progress, call)
+  check_mcmc_weights(w, call)
+  out <- mcmc_fit(y, X, Z, w, K, set, call)
+  mcmc_report(NULL, out$status, call)
+  out$res
+}
+
+# Check the sampler settings; returns them in a list.
+mcmc_settings <- function(prior, chains, iter, warmup, thin, init, seed, control,
+                          progress, call) {
+  if (!inherits(prior, "moe_prior")) {
+    abort(sprintf("`prior` must be made by `moe_prior()`, not %s.", describe(prior)),
+          call = call, arg = "prior")
+  }
+  if (!inherits(control, "moe_mcmc_control")) {
+    abort(sprintf("`control` must be made by `moe_mcmc_control()`, not %s.", describe(control)),
+          call = call, arg = "control")
+  }
+  chains <- check_number(chains, "chains", lower = 1, whole = TRUE, call = call)
+  iter <- check_number(iter, "iter", lower = 1, whole = TRUE, call = call)
+  warmup <- check_number(warmup, "warmup", lower = 0, upper = iter - 1, whole = TRUE,
+                         call = call)
+  thin <- check_number(thin, "thin", lower = 1, upper = iter - warmup, whole = TRUE,
+                       call = call)
+  init <- check_choice(init, c("em", "random"), "init", call)
+  list(prior = prior, chains = chains, iter = iter, warmup = warmup, thin = thin,
+       init = init, seed = check_seed(seed, call), control = control,
+       progress = check_flag(progress, "progress", call))
+}
+
+# The C code of a gating update (moe_mcmc_control.gate_mode in src/moe.h).
+gate_mode <- function(control) {
+  match(if (is.null(control$gate_update)) "pg+mh" else control$gate_update,
+        c("pg", "pg+mh", "mh")) - 1L
+}
+
+check_mcmc_weights <- function(w, call) {
+  if (!is.numeric(w) || any(!is.finite(w)) || any(w < 0)) {
+    abort("`weights` must be finite and non-negative.", kind = "data", call = call,
+          arg = "weights")
+  }
+  bad <- abs(w - round(w)) > 1e-8 | w > .Machine$integer.max
+  if (any(bad)) {
+    abort(sprintf("`weights` must be whole numbers for `moe_mcmc()` (frequency weights: observation i counts `weights[i]` times), not %s.",
+                  describe(w[which(bad)[1L]])), kind = "data", call = call, arg = "weights")
+  }
+}
+
+# The sampler on matrices: scaling, starting values, chains, results.
+# Returns list(res = the estimation results, status = C status per chain).
+mcmc_fit <- function(y, X, Z, w, K, set, call) {
+  storage.mode(X) <- "double"
+  storage.mode(Z) <- "double"
+  y <- as.double(y)
+  w <- as.double(round(w))
+  seed <- set$seed
+  if (is.null(seed)) seed <- sample.int(.Machine$integer.max, 1L)
+  sc <- moe_scaling(y, X, Z)
+  s <- mcmc_data(sc, y, X, Z, w)
+  pc <- prior_internal(set$prior, ncol(X), ncol(Z), call)
+  em <- NULL
+  inits <- rep(list(NULL), set$chains)
+  if (set$init == "em") {
+    em <- with_seed(seed, moe_em_fit(y, X, Z, w, K, set$control$em_starts,
+                                     set$control$em_control))
+    inits <- em_inits(em, sc, set$chains, set$control$init_tol)
+  }
+  streams <- chain_streams(seed, set$chains)
+  runs <- run_chains(set$chains, s, pc, K, inits = inits, states = NULL,
+                     streams = streams, warmup = set$warmup,
+                     iter = set$iter - set$warmup, thin = set$thin,
+                     offsets = rep(0L, set$chains),
+                     refresh = mcmc_refresh(set, set$iter),
+                     gate_mode = gate_mode(set$control))
+  out <- mcmc_collect(runs, sc, colnames(X), colnames(Z), K, sum(w))
+  accept <- accept_rates(NULL, 0, out$accept, set$iter - set$warmup, gate_mode(set$control), K)
+  res <- list(par = out$par, loglik = out$loglik, draws = out$draws,
+              loglik_draws = out$loglik_draws, prior = set$prior, control = set$control,
+              iter = set$iter, warmup = set$warmup, thin = set$thin, chains = set$chains,
+              seed = seed, init = set$init, scaling = sc, state = out$state,
+              accept = accept, timing = out$timing, em = em)
+  list(res = res, status = out$status)
+}
+
+mcmc_refresh <- function(set, total) {
+  if (!isTRUE(set$progress)) return(0L)
+  if (!is.null(set$control$refresh)) return(as.integer(set$control$refresh))
+  as.integer(max(1, ceiling(total / 10)))
+}
+
+# Internal-scale data of the rows with positive weight, as the C sampler
+# takes it.
+mcmc_data <- function(sc, y, X, Z, w) {
+  s <- scale_data(sc, y, X, Z)
+  keep <- w > 0
+  list(y = s$y[keep], X = s$X[keep, , drop = FALSE], Z = s$Z[keep, , drop = FALSE],
+       w = as.double(w[keep]))
+}
+
+# Starting values from the EM starts: the best solution first, then the other
+# distinct non-degenerate solutions within `tol` of it, recycled; labels
+# aligned to the best; internal scale.
+em_inits <- function(em, sc, chains, tol) {
+  st <- em$starts
+  degenerate <- grepl("empty|var_floor", st$status) | !is.finite(st$loglik)
+  ord <- order(degenerate, -ifelse(is.finite(st$loglik), st$loglik, -Inf))
+  best <- em$best
+  ord <- c(best, setdiff(ord, best))
+  ll <- st$loglik
+  cand <- best
+  for (j in ord[-1L]) {
+    if (degenerate[j] || !(ll[j] >= ll[best] - tol)) next
+    if (all(abs(ll[j] - ll[cand]) > 1e-6 * (1 + abs(ll[j])))) cand <- c(cand, j)
+  }
+  pars <- lapply(em$start_par[cand], function(par) par_to_internal(sc, par))
+  pars <- lapply(pars, align_labels, ref = pars[[1L]])
+  pars[(seq_len(chains) - 1L) %% length(pars) + 1L]
+}
+
+# Permute the experts of `par` to best match `ref` (squared distance of the
+# expert coefficients and log variances), re-referencing the gating.
+align_labels <- function(par, ref) {
+  K <- length(par$sigma2)
+  if (K == 1L) return(par)
+  feat <- function(p) rbind(p$alpha, log(p$sigma2))
+  fr <- feat(ref)
+  fp <- feat(par)
+  cost <- outer(seq_len(K), seq_len(K), Vectorize(function(i, j) sum((fr[, i] - fp[, j])^2)))
+  perm <- best_assignment(cost)
+  permute_experts(par, perm)
+}
+
+# par with expert k taking the parameters of expert perm[k]; the gating is
+# re-referenced so that the new last expert has w = 0.
+permute_experts <- function(par, perm) {
+  K <- length(perm)
+  W <- par$W[, perm, drop = FALSE]
+  list(alpha = par$alpha[, perm, drop = FALSE], sigma2 = par$sigma2[perm],
+       W = W - W[, K])
+}
+
+# The permutation minimising sum_k cost[k, perm[k]]: exhaustive for K <= 7,
+# greedy otherwise.
+best_assignment <- function(cost) {
+  K <- nrow(cost)
+  if (K <= 7L) {
+    perms <- all_permutations(K)
+    tot <- apply(perms, 1L, function(pm) sum(cost[cbind(seq_len(K), pm)]))
+    return(perms[which.min(tot), ])
+  }
+  perm <- integer(K)
+  free_r <- seq_len(K)
+  free_c <- seq_len(K)
+  for (s in seq_len(K)) {
+    sub <- cost[free_r, free_c, drop = FALSE]
+    ij <- arrayInd(which.min(sub), dim(sub))
+    perm[free_r[ij[1L]]] <- free_c[ij[2L]]
+    free_r <- free_r[-ij[1L]]
+    free_c <- free_c[-ij[2L]]
+  }
+  perm
+}
+
+all_permutations <- function(K) {
+  if (K == 1L) return(matrix(1L, 1L, 1L))
+  sub <- all_permutations(K - 1L)
+  do.call(rbind, lapply(seq_len(K), function(first)
+    cbind(first, matrix(setdiff(seq_len(K), first)[sub], nrow(sub)))))
+}
+
+# L'Ecuyer-CMRG streams of the chains: the c-th nextRNGStream() after
+# set.seed(seed) with that kind.
+chain_streams <- function(seed, chains) {
+  s <- with_seed(seed, get(".Random.seed", envir = globalenv()), kind = "L'Ecuyer-CMRG")
+  streams <- vector("list", chains)
+  for (ch in seq_len(chains)) {
+    s <- parallel::nextRNGStream(s)
+    streams[[ch]] <- s
+  }
+  streams
+}
+
+# Evaluate `expr` with .Random.seed set to `state`; return its value and the
+# RNG state after it, leaving the caller's RNG state as it was.
+with_rng_state <- function(state, expr) {
+  genv <- globalenv()
+  had_seed <- exists(".Random.seed", envir = genv, inherits = FALSE)
+  if (had_seed) old_seed <- get(".Random.seed", envir = genv)
+  on.exit({
+    if (had_seed) {
+      assign(".Random.seed", old_seed, envir = genv)
+    } else if (exists(".Random.seed", envir = genv, inherits = FALSE)) {
+      rm(".Random.seed", envir = genv)
+    }
+  }, add = TRUE)
+  assign(".Random.seed", state, envir = genv)
+  value <- expr
+  list(value = value, state = get(".Random.seed", envir = genv))
+}
+
+# Run the chains, in parallel through future.apply when it is installed.
+run_chains <- function(chains, s, pc, K, inits, states, streams, warmup, iter,
+                       thin, offsets, refresh, gate_mode) {
+  args <- list(s = s, pc = pc, K = K, inits = inits, states = states,
+               streams = streams, warmup = warmup, iter = iter, thin = thin,
+               offsets = offsets, refresh = refresh, gate_mode = gate_mode)
+  if (requireNamespace("future.apply", quietly = TRUE)) {
+    do.call(future.apply::future_lapply,
+            c(list(X = seq_len(chains), FUN = mcmc_chain), args,
+              list(future.seed = FALSE)))
+  } else {
+    do.call(lapply, c(list(X = seq_len(chains), FUN = mcmc_chain), args))
+  }
+}
+
+# One chain (runs in a future): from `states[[chain]]` (continuation, with
+# its RNG state) or from `inits[[chain]]` (NULL: a draw from the prior) with
+# the stream `streams[[chain]]`.
+mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
+                       thin, offsets, refresh, gate_mode) {
+  st <- if (is.null(states)) NULL else states[[chain]]
+  rng <- if (is.null(st)) streams[[chain]] else st$rng
+  run <- with_rng_state(rng, {
+    par <- if (!is.null(st)) st[c("alpha", "sigma2", "W")] else
+      if (is.null(inits[[chain]])) prior_draw(pc, K) else inits[[chain]]
+    ctl <- as.integer(c(warmup, iter, thin, offsets[chain], refresh, chain, gate_mode))
+    t0 <- proc.time()
+    res <- .Call(ffi_mcmc_chain, s$y, s$X, s$Z, s$w, as.double(par$alpha),
+                 as.double(par$sigma2), as.double(par$W), pc, ctl)
+    res$cpu <- sum((proc.time() - t0)[1:2])
+    res
+  })
+  res <- run$value
+  p <- ncol(s$X)
+  q <- ncol(s$Z)
+  list(res = res, rng = run$state, p = p, q = q,
+       state = list(alpha = matrix(res$alpha_end, p, K), sigma2 = res$sigma2_end,
+                    W = matrix(res$W_end, q, K), rng = run$state,
+                    iterations_done = (if (is.null(st)) 0L else st$iterations_done) +
+                      res$done))
+}
+
+# Kept draws of one chain on the original scale: an S x P matrix in the
+# layout of par_flatten().
+draws_to_original <- function(sc, res, p, q, K) {
+  S <- length(res$loglik)
+  if (S == 0L) return(matrix(0, 0L, (p + 1L) * K + q * (K - 1L)))
+  A <- sc$sy * (sc$x$T %*% matrix(res$alpha, p))
+  if (sc$x$intercept > 0L) A[sc$x$intercept, ] <- A[sc$x$intercept, ] + sc$my
+  ex <- matrix(rbind(A, sc$sy^2 * as.vector(res$sigma2)), (p + 1L) * K, S)
+  if (K > 1L) {
+    G <- array(sc$z$T %*% matrix(res$W, q), c(q, K, S))[, -K, , drop = FALSE]
+    ex <- rbind(ex, matrix(G, q * (K - 1L), S))
+  }
+  t(ex)
+}
+
+# Gather the chains' results into the fit's draws, log-likelihoods, states.
+mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w) {
+  chains <- length(runs)
+  p <- length(xnames)
+  q <- length(znames)
+  nm <- par_names(xnames, znames, K)
+  S <- length(runs[[1L]]$res$loglik)
+  draws <- array(NA_real_, c(S, chains, length(nm)),
+                 dimnames = list(NULL, paste0("chain", seq_len(chains)), nm))
+  ll <- matrix(NA_real_, S, chains, dimnames = list(NULL, paste0("chain", seq_len(chains))))
+  jac <- -sum_w * log(sc$sy)
+  status <- integer(chains)
+  for (ch in seq_len(chains)) {
+    r <- runs[[ch]]$res
+    draws[, ch, ] <- draws_to_original(sc, r, p, q, K)
+    ll[, ch] <- r$loglik + jac
+    draws[is.na(r$loglik), ch, ] <- NA_real_ # slots a stopped chain did not fill
+    status[ch] <- r$status
+  }
+  theta <- colMeans(matrix(draws, S * chains, length(nm)), na.rm = TRUE)
+  list(draws = draws, loglik_draws = ll,
+       par = par_unflatten(theta, p, q, K),
+       loglik = if (all(is.na(ll))) NA_real_ else max(ll, na.rm = TRUE),
+       state = lapply(runs, `[[`, "state"),
+       accept = vapply(runs, function(r) as.numeric(r$res$accept), 0),
+       timing = vapply(runs, function(r) r$res$cpu, 0),
+       status = status)
+}
+
+# Continue every chain of `fit` for `iter` iterations and append the draws.
+mcmc_continue <- function(fit, iter, progress, call) {
+  iter <- check_number(iter, "iter", lower = 1, whole = TRUE, call = call)
+  K <- fit$K
+  s <- mcmc_data(fit$scaling, fit$y, fit$X, fit$Z, fit$weights)
+  pc <- prior_internal(fit$prior, ncol(fit$X), ncol(fit$Z), call)
+  offsets <- vapply(fit$state, function(st) st$iterations_done - fit$warmup, 0L)
+  set <- list(progress = progress, control = fit$control)
+  runs <- run_chains(fit$chains, s, pc, K, inits = NULL, states = fit$state,
+                     streams = NULL, warmup = 0L, iter = iter, thin = fit$thin,
+                     offsets = as.integer(offsets), refresh = mcmc_refresh(set, iter),
+                     gate_mode = gate_mode(fit$control))
+  out <- mcmc_collect(runs, fit$scaling, colnames(fit$X), colnames(fit$Z), K,
+                      sum(fit$weights))
+  S0 <- dim(fit$draws)[1L]
+  S1 <- dim(out$draws)[1L]
+  draws <- array(NA_real_, c(S0 + S1, dim(fit$draws)[-1L]), dimnames = dimnames(fit$draws))
+  draws[seq_len(S0), , ] <- fit$draws
+  draws[S0 + seq_len(S1), , ] <- out$draws
+  fit$draws <- draws
+  fit$loglik_draws <- rbind(fit$loglik_draws, out$loglik_draws)
+  P <- dim(draws)[3L]
+  theta <- colMeans(matrix(draws, dim(draws)[1L] * fit$chains, P), na.rm = TRUE)
+  fit$coefficients <- name_par(par_unflatten(theta, ncol(fit$X), ncol(fit$Z), K),
+                               colnames(fit$X), colnames(fit$Z))
+  fit$loglik <- max(fit$loglik_draws, na.rm = TRUE)
+  fit$accept <- accept_rates(fit$accept, fit$iter - fit$warmup, out$accept, iter,
+                             gate_mode(fit$control), K)
+  fit$iter <- fit$iter + iter
+  fit$state <- out$state
+  fit$timing <- fit$timing + out$timing
+  mcmc_report(fit, out$status, call)
+  fit
+}
+
+# Acceptance rate of the gating Metropolis-Hastings refresh after warm-up,
+# one per chain (NULL without it): the rates `old` over `n_old` sweeps
+# combined with `counts` accepted over `n_new` sweeps.
+accept_rates <- function(old, n_old, counts, n_new, mode, K) {
+  if (mode == 0L || K < 2L) return(NULL)
+  if (!is.null(old)) counts <- counts + round(old * n_old)
+  setNames(counts / (n_old + n_new), paste0("chain", seq_along(counts)))
+}
+
+# Classed warnings for numerical trouble in the chains.
+mcmc_report <- function(fit, status, call) {
+  if (is.null(status)) return(invisible(fit))
+  bad <- which(bitwAnd(status, status_flags[["nonfinite"]]) > 0L)
+  if (length(bad)) {
+    warn(sprintf("Chain%s %s stopped early: a draw or its log-likelihood was not finite; the remaining draws are NA.",
+                 if (length(bad) > 1L) "s" else "", paste(bad, collapse = ", ")),
+         kind = "numerical", call = call)
+  }
+  ridge <- which(bitwAnd(status, status_flags[["not_pd"]]) > 0L)
+  if (length(ridge)) {
+    warn(sprintf("Chain%s %s needed a ridge to factorise a conditional precision matrix (nearly singular design).",
+                 if (length(ridge) > 1L) "s" else "", paste(ridge, collapse = ", ")),
+         kind = "numerical", call = call)
+  }
+  invisible(fit)
+}
+
+fit_title.moe_mcmc <- function(x) {
+  sprintf("Mixture of %d linear-Gaussian expert%s with softmax gating (MCMC)",
+          x$K, if (x$K > 1L) "s" else "")
+}
+
+#' @export
+print.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  cat(fit_title(x), "\n\n", sep = "")
+  cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
+  S <- dim(x$draws)[1L]
+  cat(sprintf("Gibbs sampler: %d chain%s x %d iterations (%d warm-up, thin %d), %d kept draws per chain; init \"%s\".\n\n",
+              x$chains, if (x$chains > 1L) "s" else "", x$iter, x$warmup, x$thin, S,
+              x$init))
+  par <- moe_point(x)
+  cat("Posterior means -- expert coefficients and variance:\n")
+  print(rbind(par$alpha, sigma2 = par$sigma2), digits = digits)
+  if (x$K > 1L) {
+    cat("\nPosterior means -- gating coefficients (expert ", x$K, " is the reference):\n", sep = "")
+    print(par$W[, -x$K, drop = FALSE], digits = digits)
+  }
+  na <- if (length(x$na.action)) sprintf(" (%d observation%s deleted due to missingness)",
+                                         length(x$na.action),
+                                         if (length(x$na.action) > 1) "s" else "") else ""
+  cat(sprintf("\nn = %d%s; log-likelihood of the draws, mean per chain: %s\n", nobs(x), na,
+              paste(format(signif(colMeans(x$loglik_draws, na.rm = TRUE), 7)), collapse = ", ")))
+  if (!is.null(x$accept)) {
+    cat(sprintf("Acceptance rate of the gating Metropolis-Hastings refresh per chain: %s\n",
+                paste(format(x$accept, digits = 2), collapse = ", ")))
+  }
+  invisible(x)
+}

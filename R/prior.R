@@ -1,0 +1,187 @@
+# Priors of the Bayesian mixture of experts (moe_mcmc()).
+#
+# A prior is a list of class "moe_prior" holding the user's settings; the
+# dimensions of the model are unknown when it is made, so lengths are checked
+# and the C-ready form (prior_internal()) is built when a fit starts. Room is
+# left for a prior on the number of experts (a future element `K`).
+
+#' Prior of the Bayesian mixture of experts
+#'
+#' Sets the prior used by [moe_mcmc()]. It is stated on the **internal
+#' scale** on which the sampler works: the response and every non-intercept
+#' column of the expert and gating designs are centred and scaled to unit
+#' standard deviation (without an intercept they are only scaled). Defaults
+#' are therefore weakly informative whatever the units of the data.
+#'
+#' The model has experts \eqn{k = 1, \dots, K} with coefficients \eqn{a_k},
+#' variances \eqn{\sigma_k^2} and gating vectors \eqn{w_k}, expert \eqn{K}
+#' being the reference (\eqn{w_K = 0}).
+#'
+#' * **Gating.** With `exchangeable = TRUE` (the default), un-referenced
+#'   vectors \eqn{u_1, \dots, u_K} are i.i.d. \eqn{N(0, S)},
+#'   \eqn{S = \mathrm{diag}(s_w^2)}, and \eqn{w_k = u_k - u_K}. This prior
+#'   does not depend on which expert is the reference, so it is exchangeable
+#'   in the labels: marginally \eqn{w_k \sim N(0, 2S)}, jointly
+#'   \eqn{\mathrm{Cov}(w_j, w_k) = S} for \eqn{j \ne k}, and the conditional
+#'   prior used by the sampler is
+#'   \eqn{w_k \mid w_{-k} \sim N(\frac{1}{K-1}\sum_{j<K, j\ne k} w_j,
+#'   \frac{K}{K-1} S)}{w_k | w_-k ~ N(mean of the other free w_j, K/(K-1) S)}
+#'   (for \eqn{K = 2}, \eqn{N(0, 2S)}). A common mean of the \eqn{u_k} would
+#'   cancel in \eqn{u_k - u_K}, so there is none. With
+#'   `exchangeable = FALSE` the \eqn{w_k}, \eqn{k < K}, are i.i.d.
+#'   \eqn{N(0, S)} (not invariant under relabelling for \eqn{K \ge 3}).
+#' * **Experts.** \eqn{a_k \mid \sigma_k^2 \sim N(m_a, \sigma_k^2 V_a)} and
+#'   \eqn{\sigma_k^2 \sim \mathrm{InvGamma}(c_0, C_0)} (shape \eqn{c_0},
+#'   scale \eqn{C_0}, density proportional to
+#'   \eqn{x^{-c_0-1} e^{-C_0/x}}), conditionally conjugate. The defaults
+#'   \eqn{V_a = 100 I} (about 0.01 pseudo-observations per coefficient) and
+#'   \eqn{c_0 = 1.5}, \eqn{C_0 = 0.05} (prior mean of \eqn{\sigma_k^2} 0.1,
+#'   i.e. a tenth of the variance of the response) follow common practice
+#'   for mixtures of regressions.
+#'
+#' @param s_w Prior standard deviation of the un-referenced gating
+#'   coefficients (internal scale): a positive number, or a vector with one
+#'   entry per gating coefficient (column of the gating design, intercept
+#'   first).
+#' @param m_a Prior mean of the expert coefficients (internal scale): a
+#'   number (used for every coefficient) or a vector with one entry per
+#'   column of the expert design.
+#' @param V_a Prior covariance of the expert coefficients, in units of the
+#'   expert variance (internal scale): a positive number (times the
+#'   identity), a vector of positive variances (diagonal) or a symmetric
+#'   positive-definite matrix, one row per column of the expert design.
+#' @param c0,C0 Shape and scale of the inverse-gamma prior of every expert
+#'   variance (internal scale: in units of the variance of the response).
+#' @param exchangeable Use the exchangeable gating prior (`TRUE`, see
+#'   Details) or i.i.d. priors on the reference-coded gating vectors.
+#' @return A list of class `moe_prior`.
+#' @seealso [moe_mcmc()]
+#' @examples
+#' moe_prior()
+#' moe_prior(s_w = 2, V_a = 10, c0 = 3, C0 = 0.5)
+#' @export
+moe_prior <- function(s_w = 5, m_a = 0, V_a = 100, c0 = 1.5, C0 = 0.05,
+                      exchangeable = TRUE) {
+  call <- sys.call()
+  check_vector <- function(x, arg, positive) {
+    ok <- is.numeric(x) && !is.matrix(x) && length(x) >= 1L && all(is.finite(x)) &&
+      (!positive || all(x > 0))
+    if (!ok) {
+      abort(sprintf("`%s` must be a %snumber or a numeric vector, not %s.", arg,
+                    if (positive) "positive " else "finite ", describe(x)),
+            call = call, arg = arg)
+    }
+    as.numeric(x)
+  }
+  s_w <- check_vector(s_w, "s_w", positive = TRUE)
+  m_a <- check_vector(m_a, "m_a", positive = FALSE)
+  if (is.matrix(V_a)) {
+    ok <- is.numeric(V_a) && nrow(V_a) == ncol(V_a) && all(is.finite(V_a)) &&
+      isSymmetric(unname(V_a)) &&
+      !inherits(tryCatch(chol(V_a), error = function(e) e), "error")
+    if (!ok) {
+      abort("`V_a` must be a symmetric positive-definite matrix when it is a matrix.",
+            call = call, arg = "V_a")
+    }
+    V_a <- unname(V_a)
+    storage.mode(V_a) <- "double"
+  } else {
+    if (!(is.numeric(V_a) && length(V_a) >= 1L && all(is.finite(V_a)) && all(V_a > 0))) {
+      abort(sprintf("`V_a` must be a positive number, a vector of positive variances or a positive-definite matrix, not %s.",
+                    describe(V_a)), call = call, arg = "V_a")
+    }
+    V_a <- as.numeric(V_a)
+  }
+  prior <- list(
+    s_w = s_w, m_a = m_a, V_a = V_a,
+    c0 = check_number(c0, "c0", lower = 0, strict_lower = TRUE, call = call),
+    C0 = check_number(C0, "C0", lower = 0, strict_lower = TRUE, call = call),
+    exchangeable = check_flag(exchangeable, "exchangeable", call = call)
+  )
+  structure(prior, class = "moe_prior")
+}
+
+#' @export
+print.moe_prior <- function(x, ...) {
+  num <- function(v) {
+    s <- format(signif(v, 4), trim = TRUE)
+    if (length(s) == 1L) s else paste0("(", paste(s, collapse = ", "), ")")
+  }
+  sw2 <- x$s_w^2
+  cat("Prior of a Bayesian mixture of experts, on the internal scale (response and\n",
+      "non-intercept covariates centred and scaled to unit standard deviation):\n", sep = "")
+  if (x$exchangeable) {
+    cat(sprintf("- gating: u_1, ..., u_K iid N(0, S), S = diag(s_w^2), s_w = %s, and w_k = u_k - u_K,\n",
+                num(x$s_w)),
+        "  exchangeable in the expert labels; marginally w_k ~ N(0, 2 S),\n",
+        "  given the others w_k ~ N(mean of the other w_j (j < K), K/(K-1) S);\n", sep = "")
+  } else {
+    cat(sprintf("- gating: w_k iid N(0, diag(s_w^2)), s_w = %s, for k < K (w_K = 0),\n",
+                num(x$s_w)),
+        "  not exchangeable in the expert labels;\n", sep = "")
+  }
+  va <- if (is.matrix(x$V_a)) "a given matrix" else if (length(x$V_a) == 1L)
+    paste(num(x$V_a), "I") else paste0("diag", num(x$V_a))
+  cat(sprintf("- expert coefficients: a_k | sigma_k^2 ~ N(m_a, sigma_k^2 V_a), m_a = %s, V_a = %s;\n",
+              num(x$m_a), va))
+  mean_s2 <- if (x$c0 > 1) sprintf(", prior mean %s", num(x$C0 / (x$c0 - 1))) else ""
+  cat(sprintf("- expert variances: sigma_k^2 ~ InvGamma(shape %s, scale %s)%s.\n",
+              num(x$c0), num(x$C0), mean_s2))
+  invisible(x)
+}
+
+# The prior in the form the C sampler takes, for p expert and q gating
+# coefficients; checks the lengths of the vector settings.
+prior_internal <- function(prior, p, q, call = NULL) {
+  len_ok <- function(x, m) length(x) == 1L || length(x) == m
+  if (!len_ok(prior$s_w, q)) {
+    abort(sprintf("`s_w` of `prior` must have length 1 or %d (the number of gating coefficients), not %d.",
+                  q, length(prior$s_w)), call = call, arg = "prior")
+  }
+  if (!len_ok(prior$m_a, p)) {
+    abort(sprintf("`m_a` of `prior` must have length 1 or %d (the number of expert coefficients), not %d.",
+                  p, length(prior$m_a)), call = call, arg = "prior")
+  }
+  V <- prior$V_a
+  if (is.matrix(V)) {
+    if (nrow(V) != p) {
+      abort(sprintf("`V_a` of `prior` must be a %d x %d matrix (the number of expert coefficients), not %d x %d.",
+                    p, p, nrow(V), ncol(V)), call = call, arg = "prior")
+    }
+  } else {
+    if (!len_ok(V, p)) {
+      abort(sprintf("`V_a` of `prior` must have length 1 or %d (the number of expert coefficients), not %d.",
+                    p, length(V)), call = call, arg = "prior")
+    }
+    V <- diag(rep_len(V, p), p)
+  }
+  m_a <- rep_len(prior$m_a, p)
+  Va_inv <- chol2inv(chol(V))
+  Va_inv <- (Va_inv + t(Va_inv)) / 2
+  list(m_a = m_a, V_a = V, Va_inv = Va_inv, Va_inv_m = drop(Va_inv %*% m_a),
+       m_Va_inv_m = sum(m_a * (Va_inv %*% m_a)), c0 = prior$c0, C0 = prior$C0,
+       s_w2 = rep_len(prior$s_w, q)^2, exchangeable = prior$exchangeable)
+}
+
+# One draw of the parameters from the prior (internal scale), using the
+# session RNG; list(alpha = p x K, sigma2 = K, W = q x K).
+prior_draw <- function(pc, K) {
+  p <- length(pc$m_a)
+  q <- length(pc$s_w2)
+  sw <- sqrt(pc$s_w2)
+  sigma2 <- 1 / stats::rgamma(K, shape = pc$c0, rate = pc$C0)
+  R <- chol(pc$V_a)
+  alpha <- vapply(seq_len(K), function(k)
+    pc$m_a + sqrt(sigma2[k]) * drop(crossprod(R, rnorm(p))), numeric(p))
+  alpha <- matrix(alpha, p, K)
+  W <- matrix(0, q, K)
+  if (K > 1L) {
+    if (pc$exchangeable) {
+      U <- matrix(rnorm(q * K, sd = sw), q, K)
+      W <- U - U[, K]
+    } else {
+      W[, -K] <- rnorm(q * (K - 1L), sd = sw)
+    }
+  }
+  list(alpha = alpha, sigma2 = sigma2, W = W)
+}

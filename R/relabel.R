@@ -1,0 +1,392 @@
+# Label switching in MCMC fits: relabelling of the draws.
+#
+# Draws are stored as sampled (fit$draws, iterations x chains x parameters in
+# the par_names() layout). The likelihood and the prior are invariant under
+# permutations of the expert labels, so the sampler may visit every relabelled
+# copy of a mode. moe_relabel() picks one permutation per draw so that the
+# relabelled draws agree with a common labelling.
+#
+# A permutation `pi` (a vector of length K) maps a parameter set to the one
+# whose expert k is the old expert pi[k]: expert parameters are permuted and
+# the gating is re-referenced, w'_k = w_{pi[k]} - w_{pi[K]} (w_K = 0), so the
+# gating probabilities satisfy g'_k(z) = g_{pi[k]}(z).
+
+# All permutations of 1..K as the rows of a K! x K matrix, the identity first,
+# in lexicographic order.
+all_perms <- function(K) {
+  if (K == 1L) return(matrix(1L, 1L, 1L))
+  sub <- all_perms(K - 1L)
+  out <- lapply(seq_len(K), function(first) {
+    rest <- setdiff(seq_len(K), first)
+    cbind(first, matrix(rest[sub], nrow(sub)))
+  })
+  out <- do.call(rbind, out)
+  dimnames(out) <- NULL
+  storage.mode(out) <- "integer"
+  out
+}
+
+# The P x P matrix M with theta' = M %*% theta for the permutation `pi` of
+# the parameter vector theta (par_flatten() layout, p expert coefficients,
+# q gating coefficients, K experts).
+perm_matrix <- function(pi, p, q, K) {
+  P <- (p + 1L) * K + q * (K - 1L)
+  M <- matrix(0, P, P)
+  ex <- function(k) (k - 1L) * (p + 1L) + seq_len(p + 1L)
+  gt <- function(k) (p + 1L) * K + (k - 1L) * q + seq_len(q)
+  for (k in seq_len(K)) M[cbind(ex(k), ex(pi[k]))] <- 1
+  for (k in seq_len(K - 1L)) {
+    if (pi[k] < K) M[cbind(gt(k), gt(pi[k]))] <- 1
+    if (pi[K] < K) M[cbind(gt(k), gt(pi[K]))] <- -1
+  }
+  M
+}
+
+# Apply one permutation per row of the draws matrix D (N x P); `perms` is
+# N x K. Rows sharing a permutation are transformed together.
+permute_rows <- function(D, perms, p, q, K) {
+  if (K == 1L) return(D)
+  key <- apply(perms, 1L, paste, collapse = ",")
+  out <- D
+  for (u in unique(key)) {
+    rows <- which(key == u)
+    pi <- perms[rows[1L], ]
+    if (identical(pi, seq_len(K))) next
+    out[rows, ] <- D[rows, , drop = FALSE] %*% t(perm_matrix(pi, p, q, K))
+  }
+  out
+}
+
+# Apply permutations to a draws array (iterations x chains x P) with a
+# permutation array (iterations x chains x K).
+permute_draws <- function(draws, perms, p, q, K) {
+  d <- dim(draws)
+  N <- d[1L] * d[2L]
+  D <- permute_rows(matrix(draws, N, d[3L]), matrix(perms, N, K), p, q, K)
+  array(D, d, dimnames(draws))
+}
+
+# Relabelling features of every expert in every draw, on the internal
+# (centred and scaled) scale of the fit: the expert coefficients, the log
+# variance and the gating vector centred over the experts. Centring makes the
+# gating features permute like the expert features: under `pi` the centred
+# vector of the new expert k is the centred vector of the old expert pi[k],
+# whatever expert becomes the reference. Returns an N x K x d array.
+relabel_features <- function(D, sc, xnames, znames, K) {
+  p <- length(xnames)
+  q <- length(znames)
+  N <- nrow(D)
+  Tx_inv <- t(solve(sc$x$T))
+  Tz_inv <- t(solve(sc$z$T))
+  shift <- rep(0, p)
+  if (sc$x$intercept > 0L) shift[sc$x$intercept] <- sc$my
+  W <- array(0, c(N, q, K))
+  for (k in seq_len(K - 1L)) {
+    W[, , k] <- D[, (p + 1L) * K + (k - 1L) * q + seq_len(q), drop = FALSE] %*% Tz_inv
+  }
+  Wbar <- apply(W, c(1L, 2L), mean)
+  d <- p + 1L + q
+  F <- array(0, c(N, K, d))
+  for (k in seq_len(K)) {
+    ia <- (k - 1L) * (p + 1L) + seq_len(p)
+    A <- sweep(D[, ia, drop = FALSE], 2L, shift) %*% Tx_inv / sc$sy
+    F[, k, ] <- cbind(A, log(D[, k * (p + 1L)]), matrix(W[, , k] - Wbar, N, q))
+  }
+  dimnames(F) <- list(NULL, NULL, c(paste0("expert:", xnames), "expert:log_sigma2",
+                                    paste0("gate:", znames)))
+  F
+}
+
+# Cost array C[n, k, j]: standardised squared distance between the old
+# expert j of draw n and the centre of label k.
+relabel_cost <- function(F, centres, scale) {
+  N <- dim(F)[1L]
+  K <- dim(F)[2L]
+  C <- array(0, c(N, K, K))
+  for (j in seq_len(K)) {
+    Fj <- matrix(F[, j, ], N)
+    for (k in seq_len(K)) {
+      C[, k, j] <- rowSums(sweep(sweep(Fj, 2L, centres[k, ]), 2L, scale, "/")^2)
+    }
+  }
+  C
+}
+
+# Optimal assignment for every draw by enumerating all K! permutations
+# (rows processed in blocks to bound memory). Returns N x K.
+assign_exhaustive <- function(C) {
+  N <- dim(C)[1L]
+  K <- dim(C)[2L]
+  PM <- all_perms(K)
+  S <- matrix(0, K * K, nrow(PM))
+  for (m in seq_len(nrow(PM))) S[(PM[m, ] - 1L) * K + seq_len(K), m] <- 1
+  Cm <- matrix(C, N, K * K)
+  best <- integer(N)
+  block <- max(1L, floor(2e6 / nrow(PM)))
+  for (start in seq(1L, N, by = block)) {
+    rows <- start:min(N, start + block - 1L)
+    tot <- Cm[rows, , drop = FALSE] %*% S
+    best[rows] <- max.col(-tot, ties.method = "first")
+  }
+  PM[best, , drop = FALSE]
+}
+
+# Greedy assignment (repeatedly the cheapest remaining label-expert pair)
+# followed by pairwise swaps while they lower the cost: a local optimum, used
+# when K! is too large to enumerate. Vectorised over draws. Returns N x K.
+assign_greedy <- function(C) {
+  N <- dim(C)[1L]
+  K <- dim(C)[2L]
+  rows <- seq_len(N)
+  perm <- matrix(0L, N, K)
+  Cw <- C
+  for (step in seq_len(K)) {
+    idx <- max.col(-matrix(Cw, N, K * K), ties.method = "first") - 1L
+    k <- idx %% K + 1L
+    j <- idx %/% K + 1L
+    perm[cbind(rows, k)] <- j
+    for (l in seq_len(K)) {
+      Cw[cbind(rows, k, l)] <- Inf
+      Cw[cbind(rows, l, j)] <- Inf
+    }
+  }
+  for (sweep_no in seq_len(100L)) {
+    changed <- FALSE
+    for (a in seq_len(K - 1L)) for (b in (a + 1L):K) {
+      ja <- perm[, a]
+      jb <- perm[, b]
+      delta <- C[cbind(rows, a, jb)] + C[cbind(rows, b, ja)] -
+        C[cbind(rows, a, ja)] - C[cbind(rows, b, jb)]
+      swap <- which(delta < -1e-12)
+      if (length(swap)) {
+        perm[swap, a] <- jb[swap]
+        perm[swap, b] <- ja[swap]
+        changed <- TRUE
+      }
+    }
+    if (!changed) break
+  }
+  perm
+}
+
+assign_perms <- function(C, exhaustive_max = 7L) {
+  if (dim(C)[2L] <= exhaustive_max) assign_exhaustive(C) else assign_greedy(C)
+}
+
+# Features of every expert after permuting: G[n, k, ] = F[n, perm[n, k], ].
+permute_features <- function(F, perm) {
+  N <- dim(F)[1L]
+  K <- dim(F)[2L]
+  d <- dim(F)[3L]
+  G <- F
+  for (k in seq_len(K)) {
+    for (l in seq_len(d)) G[, k, l] <- F[cbind(seq_len(N), perm[, k], l)]
+  }
+  G
+}
+
+# The parameter set of the pivot: the EM fit stored in the MCMC fit, if any.
+em_pivot <- function(fit) {
+  em <- fit$em
+  # a moe_em() fit, a moe_em_fit() result (parameters in `par`) or a
+  # parameter list
+  par <- if (inherits(em, "moe_fit")) em$coefficients else if (is.list(em$par)) em$par else em
+  if (is.list(par) && all(c("alpha", "sigma2", "W") %in% names(par)) &&
+      length(par$sigma2) == fit$K) par else NULL
+}
+
+#' Relabel the draws of a Bayesian mixture-of-experts fit
+#'
+#' The posterior of a mixture of experts is invariant under permutations of
+#' the expert labels, so the Gibbs sampler may switch labels between and
+#' within chains. `moe_relabel()` chooses for every draw the permutation of
+#' the experts that brings it closest to a common labelling, and returns the
+#' fit with relabelled draws. [coef()], [summary()], trace plots and
+#' `predict(type = "gating" / "expert")` of an MCMC fit use relabelled draws
+#' (relabelling on the fly when the fit was not relabelled); label-invariant
+#' quantities (the log-likelihood, predictive means, densities and
+#' quantiles) do not depend on it.
+#'
+#' Permuting the experts changes which expert is the gating reference, so
+#' the gating vectors are re-referenced, not just permuted: under the
+#' permutation \eqn{\pi} (new expert k is old expert \eqn{\pi(k)}),
+#' \eqn{w'_k = w_{\pi(k)} - w_{\pi(K)}}, which keeps every gating
+#' probability: \eqn{g'_k(z) = g_{\pi(k)}(z)}. Expert coefficients and
+#' variances are permuted.
+#'
+#' **Algorithm** (`method = "kmeans"`, a k-means relabelling in the
+#' parameter space in the spirit of Celeux, 1998, and Stephens, 2000). Each
+#' expert of each draw is described by a feature vector on the internal
+#' (centred and scaled) scale of the fit: its coefficients, its log
+#' variance and its gating vector centred over the experts (this centred
+#' vector moves with the expert under any permutation, whatever expert is the
+#' reference). Starting from the centres of the pivot (the EM fit stored in
+#' the MCMC fit, otherwise the draw with the highest log-likelihood), the
+#' algorithm alternates two steps until no permutation changes:
+#' 1. for every draw, the permutation minimising the sum over experts of the
+#'    squared standardised distances between the permuted features and the
+#'    label centres;
+#' 2. centres become the means of the relabelled features, and every feature
+#'    is standardised by its pooled within-label posterior standard deviation.
+#'
+#' `method = "pivot"` runs step 1 once against the pivot (features scaled by
+#' their overall standard deviation). For K <= 7 every permutation is
+#' enumerated, so step 1 is exact; for larger K a greedy assignment improved
+#' by pairwise swaps (a local optimum) is used.
+#'
+#' @param fit A fit from [moe_mcmc()].
+#' @param method `"kmeans"` (iterated, the default) or `"pivot"` (one pass
+#'   against the pivot).
+#' @param pivot The labelling to start from: `"auto"` (the EM fit stored in
+#'   `fit` when there is one, otherwise the highest log-likelihood draw),
+#'   `"em"`, `"maxlik"`, or a parameter list `list(alpha, sigma2, W)` as
+#'   returned by `coef(fit, matrix = TRUE)`.
+#' @param maxit Maximum number of iterations of `method = "kmeans"`.
+#' @return `fit` with relabelled `draws` and a `relabel` element: the
+#'   `method` and `pivot` used, `permutations` (an iterations x chains x K
+#'   integer array: expert k of the relabelled draw is expert
+#'   `permutations[i, c, k]` of the draw as sampled), the number of
+#'   `iterations`, whether the algorithm `converged`, the final `centres` and
+#'   feature `scale`, and `switched`, the proportion of draws whose labels
+#'   were changed.
+#' @references Celeux, G. (1998). Bayesian inference for mixtures: the
+#'   label-switching problem. *COMPSTAT 98*, 227--232.
+#'
+#'   Stephens, M. (2000). Dealing with label switching in mixture models.
+#'   *Journal of the Royal Statistical Society B* 62(4), 795--809.
+#' @examples
+#' fit <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2,
+#'                 chains = 2, iter = 300, seed = 1)
+#' rl <- moe_relabel(fit)
+#' rl$relabel$switched
+#' coef(rl)
+#' @export
+moe_relabel <- function(fit, method = c("kmeans", "pivot"), pivot = "auto", maxit = 100) {
+  call <- sys.call()
+  if (!inherits(fit, "moe_mcmc")) {
+    abort(sprintf("`fit` must be a fit from `moe_mcmc()`, not %s.", describe_fit(fit)),
+          call = call, arg = "fit")
+  }
+  method <- check_choice(method, c("kmeans", "pivot"), "method", call)
+  maxit <- check_number(maxit, "maxit", lower = 1, whole = TRUE, call = call)
+  relabel_fit(fit, method, pivot, maxit, call = call)
+}
+
+# The workhorse of moe_relabel(); `exhaustive_max` is the largest K for which
+# all permutations are enumerated.
+relabel_fit <- function(fit, method = "kmeans", pivot = "auto", maxit = 100L,
+                        exhaustive_max = 7L, call = NULL) {
+  K <- fit$K
+  xnames <- colnames(fit$X)
+  znames <- colnames(fit$Z)
+  p <- length(xnames)
+  q <- length(znames)
+  d <- dim(fit$draws)
+  N <- d[1L] * d[2L]
+  D <- matrix(fit$draws, N, d[3L])
+  sc <- if (!is.null(fit$scaling)) fit$scaling else moe_scaling(fit$y, fit$X, fit$Z)
+  old <- if (is_relabelled(fit)) matrix(fit$relabel$permutations, N, K) else
+    matrix(seq_len(K), N, K, byrow = TRUE)
+
+  piv <- relabel_pivot(fit, pivot, call)
+  # draws a stopped chain did not fill (NA) keep their labels
+  ok <- which(rowSums(!is.finite(D)) == 0L)
+  perm <- matrix(seq_len(K), N, K, byrow = TRUE)
+  if (K == 1L || !length(ok)) {
+    res <- list(iterations = 0L, converged = TRUE, centres = NULL, scale = NULL)
+  } else {
+    Nok <- length(ok)
+    F <- relabel_features(D[ok, , drop = FALSE], sc, xnames, znames, K)
+    Fp <- relabel_features(matrix(par_flatten(piv$par), 1L), sc, xnames, znames, K)
+    centres <- matrix(Fp, K, dim(F)[3L])
+    scale <- apply(F, 3L, stats::sd)
+    scale[!(scale > 0)] <- 1
+    pok <- NULL
+    converged <- FALSE
+    for (it in seq_len(if (method == "pivot") 1L else maxit)) {
+      new <- assign_perms(relabel_cost(F, centres, scale), exhaustive_max)
+      if (!is.null(pok) && identical(new, pok)) {
+        converged <- TRUE
+        break
+      }
+      pok <- new
+      G <- permute_features(F, pok)
+      centres <- t(vapply(seq_len(K), function(k) colMeans(matrix(G[, k, ], Nok)),
+                          numeric(dim(F)[3L])))
+      if (method == "kmeans") {
+        within <- apply(G, c(2L, 3L), function(v) if (length(v) > 1L) stats::var(v) else 0)
+        scale <- sqrt(colMeans(matrix(within, K)))
+        scale[!(scale > 0)] <- 1
+      }
+    }
+    if (method == "pivot") converged <- TRUE
+    perm[ok, ] <- pok
+    dimnames(centres) <- list(paste0("expert", seq_len(K)), dimnames(F)[[3L]])
+    res <- list(iterations = it, converged = converged, centres = centres,
+                scale = setNames(scale, dimnames(F)[[3L]]))
+  }
+  D_new <- permute_rows(D, perm, p, q, K)
+  # compose with a previous relabelling so permutations refer to the draws
+  # as sampled
+  total <- matrix(old[cbind(rep(seq_len(N), K), as.vector(perm))], N, K)
+  fit$draws <- array(D_new, d, dimnames(fit$draws))
+  fit$relabel <- c(list(method = method, pivot = piv$type,
+                        permutations = array(total, c(d[1L], d[2L], K),
+                                             list(NULL, dimnames(fit$draws)[[2L]],
+                                                  paste0("expert", seq_len(K))))),
+                   res,
+                   list(switched = mean(rowSums(perm != matrix(seq_len(K), N, K,
+                                                               byrow = TRUE)) > 0),
+                        checksum = draws_checksum(fit$draws)))
+  fit
+}
+
+relabel_pivot <- function(fit, pivot, call = NULL) {
+  if (is.list(pivot) && !is.data.frame(pivot)) {
+    ok <- all(c("alpha", "sigma2", "W") %in% names(pivot)) &&
+      identical(dim(as.matrix(pivot$alpha)), c(ncol(fit$X), fit$K)) &&
+      length(pivot$sigma2) == fit$K && all(is.finite(unlist(pivot[c("alpha", "sigma2", "W")]))) &&
+      all(pivot$sigma2 > 0) && identical(dim(as.matrix(pivot$W)), c(ncol(fit$Z), fit$K))
+    if (!ok) {
+      abort(sprintf("`pivot` must be a parameter list `list(alpha, sigma2, W)` of a %d-expert fit with these covariates, as from `coef(fit, matrix = TRUE)`.",
+                    fit$K), call = call, arg = "pivot")
+    }
+    W <- as.matrix(pivot$W)
+    W <- W - W[, fit$K]
+    return(list(type = "user", par = list(alpha = as.matrix(pivot$alpha),
+                                          sigma2 = as.numeric(pivot$sigma2), W = W)))
+  }
+  if (!is.character(pivot) || length(pivot) != 1L || is.na(pivot) ||
+      !pivot %in% c("auto", "em", "maxlik")) {
+    abort(sprintf("`pivot` must be \"auto\", \"em\", \"maxlik\" or a parameter list, not %s.",
+                  describe(pivot)), call = call, arg = "pivot")
+  }
+  type <- pivot
+  em <- em_pivot(fit)
+  if (type == "em" && is.null(em)) {
+    abort("`pivot` is \"em\" but the fit stores no EM fit; use \"maxlik\" or \"auto\".",
+          call = call, arg = "pivot")
+  }
+  if (type %in% c("auto", "em") && !is.null(em)) return(list(type = "em", par = em))
+  d <- dim(fit$draws)
+  best <- which.max(as.vector(fit$loglik_draws))
+  theta <- matrix(fit$draws, d[1L] * d[2L], d[3L])[best, ]
+  list(type = "maxlik", par = par_unflatten(theta, ncol(fit$X), ncol(fit$Z), fit$K))
+}
+
+# A cheap fingerprint of a draws array, so that a stored relabelling is only
+# trusted for the draws it was computed on.
+draws_checksum <- function(draws) {
+  c(dim(draws), sum(draws, na.rm = TRUE),
+    sum(draws * seq_along(draws) / length(draws), na.rm = TRUE))
+}
+
+is_relabelled <- function(fit) {
+  !is.null(fit$relabel) && identical(fit$relabel$checksum, draws_checksum(fit$draws))
+}
+
+# Draws with consistent labels (iterations x chains x P): those of a
+# relabelled fit, otherwise relabelled now with the default settings.
+relabelled_draws <- function(fit) {
+  if (is_relabelled(fit)) fit$draws else relabel_fit(fit)$draws
+}

@@ -1,0 +1,478 @@
+/*
+ * mcmc.c: one chain of the Gibbs sampler for the softmax-gated
+ * linear-Gaussian mixture of experts, with Polya-Gamma augmentation of the
+ * gating network (Holmes-Held updates, one gating vector at a time).
+ *
+ * Data (moe_data, internal centred/scaled scale): y (n), X (n x p),
+ * Z (n x q), column-major; wt (n) case weights that are whole numbers >= 1
+ * (frequency weights: observation i stands for wt_i identical observations,
+ * each with its own allocation; zero-weight rows are dropped by the caller).
+ * Parameters (moe_par): alpha (p x K), sigma2 (K), W (q x K, column K - 1
+ * zero); on entry the starting values, on exit the final state.
+ * Prior (moe_mcmc_prior), controls (moe_mcmc_control): see moe.h.
+ * Writes: the kept draws and the total log-likelihood of each kept draw
+ * (moe_mcmc_draws), the final parameters into par.
+ *
+ * One sweep, in this order (a systematic-scan Gibbs sampler):
+ *  1. update_alloc: allocation counts N_ki of every observation,
+ *     Multinomial(wt_i, p_i.) with log p_ik = eta_ik + log N(y_i; x_i'a_k,
+ *     sigma2_k) + const, normalised by log-sum-exp (a categorical draw when
+ *     wt_i = 1), and the per-expert sufficient statistics; the same pass
+ *     gives the log-likelihood of the parameters it conditions on, i.e. of
+ *     the previous sweep's draw;
+ *  2. update_experts: conjugate Normal / inverse-gamma draw of (a_k, s2_k)
+ *     given the allocations (an empty expert is drawn from its prior);
+ *  3. update_gating: for k < K, with C_ik = log sum_{j != k} exp(eta_ij),
+ *     omega_i ~ PG(wt_i, eta_ik - C_ik), kappa_i = N_ki - wt_i / 2 and
+ *     w_k ~ N(m_k, V_k), V_k^{-1} = Z' Omega Z + B0^{-1},
+ *     m_k = V_k (Z'(kappa + Omega C_k) + B0^{-1} b0), where (b0, B0) is the
+ *     conditional prior of w_k given the other gating vectors:
+ *     exchangeable prior: b0 = (1 / (K - 1)) sum_{j < K, j != k} w_j,
+ *     B0 = K / (K - 1) diag(s_w2); independent prior: b0 = 0, B0 = diag(s_w2);
+ *     with ctl->gate_mode 1 (the default in R) the Polya-Gamma draws are
+ *     followed by a joint Metropolis-Hastings step on p(W | N)
+ *     (gate_mh_step(): Gamerman's Fisher-scoring proposal), which speeds
+ *     mixing of steep gates and of correlated gating vectors; with 2 only
+ *     that step is made (no Polya-Gamma draws), with 0 only the Polya-Gamma
+ *     draws.
+ * The state carried from sweep to sweep is (alpha, sigma2, W) only: the
+ * logits eta are recomputed from W by eta_column(), the expert means on the
+ * fly, so a chain restarted from a stored state and RNG state reproduces one
+ * long run exactly.
+ *
+ * Preconditions: n >= 1, K >= 1, wt_i >= 1 whole, sigma2 > 0, prior
+ * variances > 0, Va_inv positive definite. The caller does not hold the RNG:
+ * moe_mcmc_run() calls GetRNGstate() / PutRNGstate() once around the loop.
+ * Returns moe_status flags: MOE_NOT_PD when a conditional precision needed a
+ * ridge, MOE_NONFINITE when a draw or log-likelihood was not finite (the
+ * chain then stops; out->done and out->nkeep say how far it got).
+ */
+#include "moe.h"
+
+void moe_mcmc_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint)
+{
+  R_xlen_t n = d->n, p = d->p, q = d->q, K = d->K;
+  R_xlen_t m = q * (K - 1);
+  *ndouble = (p + q + K) * n + K * (p * p + p + 2) + 3 * K +
+             2 * p * p + 4 * p + 2 * q * q + 4 * q + 3 * m * m + 3 * m + 1 + q * K;
+  *nint = n + K * n;
+}
+
+void moe_mcmc_work_init(const moe_data *d, double *dbl, int *ints,
+                        moe_mcmc_work *w)
+{
+  int n = d->n, p = d->p, q = d->q, K = d->K;
+  double *t = dbl;
+  w->Xr = t;    t += (R_xlen_t) p * n;
+  w->Zr = t;    t += (R_xlen_t) q * n;
+  w->eta = t;   t += (R_xlen_t) K * n;
+  w->XtX = t;   t += (R_xlen_t) K * p * p;
+  w->Xty = t;   t += (R_xlen_t) K * p;
+  w->yty = t;   t += K;
+  w->nk = t;    t += K;
+  w->lk = t;    t += K;
+  w->cst = t;   t += K;
+  w->hp = t;    t += K;
+  w->A = t;     t += (R_xlen_t) p * p;
+  w->Asave = t; t += (R_xlen_t) p * p;
+  w->b = t;     t += p;
+  w->m = t;     t += p;
+  w->z = t;     t += p;
+  w->zero = t;  t += p;
+  w->P = t;     t += (R_xlen_t) q * q;
+  w->Psave = t; t += (R_xlen_t) q * q;
+  w->r = t;     t += q;
+  w->mw = t;    t += q;
+  w->zq = t;    t += q;
+  w->zeroq = t; t += q;
+  R_xlen_t m = (R_xlen_t) q * (K - 1);
+  w->H0 = t;    t += m * m;
+  w->H1 = t;    t += m * m;
+  w->Hsave = t; t += m * m;
+  w->g = t;     t += m;
+  w->mu = t;    t += m;
+  w->tm = t;    t += m + 1;
+  w->Ws = t;    /* q x K: the proposal, reference column zero */
+  for (R_xlen_t u = 0; u < (R_xlen_t) q * K; u++) w->Ws[u] = 0.0;
+  w->wi = ints;
+  w->N = ints + n;
+  for (int i = 0; i < n; i++) {
+    for (int a = 0; a < p; a++)
+      w->Xr[a + (R_xlen_t) i * p] = d->X[i + (R_xlen_t) a * n];
+    for (int a = 0; a < q; a++)
+      w->Zr[a + (R_xlen_t) i * q] = d->Z[i + (R_xlen_t) a * n];
+    w->wi[i] = (int) d->wt[i];
+  }
+  for (int a = 0; a < p; a++) w->zero[a] = 0.0;
+  for (int a = 0; a < q; a++) w->zeroq[a] = 0.0;
+}
+
+/* eta_ik = z_i' w_k for every i; the only place logits are computed, so a
+ * restarted chain sees bit-identical logits. */
+static void eta_column(const moe_data *d, const moe_mcmc_work *w,
+                       const double *W, int k)
+{
+  int n = d->n, q = d->q, K = d->K;
+  const double *wk = W + (R_xlen_t) k * q;
+  for (int i = 0; i < n; i++) {
+    const double *zi = w->Zr + (R_xlen_t) i * q;
+    double e = 0.0;
+    for (int a = 0; a < q; a++) e += zi[a] * wk[a];
+    w->eta[k + (R_xlen_t) i * K] = e;
+  }
+}
+
+/*
+ * Allocations and sufficient statistics (when `draw`), and the total
+ * log-likelihood sum_i wt_i log p(y_i) at the current parameters (when
+ * `need_ll`, else 0). With draw = 0 no random number is used.
+ */
+static double update_alloc(const moe_data *d, moe_mcmc_work *w,
+                           const moe_par *par, int draw, int need_ll)
+{
+  int n = d->n, p = d->p, K = d->K;
+  double *lk = w->lk, *cst = w->cst, *hp = w->hp;
+  for (int k = 0; k < K; k++) {
+    cst[k] = -0.5 * (LOG_2PI + log(par->sigma2[k]));
+    hp[k] = 0.5 / par->sigma2[k];
+  }
+  if (draw) {
+    for (R_xlen_t t = 0; t < (R_xlen_t) K * p * p; t++) w->XtX[t] = 0.0;
+    for (R_xlen_t t = 0; t < (R_xlen_t) K * p; t++) w->Xty[t] = 0.0;
+    for (int k = 0; k < K; k++) w->yty[k] = w->nk[k] = 0.0;
+  }
+  double ll = 0.0;
+  for (int i = 0; i < n; i++) {
+    const double *xi = w->Xr + (R_xlen_t) i * p, *ei = w->eta + (R_xlen_t) i * K;
+    int *Ni = w->N + (R_xlen_t) i * K, wi = w->wi[i];
+    double yi = d->y[i], mx = R_NegInf;
+    int km = 0;
+    for (int k = 0; k < K; k++) {
+      const double *ak = par->alpha + (R_xlen_t) k * p;
+      double mu = 0.0;
+      for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
+      double res = yi - mu, l = ei[k] + cst[k] - res * res * hp[k];
+      lk[k] = l;
+      if (l > mx) { mx = l; km = k; }
+    }
+    /* log-sum-exp; the largest term is exp(0) = 1, so one exp() is saved */
+    double s = 0.0;
+    for (int k = 0; k < K; k++) {
+      lk[k] = k == km ? 1.0 : exp(lk[k] - mx);
+      s += lk[k];
+    }
+    if (need_ll) {
+      double emx = R_NegInf, se = 0.0;
+      int em = 0;
+      for (int k = 0; k < K; k++) if (ei[k] > emx) { emx = ei[k]; em = k; }
+      for (int k = 0; k < K; k++) if (k != em) se += exp(ei[k] - emx);
+      ll += wi * (mx + log(s) - emx - log1p(se));
+    }
+    if (!draw) continue;
+    for (int k = 0; k < K; k++) Ni[k] = 0;
+    if (K == 1) {
+      Ni[0] = wi;
+    } else if (wi == 1) {
+      double u = unif_rand() * s, acc = lk[0];
+      int k = 0;
+      while (acc < u && k < K - 1) acc += lk[++k];
+      Ni[k] = 1;
+    } else {
+      /* multinomial by conditional binomials */
+      int rem = wi;
+      double rs = s;
+      for (int k = 0; k < K - 1 && rem > 0; k++) {
+        double pk = rs > 0.0 ? lk[k] / rs : 0.0;
+        int c = pk >= 1.0 ? rem : (pk <= 0.0 ? 0 : (int) rbinom(rem, pk));
+        Ni[k] = c;
+        rem -= c;
+        rs -= lk[k];
+      }
+      Ni[K - 1] += rem;
+    }
+    for (int k = 0; k < K; k++) {
+      if (Ni[k] == 0) continue;
+      double c = Ni[k], cy = c * yi;
+      double *S = w->XtX + (R_xlen_t) k * p * p, *sy = w->Xty + (R_xlen_t) k * p;
+      w->nk[k] += c;
+      w->yty[k] += cy * yi;
+      for (int a = 0; a < p; a++) {
+        double cxa = c * xi[a];
+        sy[a] += cy * xi[a];
+        for (int b = 0; b <= a; b++) S[a + b * p] += cxa * xi[b];
+      }
+    }
+  }
+  return ll;
+}
+
+/* Conjugate draw of every (a_k, sigma2_k) given the sufficient statistics. */
+static int update_experts(const moe_data *d, const moe_mcmc_prior *pr,
+                          moe_mcmc_work *w, moe_par *par)
+{
+  int p = d->p, K = d->K, status = MOE_OK;
+  double *A = w->A, *b = w->b, *m = w->m, *z = w->z;
+  for (int k = 0; k < K; k++) {
+    const double *S = w->XtX + (R_xlen_t) k * p * p, *sy = w->Xty + (R_xlen_t) k * p;
+    for (int a = 0; a < p; a++) {
+      for (int c = 0; c <= a; c++)
+        A[a + c * p] = S[a + c * p] + pr->Va_inv[a + c * p];
+      b[a] = sy[a] + pr->Va_inv_m[a];
+    }
+    int rc = chol_factor_ridge(p, A, w->Asave, 1e-10);
+    if (rc < 0) return status | MOE_NOT_PD | MOE_NONFINITE;
+    if (rc > 0) status |= MOE_NOT_PD;
+    for (int a = 0; a < p; a++) m[a] = b[a];
+    chol_solve_factored(p, A, m, 1);
+    double bm = 0.0;
+    for (int a = 0; a < p; a++) bm += b[a] * m[a];
+    double Q = w->yty[k] + pr->m_Va_inv_m - bm;
+    double shape = pr->c0 + 0.5 * w->nk[k], scale = pr->C0 + 0.5 * (Q > 0.0 ? Q : 0.0);
+    double s2 = scale / rgamma(shape, 1.0);
+    mvn_draw_chol(p, A, w->zero, z, b);
+    double sd = sqrt(s2);
+    double *ak = par->alpha + (R_xlen_t) k * p;
+    for (int a = 0; a < p; a++) ak[a] = m[a] + sd * z[a];
+    par->sigma2[k] = s2;
+    if (!R_FINITE(s2) || !(s2 > 0.0)) status |= MOE_NONFINITE;
+  }
+  return status;
+}
+
+/*
+ * Log density of p(W | allocations) up to a constant (a multinomial logistic
+ * regression): sum_i sum_k N_ki eta_ik - wt_i log sum_k exp(eta_ik), eta = Z W,
+ * plus the gating prior. Wf holds the m = q (K - 1) free coefficients,
+ * column k of W at Wf + k q. Writes the gradient g (m) and the negative
+ * Hessian H (m x m, lower triangle; the Fisher information, as the model is
+ * a multinomial logit), rows and columns ordered (k, a) -> k q + a.
+ * pk: K doubles of scratch.
+ */
+static double gate_joint_logpost(const moe_data *d, const moe_mcmc_prior *pr,
+                                 const moe_mcmc_work *w, const double *Wf,
+                                 double *g, double *H, double *pk)
+{
+  int n = d->n, q = d->q, K = d->K, m = q * (K - 1);
+  double lp = 0.0;
+  for (int t = 0; t < m; t++) g[t] = 0.0;
+  for (R_xlen_t t = 0; t < (R_xlen_t) m * m; t++) H[t] = 0.0;
+  for (int i = 0; i < n; i++) {
+    const double *zi = w->Zr + (R_xlen_t) i * q;
+    const int *Ni = w->N + (R_xlen_t) i * K;
+    double wi = w->wi[i], mx = 0.0, s = 0.0;  /* the reference logit is 0 */
+    int km = K - 1;
+    for (int k = 0; k < K - 1; k++) {
+      double e = 0.0;
+      for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
+      pk[k] = e;
+      lp += Ni[k] * e;
+      if (e > mx) { mx = e; km = k; }
+    }
+    pk[K - 1] = 0.0;
+    for (int k = 0; k < K; k++) {
+      pk[k] = k == km ? 1.0 : exp(pk[k] - mx);
+      s += pk[k];
+    }
+    lp -= wi * (mx + log(s));
+    for (int k = 0; k < K - 1; k++) {
+      pk[k] /= s;
+      double r = Ni[k] - wi * pk[k];
+      for (int a = 0; a < q; a++) g[k * q + a] += r * zi[a];
+    }
+    for (int k = 0; k < K - 1; k++) {
+      for (int l = 0; l <= k; l++) {
+        double h = wi * pk[k] * ((k == l ? 1.0 : 0.0) - pk[l]);
+        for (int a = 0; a < q; a++) {
+          double hz = h * zi[a];
+          double *Hc = H + (R_xlen_t) (l * q) * m + k * q + a;
+          int bmax = k == l ? a : q - 1;  /* lower triangle only */
+          for (int b = 0; b <= bmax; b++) Hc[(R_xlen_t) b * m] += hz * zi[b];
+        }
+      }
+    }
+  }
+  /* prior: per coordinate a, precision (I - 11'/K) / s_a^2 over the free
+   * experts (exchangeable) or I / s_a^2 (independent) */
+  double off = pr->exchangeable ? 1.0 / K : 0.0;
+  for (int a = 0; a < q; a++) {
+    double prec = 1.0 / pr->s_w2[a], sum = 0.0, ss = 0.0;
+    for (int k = 0; k < K - 1; k++) {
+      sum += Wf[a + k * q];
+      ss += Wf[a + k * q] * Wf[a + k * q];
+    }
+    lp -= 0.5 * prec * (ss - off * sum * sum);
+    for (int k = 0; k < K - 1; k++) {
+      g[k * q + a] -= prec * (Wf[a + k * q] - off * sum);
+      for (int l = 0; l <= k; l++)
+        H[(k * q + a) + (R_xlen_t) (l * q + a) * m] += prec * ((k == l) - off);
+    }
+  }
+  return lp;
+}
+
+/* (x - mu)' L L' (x - mu) for a lower Cholesky factor L (m x m); tmp: m. */
+static double chol_quad(int m, const double *L, const double *x, const double *mu,
+                        double *tmp)
+{
+  int one = 1;
+  for (int a = 0; a < m; a++) tmp[a] = x[a] - mu[a];
+  F77_CALL(dtrmv)("L", "T", "N", &m, L, &m, tmp, &one FCONE FCONE FCONE);
+  double s = 0.0;
+  for (int a = 0; a < m; a++) s += tmp[a] * tmp[a];
+  return s;
+}
+
+/*
+ * Metropolis-Hastings refresh of all gating vectors at once, targeting
+ * p(W | allocations) with Gamerman's (1997) proposal: one Fisher-scoring
+ * step from the current value, W* ~ N(W + H^{-1} g, H^{-1}) (g, H at W),
+ * accepted with the Metropolis-Hastings ratio, whose reverse move uses the
+ * step from W*. It leaves that conditional (and so the posterior) invariant.
+ * It complements the one-vector-at-a-time Polya-Gamma steps where they mix
+ * slowly: steep gates, whose augmented precision is dominated by the
+ * observations far from the gating boundaries, and gating vectors that are
+ * correlated a posteriori (the proposal uses the joint information).
+ * Returns 1 when the proposal was accepted, -1 when a precision could not
+ * be factorised (nothing changed), 0 otherwise.
+ */
+static int gate_mh_step(const moe_data *d, const moe_mcmc_prior *pr,
+                        moe_mcmc_work *w, double *W)
+{
+  int q = d->q, K = d->K, m = q * (K - 1);
+  double *H0 = w->H0, *H1 = w->H1, *g = w->g, *Ws = w->Ws, *mu = w->mu,
+         *tm = w->tm, *pk = w->lk;
+  double lp0 = gate_joint_logpost(d, pr, w, W, g, H0, pk);
+  if (chol_factor_ridge(m, H0, w->Hsave, 0.0) != 0) return -1;
+  for (int t = 0; t < m; t++) mu[t] = g[t];
+  chol_solve_factored(m, H0, mu, 1);
+  for (int t = 0; t < m; t++) mu[t] += W[t];
+  mvn_draw_chol(m, H0, mu, Ws, tm);
+  double lq_fwd = 0.5 * log_det_chol(m, H0) - 0.5 * chol_quad(m, H0, Ws, mu, tm);
+  double lp1 = gate_joint_logpost(d, pr, w, Ws, g, H1, pk);
+  if (!R_FINITE(lp1) || chol_factor_ridge(m, H1, w->Hsave, 0.0) != 0) return 0;
+  for (int t = 0; t < m; t++) mu[t] = g[t];
+  chol_solve_factored(m, H1, mu, 1);
+  for (int t = 0; t < m; t++) mu[t] += Ws[t];
+  double lq_rev = 0.5 * log_det_chol(m, H1) - 0.5 * chol_quad(m, H1, W, mu, tm);
+  double log_ratio = lp1 - lp0 + lq_rev - lq_fwd;
+  if (log(unif_rand()) < log_ratio) {
+    for (int t = 0; t < m; t++) W[t] = Ws[t];
+    return 1;
+  }
+  return 0;
+}
+
+/* Gating update, by `mode` (moe_mcmc_control.gate_mode): 0, a Polya-Gamma
+ * draw of each non-reference gating vector in turn; 1, the same followed by
+ * a joint Metropolis-Hastings refresh of all of them; 2, the refresh only.
+ * *accepted counts accepted refreshes. */
+static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
+                         moe_mcmc_work *w, moe_par *par, int mode,
+                         int *accepted)
+{
+  int n = d->n, q = d->q, K = d->K, status = MOE_OK;
+  if (K < 2) return status;
+  double *P = w->P, *r = w->r, *mw = w->mw;
+  double vfac = pr->exchangeable ? (double) K / (K - 1) : 1.0;
+  for (int k = 0; k < K - 1 && mode != 2; k++) {
+    for (int t = 0; t < q * q; t++) P[t] = 0.0;
+    for (int a = 0; a < q; a++) r[a] = 0.0;
+    for (int i = 0; i < n; i++) {
+      const double *ei = w->eta + (R_xlen_t) i * K, *zi = w->Zr + (R_xlen_t) i * q;
+      int wi = w->wi[i];
+      /* C = log sum_{j != k} exp(eta_ij); its largest term is exp(0) = 1 */
+      double mx = R_NegInf, s = 0.0;
+      int jm = -1;
+      for (int j = 0; j < K; j++) if (j != k && ei[j] > mx) { mx = ei[j]; jm = j; }
+      for (int j = 0; j < K; j++) if (j != k && j != jm) s += exp(ei[j] - mx);
+      double C = mx + log1p(s), psi = ei[k] - C;
+      double om = wi == 1 ? rpg1(psi) : rpg(wi, psi);
+      double t = (w->N[k + (R_xlen_t) i * K] - 0.5 * wi) + om * C;
+      for (int a = 0; a < q; a++) {
+        double oz = om * zi[a];
+        r[a] += t * zi[a];
+        for (int b = 0; b <= a; b++) P[a + b * q] += oz * zi[b];
+      }
+    }
+    for (int a = 0; a < q; a++) {
+      double b0 = 0.0, v = vfac * pr->s_w2[a];
+      if (pr->exchangeable && K > 2) {
+        for (int j = 0; j < K - 1; j++) if (j != k) b0 += par->W[a + j * q];
+        b0 /= (K - 1);
+      }
+      P[a + a * q] += 1.0 / v;
+      r[a] += b0 / v;
+    }
+    int rc = chol_factor_ridge(q, P, w->Psave, 1e-10);
+    if (rc < 0) return status | MOE_NOT_PD | MOE_NONFINITE;
+    if (rc > 0) status |= MOE_NOT_PD;
+    for (int a = 0; a < q; a++) mw[a] = r[a];
+    chol_solve_factored(q, P, mw, 1);
+    double *wk = par->W + (R_xlen_t) k * q;
+    mvn_draw_chol(q, P, mw, wk, w->zq);
+    for (int a = 0; a < q; a++) if (!R_FINITE(wk[a])) status |= MOE_NONFINITE;
+    eta_column(d, w, par->W, k);
+  }
+  if (mode > 0 && !(status & MOE_NONFINITE)) {
+    int acc = gate_mh_step(d, pr, w, par->W);
+    if (acc > 0) {
+      (*accepted)++;
+      for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
+    }
+    if (acc < 0) status |= MOE_NOT_PD;
+  }
+  return status;
+}
+
+static void store_draw(const moe_data *d, const moe_par *par,
+                       moe_mcmc_draws *out, int slot)
+{
+  int p = d->p, q = d->q, K = d->K;
+  R_xlen_t pa = (R_xlen_t) p * K, qa = (R_xlen_t) q * K;
+  for (R_xlen_t t = 0; t < pa; t++) out->alpha[t + slot * pa] = par->alpha[t];
+  for (int k = 0; k < K; k++) out->sigma2[k + (R_xlen_t) slot * K] = par->sigma2[k];
+  for (R_xlen_t t = 0; t < qa; t++) out->W[t + slot * qa] = par->W[t];
+}
+
+int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
+                 const moe_mcmc_control *ctl, moe_par *par,
+                 moe_mcmc_draws *out, moe_mcmc_work *w)
+{
+  int n = d->n, K = d->K, status = MOE_OK;
+  int total = ctl->warmup + ctl->iter, kept = 0, pending = -1, t, acc_warmup = 0;
+  out->accept[0] = 0;
+  for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
+  for (int i = 0; i < n; i++) w->eta[K - 1 + (R_xlen_t) i * K] = 0.0;
+
+  GetRNGstate();
+  for (t = 1; t <= total; t++) {
+    R_CheckUserInterrupt();
+    double ll = update_alloc(d, w, par, 1, pending >= 0);
+    if (pending >= 0) {
+      out->loglik[pending] = ll;
+      if (!R_FINITE(ll)) status |= MOE_NONFINITE;
+      pending = -1;
+    }
+    status |= update_experts(d, pr, w, par);
+    if (!(status & MOE_NONFINITE))
+      status |= update_gating(d, pr, w, par, ctl->gate_mode,
+                              t > ctl->warmup ? out->accept : &acc_warmup);
+    if (status & MOE_NONFINITE) break;
+    if (t > ctl->warmup && (ctl->offset + t - ctl->warmup) % ctl->thin == 0 &&
+        kept < out->nkeep) {
+      store_draw(d, par, out, kept);
+      pending = kept++;
+    }
+    if (ctl->refresh > 0 && (t % ctl->refresh == 0 || t == total))
+      Rprintf("chain %d: iteration %d / %d (%s)\n", ctl->chain, t, total,
+              t <= ctl->warmup ? "warm-up" : "sampling");
+  }
+  PutRNGstate();
+  if (pending >= 0) {
+    out->loglik[pending] = update_alloc(d, w, par, 0, 1);
+    if (!R_FINITE(out->loglik[pending])) status |= MOE_NONFINITE;
+  }
+  out->nkeep = kept;
+  out->done = t > total ? total : t;
+  return status;
+}

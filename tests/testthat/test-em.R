@@ -1,0 +1,195 @@
+test_that("K = 1 equals lm(): coefficients, ML variance, log-likelihood", {
+  set.seed(1)
+  fit <- moe_em(tuned ~ stretchratio, data = tonedata, K = 1)
+  ref <- lm(tuned ~ stretchratio, data = tonedata)
+  n <- nrow(tonedata)
+  expect_equal(unname(fit$coefficients$alpha[, 1]), unname(coef(ref)), tolerance = 1e-8)
+  expect_equal(unname(fit$coefficients$sigma2), sum(residuals(ref)^2) / n, tolerance = 1e-8)
+  expect_equal(as.numeric(logLik(fit)), as.numeric(logLik(ref)), tolerance = 1e-8)
+  expect_equal(attr(logLik(fit), "df"), attr(logLik(ref), "df"))
+})
+
+test_that("K = 1 with weights equals weighted least squares", {
+  set.seed(2)
+  w <- runif(nrow(tonedata), 0.5, 2)
+  fit <- moe_em(tuned ~ stretchratio, data = tonedata, K = 1, weights = w)
+  ref <- lm(tuned ~ stretchratio, data = tonedata, weights = w)
+  expect_equal(unname(fit$coefficients$alpha[, 1]), unname(coef(ref)), tolerance = 1e-8)
+  expect_equal(unname(fit$coefficients$sigma2),
+               sum(w * residuals(ref)^2) / sum(w), tolerance = 1e-8)
+})
+
+test_that("integer case weights equal duplicated rows", {
+  set.seed(3)
+  w <- sample(1:3, nrow(tonedata), replace = TRUE)
+  dup <- tonedata[rep(seq_len(nrow(tonedata)), w), ]
+  f_w <- moe_em(tuned ~ stretchratio, data = tonedata, K = 2, weights = w, seed = 1)
+  f_d <- moe_em(tuned ~ stretchratio, data = dup, K = 2, seed = 1)
+  expect_equal(as.numeric(logLik(f_w)), as.numeric(logLik(f_d)), tolerance = 1e-6)
+})
+
+test_that("the EM log-likelihood never decreases", {
+  for (s in 1:3) {
+    d <- three_experts(600, seed = s)
+    fit <- moe_em(y ~ x, data = d, K = 3, starts = 3, seed = s)
+    for (j in seq_len(3)) {
+      tr <- fit$trace
+      expect_true(all(diff(tr) >= -1e-10 * abs(tr[-1])))
+    }
+    expect_false("decrease" %in% bayesmoe:::decode_status(fit$status))
+  }
+  # also for every start, through the matrix interface
+  d <- three_experts(400, seed = 9)
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  set.seed(9)
+  res <- moe_em_fit(d$y, X, X, K = 4, starts = 4)
+  expect_false(any(grepl("decrease", res$starts$status)))
+})
+
+test_that("EM recovers a well-separated 3-expert truth", {
+  d <- three_experts(3000, seed = 4)
+  fit <- moe_em(y ~ x, data = d, K = 3, seed = 1)
+  a <- fit$coefficients$alpha
+  truth <- cbind(c(0, 4), c(3, -2), c(-2, 1))
+  # match experts to the truth by their intercepts and slopes
+  perm <- apply(truth, 2, function(t) which.min(colSums((a - t)^2)))
+  expect_equal(sort(perm), 1:3)
+  expect_equal(unname(a[, perm]), truth, tolerance = 0.1)
+  expect_equal(unname(sqrt(fit$coefficients$sigma2[perm])), rep(0.3, 3), tolerance = 0.1)
+})
+
+test_that("EM reaches at least flexmix's log-likelihood", {
+  skip_if_not_installed("flexmix")
+  d <- three_experts(2000, seed = 5)
+  fit <- moe_em(y ~ x, data = d, K = 3, seed = 1)
+  set.seed(1)
+  fm <- suppressWarnings(flexmix::stepFlexmix(
+    y ~ x, data = d, k = 3, nrep = 3, verbose = FALSE,
+    concomitant = flexmix::FLXPmultinom(~ x)))
+  expect_gte(as.numeric(logLik(fit)), fm@logLik - 1e-3)
+})
+
+test_that("an intercept-only gating gives a mixture of regressions", {
+  fit <- moe_em(tuned ~ stretchratio, data = tonedata, K = 2, gating = ~ 1, seed = 1,
+                control = moe_em_control(tol = 1e-13))
+  expect_identical(rownames(fit$coefficients$W), "(Intercept)")
+  g <- predict(fit, type = "gating")
+  expect_equal(apply(g, 2, sd), c(expert1 = 0, expert2 = 0), tolerance = 1e-12)
+  # the mixing weights equal the mean responsibilities at the optimum
+  expect_equal(unname(g[1, ]), unname(colMeans(fit$resp)), tolerance = 1e-5)
+})
+
+test_that("fits are equivariant to the scale of the response", {
+  f1 <- moe_em(tuned ~ stretchratio, data = tonedata, K = 2, seed = 1)
+  d2 <- transform(tonedata, tuned = 1000 * tuned + 5)
+  f2 <- moe_em(tuned ~ stretchratio, data = d2, K = 2, seed = 1)
+  expect_equal(f2$coefficients$alpha, 1000 * f1$coefficients$alpha +
+                 matrix(c(5, 0), 2, 2), tolerance = 1e-5)
+  expect_equal(f2$coefficients$sigma2, 1e6 * f1$coefficients$sigma2, tolerance = 1e-5)
+  expect_equal(f2$coefficients$W, f1$coefficients$W, tolerance = 1e-5)
+  expect_equal(as.numeric(logLik(f2)), as.numeric(logLik(f1)) - 150 * log(1000),
+               tolerance = 1e-8)
+})
+
+test_that("a seed makes starts reproducible and leaves the global RNG alone", {
+  set.seed(42)
+  before <- .Random.seed
+  f1 <- moe_em(tuned ~ stretchratio, data = tonedata, K = 3, starts = 4, seed = 7)
+  expect_identical(.Random.seed, before)
+  f2 <- moe_em(tuned ~ stretchratio, data = tonedata, K = 3, starts = 4, seed = 7)
+  expect_identical(f1$coefficients, f2$coefficients)
+  expect_identical(f1$starts, f2$starts)
+})
+
+test_that("degenerate experts are reported, never a crash or NaN", {
+  set.seed(1)
+  d <- data.frame(x = 1:6, y = c(1, 2, 3, 10, 10.5, 30))
+  expect_warning(fit <- moe_em(y ~ x, data = d, K = 3, starts = 3, seed = 1),
+                 class = "bayesmoe_warning_degenerate")
+  expect_true(is.finite(logLik(fit)))
+  expect_true(all(is.finite(unlist(fit$coefficients))))
+})
+
+test_that("an expert collapsing onto a line is floored and reported", {
+  set.seed(2)
+  x <- runif(60)
+  y <- c(2 * x[1:3], rnorm(57))
+  expect_warning(fit <- moe_em(y ~ x, data = data.frame(x, y), K = 2, starts = 10, seed = 3,
+                               control = moe_em_control(min_size = 2)),
+                 NA)
+  # the best start avoided the collapse (degenerate starts rank last), or it is reported
+  expect_true(all(fit$coefficients$sigma2 > 0))
+})
+
+test_that("non-convergence is a classed warning", {
+  d <- three_experts(500, seed = 6)
+  expect_warning(moe_em(y ~ x, data = d, K = 3, starts = 1, seed = 1,
+                        control = moe_em_control(maxit = 2)),
+                 class = "bayesmoe_warning_convergence")
+})
+
+test_that("moe_em_control() validates its arguments", {
+  expect_snapshot(error = TRUE, moe_em_control(maxit = 0))
+  expect_snapshot(error = TRUE, moe_em_control(tol = -1))
+  expect_snapshot(error = TRUE, moe_em_control(var_floor = 0))
+  expect_snapshot(error = TRUE, moe_em_control(min_size = NA))
+  expect_snapshot(error = TRUE, moe_em_control(gate_steps = 1.5))
+  expect_snapshot(error = TRUE, moe_em_control(ridge = c(1, 2)))
+  expect_s3_class(moe_em_control(), "moe_em_control")
+})
+
+test_that("bad input gives classed errors naming the argument", {
+  td <- tonedata
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td, K = 1.5))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td, K = 0))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td, K = "2"))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td[1:3, ], K = 4))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ nosuchvar, data = td, K = 2))
+  expect_snapshot(error = TRUE, moe_em(~ stretchratio, data = td, K = 2))
+  expect_snapshot(error = TRUE, moe_em("tuned ~ stretchratio", data = td, K = 2))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td, K = 2,
+                                       gating = y ~ stretchratio))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td, K = 2,
+                                       gating = "x"))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = 1:3, K = 2))
+  fac <- transform(td, tuned = factor(tuned > 2))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = fac, K = 2))
+  chr <- transform(td, tuned = as.character(tuned))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = chr, K = 2))
+  inf <- td
+  inf$tuned[2] <- Inf
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = inf, K = 2))
+  infx <- td
+  infx$stretchratio[5] <- -Inf
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = infx, K = 2))
+  empty <- td
+  empty$tuned <- NA_real_
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = empty, K = 2))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td[0, ], K = 2))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td, K = 2,
+                                       subset = stretchratio > 100))
+  const <- transform(td, tuned = 1)
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = const, K = 2))
+  coll <- transform(td, s2 = 2 * stretchratio)
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio + s2, data = coll, K = 2))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td, K = 2,
+                                       weights = rep(-1, nrow(td))))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td, K = 2, starts = 0))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td, K = 2, seed = "a"))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ stretchratio, data = td, K = 2,
+                                       control = list(maxit = 10)))
+  expect_snapshot(error = TRUE, moe_em(tuned ~ 0, data = td, K = 2))
+})
+
+test_that("errors carry the bayesmoe classes", {
+  expect_error(moe_em(tuned ~ stretchratio, data = tonedata, K = 0),
+               class = "bayesmoe_error_input")
+  expect_error(moe_em(tuned ~ nosuch, data = tonedata, K = 2), class = "bayesmoe_error_data")
+  expect_error(moe_em(tuned ~ stretchratio, data = tonedata, K = 2, gating = y ~ x),
+               class = "bayesmoe_error_formula")
+  coll <- transform(tonedata, s2 = 2 * stretchratio)
+  expect_error(moe_em(tuned ~ stretchratio + s2, data = coll, K = 2),
+               class = "bayesmoe_error_collinear")
+  expect_error(moe_em(tuned ~ stretchratio, data = tonedata, K = 0), class = "bayesmoe_error")
+})

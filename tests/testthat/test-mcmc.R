@@ -1,0 +1,485 @@
+# Tests of the Gibbs sampler (src/mcmc.c) and of moe_mcmc().
+#
+# Helpers are defined here (not in a helper file) so they stay next to the
+# tests that use them. Functions of the package are reached through
+# bayesmoe::: where they are internal.
+
+slow_tests <- function() identical(Sys.getenv("BAYESMOE_SLOW_TESTS"), "true")
+
+# A well separated 3-expert truth with one covariate (original scale): gating
+# logits (-8 x, 4 - 4 x, 0), experts y = 4 + x, y = 2 x, y = 6 - x with
+# standard deviations 0.3, 0.4, 0.5, x ~ U(-3, 3). Used in bench/ too.
+sim_three <- function(n) {
+  x <- runif(n, -3, 3)
+  eta <- cbind(-8 * x, 4 - 4 * x, 0)
+  g <- exp(eta - apply(eta, 1L, max))
+  k <- 1L + rowSums(runif(n) * rowSums(g) > t(apply(g, 1L, cumsum))[, 1:2])
+  a <- rbind(c(4, 0, 6), c(1, 2, -1))
+  data.frame(x = x, y = a[1L, k] + a[2L, k] * x + c(0.3, 0.4, 0.5)[k] * rnorm(n))
+}
+
+# One chain of the C sampler on data taken as already on the internal scale.
+# mode: 0 Polya-Gamma gating draws, 1 those and the Metropolis-Hastings
+# refresh, 2 the refresh only (moe_mcmc_control(gate_update =)).
+run_c_chain <- function(y, X, Z, w, init, pc, warmup, iter, thin, mode = 1L) {
+  .Call(bayesmoe:::ffi_mcmc_chain, as.double(y), X, Z, as.double(w),
+        as.double(init$alpha), as.double(init$sigma2), as.double(init$W), pc,
+        as.integer(c(warmup, iter, thin, 0, 0, 1, mode)))
+}
+
+# ---- exact results --------------------------------------------------------
+
+test_that("with K = 1 the draws follow the closed-form conjugate posterior", {
+  set.seed(11)
+  n <- 40
+  d <- data.frame(x = rnorm(n, 3, 2), w = sample(0:3, n, replace = TRUE))
+  d$y <- 10 + 2 * d$x + rnorm(n, sd = 1.5)
+  prior <- moe_prior(m_a = c(0.5, -0.2), V_a = c(2, 3), c0 = 2.5, C0 = 0.3)
+  fit <- moe_mcmc(y ~ x, data = d, K = 1, weights = w, prior = prior, chains = 2,
+                  iter = 3000, warmup = 0, seed = 3, progress = FALSE)
+  # Closed form on the internal scale (frequency weights: weighted sums).
+  sc <- fit$scaling
+  s <- bayesmoe:::scale_data(sc, fit$y, fit$X, fit$Z)
+  w <- fit$weights
+  pc <- bayesmoe:::prior_internal(prior, 2, 2)
+  P1 <- crossprod(s$X, w * s$X) + pc$Va_inv
+  V1 <- solve(P1)
+  m1 <- drop(V1 %*% (crossprod(s$X, w * s$y) + pc$Va_inv_m))
+  c1 <- pc$c0 + sum(w) / 2
+  C1 <- pc$C0 + 0.5 * (sum(w * s$y^2) + pc$m_Va_inv_m - sum(m1 * (P1 %*% m1)))
+  # map to the original scale: alpha = sy T a + my e_1, sigma2 = sy^2 s2
+  Tm <- sc$x$T
+  mean_alpha <- sc$sy * drop(Tm %*% m1) + c(sc$my, 0)
+  cov_alpha <- sc$sy^2 * C1 / (c1 - 1) * Tm %*% V1 %*% t(Tm)
+  mean_s2 <- sc$sy^2 * C1 / (c1 - 1)
+  expect_null(fit$accept)
+  D <- matrix(fit$draws, ncol = 3L)
+  N <- nrow(D)
+  # K = 1 draws are independent (the allocations are fixed), so the Monte
+  # Carlo standard error of a mean is sd / sqrt(N).
+  z <- (colMeans(D[, 1:2]) - mean_alpha) / sqrt(diag(cov_alpha) / N)
+  expect_true(all(abs(z) < 4), info = paste(format(z), collapse = " "))
+  expect_equal(cov(D[, 1:2]), cov_alpha, tolerance = 0.1)
+  expect_lt(abs(mean(D[, 3]) - mean_s2) / (sd(D[, 3]) / sqrt(N)), 4)
+  # whole distributions: sigma2 ~ InvGamma(c1, C1), a_j ~ t_{2 c1}(m1_j, C1/c1 V1_jj)
+  s2_int <- D[, 3] / sc$sy^2
+  expect_gt(ks.test(s2_int, function(v) pgamma(C1 / v, c1, lower.tail = FALSE))$p.value, 0.001)
+  a_int <- solve(Tm, t(D[, 1:2]) - c(sc$my, 0)) / sc$sy
+  for (j in 1:2) {
+    tj <- (a_int[j, ] - m1[j]) / sqrt(C1 / c1 * V1[j, j])
+    expect_gt(ks.test(tj, "pt", df = 2 * c1)$p.value, 0.001)
+  }
+})
+
+test_that("draws and log-likelihoods agree with plain-R maps and densities", {
+  set.seed(12)
+  d <- sim_three(150)
+  d$w <- sample(1:2, nrow(d), replace = TRUE)
+  fit <- moe_mcmc(y ~ x, data = d, K = 3, weights = w, chains = 2, iter = 60,
+                  warmup = 20, thin = 4, seed = 5, progress = FALSE)
+  S <- dim(fit$draws)[1L]
+  expect_equal(S, 10L)
+  expect_equal(dimnames(fit$draws)[[3L]],
+               bayesmoe:::par_names(colnames(fit$X), colnames(fit$Z), 3L))
+  for (ch in 1:2) {
+    st <- fit$state[[ch]]
+    expect_equal(st$iterations_done, 60L)
+    # the last iteration is kept, so the stored state is the last draw
+    ref <- bayesmoe:::par_flatten(bayesmoe:::par_to_original(fit$scaling, st))
+    expect_equal(unname(fit$draws[S, ch, ]), ref, tolerance = 1e-12)
+    for (s in c(1L, S)) {
+      par <- bayesmoe:::par_unflatten(fit$draws[s, ch, ], 2L, 2L, 3L)
+      ll <- sum(fit$weights * bayesmoe:::moe_log_density(par, fit$X, fit$Z, fit$y))
+      expect_equal(unname(fit$loglik_draws[s, ch]), ll, tolerance = 1e-10)
+    }
+  }
+  expect_equal(fit$loglik, max(fit$loglik_draws))
+  expect_equal(as.numeric(logLik(fit)), max(fit$loglik_draws))
+  theta <- colMeans(matrix(fit$draws, ncol = dim(fit$draws)[3L]))
+  expect_equal(bayesmoe:::par_flatten(fit$coefficients), theta, ignore_attr = TRUE)
+  expect_named(fit$state[[1L]], c("alpha", "sigma2", "W", "rng", "iterations_done"))
+  expect_equal(fit$state[[1L]]$W[, 3L], c(0, 0))
+  expect_length(fit$accept, 2L)
+  expect_true(all(fit$accept > 0 & fit$accept <= 1))
+  expect_length(fit$timing, 2L)
+  expect_s3_class(fit, c("moe_mcmc", "moe_fit"))
+})
+
+test_that("frequency weights give the posterior of the expanded data", {
+  # Same posterior, different random streams: compare the posterior means
+  # of label-invariant quantities within Monte Carlo error.
+  set.seed(13)
+  d <- tonedata
+  d$w <- sample(1:3, nrow(d), replace = TRUE)
+  e <- d[rep(seq_len(nrow(d)), d$w), ]
+  fw <- moe_mcmc(tuned ~ stretchratio, data = d, K = 2, weights = w, chains = 2,
+                 iter = 1500, seed = 1, progress = FALSE)
+  fe <- moe_mcmc(tuned ~ stretchratio, data = e, K = 2, chains = 2, iter = 1500,
+                 seed = 2, progress = FALSE)
+  # the scaling differs (it is unweighted), so compare on the original scale
+  pred_mean <- function(fit, x0) {
+    D <- matrix(fit$draws, ncol = dim(fit$draws)[3L])
+    apply(D, 1L, function(th) {
+      par <- bayesmoe:::par_unflatten(th, 2L, 2L, 2L)
+      cm <- bayesmoe:::moe_components(par, cbind(1, x0), cbind(1, x0))
+      rowSums(exp(cm$log_gate) * cm$mean)
+    })
+  }
+  # batch means: 20 batches per chain; v holds the chains one after the other
+  batch_se <- function(v, chains = 2) {
+    S <- length(v) %/% chains
+    L <- S %/% 20
+    b <- unlist(lapply(seq_len(chains), function(ch)
+      colMeans(matrix(v[(ch - 1) * S + seq_len(20 * L)], L))))
+    sd(b) / sqrt(length(b))
+  }
+  x0 <- c(1.5, 2, 2.5)
+  mw <- pred_mean(fw, x0)
+  me <- pred_mean(fe, x0)
+  for (j in seq_along(x0)) {
+    z <- (mean(mw[j, ]) - mean(me[j, ])) / sqrt(batch_se(mw[j, ])^2 + batch_se(me[j, ])^2)
+    expect_lt(abs(z), 4.5)
+  }
+  lw <- as.vector(fw$loglik_draws)
+  le <- as.vector(fe$loglik_draws)
+  expect_lt(abs(mean(lw) - mean(le)) / sqrt(batch_se(lw)^2 + batch_se(le)^2), 4.5)
+})
+
+# ---- simulation-based calibration -------------------------------------------
+#
+# Parameters are drawn from the prior (on the internal scale, which the data
+# are taken to be on), data are simulated, one chain is run from a separate
+# prior draw and the ranks of functionals of the truth among the thinned
+# draws are checked for uniformity with a chi-square test. Raw parameters
+# are not identified (labels can switch), so the functionals are label
+# invariant: the predictive mean at x0 = z0 = (1, 0.5) ("pm"), the log of
+# the smallest expert variance ("ls"), the largest gating probability at z0
+# ("gmax") and the log-likelihood of the data ("ll"; a function of the
+# parameters and the data, which SBC allows).
+
+sbc_functionals <- function(alpha, sigma2, W, K, x0, z0) {
+  eta <- matrix(drop(z0 %*% matrix(W, length(z0))), K)
+  g <- exp(eta - rep(apply(eta, 2L, max), each = K))
+  g <- g / rep(colSums(g), each = K)
+  mu <- matrix(drop(x0 %*% matrix(alpha, length(x0))), K)
+  cbind(pm = colSums(g * mu), ls = log(apply(matrix(sigma2, K), 2L, min)),
+        gmax = apply(g, 2L, max))
+}
+
+sbc_ranks <- function(K, n, pc, q, warmup, iter, thin, mode) {
+  th <- bayesmoe:::prior_draw(pc, K)
+  x <- rnorm(n)
+  X <- cbind(1, x)
+  Z <- if (q == 1L) matrix(1, n, 1L) else X
+  g <- exp(bayesmoe:::log_softmax_rows(Z %*% th$W))
+  k <- 1L + rowSums(runif(n) > t(apply(g, 1L, cumsum))[, -K, drop = FALSE])
+  y <- rowSums(X * t(th$alpha[, k])) + sqrt(th$sigma2[k]) * rnorm(n)
+  init <- bayesmoe:::prior_draw(pc, K)
+  res <- run_c_chain(y, X, Z, rep(1, n), init, pc, warmup, iter, thin, mode)
+  S <- length(res$loglik)
+  x0 <- c(1, 0.5)
+  z0 <- if (q == 1L) 1 else x0
+  f <- sbc_functionals(res$alpha, res$sigma2, res$W, K, x0, z0)
+  ft <- sbc_functionals(th$alpha, th$sigma2, th$W, K, x0, z0)
+  ll_true <- sum(bayesmoe:::moe_log_density(th, X, Z, y))
+  c(colSums(f < rep(ft, each = S)), ll = sum(res$loglik < ll_true))
+}
+
+# p-values of chi-square uniformity tests of the ranks (0..L) in `bins` bins.
+sbc_pvalues <- function(reps, K, n, q, prior, warmup = 50, iter = 190, thin = 10,
+                        bins = 5, mode = 1L) {
+  pc <- bayesmoe:::prior_internal(prior, 2L, q)
+  r <- t(replicate(reps, sbc_ranks(K, n, pc, q, warmup, iter, thin, mode)))
+  L <- iter %/% thin
+  apply(r, 2L, function(v)
+    suppressWarnings(chisq.test(table(factor(v %/% ((L + 1) / bins), 0:(bins - 1)))))$p.value)
+}
+
+sbc_prior <- function() moe_prior(s_w = 1.5, V_a = 4, c0 = 3, C0 = 1)
+
+# With n = 3 observations the posterior is close to the prior, so the ranks
+# of the raw gating coefficients (w_1 intercept, w_1 slope, and the
+# intercept of w_1 - w_2) check the prior the gating steps use: the
+# conditional exchangeable prior of the Polya-Gamma step and the joint one
+# of the Metropolis-Hastings step. Raw parameters are valid SBC functionals
+# (identifiability is not needed), and this close to the exchangeable prior
+# the chain moves freely between labellings. (Power, checked with
+# deliberate bugs and 500-1000 replications: a wrong conditional prior mean
+# in the Polya-Gamma step was caught here with p < 1e-4 but not by the
+# n = 40 runs, where the data dominate; an independent instead of the
+# exchangeable prior in the Metropolis-Hastings step was caught here and by
+# the n = 40 runs with p < 1e-20.)
+sbc_gate_pvalues <- function(reps, K, prior, mode, warmup = 50, iter = 190,
+                             thin = 10, bins = 10) {
+  pc <- bayesmoe:::prior_internal(prior, 2L, 2L)
+  one <- function() {
+    th <- bayesmoe:::prior_draw(pc, K)
+    n <- 3L
+    X <- cbind(1, rnorm(n))
+    g <- exp(bayesmoe:::log_softmax_rows(X %*% th$W))
+    k <- 1L + rowSums(runif(n) > t(apply(g, 1L, cumsum))[, -K, drop = FALSE])
+    y <- rowSums(X * t(th$alpha[, k])) + sqrt(th$sigma2[k]) * rnorm(n)
+    res <- run_c_chain(y, X, X, rep(1, n), bayesmoe:::prior_draw(pc, K), pc, warmup,
+                       iter, thin, mode)
+    W <- array(res$W, c(2L, K, length(res$loglik)))
+    f <- cbind(w1_int = W[1, 1, ], w1_slope = W[2, 1, ], d12_int = W[1, 1, ] - W[1, 2, ])
+    ft <- c(th$W[1, 1], th$W[2, 1], th$W[1, 1] - th$W[1, 2])
+    colSums(f < rep(ft, each = nrow(f)))
+  }
+  r <- t(replicate(reps, one()))
+  L <- iter %/% thin
+  apply(r, 2L, function(v)
+    suppressWarnings(chisq.test(table(factor(v %/% ((L + 1) / bins), 0:(bins - 1)))))$p.value)
+}
+
+test_that("simulation-based calibration, K = 2 and 3 (fast version)", {
+  set.seed(21)
+  p <- sbc_pvalues(200, K = 2, n = 40, q = 2, prior = sbc_prior())
+  expect_true(all(p > 0.001), info = paste(names(p), format(p), collapse = " "))
+  p <- sbc_gate_pvalues(300, K = 3, prior = sbc_prior(), mode = 0L)
+  expect_true(all(p > 0.001), info = paste(names(p), format(p), collapse = " "))
+})
+
+test_that("simulation-based calibration, K = 2 and 3, full version", {
+  skip_if_not(slow_tests(), "set BAYESMOE_SLOW_TESTS=true for the full SBC")
+  set.seed(22)
+  # K = 3 exercises the exchangeable conditional prior of the gating
+  # vectors; q = 1 is a gating with only an intercept (a mixture of
+  # regressions); the independent prior and the three gating updates
+  # (mode 0 Polya-Gamma, 1 Polya-Gamma and Metropolis-Hastings, 2
+  # Metropolis-Hastings) are checked too.
+  indep <- moe_prior(s_w = 1.5, V_a = 4, c0 = 3, C0 = 1, exchangeable = FALSE)
+  cases <- list(list(K = 2, q = 2, prior = sbc_prior(), mode = 1L),
+                list(K = 3, q = 2, prior = sbc_prior(), mode = 1L),
+                list(K = 2, q = 1, prior = sbc_prior(), mode = 1L),
+                list(K = 3, q = 2, prior = indep, mode = 1L),
+                list(K = 2, q = 2, prior = sbc_prior(), mode = 0L),
+                list(K = 3, q = 2, prior = sbc_prior(), mode = 0L),
+                list(K = 2, q = 2, prior = sbc_prior(), mode = 2L),
+                list(K = 3, q = 2, prior = sbc_prior(), mode = 2L))
+  # 50 p-values: each must exceed 1e-4 (a family-wise false alarm rate of
+  # about 0.5% for a correct sampler)
+  for (cs in cases) {
+    p <- sbc_pvalues(1000, K = cs$K, n = 40, q = cs$q, prior = cs$prior, bins = 10,
+                     mode = cs$mode)
+    expect_true(all(p > 1e-4),
+                info = paste(cs$K, cs$q, cs$mode, paste(names(p), format(p), collapse = " ")))
+  }
+  for (mode in 0:2) {
+    for (pr in list(sbc_prior(), indep)) {
+      if (mode == 2L && !pr$exchangeable) next
+      p <- sbc_gate_pvalues(1000, K = 3, prior = pr, mode = mode)
+      expect_true(all(p > 1e-4), info = paste(mode, pr$exchangeable,
+                                               paste(names(p), format(p), collapse = " ")))
+    }
+  }
+})
+
+# ---- reproducibility ----------------------------------------------------------
+
+test_that("the same seed gives identical draws and leaves the session RNG alone", {
+  set.seed(31)
+  before <- .Random.seed
+  kind <- RNGkind()
+  f1 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 2, iter = 100,
+                 seed = 7, progress = FALSE)
+  expect_identical(.Random.seed, before)
+  expect_identical(RNGkind(), kind)
+  f2 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 2, iter = 100,
+                 seed = 7, progress = FALSE)
+  expect_identical(f1$draws, f2$draws)
+  expect_identical(f1$loglik_draws, f2$loglik_draws)
+  expect_identical(f1$state, f2$state)
+  # chains use different streams
+  expect_false(identical(f1$draws[, 1, ], f1$draws[, 2, ]))
+  f3 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 2, iter = 100,
+                 seed = 8, progress = FALSE)
+  expect_false(identical(f1$draws, f3$draws))
+  # seed = NULL draws the seed from the session RNG
+  set.seed(32)
+  g1 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1, iter = 50,
+                 init = "random", progress = FALSE)
+  set.seed(32)
+  g2 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1, iter = 50,
+                 init = "random", progress = FALSE)
+  expect_identical(g1$draws, g2$draws)
+  expect_identical(g1$seed, g2$seed)
+  g3 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1, iter = 50,
+                 init = "random", seed = g1$seed, progress = FALSE)
+  expect_identical(g1$draws, g3$draws)
+})
+
+test_that("the workhorse gives the same draws as the front end", {
+  set.seed(33)
+  f <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 2, iter = 80,
+                seed = 3, progress = FALSE)
+  r <- moe_mcmc_fit(f$y, f$X, f$Z, K = 2, chains = 2, iter = 80, seed = 3)
+  expect_identical(r$draws, f$draws)
+  expect_identical(r$loglik_draws, f$loglik_draws)
+})
+
+test_that("draws are identical under plan(sequential) and plan(multisession)", {
+  skip_if_not_installed("future.apply")
+  skip_on_cran()
+  set.seed(34)
+  oplan <- future::plan(future::sequential)
+  on.exit(future::plan(oplan), add = TRUE)
+  f1 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 2, iter = 100,
+                 seed = 9, progress = FALSE)
+  future::plan(future::multisession, workers = 2)
+  before <- .Random.seed
+  f2 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 2, iter = 100,
+                 seed = 9, progress = FALSE)
+  expect_identical(.Random.seed, before)
+  expect_identical(f1$draws, f2$draws)
+  expect_identical(f1$loglik_draws, f2$loglik_draws)
+  expect_identical(f1$state, f2$state)
+  # continuation in the workers too
+  expect_identical(moe_mcmc(f1, iter = 20)$draws, moe_mcmc(f2, iter = 20)$draws)
+})
+
+test_that("a continued run is identical to one long run", {
+  set.seed(35)
+  d <- sim_three(100)
+  # 200 post-warm-up iterations in the first run, not a multiple of thin = 3:
+  # the continuation must keep the thinning phase.
+  short <- moe_mcmc(y ~ x, data = d, K = 3, chains = 2, iter = 300, warmup = 100,
+                    thin = 3, seed = 4, progress = FALSE)
+  cont <- moe_mcmc(short, iter = 200)
+  long <- moe_mcmc(y ~ x, data = d, K = 3, chains = 2, iter = 500, warmup = 100,
+                   thin = 3, seed = 4, progress = FALSE)
+  expect_equal(dim(short$draws)[1L], 66L)
+  expect_equal(dim(long$draws)[1L], 133L)
+  expect_identical(cont$draws, long$draws)
+  expect_identical(cont$loglik_draws, long$loglik_draws)
+  expect_identical(cont$state, long$state)
+  expect_identical(cont$coefficients, long$coefficients)
+  expect_identical(cont$iter, long$iter)
+  expect_identical(cont$loglik, long$loglik)
+  expect_identical(cont$accept, long$accept)
+  # and again, from random starting values
+  s2 <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 40, warmup = 10,
+                 init = "random", seed = 6, progress = FALSE)
+  l2 <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 70, warmup = 10,
+                 init = "random", seed = 6, progress = FALSE)
+  expect_identical(moe_mcmc(moe_mcmc(s2, iter = 10), iter = 20)$draws, l2$draws)
+})
+
+test_that("every gating update runs and only Metropolis-Hastings records acceptance", {
+  set.seed(38)
+  fits <- lapply(c("pg", "pg+mh", "mh"), function(u)
+    moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1, iter = 60,
+             seed = 1, control = moe_mcmc_control(gate_update = u), progress = FALSE))
+  expect_null(fits[[1]]$accept)
+  expect_named(fits[[2]]$accept, "chain1")
+  expect_true(fits[[3]]$accept > 0)
+  # the first sweep draws allocations and experts identically; gating differs
+  expect_false(identical(fits[[1]]$draws, fits[[2]]$draws))
+  for (f in fits) expect_true(all(is.finite(f$draws)))
+})
+
+test_that("progress is printed when asked", {
+  set.seed(36)
+  expect_output(
+    moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1, iter = 20,
+             seed = 1, progress = TRUE),
+    "chain 1: iteration 20 / 20 \\(sampling\\)")
+  expect_silent(moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1,
+                         iter = 20, seed = 1, progress = FALSE))
+})
+
+# ---- starting values ----------------------------------------------------------
+
+test_that("EM starting values are distinct solutions with labels aligned to the best", {
+  set.seed(37)
+  par <- list(alpha = matrix(c(1, 2, 3, 4, 5, 6), 2), sigma2 = c(1, 2, 3),
+              W = cbind(c(1, 1), c(-1, 2), 0))
+  perm <- c(3, 1, 2)
+  shuffled <- bayesmoe:::permute_experts(par, perm)
+  expect_equal(shuffled$W[, 3], c(0, 0))
+  back <- bayesmoe:::align_labels(shuffled, par)
+  expect_equal(back, par)
+  # the gating probabilities are unchanged by the permutation
+  Z <- cbind(1, rnorm(5))
+  g <- exp(bayesmoe:::log_softmax_rows(Z %*% par$W))
+  gs <- exp(bayesmoe:::log_softmax_rows(Z %*% shuffled$W))
+  expect_equal(gs, g[, perm])
+  cost <- matrix(runif(25), 5)
+  brute <- bayesmoe:::all_permutations(5)
+  expect_equal(nrow(brute), 120L)
+  best <- brute[which.min(apply(brute, 1, function(pm) sum(cost[cbind(1:5, pm)]))), ]
+  expect_equal(bayesmoe:::best_assignment(cost), best)
+  d <- sim_three(200)
+  fit <- moe_mcmc(y ~ x, data = d, K = 3, chains = 3, iter = 20, seed = 2,
+                  control = moe_mcmc_control(em_starts = 6, init_tol = Inf),
+                  progress = FALSE)
+  expect_equal(nrow(fit$em$starts), 6L)
+  expect_length(fit$em$start_par, 6L)
+})
+
+# ---- chains that agree ----------------------------------------------------------
+
+test_that("four chains agree on a well separated 3-expert problem", {
+  skip_if_not_installed("posterior")
+  set.seed(41)
+  d <- sim_three(1000)
+  fit <- moe_mcmc(y ~ x, data = d, K = 3, chains = 4, iter = 2000, seed = 1,
+                  progress = FALSE)
+  rhat <- posterior::rhat(fit$loglik_draws)
+  m <- colMeans(fit$loglik_draws)
+  expect_lt(rhat, 1.01)
+  expect_lt(diff(range(m)), 2)
+})
+
+# ---- printing and errors ------------------------------------------------------
+
+test_that("print() of a fit", {
+  set.seed(51)
+  # K = 1 uses no Polya-Gamma draws, so this output does not depend on the
+  # Polya-Gamma sampler.
+  fit <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 1, chains = 2, iter = 200,
+                  seed = 1, progress = FALSE)
+  expect_snapshot(print(fit))
+  expect_invisible(print(fit))
+})
+
+test_that("moe_mcmc_control() rejects invalid settings", {
+  set.seed(52)
+  expect_snapshot(moe_mcmc_control(em_starts = 0), error = TRUE)
+  expect_snapshot(moe_mcmc_control(em_control = list()), error = TRUE)
+  expect_snapshot(moe_mcmc_control(init_tol = -1), error = TRUE)
+  expect_snapshot(moe_mcmc_control(refresh = 0.5), error = TRUE)
+  expect_snapshot(moe_mcmc_control(gate_update = "gibbs"), error = TRUE)
+})
+
+test_that("moe_mcmc() rejects invalid arguments with classed errors", {
+  set.seed(53)
+  f <- tuned ~ stretchratio
+  expect_snapshot(moe_mcmc(f, data = tonedata), error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 1.5), error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 2, prior = list()), error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 2, chains = 0), error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 2, iter = 0), error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 2, iter = 10, warmup = 10), error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 2, iter = 10, warmup = 5, thin = 6),
+                  error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 2, init = "kmeans"), error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 2, seed = 1.5), error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 2, control = moe_em_control()),
+                  error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 2, progress = NA), error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 2, prior = moe_prior(s_w = c(1, 2, 3))),
+                  error = TRUE)
+  expect_snapshot(moe_mcmc(f, data = tonedata, K = 2, weights = rep(0.5, 150)),
+                  error = TRUE)
+  expect_error(moe_mcmc(f, data = tonedata, K = 2, weights = rep(0.5, 150)),
+               class = "bayesmoe_error_data")
+  expect_snapshot(moe_mcmc(y ~ x, data = data.frame(x = 1:3, y = c(1, 2, 4)), K = 5),
+                  error = TRUE)
+  fit <- moe_mcmc(f, data = tonedata, K = 1, chains = 1, iter = 20, seed = 1,
+                  progress = FALSE)
+  expect_snapshot(moe_mcmc(fit), error = TRUE)
+  expect_snapshot(moe_mcmc(fit, iter = 10, thin = 2), error = TRUE)
+  expect_snapshot(moe_mcmc(fit, iter = 0), error = TRUE)
+  expect_error(moe_mcmc(fit, iter = 10, seed = 1), class = "bayesmoe_error_input")
+})

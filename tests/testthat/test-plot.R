@@ -1,0 +1,17 @@
+test_that("plots draw without error and validate the covariate", {
+  fit <- moe_em(tuned ~ stretchratio, data = tonedata, K = 2, seed = 1)
+  pdf(NULL)
+  on.exit(dev.off())
+  expect_identical(plot(fit), fit)
+  grid <- bayesmoe:::plot_gating(fit)
+  expect_identical(names(grid), c("stretchratio", "tuned"))
+  expect_silent(plot(fit, what = "loglik"))
+  expect_snapshot(error = TRUE, plot(fit, covariate = "nope"))
+  expect_snapshot(error = TRUE, plot(fit, what = "nope"))
+  # several covariates: the others are held at typical values
+  d <- transform(tonedata, f = factor(rep(c("a", "b"), 75)))
+  f2 <- moe_em(tuned ~ stretchratio + f, data = d, K = 2, seed = 1)
+  g2 <- bayesmoe:::covariate_grid(f2, "stretchratio")
+  expect_true(all(g2$f == "a"))
+  expect_identical(plot(f2, what = "gating"), f2)
+})
