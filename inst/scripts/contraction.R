@@ -12,12 +12,15 @@
 # Truth: moe_truth_example("p4"), the two-expert truth of Nguyen, Nguyen and
 # Ho (2023), covariate uniform on [0, 1].
 #
-# "shipped": 10 log-spaced sample sizes from 500 to 20,000 and 8 replicates
-# per size (8 sizes up to 20,000 for the over-fitted study), MCMC at 3 sizes
-# with 4 replicates: about 20 minutes of CPU on one core, the budget of a
-# shared build machine. "full": 30 (K = 2) and 25 (K = 3) sizes from 1e2 to
-# 1e5 with 40 replicates (the published runs used 200 sizes and 40
-# replicates), MCMC at 8 sizes up to 3e4 with 20 replicates.
+# "shipped" (sized for a budget of about 15 minutes of CPU on one core):
+#   em_k2         10 log-spaced sample sizes from 500 to 20,000, 8 replicates;
+#   em_k2_oracle  20 sizes from 100 to 1e5, 40 replicates;
+#   em_k3_oracle  12 sizes from 500 to 50,000, 8 replicates, 2 starts;
+#   mcmc_k2       6 sizes from 500 to 16,000, 8 replicates, one chain of 600
+#                 iterations (300 warm-up).
+# "full": 30 (K = 2) and 25 (K = 3) sizes from 1e2 to 1e5 with 40
+# replicates (the published runs used 200 sizes and 40 replicates), MCMC at
+# 8 sizes up to 3e4 with 20 replicates and two chains of 1,000 iterations.
 #
 # Studies written:
 #   em_k2.rds         K = 2 (exact-fitted), EM from the default starts (5):
@@ -44,18 +47,24 @@ log_grid <- function(from, to, length.out) {
   unique(round(exp(seq(log(from), log(to), length.out = length.out))))
 }
 if (size == "shipped") {
-  n_k2 <- log_grid(500, 20000, 10)
-  n_k3 <- log_grid(500, 20000, 8)
-  reps <- 8L
+  n_k2 <- log_grid(500, 20000, 10)     # the acceptance grid of the EM D1 slope
+  reps_k2 <- 8L
+  n_k2o <- log_grid(100, 1e5, 20)
+  reps_k2o <- 40L
+  n_k3 <- log_grid(500, 50000, 12)
+  reps_k3 <- 8L
   k3_starts <- 2L
-  n_mc <- c(500, 2000, 8000)
-  reps_mc <- 4L
-  mc <- list(chains = 1, iter = 400, warmup = 200,
+  n_mc <- log_grid(500, 16000, 6)
+  reps_mc <- 8L
+  mc <- list(chains = 1, iter = 600, warmup = 300,
              control = moe_mcmc_control(em_starts = 2))
 } else {
   n_k2 <- log_grid(100, 1e5, 30)
+  reps_k2 <- 40L
+  n_k2o <- n_k2
+  reps_k2o <- 40L
   n_k3 <- log_grid(100, 1e5, 25)
-  reps <- 40L
+  reps_k3 <- 40L
   k3_starts <- 5L
   n_mc <- log_grid(100, 3e4, 8)
   reps_mc <- 20L
@@ -81,11 +90,11 @@ run <- function(file, ...) {
   invisible(st)
 }
 
-run("em_k2.rds", tru, n = n_k2, reps = reps, K = 2, method = "em",
+run("em_k2.rds", tru, n = n_k2, reps = reps_k2, K = 2, method = "em",
     losses = c("D", "hellinger", "tv"), seed = 2023L, init = "default", starts = 5)
-run("em_k2_oracle.rds", tru, n = n_k2, reps = reps, K = 2, method = "em",
+run("em_k2_oracle.rds", tru, n = n_k2o, reps = reps_k2o, K = 2, method = "em",
     losses = c("D", "hellinger"), seed = 2024L, init = "near_truth", starts = 1)
-run("em_k3_oracle.rds", tru, n = n_k3, reps = reps, K = 3, method = "em",
+run("em_k3_oracle.rds", tru, n = n_k3, reps = reps_k3, K = 3, method = "em",
     losses = c("D", "hellinger"), seed = 2025L, init = "near_truth", starts = k3_starts,
     cells = TRUE)
 run("mcmc_k2.rds", tru, n = n_mc, reps = reps_mc, K = 2, method = "mcmc",

@@ -220,12 +220,10 @@ test_that("fits: EM and MCMC fits give the losses of their parameter sets", {
   fit <- moe_em(y ~ x, data = sim, K = 2, starts = 2, seed = 1)
   expect_equal(voronoi_loss(fit, tru), voronoi_loss(moe_truth(fit), tru))
   expect_equal(density_loss(fit, tru), density_loss(moe_truth(fit), tru))
-  # an object with the documented structure of moe_mcmc() fits
-  th <- coef(fit)
-  dr <- array(rep(th, each = 6), c(3, 2, length(th)))
-  dr <- dr + array(rnorm(length(dr), sd = 0.05), dim(dr))
-  mc <- structure(list(draws = dr, K = 2L, X = fit$X, Z = fit$Z, y = fit$y),
-                  class = c("moe_mcmc", "moe_fit"))
+  # a short real chain: 2 chains x 3 kept draws, labels as sampled
+  mc <- moe_mcmc(y ~ x, data = sim, K = 2, chains = 2, iter = 13, warmup = 10,
+                 seed = 1, progress = FALSE, control = moe_mcmc_control(em_starts = 2))
+  expect_equal(dim(mc$draws)[1:2], c(3L, 2L))
   v <- voronoi_loss(mc, tru)
   expect_equal(dim(v), c(3L, 2L))
   per_draw <- vapply(1:6, function(i) as.numeric(voronoi_loss(moe_truth(mc, draw = i), tru)), 0)
