@@ -100,9 +100,15 @@ moe_em <- function(formula, data, K, gating = NULL, starts = 10, seed = NULL,
 #' @param y,X,Z,w Response vector, expert and gating design matrices (with
 #'   column names) and case weights, for the matrix interface `moe_em_fit()`
 #'   used by simulation studies (no formula handling, no checks of the data).
+#' @param init_par For `moe_em_fit()`: `NULL`, or a list of starting
+#'   parameter sets (each a list with `alpha` (p x K), `sigma2` (K) and `W`
+#'   (q x K, last column zero) on the original scale, as
+#'   `coef(fit, matrix = TRUE)`); each one is a start, through the
+#'   responsibilities at those parameters, and `starts` is ignored. Used by
+#'   [moe_contraction()] for near-truth starts.
 #' @export
 moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
-                       control = moe_em_control()) {
+                       control = moe_em_control(), init_par = NULL) {
   storage.mode(X) <- "double"
   storage.mode(Z) <- "double"
   y <- as.double(y)
@@ -110,11 +116,14 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   sc <- moe_scaling(y, X, Z)
   s <- scale_data(sc, y, X, Z)
   min_size <- if (is.null(control$min_size)) ncol(X) + 1 else control$min_size
-  types <- start_types(starts)
-  feats <- start_features(s$y, s$X, s$Z)
+  types <- if (is.null(init_par)) start_types(starts) else rep("given", length(init_par))
+  starts <- length(types)
+  feats <- if (is.null(init_par)) start_features(s$y, s$X, s$Z)
   runs <- vector("list", starts)
   for (j in seq_len(starts)) {
-    R0 <- start_resp(types[j], s$y, s$X, feats, K)
+    R0 <- if (is.null(init_par)) start_resp(types[j], s$y, s$X, feats, K) else
+      .Call(ffi_estep, y, X, Z, w, init_par[[j]]$alpha, init_par[[j]]$sigma2,
+            init_par[[j]]$W)$resp
     runs[[j]] <- .Call(ffi_em, s$y, s$X, s$Z, w, R0, control$maxit, control$tol,
                        control$var_floor, min_size, control$gate_steps, control$ridge)
   }

@@ -58,7 +58,7 @@
 #' \eqn{n = 1000} and 0.42 at \eqn{n = 10^4}.
 #'
 #' The constant `c` sets the truncation threshold \eqn{(c\omega_n)^r}: with
-#' the default `c = 0.5` and `r = 2` it is about 0.07 at \eqn{n = 1000} and
+#' the default `c = 0.5` and \code{r = 2} it is about 0.07 at \eqn{n = 1000} and
 #' 0.05 at \eqn{n = 5000}, so an expert is counted when its weight exceeds
 #' roughly 5\%. The theory leaves \eqn{c} to the user (it must be below a
 #' constant that depends on the unknown smallest true weight); the default

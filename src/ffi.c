@@ -176,6 +176,149 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP maxit, SEXP tol,
   return out;
 }
 
+/* ---- losses (loss.c) ----
+ * atoms: double (2d + 3) x K x S, S parameter sets one after the other;
+ * truth: double (2d + 3) x kstar; d, K: integer scalars. */
+
+static int loss_dims(SEXP atoms, SEXP K, SEXP truth, SEXP d, int *kstar,
+                     R_xlen_t *S)
+{
+  FFI_CHECK(TYPEOF(atoms) == REALSXP && TYPEOF(truth) == REALSXP);
+  int dd = Rf_asInteger(d), KK = Rf_asInteger(K);
+  FFI_CHECK(dd >= 1 && KK >= 1);
+  R_xlen_t m = LOSS_ATOM_LEN(dd);
+  FFI_CHECK(XLENGTH(truth) % m == 0 && XLENGTH(truth) > 0);
+  FFI_CHECK(XLENGTH(atoms) % (m * KK) == 0);
+  *kstar = (int) (XLENGTH(truth) / m);
+  *S = XLENGTH(atoms) / (m * KK);
+  return dd;
+}
+
+/* D1 (over = 0) or D2 (over = 1) of every parameter set, the size of its
+ * largest Voronoi cell and the translation (t0, t1) of the fit it used,
+ * (d + 1) x S. mode: 0 the fit as given; 1 the best fitted reference
+ * expert; 2 the infimum over translations (t0 exact, t1 over candidates);
+ * 3 the minimum over t0 at the gating-slope shifts t1 (double d x S).
+ * norm: 0 Euclidean, 1 L1. rbar: double table. */
+SEXP ffi_voronoi(SEXP atoms, SEXP K, SEXP truth, SEXP d, SEXP over,
+                 SEXP norm, SEXP rbar, SEXP mode, SEXP t1)
+{
+  int kstar;
+  R_xlen_t S;
+  int dd = loss_dims(atoms, K, truth, d, &kstar, &S), KK = Rf_asInteger(K);
+  FFI_CHECK(TYPEOF(rbar) == REALSXP && Rf_length(rbar) >= 1);
+  voronoi_spec sp = { dd, kstar, REAL(truth), Rf_asInteger(over),
+                      Rf_asInteger(norm), REAL(rbar), Rf_length(rbar) };
+  int md = Rf_asInteger(mode);
+  FFI_CHECK((sp.over == 0 || sp.over == 1) && md >= 0 && md <= 3);
+  FFI_CHECK(sp.norm == LOSS_NORM_EUCLIDEAN || sp.norm == LOSS_NORM_L1);
+  if (md == 3) FFI_CHECK(TYPEOF(t1) == REALSXP && XLENGTH(t1) == dd * S);
+  const char *names[] = {"loss", "max_cell", "shift"};
+  SEXP out = PROTECT(named_list(3, names));
+  SEXP loss = PROTECT(Rf_allocVector(REALSXP, S));
+  SEXP mc = PROTECT(Rf_allocVector(INTSXP, S));
+  SEXP shift = PROTECT(alloc_matrix(dd + 1, (int) S));
+  R_xlen_t step = (R_xlen_t) LOSS_ATOM_LEN(dd) * KK;
+  voronoi_work w;
+  w.cell = (int *) R_alloc(KK, sizeof(int));
+  w.count = (int *) R_alloc(kstar, sizeof(int));
+  w.wsum = alloc_work(kstar);
+  w.tw = alloc_work(kstar);
+  w.shifted = alloc_work(step);
+  w.tvec = alloc_work(dd + 1);
+  w.t1 = alloc_work(dd);
+  w.tbest = alloc_work(dd + 1);
+  for (R_xlen_t s = 0; s < S; s++) {
+    if (s % 256 == 0) R_CheckUserInterrupt();
+    const double *a = REAL(atoms) + s * step;
+    double *sh = REAL(shift) + s * (dd + 1);
+    int *m = INTEGER(mc) + s;
+    double v;
+    switch (md) {
+    case 0:
+      v = voronoi_loss(&sp, KK, a, m, &w);
+      for (int c = 0; c <= dd; c++) sh[c] = 0.0;
+      break;
+    case 1:
+      v = voronoi_loss_best(&sp, KK, a, sh, m, &w);
+      break;
+    case 2:
+      v = voronoi_loss_translated(&sp, KK, a, sh, m, &w);
+      break;
+    default:
+      v = voronoi_loss_shift(&sp, KK, a, REAL(t1) + s * dd, sh, m, &w);
+    }
+    REAL(loss)[s] = v;
+  }
+  SET_VECTOR_ELT(out, 0, loss);
+  SET_VECTOR_ELT(out, 1, mc);
+  SET_VECTOR_ELT(out, 2, shift);
+  UNPROTECT(4);
+  return out;
+}
+
+/* Voronoi cell (1-based true atom) of every fitted atom, K x S, and the
+ * distances |d beta1|, |d a|, |d b|, |d sigma2| to it, 4 x K x S, after
+ * translating parameter set s by shift[, s] ((d + 1) x S, as returned by
+ * ffi_voronoi). */
+SEXP ffi_voronoi_cells(SEXP atoms, SEXP K, SEXP truth, SEXP d, SEXP norm,
+                       SEXP shift)
+{
+  int kstar;
+  R_xlen_t S;
+  int dd = loss_dims(atoms, K, truth, d, &kstar, &S), KK = Rf_asInteger(K);
+  int nm = Rf_asInteger(norm);
+  FFI_CHECK(nm == LOSS_NORM_EUCLIDEAN || nm == LOSS_NORM_L1);
+  FFI_CHECK(TYPEOF(shift) == REALSXP && XLENGTH(shift) == (dd + 1) * S);
+  const char *names[] = {"cell", "dist"};
+  SEXP out = PROTECT(named_list(2, names));
+  SEXP cell = PROTECT(Rf_allocVector(INTSXP, (R_xlen_t) KK * S));
+  SEXP dist = PROTECT(Rf_allocVector(REALSXP, 4 * (R_xlen_t) KK * S));
+  int m = LOSS_ATOM_LEN(dd);
+  R_xlen_t step = (R_xlen_t) m * KK;
+  double *shifted = alloc_work(step);
+  for (R_xlen_t s = 0; s < S; s++) {
+    if (s % 1024 == 0) R_CheckUserInterrupt();
+    voronoi_translate(dd, KK, REAL(atoms) + s * step,
+                      REAL(shift) + s * (dd + 1), shifted);
+    int *c = INTEGER(cell) + s * KK;
+    voronoi_assign(dd, KK, shifted, kstar, REAL(truth), nm, c);
+    for (int i = 0; i < KK; i++) {
+      double *dst = REAL(dist) + 4 * (s * KK + i);
+      voronoi_param_dist(dd, shifted + (R_xlen_t) i * m,
+                         REAL(truth) + (R_xlen_t) c[i] * m, dst);
+      c[i] += 1;
+    }
+  }
+  SET_VECTOR_ELT(out, 0, cell);
+  SET_VECTOR_ELT(out, 1, dist);
+  UNPROTECT(3);
+  return out;
+}
+
+/* Covariate-averaged density distance of every parameter set. x: double
+ * nx x d matrix; type: 0 E_X h, 1 E_X V, 2 sqrt(E_X h^2). */
+SEXP ffi_density_loss(SEXP atoms, SEXP K, SEXP truth, SEXP d, SEXP x,
+                      SEXP type, SEXP min_points)
+{
+  int kstar;
+  R_xlen_t S;
+  int dd = loss_dims(atoms, K, truth, d, &kstar, &S), KK = Rf_asInteger(K);
+  FFI_CHECK(TYPEOF(x) == REALSXP && Rf_isMatrix(x) && ncols(x) == dd);
+  int ty = Rf_asInteger(type), mp = Rf_asInteger(min_points), nx = nrows(x);
+  FFI_CHECK(ty >= LOSS_HELLINGER && ty <= LOSS_HELLINGER_JOINT);
+  FFI_CHECK(mp >= 2 && nx >= 1);
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, S));
+  double *work = alloc_work(density_work_size(KK, kstar));
+  R_xlen_t step = (R_xlen_t) LOSS_ATOM_LEN(dd) * KK;
+  for (R_xlen_t s = 0; s < S; s++) {
+    R_CheckUserInterrupt();
+    REAL(out)[s] = density_distance(dd, KK, REAL(atoms) + s * step, kstar,
+                                    REAL(truth), nx, REAL(x), ty, mp, work);
+  }
+  UNPROTECT(1);
+  return out;
+}
 /* n draws of PG(b_i, z_i), b (int, length >= 1) and z (double, length >= 1)
  * recycled to length n; every b_i >= 1 and every z_i finite (checked by
  * rpolyagamma()). A large b_i is drawn in chunks of PG_CHUNK PG(1, z) draws

@@ -12,6 +12,10 @@ extern SEXP ffi_estep(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_gate_newton(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                    SEXP);
+/* losses (loss.c) */
+extern SEXP ffi_voronoi(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_voronoi_cells(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_density_loss(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_rpolyagamma(SEXP, SEXP, SEXP);
 extern SEXP ffi_mcmc_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                            SEXP);
@@ -24,6 +28,9 @@ static const R_CallMethodDef call_methods[] = {
   {"ffi_estep", (DL_FUNC) &ffi_estep, 7},
   {"ffi_gate_newton", (DL_FUNC) &ffi_gate_newton, 7},
   {"ffi_em", (DL_FUNC) &ffi_em, 11},
+  {"ffi_voronoi", (DL_FUNC) &ffi_voronoi, 9},
+  {"ffi_voronoi_cells", (DL_FUNC) &ffi_voronoi_cells, 6},
+  {"ffi_density_loss", (DL_FUNC) &ffi_density_loss, 7},
   {"ffi_rpolyagamma", (DL_FUNC) &ffi_rpolyagamma, 3},
   {"ffi_mcmc_chain", (DL_FUNC) &ffi_mcmc_chain, 9},
   {"ffi_mtm", (DL_FUNC) &ffi_mtm, 6},

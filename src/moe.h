@@ -115,6 +115,55 @@ int moe_em_run(const moe_data *d, moe_par *par, const double *R0,
                int *iter, double *loglik, double *work);
 R_xlen_t moe_em_work_size(const moe_data *d);
 
+/* ---- loss.c (Voronoi and density losses; owner: losses/harness) ----
+ * One parameter set with d covariates is a (2d + 3) x K column-major matrix
+ * of atoms; column k = [beta0, beta1 (d), a (d), b, sigma2]. */
+#define LOSS_ATOM_LEN(d) (2 * (d) + 3)
+#define LOSS_BETA0 0
+#define LOSS_BETA1 1
+#define LOSS_A(d) (1 + (d))
+#define LOSS_B(d) (1 + 2 * (d))
+#define LOSS_SIGMA2(d) (2 + 2 * (d))
+enum { LOSS_NORM_EUCLIDEAN = 0, LOSS_NORM_L1 = 1 };
+enum { LOSS_HELLINGER = 0, LOSS_TV = 1, LOSS_HELLINGER_JOINT = 2 };
+typedef struct {
+  int d;               /* covariates */
+  int kstar;           /* number of true atoms */
+  const double *truth; /* (2d + 3) x kstar true atoms */
+  int over;            /* 0: D1, 1: D2 */
+  int norm;            /* LOSS_NORM_*: distance that assigns cells */
+  const double *rbar;  /* rbar[M - 1]: D2 exponent for cells of M atoms */
+  int nrbar;
+} voronoi_spec;
+typedef struct {
+  int *cell;           /* K: cell (0-based true atom) of each fitted atom */
+  int *count;          /* kstar: atoms per cell */
+  double *wsum;        /* kstar: fitted weight per cell */
+  double *tw;          /* kstar: true weights */
+  double *shifted;     /* (2d + 3) x K: translated atoms */
+  double *tvec;        /* d + 1: a translation (t0, t1) */
+  double *t1;          /* d: a candidate gating-slope shift */
+  double *tbest;       /* d + 1 */
+} voronoi_work;
+void voronoi_assign(int d, int K, const double *atoms, int kstar,
+                    const double *truth, int norm, int *cell);
+void voronoi_param_dist(int d, const double *u, const double *v, double *out);
+void voronoi_translate(int d, int K, const double *atoms, const double *t,
+                       double *out);
+double voronoi_loss(const voronoi_spec *sp, int K, const double *atoms,
+                    int *max_cell, voronoi_work *w);
+double voronoi_loss_best(const voronoi_spec *sp, int K, const double *atoms,
+                         double *shift, int *max_cell, voronoi_work *w);
+double voronoi_loss_shift(const voronoi_spec *sp, int K, const double *atoms,
+                          const double *t1, double *shift, int *max_cell,
+                          voronoi_work *w);
+double voronoi_loss_translated(const voronoi_spec *sp, int K,
+                               const double *atoms, double *shift,
+                               int *max_cell, voronoi_work *w);
+R_xlen_t density_work_size(int K, int kstar);
+double density_distance(int d, int K, const double *atoms, int kstar,
+                        const double *truth, int nx, const double *x,
+                        int type, int min_points, double *work);
 /* ---- polyagamma.c ---- */
 double rpg1(double z);          /* one PG(1, z) draw; caller holds GetRNGstate() */
 double rpg(int b, double z);    /* PG(b, z) for integer b >= 1: sum of b PG(1, z) draws */

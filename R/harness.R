@@ -1,0 +1,671 @@
+# The contraction-rate harness (DESIGN section 5, LITERATURE 7.4): for every
+# sample size n and replicate, simulate from a truth, fit (EM or MCMC),
+# compute the losses, and fit the log-log slope of the mean loss on n.
+#
+# Reproducibility: every (n, replicate) task gets its own L'Ecuyer-CMRG
+# stream, derived from `seed` in a fixed task order, and sets it itself, so
+# the results are identical whether the tasks run sequentially or through
+# any future plan.
+
+#' Contraction rates of fits from simulated data
+#'
+#' For every sample size in `n` and every replicate, `moe_contraction()`
+#' simulates a data set from `truth` with [rmoe()], fits a mixture of `K`
+#' experts (by EM through [moe_em_fit()], or by MCMC through [moe_mcmc()]),
+#' and computes the Voronoi loss ([voronoi_loss()]: D1 when `K` equals the
+#' number of true experts, D2 when it is larger) and the conditional-density
+#' distances ([density_loss()]). The slope of the logarithm of the mean loss
+#' (over replicates) on \eqn{\log n} estimates the contraction rate; the theory
+#' for softmax-gated Gaussian mixtures of experts (the density framework, not
+#' the least-squares regression form) gives \eqn{\sqrt{\log n / n}}, a slope
+#' close to \eqn{-1/2}, for the density distances and for D1 and D2, while
+#' inside a Voronoi cell of two fitted atoms \eqn{\beta_1} and \eqn{b} move at
+#' \eqn{n^{-1/8}} and \eqn{a} and \eqn{\sigma^2} at \eqn{n^{-1/4}} (recorded with
+#' `cells = TRUE`).
+#'
+#' Replicates run through [future.apply::future_lapply()] when the
+#' future.apply package is installed (set a [future::plan()] to run them in
+#' parallel), sequentially otherwise. Each (n, replicate) task has its own
+#' L'Ecuyer-CMRG random number stream derived from `seed`, so the results
+#' are identical whatever the plan. The caller's random number state is left
+#' untouched.
+#'
+#' EM fits use the data as simulated, with an intercept and the covariates
+#' for both the experts and the gating. `init = "near_truth"` starts EM from
+#' the truth, perturbed as in the published simulation code (an oracle start,
+#' not available for real data): each fitted expert is mapped to a true one
+#' by a random onto map that sends the last fitted expert to the reference;
+#' gating vectors get \eqn{N(0, (0.005 n^{-0.083})^2)} noise (one draw per
+#' expert), expert coefficients \eqn{N(0, (0.05 n^{-0.083})^2)} and variances
+#' \eqn{|N(0, (0.005 n^{-1/4})^2)|} (added to the true variance; the published
+#' code adds it to the standard deviation). MCMC fits call
+#' `moe_mcmc(y ~ x, data = sim, K = K, seed = <from the task's stream>, ...)`
+#' with the arguments in `mcmc`; their losses are computed for every
+#' posterior draw (density distances on `density_draws` evenly spaced draws)
+#' and summarised by the posterior mean and the `probs` quantile.
+#'
+#' @param truth A truth from [moe_truth()], e.g. [moe_truth_example()].
+#' @param n Sample sizes: whole numbers >= 10 (sorted, duplicates dropped).
+#' @param reps Number of replicates per sample size.
+#' @param K Number of fitted experts (default: as many as the truth).
+#' @param method `"em"` or `"mcmc"` ([moe_mcmc()]).
+#' @param losses Which losses: any of `"D"` (the Voronoi loss, recorded as
+#'   `"D1"` or `"D2"`), `"hellinger"` and `"tv"` (covariate-averaged
+#'   Hellinger and total-variation distances).
+#' @param seed A seed (whole number) for reproducible results, or `NULL` to
+#'   draw one from the current random number stream.
+#' @param init EM starts: `"default"` (the starts of [moe_em_fit()]) or
+#'   `"near_truth"` (oracle starts, see Details; needs `K >= truth$K`).
+#' @param starts Number of EM starts per fit; `NULL` gives 5, or for
+#'   near-truth starts 1 when `K == truth$K` and 5 otherwise (as in the
+#'   published runs).
+#' @param x_design Covariate design of the simulated data, see [rmoe()].
+#' @param drop_n Number of smallest sample sizes left out of the slope fits
+#'   (pre-asymptotic points); change it afterwards with
+#'   [moe_contraction_slopes()].
+#' @param cells Record the per-parameter distances in the largest Voronoi
+#'   cell ([voronoi_cells()])? Default: when `K > truth$K`.
+#' @param reference,translation,rbar Passed to [voronoi_loss()].
+#'   `translation = NULL` (default) uses the infimum over translations of the
+#'   fitted gating for over-fitted fits (`K > truth$K`), where the loss under
+#'   the reference convention does not vanish when two fitted atoms share the
+#'   reference's cell, and the reference convention (with the best fitted
+#'   reference, as the published exact-fitted results) otherwise.
+#' @param probs For MCMC fits: the upper posterior quantile reported besides
+#'   the posterior mean.
+#' @param control EM settings, [moe_em_control()]; `NULL` uses
+#'   `moe_em_control(maxit = 2000)`.
+#' @param mcmc A list of further arguments of [moe_mcmc()] (e.g. `chains`,
+#'   `iter`, `warmup`, `prior`).
+#' @param density_draws For MCMC fits: the number of posterior draws on
+#'   which density distances are computed.
+#' @return An object of class `moe_contraction`, a list with
+#'   * `results`: a data frame with one row per sample size, replicate, loss
+#'     and statistic: `n`, `rep`, `loss` (`"D1"`, `"D2"`, `"hellinger"`,
+#'     `"tv"`), `statistic` (`"estimate"` for EM; `"mean"` and e.g. `"q90"`,
+#'     the posterior mean and upper quantile, for MCMC) and `value`;
+#'   * `cells` (when recorded): per sample size and replicate the size of the
+#'     largest Voronoi cell and the largest distance of `beta1`, `a`, `b`,
+#'     `sigma2` among its atoms (posterior means for MCMC);
+#'   * `slopes`: the OLS slope of the log mean loss on \eqn{\log n}, named by
+#'     loss (`"D1"` or `"D2"`, `"hellinger"`, `"tv"`), after dropping the
+#'     `drop_n` smallest n; `cell_slopes` the same for the per-parameter
+#'     distances in two-atom cells (when recorded);
+#'   * `runs`: per fit the CPU seconds, EM iterations, log-likelihood, status
+#'     and the first warning or error message;
+#'   * `truth` and `settings`.
+#' @seealso [moe_contraction_slopes()], [plot.moe_contraction()],
+#'   `vignette("contraction", package = "bayesmoe")`.
+#' @references Nguyen, H., Nguyen, T. and Ho, N. (2023). Demystifying softmax
+#'   gating function in Gaussian mixture of experts. *NeurIPS 2023*.
+#'   arXiv:2305.03288.
+#' @examples
+#' tru <- moe_truth_example("p4")
+#' st <- moe_contraction(tru, n = c(250, 500, 1000, 2000), reps = 3, seed = 1)
+#' st
+#' st$slopes
+#' plot(st)
+#' @export
+moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "mcmc"),
+                            losses = c("D", "hellinger"), seed = NULL,
+                            init = c("default", "near_truth"), starts = NULL,
+                            x_design = c("uniform", "grid"), drop_n = 0, cells = NULL,
+                            reference = c("best", "fixed"), translation = NULL,
+                            rbar = c(1, 4, 6), probs = 0.9, control = NULL, mcmc = list(),
+                            density_draws = 100) {
+  call <- sys.call()
+  if (!inherits(truth, "moe_truth")) {
+    abort(sprintf("`truth` must be made by `moe_truth()`, not %s.", describe(truth)),
+          call = call, arg = "truth")
+  }
+  if (missing(n)) abort("`n` must be supplied: the sample sizes.", call = call, arg = "n")
+  if (!is.numeric(n) || !length(n) || any(!is.finite(n)) || any(n < 10) ||
+      any(abs(n - round(n)) > 1e-8)) {
+    abort(sprintf("`n` must be whole numbers >= 10, not %s.", describe(n)),
+          call = call, arg = "n")
+  }
+  n <- sort(unique(as.integer(round(n))))
+  reps <- check_number(reps, "reps", lower = 1, whole = TRUE, call = call)
+  K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
+  method <- match_choice(method, "method", c("em", "mcmc"), call)
+  if (!is.character(losses) || !length(losses) ||
+      !all(losses %in% c("D", "hellinger", "tv"))) {
+    abort(sprintf("`losses` must be a subset of \"D\", \"hellinger\", \"tv\", not %s.",
+                  describe(losses)), call = call, arg = "losses")
+  }
+  losses <- unique(losses)
+  seed <- check_seed(seed, call)
+  init <- match_choice(init, "init", c("default", "near_truth"), call)
+  if (init == "near_truth" && method == "em" && K < truth$K) {
+    abort(sprintf("`init = \"near_truth\"` needs `K` >= the number of true experts (%d), not %d.",
+                  truth$K, K), call = call, arg = "init")
+  }
+  if (is.null(starts)) {
+    starts <- if (init == "near_truth" && K == truth$K) 1L else 5L
+  }
+  starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = call)
+  x_design <- match_choice(x_design, "x_design", c("uniform", "grid"), call)
+  if (x_design == "grid" && truth$d != 1L) {
+    abort(sprintf("`x_design = \"grid\"` needs one covariate; `truth` has %d.", truth$d),
+          call = call, arg = "x_design")
+  }
+  drop_n <- check_drop(drop_n, length(n), call)
+  if (is.null(cells)) cells <- K > truth$K
+  cells <- check_flag(cells, "cells", call)
+  reference <- match_choice(reference, "reference", c("best", "fixed"), call)
+  if (is.null(translation)) translation <- K > truth$K
+  translation <- check_flag(translation, "translation", call)
+  rbar <- check_rbar(rbar, call)
+  probs <- check_number(probs, "probs", lower = 0, upper = 1, call = call)
+  if (is.null(control)) control <- moe_em_control(maxit = 2000)
+  if (!inherits(control, "moe_em_control")) {
+    abort(sprintf("`control` must be made by `moe_em_control()`, not %s.", describe(control)),
+          call = call, arg = "control")
+  }
+  if (!is.list(mcmc) || length(mcmc) && is.null(names(mcmc))) {
+    abort(sprintf("`mcmc` must be a named list of arguments of `moe_mcmc()`, not %s.",
+                  describe(mcmc)), call = call, arg = "mcmc")
+  }
+  density_draws <- check_number(density_draws, "density_draws", lower = 1, whole = TRUE,
+                                call = call)
+
+  settings <- list(n = n, reps = reps, K = K, method = method, losses = losses,
+                   init = init, starts = starts, x_design = x_design, drop_n = drop_n,
+                   cells = cells, reference = reference, translation = translation,
+                   rbar = rbar, probs = probs,
+                   control = control, mcmc = mcmc, density_draws = density_draws,
+                   loss_name = voronoi_type("auto", K, truth$K))
+  tasks <- data.frame(n = rep(n, each = reps), rep = rep(seq_len(reps), length(n)))
+  # without a seed, draw one from (and advance) the caller's stream
+  if (is.null(seed)) seed <- sample.int(.Machine$integer.max, 1L)
+  restore <- save_rng()
+  on.exit(restore(), add = TRUE)
+  settings$seed <- seed
+  streams <- rng_streams(seed, nrow(tasks))
+  out <- if (requireNamespace("future.apply", quietly = TRUE)) {
+    future.apply::future_lapply(seq_len(nrow(tasks)), contraction_task, tasks = tasks,
+                                truth = truth, settings = settings, streams = streams,
+                                future.seed = streams, future.packages = "bayesmoe")
+  } else {
+    lapply(seq_len(nrow(tasks)), contraction_task, tasks = tasks, truth = truth,
+           settings = settings, streams = streams)
+  }
+  new_moe_contraction(out, tasks, truth, settings)
+}
+
+check_drop <- function(drop, n_sizes, call = NULL) {
+  drop <- check_number(drop, "drop_n", lower = 0, whole = TRUE, call = call)
+  if (drop > max(0L, n_sizes - 2L)) {
+    abort(sprintf("`drop_n` must leave at least 2 sample sizes for the slope (there are %d), not %d.",
+                  n_sizes, drop), call = call, arg = "drop_n")
+  }
+  drop
+}
+
+# Record the caller's RNG kind and state; the returned function restores them.
+save_rng <- function() {
+  old_kind <- RNGkind()
+  had_seed <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
+  old_seed <- if (had_seed) get(".Random.seed", envir = globalenv())
+  function() {
+    RNGkind(old_kind[1L], old_kind[2L], old_kind[3L])
+    if (had_seed) {
+      assign(".Random.seed", old_seed, envir = globalenv())
+    } else if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
+      rm(".Random.seed", envir = globalenv())
+    }
+  }
+}
+
+# m independent L'Ecuyer-CMRG streams (values of .Random.seed) from a seed.
+rng_streams <- function(seed, m) {
+  with_seed(seed, {
+    s <- get(".Random.seed", envir = globalenv())
+    out <- vector("list", m)
+    for (i in seq_len(m)) {
+      out[[i]] <- s
+      s <- parallel::nextRNGStream(s)
+    }
+    out
+  }, kind = "L'Ecuyer-CMRG")
+}
+
+# Near-truth (oracle) starting parameters for K fitted experts at sample size
+# n (LITERATURE 8.5), on the original scale: list(alpha, sigma2, W).
+near_truth_par <- function(truth, K, n) {
+  ks <- truth$K
+  d <- truth$d
+  s <- integer(K)
+  s[K] <- ks
+  if (K > 1L) {
+    vals <- c(seq_len(ks - 1L), sample.int(ks, K - ks, replace = TRUE))
+    s[-K] <- vals[sample.int(K - 1L)]
+  }
+  tp <- truth_par(truth)
+  W <- matrix(0, d + 1L, K)
+  alpha <- matrix(0, d + 1L, K)
+  sigma2 <- numeric(K)
+  for (i in seq_len(K)) {
+    if (i < K) W[, i] <- tp$W[, s[i]] + rnorm(1L, 0, 0.005 * n^-0.083)
+    alpha[, i] <- tp$alpha[, s[i]] + rnorm(1L, 0, 0.05 * n^-0.083)
+    sigma2[i] <- tp$sigma2[s[i]] + abs(rnorm(1L, 0, 0.005 * n^-0.25))
+  }
+  list(alpha = alpha, sigma2 = sigma2, W = W)
+}
+
+# One (n, replicate) task: simulate, fit, compute losses. Runs on its own
+# RNG stream; errors of the fit are recorded, not raised.
+contraction_task <- function(i, tasks, truth, settings, streams) {
+  assign(".Random.seed", streams[[i]], envir = globalenv())
+  n <- tasks$n[i]
+  st <- settings
+  sim <- rmoe(n, truth, x_design = st$x_design)
+  warning_msg <- NA_character_
+  t0 <- proc.time()
+  res <- withCallingHandlers(
+    tryCatch(if (st$method == "em") contraction_em(sim, n, truth, st) else
+               contraction_mcmc(sim, truth, st),
+             error = function(e) list(error = conditionMessage(e))),
+    warning = function(w) {
+      if (is.na(warning_msg)) warning_msg <<- conditionMessage(w)
+      invokeRestart("muffleWarning")
+    })
+  secs <- sum((proc.time() - t0)[c("user.self", "sys.self")], na.rm = TRUE)
+  if (!is.null(res$error)) {
+    return(list(values = NULL, cells = NULL,
+                run = data.frame(n = n, rep = tasks$rep[i], seconds = secs, iter = NA_integer_,
+                                 loglik = NA_real_, status = "error", message = res$error,
+                                 stringsAsFactors = FALSE)))
+  }
+  res$values <- data.frame(n = rep(n, nrow(res$values)), rep = tasks$rep[i], res$values,
+                           stringsAsFactors = FALSE)
+  if (!is.null(res$cells)) res$cells <- data.frame(n = n, rep = tasks$rep[i], res$cells)
+  res$run <- data.frame(n = n, rep = tasks$rep[i], seconds = secs, iter = res$iter,
+                        loglik = res$loglik, status = res$status, message = warning_msg,
+                        stringsAsFactors = FALSE)
+  res
+}
+
+# The largest Voronoi cell (ties: lowest true atom) of every parameter set
+# and the largest per-parameter distance among its atoms.
+largest_cell_stats <- function(cl, K) {
+  S <- nrow(cl) / K
+  set <- rep(seq_len(S), each = K)
+  sz <- matrix(cl$cell_size, K)
+  cellm <- matrix(cl$cell, K)
+  big <- vapply(seq_len(S), function(s) {
+    m <- max(sz[, s])
+    min(cellm[sz[, s] == m, s])
+  }, 0L)
+  keep <- cl$cell == big[set]
+  agg <- function(v) as.numeric(tapply(v[keep], set[keep], max))
+  data.frame(cell_size = as.integer(tapply(cl$cell_size[keep], set[keep], max)),
+             beta1 = agg(cl$beta1), a = agg(cl$a), b = agg(cl$b), sigma2 = agg(cl$sigma2))
+}
+
+loss_values <- function(at, truth, st, fit_stat) {
+  vals <- list()
+  ref <- NULL
+  if ("D" %in% st$losses || st$cells) {
+    vl <- suppressWarnings(voronoi_compute(at, truth, "auto", st$rbar, "euclidean",
+                                           st$reference, st$translation))
+    ref <- vl$shift
+    if ("D" %in% st$losses) vals[[st$loss_name]] <- vl$loss
+  }
+  for (ty in intersect(c("hellinger", "tv"), st$losses)) {
+    idx <- if (at$S > st$density_draws) {
+      unique(round(seq(1, at$S, length.out = st$density_draws)))
+    } else seq_len(at$S)
+    sub <- at
+    sub$atoms <- at$atoms[, , idx, drop = FALSE]
+    sub$S <- length(idx)
+    vals[[ty]] <- .Call(ffi_density_loss, sub$atoms, at$K, loss_atoms(truth)$atoms, at$d,
+                        density_x(NULL, truth$d), match(ty, c("hellinger", "tv")) - 1L, 2000L)
+  }
+  values <- do.call(rbind, lapply(names(vals), function(nm) {
+    fs <- fit_stat(vals[[nm]])
+    data.frame(loss = nm, statistic = names(fs), value = unname(fs), stringsAsFactors = FALSE)
+  }))
+  cells <- NULL
+  if (st$cells) {
+    cs <- largest_cell_stats(cells_from_atoms(at, truth, ref, 0L), at$K)
+    fs <- lapply(cs[c("beta1", "a", "b", "sigma2")], fit_stat)
+    cells <- data.frame(statistic = names(fs[[1L]]),
+                        cell_size = as.integer(names(which.max(table(cs$cell_size)))),
+                        beta1 = fs$beta1, a = fs$a, b = fs$b, sigma2 = fs$sigma2,
+                        stringsAsFactors = FALSE)
+  }
+  list(values = values, cells = cells)
+}
+
+contraction_em <- function(sim, n, truth, st) {
+  X <- cbind("(Intercept)" = 1, as.matrix(sim[truth$xnames]))
+  init_par <- if (st$init == "near_truth") {
+    lapply(seq_len(st$starts), function(j) near_truth_par(truth, st$K, n))
+  }
+  fit <- moe_em_fit(sim$y, X, X, K = st$K, starts = st$starts, control = st$control,
+                    init_par = init_par)
+  d <- truth$d
+  lay <- list(p = d + 1L, q = d + 1L, d = d, covariates = truth$xnames, x_int = 1L,
+              x_cov = 1L + seq_len(d), z_int = 1L, z_cov = 1L + seq_len(d))
+  at <- loss_atoms(truth_from_par(fit$par, lay))
+  out <- loss_values(at, truth, st, function(v) c(estimate = v))
+  c(out, list(iter = fit$iter, loglik = fit$loglik, status = status_text(fit$status)))
+}
+
+contraction_mcmc <- function(sim, truth, st) {
+  f <- stats::as.formula(paste("y ~", paste(truth$xnames, collapse = " + ")))
+  args <- utils::modifyList(list(formula = f, data = sim, K = st$K,
+                                 seed = sample.int(.Machine$integer.max, 1L),
+                                 progress = FALSE), st$mcmc)
+  fit <- do.call(moe_mcmc, args)
+  at <- loss_atoms(fit)
+  qname <- sprintf("q%g", 100 * st$probs)
+  out <- loss_values(at, truth, st, function(v) {
+    setNames(c(mean(v, na.rm = TRUE), stats::quantile(v, st$probs, na.rm = TRUE, names = FALSE)),
+             c("mean", qname))
+  })
+  ll <- fit$loglik_draws
+  c(out, list(iter = NA_integer_, loglik = if (is.null(ll)) NA_real_ else mean(ll),
+              status = "ok"))
+}
+
+new_moe_contraction <- function(out, tasks, truth, settings) {
+  results <- do.call(rbind, lapply(out, `[[`, "values"))
+  if (is.null(results)) {
+    results <- data.frame(n = integer(), rep = integer(), loss = character(),
+                          statistic = character(), value = numeric(),
+                          stringsAsFactors = FALSE)
+  }
+  rownames(results) <- NULL
+  cells <- if (settings$cells) do.call(rbind, lapply(out, `[[`, "cells"))
+  if (!is.null(cells)) rownames(cells) <- NULL
+  runs <- do.call(rbind, lapply(out, `[[`, "run"))
+  rownames(runs) <- NULL
+  x <- structure(list(results = results, cells = cells, runs = runs, truth = truth,
+                      settings = settings),
+                 class = "moe_contraction")
+  sl <- moe_contraction_slopes(x, drop = settings$drop_n)
+  is_cell <- sl$kind == "cell"
+  x$slopes <- setNames(sl$slope[!is_cell], sl$loss[!is_cell])
+  x$cell_slopes <- if (any(is_cell)) setNames(sl$slope[is_cell], sl$loss[is_cell])
+  x
+}
+
+#' Slopes of a contraction study
+#'
+#' Fits \eqn{\log(\text{mean loss}) = a + \text{slope} \cdot \log n} by
+#' ordinary least squares for every loss of a [moe_contraction()] study, the
+#' mean being over replicates at each sample size (posterior means for MCMC
+#' fits), after leaving out the `drop` smallest sample sizes. For studies that
+#' recorded Voronoi cells, the same is done for the largest per-parameter
+#' distance in cells of `cell_size` atoms (replicates whose largest cell has
+#' another size are left out).
+#'
+#' @param x A [moe_contraction()] study.
+#' @param drop Number of smallest sample sizes to leave out.
+#' @param statistic For MCMC studies: `"mean"` (default) or the quantile
+#'   statistic (e.g. `"q90"`).
+#' @param cell_size Cell size for the per-parameter slopes.
+#' @return A data frame with one row per loss (and per parameter): `loss`,
+#'   `kind` (`"loss"` or `"cell"`), `slope`, `intercept` (\eqn{a}; the fitted
+#'   curve is \eqn{e^a n^{slope}}), `theory` (the theoretical slope: -1/2 for
+#'   losses, \eqn{-1/(2\bar r)} for \eqn{\beta_1} and \eqn{b} and
+#'   \eqn{-1/\bar r} for \eqn{a} and \eqn{\sigma^2}, \eqn{\bar r} = `rbar[cell_size]`),
+#'   `n_min`, `n_max` and `sizes` (the number of sample sizes used).
+#' @examples
+#' tru <- moe_truth_example("p4")
+#' st <- moe_contraction(tru, n = c(250, 500, 1000, 2000), reps = 3, seed = 1)
+#' moe_contraction_slopes(st)
+#' moe_contraction_slopes(st, drop = 1)
+#' @export
+moe_contraction_slopes <- function(x, drop = 0, statistic = NULL, cell_size = 2) {
+  call <- sys.call()
+  if (!inherits(x, "moe_contraction")) {
+    abort(sprintf("`x` must be made by `moe_contraction()`, not %s.", describe(x)),
+          call = call, arg = "x")
+  }
+  n_all <- x$settings$n
+  drop <- check_number(drop, "drop", lower = 0, whole = TRUE, call = call)
+  if (drop > max(0L, length(n_all) - 2L)) {
+    abort(sprintf("`drop` must leave at least 2 sample sizes for the slope (there are %d), not %d.",
+                  length(n_all), drop), call = call, arg = "drop")
+  }
+  stats_avail <- unique(x$results$statistic)
+  if (is.null(statistic)) statistic <- if (x$settings$method == "em") "estimate" else "mean"
+  if (!is.character(statistic) || length(statistic) != 1L ||
+      length(stats_avail) && !statistic %in% stats_avail) {
+    abort(sprintf("`statistic` must be one of %s, not %s.",
+                  paste0("\"", stats_avail, "\"", collapse = ", "), describe(statistic)),
+          call = call, arg = "statistic")
+  }
+  cell_size <- check_number(cell_size, "cell_size", lower = 2, whole = TRUE, call = call)
+  keep_n <- n_all[seq.int(drop + 1L, length(n_all))]
+  fit_one <- function(n, v) {
+    m <- tapply(v, n, function(z) mean(z[is.finite(z)]))
+    nn <- as.numeric(names(m))
+    ok <- nn %in% keep_n & is.finite(m) & m > 0
+    if (sum(ok) < 2L) return(c(NA_real_, NA_real_, NA_real_, NA_real_, sum(ok)))
+    cf <- stats::coef(stats::lm.fit(cbind(1, log(nn[ok])), log(m[ok])))
+    c(cf[2L], cf[1L], min(nn[ok]), max(nn[ok]), sum(ok))
+  }
+  res <- x$results[x$results$statistic == statistic, , drop = FALSE]
+  rows <- lapply(unique(res$loss), function(l) {
+    r <- res[res$loss == l, ]
+    c(list(loss = l, kind = "loss"), as.list(fit_one(r$n, r$value)), theory = -0.5)
+  })
+  if (!is.null(x$cells)) {
+    cl <- x$cells[x$cells$statistic == statistic & x$cells$cell_size == cell_size, , drop = FALSE]
+    rb <- x$settings$rbar
+    r <- if (cell_size <= length(rb)) rb[cell_size] else NA_real_
+    th <- c(beta1 = -1 / (2 * r), a = -1 / r, b = -1 / (2 * r), sigma2 = -1 / r)
+    for (p in c("beta1", "a", "b", "sigma2")) {
+      rows[[length(rows) + 1L]] <- c(list(loss = p, kind = "cell"),
+                                     as.list(fit_one(cl$n, cl[[p]])), theory = th[[p]])
+    }
+  }
+  out <- do.call(rbind, lapply(rows, function(r) {
+    data.frame(loss = r$loss, kind = r$kind, slope = r[[3L]], intercept = r[[4L]],
+               theory = r$theory, n_min = r[[5L]], n_max = r[[6L]], sizes = as.integer(r[[7L]]),
+               stringsAsFactors = FALSE)
+  }))
+  if (is.null(out)) {
+    out <- data.frame(loss = character(), kind = character(), slope = numeric(),
+                      intercept = numeric(), theory = numeric(), n_min = numeric(),
+                      n_max = numeric(), sizes = integer(), stringsAsFactors = FALSE)
+  }
+  out
+}
+
+contraction_title <- function(x) {
+  st <- x$settings
+  sprintf("Contraction study: %s, K = %d fitted expert%s, truth with %d expert%s (%s)",
+          if (st$method == "em") "EM" else "MCMC", st$K, if (st$K > 1L) "s" else "",
+          x$truth$K, if (x$truth$K > 1L) "s" else "",
+          if (st$K > x$truth$K) "over-fitted" else if (st$K == x$truth$K) "exact-fitted"
+          else "under-fitted")
+}
+
+contraction_design <- function(x) {
+  st <- x$settings
+  sprintf("%d sample size%s from %s to %s, %d replicate%s each; %s starts%s; seed %d",
+          length(st$n), if (length(st$n) > 1L) "s" else "", format(min(st$n), big.mark = ","),
+          format(max(st$n), big.mark = ","), st$reps, if (st$reps > 1L) "s" else "",
+          if (st$init == "near_truth") "near-truth (oracle)" else "default",
+          if (st$method == "em") sprintf(" x %d", st$starts) else "", st$seed)
+}
+
+#' @export
+print.moe_contraction <- function(x, digits = 3L, ...) {
+  cat(contraction_title(x), "\n", contraction_design(x), "\n", sep = "")
+  nerr <- sum(x$runs$status == "error")
+  nmax <- sum(grepl("maxit", x$runs$status))
+  nwarn <- sum(!is.na(x$runs$message) & x$runs$status != "error")
+  if (nerr || nmax || nwarn) {
+    cat(sprintf("Of %d fits: %d failed, %d did not converge, %d raised warnings (see `$runs`).\n",
+                nrow(x$runs), nerr, nmax, nwarn))
+  }
+  cat(sprintf("Slope of log mean loss on log n (theory: -0.5)%s:\n",
+              if (x$settings$drop_n > 0L) sprintf(", %d smallest n dropped", x$settings$drop_n)
+              else ""))
+  print(round(x$slopes, digits))
+  if (!is.null(x$cell_slopes)) {
+    cat("Per-parameter slopes in two-atom cells (theory: beta1, b -0.125; a, sigma2 -0.25):\n")
+    print(round(x$cell_slopes, digits))
+  }
+  invisible(x)
+}
+
+#' Summarise and plot a contraction study
+#'
+#' `summary()` tabulates the losses per sample size (mean, median, standard
+#' deviation over replicates) and the slopes ([moe_contraction_slopes()]).
+#' `plot()` draws, for each loss, the loss of every replicate (grey) and
+#' the mean over replicates (black) against n on log-log axes, the fitted
+#' curve \eqn{e^a n^{slope}} (red, its formula in the legend) over the sample
+#' sizes used for the fit, and a line of the theoretical slope -1/2 (blue,
+#' dashed) through the fitted curve at the middle sample size. With
+#' `what = "cells"` it draws the mean per-parameter distances in two-atom
+#' cells with reference slopes -1/8 and -1/4.
+#'
+#' @param object,x A [moe_contraction()] study (or its summary for `print()`).
+#' @param drop Number of smallest sample sizes left out of the slope fits.
+#' @param what `"losses"` or `"cells"`.
+#' @param losses Which losses to draw (default: all).
+#' @param digits Digits to print.
+#' @param ... Further graphical parameters for [plot()].
+#' @return `summary()`: an object of class `summary.moe_contraction`;
+#'   `plot()`: `x`, invisibly.
+#' @examples
+#' tru <- moe_truth_example("p4")
+#' st <- moe_contraction(tru, n = c(250, 500, 1000, 2000), reps = 3, seed = 1)
+#' summary(st)
+#' plot(st)
+#' @export
+summary.moe_contraction <- function(object, drop = object$settings$drop_n, ...) {
+  st <- if (object$settings$method == "em") "estimate" else "mean"
+  r <- object$results
+  tab <- do.call(rbind, lapply(split(r, list(r$loss, r$statistic, r$n), drop = TRUE), function(g) {
+    v <- g$value[is.finite(g$value)]
+    data.frame(loss = g$loss[1L], statistic = g$statistic[1L], n = g$n[1L],
+               mean = if (length(v)) mean(v) else NA_real_,
+               median = if (length(v)) stats::median(v) else NA_real_,
+               sd = if (length(v) > 1L) sd(v) else NA_real_, reps = length(v),
+               stringsAsFactors = FALSE)
+  }))
+  if (!is.null(tab)) {
+    tab <- tab[order(tab$loss, tab$statistic, tab$n), ]
+    rownames(tab) <- NULL
+  }
+  structure(list(title = contraction_title(object), design = contraction_design(object),
+                 table = tab, slopes = moe_contraction_slopes(object, drop = drop, statistic = st),
+                 drop = drop, runs = object$runs),
+            class = "summary.moe_contraction")
+}
+
+#' @rdname summary.moe_contraction
+#' @export
+print.summary.moe_contraction <- function(x, digits = 4L, ...) {
+  cat(x$title, "\n", x$design, "\n\n", sep = "")
+  if (!is.null(x$table)) {
+    cat("Losses per sample size (over replicates):\n")
+    print(x$table, digits = digits, row.names = FALSE)
+  }
+  cat(sprintf("\nOLS slopes of log mean loss on log n%s:\n",
+              if (x$drop > 0L) sprintf(" (%d smallest n dropped)", x$drop) else ""))
+  sl <- x$slopes
+  sl$fitted_curve <- sprintf("%s n^%s", format(signif(exp(sl$intercept), 3)),
+                             format(round(sl$slope, 3)))
+  print(sl[c("loss", "kind", "slope", "theory", "fitted_curve", "n_min", "n_max", "sizes")],
+        digits = digits, row.names = FALSE)
+  runs <- x$runs
+  cat(sprintf("\nFits: %d; failed: %d; not converged: %d; with warnings: %d (see `$runs`).\n",
+              nrow(runs), sum(runs$status == "error"), sum(grepl("maxit", runs$status)),
+              sum(!is.na(runs$message) & runs$status != "error")))
+  invisible(x)
+}
+
+#' @rdname summary.moe_contraction
+#' @export
+plot.moe_contraction <- function(x, what = c("losses", "cells"), losses = NULL,
+                                 drop = x$settings$drop_n, ...) {
+  what <- match_choice(what, "what", c("losses", "cells"), sys.call())
+  drop <- check_drop(drop, length(x$settings$n))
+  stat <- if (x$settings$method == "em") "estimate" else "mean"
+  sl <- moe_contraction_slopes(x, drop = drop, statistic = stat)
+  keep_n <- x$settings$n[seq.int(drop + 1L, length(x$settings$n))]
+  if (what == "cells") {
+    if (is.null(x$cells)) {
+      abort("`x` has no Voronoi cells recorded; run `moe_contraction()` with `cells = TRUE`.",
+            arg = "what")
+    }
+    plot_cells(x, sl, keep_n, stat, ...)
+    return(invisible(x))
+  }
+  avail <- unique(x$results$loss)
+  if (is.null(losses)) losses <- avail
+  if (!is.character(losses) || !all(losses %in% avail)) {
+    abort(sprintf("`losses` must be a subset of %s, not %s.",
+                  paste0("\"", avail, "\"", collapse = ", "), describe(losses)), arg = "losses")
+  }
+  op <- graphics::par(mfrow = c(1L, length(losses)))
+  on.exit(graphics::par(op))
+  for (l in losses) {
+    r <- x$results[x$results$loss == l & x$results$statistic == stat &
+                     is.finite(x$results$value) & x$results$value > 0, ]
+    m <- tapply(r$value, r$n, mean)
+    nn <- as.numeric(names(m))
+    plot(r$n, r$value, log = "xy", pch = 16, cex = 0.5, col = grDevices::gray(0.6, 0.6),
+         xlab = "sample size n", ylab = sprintf("loss %s", l),
+         main = sprintf("%s (%s)", l, if (stat == "mean") "posterior mean" else "EM"), ...)
+    graphics::lines(nn, m, type = "b", pch = 19, cex = 0.8)
+    s <- sl[sl$loss == l, ]
+    leg <- c("replicates", "mean over replicates")
+    col <- c(grDevices::gray(0.6), "black")
+    lty <- c(NA, 1)
+    pch <- c(16, 19)
+    if (nrow(s) && is.finite(s$slope)) {
+      ng <- exp(seq(log(min(keep_n)), log(max(keep_n)), length.out = 50))
+      graphics::lines(ng, exp(s$intercept) * ng^s$slope, col = "red", lwd = 2)
+      mid <- exp(mean(log(range(keep_n))))
+      ref <- exp(s$intercept) * mid^s$slope * (ng / mid)^-0.5
+      graphics::lines(ng, ref, col = "blue", lty = 2, lwd = 2)
+      leg <- c(leg, sprintf("fit: %s n^%s", format(signif(exp(s$intercept), 3)),
+                            format(round(s$slope, 3))), "slope -1/2 (theory)")
+      col <- c(col, "red", "blue")
+      lty <- c(lty, 1, 2)
+      pch <- c(pch, NA, NA)
+    }
+    graphics::legend("topright", legend = leg, col = col, lty = lty, pch = pch, bty = "n",
+                     cex = 0.8)
+  }
+  invisible(x)
+}
+
+plot_cells <- function(x, sl, keep_n, stat, ...) {
+  cl <- x$cells[x$cells$statistic == stat & x$cells$cell_size == 2L, , drop = FALSE]
+  pars <- c("beta1", "b", "a", "sigma2")
+  cols <- c(beta1 = "#1b9e77", b = "#d95f02", a = "#7570b3", sigma2 = "#e7298a")
+  means <- sapply(pars, function(p) tapply(cl[[p]], cl$n, mean))
+  if (!length(means)) {
+    abort("`x` has no replicate whose largest Voronoi cell has two atoms.", arg = "what")
+  }
+  means <- matrix(means, ncol = length(pars), dimnames = list(sort(unique(cl$n)), pars))
+  nn <- as.numeric(rownames(means))
+  ok <- is.finite(means) & means > 0
+  graphics::matplot(nn, means, log = "xy", type = "b", pch = 19, lty = 1, col = cols[pars],
+                    xlab = "sample size n", ylab = "largest distance in the two-atom cell",
+                    ylim = range(means[ok]), main = "Per-parameter distances, two-atom cells", ...)
+  mid <- exp(mean(log(range(keep_n))))
+  ng <- exp(seq(log(min(keep_n)), log(max(keep_n)), length.out = 50))
+  at_mid <- exp(mean(log(means[ok])))
+  graphics::lines(ng, at_mid * (ng / mid)^(-1 / 8), lty = 2, lwd = 2)
+  graphics::lines(ng, at_mid * (ng / mid)^(-1 / 4), lty = 3, lwd = 2)
+  s <- sl[sl$kind == "cell", ]
+  lab <- vapply(pars, function(p) sprintf("%s (slope %s)", p,
+                                          format(round(s$slope[s$loss == p], 3))), "")
+  graphics::legend("bottomleft", legend = c(lab, "n^(-1/8)", "n^(-1/4)"),
+                   col = c(cols[pars], "black", "black"), lty = c(1, 1, 1, 1, 2, 3),
+                   pch = c(19, 19, 19, 19, NA, NA), bty = "n", cex = 0.8)
+  invisible(NULL)
+}

@@ -1,0 +1,416 @@
+# Voronoi losses (D1, D2) and covariate-averaged density distances between
+# fitted and true mixtures of experts (DESIGN section 5, LITERATURE 4).
+#
+# Every loss works on "atoms": for each parameter set (an EM estimate, a
+# truth, a parameter list, or every posterior draw of an MCMC fit) the
+# (2d + 3) x K matrix with columns [beta0, beta1 (d), a (d), b, sigma2]
+# (src/loss.c). `loss_atoms()` extracts them; the C kernels in src/loss.c
+# compute the losses of every parameter set.
+
+# Atoms of every parameter set in `x`: a list with `atoms` (array
+# (2d + 3) x K x S), `d`, `K`, `S` and `draw_dim` (c(iterations, chains) for
+# MCMC fits, NULL otherwise).
+loss_atoms <- function(x, arg = "fit", call = NULL) UseMethod("loss_atoms")
+
+loss_atoms.default <- function(x, arg = "fit", call = NULL) {
+  abort(sprintf("`%s` must be a fit from `moe_em()` or `moe_mcmc()`, a truth from `moe_truth()` or a parameter list, not %s.",
+                arg, describe(x)), call = call, arg = arg)
+}
+
+loss_atoms.moe_truth <- function(x, arg = "fit", call = NULL) {
+  atoms <- rbind(x$beta0, x$beta1, x$a, x$b, x$sigma2)
+  list(atoms = array(atoms, c(nrow(atoms), x$K, 1L)), d = x$d, K = x$K, S = 1L,
+       draw_dim = NULL)
+}
+
+loss_atoms.list <- function(x, arg = "fit", call = NULL) {
+  loss_atoms(truth_from_list(x, arg, call))
+}
+
+# A truth from a plain parameter list (beta0, beta1, a, b, sigma or sigma2).
+truth_from_list <- function(x, arg, call) {
+  nm <- names(x)
+  need <- c("beta0", "beta1", "a", "b")
+  if (is.null(nm) || !all(need %in% nm) || !any(c("sigma", "sigma2") %in% nm)) {
+    abort(sprintf("`%s` must be a parameter list with elements `beta0`, `beta1`, `a`, `b` and `sigma` (or `sigma2`); it has %s.",
+                  arg, if (is.null(nm) || !length(nm)) "no names" else paste0("`", nm, "`", collapse = ", ")),
+          call = call, arg = arg)
+  }
+  if ("sigma" %in% nm) return(new_moe_truth(x$beta0, x$beta1, x$a, x$b, x$sigma, call))
+  if (!is.numeric(x$sigma2) || any(!is.finite(x$sigma2)) || any(!(x$sigma2 > 0))) {
+    abort(sprintf("`%s$sigma2` must hold positive variances, not %s.", arg, describe(x$sigma2)),
+          call = call, arg = arg)
+  }
+  tr <- new_moe_truth(x$beta0, x$beta1, x$a, x$b, sqrt(x$sigma2), call)
+  tr$sigma2[] <- as.numeric(x$sigma2)
+  tr
+}
+
+loss_atoms.moe_fit <- function(x, arg = "fit", call = NULL) {
+  loss_atoms(truth_from_fit(x, NULL, call))
+}
+
+loss_atoms.moe_mcmc <- function(x, arg = "fit", call = NULL) {
+  lay <- fit_layout(x, call)
+  dr <- x$draws
+  K <- x$K
+  p <- lay$p
+  q <- lay$q
+  d <- lay$d
+  if (length(dim(dr)) != 3L || dim(dr)[3L] != (p + 1L) * K + q * (K - 1L)) {
+    abort(sprintf("`%s$draws` must be an array [iterations, chains, %d parameters].",
+                  arg, (p + 1L) * K + q * (K - 1L)), kind = "internal", call = call, arg = arg)
+  }
+  S <- dim(dr)[1L] * dim(dr)[2L]
+  th <- matrix(dr, S)
+  m <- 2L * d + 3L
+  atoms <- array(0, c(m, K, S))
+  for (k in seq_len(K)) {
+    ex <- (k - 1L) * (p + 1L)
+    if (k < K) {
+      gt <- (p + 1L) * K + (k - 1L) * q
+      atoms[1L, k, ] <- th[, gt + lay$z_int]
+      atoms[1L + seq_len(d), k, ] <- t(th[, gt + lay$z_cov, drop = FALSE])
+    }
+    atoms[1L + d + seq_len(d), k, ] <- t(th[, ex + lay$x_cov, drop = FALSE])
+    atoms[2L + 2L * d, k, ] <- th[, ex + lay$x_int]
+    atoms[m, k, ] <- th[, ex + p + 1L]
+  }
+  list(atoms = atoms, d = d, K = K, S = S, draw_dim = dim(dr)[1:2])
+}
+
+# Shape per-parameter-set results like the input: a number for a single
+# parameter set, a matrix [iterations, chains] for an MCMC fit.
+shape_draws <- function(v, at) {
+  if (is.null(at$draw_dim)) return(v)
+  matrix(v, at$draw_dim[1L], at$draw_dim[2L],
+         dimnames = list(iteration = NULL, chain = NULL))
+}
+
+check_truth <- function(truth, call) {
+  if (inherits(truth, "moe_truth")) return(truth)
+  if (is.list(truth) && !inherits(truth, "moe_fit")) return(truth_from_list(truth, "truth", call))
+  abort(sprintf("`truth` must be made by `moe_truth()` or be a parameter list, not %s.",
+                describe(truth)), call = call, arg = "truth")
+}
+
+check_same_d <- function(at, truth, call) {
+  if (at$d != truth$d) {
+    abort(sprintf("`fit` has %d covariate%s but `truth` has %d.", at$d,
+                  if (at$d > 1L) "s" else "", truth$d),
+          kind = "design", call = call, arg = "fit")
+  }
+}
+
+check_rbar <- function(rbar, call) {
+  if (!is.numeric(rbar) || !length(rbar) || any(!is.finite(rbar)) || any(rbar <= 0)) {
+    abort(sprintf("`rbar` must be a vector of positive exponents (rbar[M] for cells of M atoms), not %s.",
+                  describe(rbar)), call = call, arg = "rbar")
+  }
+  if (rbar[1L] != 1) {
+    abort(sprintf("`rbar[1]` must be 1 (cells of one atom take exponent 1), not %s.",
+                  format(rbar[1L])), call = call, arg = "rbar")
+  }
+  as.double(rbar)
+}
+
+# "D1" or "D2" for type "auto" / "exact" / "over" with K fitted, kstar true.
+voronoi_type <- function(type, K, kstar) {
+  switch(type, exact = "D1", over = "D2", auto = if (K > kstar) "D2" else "D1")
+}
+
+#' Voronoi losses between a fitted and a true mixture of experts
+#'
+#' `voronoi_loss()` computes the Voronoi loss D1 (exact-fitted) or D2
+#' (over-fitted) of Nguyen, Nguyen and Ho (2023) between the mixing measure
+#' of a fit and that of a truth. Atoms are \eqn{\theta_k = (\beta_{1k}, a_k,
+#' b_k, \sigma_k^2)} (gating slopes, expert slopes and intercept,
+#' **variance**) with unnormalised weights \eqn{\exp(\beta_{0k})} (the
+#' reference expert has weight \eqn{e^0 = 1}). The Voronoi cell \eqn{A_j}
+#' of the true atom \eqn{\theta^*_j} holds the fitted atoms closer to it than
+#' to every other true atom (ties go to the lowest j). With
+#' \eqn{w_i = \exp(\beta_{0i})},
+#' \deqn{D_1 = \sum_j \Big|\sum_{i \in A_j} w_i - e^{\beta^*_{0j}}\Big| +
+#'   \sum_j \sum_{i \in A_j} w_i \big(\|\Delta\beta_{1ij}\| + \|\Delta a_{ij}\| +
+#'   |\Delta b_{ij}| + |\Delta\sigma^2_{ij}|\big)}{D1 = sum_j |sum_{i in A_j} w_i - exp(beta0*_j)| +
+#'   sum_j sum_{i in A_j} w_i (|d beta1| + |d a| + |d b| + |d sigma2|)}
+#' and D2 is the same except that inside a cell of \eqn{M \ge 2} atoms the
+#' distances of \eqn{\beta_1} and \eqn{b} are raised to the power
+#' \eqn{\bar r(M)} and those of \eqn{a} and \eqn{\sigma^2} to
+#' \eqn{\bar r(M)/2}. Every atom of every cell is counted (also in D1) and an
+#' empty cell contributes its whole true weight. With the default
+#' `reference = "best"` both losses are invariant to relabelling the fitted
+#' experts (including which one is the gating reference), so posterior draws
+#' need no relabelling.
+#'
+#' `voronoi_cells()` returns the cells and the per-parameter distances inside
+#' them, from which the per-parameter rates are read: inside a cell of two
+#' atoms \eqn{\beta_1} and \eqn{b} move at \eqn{n^{-1/8}} and \eqn{a} and
+#' \eqn{\sigma^2} at \eqn{n^{-1/4}}.
+#'
+#' @param fit A fit from [moe_em()] (its estimate) or `moe_mcmc()` (every
+#'   posterior draw), a truth from [moe_truth()], or a parameter list with
+#'   elements `beta0`, `beta1`, `a`, `b` and `sigma` (noise s.d.) or
+#'   `sigma2` (variances), as taken by [moe_truth()]. Fits must use an
+#'   intercept and the same covariates for the experts and the gating.
+#' @param truth A truth from [moe_truth()] (or a parameter list as for
+#'   `fit`) with the same number of covariates.
+#' @param type `"exact"` for D1, `"over"` for D2, `"auto"` (default) for D1
+#'   when the fit has at most as many experts as the truth and D2 when it has
+#'   more.
+#' @param rbar The exponents \eqn{\bar r(M)} for cells of M atoms, `rbar[M]`;
+#'   `rbar[1]` must be 1. The default `c(1, 4, 6)` is the published table;
+#'   cells with more atoms than the table covers give `NA` with a warning of
+#'   class `bayesmoe_warning_rbar`.
+#' @param norm The distance that assigns atoms to cells: `"euclidean"` (the
+#'   default) or `"l1"` (the sum of absolute differences, as in the published
+#'   code of the rate experiments). The distances inside the losses are
+#'   Euclidean norms of the coefficient vectors whatever `norm` is.
+#' @param reference Which fitted expert serves as the gating reference. The
+#'   gating is identified only up to a translation of all gating vectors;
+#'   making expert r the reference subtracts its gating vector from every
+#'   gating vector, which leaves the fitted model unchanged but moves the
+#'   weights \eqn{\exp(\beta_0)} and the slopes \eqn{\beta_1}, hence the
+#'   loss. `"best"` (default) takes the smallest loss over the K choices, so
+#'   the loss does not depend on how the fitted experts are labelled (an EM
+#'   fit or a posterior draw whose last expert sits on a non-reference true
+#'   atom is not penalised for it); `"fixed"` uses the fit's own last expert,
+#'   as the published code of the rate experiments does (its near-truth
+#'   starts keep the reference aligned).
+#' @param translation If `TRUE`, the infimum of the loss over translations
+#'   \eqn{(t_0, t_1)} of the fitted gating vectors
+#'   \eqn{(\beta_{0k} + t_0, \beta_{1k} + t_1)} (the same fitted model; the
+#'   truth stays in its reference form), and `reference` is ignored. Needed
+#'   for over-fitted fits: when two fitted atoms share the cell of the true
+#'   reference expert, their weights must sum to more than 1 under the
+#'   reference convention (one of them is the reference itself, weight 1),
+#'   so the loss without translation stays near the weight of the other atom
+#'   however large n is. \eqn{t_0} scales every fitted weight by
+#'   \eqn{e^{t_0}}; it is restricted to scales that do not make every fitted
+#'   cell weight smaller than its true weight (otherwise shrinking all fitted
+#'   weights to zero would cap the loss at the total true weight), and within
+#'   them the minimum is exact: the loss is convex and piecewise linear in
+#'   \eqn{e^{t_0}}, so it is attained where the fitted and true weights of one
+#'   cell agree. \eqn{t_1} is searched over the shifts that put a fitted
+#'   gating slope on a true one (exact for D1 with one covariate when the
+#'   cells do not move) and then refined locally (Brent's method, or
+#'   Nelder-Mead for several covariates). This differs from Do et al. (2025),
+#'   who translate the truth, which makes the loss depend on the labelling of
+#'   the fitted experts.
+#' @return `voronoi_loss()`: a number, or for an MCMC fit a matrix
+#'   \[iterations, chains\] with the loss of every posterior draw.
+#'   `voronoi_cells()`: a data frame with one row per fitted atom (and per
+#'   draw for MCMC fits: columns `draw`, `iteration`, `chain`): `atom`,
+#'   `cell` (the index of the nearest true atom), `cell_size` (atoms in that
+#'   cell), `weight` (\eqn{\exp(\beta_0)}), `true_weight`, and the distances
+#'   `beta1`, `a`, `b`, `sigma2` to the cell's true atom, all after the
+#'   translation of the fitted gating that `voronoi_loss()` with the same
+#'   arguments uses (attribute `"shift"`: \eqn{(t_0, t_1)}, one column per
+#'   parameter set).
+#' @references Nguyen, H., Nguyen, T. and Ho, N. (2023). Demystifying softmax
+#'   gating function in Gaussian mixture of experts. *NeurIPS 2023*.
+#'   arXiv:2305.03288.
+#'
+#'   Do, T. H., Mai, T. N., Nguyen, T., Ho, N. et al. (2025). Dendrograms of
+#'   mixing measures for softmax-gated Gaussian mixture of experts.
+#'   arXiv:2510.12744.
+#' @examples
+#' tru <- moe_truth_example("p4")
+#' voronoi_loss(tru, tru)
+#' set.seed(1)
+#' sim <- rmoe(1000, tru)
+#' fit2 <- moe_em(y ~ x, data = sim, K = 2, seed = 1)
+#' voronoi_loss(fit2, tru)                    # D1
+#' fit3 <- moe_em(y ~ x, data = sim, K = 3, starts = 3, seed = 1)
+#' voronoi_loss(fit3, tru)                    # D2
+#' voronoi_cells(fit3, tru)
+#' @export
+voronoi_loss <- function(fit, truth, type = c("auto", "exact", "over"),
+                         rbar = c(1, 4, 6), norm = c("euclidean", "l1"),
+                         reference = c("best", "fixed"), translation = FALSE) {
+  call <- sys.call()
+  truth <- check_truth(truth, call)
+  at <- loss_atoms(fit, "fit", call)
+  check_same_d(at, truth, call)
+  res <- voronoi_compute(at, truth, type, rbar, norm, reference, translation, call)
+  shape_draws(res$loss, at)
+}
+
+# Check the options of voronoi_loss() and compute the loss of every
+# parameter set of `at` (loss_atoms()): list(loss, max_cell, shift (the
+# translation (t0, t1) of the fit used, (d + 1) x S), name).
+voronoi_compute <- function(at, truth, type = "auto", rbar = c(1, 4, 6), norm = "euclidean",
+                            reference = "best", translation = FALSE, call = NULL) {
+  type <- match_choice(type, "type", c("auto", "exact", "over"), call)
+  norm <- match_choice(norm, "norm", c("euclidean", "l1"), call)
+  reference <- match_choice(reference, "reference", c("best", "fixed"), call)
+  rbar <- check_rbar(rbar, call)
+  translation <- check_flag(translation, "translation", call)
+  name <- voronoi_type(type, at$K, truth$K)
+  over <- as.integer(name == "D2")
+  ta <- loss_atoms(truth)$atoms
+  nrm <- if (norm == "l1") 1L else 0L
+  mode <- if (translation) 2L else if (reference == "best") 1L else 0L
+  res <- .Call(ffi_voronoi, at$atoms, at$K, ta, at$d, over, nrm, rbar, mode, NULL)
+  if (translation && (over == 1L || at$d > 1L)) {
+    res <- voronoi_polish(at, ta, over, nrm, rbar, res)
+  }
+  beyond <- which(res$max_cell > length(rbar) & over == 1L & is.na(res$loss))
+  if (length(beyond)) {
+    msg <- if (at$S == 1L) {
+      sprintf("A Voronoi cell has %d atoms, more than `rbar` covers (%d); the loss is NA. Extend `rbar`.",
+              res$max_cell[beyond], length(rbar))
+    } else {
+      sprintf("In %d of %d parameter sets a Voronoi cell has up to %d atoms, more than `rbar` covers (%d); their loss is NA. Extend `rbar`.",
+              length(beyond), at$S, max(res$max_cell[beyond]), length(rbar))
+    }
+    warn(msg, kind = "rbar", call = call)
+  }
+  c(res, list(name = name))
+}
+
+# Local refinement of the gating-slope translation t1 of the infimum over
+# translations (t0 stays exact in C): Brent's method for one covariate,
+# Nelder-Mead otherwise, within the largest gating-slope distance of the
+# best candidate. Never increases the loss.
+voronoi_polish <- function(at, ta, over, nrm, rbar, res) {
+  d <- at$d
+  step <- (2L * d + 3L) * at$K
+  for (s in which(is.finite(res$loss))) {
+    a <- at$atoms[(s - 1L) * step + seq_len(step)]
+    f <- function(t1) {
+      v <- .Call(ffi_voronoi, a, at$K, ta, d, over, nrm, rbar, 3L, as.double(t1))$loss
+      if (is.na(v)) Inf else v
+    }
+    t1 <- res$shift[-1L, s]
+    cl <- .Call(ffi_voronoi_cells, a, at$K, ta, d, nrm, res$shift[, s])
+    h <- max(matrix(cl$dist, 4L)[1L, ], 1e-8)
+    opt <- if (d == 1L) {
+      o <- stats::optimize(f, t1 + c(-h, h), tol = 1e-10)
+      list(par = o$minimum, value = o$objective)
+    } else {
+      stats::optim(t1, f, method = "Nelder-Mead",
+                   control = list(reltol = 1e-12, maxit = 2000, parscale = rep(h, d)))
+    }
+    if (opt$value < res$loss[s]) {
+      fin <- .Call(ffi_voronoi, a, at$K, ta, d, over, nrm, rbar, 3L, as.double(opt$par))
+      res$loss[s] <- fin$loss
+      res$max_cell[s] <- fin$max_cell
+      res$shift[, s] <- fin$shift
+    }
+  }
+  res
+}
+
+#' @rdname voronoi_loss
+#' @export
+voronoi_cells <- function(fit, truth, type = c("auto", "exact", "over"), rbar = c(1, 4, 6),
+                          norm = c("euclidean", "l1"), reference = c("best", "fixed"),
+                          translation = FALSE) {
+  call <- sys.call()
+  truth <- check_truth(truth, call)
+  at <- loss_atoms(fit, "fit", call)
+  check_same_d(at, truth, call)
+  vl <- suppressWarnings(voronoi_compute(at, truth, type, rbar, norm, reference,
+                                         translation, call))
+  cells_from_atoms(at, truth, vl$shift, if (identical(norm, "l1")) 1L else 0L)
+}
+
+# Cells and distances of every parameter set after the translations `shift`
+# ((d + 1) x S) chosen by voronoi_compute().
+cells_from_atoms <- function(at, truth, shift, nrm) {
+  res <- .Call(ffi_voronoi_cells, at$atoms, at$K, loss_atoms(truth)$atoms, at$d, nrm,
+               shift)
+  K <- at$K
+  S <- at$S
+  cell <- matrix(res$cell, K, S)
+  size <- apply(cell, 2L, function(cl) tabulate(cl, truth$K)[cl])
+  dist <- matrix(res$dist, 4L, K * S)
+  b0 <- matrix(at$atoms[1L, , ], K, S) + rep(shift[1L, ], each = K)
+  out <- data.frame(atom = rep(seq_len(K), S), cell = as.vector(cell),
+                    cell_size = as.vector(size), weight = exp(as.vector(b0)),
+                    true_weight = exp(unname(truth$beta0)[as.vector(cell)]),
+                    beta1 = dist[1L, ], a = dist[2L, ], b = dist[3L, ], sigma2 = dist[4L, ])
+  if (!is.null(at$draw_dim)) {
+    draw <- rep(seq_len(S), each = K)
+    out <- data.frame(draw = draw, iteration = (draw - 1L) %% at$draw_dim[1L] + 1L,
+                      chain = (draw - 1L) %/% at$draw_dim[1L] + 1L, out)
+  }
+  attr(out, "shift") <- shift
+  out
+}
+
+#' Conditional-density distance between a fitted and a true mixture of experts
+#'
+#' The covariate-averaged Hellinger distance
+#' \eqn{E_X\, h(g(\cdot \mid X), g^*(\cdot \mid X))}, with
+#' \eqn{h^2 = \frac12 \int (\sqrt{g} - \sqrt{g^*})^2\, dy}, or total variation
+#' \eqn{E_X\, V}, \eqn{V = \frac12 \int |g - g^*|\, dy}, between the
+#' conditional densities of a fit and of a truth, the metric of the density
+#' convergence rates (\eqn{\sqrt{\log n / n}}) of softmax-gated Gaussian
+#' mixtures of experts. `type = "hellinger_joint"` gives the Hellinger
+#' distance between the joint densities of \eqn{(X, Y)}, \eqn{\sqrt{E_X h^2}}.
+#'
+#' The integral over y is computed in C by composite Simpson rules between
+#' cut points \eqn{\mu_c + \sigma_c \cdot (-8, -5, -3, -2, -1, 0, 1, 2, 3, 5, 8)}
+#' of every component c of both mixtures at that x, with at least
+#' `min_points` nodes in all (so it resolves every component, however narrow
+#' and wherever it lies); for total variation the panels where the densities
+#' cross are split at the crossing. The average over x uses the rows of `x`
+#' with equal weights. Accuracy is about 1e-8 or better (checked against
+#' [integrate()] in the tests).
+#'
+#' @inheritParams voronoi_loss
+#' @param type `"hellinger"` (default), `"tv"` or `"hellinger_joint"`.
+#' @param x Covariate values to average over: a numeric vector (one
+#'   covariate) or a matrix with one column per covariate. `NULL` (default)
+#'   averages over the uniform distribution on \[0, 1\]^d: for one covariate
+#'   the 200-point midpoint grid `(1:200 - 0.5) / 200`, otherwise 1000
+#'   uniform draws made with a fixed seed (the caller's random number stream
+#'   is left untouched), so the loss is a deterministic function of the
+#'   parameters.
+#' @param min_points Minimum number of integration nodes over y at each x
+#'   (default 2000).
+#' @return A number, or for an MCMC fit a matrix \[iterations, chains\] with
+#'   the distance of every posterior draw.
+#' @examples
+#' tru <- moe_truth_example("p4")
+#' set.seed(1)
+#' sim <- rmoe(1000, tru)
+#' fit <- moe_em(y ~ x, data = sim, K = 2, seed = 1)
+#' density_loss(fit, tru)
+#' density_loss(fit, tru, type = "tv")
+#' @export
+density_loss <- function(fit, truth, type = c("hellinger", "tv", "hellinger_joint"),
+                         x = NULL, min_points = 2000) {
+  call <- sys.call()
+  type <- match_choice(type, "type", c("hellinger", "tv", "hellinger_joint"), call)
+  min_points <- check_number(min_points, "min_points", lower = 2, whole = TRUE, call = call)
+  truth <- check_truth(truth, call)
+  at <- loss_atoms(fit, "fit", call)
+  check_same_d(at, truth, call)
+  x <- density_x(x, truth$d, call)
+  ty <- match(type, c("hellinger", "tv", "hellinger_joint")) - 1L
+  v <- .Call(ffi_density_loss, at$atoms, at$K, loss_atoms(truth)$atoms, at$d, x, ty,
+             min_points)
+  shape_draws(v, at)
+}
+
+# The covariate values averaged over by density_loss().
+density_x <- function(x, d, call = NULL) {
+  if (is.null(x)) {
+    if (d == 1L) return(matrix((seq_len(200L) - 0.5) / 200, ncol = 1L))
+    return(with_seed(20230517L, matrix(runif(1000L * d), ncol = d)))
+  }
+  if (!is.numeric(x) || !length(x) || any(!is.finite(x))) {
+    abort(sprintf("`x` must be a finite numeric vector or matrix, not %s.", describe(x)),
+          call = call, arg = "x")
+  }
+  x <- if (is.matrix(x)) x else matrix(x, ncol = 1L)
+  if (ncol(x) != d) {
+    abort(sprintf("`x` must have %d column%s (the covariates of `truth`), not %d.",
+                  d, if (d > 1L) "s" else "", ncol(x)), call = call, arg = "x")
+  }
+  storage.mode(x) <- "double"
+  x
+}

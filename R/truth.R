@@ -1,0 +1,376 @@
+# True parameter sets ("truths") of a softmax-gated Gaussian mixture of
+# experts in the notation of the convergence-rate literature, and simulation
+# from them.
+#
+# A truth with K experts and d covariates x (in [0, 1]^d by default) is
+#
+#   p(y | x) = sum_k softmax_k(beta0 + beta1' x) N(y; b_k + a_k' x, sigma_k^2)
+#
+# stored as beta0 (K), beta1 (d x K), a (d x K), b (K), sigma (K, noise s.d.)
+# and sigma2 (K, variances). The last expert is the gating reference:
+# beta0[K] = 0 and beta1[, K] = 0. The atoms of the mixing measure are
+# (beta1_k, a_k, b_k, sigma2_k) with weights exp(beta0_k) (LITERATURE 1.1).
+
+#' A true parameter set of a mixture of experts
+#'
+#' `moe_truth()` builds the parameter set of a softmax-gated Gaussian mixture
+#' of experts with `d >= 1` covariates \eqn{x},
+#' \deqn{p(y \mid x) = \sum_{k=1}^K \mathrm{softmax}_k(\beta_{0} + \beta_{1}^\top x)\,
+#'   N(y;\, b_k + a_k^\top x,\, \sigma_k^2),}{
+#'   p(y | x) = sum_k softmax_k(beta0 + beta1' x) N(y; b_k + a_k' x, sigma_k^2),}
+#' in the notation of the convergence-rate literature (Nguyen, Nguyen and Ho,
+#' 2023): gating intercepts `beta0` and slopes `beta1`, expert intercepts `b`
+#' and slopes `a`, noise standard deviations `sigma`. Truths are what
+#' [rmoe()] simulates from and what [voronoi_loss()] and [density_loss()]
+#' compare fits with.
+#'
+#' The last expert is the gating reference: `beta0[K] = 0` and
+#' `beta1[, K] = 0`. Gating parameters may be given for the first `K - 1`
+#' experts only (a zero reference is appended); when a `K`-th gating vector is
+#' given and is not zero, every gating vector has it subtracted
+#' (re-referencing, which leaves the model unchanged but changes the weights
+#' `exp(beta0)` of the Voronoi losses).
+#'
+#' `sigma` is the noise **standard deviation**; the truth also stores the
+#' variances `sigma2 = sigma^2`, which are what the Voronoi losses compare
+#' (as in the published code of the rate experiments).
+#'
+#' `moe_truth(fit)` extracts the parameter set of a fit from [moe_em()]
+#' (its estimate) or `moe_mcmc()` (posterior draw number `draw`, counting
+#' iterations within chains: draw `i` is iteration `(i - 1) %% iter + 1` of
+#' chain `(i - 1) %/% iter + 1`). The fit must use an intercept and the same
+#' covariates for the experts and the gating, as simulated data from
+#' [rmoe()] with `y ~ x` do.
+#'
+#' @param beta0 Gating intercepts: a numeric vector of length `K` or `K - 1`.
+#'   Or a fit from [moe_em()] or `moe_mcmc()` (the other arguments must then
+#'   be missing).
+#' @param beta1 Gating slopes: for one covariate a vector of length `K` or
+#'   `K - 1`; for `d` covariates a `d x K` or `d x (K - 1)` matrix.
+#' @param a Expert slopes: a vector of length `K` (one covariate) or a
+#'   `d x K` matrix.
+#' @param b Expert intercepts, a vector of length `K`; it sets `K`.
+#' @param sigma Noise standard deviations (not variances), a vector of
+#'   length `K` of positive numbers.
+#' @param draw For an MCMC fit: the index of the posterior draw.
+#' @return An object of class `moe_truth`: a list with `K`, `d`, `beta0`,
+#'   `beta1` (d x K), `a` (d x K), `b`, `sigma`, `sigma2` and `xnames` (the
+#'   covariate names used by [rmoe()]: `"x"` when `d = 1`, `"x1"`, `"x2"`, ...
+#'   otherwise).
+#' @seealso [moe_truth_example()] for the reference truth of the rate
+#'   experiments, [rmoe()] to simulate from a truth.
+#' @references Nguyen, H., Nguyen, T. and Ho, N. (2023). Demystifying softmax
+#'   gating function in Gaussian mixture of experts. *NeurIPS 2023*.
+#'   arXiv:2305.03288.
+#' @examples
+#' tru <- moe_truth(beta0 = -8, beta1 = 25, a = c(-20, 20), b = c(15, -5),
+#'                  sigma = c(0.3, 0.4))
+#' tru
+#' # two covariates, three experts
+#' moe_truth(beta0 = c(0.3, 0.5), beta1 = cbind(c(1, -1), c(1, 0.5)),
+#'           a = cbind(c(1.5, 0.9), c(0.6, 0.5), c(1.1, -0.3)),
+#'           b = c(0.5, 0.5, 0.5), sigma = c(0.9, 0.5, 1.2))
+#' # from a fit
+#' sim <- rmoe(500, tru)
+#' fit <- moe_em(y ~ x, data = sim, K = 2, seed = 1)
+#' moe_truth(fit)
+#' @export
+moe_truth <- function(beta0, beta1, a, b, sigma, draw = NULL) {
+  call <- sys.call()
+  if (!missing(beta0) && inherits(beta0, "moe_fit")) {
+    if (!missing(beta1) || !missing(a) || !missing(b) || !missing(sigma)) {
+      abort("`beta1`, `a`, `b` and `sigma` must be missing when `beta0` is a fit.",
+            call = call, arg = "beta0")
+    }
+    return(truth_from_fit(beta0, draw, call))
+  }
+  if (!is.null(draw)) {
+    abort("`draw` can only be used when `beta0` is a fit from `moe_mcmc()`.",
+          call = call, arg = "draw")
+  }
+  for (arg in c("beta0", "beta1", "a", "b", "sigma")) {
+    if (eval(call("missing", as.name(arg)))) {
+      abort(sprintf("`%s` must be supplied.", arg), call = call, arg = arg)
+    }
+  }
+  new_moe_truth(beta0, beta1, a, b, sigma, call)
+}
+
+check_finite_numeric <- function(x, arg, call, allow_empty = FALSE) {
+  if (!is.numeric(x) || (!allow_empty && !length(x)) || any(!is.finite(x))) {
+    abort(sprintf("`%s` must be a numeric vector or matrix of finite values, not %s.",
+                  arg, describe(x)), call = call, arg = arg)
+  }
+  x
+}
+
+# Coerce a slope argument (vector for d = 1, or d x K matrix) to a d x K
+# matrix. `K_ok` lists the acceptable numbers of columns.
+as_slope_matrix <- function(x, arg, K_ok, call) {
+  check_finite_numeric(x, arg, call, allow_empty = 0L %in% K_ok)
+  if (is.matrix(x)) {
+    if (!ncol(x) %in% K_ok) {
+      abort(sprintf("`%s` must have %s column%s (one per expert), not %d.", arg,
+                    paste(unique(K_ok), collapse = " or "),
+                    if (max(K_ok) == 1L) "" else "s", ncol(x)),
+            call = call, arg = arg)
+    }
+    return(unname(x))
+  }
+  if (!length(x) %in% K_ok) {
+    abort(sprintf("`%s` must have length %s (one value per expert, one covariate), not %d.",
+                  arg, paste(unique(K_ok), collapse = " or "), length(x)),
+          call = call, arg = arg)
+  }
+  if (!length(x)) return(matrix(0, 0L, 0L))
+  matrix(as.numeric(x), 1L, length(x))
+}
+
+new_moe_truth <- function(beta0, beta1, a, b, sigma, call = NULL) {
+  b <- check_finite_numeric(b, "b", call)
+  if (is.matrix(b) && min(dim(b)) > 1L) {
+    abort(sprintf("`b` must be a vector (one intercept per expert), not a %d x %d matrix.",
+                  nrow(b), ncol(b)), call = call, arg = "b")
+  }
+  b <- as.numeric(b)
+  K <- length(b)
+  sigma <- check_finite_numeric(sigma, "sigma", call)
+  if (length(sigma) != K || any(sigma <= 0)) {
+    abort(sprintf("`sigma` must be %d positive noise standard deviation%s (one per expert), not %s.",
+                  K, if (K > 1L) "s" else "", describe(as.numeric(sigma))),
+          call = call, arg = "sigma")
+  }
+  a <- as_slope_matrix(a, "a", K, call)
+  d <- nrow(a)
+  beta0 <- check_finite_numeric(beta0, "beta0", call, allow_empty = K == 1L)
+  if (is.matrix(beta0) && min(dim(beta0)) > 1L || !length(beta0) %in% c(K - 1L, K)) {
+    abort(sprintf("`beta0` must have length %s (one gating intercept per expert), not %s.",
+                  paste(unique(c(K - 1L, K)), collapse = " or "), describe(beta0)),
+          call = call, arg = "beta0")
+  }
+  beta1 <- as_slope_matrix(beta1, "beta1", c(K - 1L, K), call)
+  if (!length(beta1)) beta1 <- matrix(0, d, 0L)
+  if (nrow(beta1) != d) {
+    abort(sprintf("`beta1` must have %d row%s (one per covariate, as `a`), not %d.",
+                  d, if (d > 1L) "s" else "", nrow(beta1)), call = call, arg = "beta1")
+  }
+  beta0 <- as.numeric(beta0)
+  if (length(beta0) == K - 1L) beta0 <- c(beta0, 0)
+  if (ncol(beta1) == K - 1L) beta1 <- cbind(beta1, 0)
+  if (ncol(beta1) != K) {
+    abort("`beta0` and `beta1` must give gating parameters for the same experts.",
+          call = call, arg = "beta1")
+  }
+  # re-reference: the last expert's gating vector becomes zero
+  beta0 <- beta0 - beta0[K]
+  beta1 <- beta1 - beta1[, K]
+  xnames <- if (d == 1L) "x" else paste0("x", seq_len(d))
+  ek <- paste0("expert", seq_len(K))
+  dn <- list(xnames, ek)
+  structure(list(K = K, d = d,
+                 beta0 = setNames(beta0, ek),
+                 beta1 = matrix(beta1, d, K, dimnames = dn),
+                 a = matrix(a, d, K, dimnames = dn),
+                 b = setNames(b, ek),
+                 sigma = setNames(as.numeric(sigma), ek),
+                 sigma2 = setNames(as.numeric(sigma)^2, ek),
+                 xnames = xnames),
+            class = "moe_truth")
+}
+
+#' @export
+print.moe_truth <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  cat(sprintf("Mixture-of-experts truth: K = %d expert%s, d = %d covariate%s%s\n",
+              x$K, if (x$K > 1L) "s" else "", x$d, if (x$d > 1L) "s" else "",
+              if (x$K > 1L) sprintf(" (expert %d is the gating reference)", x$K) else ""))
+  tab <- rbind(beta0 = x$beta0, x$beta1, b = x$b, x$a, sigma = x$sigma, sigma2 = x$sigma2)
+  rownames(tab) <- c("gating intercept beta0", paste0("gating slope beta1:", x$xnames),
+                     "expert intercept b", paste0("expert slope a:", x$xnames),
+                     "noise sd sigma", "variance sigma^2")
+  print(tab, digits = digits)
+  invisible(x)
+}
+
+#' Reference truths of the convergence-rate experiments
+#'
+#' `moe_truth_example("p4")` is the two-expert truth with one covariate used
+#' by the simulation studies of Nguyen, Nguyen and Ho (2023), and reused by
+#' later work on softmax-gated mixtures of experts: gating
+#' \eqn{\beta_0 = (-8, 0)}, \eqn{\beta_1 = (25, 0)}, expert intercepts
+#' \eqn{b = (15, -5)}, slopes \eqn{a = (-20, 20)}, noise standard deviations
+#' \eqn{(0.3, 0.4)} (variances 0.09 and 0.16), covariate on \[0, 1\].
+#' It is the truth of the posterior-contraction vignette,
+#' `vignette("contraction", package = "bayesmoe")`.
+#'
+#' @param name Which truth; only `"p4"` for now.
+#' @return A [moe_truth()] object.
+#' @references Nguyen, H., Nguyen, T. and Ho, N. (2023). Demystifying softmax
+#'   gating function in Gaussian mixture of experts. *NeurIPS 2023*.
+#'   arXiv:2305.03288.
+#' @examples
+#' moe_truth_example("p4")
+#' @export
+moe_truth_example <- function(name = "p4") {
+  choices <- "p4"
+  if (!is.character(name) || length(name) != 1L || !name %in% choices) {
+    abort(sprintf("`name` must be one of %s, not %s.",
+                  paste0("\"", choices, "\"", collapse = ", "), describe(name)),
+          call = sys.call(), arg = "name")
+  }
+  switch(name,
+    p4 = new_moe_truth(beta0 = c(-8, 0), beta1 = c(25, 0), a = c(-20, 20),
+                       b = c(15, -5), sigma = c(0.3, 0.4)))
+}
+
+# Which columns of a fit's designs hold the intercept and the covariates;
+# the experts and the gating must use an intercept and the same covariates.
+fit_layout <- function(fit, call = NULL) {
+  xn <- colnames(fit$X)
+  zn <- colnames(fit$Z)
+  if (!"(Intercept)" %in% xn || !identical(sort(xn), sort(zn))) {
+    abort(sprintf("`fit` must use an intercept and the same covariates for the experts and the gating; its experts use %s and its gating %s.",
+                  paste0("`", xn, "`", collapse = ", "), paste0("`", zn, "`", collapse = ", ")),
+          kind = "design", call = call, arg = "fit")
+  }
+  cov <- setdiff(xn, "(Intercept)")
+  if (!length(cov)) {
+    abort("`fit` must have at least one covariate besides the intercept.",
+          kind = "design", call = call, arg = "fit")
+  }
+  list(p = length(xn), q = length(zn), d = length(cov), covariates = cov,
+       x_int = match("(Intercept)", xn), x_cov = match(cov, xn),
+       z_int = match("(Intercept)", zn), z_cov = match(cov, zn))
+}
+
+# A truth from one parameter list (alpha p x K, sigma2, W q x K) of a fit.
+truth_from_par <- function(par, lay) {
+  K <- length(par$sigma2)
+  tr <- new_moe_truth(beta0 = par$W[lay$z_int, ],
+                      beta1 = matrix(par$W[lay$z_cov, ], lay$d, K),
+                      a = matrix(par$alpha[lay$x_cov, ], lay$d, K),
+                      b = par$alpha[lay$x_int, ], sigma = sqrt(par$sigma2))
+  tr$xnames <- lay$covariates
+  rownames(tr$beta1) <- rownames(tr$a) <- lay$covariates
+  tr
+}
+
+truth_from_fit <- function(fit, draw, call) {
+  lay <- fit_layout(fit, call)
+  if (inherits(fit, "moe_mcmc")) {
+    S <- prod(dim(fit$draws)[1:2])
+    if (is.null(draw)) {
+      abort("`draw` must be given for an MCMC fit: the index of one posterior draw.",
+            call = call, arg = "draw")
+    }
+    draw <- check_number(draw, "draw", lower = 1, upper = S, whole = TRUE, call = call)
+    th <- matrix(fit$draws, S)[draw, ]
+    return(truth_from_par(par_unflatten(th, lay$p, lay$q, fit$K), lay))
+  }
+  if (!is.null(draw)) {
+    abort("`draw` can only be used when `beta0` is a fit from `moe_mcmc()`.",
+          call = call, arg = "draw")
+  }
+  truth_from_par(fit$coefficients, lay)
+}
+
+# The truth as a parameter list in the package layout (alpha (d+1) x K with
+# the intercept first, sigma2, W (d+1) x K), for designs cbind(1, x).
+truth_par <- function(truth) {
+  nm <- c("(Intercept)", truth$xnames)
+  ek <- paste0("expert", seq_len(truth$K))
+  list(alpha = matrix(rbind(truth$b, truth$a), truth$d + 1L, truth$K, dimnames = list(nm, ek)),
+       sigma2 = truth$sigma2,
+       W = matrix(rbind(truth$beta0, truth$beta1), truth$d + 1L, truth$K,
+                  dimnames = list(nm, ek)))
+}
+
+#' Simulate data from a mixture-of-experts truth
+#'
+#' Draws covariates (unless given), then for each observation an expert from
+#' the softmax gating probabilities and a Gaussian response from that expert.
+#' Reproducible with [set.seed()].
+#'
+#' @param n Number of observations (a whole number >= 1). May be omitted
+#'   when `x` is given.
+#' @param truth A truth from [moe_truth()].
+#' @param x Covariates: `NULL` to draw them, or a numeric vector (one
+#'   covariate) or a matrix with `truth$d` columns.
+#' @param x_design How covariates are drawn when `x` is `NULL`: `"uniform"`
+#'   draws them independently and uniformly on \[0, 1\]; `"grid"` (one
+#'   covariate only) uses the equally spaced grid `seq(0, 1, length.out = n)`
+#'   of the published simulation code of Nguyen, Nguyen and Ho (2023).
+#' @return A data frame with the covariates (named `truth$xnames`: `x` for one
+#'   covariate, `x1`, `x2`, ... otherwise) and the response `y`; its attribute
+#'   `"expert"` holds the expert that generated each observation.
+#' @examples
+#' tru <- moe_truth_example("p4")
+#' set.seed(1)
+#' sim <- rmoe(300, tru)
+#' head(sim)
+#' table(attr(sim, "expert"))
+#' plot(y ~ x, data = sim, col = attr(sim, "expert"))
+#' @export
+rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid")) {
+  call <- sys.call()
+  if (!inherits(truth, "moe_truth")) {
+    abort(sprintf("`truth` must be made by `moe_truth()`, not %s.", describe(truth)),
+          call = call, arg = "truth")
+  }
+  x_design <- match_choice(x_design, "x_design", c("uniform", "grid"), call)
+  d <- truth$d
+  if (!is.null(x)) {
+    if (!is.numeric(x) || any(!is.finite(x))) {
+      abort(sprintf("`x` must be a finite numeric vector or matrix, not %s.", describe(x)),
+            call = call, arg = "x")
+    }
+    x <- if (is.matrix(x)) x else matrix(x, ncol = 1L)
+    if (ncol(x) != d) {
+      abort(sprintf("`x` must have %d column%s (the covariates of `truth`), not %d.",
+                    d, if (d > 1L) "s" else "", ncol(x)), call = call, arg = "x")
+    }
+    if (!missing(n)) {
+      n <- check_number(n, "n", lower = 1, whole = TRUE, call = call)
+      if (n != nrow(x)) {
+        abort(sprintf("`n` must equal the number of rows of `x` (%d), not %d.", nrow(x), n),
+              call = call, arg = "n")
+      }
+    }
+    n <- nrow(x)
+  } else {
+    if (missing(n)) abort("`n` must be supplied when `x` is NULL.", call = call, arg = "n")
+    n <- check_number(n, "n", lower = 1, whole = TRUE, call = call)
+    if (x_design == "grid") {
+      if (d != 1L) {
+        abort(sprintf("`x_design = \"grid\"` needs one covariate; `truth` has %d.", d),
+              call = call, arg = "x_design")
+      }
+      x <- matrix(seq(0, 1, length.out = n), ncol = 1L)
+    } else {
+      x <- matrix(runif(n * d), n, d)
+    }
+  }
+  storage.mode(x) <- "double"
+  par <- truth_par(truth)
+  D <- cbind(1, x)
+  cm <- moe_components(par, D, D)
+  g <- exp(cm$log_gate)
+  u <- runif(n)
+  cg <- g
+  if (truth$K > 1L) for (k in 2:truth$K) cg[, k] <- cg[, k - 1L] + g[, k]
+  k <- pmin(1L + rowSums(u > cg[, -truth$K, drop = FALSE]), truth$K)
+  y <- cm$mean[cbind(seq_len(n), k)] + cm$sd[k] * rnorm(n)
+  colnames(x) <- truth$xnames
+  out <- data.frame(x, y = y)
+  attr(out, "expert") <- as.integer(k)
+  out
+}
+
+match_choice <- function(x, arg, choices, call = NULL) {
+  if (identical(x, choices)) return(choices[1L])
+  if (!is.character(x) || length(x) != 1L || !x %in% choices) {
+    abort(sprintf("`%s` must be one of %s, not %s.", arg,
+                  paste0("\"", choices, "\"", collapse = ", "), describe(x)),
+          call = call, arg = arg)
+  }
+  x
+}
