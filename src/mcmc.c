@@ -863,15 +863,18 @@ static int gate_probs_obs(const double *zi, const double *Wf, int q, int K,
   return em;
 }
 
-/* log p(W | allocations) up to a constant and its gradient g (m) at Wf;
- * G (K x n) holds the gating probabilities at Wf (known) or receives them. */
-static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
-                           moe_mcmc_work *w, const double *Wf, double *G,
-                           int known, double *g)
+/* log p(W | allocations) up to a constant and its gradient g (m) at Wf,
+ * and the blocks of the complete-data information sum_i wt_i G_i (x) z_i z_i'
+ * into w->hg (as marg_fisher_blocks()); G (K x n) holds the gating
+ * probabilities at Wf (known) or receives them. */
+MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr,
+                                     moe_mcmc_work *w, const double *Wf, double *G,
+                                     int known, double *g, int q, int K)
 {
-  int n = d->n, q = d->q, K = d->K, m = q * (K - 1);
-  double lp = 0.0, *eta = w->lk;
+  int n = d->n, m = q * (K - 1), Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
+  double lp = 0.0, *eta = w->lk, *hg = w->hg, *zz = w->zz;
   for (int t = 0; t < m; t++) g[t] = 0.0;
+  for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
   for (int i = 0; i < n; i++) {
     const double *zi = w->Zr + (R_xlen_t) i * q;
     const int *Ni = w->N + (R_xlen_t) i * K;
@@ -884,19 +887,42 @@ static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
       double v = Ni[k] - wi * Gi[k];
       for (int a = 0; a < q; a++) g[k * q + a] += v * zi[a];
     }
+    int t = 0;
+    for (int b = 0; b < q; b++)
+      for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
+    for (int k = 0, blk = 0; k < K - 1; k++) {
+      for (int l = 0; l <= k; l++, blk++) {
+        double c = wi * Gi[k] * ((k == l ? 1.0 : 0.0) - Gi[l]);
+        double *bh = hg + blk * Tq;
+        for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
+      }
+    }
   }
   gate_prior_grad(pr, q, K, Wf, g, &lp);
   return lp;
 }
 
-/* Proposal at Wf for cond_refresh(): precision L L' (the complete-data
- * information and the prior), mean Wf + (L L')^{-1} g. Returns 0 or -1. */
+/* cond_logpost_sized() with constant dimensions for the common models (as
+ * marg_pass()). */
+static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
+                           moe_mcmc_work *w, const double *Wf, double *G,
+                           int known, double *g)
+{
+  int q = d->q, K = d->K;
+  if (q == 2 && K == 2) return cond_logpost_sized(d, pr, w, Wf, G, known, g, 2, 2);
+  if (q == 2 && K == 3) return cond_logpost_sized(d, pr, w, Wf, G, known, g, 2, 3);
+  if (q == 2 && K == 4) return cond_logpost_sized(d, pr, w, Wf, G, known, g, 2, 4);
+  return cond_logpost_sized(d, pr, w, Wf, G, known, g, q, K);
+}
+
+/* Proposal at Wf for cond_refresh(), after cond_logpost() there: precision
+ * L L' (the complete-data information and the prior), mean
+ * Wf + (L L')^{-1} g. Returns 0 or -1. */
 static int cond_proposal(const moe_data *d, const moe_mcmc_prior *pr,
-                         moe_mcmc_work *w, const double *Wf, const double *G,
-                         const double *g, double *L, double *mu)
+                         moe_mcmc_work *w, const double *Wf, const double *g,
+                         double *L, double *mu)
 {
   int q = d->q, K = d->K, m = q * (K - 1);
-  marg_fisher_blocks(d, w, G);
   marg_hessian(pr, w, q, K, L);
   if (chol_factor_ridge(m, L, w->Hsave, 0.0) != 0) return -1;
   for (int t = 0; t < m; t++) mu[t] = g[t];
@@ -914,11 +940,11 @@ static int cond_refresh(const moe_data *d, const moe_mcmc_prior *pr,
   int m = d->q * (d->K - 1);
   double *Ws = w->Ws, *tm = w->tm;
   double lp0 = cond_logpost(d, pr, w, W, w->pA, 1, w->g);
-  if (cond_proposal(d, pr, w, W, w->pA, w->g, w->H0, w->mu) != 0) return -1;
+  if (cond_proposal(d, pr, w, W, w->g, w->H0, w->mu) != 0) return -1;
   mvn_draw_chol(m, w->H0, w->mu, Ws, tm);
   double lq_fwd = 0.5 * log_det_chol(m, w->H0) - 0.5 * chol_quad(m, w->H0, Ws, w->mu, tm);
   double lp1 = cond_logpost(d, pr, w, Ws, w->pB, 0, w->g1);
-  if (!R_FINITE(lp1) || cond_proposal(d, pr, w, Ws, w->pB, w->g1, w->H1, w->mu1) != 0)
+  if (!R_FINITE(lp1) || cond_proposal(d, pr, w, Ws, w->g1, w->H1, w->mu1) != 0)
     return 0;
   double lq_rev = 0.5 * log_det_chol(m, w->H1) - 0.5 * chol_quad(m, w->H1, W, w->mu1, tm);
   if (log(unif_rand()) < lp1 - lp0 + lq_rev - lq_fwd) {
