@@ -872,7 +872,9 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
                                      int known, double *g, int q, int K)
 {
   int n = d->n, m = q * (K - 1), Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
-  double lp = 0.0, *eta = w->lk, *hg = w->hg, *zz = w->zz;
+  /* the log g_i,em (each >= log(1 / K)) are summed as the log of their
+   * product, taken every few observations: one log() per ~100 */
+  double lp = 0.0, prod = 1.0, *eta = w->lk, *hg = w->hg, *zz = w->zz;
   for (int t = 0; t < m; t++) g[t] = 0.0;
   for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
   for (int i = 0; i < n; i++) {
@@ -882,7 +884,12 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
     int wi = w->wi[i];
     int em = gate_probs_obs(zi, Wf, q, K, eta, known ? NULL : Gi);
     for (int k = 0; k < K; k++) if (Ni[k]) lp += Ni[k] * (eta[k] - eta[em]);
-    lp += wi * log(Gi[em]);
+    if (wi == 1) {
+      if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
+      prod *= Gi[em];
+    } else {
+      lp += wi * log(Gi[em]);
+    }
     for (int k = 0; k < K - 1; k++) {
       double v = Ni[k] - wi * Gi[k];
       for (int a = 0; a < q; a++) g[k * q + a] += v * zi[a];
@@ -898,6 +905,7 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
       }
     }
   }
+  lp += log(prod);
   gate_prior_grad(pr, q, K, Wf, g, &lp);
   return lp;
 }
