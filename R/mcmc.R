@@ -26,7 +26,7 @@
 #                 included);
 #   accept        acceptance rate after warm-up of the joint Metropolis-
 #                 Hastings refresh of the gating, one per chain
-#                 (moe_mcmc_control(gate_update = "pg+mh" or "mh")), NULL
+#                 (moe_mcmc_control(gate_update = "pg+mh", "mh" or "collapsed")), NULL
 #                 without it;
 #   timing        CPU seconds (user + system) of each chain, summed over runs;
 #   em            the moe_em_fit() result used to start the chains, or NULL.
@@ -45,20 +45,37 @@
 #'   iterations; `NULL` prints about ten times per chain.
 #' @param gate_update How the gating vectors are updated in each sweep,
 #'   given the allocations of the observations to the experts:
-#'   `"pg+mh"` (the default) draws each of them in turn from its Polya-Gamma
+#'   `"pg+mh"` draws each of them in turn from its Polya-Gamma
 #'   augmented conditional, then makes a joint Metropolis-Hastings step on
 #'   all of them, proposing one Fisher-scoring step of the multinomial
 #'   logistic regression from the current value (Gamerman, 1997); `"pg"`
 #'   makes the Polya-Gamma draws only; `"mh"` the Metropolis-Hastings step
-#'   only. All three leave the posterior invariant and need no tuning. The
+#'   only. They need no tuning. The
 #'   Polya-Gamma draws alone mix slowly when the gates are steep (nearly
 #'   separated experts) or the gating vectors are correlated a posteriori;
 #'   the Metropolis-Hastings step fixes both at the cost of two passes over
 #'   the data without random numbers. `"mh"` skips the Polya-Gamma draws,
 #'   the most expensive part of a sweep (about three times faster on the
 #'   benchmark in `bench/mcmc-vs-brms.R`, with nearly the same effective
-#'   sample size per sweep there). The acceptance rate of each chain is
-#'   stored in the fit (`accept`).
+#'   sample size per sweep there). `"collapsed"` (the default) integrates
+#'   the allocations out: `gate_steps` Metropolis-Hastings steps on the
+#'   gating vectors given the experts only (target p(W | experts, y), the
+#'   mixture likelihood; proposal one Newton step from the current value,
+#'   with the negative Hessian as precision, or the complete-data
+#'   information where that is not positive definite), then the
+#'   allocations from their conditional given the new gating vectors and
+#'   the experts, the experts, and the `"mh"` refresh given the allocations
+#'   (which keeps the chain moving where the collapsed target is not
+#'   log-concave, as with small samples). Drawing gating vectors and
+#'   allocations jointly removes their strong posterior dependence, the
+#'   main cause of slow mixing of the predictive mean on well separated
+#'   problems; chosen as the default by measurement on the benchmark in
+#'   `bench/mcmc-vs-brms.R` (`bench/results/mcmc-vs-brms.md`). All four
+#'   updates leave the posterior invariant. The acceptance rate of each
+#'   chain is stored in the fit (`accept`; for `"collapsed"`, of the
+#'   collapsed steps).
+#' @param gate_steps With `gate_update = "collapsed"`, the number of
+#'   collapsed Metropolis-Hastings steps per sweep (ignored otherwise).
 #' @return A list of class `moe_mcmc_control`.
 #' @references
 #' Gamerman, D. (1997). Sampling from the posterior distribution in
@@ -68,7 +85,8 @@
 #' @export
 moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
                              init_tol = 10, refresh = NULL,
-                             gate_update = c("pg+mh", "pg", "mh")) {
+                             gate_update = c("collapsed", "pg+mh", "pg", "mh"),
+                             gate_steps = 2) {
   call <- sys.call()
   if (!inherits(em_control, "moe_em_control")) {
     abort(sprintf("`em_control` must be made by `moe_em_control()`, not %s.",
@@ -80,7 +98,9 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
     init_tol = check_number(init_tol, "init_tol", lower = 0, allow_inf = TRUE, call = call),
     refresh = if (is.null(refresh)) NULL else
       check_number(refresh, "refresh", lower = 1, whole = TRUE, call = call),
-    gate_update = check_choice(gate_update, c("pg+mh", "pg", "mh"), "gate_update", call)
+    gate_update = check_choice(gate_update, c("collapsed", "pg+mh", "pg", "mh"),
+                               "gate_update", call),
+    gate_steps = check_number(gate_steps, "gate_steps", lower = 1, whole = TRUE, call = call)
   )
   structure(ctl, class = "moe_mcmc_control")
 }
@@ -98,11 +118,13 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
 #' conditional (an expert without observations is drawn from its prior),
 #' then each non-reference gating vector given the others by Polya-Gamma
 #' data augmentation (Polson, Scott and Windle, 2013; one vector at a time,
-#' as Holmes and Held, 2006), which needs no tuning. By default the sweep
-#' ends with a joint
-#' Metropolis-Hastings step on all gating vectors given the allocations,
-#' which keeps steep gates and correlated gating vectors mixing well
-#' (`gate_update` in [moe_mcmc_control()]).
+#' as Holmes and Held, 2006), which needs no tuning, optionally followed by a
+#' joint Metropolis-Hastings step on all gating vectors given the
+#' allocations. By default (`gate_update = "collapsed"` in
+#' [moe_mcmc_control()]) the gating vectors are instead first updated with
+#' the allocations integrated out, and the allocations then drawn given
+#' them, which removes the strong dependence between the two on well
+#' separated problems.
 #'
 #' **Scale.** The response and the non-intercept columns of both designs are
 #' centred and scaled internally; the prior lives on that scale. Draws,
@@ -264,8 +286,11 @@ mcmc_settings <- function(prior, chains, iter, warmup, thin, init, seed, control
 
 # The C code of a gating update (moe_mcmc_control.gate_mode in src/moe.h).
 gate_mode <- function(control) {
-  match(if (is.null(control$gate_update)) "pg+mh" else control$gate_update,
-        c("pg", "pg+mh", "mh")) - 1L
+  # fits made before "collapsed" existed have neither field
+  mode <- match(if (is.null(control$gate_update)) "pg+mh" else control$gate_update,
+                c("pg", "pg+mh", "mh", "collapsed")) - 1L
+  steps <- if (is.null(control$gate_steps)) 1L else as.integer(control$gate_steps)
+  c(mode, steps)
 }
 
 check_mcmc_weights <- function(w, call) {
@@ -557,9 +582,10 @@ mcmc_continue <- function(fit, iter, progress, call) {
 # one per chain (NULL without it): the rates `old` over `n_old` sweeps
 # combined with `counts` accepted over `n_new` sweeps.
 accept_rates <- function(old, n_old, counts, n_new, mode, K) {
-  if (mode == 0L || K < 2L) return(NULL)
-  if (!is.null(old)) counts <- counts + round(old * n_old)
-  setNames(counts / (n_old + n_new), paste0("chain", seq_along(counts)))
+  if (mode[1L] == 0L || K < 2L) return(NULL)
+  steps <- if (mode[1L] == 3L) mode[2L] else 1L
+  if (!is.null(old)) counts <- counts + round(old * n_old * steps)
+  setNames(counts / ((n_old + n_new) * steps), paste0("chain", seq_along(counts)))
 }
 
 # Classed warnings for numerical trouble in the chains.

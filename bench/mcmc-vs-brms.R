@@ -4,7 +4,11 @@
 #
 # Run: Rscript bench/mcmc-vs-brms.R   (or `make bench`; brms and rstan are
 # Suggests-only and optional: without them only the bayesmoe part runs).
-# Settings: BENCH_N (default 1000), BENCH_ITER (2000), BENCH_CHAINS (4).
+# Settings: BENCH_N (default 1000), BENCH_ITER (2000), BENCH_CHAINS (4);
+# BENCH_BRMS_CACHE=<file.rds> saves the brms results (rows of the table and
+# their messages) there, or reads them back when the file exists and was
+# made with the same settings, so that the bayesmoe part can be re-run
+# without recompiling and re-running Stan.
 #
 # Efficiency is measured on label-invariant quantities: the total
 # log-likelihood of each draw and the predictive mean E(y | x) at five fixed
@@ -81,8 +85,12 @@ cat("bayesmoe: mean log-likelihood per chain:", format(colMeans(fit$loglik_draws
     "; gating MH acceptance", format(mean(fit$accept), digits = 2), "\n")
 cat("bayesmoe: Rhat of the log-likelihood", format(posterior::rhat(fit$loglik_draws), digits = 4),
     "; largest difference of the chain means", format(diff(range(colMeans(fit$loglik_draws))), digits = 3), "\n")
-res <- summ("bayesmoe (PG + MH, default)", fit$loglik_draws, pm_moe, sum(fit$timing))
-# the other gating updates: Polya-Gamma draws only, Metropolis-Hastings only
+res <- summ("bayesmoe (collapsed, default)", fit$loglik_draws, pm_moe, sum(fit$timing))
+# the other gating updates: Polya-Gamma draws (and the MH refresh), Metropolis-Hastings only
+fit_pgmh <- moe_mcmc(y ~ x, data = d, K = 3, chains = chains, iter = iter, seed = 1,
+                     progress = FALSE, control = moe_mcmc_control(gate_update = "pg+mh"))
+res <- rbind(res, summ("bayesmoe (PG + MH)", fit_pgmh$loglik_draws,
+                       pred_mean(fit_pgmh$draws, x0), sum(fit_pgmh$timing)))
 fit_pg <- moe_mcmc(y ~ x, data = d, K = 3, chains = chains, iter = iter, seed = 1,
                    progress = FALSE, control = moe_mcmc_control(gate_update = "pg"))
 res <- rbind(res, summ("bayesmoe (PG only)", fit_pg$loglik_draws,
@@ -96,7 +104,7 @@ res <- rbind(res, summ("bayesmoe (MH only)", fit_mh$loglik_draws,
 # Measured in the same run, alternating: 7 repetitions of 300 sweeps of one
 # chain (C entry point, internal-scale data, from the final state of chain 1,
 # every draw kept with its log-likelihood, as in the fits above) for each
-# gating update, and of 300 log-likelihood passes (ffi_loglik); medians of
+# gating update ("collapsed" with the default gate_steps), and of 300 log-likelihood passes (ffi_loglik); medians of
 # the CPU time per observation per expert.
 s <- bayesmoe:::mcmc_data(fit$scaling, fit$y, fit$X, fit$Z, fit$weights)
 st <- fit$state[[1L]]
@@ -104,16 +112,17 @@ pc <- bayesmoe:::prior_internal(fit$prior, ncol(fit$X), ncol(fit$Z))
 reps <- 7L
 sweeps <- 300L
 per <- function(t, m) 1e9 * cpu(t) / (m * n * 3)
-tm <- matrix(NA_real_, reps, 4L, dimnames = list(NULL, c("loglik", "pg+mh", "pg", "mh")))
+modes <- c("pg", "pg+mh", "mh", "collapsed")
+tm <- matrix(NA_real_, reps, 5L, dimnames = list(NULL, c("loglik", modes)))
 set.seed(3)
 for (r in seq_len(reps)) {
   tm[r, "loglik"] <- per(system.time(for (u in seq_len(sweeps))
     .Call(bayesmoe:::ffi_loglik, s$y, s$X, s$Z, s$w, st$alpha, st$sigma2, st$W)), sweeps)
-  for (mode in c("pg", "pg+mh", "mh")) {
-    code <- match(mode, c("pg", "pg+mh", "mh")) - 1L
+  for (mode in modes) {
+    code <- match(mode, modes) - 1L
     tm[r, mode] <- per(system.time(
       .Call(bayesmoe:::ffi_mcmc_chain, s$y, s$X, s$Z, s$w, st$alpha, st$sigma2, st$W, pc,
-            as.integer(c(0L, sweeps, 1L, 0L, 0L, 1L, code)))), sweeps)
+            as.integer(c(0L, sweeps, 1L, 0L, 0L, 1L, code, fit$control$gate_steps)))), sweeps)
   }
 }
 med <- apply(tm, 2L, median)
@@ -124,7 +133,14 @@ cat(sprintf("cost per observation per expert (median of %d): log-likelihood pass
 
 ## ---- brms ----
 brms_ok <- requireNamespace("brms", quietly = TRUE) && requireNamespace("rstan", quietly = TRUE)
-if (!brms_ok || identical(Sys.getenv("BENCH_BRMS"), "false")) {
+cache <- Sys.getenv("BENCH_BRMS_CACHE")
+key <- list(n = n, iter = iter, chains = chains, data = d)
+cached <- if (nzchar(cache) && file.exists(cache)) readRDS(cache) else NULL
+if (!is.null(cached) && identical(cached$key, key)) {
+  cat(sprintf("brms: results read from %s (run of %s):\n", cache, cached$date))
+  cat(cached$log, sep = "\n")
+  res <- rbind(res, cached$rows)
+} else if (!brms_ok || identical(Sys.getenv("BENCH_BRMS"), "false")) {
   cat("brms or rstan is not installed (or BENCH_BRMS=false): brms comparison skipped.\n")
 } else {
   suppressPackageStartupMessages(library(brms))
@@ -175,8 +191,15 @@ if (!brms_ok || identical(Sys.getenv("BENCH_BRMS"), "false")) {
                                                          collapse = " "), "\n", sep = "")
     summ(label, ll_b, pm_b, cpu(t_brms))
   }
-  res <- rbind(res, run_brms("brms (NUTS, default inits)", "random"),
-               run_brms("brms (NUTS, EM inits)", em_init))
+  log <- capture.output(rows <- rbind(
+    run_brms("brms (NUTS, default inits)", "random"),
+    run_brms("brms (NUTS, EM inits)", em_init)), split = TRUE)
+  log <- c(sprintf("brms: compile %.1f s elapsed (%.1f s CPU incl. the compiler)",
+                   t_compile[["elapsed"]], sum(t_compile[c(1, 2, 4, 5)], na.rm = TRUE)), log)
+  if (nzchar(cache)) {
+    saveRDS(list(key = key, date = format(Sys.time()), log = log, rows = rows), cache)
+  }
+  res <- rbind(res, rows)
 }
 print(res, digits = 4, row.names = FALSE)
 for (j in grep("^brms", res$sampler)) {

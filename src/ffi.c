@@ -411,12 +411,13 @@ SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   FFI_CHECK(pr.c0 > 0 && pr.C0 > 0 && pr.exchangeable != NA_LOGICAL);
   for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
 
-  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 7);
+  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 8);
   const int *ci = INTEGER(control);
-  moe_mcmc_control ctl = { ci[0], ci[1], ci[2], ci[3], ci[4], ci[5], ci[6] };
+  moe_mcmc_control ctl = { ci[0], ci[1], ci[2], ci[3], ci[4], ci[5], ci[6],
+                           ci[7] };
   FFI_CHECK(ctl.warmup >= 0 && ctl.iter >= 0 && ctl.thin >= 1 &&
             ctl.offset >= 0 && ctl.refresh >= 0 && ctl.gate_mode >= 0 &&
-            ctl.gate_mode <= 2);
+            ctl.gate_mode <= 3 && ctl.gate_steps >= 1);
   int S = (ctl.offset + ctl.iter) / ctl.thin - ctl.offset / ctl.thin;
 
   const char *names[] = {"alpha", "sigma2", "W", "loglik", "alpha_end",

@@ -29,12 +29,23 @@
  *     conditional prior of w_k given the other gating vectors:
  *     exchangeable prior: b0 = (1 / (K - 1)) sum_{j < K, j != k} w_j,
  *     B0 = K / (K - 1) diag(s_w2); independent prior: b0 = 0, B0 = diag(s_w2);
- *     with ctl->gate_mode 1 (the default in R) the Polya-Gamma draws are
+ *     with ctl->gate_mode 1 the Polya-Gamma draws are
  *     followed by a joint Metropolis-Hastings step on p(W | N)
  *     (gate_mh_step(): Gamerman's Fisher-scoring proposal), which speeds
  *     mixing of steep gates and of correlated gating vectors; with 2 only
  *     that step is made (no Polya-Gamma draws), with 0 only the Polya-Gamma
  *     draws.
+ * With ctl->gate_mode 3 (the default in R, "collapsed") a sweep is instead
+ *  1'. update_gating_alloc_marg: ctl->gate_steps Metropolis-Hastings steps
+ *     on W targeting p(W | alpha, sigma2, y) (allocations summed out), with
+ *     a Newton proposal (marg_pass(), marg_proposal()), then the
+ *     allocations given the new W and the experts; the first pass gives
+ *     the log-likelihood of the previous draw;
+ *  2'. cond_refresh: the step of gate_mh_step() given the allocations;
+ *  3'. update_experts as in 2.
+ * The gating probabilities at the current W (w->pA) are kept from sweep to
+ * sweep; they depend on W alone and are computed by the same operations at
+ * the start of a run, so this does not break exact continuation.
  * The state carried from sweep to sweep is (alpha, sigma2, W) only: the
  * logits eta are recomputed from W by eta_column(), the expert means on the
  * fly, so a chain restarted from a stored state and RNG state reproduces one
@@ -53,8 +64,10 @@ void moe_mcmc_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint)
 {
   R_xlen_t n = d->n, p = d->p, q = d->q, K = d->K;
   R_xlen_t m = q * (K - 1);
+  R_xlen_t Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
   *ndouble = (p + q + K) * n + K * (p * p + p + 2) + 3 * K +
-             2 * p * p + 4 * p + 2 * q * q + 4 * q + 3 * m * m + 3 * m + 1 + q * K;
+             2 * p * p + 4 * p + 2 * q * q + 4 * q + 3 * m * m + 3 * m + 1 + q * K +
+             5 * K * n + n + Tq + P * Tq + 2 * m;
   *nint = n + K * n;
 }
 
@@ -92,8 +105,18 @@ void moe_mcmc_work_init(const moe_data *d, double *dbl, int *ints,
   w->g = t;     t += m;
   w->mu = t;    t += m;
   w->tm = t;    t += m + 1;
-  w->Ws = t;    /* q x K: the proposal, reference column zero */
+  w->Ws = t;    t += (R_xlen_t) q * K; /* the proposal, reference column zero */
   for (R_xlen_t u = 0; u < (R_xlen_t) q * K; u++) w->Ws[u] = 0.0;
+  w->F = t;     t += (R_xlen_t) K * n;
+  w->rA = t;    t += (R_xlen_t) K * n;
+  w->rB = t;    t += (R_xlen_t) K * n;
+  w->lmx = t;   t += n;
+  w->pA = t;    t += (R_xlen_t) K * n;
+  w->pB = t;    t += (R_xlen_t) K * n;
+  w->zz = t;    t += q * (q + 1) / 2;
+  w->hg = t;    t += (R_xlen_t) K * (K - 1) / 2 * (q * (q + 1) / 2);
+  w->g1 = t;    t += m;
+  w->mu1 = t;
   w->wi = ints;
   w->N = ints + n;
   for (int i = 0; i < n; i++) {
@@ -122,6 +145,61 @@ static void eta_column(const moe_data *d, const moe_mcmc_work *w,
   }
 }
 
+/* Zero the per-expert sufficient statistics. */
+static void stats_reset(moe_mcmc_work *w, int p, int K)
+{
+  for (R_xlen_t t = 0; t < (R_xlen_t) K * p * p; t++) w->XtX[t] = 0.0;
+  for (R_xlen_t t = 0; t < (R_xlen_t) K * p; t++) w->Xty[t] = 0.0;
+  for (int k = 0; k < K; k++) w->yty[k] = w->nk[k] = 0.0;
+}
+
+/* Allocation counts Ni (K) of one observation of weight wi:
+ * Multinomial(wi, pk / s), pk >= 0 unnormalised with sum s (a categorical
+ * draw, one uniform, when wi = 1). */
+static void alloc_draw(int K, int wi, const double *pk, double s, int *Ni)
+{
+  for (int k = 0; k < K; k++) Ni[k] = 0;
+  if (K == 1) {
+    Ni[0] = wi;
+  } else if (wi == 1) {
+    double u = unif_rand() * s, acc = pk[0];
+    int k = 0;
+    while (acc < u && k < K - 1) acc += pk[++k];
+    Ni[k] = 1;
+  } else {
+    /* multinomial by conditional binomials */
+    int rem = wi;
+    double rs = s;
+    for (int k = 0; k < K - 1 && rem > 0; k++) {
+      double pr = rs > 0.0 ? pk[k] / rs : 0.0;
+      int c = pr >= 1.0 ? rem : (pr <= 0.0 ? 0 : (int) rbinom(rem, pr));
+      Ni[k] = c;
+      rem -= c;
+      rs -= pk[k];
+    }
+    Ni[K - 1] += rem;
+  }
+}
+
+/* Add observation (xi, yi) with allocation counts Ni to the sufficient
+ * statistics of the experts (lower triangles of X'X). */
+static void alloc_stats(moe_mcmc_work *w, int p, int K, const double *xi,
+                        double yi, const int *Ni)
+{
+  for (int k = 0; k < K; k++) {
+    if (Ni[k] == 0) continue;
+    double c = Ni[k], cy = c * yi;
+    double *S = w->XtX + (R_xlen_t) k * p * p, *sy = w->Xty + (R_xlen_t) k * p;
+    w->nk[k] += c;
+    w->yty[k] += cy * yi;
+    for (int a = 0; a < p; a++) {
+      double cxa = c * xi[a];
+      sy[a] += cy * xi[a];
+      for (int b = 0; b <= a; b++) S[a + b * p] += cxa * xi[b];
+    }
+  }
+}
+
 /*
  * Allocations and sufficient statistics (when `draw`), and the total
  * log-likelihood sum_i wt_i log p(y_i) at the current parameters (when
@@ -136,11 +214,7 @@ static double update_alloc(const moe_data *d, moe_mcmc_work *w,
     cst[k] = -0.5 * (LOG_2PI + log(par->sigma2[k]));
     hp[k] = 0.5 / par->sigma2[k];
   }
-  if (draw) {
-    for (R_xlen_t t = 0; t < (R_xlen_t) K * p * p; t++) w->XtX[t] = 0.0;
-    for (R_xlen_t t = 0; t < (R_xlen_t) K * p; t++) w->Xty[t] = 0.0;
-    for (int k = 0; k < K; k++) w->yty[k] = w->nk[k] = 0.0;
-  }
+  if (draw) stats_reset(w, p, K);
   double ll = 0.0;
   for (int i = 0; i < n; i++) {
     const double *xi = w->Xr + (R_xlen_t) i * p, *ei = w->eta + (R_xlen_t) i * K;
@@ -169,39 +243,8 @@ static double update_alloc(const moe_data *d, moe_mcmc_work *w,
       ll += wi * (mx + log(s) - emx - log1p(se));
     }
     if (!draw) continue;
-    for (int k = 0; k < K; k++) Ni[k] = 0;
-    if (K == 1) {
-      Ni[0] = wi;
-    } else if (wi == 1) {
-      double u = unif_rand() * s, acc = lk[0];
-      int k = 0;
-      while (acc < u && k < K - 1) acc += lk[++k];
-      Ni[k] = 1;
-    } else {
-      /* multinomial by conditional binomials */
-      int rem = wi;
-      double rs = s;
-      for (int k = 0; k < K - 1 && rem > 0; k++) {
-        double pk = rs > 0.0 ? lk[k] / rs : 0.0;
-        int c = pk >= 1.0 ? rem : (pk <= 0.0 ? 0 : (int) rbinom(rem, pk));
-        Ni[k] = c;
-        rem -= c;
-        rs -= lk[k];
-      }
-      Ni[K - 1] += rem;
-    }
-    for (int k = 0; k < K; k++) {
-      if (Ni[k] == 0) continue;
-      double c = Ni[k], cy = c * yi;
-      double *S = w->XtX + (R_xlen_t) k * p * p, *sy = w->Xty + (R_xlen_t) k * p;
-      w->nk[k] += c;
-      w->yty[k] += cy * yi;
-      for (int a = 0; a < p; a++) {
-        double cxa = c * xi[a];
-        sy[a] += cy * xi[a];
-        for (int b = 0; b <= a; b++) S[a + b * p] += cxa * xi[b];
-      }
-    }
+    alloc_draw(K, wi, lk, s, Ni);
+    alloc_stats(w, p, K, xi, yi, Ni);
   }
   return ll;
 }
@@ -424,6 +467,502 @@ static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
   return status;
 }
 
+/*
+ * ---- Collapsed gating update (ctl->gate_mode 3) ----
+ *
+ * Target: p(W | alpha, sigma2, y), the allocations integrated out,
+ *   log pi(W) = log prior(W) + sum_i wt_i log sum_k g_k(z_i; W) f_ik,
+ *   f_ik = N(y_i; x_i'a_k, sigma2_k),
+ * with gradient sum_i wt_i (r_ik - g_ik) z_i (block k < K - 1; r the
+ * responsibilities, g the gating probabilities at W) and negative Hessian
+ * sum_i wt_i [G_i - R_i] (x) z_i z_i' + prior precision, where
+ * G_i = diag(g_i) - g_i g_i' and R_i = diag(r_i) - r_i r_i' over the free
+ * experts. G_i alone (plus the prior) is the complete-data (Fisher)
+ * information of the gating; R_i is the information lost by not knowing the
+ * allocations.
+ */
+
+/* Gating prior: adds log prior(W) (up to a constant) to *lp and its
+ * gradient to g (m). Per coordinate a the precision over the free experts is
+ * (I - 11'/K) / s_a^2 (exchangeable) or I / s_a^2 (independent). */
+static void gate_prior_grad(const moe_mcmc_prior *pr, int q, int K,
+                            const double *Wf, double *g, double *lp)
+{
+  double off = pr->exchangeable ? 1.0 / K : 0.0;
+  for (int a = 0; a < q; a++) {
+    double prec = 1.0 / pr->s_w2[a], sum = 0.0, ss = 0.0;
+    for (int k = 0; k < K - 1; k++) {
+      sum += Wf[a + k * q];
+      ss += Wf[a + k * q] * Wf[a + k * q];
+    }
+    *lp -= 0.5 * prec * (ss - off * sum * sum);
+    for (int k = 0; k < K - 1; k++) g[k * q + a] -= prec * (Wf[a + k * q] - off * sum);
+  }
+}
+
+/*
+ * One pass over the observations at gating coefficients Wf (m = q (K - 1)
+ * free coefficients, column k at Wf + k q) and the experts in par.
+ * With `fresh`, the expert densities are computed and saved first:
+ * w->F[k + i K] = f_ik / max_j f_ij and w->lmx[i] = log max_j f_ij (they
+ * depend on alpha and sigma2 only, so a pass at another W with fresh = 0
+ * reuses them and computes no expert means). With `known`, G (K x n,
+ * observation-major) holds the gating probabilities at Wf on entry, as a
+ * pass at the same Wf (or cond_refresh()) left them; otherwise they are
+ * computed, from Wf alone (gate_probs_obs() does the same operations), and
+ * written to G. So a pass costs K - 1 exp() per observation, and no log():
+ * the ratios p(y_i) / max_k f_ik, all in (1e-250, 1], are multiplied and
+ * their product is logged every few observations.
+ * Writes r (K x n, observation-major) the responsibilities, g (m) the
+ * gradient of log pi, w->hg and w->hr the packed blocks of sum_i wt_i G_i
+ * (x) z_i z_i' and sum_i wt_i R_i (x) z_i z_i' (block (k, l), l <= k < K -
+ * 1, at (k (k + 1) / 2 + l) Tq, each q x q block packed lower by columns,
+ * Tq = q (q + 1) / 2), and *ll = sum_i wt_i log p(y_i | x_i, z_i).
+ * Returns log pi(W) up to a constant.
+ */
+#if defined(__GNUC__)
+#define MOE_INLINE static inline __attribute__((always_inline))
+#else
+#define MOE_INLINE static inline
+#endif
+MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
+                                  moe_mcmc_work *w, const moe_par *par,
+                                  const double *Wf, int fresh, int known,
+                                  double *G, double *r, double *g, double *ll,
+                                  int p, int q, int K)
+{
+  int n = d->n, m = q * (K - 1);
+  int Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
+  double *eta = w->lk, *zz = w->zz, *hg = w->hg;
+  double *cst = w->cst, *hp = w->hp;
+  if (fresh) {
+    for (int k = 0; k < K; k++) {
+      cst[k] = -0.5 * (LOG_2PI + log(par->sigma2[k]));
+      hp[k] = 0.5 / par->sigma2[k];
+    }
+  }
+  for (int t = 0; t < m; t++) g[t] = 0.0;
+  for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
+  double lsum = 0.0, lacc = 0.0, prod = 1.0;
+  for (int i = 0; i < n; i++) {
+    const double *zi = w->Zr + (R_xlen_t) i * q;
+    double *Fi = w->F + (R_xlen_t) i * K, *ri = r + (R_xlen_t) i * K;
+    double *Gi = G + (R_xlen_t) i * K;
+    int wi = w->wi[i];
+    if (fresh) {
+      const double *xi = w->Xr + (R_xlen_t) i * p;
+      double yi = d->y[i], mx = R_NegInf;
+      int km = 0;
+      for (int k = 0; k < K; k++) {
+        const double *ak = par->alpha + (R_xlen_t) k * p;
+        double mu = 0.0;
+        for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
+        double res = yi - mu, l = cst[k] - res * res * hp[k];
+        Fi[k] = l;
+        if (l > mx) { mx = l; km = k; }
+      }
+      for (int k = 0; k < K; k++) Fi[k] = k == km ? 1.0 : exp(Fi[k] - mx);
+      w->lmx[i] = mx;
+    }
+    /* sf = sum_k g_k f_ik / max_j f_ij, in (0, 1]; r_k = g_k f_ik / (...) */
+    double sf = 0.0, ratio = 0.0;
+    if (!known) {
+      /* gating probabilities; the reference logit is 0 */
+      double emx = 0.0, se = 0.0;
+      int em = K - 1;
+      for (int k = 0; k < K - 1; k++) {
+        double e = 0.0;
+        for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
+        eta[k] = e;
+        if (e > emx) { emx = e; em = k; }
+      }
+      eta[K - 1] = 0.0;
+      for (int k = 0; k < K; k++) {
+        double e = k == em ? 1.0 : exp(eta[k] - emx);
+        Gi[k] = e;
+        ri[k] = e * Fi[k];
+        se += e;
+        sf += ri[k];
+      }
+      /* G from W alone (no expert density enters its rounding), so that a
+       * continued chain, which recomputes G at its starting W, sees the
+       * same bits as one long run; se is in [1, K] */
+      double ig = 1.0 / se, ir = 1.0 / sf;
+      for (int k = 0; k < K; k++) {
+        Gi[k] *= ig;
+        ri[k] *= ir;
+      }
+      ratio = sf * ig;
+    } else {
+      for (int k = 0; k < K; k++) {
+        ri[k] = Gi[k] * Fi[k];
+        sf += ri[k];
+      }
+      double ir = 1.0 / sf;
+      for (int k = 0; k < K; k++) ri[k] *= ir;
+      ratio = sf;
+    }
+    if (ratio > 1e-250) {
+      lsum += wi * w->lmx[i];
+      if (wi == 1) {
+        if (prod < 1e-50) { lacc += log(prod); prod = 1.0; }
+        prod *= ratio;
+      } else {
+        lacc += wi * log(ratio);
+      }
+    } else {
+      /* the gate and the experts disagree so much that the products
+       * underflowed: this observation again, in log space (rare) */
+      const double *xi = w->Xr + (R_xlen_t) i * p;
+      double emx = 0.0, sg = 0.0, tm = R_NegInf, s = 0.0;
+      for (int k = 0; k < K; k++) {
+        double e = 0.0;
+        if (k < K - 1) for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
+        eta[k] = e;
+        if (e > emx) emx = e;
+      }
+      for (int k = 0; k < K; k++) {
+        const double *ak = par->alpha + (R_xlen_t) k * p;
+        double mu = 0.0;
+        for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
+        double res = d->y[i] - mu;
+        sg += exp(eta[k] - emx);
+        ri[k] = eta[k] - emx + cst[k] - res * res * hp[k];
+        if (ri[k] > tm) tm = ri[k];
+      }
+      for (int k = 0; k < K; k++) {
+        ri[k] = exp(ri[k] - tm);
+        s += ri[k];
+      }
+      for (int k = 0; k < K; k++) ri[k] /= s;
+      lacc += wi * (tm + log(s) - log(sg));
+      /* G, computed above from W alone, is valid: se >= 1 */
+    }
+    for (int k = 0; k < K - 1; k++) {
+      double v = wi * (ri[k] - Gi[k]);
+      for (int a = 0; a < q; a++) g[k * q + a] += v * zi[a];
+    }
+    int t = 0;
+    for (int b = 0; b < q; b++)
+      for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
+    for (int k = 0, blk = 0; k < K - 1; k++) {
+      for (int l = 0; l <= k; l++, blk++) {
+        double dl = k == l ? 1.0 : 0.0;
+        double c = wi * (Gi[k] * (dl - Gi[l]) - ri[k] * (dl - ri[l]));
+        double *bh = hg + blk * Tq;
+        for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
+      }
+    }
+  }
+  *ll = lsum + (lacc + log(prod));
+  double lp = *ll;
+  gate_prior_grad(pr, q, K, Wf, g, &lp);
+  return lp;
+}
+
+/* marg_pass_sized() with the dimensions as constants for the common small
+ * models, so that the compiler unrolls the loops over experts and
+ * covariates (the results are the same: no operation is reordered). */
+static double marg_pass(const moe_data *d, const moe_mcmc_prior *pr,
+                        moe_mcmc_work *w, const moe_par *par, const double *Wf,
+                        int fresh, int known, double *G, double *r,
+                        double *g, double *ll)
+{
+  int p = d->p, q = d->q, K = d->K;
+#define MARG_CASE(P_, Q_, K_)                                                \
+  if (p == P_ && q == Q_ && K == K_)                                         \
+    return marg_pass_sized(d, pr, w, par, Wf, fresh, known, G, r, g, ll, P_, \
+                           Q_, K_);
+  MARG_CASE(2, 2, 2) MARG_CASE(2, 2, 3) MARG_CASE(2, 2, 4)
+#undef MARG_CASE
+  return marg_pass_sized(d, pr, w, par, Wf, fresh, known, G, r, g, ll, p, q, K);
+}
+
+/* The blocks of sum_i wt_i G_i (x) z_i z_i' (the complete-data information)
+ * into w->hg, from the gating probabilities G (K x n) saved by a pass. */
+static void marg_fisher_blocks(const moe_data *d, moe_mcmc_work *w, const double *G)
+{
+  int n = d->n, q = d->q, K = d->K, Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
+  double *hg = w->hg, *zz = w->zz;
+  for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
+  for (int i = 0; i < n; i++) {
+    const double *zi = w->Zr + (R_xlen_t) i * q, *Gi = G + (R_xlen_t) i * K;
+    int wi = w->wi[i], t = 0;
+    for (int b = 0; b < q; b++)
+      for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
+    for (int k = 0, blk = 0; k < K - 1; k++) {
+      for (int l = 0; l <= k; l++, blk++) {
+        double c = wi * Gi[k] * ((k == l ? 1.0 : 0.0) - Gi[l]);
+        double *bh = hg + blk * Tq;
+        for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
+      }
+    }
+  }
+}
+
+/* H (m x m, lower triangle) = the blocks in w->hg + the prior precision. */
+static void marg_hessian(const moe_mcmc_prior *pr, const moe_mcmc_work *w,
+                         int q, int K, double *H)
+{
+  int m = q * (K - 1), Tq = q * (q + 1) / 2;
+  for (int k = 0, blk = 0; k < K - 1; k++) {
+    for (int l = 0; l <= k; l++, blk++) {
+      const double *bh = w->hg + blk * Tq;
+      int t = 0;
+      for (int b = 0; b < q; b++) {
+        for (int a = b; a < q; a++, t++) {
+          H[(k * q + a) + (R_xlen_t) (l * q + b) * m] = bh[t];
+          if (k > l) H[(k * q + b) + (R_xlen_t) (l * q + a) * m] = bh[t];
+        }
+      }
+    }
+  }
+  double off = pr->exchangeable ? 1.0 / K : 0.0;
+  for (int a = 0; a < q; a++) {
+    double prec = 1.0 / pr->s_w2[a];
+    for (int k = 0; k < K - 1; k++)
+      for (int l = 0; l <= k; l++)
+        H[(k * q + a) + (R_xlen_t) (l * q + a) * m] += prec * ((k == l) - off);
+  }
+}
+
+/*
+ * The proposal at a point, after marg_pass() there: the lower Cholesky
+ * factor L (m x m) of the proposal precision and its mean mu = W + (L L')^{-1}
+ * g (a Newton step on log pi). The precision is the negative Hessian of
+ * log pi (htype 0; the pass accumulated it) when that is positive definite,
+ * else, and always with htype 1, the complete-data information (positive
+ * definite with the prior), so it is a deterministic function of the
+ * point, as the Metropolis-Hastings ratio requires. G: the gating
+ * probabilities at the point. Returns 0, or -1 when no precision could be
+ * factorised.
+ */
+static int marg_proposal(const moe_data *d, const moe_mcmc_prior *pr,
+                         moe_mcmc_work *w, const double *Wf, const double *G,
+                         const double *g, double *L, double *mu)
+{
+  int q = d->q, K = d->K, m = q * (K - 1), info = 0;
+  marg_hessian(pr, w, q, K, L);
+  F77_CALL(dpotrf)("L", &m, L, &m, &info FCONE);
+  if (info != 0) {
+    marg_fisher_blocks(d, w, G);
+    marg_hessian(pr, w, q, K, L);
+    if (chol_factor_ridge(m, L, w->Hsave, 0.0) != 0) return -1;
+  }
+  for (int t = 0; t < m; t++) mu[t] = g[t];
+  chol_solve_factored(m, L, mu, 1);
+  for (int t = 0; t < m; t++) mu[t] += Wf[t];
+  return 0;
+}
+
+/*
+ * The collapsed gating update and the allocation draw: `steps` Metropolis-
+ * Hastings steps on W targeting log pi (proposal N(mu, (L L')^{-1}) from
+ * marg_proposal() at the current point; Gamerman's scheme with the
+ * collapsed target), then the allocations from p(c | W, alpha, sigma2, y)
+ * (the responsibilities saved by the pass at the final W) and the
+ * sufficient statistics. (W, c) is thus drawn jointly given (alpha, sigma2)
+ * (exactly, up to the Metropolis-Hastings step), a valid block of the
+ * Gibbs sampler; see moe_mcmc_run(). Returns the log-likelihood at the
+ * entry values (W, alpha, sigma2); *accepted counts accepted steps; *status
+ * gets MOE_NOT_PD when no proposal precision could be factorised.
+ */
+static double update_gating_alloc_marg(const moe_data *d, const moe_mcmc_prior *pr,
+                                       moe_mcmc_work *w, moe_par *par, int steps,
+                                       int *accepted, int *status)
+{
+  int n = d->n, p = d->p, q = d->q, K = d->K, m = q * (K - 1);
+  double *W = par->W, *Ws = w->Ws, *tm = w->tm, *t;
+  double *g0 = w->g, *L0 = w->H0, *mu0 = w->mu;
+  double *g1 = w->g1, *L1 = w->H1, *mu1 = w->mu1;
+  double ll0, ll1;
+  /* w->pA holds the gating probabilities at W (see marg_pass()) */
+  double lp0 = marg_pass(d, pr, w, par, W, 1, 1, w->pA, w->rA, g0, &ll0);
+  int ok0 = marg_proposal(d, pr, w, W, w->pA, g0, L0, mu0) == 0;
+  if (!ok0) *status |= MOE_NOT_PD;
+  for (int s = 0; s < steps && ok0; s++) {
+    mvn_draw_chol(m, L0, mu0, Ws, tm);
+    double lq_fwd = 0.5 * log_det_chol(m, L0) - 0.5 * chol_quad(m, L0, Ws, mu0, tm);
+    double lp1 = marg_pass(d, pr, w, par, Ws, 0, 0, w->pB, w->rB, g1, &ll1);
+    double u = unif_rand();
+    if (!R_FINITE(lp1) || marg_proposal(d, pr, w, Ws, w->pB, g1, L1, mu1) != 0)
+      continue;
+    double lq_rev = 0.5 * log_det_chol(m, L1) - 0.5 * chol_quad(m, L1, W, mu1, tm);
+    if (log(u) < lp1 - lp0 + lq_rev - lq_fwd) {
+      for (int a = 0; a < m; a++) W[a] = Ws[a];
+      t = w->rA; w->rA = w->rB; w->rB = t;
+      t = w->pA; w->pA = w->pB; w->pB = t;
+      t = g0; g0 = g1; g1 = t;
+      t = L0; L0 = L1; L1 = t;
+      t = mu0; mu0 = mu1; mu1 = t;
+      lp0 = lp1;
+      (*accepted)++;
+    }
+  }
+  stats_reset(w, p, K);
+  for (int i = 0; i < n; i++) {
+    const double *ri = w->rA + (R_xlen_t) i * K, *xi = w->Xr + (R_xlen_t) i * p;
+    double yi = d->y[i];
+    int *Ni = w->N + (R_xlen_t) i * K;
+    if (w->wi[i] == 1) {
+      /* categorical draw, and the observation added to its expert */
+      double u = unif_rand(), acc = ri[0];
+      int k = 0;
+      while (acc < u && k < K - 1) acc += ri[++k];
+      for (int j = 0; j < K; j++) Ni[j] = 0;
+      Ni[k] = 1;
+      double *S = w->XtX + (R_xlen_t) k * p * p, *sy = w->Xty + (R_xlen_t) k * p;
+      w->nk[k] += 1.0;
+      w->yty[k] += yi * yi;
+      for (int a = 0; a < p; a++) {
+        sy[a] += yi * xi[a];
+        for (int b = 0; b <= a; b++) S[a + b * p] += xi[a] * xi[b];
+      }
+    } else {
+      alloc_draw(K, w->wi[i], ri, 1.0, Ni);
+      alloc_stats(w, p, K, xi, yi, Ni);
+    }
+  }
+  return ll0;
+}
+
+/*
+ * The refresh given the allocations in the collapsed mode: the move of
+ * gate_mh_step() (target p(W | allocations), proposal one Fisher-scoring
+ * step), computed from the gating probabilities the collapsed update keeps
+ * (w->pA, at the current W) so that only the proposal costs a pass with
+ * exp(). The complete-data log-likelihood of observation i is written
+ * sum_k N_ik (eta_ik - eta_i,em) + wt_i log g_i,em (em the largest logit,
+ * whose probability is >= 1 / K), which is finite whatever the other
+ * probabilities.
+ */
+
+/* Logits of observation i (eta, K) and, when G is not NULL, its gating
+ * probabilities, by the operations of marg_pass() (so, the same bits).
+ * Returns the index of the largest logit. */
+static int gate_probs_obs(const double *zi, const double *Wf, int q, int K,
+                          double *eta, double *Gi)
+{
+  double emx = 0.0, se = 0.0;
+  int em = K - 1;
+  for (int k = 0; k < K - 1; k++) {
+    double e = 0.0;
+    for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
+    eta[k] = e;
+    if (e > emx) { emx = e; em = k; }
+  }
+  eta[K - 1] = 0.0;
+  if (Gi == NULL) return em;
+  for (int k = 0; k < K; k++) {
+    double e = k == em ? 1.0 : exp(eta[k] - emx);
+    Gi[k] = e;
+    se += e;
+  }
+  double ig = 1.0 / se;
+  for (int k = 0; k < K; k++) Gi[k] *= ig;
+  return em;
+}
+
+/* log p(W | allocations) up to a constant and its gradient g (m) at Wf,
+ * and the blocks of the complete-data information sum_i wt_i G_i (x) z_i z_i'
+ * into w->hg (as marg_fisher_blocks()); G (K x n) holds the gating
+ * probabilities at Wf (known) or receives them. */
+MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr,
+                                     moe_mcmc_work *w, const double *Wf, double *G,
+                                     int known, double *g, int q, int K)
+{
+  int n = d->n, m = q * (K - 1), Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
+  /* the log g_i,em (each >= log(1 / K)) are summed as the log of their
+   * product, taken every few observations: one log() per ~100 */
+  double lp = 0.0, prod = 1.0, *eta = w->lk, *hg = w->hg, *zz = w->zz;
+  for (int t = 0; t < m; t++) g[t] = 0.0;
+  for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
+  for (int i = 0; i < n; i++) {
+    const double *zi = w->Zr + (R_xlen_t) i * q;
+    const int *Ni = w->N + (R_xlen_t) i * K;
+    double *Gi = G + (R_xlen_t) i * K;
+    int wi = w->wi[i];
+    int em = gate_probs_obs(zi, Wf, q, K, eta, known ? NULL : Gi);
+    for (int k = 0; k < K; k++) if (Ni[k]) lp += Ni[k] * (eta[k] - eta[em]);
+    if (wi == 1) {
+      if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
+      prod *= Gi[em];
+    } else {
+      lp += wi * log(Gi[em]);
+    }
+    for (int k = 0; k < K - 1; k++) {
+      double v = Ni[k] - wi * Gi[k];
+      for (int a = 0; a < q; a++) g[k * q + a] += v * zi[a];
+    }
+    int t = 0;
+    for (int b = 0; b < q; b++)
+      for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
+    for (int k = 0, blk = 0; k < K - 1; k++) {
+      for (int l = 0; l <= k; l++, blk++) {
+        double c = wi * Gi[k] * ((k == l ? 1.0 : 0.0) - Gi[l]);
+        double *bh = hg + blk * Tq;
+        for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
+      }
+    }
+  }
+  lp += log(prod);
+  gate_prior_grad(pr, q, K, Wf, g, &lp);
+  return lp;
+}
+
+/* cond_logpost_sized() with constant dimensions for the common models (as
+ * marg_pass()). */
+static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
+                           moe_mcmc_work *w, const double *Wf, double *G,
+                           int known, double *g)
+{
+  int q = d->q, K = d->K;
+  if (q == 2 && K == 2) return cond_logpost_sized(d, pr, w, Wf, G, known, g, 2, 2);
+  if (q == 2 && K == 3) return cond_logpost_sized(d, pr, w, Wf, G, known, g, 2, 3);
+  if (q == 2 && K == 4) return cond_logpost_sized(d, pr, w, Wf, G, known, g, 2, 4);
+  return cond_logpost_sized(d, pr, w, Wf, G, known, g, q, K);
+}
+
+/* Proposal at Wf for cond_refresh(), after cond_logpost() there: precision
+ * L L' (the complete-data information and the prior), mean
+ * Wf + (L L')^{-1} g. Returns 0 or -1. */
+static int cond_proposal(const moe_data *d, const moe_mcmc_prior *pr,
+                         moe_mcmc_work *w, const double *Wf, const double *g,
+                         double *L, double *mu)
+{
+  int q = d->q, K = d->K, m = q * (K - 1);
+  marg_hessian(pr, w, q, K, L);
+  if (chol_factor_ridge(m, L, w->Hsave, 0.0) != 0) return -1;
+  for (int t = 0; t < m; t++) mu[t] = g[t];
+  chol_solve_factored(m, L, mu, 1);
+  for (int t = 0; t < m; t++) mu[t] += Wf[t];
+  return 0;
+}
+
+/* One Metropolis-Hastings step on W given the allocations (w->N), from the
+ * gating probabilities at W in w->pA, which it keeps up to date. Returns 1
+ * when accepted, -1 when a precision could not be factorised, else 0. */
+static int cond_refresh(const moe_data *d, const moe_mcmc_prior *pr,
+                        moe_mcmc_work *w, double *W)
+{
+  int m = d->q * (d->K - 1);
+  double *Ws = w->Ws, *tm = w->tm;
+  double lp0 = cond_logpost(d, pr, w, W, w->pA, 1, w->g);
+  if (cond_proposal(d, pr, w, W, w->g, w->H0, w->mu) != 0) return -1;
+  mvn_draw_chol(m, w->H0, w->mu, Ws, tm);
+  double lq_fwd = 0.5 * log_det_chol(m, w->H0) - 0.5 * chol_quad(m, w->H0, Ws, w->mu, tm);
+  double lp1 = cond_logpost(d, pr, w, Ws, w->pB, 0, w->g1);
+  if (!R_FINITE(lp1) || cond_proposal(d, pr, w, Ws, w->g1, w->H1, w->mu1) != 0)
+    return 0;
+  double lq_rev = 0.5 * log_det_chol(m, w->H1) - 0.5 * chol_quad(m, w->H1, W, w->mu1, tm);
+  if (log(unif_rand()) < lp1 - lp0 + lq_rev - lq_fwd) {
+    for (int a = 0; a < m; a++) W[a] = Ws[a];
+    double *t = w->pA; w->pA = w->pB; w->pB = t;
+    return 1;
+  }
+  return 0;
+}
+
 static void store_draw(const moe_data *d, const moe_par *par,
                        moe_mcmc_draws *out, int slot)
 {
@@ -440,23 +979,41 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
 {
   int n = d->n, K = d->K, status = MOE_OK;
   int total = ctl->warmup + ctl->iter, kept = 0, pending = -1, t, acc_warmup = 0;
+  int collapsed = ctl->gate_mode == 3;
   out->accept[0] = 0;
   for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
   for (int i = 0; i < n; i++) w->eta[K - 1 + (R_xlen_t) i * K] = 0.0;
+  if (collapsed && K > 1) {
+    /* the gating probabilities at the starting W, computed by the same code
+     * as in every later pass, so a continued chain sees identical values */
+    double ll0;
+    marg_pass(d, pr, w, par, par->W, 1, 0, w->pA, w->rA, w->g, &ll0);
+  }
 
   GetRNGstate();
   for (t = 1; t <= total; t++) {
     R_CheckUserInterrupt();
-    double ll = update_alloc(d, w, par, 1, pending >= 0);
+    int *acc = t > ctl->warmup ? out->accept : &acc_warmup;
+    double ll;
+    if (collapsed) {
+      ll = K > 1 ? update_gating_alloc_marg(d, pr, w, par, ctl->gate_steps, acc,
+                                            &status)
+                 : update_alloc(d, w, par, 1, pending >= 0);
+      /* the refresh given the allocations: the target of the collapsed
+       * steps need not be log-concave and their Newton proposals can stall
+       * in small or ambiguous data sets; given the allocations it is */
+      if (K > 1 && cond_refresh(d, pr, w, par->W) < 0) status |= MOE_NOT_PD;
+    } else {
+      ll = update_alloc(d, w, par, 1, pending >= 0);
+    }
     if (pending >= 0) {
       out->loglik[pending] = ll;
       if (!R_FINITE(ll)) status |= MOE_NONFINITE;
       pending = -1;
     }
     status |= update_experts(d, pr, w, par);
-    if (!(status & MOE_NONFINITE))
-      status |= update_gating(d, pr, w, par, ctl->gate_mode,
-                              t > ctl->warmup ? out->accept : &acc_warmup);
+    if (!collapsed && !(status & MOE_NONFINITE))
+      status |= update_gating(d, pr, w, par, ctl->gate_mode, acc);
     if (status & MOE_NONFINITE) break;
     if (t > ctl->warmup && (ctl->offset + t - ctl->warmup) % ctl->thin == 0 &&
         kept < out->nkeep) {
@@ -469,7 +1026,13 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
   }
   PutRNGstate();
   if (pending >= 0) {
-    out->loglik[pending] = update_alloc(d, w, par, 0, 1);
+    if (collapsed && K > 1) {
+      double llf;
+      marg_pass(d, pr, w, par, par->W, 1, 1, w->pA, w->rA, w->g, &llf);
+      out->loglik[pending] = llf;
+    } else {
+      out->loglik[pending] = update_alloc(d, w, par, 0, 1);
+    }
     if (!R_FINITE(out->loglik[pending])) status |= MOE_NONFINITE;
   }
   out->nkeep = kept;

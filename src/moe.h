@@ -197,7 +197,8 @@ typedef struct {
   int chain;              /* chain number, for progress messages */
   int gate_mode;          /* gating update: 0 Polya-Gamma draws, 1 those and
                              a joint Metropolis-Hastings refresh, 2 the
-                             refresh only */
+                             refresh only, 3 the collapsed update */
+  int gate_steps;         /* mode 3: Metropolis-Hastings steps per sweep */
 } moe_mcmc_control;
 
 /* Kept draws (internal scale), filled by moe_mcmc_run(). */
@@ -226,6 +227,14 @@ typedef struct {
   double *H0, *H1, *Hsave; /* m x m each */
   double *g, *mu, *tm;    /* m, m, m + 1 */
   double *Ws;             /* q x K proposal (reference column zero) */
+  /* collapsed gating update: */
+  double *F, *rA, *rB, *pA, *pB; /* K x n each: scaled expert densities;
+                             responsibilities and gating probabilities at
+                             the current point (A) and the proposal (B) */
+  double *lmx;            /* n: log of the largest expert density */
+  double *zz;             /* q (q + 1) / 2 */
+  double *hg;             /* K (K - 1) / 2 packed q x q blocks */
+  double *g1, *mu1;       /* m each: gradient and Newton point at the proposal */
 } moe_mcmc_work;
 
 void moe_mcmc_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint);

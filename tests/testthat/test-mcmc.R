@@ -20,11 +20,13 @@ sim_three <- function(n) {
 
 # One chain of the C sampler on data taken as already on the internal scale.
 # mode: 0 Polya-Gamma gating draws, 1 those and the Metropolis-Hastings
-# refresh, 2 the refresh only (moe_mcmc_control(gate_update =)).
-run_c_chain <- function(y, X, Z, w, init, pc, warmup, iter, thin, mode = 1L) {
+# refresh, 2 the refresh only, 3 `steps` collapsed steps and the refresh
+# (moe_mcmc_control(gate_update =, gate_steps =)).
+run_c_chain <- function(y, X, Z, w, init, pc, warmup, iter, thin, mode = 1L,
+                        steps = 2L) {
   .Call(bayesmoe:::ffi_mcmc_chain, as.double(y), X, Z, as.double(w),
         as.double(init$alpha), as.double(init$sigma2), as.double(init$W), pc,
-        as.integer(c(warmup, iter, thin, 0, 0, 1, mode)))
+        as.integer(c(warmup, iter, thin, 0, 0, 1, mode, steps)))
 }
 
 # ---- exact results --------------------------------------------------------
@@ -238,6 +240,9 @@ test_that("simulation-based calibration, K = 2 and 3 (fast version)", {
   expect_true(all(p > 0.001), info = paste(names(p), format(p), collapse = " "))
   p <- sbc_gate_pvalues(300, K = 3, prior = sbc_prior(), mode = 0L)
   expect_true(all(p > 0.001), info = paste(names(p), format(p), collapse = " "))
+  # the collapsed gating update (the default of moe_mcmc())
+  p <- sbc_pvalues(200, K = 2, n = 40, q = 2, prior = sbc_prior(), mode = 3L)
+  expect_true(all(p > 0.001), info = paste(names(p), format(p), collapse = " "))
 })
 
 test_that("simulation-based calibration, K = 2 and 3, full version", {
@@ -256,7 +261,11 @@ test_that("simulation-based calibration, K = 2 and 3, full version", {
                 list(K = 2, q = 2, prior = sbc_prior(), mode = 0L),
                 list(K = 3, q = 2, prior = sbc_prior(), mode = 0L),
                 list(K = 2, q = 2, prior = sbc_prior(), mode = 2L),
-                list(K = 3, q = 2, prior = sbc_prior(), mode = 2L))
+                list(K = 3, q = 2, prior = sbc_prior(), mode = 2L),
+                list(K = 2, q = 2, prior = sbc_prior(), mode = 3L),
+                list(K = 3, q = 2, prior = sbc_prior(), mode = 3L),
+                list(K = 2, q = 1, prior = sbc_prior(), mode = 3L),
+                list(K = 3, q = 2, prior = indep, mode = 3L))
   # 50 p-values: each must exceed 1e-4 (a family-wise false alarm rate of
   # about 0.5% for a correct sampler)
   for (cs in cases) {
@@ -265,9 +274,9 @@ test_that("simulation-based calibration, K = 2 and 3, full version", {
     expect_true(all(p > 1e-4),
                 info = paste(cs$K, cs$q, cs$mode, paste(names(p), format(p), collapse = " ")))
   }
-  for (mode in 0:2) {
+  for (mode in 0:3) {
     for (pr in list(sbc_prior(), indep)) {
-      if (mode == 2L && !pr$exchangeable) next
+      if (mode >= 2L && !pr$exchangeable) next
       p <- sbc_gate_pvalues(1000, K = 3, prior = pr, mode = mode)
       expect_true(all(p > 1e-4), info = paste(mode, pr$exchangeable,
                                                paste(names(p), format(p), collapse = " ")))
@@ -363,16 +372,29 @@ test_that("a continued run is identical to one long run", {
   l2 <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 70, warmup = 10,
                  init = "random", seed = 6, progress = FALSE)
   expect_identical(moe_mcmc(moe_mcmc(s2, iter = 10), iter = 20)$draws, l2$draws)
+  # the default gating update is "collapsed", which keeps the gating
+  # probabilities between sweeps; the others, and more collapsed steps
+  for (ctl in list(moe_mcmc_control(gate_update = "pg+mh"),
+                   moe_mcmc_control(gate_update = "collapsed", gate_steps = 3))) {
+    s3 <- moe_mcmc(y ~ x, data = d, K = 3, chains = 1, iter = 60, warmup = 20,
+                   seed = 8, control = ctl, progress = FALSE)
+    l3 <- moe_mcmc(y ~ x, data = d, K = 3, chains = 1, iter = 100, warmup = 20,
+                   seed = 8, control = ctl, progress = FALSE)
+    c3 <- moe_mcmc(s3, iter = 40)
+    expect_identical(c3$draws, l3$draws)
+    expect_identical(c3$accept, l3$accept)
+  }
 })
 
 test_that("every gating update runs and only Metropolis-Hastings records acceptance", {
   set.seed(38)
-  fits <- lapply(c("pg", "pg+mh", "mh"), function(u)
+  fits <- lapply(c("pg", "pg+mh", "mh", "collapsed"), function(u)
     moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1, iter = 60,
              seed = 1, control = moe_mcmc_control(gate_update = u), progress = FALSE))
   expect_null(fits[[1]]$accept)
   expect_named(fits[[2]]$accept, "chain1")
   expect_true(fits[[3]]$accept > 0)
+  expect_true(fits[[4]]$accept > 0 && fits[[4]]$accept <= 1)
   # the first sweep draws allocations and experts identically; gating differs
   expect_false(identical(fits[[1]]$draws, fits[[2]]$draws))
   for (f in fits) expect_true(all(is.finite(f$draws)))
@@ -450,6 +472,7 @@ test_that("moe_mcmc_control() rejects invalid settings", {
   expect_snapshot(moe_mcmc_control(init_tol = -1), error = TRUE)
   expect_snapshot(moe_mcmc_control(refresh = 0.5), error = TRUE)
   expect_snapshot(moe_mcmc_control(gate_update = "gibbs"), error = TRUE)
+  expect_snapshot(moe_mcmc_control(gate_steps = 0), error = TRUE)
 })
 
 test_that("moe_mcmc() rejects invalid arguments with classed errors", {
