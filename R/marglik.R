@@ -410,14 +410,17 @@ relabel_phi <- function(Phi, pivot, p, q, K, perms) {
     return(list(Phi = Phi, perm = matrix(1L, nrow(Phi), 1L), ref = NULL, scale = NULL))
   }
   ref <- expert_features(Phi[pivot, , drop = FALSE], p, K)
-  sc0 <- apply(ref, 2L, stats::sd)
-  sc0[!(sc0 > 0)] <- 1
+  # first pass: each feature scaled by its sd pooled over draws and experts,
+  # so a feature in which the experts hardly differ (e.g. equal variances)
+  # does not let its Monte Carlo noise decide the labels
+  feature_cols <- function(f) if (f <= p) (seq_len(K) - 1L) * p + f else p * K + seq_len(K)
+  sc0 <- vapply(seq_len(p + 1L), function(f) stats::sd(c(Phi[, feature_cols(f)])), 0)
+  sc0[!(sc0 > 0) | !is.finite(sc0)] <- 1
   P <- relabel_perms(Phi, ref, sc0, p, K, perms)
   Phi1 <- apply_perms(Phi, P, p, q, K)
   ref <- expert_features(Phi1, p, K)
   sds <- sqrt(vapply(seq_len(p + 1L), function(f) {
-    cols <- if (f <= p) (seq_len(K) - 1L) * p + f else p * K + seq_len(K)
-    mean(apply(Phi1[, cols, drop = FALSE], 2L, stats::var))
+    mean(apply(Phi1[, feature_cols(f), drop = FALSE], 2L, stats::var))
   }, 0))
   sds[!(sds > 0)] <- 1
   P <- relabel_perms(Phi, ref, sds, p, K, perms)
