@@ -99,14 +99,23 @@ moe_em <- function(formula, data, K, gating = NULL, starts = 10, seed = NULL,
 #' @rdname moe_em
 #' @param y,X,Z,w Response vector, expert and gating design matrices (with
 #'   column names) and case weights, for the matrix interface `moe_em_fit()`
-#'   used by simulation studies (no formula handling, no checks of the data).
+#'   used by simulation studies (no formula handling; the data are only
+#'   checked for types, shapes and finite values, not for collinearity).
 #' @export
 moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                        control = moe_em_control()) {
-  storage.mode(X) <- "double"
-  storage.mode(Z) <- "double"
-  y <- as.double(y)
-  w <- as.double(w)
+  call <- sys.call()
+  K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
+  starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = call)
+  if (!inherits(control, "moe_em_control")) {
+    abort(sprintf("`control` must be made by `moe_em_control()`, not %s.", describe(control)),
+          call = call, arg = "control")
+  }
+  dat <- check_matrix_data(y, X, Z, w, K, call)
+  y <- dat$y
+  X <- dat$X
+  Z <- dat$Z
+  w <- dat$w
   sc <- moe_scaling(y, X, Z)
   s <- scale_data(sc, y, X, Z)
   min_size <- if (is.null(control$min_size)) ncol(X) + 1 else control$min_size

@@ -186,4 +186,13 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
                  const moe_mcmc_control *ctl, moe_par *par,
                  moe_mcmc_draws *out, moe_mcmc_work *w);
 
+/* ---- hardening: numerical safety bounds ---- */
+/* Range of every expert variance on the internal scale (in units of the
+ * variance of the response) allowed by the Gibbs sampler: draws outside are
+ * rejected (mcmc.c, update_experts), so squares, inverses and logs of the
+ * variances and the expert coefficients drawn with them stay finite. Keep
+ * in sync with s2_bounds in R/prior.R. */
+#define MOE_S2_MIN 1e-100
+#define MOE_S2_MAX 1e100
+
 #endif
