@@ -1,6 +1,8 @@
 #' Control settings of the EM algorithm
 #'
-#' @param maxit Maximum number of EM iterations (E-steps) per start.
+#' @param maxit Maximum number of EM iterations (E-steps) per start. The
+#'   log-likelihood trace of a fit (`plot(fit, "loglik")`) keeps the first
+#'   100,000 iterations.
 #' @param tol Convergence tolerance on the relative change of the
 #'   log-likelihood between two iterations.
 #' @param var_floor Lower bound of every expert variance, relative to the

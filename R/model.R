@@ -86,8 +86,8 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
           kind = "data", call = call, arg = "formula")
   }
   if (any(abs(y) > data_max)) {
-    abort(sprintf("The response of `formula` must be at most %g in absolute value (rescale it), not %s.",
-                  data_max, format(max(abs(y)), digits = 3)),
+    abort(sprintf("The response of `formula` must be at most 1e100 in absolute value (rescale it), not %s.",
+                  format(max(abs(y)), digits = 3)),
           kind = "data", call = call, arg = "formula")
   }
   w <- model.weights(mf)
@@ -136,7 +136,8 @@ build_design <- function(tt, mf, arg, what, call) {
 }
 
 # Largest absolute value of the data (response and covariates): squares and
-# the variances derived from them must stay far from overflow.
+# the variances derived from them must stay far from overflow. (The messages
+# spell it "1e100".)
 data_max <- 1e100
 
 check_design <- function(M, arg, what, call) {
@@ -150,8 +151,8 @@ check_design <- function(M, arg, what, call) {
   }
   big <- colSums(abs(M) > data_max) > 0
   if (any(big)) {
-    abort(sprintf("The %s covariates of `%s` must be at most %g in absolute value (rescale them); column%s %s ha%s larger values.",
-                  what, arg, data_max, if (sum(big) > 1) "s" else "",
+    abort(sprintf("The %s covariates of `%s` must be at most 1e100 in absolute value (rescale them); column%s %s ha%s larger values.",
+                  what, arg, if (sum(big) > 1) "s" else "",
                   paste0("`", colnames(M)[big], "`", collapse = ", "),
                   if (sum(big) > 1) "ve" else "s"),
           kind = "data", call = call, arg = arg)
@@ -176,8 +177,8 @@ check_matrix_data <- function(y, X, Z, w, K, call = NULL) {
   if (is.matrix(y) && ncol(y) == 1L) y <- drop(y)
   if (!is.numeric(y) || is.matrix(y) || !length(y) || any(!is.finite(y)) ||
       any(abs(y) > data_max)) {
-    abort(sprintf("`y` must be a non-empty vector of finite numbers at most %g in absolute value, not %s.",
-                  data_max, describe(y)),
+    abort(sprintf("`y` must be a non-empty vector of finite numbers at most 1e100 in absolute value, not %s.",
+                  describe(y)),
           kind = "data", call = call, arg = "y")
   }
   n <- length(y)
@@ -185,8 +186,8 @@ check_matrix_data <- function(y, X, Z, w, K, call = NULL) {
     M <- if (arg == "X") X else Z
     if (!is.matrix(M) || !is.numeric(M) || nrow(M) != n || ncol(M) < 1L || any(!is.finite(M)) ||
         any(abs(M) > data_max)) {
-      abort(sprintf("`%s` must be a numeric matrix of finite values at most %g in absolute value, with %d row%s (one per element of `y`) and at least one column, not %s.",
-                    arg, data_max, n, if (n == 1L) "" else "s",
+      abort(sprintf("`%s` must be a numeric matrix of finite values at most 1e100 in absolute value, with %d row%s (one per element of `y`) and at least one column, not %s.",
+                    arg, n, if (n == 1L) "" else "s",
                     if (is.matrix(M)) sprintf("a %s %d x %d matrix", typeof(M), nrow(M), ncol(M))
                     else describe(M)),
             kind = "data", call = call, arg = arg)
@@ -208,6 +209,9 @@ check_matrix_data <- function(y, X, Z, w, K, call = NULL) {
   }
   storage.mode(X) <- "double"
   storage.mode(Z) <- "double"
+  # parameter names need column names
+  if (is.null(colnames(X))) colnames(X) <- paste0("X", seq_len(ncol(X)))
+  if (is.null(colnames(Z))) colnames(Z) <- paste0("Z", seq_len(ncol(Z)))
   list(y = as.double(y), X = X, Z = Z, w = as.double(w))
 }
 

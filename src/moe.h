@@ -79,6 +79,9 @@ typedef struct {
   double min_size;   /* minimum effective number of observations of an expert */
   int gate_steps;    /* Newton steps on the gating per M-step */
   double ridge;      /* ridge added to the gating Hessian (penalised ML) */
+  int trace_len;     /* (harden) length of the trace buffer: only the first
+                        trace_len log-likelihoods are recorded, so that a
+                        huge maxit does not allocate maxit doubles */
 } moe_em_control;
 
 /* ---- linalg.c ---- */

@@ -14,7 +14,11 @@ slow_hardening <- function() identical(Sys.getenv("BAYESMOE_SLOW_TESTS"), "true"
 classify_call <- function(expr_fun, validate) {
   warned <- character()
   out <- tryCatch(
-    withCallingHandlers(list(kind = "value", value = expr_fun()),
+    withCallingHandlers({
+      # progress messages and printed output are not what is tested
+      utils::capture.output(value <- expr_fun())
+      list(kind = "value", value = value)
+    },
                         warning = function(w) {
                           if (inherits(w, "bayesmoe_warning")) warned <<- c(warned, class(w)[1L])
                           invokeRestart("muffleWarning")
