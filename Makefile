@@ -48,6 +48,9 @@ bench: install
 # valgrind: memcheck on an ordinary build; slow (about 15-30 minutes).
 SAN_LIB := $(CURDIR)/check/sanitize-lib
 VG_LIB  := $(CURDIR)/check/valgrind-lib
+# the R script run under valgrind; tools/valgrind-quick.R is a short run
+# of every C entry point (a few minutes instead of the whole suite)
+VG_SCRIPT ?= tools/run-tests.R
 sanitize: deps
 	rm -rf $(SAN_LIB) && mkdir -p $(SAN_LIB)
 	R_MAKEVARS_USER=$(CURDIR)/tools/sanitize.mk $(R) CMD INSTALL --preclean --no-test-load --library=$(SAN_LIB) .
@@ -63,7 +66,7 @@ valgrind: deps
 	rm -f src/*.o src/*.so
 	NOT_CRAN=true R_LIBS=$(VG_LIB) $(R) --vanilla -d "valgrind --tool=memcheck --error-exitcode=1 \
 	  --leak-check=full --errors-for-leak-kinds=definite --track-origins=yes \
-	  --suppressions=$(CURDIR)/tools/valgrind.supp" -f tools/run-tests.R > check/valgrind.log 2>&1; \
+	  --suppressions=$(CURDIR)/tools/valgrind.supp" -f $(VG_SCRIPT) > check/valgrind.log 2>&1; \
 	  rc=$$?; grep -E "ERROR SUMMARY|definitely lost" check/valgrind.log; exit $$rc
 
 clean:

@@ -1,6 +1,8 @@
 #' Control settings of the EM algorithm
 #'
-#' @param maxit Maximum number of EM iterations (E-steps) per start.
+#' @param maxit Maximum number of EM iterations (E-steps) per start. The
+#'   log-likelihood trace of a fit (`plot(fit, "loglik")`) keeps the first
+#'   100,000 iterations.
 #' @param tol Convergence tolerance on the relative change of the
 #'   log-likelihood between two iterations.
 #' @param var_floor Lower bound of every expert variance, relative to the
@@ -99,7 +101,8 @@ moe_em <- function(formula, data, K, gating = NULL, starts = 10, seed = NULL,
 #' @rdname moe_em
 #' @param y,X,Z,w Response vector, expert and gating design matrices (with
 #'   column names) and case weights, for the matrix interface `moe_em_fit()`
-#'   used by simulation studies (no formula handling, no checks of the data).
+#'   used by simulation studies (no formula handling; the data are only
+#'   checked for types, shapes and finite values, not for collinearity).
 #' @param init_par For `moe_em_fit()`: `NULL`, or a list of starting
 #'   parameter sets (each a list with `alpha` (p x K), `sigma2` (K) and `W`
 #'   (q x K, last column zero) on the original scale, as
@@ -109,10 +112,22 @@ moe_em <- function(formula, data, K, gating = NULL, starts = 10, seed = NULL,
 #' @export
 moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                        control = moe_em_control(), init_par = NULL) {
-  storage.mode(X) <- "double"
-  storage.mode(Z) <- "double"
-  y <- as.double(y)
-  w <- as.double(w)
+  call <- sys.call()
+  K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
+  starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = call)
+  if (!inherits(control, "moe_em_control")) {
+    abort(sprintf("`control` must be made by `moe_em_control()`, not %s.", describe(control)),
+          call = call, arg = "control")
+  }
+  if (!is.null(init_par) && !is.list(init_par)) {
+    abort(sprintf("`init_par` must be NULL or a list of parameter sets, not %s.",
+                  describe(init_par)), call = call, arg = "init_par")
+  }
+  dat <- check_matrix_data(y, X, Z, w, K, call)
+  y <- dat$y
+  X <- dat$X
+  Z <- dat$Z
+  w <- dat$w
   sc <- moe_scaling(y, X, Z)
   s <- scale_data(sc, y, X, Z)
   min_size <- if (is.null(control$min_size)) ncol(X) + 1 else control$min_size

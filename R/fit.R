@@ -94,6 +94,15 @@ responsibilities <- function(par, X, Z, y) {
 
 # Mixture CDF quantiles by vectorised bisection, one row per observation.
 mixture_quantile <- function(log_gate, mean, sd, probs) {
+  # rows with missing covariates give NA
+  ok <- !is.na(rowSums(mean) + rowSums(log_gate))
+  if (!all(ok)) {
+    out <- matrix(NA_real_, nrow(mean), length(probs),
+                  dimnames = list(NULL, paste0(format(100 * probs, trim = TRUE), "%")))
+    out[ok, ] <- mixture_quantile(log_gate[ok, , drop = FALSE], mean[ok, , drop = FALSE],
+                                  sd, probs)
+    return(out)
+  }
   n <- nrow(mean)
   sdm <- matrix(sd, n, length(sd), byrow = TRUE)
   g <- exp(log_gate)

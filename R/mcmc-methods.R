@@ -442,10 +442,16 @@ predict.moe_mcmc <- function(object, newdata = NULL,
   m <- switch(type, mean = 1L, gating = K, expert = K, quantile = length(probs),
               density = if (is.null(y)) 1L else length(y))
   block <- max(1L, floor(2e7 / (nrow(D) * m)))
-  fit <- matrix(0, n, m)
-  lwr <- upr <- matrix(0, n, m)
-  for (start in if (n > 0L) seq(1L, n, by = block) else integer()) {
-    rows <- start:min(n, start + block - 1L)
+  # rows missing a covariate the type needs (or the response, for the
+  # density at it) are NA
+  good <- which(switch(type, gating = stats::complete.cases(des$Z),
+                       expert = stats::complete.cases(des$X),
+                       stats::complete.cases(des$X, des$Z,
+                                             if (type == "density" && is.null(y)) des$y)))
+  fit <- matrix(NA_real_, n, m)
+  lwr <- upr <- matrix(NA_real_, n, m)
+  for (start in if (length(good)) seq(1L, length(good), by = block) else integer()) {
+    rows <- good[start:min(length(good), start + block - 1L)]
     sub <- list(X = des$X[rows, , drop = FALSE], Z = des$Z[rows, , drop = FALSE],
                 y = des$y[rows])
     V <- matrix(draw_values(D, sub, type, y, probs, p, q, K), nrow(D))
@@ -619,6 +625,13 @@ plot_draws <- function(x, what, pars, call, ...) {
 #' }
 #' @export
 log_lik <- function(object, ...) UseMethod("log_lik")
+
+#' @rdname log_lik
+#' @export
+log_lik.default <- function(object, ...) {
+  abort(sprintf("`object` must be a fit from `moe_mcmc()`, not %s.", describe_fit(object)),
+        call = sys.call(), arg = "object")
+}
 
 #' @rdname log_lik
 #' @export

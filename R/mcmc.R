@@ -75,7 +75,8 @@
 #'   chain is stored in the fit (`accept`; for `"collapsed"`, of the
 #'   collapsed steps).
 #' @param gate_steps With `gate_update = "collapsed"`, the number of
-#'   collapsed Metropolis-Hastings steps per sweep (ignored otherwise).
+#'   collapsed Metropolis-Hastings steps per sweep, 1 to 100 (ignored
+#'   otherwise).
 #' @return A list of class `moe_mcmc_control`.
 #' @references
 #' Gamerman, D. (1997). Sampling from the posterior distribution in
@@ -100,7 +101,8 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
       check_number(refresh, "refresh", lower = 1, whole = TRUE, call = call),
     gate_update = check_choice(gate_update, c("collapsed", "pg+mh", "pg", "mh"),
                                "gate_update", call),
-    gate_steps = check_number(gate_steps, "gate_steps", lower = 1, whole = TRUE, call = call)
+    gate_steps = check_number(gate_steps, "gate_steps", lower = 1, upper = 100,
+                              whole = TRUE, call = call)
   )
   structure(ctl, class = "moe_mcmc_control")
 }
@@ -243,7 +245,8 @@ moe_mcmc <- function(formula, data, K, gating = NULL, prior = moe_prior(),
 #' @rdname moe_mcmc
 #' @param y,X,Z,w Response vector, expert and gating design matrices (with
 #'   column names) and case weights, for the matrix interface
-#'   `moe_mcmc_fit()` used by simulation studies (no formula handling). It
+#'   `moe_mcmc_fit()` used by simulation studies (no formula handling; the
+#'   data are only checked for types, shapes and finite values). It
 #'   returns the list of estimation results that `moe_mcmc()` turns into a
 #'   fit (`par` holds the posterior means).
 #' @export
@@ -255,8 +258,9 @@ moe_mcmc_fit <- function(y, X, Z, w = rep(1, length(y)), K, prior = moe_prior(),
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
   set <- mcmc_settings(prior, chains, iter, warmup, thin, init, seed, control,
                        progress, call)
-  check_mcmc_weights(w, call)
-  out <- mcmc_fit(y, X, Z, w, K, set, call)
+  dat <- check_matrix_data(y, X, Z, w, K, call)
+  check_mcmc_weights(dat$w, call)
+  out <- mcmc_fit(dat$y, dat$X, dat$Z, dat$w, K, set, call)
   mcmc_report(NULL, out$status, call)
   out$res
 }

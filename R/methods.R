@@ -109,6 +109,7 @@ predict.moe_fit <- function(object, newdata = NULL,
                             type = c("mean", "gating", "density", "quantile", "expert"),
                             y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE, ...) {
   type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert"), "type")
+  log <- check_flag(log, "log")
   des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
     new_design(object, newdata)
   predict_par(moe_point(object), des, type, y, probs, log, object$K)

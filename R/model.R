@@ -85,6 +85,11 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
                   sum(!is.finite(y)), if (sum(!is.finite(y)) == 1L) "" else "s"),
           kind = "data", call = call, arg = "formula")
   }
+  if (any(abs(y) > data_max)) {
+    abort(sprintf("The response of `formula` must be at most 1e100 in absolute value (rescale it), not %s.",
+                  format(max(abs(y)), digits = 3)),
+          kind = "data", call = call, arg = "formula")
+  }
   w <- model.weights(mf)
   if (is.null(w)) {
     w <- rep(1, length(y))
@@ -130,6 +135,11 @@ build_design <- function(tt, mf, arg, what, call) {
   })
 }
 
+# Largest absolute value of the data (response and covariates): squares and
+# the variances derived from them must stay far from overflow. (The messages
+# spell it "1e100".)
+data_max <- 1e100
+
 check_design <- function(M, arg, what, call) {
   bad <- colSums(!is.finite(M)) > 0
   if (any(bad)) {
@@ -137,6 +147,14 @@ check_design <- function(M, arg, what, call) {
                   what, arg, if (sum(bad) > 1) "s" else "",
                   paste0("`", colnames(M)[bad], "`", collapse = ", "),
                   if (sum(bad) > 1) "ve" else "s"),
+          kind = "data", call = call, arg = arg)
+  }
+  big <- colSums(abs(M) > data_max) > 0
+  if (any(big)) {
+    abort(sprintf("The %s covariates of `%s` must be at most 1e100 in absolute value (rescale them); column%s %s ha%s larger values.",
+                  what, arg, if (sum(big) > 1) "s" else "",
+                  paste0("`", colnames(M)[big], "`", collapse = ", "),
+                  if (sum(big) > 1) "ve" else "s"),
           kind = "data", call = call, arg = arg)
   }
   if (ncol(M) == 0L) {
@@ -152,6 +170,51 @@ check_design <- function(M, arg, what, call) {
   }
 }
 
+# Checks of the matrix interfaces moe_em_fit() and moe_mcmc_fit(): types,
+# shapes and finiteness of the data and K, cheap enough for simulation
+# studies (no rank check). Returns the data coerced to doubles.
+check_matrix_data <- function(y, X, Z, w, K, call = NULL) {
+  if (is.matrix(y) && ncol(y) == 1L) y <- drop(y)
+  if (!is.numeric(y) || is.matrix(y) || !length(y) || any(!is.finite(y)) ||
+      any(abs(y) > data_max)) {
+    abort(sprintf("`y` must be a non-empty vector of finite numbers at most 1e100 in absolute value, not %s.",
+                  describe(y)),
+          kind = "data", call = call, arg = "y")
+  }
+  n <- length(y)
+  for (arg in c("X", "Z")) {
+    M <- if (arg == "X") X else Z
+    if (!is.matrix(M) || !is.numeric(M) || nrow(M) != n || ncol(M) < 1L || any(!is.finite(M)) ||
+        any(abs(M) > data_max)) {
+      abort(sprintf("`%s` must be a numeric matrix of finite values at most 1e100 in absolute value, with %d row%s (one per element of `y`) and at least one column, not %s.",
+                    arg, n, if (n == 1L) "" else "s",
+                    if (is.matrix(M)) sprintf("a %s %d x %d matrix", typeof(M), nrow(M), ncol(M))
+                    else describe(M)),
+            kind = "data", call = call, arg = arg)
+    }
+  }
+  if (!is.numeric(w) || is.matrix(w) || length(w) != n || any(!is.finite(w)) || any(w < 0)) {
+    abort(sprintf("`w` must be %d finite non-negative weight%s (one per element of `y`), not %s.",
+                  n, if (n == 1L) "" else "s", describe(w)),
+          kind = "data", call = call, arg = "w")
+  }
+  used <- w > 0
+  if (sum(used) < 2L || sd(y[used]) == 0) {
+    abort("`y` must vary over at least two rows with positive weight; experts need variation in `y`.",
+          kind = "data", call = call, arg = "y")
+  }
+  if (K > sum(used)) {
+    abort(sprintf("`K` must be at most the number of rows with positive weight (%d), not %d.",
+                  sum(used), K), kind = "input", call = call, arg = "K")
+  }
+  storage.mode(X) <- "double"
+  storage.mode(Z) <- "double"
+  # parameter names need column names
+  if (is.null(colnames(X))) colnames(X) <- paste0("X", seq_len(ncol(X)))
+  if (is.null(colnames(Z))) colnames(Z) <- paste0("Z", seq_len(ncol(Z)))
+  list(y = as.double(y), X = X, Z = Z, w = as.double(w))
+}
+
 # Design matrices for new data, using the terms and factor levels of a fit.
 new_design <- function(object, newdata) {
   tx <- delete.response(object$terms)
@@ -160,22 +223,42 @@ new_design <- function(object, newdata) {
     abort(sprintf("`newdata` must be a data frame, not %s.", describe(newdata)),
           kind = "data", arg = "newdata")
   }
-  get_mm <- function(tt, levels, contrasts) {
+  get_mm <- function(tt, levels, contrasts, ref) {
     mf <- tryCatch(model.frame(tt, newdata, na.action = na.pass, xlev = levels),
                    error = function(e) {
                      abort(sprintf("`newdata` lacks variables the fit needs: %s.",
                                    sub("\\.$", "", conditionMessage(e))),
                            kind = "data", arg = "newdata")
                    })
-    model.matrix(tt, mf, contrasts.arg = contrasts)
+    M <- tryCatch(model.matrix(tt, mf, contrasts.arg = contrasts), error = function(e) NULL)
+    # a variable of another type (character for numeric, ...) gives other
+    # columns than the fit's design
+    if (is.null(M) || !identical(colnames(M), ref)) {
+      abort(sprintf("The variables of `newdata` must have the types they had in the fit: the design has columns %s, not %s.",
+                    paste0("`", ref, "`", collapse = ", "),
+                    if (is.null(M)) "none" else paste0("`", colnames(M), "`", collapse = ", ")),
+            kind = "data", arg = "newdata")
+    }
+    if (any(is.infinite(M))) {
+      abort("The covariates of `newdata` must be finite or NA (NA gives NA predictions); they have infinite values.",
+            kind = "data", arg = "newdata")
+    }
+    M
   }
-  X <- get_mm(tx, object$xlevels, object$contrasts)
-  Z <- get_mm(tz, object$zlevels, object$zcontrasts)
+  X <- get_mm(tx, object$xlevels, object$contrasts, colnames(object$X))
+  Z <- get_mm(tz, object$zlevels, object$zcontrasts, colnames(object$Z))
   y <- NULL
   resp <- all.vars(object$terms)[attr(object$terms, "response")]
   if (length(resp) == 1L && is.data.frame(newdata) && resp %in% names(newdata)) {
-    y <- tryCatch(as.numeric(eval(object$formula[[2L]], newdata, environment(object$formula))),
+    y <- tryCatch(eval(object$formula[[2L]], newdata, environment(object$formula)),
                   error = function(e) NULL)
+    if (!is.null(y) && (!is.numeric(y) || length(y) != nrow(X) || any(is.infinite(y)))) {
+      abort(sprintf("The response in `newdata` must be numeric, finite or NA, with one value per row, not %s.",
+                    if (is.factor(y)) "a factor" else if (is.numeric(y)) "with infinite values"
+                    else describe(y)),
+            kind = "data", arg = "newdata")
+    }
+    if (!is.null(y)) y <- as.numeric(y)
   }
   list(X = X, Z = Z, y = y)
 }

@@ -74,7 +74,7 @@ moe_prior <- function(s_w = 5, m_a = 0, V_a = 100, c0 = 1.5, C0 = 0.05,
                     if (positive) "positive " else "finite ", describe(x)),
             call = call, arg = arg)
     }
-    as.numeric(x)
+    check_prior_range(x, arg, positive, call)
   }
   s_w <- check_vector(s_w, "s_w", positive = TRUE)
   m_a <- check_vector(m_a, "m_a", positive = FALSE)
@@ -88,17 +88,20 @@ moe_prior <- function(s_w = 5, m_a = 0, V_a = 100, c0 = 1.5, C0 = 0.05,
     }
     V_a <- unname(V_a)
     storage.mode(V_a) <- "double"
+    check_prior_range(diag(V_a), "V_a", TRUE, call)
   } else {
     if (!(is.numeric(V_a) && length(V_a) >= 1L && all(is.finite(V_a)) && all(V_a > 0))) {
       abort(sprintf("`V_a` must be a positive number, a vector of positive variances or a positive-definite matrix, not %s.",
                     describe(V_a)), call = call, arg = "V_a")
     }
-    V_a <- as.numeric(V_a)
+    V_a <- check_prior_range(V_a, "V_a", TRUE, call)
   }
   prior <- list(
     s_w = s_w, m_a = m_a, V_a = V_a,
-    c0 = check_number(c0, "c0", lower = 0, strict_lower = TRUE, call = call),
-    C0 = check_number(C0, "C0", lower = 0, strict_lower = TRUE, call = call),
+    c0 = check_prior_range(check_number(c0, "c0", lower = 0, strict_lower = TRUE, call = call),
+                           "c0", TRUE, call),
+    C0 = check_prior_range(check_number(C0, "C0", lower = 0, strict_lower = TRUE, call = call),
+                           "C0", TRUE, call),
     exchangeable = check_flag(exchangeable, "exchangeable", call = call)
   )
   if (!is.null(K) && !inherits(K, "moe_prior_K")) {
@@ -107,6 +110,19 @@ moe_prior <- function(s_w = 5, m_a = 0, V_a = 100, c0 = 1.5, C0 = 0.05,
   }
   prior$K <- K
   structure(prior, class = "moe_prior")
+}
+
+# Settings are bounded so that the sampler's arithmetic on them (squares,
+# inverses, quadratic forms, prior draws) stays finite: positive settings in
+# [1e-100, 1e100], others at most 1e100 in absolute value.
+check_prior_range <- function(x, arg, positive, call = NULL) {
+  bad <- abs(x) > 1e100 | (positive & abs(x) < 1e-100)
+  if (any(bad)) {
+    abort(sprintf("`%s` must lie between %s and 1e100 (beyond, the sampler's arithmetic overflows), not %s.",
+                  arg, if (positive) "1e-100" else "-1e100", pg_bad_element(x, !bad)),
+          call = call, arg = arg)
+  }
+  as.numeric(x)
 }
 
 #' @export
@@ -170,10 +186,20 @@ prior_internal <- function(prior, p, q, call = NULL) {
   m_a <- rep_len(prior$m_a, p)
   Va_inv <- chol2inv(chol(V))
   Va_inv <- (Va_inv + t(Va_inv)) / 2
+  if (!all(is.finite(Va_inv)) || !is.finite(sum(m_a * (Va_inv %*% m_a)))) {
+    abort("`prior` cannot be used: `V_a` is too close to singular for its inverse (or the quadratic form of `m_a`) to be finite.",
+          call = call, arg = "prior")
+  }
   list(m_a = m_a, V_a = V, Va_inv = Va_inv, Va_inv_m = drop(Va_inv %*% m_a),
        m_Va_inv_m = sum(m_a * (Va_inv %*% m_a)), c0 = prior$c0, C0 = prior$C0,
        s_w2 = rep_len(prior$s_w, q)^2, exchangeable = prior$exchangeable)
 }
+
+# Range of every expert variance on the internal scale: the sampler rejects
+# variance draws outside it (an exact Metropolis-Hastings step for the prior
+# truncated to this range), so that nothing overflows. Keep in sync with
+# MOE_S2_MIN and MOE_S2_MAX in src/moe.h.
+s2_bounds <- c(1e-100, 1e100)
 
 # One draw of the parameters from the prior (internal scale), using the
 # session RNG; list(alpha = p x K, sigma2 = K, W = q x K).
@@ -181,7 +207,9 @@ prior_draw <- function(pc, K) {
   p <- length(pc$m_a)
   q <- length(pc$s_w2)
   sw <- sqrt(pc$s_w2)
-  sigma2 <- 1 / stats::rgamma(K, shape = pc$c0, rate = pc$C0)
+  # clamped to the range the sampler allows (see s2_bounds)
+  sigma2 <- pmin(pmax(1 / stats::rgamma(K, shape = pc$c0, rate = pc$C0), s2_bounds[1L]),
+                 s2_bounds[2L])
   R <- chol(pc$V_a)
   alpha <- vapply(seq_len(K), function(k)
     pc$m_a + sqrt(sigma2[k]) * drop(crossprod(R, rnorm(p))), numeric(p))

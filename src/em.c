@@ -17,7 +17,8 @@
  * expected complete-data log-likelihood, so the observed log-likelihood never
  * decreases (a generalised EM). On return par holds the final parameters, R
  * the responsibilities at those parameters (n x K, column-major), trace[0 ..
- * iter - 1] the log-likelihood after each E-step, *loglik the last one.
+ * min(iter, ctl->trace_len) - 1] the log-likelihood after each E-step,
+ * *loglik the last one.
  * Preconditions: n >= 1, K >= 1, wt >= 0, column K - 1 of W is zero, alpha
  * holds finite starting coefficients (ffi_em passes zeros; the first M-step
  * solves for the change of alpha, so they do not matter), sigma2 and W are
@@ -661,7 +662,7 @@ int moe_em_run(const moe_data *d, moe_par *par, const double *R0,
     Ra = Rb;
     Rb = tmp;
     ll = st.ll;
-    trace[it - 1] = ll;
+    if (it <= ctl->trace_len) trace[it - 1] = ll;
     if (!R_FINITE(ll)) { status |= MOE_NONFINITE; break; }
     if (it > 1) {
       if (ll < ll_old - 1e-10 * (1.0 + fabs(ll_old))) status |= MOE_DECREASE;

@@ -131,6 +131,7 @@ SEXP ffi_gate_newton(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R, SEXP W,
 }
 
 /* One EM run from starting responsibilities R0 (n x K). */
+#define EM_TRACE_MAX 100000
 SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP maxit, SEXP tol,
             SEXP var_floor, SEXP min_size, SEXP gate_steps, SEXP ridge)
 {
@@ -154,7 +155,9 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP maxit, SEXP tol,
   SEXP sigma2 = PROTECT(Rf_allocVector(REALSXP, K));
   SEXP W = PROTECT(alloc_matrix(d.q, K));
   SEXP R = PROTECT(alloc_matrix(d.n, K));
-  double *trace = alloc_work(ctl.maxit);
+  /* the trace keeps at most EM_TRACE_MAX iterations (maxit may be huge) */
+  ctl.trace_len = ctl.maxit < EM_TRACE_MAX ? ctl.maxit : EM_TRACE_MAX;
+  double *trace = alloc_work(ctl.trace_len);
   for (int t = 0; t < d.p * K; t++) REAL(alpha)[t] = 0.0;
   moe_par par = { REAL(alpha), REAL(sigma2), REAL(W) };
   double *work = alloc_work(moe_em_work_size(&d));
@@ -162,8 +165,9 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP maxit, SEXP tol,
   double ll = R_NegInf;
   int st = moe_em_run(&d, &par, REAL(R0), &ctl, REAL(R), trace, &iter, &ll,
                       work);
-  SEXP tr = PROTECT(Rf_allocVector(REALSXP, iter));
-  for (int t = 0; t < iter; t++) REAL(tr)[t] = trace[t];
+  int ntr = iter < ctl.trace_len ? iter : ctl.trace_len;
+  SEXP tr = PROTECT(Rf_allocVector(REALSXP, ntr));
+  for (int t = 0; t < ntr; t++) REAL(tr)[t] = trace[t];
   SET_VECTOR_ELT(out, 0, alpha);
   SET_VECTOR_ELT(out, 1, sigma2);
   SET_VECTOR_ELT(out, 2, W);

@@ -51,6 +51,8 @@
  * fly, so a chain restarted from a stored state and RNG state reproduces one
  * long run exactly.
  *
+ * Expert variances are kept in [MOE_S2_MIN, MOE_S2_MAX] (moe.h) by
+ * rejecting draws outside, so the prior is truncated to that range.
  * Preconditions: n >= 1, K >= 1, wt_i >= 1 whole, sigma2 > 0, prior
  * variances > 0, Va_inv positive definite. The caller does not hold the RNG:
  * moe_mcmc_run() calls GetRNGstate() / PutRNGstate() once around the loop.
@@ -273,11 +275,17 @@ static int update_experts(const moe_data *d, const moe_mcmc_prior *pr,
     double shape = pr->c0 + 0.5 * w->nk[k], scale = pr->C0 + 0.5 * (Q > 0.0 ? Q : 0.0);
     double s2 = scale / rgamma(shape, 1.0);
     mvn_draw_chol(p, A, w->zero, z, b);
+    /* A variance outside [MOE_S2_MIN, MOE_S2_MAX] is rejected and the expert
+     * keeps its values: a Metropolis-Hastings step, with the untruncated
+     * conditional as proposal, that is exact for the prior truncated to that
+     * range. Only vague priors reach it, for empty experts: a draw from
+     * InvGamma(0.01, 0.01) exceeds 1e100 with probability 0.1 and
+     * overflows double precision with probability 0.0008. */
+    if (!(s2 >= MOE_S2_MIN && s2 <= MOE_S2_MAX)) continue;
     double sd = sqrt(s2);
     double *ak = par->alpha + (R_xlen_t) k * p;
     for (int a = 0; a < p; a++) ak[a] = m[a] + sd * z[a];
     par->sigma2[k] = s2;
-    if (!R_FINITE(s2) || !(s2 > 0.0)) status |= MOE_NONFINITE;
   }
   return status;
 }

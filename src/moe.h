@@ -79,6 +79,9 @@ typedef struct {
   double min_size;   /* minimum effective number of observations of an expert */
   int gate_steps;    /* Newton steps on the gating per M-step */
   double ridge;      /* ridge added to the gating Hessian (penalised ML) */
+  int trace_len;     /* (harden) length of the trace buffer: only the first
+                        trace_len log-likelihoods are recorded, so that a
+                        huge maxit does not allocate maxit doubles */
 } moe_em_control;
 
 /* ---- linalg.c ---- */
@@ -260,5 +263,13 @@ void mix_logdens(int N, int K, int p, int q, int M, const double *a,
                  const double *ecst, const double *gm, const double *G,
                  const double *gcst, const double *cst, double *out,
                  double *L, double *f, double *lm, double *u);
+/* ---- hardening: numerical safety bounds ---- */
+/* Range of every expert variance on the internal scale (in units of the
+ * variance of the response) allowed by the Gibbs sampler: draws outside are
+ * rejected (mcmc.c, update_experts), so squares, inverses and logs of the
+ * variances and the expert coefficients drawn with them stay finite. Keep
+ * in sync with s2_bounds in R/prior.R. */
+#define MOE_S2_MIN 1e-100
+#define MOE_S2_MAX 1e100
 
 #endif

@@ -1,0 +1,46 @@
+# A short run of every C entry point for valgrind memcheck, when the whole
+# test suite under valgrind is too slow:
+#   make valgrind VG_SCRIPT=tools/valgrind-quick.R
+# Fits (EM, and MCMC with each gating update, K = 1 and 3, random and EM
+# starts, continuation), Polya-Gamma draws at extreme z, the methods, and 40
+# randomised malformed calls (tests/testthat/helper-hardening.R).
+library(bayesmoe)
+set.seed(1)
+n <- 120
+d <- data.frame(x = runif(n), z = rnorm(n))
+d$y <- ifelse(runif(n) < plogis(6 * (d$x - 0.5)), 1 + 2 * d$x, -1 - d$x) + rnorm(n, sd = 0.2)
+em <- moe_em(y ~ x, gating = ~ x + z, data = d, K = 2, starts = 3, seed = 1)
+em3 <- suppressWarnings(moe_em(y ~ x, data = d, K = 3, starts = 2, seed = 1,
+                               control = moe_em_control(maxit = 5)))
+X <- cbind(1, d$x)
+r <- moe_em_fit(d$y, X, X, K = 2, starts = 2)
+for (gu in c("pg+mh", "pg", "mh")) {
+  fit <- moe_mcmc(y ~ x, gating = ~ x + z, data = d, K = 2, chains = 2, iter = 60, seed = 1,
+                  control = moe_mcmc_control(em_starts = 2, gate_update = gu),
+                  progress = FALSE)
+}
+fit <- moe_mcmc(fit, iter = 20)
+f1 <- moe_mcmc(y ~ x, data = d, K = 1, chains = 1, iter = 50, seed = 2, progress = FALSE)
+f3 <- moe_mcmc(y ~ x, data = d, K = 3, chains = 1, iter = 50, seed = 3, init = "random",
+               progress = FALSE)
+m <- moe_mcmc_fit(d$y, X, X, K = 2, chains = 1, iter = 30, seed = 1)
+pg <- rpolyagamma(240, b = c(1, 3), z = c(0, 1e-8, 0.5, 5, 1e4, -1e4))
+nd <- d[1:10, ]
+nd$x[2] <- NA
+for (ty in c("mean", "gating", "density", "quantile", "expert")) {
+  p1 <- predict(em, nd, type = ty)
+  if (ty != "expert") p2 <- predict(fit, nd, type = ty, interval = "credible", ndraws = 20)
+}
+s <- simulate(em, nsim = 2, seed = 1)
+s <- simulate(fit, nsim = 2, seed = 1)
+ll <- log_lik(fit)
+rl <- moe_relabel(f3)
+sm <- summary(fit)
+res <- tryCatch(moe_em(y ~ x, data = d[1, ], K = 2), error = function(e) conditionMessage(e))
+if (file.exists("tests/testthat/helper-hardening.R")) {
+  env <- new.env()
+  sys.source("tests/testthat/helper-hardening.R", envir = env)
+  rc <- suppressWarnings(env$random_malformed_calls(40L, seed = 5))
+  print(table(rc$kind))
+}
+cat("valgrind-quick done\n")
