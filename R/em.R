@@ -160,14 +160,23 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
 # plus V, tau and the spec of a variant.
 run_par <- function(r, spec) {
   if (is.null(spec)) return(r[c("alpha", "sigma2", "W")])
-  c(r[intersect(c("alpha", "sigma2", "W", "V", "tau"), names(r))], list(spec = spec))
+  gate <- spec_gate(spec)
+  par <- list(alpha = r$alpha, sigma2 = r$sigma2, W = r$W)
+  if (inherits(gate, "moe_gate_hierarchical")) par$V <- r$V
+  if (isTRUE(gate$learn)) par$tau <- r$tau
+  c(par, list(spec = spec))
 }
 
-# One EM run of a gating or expert variant (the generic path; softmax gating
-# with linear experts uses the fused EM of src/em.c).
+# One EM run of a gating or expert variant: the generic EM of
+# src/em_variants.c (softmax gating with linear experts uses the fused EM of
+# src/em.c).
 em_variant_run <- function(s, w, R0, control, min_size, spec) {
-  abort_unavailable(sprintf("`gate = %s` with `expert = %s`", gate_call(spec_gate(spec)),
-                            expert_call(spec_expert(spec))), "moe_em")
+  gate <- spec_gate(spec)
+  K <- ncol(R0)
+  ctl <- as.double(c(control$maxit, control$tol, control$var_floor, min_size,
+                     control$gate_steps, control$ridge))
+  .Call(ffi_em_variant, s$y, s$X, s$Z, w, R0, ctl, gate_c(gate, K),
+        expert_c(spec_expert(spec)), if (isTRUE(gate$learn)) as.double(gate$prior))
 }
 
 start_types <- function(starts) {

@@ -315,9 +315,28 @@ gate_log_prob <- function(gate, Z, par) UseMethod("gate_log_prob")
 
 gate_log_prob.moe_gate_softmax <- function(gate, Z, par) log_softmax_rows(Z %*% par$W)
 
-gate_log_prob.moe_gate_topk <- function(gate, Z, par) gate_log_prob_r(gate, Z, par)
-gate_log_prob.moe_gate_temperature <- function(gate, Z, par) gate_log_prob_r(gate, Z, par)
-gate_log_prob.moe_gate_hierarchical <- function(gate, Z, par) gate_log_prob_r(gate, Z, par)
+gate_log_prob.moe_gate <- function(gate, Z, par) {
+  storage.mode(Z) <- "double"
+  W <- as.matrix(par$W)
+  storage.mode(W) <- "double"
+  V <- if (is.null(par$V)) NULL else as.double(par$V)
+  if (isTRUE(gate$learn) && !is.null(par$tau)) gate$tau <- par$tau
+  .Call(ffi_gate_logprob, Z, W, V, gate_c(gate, ncol(W)))
+}
+
+# The gate in the form the C code takes (moe_gate in src/moe.h).
+gate_c <- function(gate, K) {
+  list(type = match(gate$type, c("softmax", "topk", "temperature", "hierarchical")) - 1L,
+       k = if (is.null(gate$k)) as.integer(K) else as.integer(min(gate$k, K)),
+       tau = if (is.null(gate$tau)) 1 else as.double(gate$tau),
+       G = if (is.null(gate$G)) 1L else as.integer(gate$G),
+       group = if (is.null(gate$groups)) integer() else as.integer(gate$groups) - 1L)
+}
+
+# The expert family in the form the C code takes (make_family() in
+# src/ffi.c): its integer code.
+expert_c <- function(expert) UseMethod("expert_c")
+expert_c.moe_expert_linear <- function(expert) list(type = 0L)
 
 # Plain-R log gating probabilities of every gate (the reference of the C
 # evaluation).
@@ -562,54 +581,3 @@ gate_call <- function(gate) {
     sprintf("gate_%s()", gate$type))
 }
 expert_call <- function(expert) sprintf("expert_%s()", expert$type)
-
-# ---------------------------------------------------------------------------
-# MCMC of the variants (the generic sampler; softmax gating with linear
-# experts uses src/mcmc.c)
-
-# Check that the sampler offers the variant before any work is done.
-mcmc_variant_check <- function(spec, set, call = NULL) {
-  abort_unavailable(sprintf("`gate = %s` with `expert = %s`", gate_call(spec_gate(spec)),
-                            expert_call(spec_expert(spec))), "moe_mcmc", call)
-}
-
-mcmc_variant_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
-                               thin, offsets, refresh, gate_mode, spec) {
-  abort_unavailable(sprintf("`gate = %s`", gate_call(spec_gate(spec))), "moe_mcmc")
-}
-
-# Kept draws of one variant chain on the original scale: an S x P matrix in
-# the layout of par_flatten(). `res` holds alpha (P_e x K x S), sigma2
-# (K x S), W (q x K x S) and, for the gates that have them, V (q x G x S)
-# and tau (S).
-variant_draws_to_original <- function(sc, res, p, q, K, spec) {
-  S <- length(res$loglik)
-  P <- length(par_names(rep("", p), rep("", q), K, spec))
-  if (S == 0L) return(matrix(0, 0L, P))
-  pe <- expert_npar(spec_expert(spec), p)
-  A <- array(res$alpha, c(pe, K, S))
-  s2 <- matrix(res$sigma2, K, S)
-  W <- array(res$W, c(q, K, S))
-  V <- if (!is.null(res$V)) array(res$V, c(q, length(res$V) / (q * S), S))
-  out <- matrix(0, S, P)
-  for (s in seq_len(S)) {
-    par <- list(alpha = matrix(A[, , s], pe, K), sigma2 = s2[, s], W = matrix(W[, , s], q, K),
-                spec = spec)
-    if (!is.null(V)) par$V <- matrix(V[, , s], q)
-    if (!is.null(res$tau)) par$tau <- res$tau[s]
-    out[s, ] <- par_flatten(par_to_original(sc, par))
-  }
-  out
-}
-
-# Acceptance rates of the Metropolis-Hastings blocks of variant chains after
-# warm-up: a chains x blocks matrix; `counts` (chains x blocks) accepted over
-# `n_new` sweeps combined with the rates `old` over `n_old` sweeps. NULL when
-# the sampler has no Metropolis-Hastings block.
-variant_accept_rates <- function(old, n_old, counts, n_new) {
-  if (is.null(counts) || !length(counts) || !ncol(counts)) return(NULL)
-  if (!is.null(old)) counts <- counts + round(old * n_old)
-  out <- counts / (n_old + n_new)
-  rownames(out) <- paste0("chain", seq_len(nrow(out)))
-  out
-}

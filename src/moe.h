@@ -78,6 +78,52 @@ struct moe_expert_family {
               double *work);
   R_xlen_t (*work_size)(const moe_expert_family *f, const moe_data *d);
 };
+
+/* Kept draws of a variant chain (internal scale), filled by moe_mcmcv_run(). */
+typedef struct {
+  double *alpha;     /* npar x K x nkeep */
+  double *sigma2;    /* K x nkeep */
+  double *W;         /* q x K x nkeep */
+  double *V;         /* q x G x nkeep (hierarchical gates), else unused */
+  double *tau;       /* nkeep temperatures (gate->tau, also when fixed) */
+  double *loglik;    /* nkeep total log-likelihoods */
+  int *accept;       /* nblocks: accepted proposals after warm-up per block */
+  int nblocks;       /* gate blocks first, then the expert family's */
+  int expert_slot;   /* index of the expert family's first block */
+  int nkeep, done;   /* capacity, then the number filled; sweeps done */
+} moe_mcmcv_draws;
+
+/* ---- gate_variants.c ---- */
+void gate_topk_active(int K, int k, const double *eta, R_xlen_t s, int *active);
+void gate_logprob_obs(const moe_gate *g, int K, const double *eta, R_xlen_t se,
+                      const double *etaV, R_xlen_t sv, double *logg,
+                      R_xlen_t sl, int *active);
+void gate_logprob(const moe_gate *g, int n, int K, const double *eta,
+                  const double *etaV, double *logg, int *active);
+
+/* ---- em_variants.c ---- */
+void moe_expert_family_linear(moe_expert_family *f, int p);
+R_xlen_t moe_em_variant_work_size(const moe_data *d, const moe_gate *g,
+                                  const moe_expert_family *ef);
+int moe_em_variant_run(const moe_data *d, moe_gate *g,
+                       const moe_expert_family *ef, moe_vpar *par,
+                       const double *tau_prior, const double *R0,
+                       const moe_em_control *ctl, double *R, double *trace,
+                       int *iter, double *loglik, double *work, int *iwork);
+
+/* ---- mcmc_variants.c ---- */
+int linear_expert_draw(const moe_expert_family *f, const moe_data *d,
+                       const moe_mcmc_prior *pr, const int *N, double *alpha,
+                       double *sigma2, double *state, int adapt, int *accepted,
+                       double *work);
+int moe_mcmcv_state_size(const moe_gate *g, int q, int K, int learn_tau);
+void moe_mcmcv_work_size(const moe_data *d, const moe_gate *g,
+                         const moe_expert_family *ef, int nblocks,
+                         R_xlen_t *ndouble, R_xlen_t *nint);
+int moe_mcmcv_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
+                  const moe_mcmc_prior *pr, const double *tau_prior,
+                  const moe_mcmc_control *ctl, moe_vpar *par, double *state,
+                  double *xstate, moe_mcmcv_draws *out, double *work, int *iwork);
 /* ==== end of the variants block ============================================ */
 
 #endif
@@ -294,6 +340,52 @@ struct moe_expert_family {
               double *work);
   R_xlen_t (*work_size)(const moe_expert_family *f, const moe_data *d);
 };
+
+/* Kept draws of a variant chain (internal scale), filled by moe_mcmcv_run(). */
+typedef struct {
+  double *alpha;     /* npar x K x nkeep */
+  double *sigma2;    /* K x nkeep */
+  double *W;         /* q x K x nkeep */
+  double *V;         /* q x G x nkeep (hierarchical gates), else unused */
+  double *tau;       /* nkeep temperatures (gate->tau, also when fixed) */
+  double *loglik;    /* nkeep total log-likelihoods */
+  int *accept;       /* nblocks: accepted proposals after warm-up per block */
+  int nblocks;       /* gate blocks first, then the expert family's */
+  int expert_slot;   /* index of the expert family's first block */
+  int nkeep, done;   /* capacity, then the number filled; sweeps done */
+} moe_mcmcv_draws;
+
+/* ---- gate_variants.c ---- */
+void gate_topk_active(int K, int k, const double *eta, R_xlen_t s, int *active);
+void gate_logprob_obs(const moe_gate *g, int K, const double *eta, R_xlen_t se,
+                      const double *etaV, R_xlen_t sv, double *logg,
+                      R_xlen_t sl, int *active);
+void gate_logprob(const moe_gate *g, int n, int K, const double *eta,
+                  const double *etaV, double *logg, int *active);
+
+/* ---- em_variants.c ---- */
+void moe_expert_family_linear(moe_expert_family *f, int p);
+R_xlen_t moe_em_variant_work_size(const moe_data *d, const moe_gate *g,
+                                  const moe_expert_family *ef);
+int moe_em_variant_run(const moe_data *d, moe_gate *g,
+                       const moe_expert_family *ef, moe_vpar *par,
+                       const double *tau_prior, const double *R0,
+                       const moe_em_control *ctl, double *R, double *trace,
+                       int *iter, double *loglik, double *work, int *iwork);
+
+/* ---- mcmc_variants.c ---- */
+int linear_expert_draw(const moe_expert_family *f, const moe_data *d,
+                       const moe_mcmc_prior *pr, const int *N, double *alpha,
+                       double *sigma2, double *state, int adapt, int *accepted,
+                       double *work);
+int moe_mcmcv_state_size(const moe_gate *g, int q, int K, int learn_tau);
+void moe_mcmcv_work_size(const moe_data *d, const moe_gate *g,
+                         const moe_expert_family *ef, int nblocks,
+                         R_xlen_t *ndouble, R_xlen_t *nint);
+int moe_mcmcv_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
+                  const moe_mcmc_prior *pr, const double *tau_prior,
+                  const moe_mcmc_control *ctl, moe_vpar *par, double *state,
+                  double *xstate, moe_mcmcv_draws *out, double *work, int *iwork);
 /* ==== end of the variants block ============================================ */
 
 #endif

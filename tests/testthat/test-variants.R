@@ -201,3 +201,37 @@ test_that("assignments under a hierarchical gate keep the groups", {
     expect_equal(sum(C[cbind(i, 1:5, pm[i, ])]), min(tot))
   }
 })
+
+test_that("the C evaluation of every gate matches the plain-R reference", {
+  set.seed(7)
+  same <- function(a, b) {
+    expect_identical(is.finite(a), is.finite(b))
+    expect_equal(a[is.finite(a)], b[is.finite(b)], tolerance = 1e-12)
+  }
+  for (K in 1:5) {
+    n <- 60
+    Z <- cbind(1, rnorm(n), rnorm(n))
+    gates <- list(gate_softmax(), gate_temperature(0.37), gate_temperature(3))
+    for (k in seq_len(K)) gates <- c(gates, list(gate_topk(k)))
+    for (G in seq_len(K)) {
+      gates <- c(gates, list(gate_resolve(gate_hierarchical(sort(rep_len(seq_len(G), K))), K)))
+    }
+    for (gate in gates) {
+      spec <- make_spec(gate, NULL)
+      par <- random_par(spec, 1, 3, K, sd = 3)
+      if (is.null(par$V)) par$V <- matrix(0, 3, 1)
+      same(gate_log_prob.moe_gate(gate, Z, par), gate_log_prob_r(gate, Z, par))
+    }
+  }
+  # ties in the top-k selection, and logits of 1e4
+  Z <- cbind(1, c(0, 0, 1, -1))
+  W <- cbind(c(0, 0), c(0, 0), c(0, 1e4), 0)
+  for (k in 1:4) {
+    a <- gate_log_prob.moe_gate(gate_topk(k), Z, list(W = W))
+    same(a, gate_log_prob_r(gate_topk(k), Z, list(W = W)))
+    expect_false(anyNA(a))
+  }
+  a <- gate_log_prob.moe_gate(gate_temperature(1e-3), Z, list(W = W))
+  expect_false(anyNA(a))
+  expect_equal(rowSums(exp(a)), rep(1, 4))
+})
