@@ -13,8 +13,12 @@
 #' Atoms are \eqn{\theta_i = (\beta_{1i}, a_i, b_i, \sigma^2_i)}: the gating
 #' coefficients without the intercept, the expert coefficients and the
 #' variance; the gating intercept \eqn{\beta_{0i}} gives the weight
-#' \eqn{e^{\beta_{0i}}}. Both `par` and `truth` use the reference
-#' parametrisation (the last gating column zero). An expert is *active* if it
+#' \eqn{e^{\beta_{0i}}}. `truth` uses the reference parametrisation (its
+#' last gating column zero). The fitted gate, identified only up to a common
+#' translation of the logits, is first translated so that the fitted
+#' experts nearest to the truth's reference (by expert coefficients and
+#' variance) have total weight 1 and weighted mean gating slope 0; the loss
+#' is then invariant under relabelling and re-referencing of the fit. An expert is *active* if it
 #' is among the `k` largest logits at some row of `Z` (ties to the lower
 #' index, as in [gate_topk()]); inactive experts have gating probability zero
 #' everywhere on `Z`, do not change the density there and are left out.
@@ -72,6 +76,10 @@ topk_loss <- function(par, truth, k = NULL, Z = NULL, rbar = c(1, 4, 6)) {
   check_loss_par(truth, "truth", call)
   K <- ncol(par$alpha)
   ks <- ncol(truth$alpha)
+  if (any(truth$W[, ks] != 0)) {
+    abort("`truth` must have its last gating column zero (the reference expert).",
+          call = call, arg = "truth")
+  }
   if (nrow(par$alpha) != nrow(truth$alpha) || nrow(par$W) != nrow(truth$W)) {
     abort(sprintf("`truth` must have as many expert and gating coefficients as `par` (%d and %d), not %d and %d.",
                   nrow(par$alpha), nrow(par$W), nrow(truth$alpha), nrow(truth$W)),
@@ -93,14 +101,29 @@ topk_loss <- function(par, truth, k = NULL, Z = NULL, rbar = c(1, 4, 6)) {
           call = call, arg = "rbar")
   }
   active <- which(colSums(topk_mask(Z %*% par$W, k)) > 0)
+  nearest <- function(A, A0) {
+    d2 <- outer(seq_len(ncol(A)), seq_len(ncol(A0)),
+                Vectorize(function(i, j) sum((A[, i] - A0[, j])^2)))
+    apply(matrix(d2, ncol = ncol(A0)), 1L, which.min)
+  }
+  # the gate is identified up to a common translation of the logits: put
+  # the fitted one on the truth's reference (its last expert), whose cell
+  # (by the translation-free expert parameters) gets total weight
+  # exp(0) = 1 and weighted mean gating slope 0
+  ex <- function(p, idx) rbind(p$alpha[, idx, drop = FALSE], p$sigma2[idx])
+  ref <- which(nearest(ex(par, active), ex(truth, seq_len(ks))) == ks)
+  if (length(ref)) {
+    wr <- exp(par$W[1L, active[ref]])
+    shift <- c(log(sum(wr)),
+               drop(par$W[-1L, active[ref], drop = FALSE] %*% wr) / sum(wr))
+    par$W <- par$W - shift
+  }
   atoms <- function(p, idx) {
     rbind(p$W[-1L, idx, drop = FALSE], p$alpha[, idx, drop = FALSE], p$sigma2[idx])
   }
   A <- atoms(par, active)
   A0 <- atoms(truth, seq_len(ks))
-  d2 <- outer(seq_along(active), seq_len(ks),
-              Vectorize(function(i, j) sum((A[, i] - A0[, j])^2)))
-  cell <- apply(matrix(d2, ncol = ks), 1L, which.min)
+  cell <- nearest(A, A0)
   q1 <- nrow(par$W) - 1L
   p <- nrow(par$alpha)
   rows_b1 <- seq_len(q1)

@@ -81,6 +81,15 @@ new_gate <- function(type, ...) {
 #' fixed-temperature (softmax) fit; `vcov()` reports the direction as not
 #' identified.
 #'
+#' **Top-k fitting.** The log-likelihood of a top-k gate jumps where the
+#' boundary between two regions with different active sets moves.
+#' [moe_em()] alternates Newton steps for the gate over the active sets and
+#' of the dense softmax with a coordinate search on the observed
+#' log-likelihood that moves the boundaries; it never decreases, but local
+#' optima are common, so use several starts. [moe_mcmc()] updates the gating
+#' vectors by random-walk Metropolis. [topk_loss()] is the Voronoi loss of
+#' top-k gating.
+#'
 #' @param k Number of experts kept at each \eqn{z}, a whole number >= 1 (at
 #'   most the number of experts of the fit).
 #' @param tau The temperature, a positive number (the starting value when

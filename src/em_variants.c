@@ -36,7 +36,9 @@
  *    (penalised) log-likelihood, so a step may change the active sets and
  *    the log-likelihood never decreases; then the same with the Newton
  *    direction of the dense softmax (which sees the experts an observation
- *    would switch to; for k = 1, Q over the active sets is constant). The
+ *    would switch to; for k = 1, Q over the active sets is constant); then
+ *    a coordinate pattern search on the observed log-likelihood, which
+ *    moves active-set boundaries (topk_pattern()). The
  *    first M-step fits a dense softmax to R0 (from W = 0 every logit ties
  *    and the top-k selection would keep the first k experts everywhere).
  * The ridge ctl->ridge penalises every free gating coefficient (W and V).
@@ -458,6 +460,49 @@ static double topk_search(const moe_data *d, const moe_gate *g, moe_vpar *par,
 }
 
 /*
+ * A coordinate pattern search on the free gating coefficients: each
+ * coefficient in turn moves by +-h, h = 1, 1/4, 1/16, 1/64 (the covariates
+ * are scaled internally), accepted when the penalised OBSERVED
+ * log-likelihood increases. Within a configuration of active sets the
+ * gradient of the log-likelihood is that of Q over the active sets, which
+ * the Newton steps already zero; moving an active-set boundary changes the
+ * likelihood by a jump, which only a search over the observed likelihood
+ * sees (without it EM stalls where a boundary should move: an expert that
+ * is inactive at z_i has responsibility 0 there and is never pulled in).
+ * On return s->eta and s->logg hold the gate at the (possibly new) W.
+ */
+static double topk_pattern(const moe_data *d, const moe_gate *g, moe_vpar *par,
+                           double ridge, double L0, emv_work *s, int *iwork)
+{
+  int n = d->n, K = d->K, m = (K - 1) * d->q;
+  for (int j = 0; j < m; j++) {
+    double h = 1.0;
+    for (int r = 0; r < 4; r++, h *= 0.25) {
+      int moved = 0;
+      for (int sgn = -1; sgn <= 1 && !moved; sgn += 2) {
+        double old = par->W[j];
+        par->W[j] = old + sgn * h;
+        gate_logits(d, par->W, s->etal);
+        gate_logprob(g, n, K, s->etal, NULL, s->loggl, iwork);
+        double L1 = loglik_from(d, s->loggl, s->lN) - gate_penalty(d, g, par, ridge);
+        if (R_FINITE(L1) && L1 > L0 + 1e-10 * (1.0 + fabs(L0))) {
+          for (R_xlen_t u = 0; u < (R_xlen_t) n * K; u++) {
+            s->eta[u] = s->etal[u];
+            s->logg[u] = s->loggl[u];
+          }
+          L0 = L1;
+          moved = 1;
+        } else {
+          par->W[j] = old;
+        }
+      }
+      if (moved) break;
+    }
+  }
+  return L0;
+}
+
+/*
  * One top-k gating M-step. On entry s->logg holds the log gating
  * probabilities at W and s->lN the expert log densities after the expert
  * M-step. Two directions are tried in turn, each accepted by halving on the
@@ -499,7 +544,8 @@ static int step_topk(const moe_data *d, const moe_gate *g, moe_vpar *par,
     for (int k = 0; k < K; k++) s->Rl[i + (R_xlen_t) k * n] /= acc;
   }
   if (topk_direction(d, s->Rl, s->loggl, par->W, ridge, s))
-    topk_search(d, g, par, ridge, L, s, iwork);
+    L = topk_search(d, g, par, ridge, L, s, iwork);
+  topk_pattern(d, g, par, ridge, L, s, iwork);
   return MOE_OK;
 }
 

@@ -19,10 +19,12 @@ test_that("the loss is zero at the truth and D1 for single-atom cells", {
     sum(exp(par$W[1, ]) * (abs(par$W[2, ] - tr$W[2, ]) + abs(par$alpha[2, ] - tr$alpha[2, ]) +
                              abs(par$alpha[1, ] - tr$alpha[1, ]) + abs(par$sigma2 - tr$sigma2)))
   expect_equal(as.numeric(topk_loss(par, tr, k = 2, Z = zgrid())), d1)
-  # invariant under permutations of the non-reference experts
-  perm <- c(2, 1, 3)
-  pp <- list(alpha = par$alpha[, perm], sigma2 = par$sigma2[perm], W = par$W[, perm])
-  expect_equal(as.numeric(topk_loss(pp, tr, k = 2, Z = zgrid())), d1)
+  # invariant under relabelling and re-referencing of the fit
+  for (perm in list(c(2, 1, 3), c(2, 3, 1), c(3, 1, 2))) {
+    pp <- list(alpha = par$alpha[, perm], sigma2 = par$sigma2[perm],
+               W = par$W[, perm] - par$W[, perm[3]])
+    expect_equal(as.numeric(topk_loss(pp, tr, k = 2, Z = zgrid())), d1)
+  }
 })
 
 test_that("experts the selection never activates are left out; split cells use rbar", {
@@ -47,14 +49,22 @@ test_that("experts the selection never activates are left out; split cells use r
              W = cbind(tr$W[, 1:2], c(-1, 0.3), 0))
   l4 <- topk_loss(sp, tr, k = 4, Z = zgrid())
   expect_equal(unname(attr(l4, "cells")), c(1L, 2L, 3L, 3L))
-  ref <- abs(exp(-1) + 1 - 1) +                          # weight of cell 3
-    exp(-1) * (0.3^4 + 0 + 0 + 0) +                      # atom 3: gating slope off by 0.3
-    1 * (0 + abs(da[1])^4 + abs(da[2])^2 + 0.05^2)       # atom 4: expert and variance
+  # the fit is first translated: cell 3 (the truth's reference) gets
+  # weight 1 and mean gating slope 0
+  w <- c(exp(-1), 1) / (1 + exp(-1))
+  b1 <- c(0.3, 0) - sum(w * c(0.3, 0))
+  ref <- abs(sum(w) - 1) +                               # weight of cell 3: 0
+    w[1] * (abs(b1[1])^4 + 0 + 0 + 0) +                  # atom 3: gating slope only
+    w[2] * (abs(b1[2])^4 + abs(da[1])^4 + abs(da[2])^2 + 0.05^2)
+  # atoms 1 and 2 moved by the translation
+  sh <- c(log(1 + exp(-1)), sum(c(exp(-1), 1) * c(0.3, 0)) / (1 + exp(-1)))
+  for (j in 1:2) {
+    wj <- exp(tr$W[1, j] - sh[1])
+    ref <- ref + abs(wj - exp(tr$W[1, j])) + wj * abs(sh[2])
+  }
   expect_equal(as.numeric(l4), ref)
   # too many atoms in a cell: NA with a classed warning
-  expect_warning(l5 <- topk_loss(sp, list(alpha = tr$alpha, sigma2 = tr$sigma2,
-                                          W = tr$W + c(log(2), 0)),
-                                 k = 4, Z = zgrid(), rbar = 1),
+  expect_warning(l5 <- topk_loss(sp, tr, k = 4, Z = zgrid(), rbar = 1),
                  class = "bayesmoe_warning_loss")
   expect_true(is.na(l5))
 })
@@ -84,6 +94,8 @@ test_that("topk_loss() errors name the argument", {
   expect_snapshot(error = TRUE, topk_loss(tr, tr, k = 4, Z = zgrid()))
   expect_snapshot(error = TRUE, topk_loss(tr, tr, k = 2, Z = matrix(1, 3, 3)))
   expect_snapshot(error = TRUE, topk_loss(tr, tr, k = 2, Z = zgrid(), rbar = -1))
+  expect_snapshot(error = TRUE, topk_loss(tr, list(alpha = tr$alpha, sigma2 = tr$sigma2,
+                                                   W = tr$W + 1), k = 2, Z = zgrid()))
   expect_snapshot(error = TRUE, topk_loss(tr, list(alpha = matrix(0, 3, 3), sigma2 = c(1, 1, 1),
                                                    W = tr$W), k = 2, Z = zgrid()))
   fit <- moe_em(tuned ~ stretchratio, data = tonedata, K = 2, seed = 1,
