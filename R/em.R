@@ -62,6 +62,9 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' @param gating A one-sided formula for the gating covariates; `NULL` (the
 #'   default) uses the right-hand side of `formula`. `~ 1` gives a mixture of
 #'   regressions with constant weights.
+#' @param gate The gating network: [gate_softmax()] (the default),
+#'   [gate_topk()], [gate_temperature()] or [gate_hierarchical()].
+#' @param expert The experts: [expert_linear()] (the default).
 #' @param starts Number of starts (>= 1).
 #' @param seed Seed for the random starts, or `NULL` to use the current RNG
 #'   state. With a seed the caller's RNG state is left untouched.
@@ -78,7 +81,8 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' summary(fit)
 #' head(predict(fit, type = "gating"))
 #' @export
-moe_em <- function(formula, data, K, gating = NULL, starts = 10, seed = NULL,
+moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
+                   expert = expert_linear(), starts = 10, seed = NULL,
                    control = moe_em_control(), subset, na.action, weights) {
   call <- match.call()
   ecall <- sys.call()
@@ -90,9 +94,11 @@ moe_em <- function(formula, data, K, gating = NULL, starts = 10, seed = NULL,
     abort(sprintf("`control` must be made by `moe_em_control()`, not %s.", describe(control)),
           call = ecall, arg = "control")
   }
+  vr <- check_variants(gate, expert, K, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
-  res <- with_seed(seed, moe_em_fit(fr$y, fr$X, fr$Z, fr$weights, K, starts, control))
+  res <- with_seed(seed, moe_em_fit(fr$y, fr$X, fr$Z, fr$weights, K, starts, control,
+                                    gate = vr$gate, expert = vr$expert))
   fit <- new_moe_fit(fr, res, call = call, class = "moe_em")
   em_report(fit, ecall)
   fit
@@ -111,7 +117,8 @@ moe_em <- function(formula, data, K, gating = NULL, starts = 10, seed = NULL,
 #'   [moe_contraction()] for near-truth starts.
 #' @export
 moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
-                       control = moe_em_control(), init_par = NULL) {
+                       control = moe_em_control(), init_par = NULL,
+                       gate = gate_softmax(), expert = expert_linear()) {
   call <- sys.call()
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
   starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = call)
@@ -123,6 +130,10 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
     abort(sprintf("`init_par` must be NULL or a list of parameter sets, not %s.",
                   describe(init_par)), call = call, arg = "init_par")
   }
+  vr <- check_variants(gate, expert, K, call)
+  gate <- vr$gate
+  expert <- vr$expert
+  spec <- make_spec(gate, expert)
   dat <- check_matrix_data(y, X, Z, w, K, call)
   y <- dat$y
   X <- dat$X
@@ -139,8 +150,12 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
     R0 <- if (is.null(init_par)) start_resp(types[j], s$y, s$X, feats, K) else
       .Call(ffi_estep, y, X, Z, w, init_par[[j]]$alpha, init_par[[j]]$sigma2,
             init_par[[j]]$W)$resp
-    runs[[j]] <- .Call(ffi_em, s$y, s$X, s$Z, w, R0, control$maxit, control$tol,
-                       control$var_floor, min_size, control$gate_steps, control$ridge)
+    runs[[j]] <- if (is.null(spec)) {
+      .Call(ffi_em, s$y, s$X, s$Z, w, R0, control$maxit, control$tol,
+            control$var_floor, min_size, control$gate_steps, control$ridge)
+    } else {
+      em_variant_run(s, w, R0, control, min_size, spec)
+    }
   }
   ll <- vapply(runs, `[[`, 0, "loglik")
   st <- vapply(runs, `[[`, 0L, "status")
@@ -148,7 +163,7 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   ok <- is.finite(ll)
   best <- order(degenerate | !ok, -ifelse(ok, ll, -Inf))[1L]
   r <- runs[[best]]
-  par <- par_to_original(sc, list(alpha = r$alpha, sigma2 = r$sigma2, W = r$W))
+  par <- par_to_original(sc, run_par(r, spec))
   # the log-likelihood of the original response differs by the Jacobian of
   # the scaling y -> (y - my) / sy
   jac <- -sum(w) * log(sc$sy)
@@ -161,7 +176,31 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                            status = vapply(st, status_text, ""),
                            stringsAsFactors = FALSE),
        best = best,
-       start_par = lapply(runs, function(r) par_to_original(sc, r[c("alpha", "sigma2", "W")])))
+       start_par = lapply(runs, function(r) par_to_original(sc, run_par(r, spec))),
+       gate = gate, expert = expert)
+}
+
+# The parameter list of one EM run (or chain state): list(alpha, sigma2, W)
+# plus V, tau and the spec of a variant.
+run_par <- function(r, spec) {
+  if (is.null(spec)) return(r[c("alpha", "sigma2", "W")])
+  gate <- spec_gate(spec)
+  par <- list(alpha = r$alpha, sigma2 = r$sigma2, W = r$W)
+  if (inherits(gate, "moe_gate_hierarchical")) par$V <- r$V
+  if (isTRUE(gate$learn)) par$tau <- r$tau
+  c(par, list(spec = spec))
+}
+
+# One EM run of a gating or expert variant: the generic EM of
+# src/em_variants.c (softmax gating with linear experts uses the fused EM of
+# src/em.c).
+em_variant_run <- function(s, w, R0, control, min_size, spec) {
+  gate <- spec_gate(spec)
+  K <- ncol(R0)
+  ctl <- as.double(c(control$maxit, control$tol, control$var_floor, min_size,
+                     control$gate_steps, control$ridge))
+  .Call(ffi_em_variant, s$y, s$X, s$Z, w, R0, ctl, gate_c(gate, K),
+        expert_c(spec_expert(spec)), if (isTRUE(gate$learn)) as.double(gate$prior))
 }
 
 start_types <- function(starts) {

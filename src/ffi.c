@@ -542,6 +542,77 @@ SEXP ffi_mtm(SEXP theta, SEXP w, SEXP natoms, SEXP order, SEXP dims, SEXP par)
   return out;
 }
 
+/* ---- gating and expert variants (gate_variants.c, em_variants.c,
+ * mcmc_variants.c) ----
+ *
+ * A gate comes from R (gate_c() in R/variants.R) as list(type = integer
+ * code of moe_gate_type, k = integer, tau = double, G = integer, group =
+ * integer vector of length K, 0-based); an expert family as list(type =
+ * integer code: 0 linear). */
+
+static moe_gate make_gate(SEXP gate, int K)
+{
+  FFI_CHECK(TYPEOF(gate) == VECSXP);
+  moe_gate g;
+  g.type = (moe_gate_type) Rf_asInteger(list_get(gate, "type"));
+  g.topk = Rf_asInteger(list_get(gate, "k"));
+  g.tau = Rf_asReal(list_get(gate, "tau"));
+  g.G = Rf_asInteger(list_get(gate, "G"));
+  SEXP grp = list_get(gate, "group");
+  FFI_CHECK(g.type >= GATE_SOFTMAX && g.type <= GATE_HIER);
+  FFI_CHECK(g.topk >= 1 && g.topk <= K && R_FINITE(g.tau) && g.tau > 0);
+  g.group = NULL;
+  if (g.type == GATE_HIER) {
+    FFI_CHECK(TYPEOF(grp) == INTSXP && Rf_length(grp) == K && g.G >= 1);
+    g.group = INTEGER(grp);
+    for (int k = 0; k < K; k++) FFI_CHECK(g.group[k] >= 0 && g.group[k] < g.G);
+  }
+  return g;
+}
+
+static void make_family(SEXP expert, int p, moe_expert_family *f)
+{
+  FFI_CHECK(TYPEOF(expert) == VECSXP);
+  int type = Rf_asInteger(list_get(expert, "type"));
+  switch (type) {
+  case 0:
+    moe_expert_family_linear(f, p);
+    break;
+  default:
+    FFI_CHECK(0 && "unknown expert family");
+  }
+}
+
+/* Log gating probabilities (n x K) of a gate at W (q x K) and, for a
+ * hierarchical gate, V (q x G; anything else otherwise). */
+SEXP ffi_gate_logprob(SEXP Z, SEXP W, SEXP V, SEXP gate)
+{
+  FFI_CHECK(TYPEOF(Z) == REALSXP && Rf_isMatrix(Z) && TYPEOF(W) == REALSXP);
+  int n = Rf_nrows(Z), q = Rf_ncols(Z);
+  FFI_CHECK(q >= 1 && Rf_length(W) % q == 0);
+  int K = Rf_length(W) / q;
+  FFI_CHECK(K >= 1);
+  moe_gate g = make_gate(gate, K);
+  moe_data d;
+  d.n = n; d.p = 1; d.q = q; d.K = K;
+  d.y = d.X = d.wt = NULL;
+  d.Z = REAL(Z);
+  SEXP out = PROTECT(alloc_matrix(n, K));
+  double *eta = alloc_work((R_xlen_t) n * K), *etaV = NULL;
+  gate_logits(&d, REAL(W), eta);
+  if (g.type == GATE_HIER) {
+    FFI_CHECK(TYPEOF(V) == REALSXP && Rf_length(V) == q * g.G);
+    moe_data dv = d;
+    dv.K = g.G;
+    etaV = alloc_work((R_xlen_t) n * g.G);
+    gate_logits(&dv, REAL(V), etaV);
+  }
+  int *active = (int *) R_alloc(K, sizeof(int));
+  gate_logprob(&g, n, K, eta, etaV, REAL(out), active);
+  UNPROTECT(1);
+  return out;
+}
+
 /* Log density of the symmetrised complete-data mixture (src/marglik.c) at N
  * points. dims = int c(N, K, p, q, M); the array arguments are as in
  * mix_logdens(), q may be 0 (then d, gm, G and gcst are ignored). */
@@ -573,5 +644,191 @@ SEXP ffi_mix_logdens(SEXP a, SEXP s2, SEXP d, SEXP em, SEXP E, SEXP ec,
               REAL(ec), REAL(eC), REAL(ecst), REAL(gm), REAL(G), REAL(gcst),
               REAL(cst), REAL(out), L, f, lm, u);
   UNPROTECT(1);
+  return out;
+}
+
+/*
+ * One EM run of a variant (em_variants.c) from starting responsibilities
+ * R0 (n x K). control: double (maxit, tol, var_floor, min_size, gate_steps,
+ * ridge); tau_prior: NULL (temperature fixed or no temperature) or double
+ * (m, s). Returns list(alpha, sigma2, W, V (q x G or NULL), tau, loglik,
+ * iter, status, trace, resp).
+ */
+SEXP ffi_em_variant(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP control,
+                    SEXP gate, SEXP expert, SEXP tau_prior)
+{
+  int K = ncols(R0);
+  moe_data d = make_data(y, X, Z, wt, K);
+  FFI_CHECK(TYPEOF(R0) == REALSXP && nrows(R0) == d.n);
+  FFI_CHECK(TYPEOF(control) == REALSXP && Rf_length(control) == 6);
+  const double *cv = REAL(control);
+  moe_em_control ctl;
+  ctl.maxit = (int) cv[0];
+  ctl.tol = cv[1];
+  ctl.var_floor = cv[2];
+  ctl.min_size = cv[3];
+  ctl.gate_steps = (int) cv[4];
+  ctl.ridge = cv[5];
+  FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0);
+  FFI_CHECK(ctl.gate_steps >= 1 && ctl.ridge >= 0);
+  moe_gate g = make_gate(gate, K);
+  moe_expert_family f;
+  make_family(expert, d.p, &f);
+  const double *tp = NULL;
+  if (!Rf_isNull(tau_prior)) {
+    tp = real_of_length(tau_prior, 2);
+    FFI_CHECK(R_FINITE(tp[0]) && tp[1] > 0 && g.type == GATE_TEMPERATURE);
+  }
+  int G = g.type == GATE_HIER ? g.G : 0;
+
+  const char *names[] = {"alpha", "sigma2", "W", "V", "tau", "loglik", "iter",
+                         "status", "trace", "resp"};
+  SEXP out = PROTECT(named_list(10, names));
+  SEXP alpha = PROTECT(alloc_matrix(f.npar, K));
+  SEXP sigma2 = PROTECT(Rf_allocVector(REALSXP, K));
+  SEXP W = PROTECT(alloc_matrix(d.q, K));
+  SEXP V = PROTECT(G ? alloc_matrix(d.q, G) : R_NilValue);
+  SEXP R = PROTECT(alloc_matrix(d.n, K));
+  for (R_xlen_t t = 0; t < (R_xlen_t) f.npar * K; t++) REAL(alpha)[t] = 0.0;
+  moe_vpar par = { REAL(alpha), REAL(sigma2), REAL(W), G ? REAL(V) : NULL };
+  double *trace = alloc_work(ctl.maxit);
+  double *work = alloc_work(moe_em_variant_work_size(&d, &g, &f));
+  int *iwork = (int *) R_alloc(K + 1, sizeof(int));
+  int iter = 0;
+  double ll = R_NegInf;
+  int st = moe_em_variant_run(&d, &g, &f, &par, tp, REAL(R0), &ctl, REAL(R),
+                              trace, &iter, &ll, work, iwork);
+  SEXP tr = PROTECT(Rf_allocVector(REALSXP, iter));
+  for (int t = 0; t < iter; t++) REAL(tr)[t] = trace[t];
+  SET_VECTOR_ELT(out, 0, alpha);
+  SET_VECTOR_ELT(out, 1, sigma2);
+  SET_VECTOR_ELT(out, 2, W);
+  SET_VECTOR_ELT(out, 3, V);
+  SET_VECTOR_ELT(out, 4, Rf_ScalarReal(g.tau));
+  SET_VECTOR_ELT(out, 5, Rf_ScalarReal(ll));
+  SET_VECTOR_ELT(out, 6, Rf_ScalarInteger(iter));
+  SET_VECTOR_ELT(out, 7, Rf_ScalarInteger(st));
+  SET_VECTOR_ELT(out, 8, tr);
+  SET_VECTOR_ELT(out, 9, R);
+  UNPROTECT(7);
+  return out;
+}
+
+/*
+ * One chain of the variant sampler (mcmc_variants.c) on internal-scale data
+ * with whole case weights >= 1. Starting values alpha (npar x K), sigma2
+ * (K), W (q x K), V (q x G or NULL), tau (1); gate, expert as above;
+ * tau_prior NULL or (m, s); prior as for ffi_mcmc_chain(); control: integer
+ * (warmup, iter, thin, offset, refresh, chain, gate_mode, nblocks_gate);
+ * state: double, the adaptation settings (moe_mcmcv_state_size()); xstate:
+ * double, the expert family's state. Returns list(alpha = npar x K x S,
+ * sigma2 = K x S, W = q x K x S, V = q x G x S or NULL, tau = S, loglik = S,
+ * alpha_end, sigma2_end, W_end, V_end, tau_end, state_end, xstate_end,
+ * status, done, accept (integer, accepted proposals after warm-up per
+ * block)).
+ */
+SEXP ffi_mcmc_variant(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
+                      SEXP W, SEXP V, SEXP tau, SEXP gate, SEXP expert,
+                      SEXP tau_prior, SEXP prior, SEXP control, SEXP state,
+                      SEXP xstate)
+{
+  moe_data d = make_data(y, X, Z, wt, Rf_length(sigma2));
+  int q = d.q, K = d.K;
+  for (int i = 0; i < d.n; i++) FFI_CHECK(d.wt[i] >= 1.0 && d.wt[i] <= INT_MAX);
+  moe_gate g = make_gate(gate, K);
+  g.tau = Rf_asReal(tau);
+  FFI_CHECK(R_FINITE(g.tau) && g.tau > 0);
+  moe_expert_family f;
+  make_family(expert, d.p, &f);
+  int np = f.npar, G = g.type == GATE_HIER ? g.G : 0;
+  FFI_CHECK(TYPEOF(alpha) == REALSXP && Rf_length(alpha) == np * K);
+  FFI_CHECK(TYPEOF(W) == REALSXP && Rf_length(W) == q * K);
+  FFI_CHECK(TYPEOF(sigma2) == REALSXP);
+  if (G) FFI_CHECK(TYPEOF(V) == REALSXP && Rf_length(V) == q * G);
+  const double *tp = NULL;
+  if (!Rf_isNull(tau_prior)) {
+    tp = real_of_length(tau_prior, 2);
+    FFI_CHECK(R_FINITE(tp[0]) && tp[1] > 0 && g.type == GATE_TEMPERATURE);
+  }
+  FFI_CHECK(TYPEOF(prior) == VECSXP);
+  moe_mcmc_prior pr;
+  pr.m_a = real_of_length(list_get(prior, "m_a"), d.p);
+  pr.Va_inv = real_of_length(list_get(prior, "Va_inv"), (R_xlen_t) d.p * d.p);
+  pr.Va_inv_m = real_of_length(list_get(prior, "Va_inv_m"), d.p);
+  pr.m_Va_inv_m = Rf_asReal(list_get(prior, "m_Va_inv_m"));
+  pr.c0 = Rf_asReal(list_get(prior, "c0"));
+  pr.C0 = Rf_asReal(list_get(prior, "C0"));
+  pr.s_w2 = real_of_length(list_get(prior, "s_w2"), q);
+  pr.exchangeable = Rf_asLogical(list_get(prior, "exchangeable"));
+  FFI_CHECK(pr.c0 > 0 && pr.C0 > 0 && pr.exchangeable != NA_LOGICAL);
+  for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
+
+  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 8);
+  const int *ci = INTEGER(control);
+  moe_mcmc_control ctl = { ci[0], ci[1], ci[2], ci[3], ci[4], ci[5], ci[6] };
+  int nbg = ci[7];
+  FFI_CHECK(ctl.warmup >= 0 && ctl.iter >= 0 && ctl.thin >= 1 &&
+            ctl.offset >= 0 && ctl.refresh >= 0 && ctl.gate_mode >= 0 &&
+            ctl.gate_mode <= 2 && nbg >= 0);
+  int ns = moe_mcmcv_state_size(&g, q, K, tp != NULL);
+  FFI_CHECK(TYPEOF(state) == REALSXP && Rf_length(state) == ns);
+  FFI_CHECK(TYPEOF(xstate) == REALSXP && Rf_length(xstate) == f.nstate);
+  int S = (ctl.offset + ctl.iter) / ctl.thin - ctl.offset / ctl.thin;
+
+  const char *names[] = {"alpha", "sigma2", "W", "V", "tau", "loglik",
+                         "alpha_end", "sigma2_end", "W_end", "V_end",
+                         "tau_end", "state_end", "xstate_end", "status",
+                         "done", "accept"};
+  SEXP out = PROTECT(named_list(16, names));
+  SEXP a_dr = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) np * K * S));
+  SEXP s_dr = PROTECT(alloc_matrix(K, S));
+  SEXP w_dr = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) q * K * S));
+  SEXP v_dr = PROTECT(G ? Rf_allocVector(REALSXP, (R_xlen_t) q * G * S) : R_NilValue);
+  SEXP t_dr = PROTECT(Rf_allocVector(REALSXP, S));
+  SEXP ll = PROTECT(Rf_allocVector(REALSXP, S));
+  SEXP a_end = PROTECT(Rf_duplicate(alpha));
+  SEXP s_end = PROTECT(Rf_duplicate(sigma2));
+  SEXP w_end = PROTECT(Rf_duplicate(W));
+  SEXP v_end = PROTECT(G ? Rf_duplicate(V) : R_NilValue);
+  SEXP st_end = PROTECT(Rf_duplicate(state));
+  SEXP xs_end = PROTECT(Rf_duplicate(xstate));
+  int nblocks = nbg + f.naccept;
+  SEXP acc = PROTECT(Rf_allocVector(INTSXP, nblocks));
+  moe_vpar par = { REAL(a_end), REAL(s_end), REAL(w_end), G ? REAL(v_end) : NULL };
+  moe_mcmcv_draws dr;
+  dr.alpha = REAL(a_dr);
+  dr.sigma2 = REAL(s_dr);
+  dr.W = REAL(w_dr);
+  dr.V = G ? REAL(v_dr) : NULL;
+  dr.tau = REAL(t_dr);
+  dr.loglik = REAL(ll);
+  dr.accept = INTEGER(acc);
+  dr.nblocks = nblocks;
+  dr.expert_slot = nbg;
+  dr.nkeep = S;
+  dr.done = 0;
+  R_xlen_t nd, ni;
+  moe_mcmcv_work_size(&d, &g, &f, nblocks, &nd, &ni);
+  int st = moe_mcmcv_run(&d, &g, &f, &pr, tp, &ctl, &par, REAL(st_end),
+                         REAL(xs_end), &dr, alloc_work(nd),
+                         (int *) R_alloc(ni, sizeof(int)));
+  for (int s = dr.nkeep; s < S; s++) REAL(ll)[s] = NA_REAL;
+  SET_VECTOR_ELT(out, 0, a_dr);
+  SET_VECTOR_ELT(out, 1, s_dr);
+  SET_VECTOR_ELT(out, 2, w_dr);
+  SET_VECTOR_ELT(out, 3, v_dr);
+  SET_VECTOR_ELT(out, 4, t_dr);
+  SET_VECTOR_ELT(out, 5, ll);
+  SET_VECTOR_ELT(out, 6, a_end);
+  SET_VECTOR_ELT(out, 7, s_end);
+  SET_VECTOR_ELT(out, 8, w_end);
+  SET_VECTOR_ELT(out, 9, v_end);
+  SET_VECTOR_ELT(out, 10, Rf_ScalarReal(g.tau));
+  SET_VECTOR_ELT(out, 11, st_end);
+  SET_VECTOR_ELT(out, 12, xs_end);
+  SET_VECTOR_ELT(out, 13, Rf_ScalarInteger(st));
+  SET_VECTOR_ELT(out, 14, Rf_ScalarInteger(dr.done));
+  SET_VECTOR_ELT(out, 15, acc);
+  UNPROTECT(14);
   return out;
 }

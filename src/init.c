@@ -22,6 +22,11 @@ extern SEXP ffi_mcmc_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
 extern SEXP ffi_mtm(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_mix_logdens(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                             SEXP, SEXP, SEXP, SEXP);
+/* gating variants */
+extern SEXP ffi_gate_logprob(SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_em_variant(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_mcmc_variant(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                             SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef call_methods[] = {
   {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
@@ -35,6 +40,9 @@ static const R_CallMethodDef call_methods[] = {
   {"ffi_mcmc_chain", (DL_FUNC) &ffi_mcmc_chain, 9},
   {"ffi_mtm", (DL_FUNC) &ffi_mtm, 6},
   {"ffi_mix_logdens", (DL_FUNC) &ffi_mix_logdens, 13},
+  {"ffi_gate_logprob", (DL_FUNC) &ffi_gate_logprob, 4},
+  {"ffi_em_variant", (DL_FUNC) &ffi_em_variant, 9},
+  {"ffi_mcmc_variant", (DL_FUNC) &ffi_mcmc_variant, 16},
   {NULL, NULL, 0}
 };
 

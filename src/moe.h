@@ -271,5 +271,106 @@ void mix_logdens(int N, int K, int p, int q, int M, const double *a,
  * in sync with s2_bounds in R/prior.R. */
 #define MOE_S2_MIN 1e-100
 #define MOE_S2_MAX 1e100
+/* ==== Gating and expert variants (gates helper, issue 6) ====================
+ * The generic paths of the variants: src/gate_variants.c evaluates every
+ * gate, src/em_variants.c and src/mcmc_variants.c are the EM and the Gibbs
+ * sampler for any gate (moe_gate above) and any expert family below. The
+ * fused src/em.c and src/mcmc.c stay the softmax / linear fast paths.
+ *
+ * Parameters of a variant (moe_vpar): as moe_par, with alpha holding npar
+ * rows per expert, plus V (q x G, hierarchical gates only, column G - 1
+ * zero; NULL otherwise). The temperature lives in moe_gate.tau. For a
+ * hierarchical gate, the last expert of each group is that group's
+ * reference (its column of W is zero).
+ */
+typedef struct {
+  double *alpha;     /* npar x K expert parameters */
+  double *sigma2;    /* K expert variances */
+  double *W;         /* q x K gating coefficients */
+  double *V;         /* q x G group gating coefficients, or NULL */
+} moe_vpar;
+
+/*
+ * An expert family for the generic paths: its number of parameters per
+ * expert and a table of kernels, filled in src/ffi.c. `info` points to the
+ * family's constants (NULL for linear experts). Every kernel takes its
+ * scratch from `work`, of work_size(f, d) doubles.
+ *  - mean: mu (n x K, column-major) <- the mean of every expert at alpha
+ *    (npar x K);
+ *  - mstep: EM M-step of expert k with weights wt_i R_ik (R n x K): updates
+ *    alpha_k (npar), *sigma2_k (floored at ctl->var_floor) and mu_k (n, the
+ *    new means); returns moe_status flags (MOE_EMPTY when the effective size
+ *    is below ctl->min_size: nothing is updated);
+ *  - draw: one Gibbs / Metropolis-within-Gibbs update of every expert given
+ *    the allocation counts N (K x n, observation-major, as in mcmc.c) under
+ *    the prior pr; `state` (nstate doubles) persists across sweeps and calls
+ *    (e.g. adaptive proposal scales, adapted only when `adapt` is 1, i.e.
+ *    during warm-up), accepted[naccept] counts accepted proposals; returns
+ *    moe_status flags.
+ */
+typedef struct moe_expert_family moe_expert_family;
+struct moe_expert_family {
+  int npar;
+  int nstate, naccept;
+  const void *info;
+  void (*mean)(const moe_expert_family *f, const moe_data *d,
+               const double *alpha, double *mu, double *work);
+  int (*mstep)(const moe_expert_family *f, const moe_data *d, const double *R,
+               int k, double *alpha_k, double *sigma2_k, double *mu_k,
+               const moe_em_control *ctl, double *work);
+  int (*draw)(const moe_expert_family *f, const moe_data *d,
+              const moe_mcmc_prior *pr, const int *N, double *alpha,
+              double *sigma2, double *state, int adapt, int *accepted,
+              double *work);
+  R_xlen_t (*work_size)(const moe_expert_family *f, const moe_data *d);
+};
+
+/* Kept draws of a variant chain (internal scale), filled by moe_mcmcv_run(). */
+typedef struct {
+  double *alpha;     /* npar x K x nkeep */
+  double *sigma2;    /* K x nkeep */
+  double *W;         /* q x K x nkeep */
+  double *V;         /* q x G x nkeep (hierarchical gates), else unused */
+  double *tau;       /* nkeep temperatures (gate->tau, also when fixed) */
+  double *loglik;    /* nkeep total log-likelihoods */
+  int *accept;       /* nblocks: accepted proposals after warm-up per block */
+  int nblocks;       /* gate blocks first, then the expert family's */
+  int expert_slot;   /* index of the expert family's first block */
+  int nkeep, done;   /* capacity, then the number filled; sweeps done */
+} moe_mcmcv_draws;
+
+/* ---- gate_variants.c ---- */
+void gate_topk_active(int K, int k, const double *eta, R_xlen_t s, int *active);
+void gate_logprob_obs(const moe_gate *g, int K, const double *eta, R_xlen_t se,
+                      const double *etaV, R_xlen_t sv, double *logg,
+                      R_xlen_t sl, int *active);
+void gate_logprob(const moe_gate *g, int n, int K, const double *eta,
+                  const double *etaV, double *logg, int *active);
+
+/* ---- em_variants.c ---- */
+void moe_expert_family_linear(moe_expert_family *f, int p);
+R_xlen_t moe_em_variant_work_size(const moe_data *d, const moe_gate *g,
+                                  const moe_expert_family *ef);
+int moe_em_variant_run(const moe_data *d, moe_gate *g,
+                       const moe_expert_family *ef, moe_vpar *par,
+                       const double *tau_prior, const double *R0,
+                       const moe_em_control *ctl, double *R, double *trace,
+                       int *iter, double *loglik, double *work, int *iwork);
+
+/* ---- mcmc_variants.c ---- */
+int linear_expert_draw(const moe_expert_family *f, const moe_data *d,
+                       const moe_mcmc_prior *pr, const int *N, double *alpha,
+                       double *sigma2, double *state, int adapt, int *accepted,
+                       double *work);
+int moe_mcmcv_state_size(const moe_gate *g, int q, int K, int learn_tau);
+void moe_mcmcv_work_size(const moe_data *d, const moe_gate *g,
+                         const moe_expert_family *ef, int nblocks,
+                         R_xlen_t *ndouble, R_xlen_t *nint);
+int moe_mcmcv_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
+                  const moe_mcmc_prior *pr, const double *tau_prior,
+                  const moe_mcmc_control *ctl, moe_vpar *par, double *state,
+                  double *xstate, moe_mcmcv_draws *out, double *work, int *iwork);
+/* ==== end of the variants block ============================================ */
+
 
 #endif
