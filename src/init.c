@@ -15,6 +15,18 @@ extern SEXP ffi_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
 extern SEXP ffi_rpolyagamma(SEXP, SEXP, SEXP);
 extern SEXP ffi_mcmc_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                            SEXP);
+/* ffn helper: FFN experts and the least-squares form */
+extern SEXP ffi_ffn_eval(SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_ffn_mstep(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_ffn_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_ffn_loglik(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                           SEXP);
+extern SEXP ffi_ffn_mh(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                       SEXP);
+extern SEXP ffi_ls_eval(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                        SEXP, SEXP);
+extern SEXP ffi_ls(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                   SEXP);
 
 static const R_CallMethodDef call_methods[] = {
   {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
@@ -23,6 +35,13 @@ static const R_CallMethodDef call_methods[] = {
   {"ffi_em", (DL_FUNC) &ffi_em, 11},
   {"ffi_rpolyagamma", (DL_FUNC) &ffi_rpolyagamma, 3},
   {"ffi_mcmc_chain", (DL_FUNC) &ffi_mcmc_chain, 9},
+  {"ffi_ffn_eval", (DL_FUNC) &ffi_ffn_eval, 5},
+  {"ffi_ffn_mstep", (DL_FUNC) &ffi_ffn_mstep, 7},
+  {"ffi_ffn_em", (DL_FUNC) &ffi_ffn_em, 9},
+  {"ffi_ffn_loglik", (DL_FUNC) &ffi_ffn_loglik, 9},
+  {"ffi_ffn_mh", (DL_FUNC) &ffi_ffn_mh, 10},
+  {"ffi_ls_eval", (DL_FUNC) &ffi_ls_eval, 11},
+  {"ffi_ls", (DL_FUNC) &ffi_ls, 11},
   {NULL, NULL, 0}
 };
 

@@ -186,4 +186,76 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
                  const moe_mcmc_control *ctl, moe_par *par,
                  moe_mcmc_draws *out, moe_mcmc_work *w);
 
+
+/* ---- ffn.c and ls.c: feed-forward network experts and the least-squares
+ * (regression) form of the mixture of experts (ffn helper) ---- */
+
+typedef enum { FFN_TANH = 0, FFN_SIGMOID = 1, FFN_GELU = 2 } ffn_activation;
+
+/* Number of parameters of one FFN expert with D inputs and H hidden units:
+ * A (H x D), d (H), c (H), e. */
+#define FFN_NPAR(D, H) ((H) * (D) + 2 * (H) + 1)
+
+/* Read-only view of the network inputs. */
+typedef struct {
+  int n, D, H;
+  int act;           /* ffn_activation */
+  const double *X;   /* n x D inputs: the non-intercept columns of X */
+} ffn_net;
+
+/* Prior of one FFN expert on the internal scale: (A, d) ~ N(0, s_hid2 I);
+ * (c, e) | sigma2 ~ N(m_a, sigma2 V_a) and sigma2 ~ InvGamma(c0, C0), the
+ * conjugate expert prior of moe_prior() with H + 1 coefficients. */
+typedef struct {
+  const double *m_a, *Va_inv, *Va_inv_m; /* H + 1, (H + 1)^2, H + 1 */
+  double m_Va_inv_m, c0, C0;
+  double s_hid2;
+} ffn_prior;
+
+/* Model function of a least-squares fit: f (n) and, when J is not NULL,
+ * its Jacobian d f / d theta (n x P). */
+typedef void (*moe_lm_fn)(void *ctx, const double *theta, double *f, double *J);
+
+typedef enum { LS_LINEAR = 0, LS_FFN = 1 } ls_expert_type;
+
+typedef struct {
+  moe_data d;        /* y, X, Z, wt (least-squares weights), K */
+  int type;          /* ls_expert_type */
+  ffn_net net;       /* FFN experts: the network inputs */
+  double *work;      /* ls_eval_work_size() doubles of scratch */
+} ls_model;
+
+void ffn_forward(const ffn_net *net, const double *theta, double *mu,
+                 double *F, double *Fp);
+void ffn_jacobian(const ffn_net *net, const double *theta, const double *F,
+                  const double *Fp, double *J);
+void ffn_means(const ffn_net *net, int K, const double *theta, double *mu,
+               double *work);
+int moe_lm(int n, int P, const double *y, const double *v, moe_lm_fn fn,
+           void *ctx, double *theta, int maxit, double tol, double *lambda,
+           double *S, int *iter, double *work);
+R_xlen_t ffn_mstep_work_size(int n, int D, int H);
+int ffn_mstep(const ffn_net *net, const double *y, const double *v,
+              double *theta, double *sigma2, double *mu, int steps,
+              double var_floor, double min_size, double *lambda, double *work);
+R_xlen_t ffn_em_work_size(const moe_data *d, int D, int H);
+int ffn_em_run(const moe_data *d, const ffn_net *net, double *theta,
+               double *sigma2, double *W, const double *R0,
+               const moe_em_control *ctl, int lm_steps, double *R,
+               double *trace, int *iter, double *loglik, double *work);
+double ffn_loglik(const moe_data *d, const ffn_net *net, const double *theta,
+                  const double *sigma2, const double *W, double *work);
+R_xlen_t ffn_mh_work_size(int n, int D, int H);
+int ffn_mh_expert(const ffn_net *net, const double *y, const double *v,
+                  const ffn_prior *pr, double *theta, double *sigma2,
+                  double scale, int *accepted, double *work);
+
+int ls_npar(const ls_model *m);
+R_xlen_t ls_eval_work_size(const ls_model *m);
+void ls_model_eval(void *ctx, const double *theta, double *f, double *J);
+R_xlen_t ls_work_size(const ls_model *m);
+int ls_run(ls_model *m, double *theta, int maxit, double tol, double *rss,
+           int *iter, double *work);
+/* ---- end of the ffn helper's block ---- */
+
 #endif

@@ -1,0 +1,276 @@
+# Feed-forward network (FFN) experts: the expert object, its methods of the
+# expert generics of R/variants.R, canonicalisation, and the EM workhorse
+# for FFN experts (src/ffn.c).
+#
+# The mean of expert k is h(x) = sum_h c_h act(A_h' x + d_h) + e, with x the
+# non-intercept columns of the expert design X (D of them) and H hidden
+# units. Its parameters (one column of `alpha`, P_e = H D + 2 H + 1 rows) are
+# A (H x D, column-major: A[h, j] at row h + H (j - 1)), d (H), c (H), e.
+# Symmetries: for tanh (odd) the sign flip (A_h, d_h, c_h) -> -(A_h, d_h,
+# c_h); for the sigmoid, sigma(-u) = 1 - sigma(u), the same flip with e ->
+# e + c_h; any permutation of the hidden units. ffn_canonical() fixes them
+# (c_h > 0 for tanh and sigmoid, hidden units sorted by d_h).
+
+#' Two-layer feed-forward network experts
+#'
+#' `expert_ffn()` makes each expert's mean a two-layer feed-forward network
+#' of the expert covariates,
+#' \deqn{h(x) = \sum_{h=1}^{H} c_h\, \mathrm{act}(A_h^\top x + d_h) + e,}{
+#'   h(x) = sum_h c_h act(A_h' x + d_h) + e,}
+#' with Gaussian noise of variance \eqn{\sigma_k^2}; pass it as `expert =` to
+#' [moe_em()], [moe_mcmc()] or [moe_ls()]. Here \eqn{x} are the columns of
+#' the expert design other than the intercept: the expert formula must keep
+#' its intercept (the default), which the network ignores because \eqn{e}
+#' plays its part.
+#'
+#' Networks with tanh, sigmoid or GELU activations are "strongly
+#' identifiable" experts: in the least-squares regression form of the
+#' mixture of experts their parameters are learned at polynomial rates,
+#' unlike linear experts (Nguyen, Ho and Rinaldo, 2024; see
+#' `vignette("variants", package = "bayesmoe")`).
+#'
+#' **Parameters.** Expert \eqn{k} has \eqn{P_e = H D + 2H + 1} parameters,
+#' named `A[h,<term>]` (the \eqn{H \times D} input weights), `d[h]` (hidden
+#' biases), `c[h]` (output weights) and `e` (output bias), in that order
+#' (`A` column-major), followed in `coef()` by `sigma2`.
+#'
+#' **Symmetries.** The network is unchanged by permuting the hidden units
+#' and, for tanh, by the sign flip \eqn{(A_h, d_h, c_h) \to -(A_h, d_h,
+#' c_h)} (for the sigmoid the same flip with \eqn{e \to e + c_h}). Fits
+#' report canonical parameters: \eqn{c_h > 0} (tanh and sigmoid) and the
+#' hidden units sorted by increasing \eqn{d_h}; the Voronoi losses compare
+#' canonical parameters. GELU has no sign symmetry; only the order is fixed.
+#'
+#' **Estimation.** EM ([moe_em()]): given the responsibilities the expert
+#' update is a weighted nonlinear least-squares problem; the output layer
+#' \eqn{(c, e)} is solved exactly by weighted least squares given the hidden
+#' layer, then Levenberg-Marquardt steps (`lm_steps` per M-step) update all
+#' parameters, each accepted only when it lowers the weighted residual sum of
+#' squares, so the log-likelihood never decreases. Each start draws its own
+#' hidden layer \eqn{A, d \sim N(0, 1)} on the internal (standardised)
+#' scale. MCMC ([moe_mcmc()]): given the allocations, \eqn{(c, e,
+#' \sigma_k^2)} is a conjugate linear regression on the features
+#' \eqn{\mathrm{act}(A x + d)} with the expert prior of [moe_prior()] (for
+#' the \eqn{H + 1} output coefficients); \eqn{(A, d)} has the prior
+#' \eqn{N(0, s^2 I)} on the internal scale (`prior_sd`, default 1) and is
+#' updated by a random-walk Metropolis step with \eqn{(c, e, \sigma_k^2)}
+#' integrated out, followed by an exact draw of \eqn{(c, e, \sigma_k^2)}.
+#' The random-walk scale of each expert adapts during the warm-up only
+#' (towards an acceptance rate of 0.3) and is frozen afterwards, so a
+#' continued chain is identical to one long run; acceptance rates are in
+#' the fit's `accept`.
+#'
+#' @param hidden Number of hidden units \eqn{H}, a whole number >= 1.
+#' @param activation `"tanh"` (the default), `"sigmoid"` or `"gelu"`
+#'   (\eqn{u \Phi(u)}).
+#' @param lm_steps Levenberg-Marquardt steps per expert and EM iteration.
+#' @param prior_sd Prior standard deviation of the hidden-layer parameters
+#'   \eqn{A, d} under [moe_mcmc()], on the internal scale.
+#' @return An object of class `c("moe_expert_ffn", "moe_expert")`.
+#' @references Nguyen, H., Ho, N. and Rinaldo, A. (2024). On least squares
+#'   estimation in softmax gating mixture of experts. *ICML 2024*.
+#'   arXiv:2402.02952.
+#' @seealso [moe_experts] for linear experts.
+#' @examples
+#' expert_ffn(hidden = 2)
+#' set.seed(1)
+#' x <- runif(300)
+#' y <- ifelse(runif(300) < plogis(8 * (x - 0.5)), sin(6 * x), 2 * tanh(4 * x - 2)) +
+#'   rnorm(300, sd = 0.1)
+#' fit <- moe_em(y ~ x, data = data.frame(x, y), K = 2, expert = expert_ffn(2),
+#'               starts = 2, seed = 1)
+#' fit
+#' @export
+expert_ffn <- function(hidden = 3, activation = c("tanh", "sigmoid", "gelu"),
+                       lm_steps = 3, prior_sd = 1) {
+  call <- sys.call()
+  hidden <- check_number(hidden, "hidden", lower = 1, whole = TRUE, call = call)
+  activation <- check_choice(activation, c("tanh", "sigmoid", "gelu"), "activation", call)
+  lm_steps <- check_number(lm_steps, "lm_steps", lower = 0, whole = TRUE, call = call)
+  prior_sd <- check_number(prior_sd, "prior_sd", lower = 0, strict_lower = TRUE, call = call)
+  structure(list(type = "ffn", hidden = hidden, activation = activation,
+                 lm_steps = lm_steps, prior_sd = prior_sd),
+            class = c("moe_expert_ffn", "moe_expert"))
+}
+
+expert_label.moe_expert_ffn <- function(expert) {
+  sprintf("feed-forward network (%d %s hidden unit%s)", expert$hidden, expert$activation,
+          if (expert$hidden > 1L) "s" else "")
+}
+
+# The activation code of src/ffn.c.
+ffn_act_code <- function(expert) {
+  match(expert$activation, c("tanh", "sigmoid", "gelu")) - 1L
+}
+
+# The network inputs: the non-intercept columns of an expert design, as a
+# double matrix.
+ffn_inputs <- function(X) {
+  Xf <- X[, colnames(X) != "(Intercept)", drop = FALSE]
+  storage.mode(Xf) <- "double"
+  Xf
+}
+
+ffn_npar <- function(H, D) H * D + 2L * H + 1L
+
+expert_npar.moe_expert_ffn <- function(expert, p) ffn_npar(expert$hidden, p - 1L)
+
+expert_par_names.moe_expert_ffn <- function(expert, xnames) {
+  H <- expert$hidden
+  terms <- setdiff(xnames, "(Intercept)")
+  c(sprintf("A[%d,%s]", rep(seq_len(H), length(terms)), rep(terms, each = H)),
+    sprintf("d[%d]", seq_len(H)), sprintf("c[%d]", seq_len(H)), "e")
+}
+
+expert_mean.moe_expert_ffn <- function(expert, X, alpha) {
+  Xf <- ffn_inputs(X)
+  alpha <- as.matrix(alpha)
+  storage.mode(alpha) <- "double"
+  .Call(ffi_ffn_eval, Xf, alpha, as.integer(expert$hidden), ffn_act_code(expert),
+        FALSE)$mean
+}
+
+# Indices of the blocks of one expert's parameter vector.
+ffn_index <- function(H, D) {
+  list(A = seq_len(H * D), d = H * D + seq_len(H), c = H * D + H + seq_len(H),
+       e = H * D + 2L * H + 1L)
+}
+
+# Centre and scale of the network inputs in a moe_scaling() object.
+ffn_input_scaling <- function(sc) {
+  idx <- setdiff(seq_along(sc$x$center), sc$x$intercept)
+  list(center = sc$x$center[idx], scale = sc$x$scale[idx])
+}
+
+# Internal scale: x_int = (x - center) / scale, y_int = (y - my) / sy. Then
+# A_orig = A_int / scale (by column), d_orig = d_int - A_int (center / scale),
+# c_orig = sy c_int, e_orig = sy e_int + my.
+expert_to_original.moe_expert_ffn <- function(expert, sc, alpha) {
+  alpha <- as.matrix(alpha)
+  H <- expert$hidden
+  s <- ffn_input_scaling(sc)
+  D <- length(s$center)
+  ix <- ffn_index(H, D)
+  for (k in seq_len(ncol(alpha))) {
+    A <- matrix(alpha[ix$A, k], H, D)
+    alpha[ix$d, k] <- alpha[ix$d, k] - drop(A %*% (s$center / s$scale))
+    alpha[ix$A, k] <- A %*% diag(1 / s$scale, D)
+    alpha[ix$c, k] <- sc$sy * alpha[ix$c, k]
+    alpha[ix$e, k] <- sc$sy * alpha[ix$e, k] + sc$my
+  }
+  alpha
+}
+
+expert_to_internal.moe_expert_ffn <- function(expert, sc, alpha) {
+  alpha <- as.matrix(alpha)
+  H <- expert$hidden
+  s <- ffn_input_scaling(sc)
+  D <- length(s$center)
+  ix <- ffn_index(H, D)
+  for (k in seq_len(ncol(alpha))) {
+    A <- matrix(alpha[ix$A, k], H, D)
+    alpha[ix$d, k] <- alpha[ix$d, k] + drop(A %*% s$center)
+    alpha[ix$A, k] <- A %*% diag(s$scale, D)
+    alpha[ix$c, k] <- alpha[ix$c, k] / sc$sy
+    alpha[ix$e, k] <- (alpha[ix$e, k] - sc$my) / sc$sy
+  }
+  alpha
+}
+
+# Relabelling features: the canonical parameters on the internal scale.
+expert_features.moe_expert_ffn <- function(expert, sc, A) {
+  t(ffn_canonical(expert_to_internal(expert, sc, t(A)), expert))
+}
+
+#' Canonical parameters of FFN experts
+#'
+#' Fixes the symmetries of each column of `alpha` (one expert per column):
+#' for tanh and sigmoid the sign of every hidden unit is flipped where
+#' \eqn{c_h < 0} (for the sigmoid \eqn{e} absorbs \eqn{c_h}), then the
+#' hidden units are sorted by increasing \eqn{d_h}. The network function is
+#' unchanged.
+#' @noRd
+ffn_canonical <- function(alpha, expert, D = NULL) {
+  alpha <- as.matrix(alpha)
+  H <- expert$hidden
+  if (is.null(D)) D <- (nrow(alpha) - 2L * H - 1L) / H
+  ix <- ffn_index(H, D)
+  for (k in seq_len(ncol(alpha))) {
+    th <- alpha[, k]
+    A <- matrix(th[ix$A], H, D)
+    d <- th[ix$d]
+    cc <- th[ix$c]
+    e <- th[ix$e]
+    if (expert$activation != "gelu") {
+      flip <- cc < 0
+      if (expert$activation == "sigmoid") e <- e + sum(cc[flip])
+      A[flip, ] <- -A[flip, ]
+      d[flip] <- -d[flip]
+      cc[flip] <- -cc[flip]
+    }
+    o <- order(d)
+    alpha[, k] <- c(A[o, , drop = FALSE], d[o], cc[o], e)
+  }
+  alpha
+}
+
+# ---------------------------------------------------------------------------
+# EM with FFN experts (softmax gating)
+
+# Starting hidden layers: P_e x K with A, d ~ N(0, 1) (internal scale) and a
+# zero output layer (the first M-step solves it).
+ffn_start_theta <- function(expert, D, K) {
+  H <- expert$hidden
+  P <- ffn_npar(H, D)
+  th <- matrix(0, P, K)
+  ix <- ffn_index(H, D)
+  th[c(ix$A, ix$d), ] <- rnorm(H * (D + 1L) * K)
+  th
+}
+
+# EM workhorse for FFN experts: like moe_em_fit() (same starts, scaling and
+# result fields), each start with its own random hidden layers.
+ffn_em_fit <- function(y, X, Z, w, K, expert, starts, control) {
+  storage.mode(X) <- "double"
+  storage.mode(Z) <- "double"
+  y <- as.double(y)
+  w <- as.double(w)
+  sc <- moe_scaling(y, X, Z)
+  s <- scale_data(sc, y, X, Z)
+  Xf <- ffn_inputs(s$X)
+  D <- ncol(Xf)
+  H <- expert$hidden
+  P <- ffn_npar(H, D)
+  min_size <- if (is.null(control$min_size)) H + 2 else control$min_size
+  ctl <- c(control$maxit, control$tol, control$var_floor, min_size,
+           control$gate_steps, control$ridge, expert$lm_steps)
+  types <- start_types(starts)
+  feats <- start_features(s$y, s$X, s$Z)
+  runs <- vector("list", starts)
+  for (j in seq_len(starts)) {
+    R0 <- start_resp(types[j], s$y, s$X, feats, K)
+    th0 <- ffn_start_theta(expert, D, K)
+    runs[[j]] <- .Call(ffi_ffn_em, s$y, Xf, s$Z, w, th0, as.integer(H),
+                       ffn_act_code(expert), R0, as.double(ctl))
+  }
+  ll <- vapply(runs, `[[`, 0, "loglik")
+  st <- vapply(runs, `[[`, 0L, "status")
+  degenerate <- bitwAnd(st, status_flags[["empty"]] + status_flags[["var_floor"]]) > 0L
+  ok <- is.finite(ll)
+  best <- order(degenerate | !ok, -ifelse(ok, ll, -Inf))[1L]
+  r <- runs[[best]]
+  spec <- make_spec(gate_softmax(), expert)
+  to_par <- function(r) {
+    alpha <- ffn_canonical(expert_to_original(expert, sc, r$theta), expert, D)
+    list(alpha = alpha, sigma2 = sc$sy^2 * r$sigma2, W = sc$z$T %*% r$W, spec = spec)
+  }
+  jac <- -sum(w) * log(sc$sy)
+  list(par = to_par(r), loglik = r$loglik + jac, iter = r$iter, status = r$status,
+       trace = r$trace + jac, resp = r$resp, scaling = sc, min_size = min_size,
+       var_floor = control$var_floor, control = control,
+       starts = data.frame(start = seq_len(starts), type = types, loglik = ll + jac,
+                           iter = vapply(runs, `[[`, 0L, "iter"),
+                           status = vapply(st, status_text, ""),
+                           stringsAsFactors = FALSE),
+       best = best, start_par = lapply(runs, to_par))
+}

@@ -1,0 +1,545 @@
+/*
+ * ffn.c: two-layer feed-forward network (FFN) experts
+ *
+ *     h(x; theta) = sum_h c_h act(A_h' x + d_h) + e,   act = tanh, sigmoid or GELU,
+ *
+ * their Jacobian, the EM M-step of one FFN expert, an EM loop for FFN
+ * experts with softmax gating, and the Metropolis block of the Gibbs sampler.
+ *
+ * Inputs (ffn_net, moe.h): X (n x D, column-major) the network inputs, i.e.
+ * the non-intercept columns of the expert design; H hidden units. The
+ * parameters of one expert are a vector theta of length P = H D + 2 H + 1:
+ * theta[h + H j] = A[h, j] (A is H x D, column-major), theta[H D + h] = d_h,
+ * theta[H D + H + h] = c_h, theta[H D + 2 H] = e. K experts are stored as a
+ * P x K matrix. Other data (y, Z, wt, W, R) as in moe.h.
+ *
+ * Kernels:
+ *  - ffn_forward(): the mean of one expert for every observation, and the
+ *    hidden features F = act(U) and act'(U) (n x H each), U = X A' + 1 d';
+ *  - ffn_jacobian(): d mean / d theta (n x P) from those features;
+ *  - ffn_means(): the n x K means of all experts;
+ *  - ffn_mstep(): given responsibilities, the weighted nonlinear least-squares
+ *    update of one expert: the output layer (c, e) exactly by weighted least
+ *    squares on [F, 1], then Levenberg-Marquardt steps on all of theta (each
+ *    accepted only when the weighted residual sum of squares decreases), then
+ *    the variance. The weighted residual sum of squares never increases, so
+ *    the expected complete-data log-likelihood of the expert never decreases;
+ *  - ffn_em_run(): EM with FFN experts and softmax gating (gating M-step by
+ *    gate_newton_step() of gating.c), monotone in the observed log-likelihood;
+ *  - ffn_mh_expert(): one Metropolis-within-Gibbs update of an expert given
+ *    its allocated observations: a random-walk proposal for the hidden layer
+ *    (A, d) accepted with the output layer and variance integrated out (they
+ *    are a conjugate linear regression on [F, 1]), then an exact draw of
+ *    (c, e, sigma2) from their conditional; ffn_gibbs_run() is the sampler
+ *    for FFN experts with softmax gating that uses it.
+ * Preconditions: n >= 1, D >= 1, H >= 1, finite inputs; weights >= 0.
+ * Scratch memory is supplied by the caller (R_alloc in ffi.c).
+ */
+#include "moe.h"
+
+/* act(u) and act'(u). */
+static inline double act_fun(int act, double u, double *deriv)
+{
+  switch (act) {
+  case FFN_SIGMOID: {
+    double s = u >= 0 ? 1.0 / (1.0 + exp(-u)) : exp(u) / (1.0 + exp(u));
+    *deriv = s * (1.0 - s);
+    return s;
+  }
+  case FFN_GELU: {
+    double Phi = Rf_pnorm5(u, 0.0, 1.0, 1, 0), phi = Rf_dnorm4(u, 0.0, 1.0, 0);
+    *deriv = Phi + u * phi;
+    return u * Phi;
+  }
+  default: {
+    double t = tanh(u);
+    *deriv = 1.0 - t * t;
+    return t;
+  }
+  }
+}
+
+void ffn_forward(const ffn_net *net, const double *theta, double *mu,
+                 double *F, double *Fp)
+{
+  int n = net->n, D = net->D, H = net->H;
+  const double *A = theta, *dd = theta + H * D, *c = dd + H;
+  double e = theta[H * D + 2 * H];
+  for (int i = 0; i < n; i++) mu[i] = e;
+  for (int h = 0; h < H; h++) {
+    double *Fh = F + (R_xlen_t) h * n, *Fph = Fp + (R_xlen_t) h * n;
+    for (int i = 0; i < n; i++) Fh[i] = dd[h];
+    for (int j = 0; j < D; j++) {
+      double a = A[h + H * j];
+      const double *Xj = net->X + (R_xlen_t) j * n;
+      for (int i = 0; i < n; i++) Fh[i] += a * Xj[i];
+    }
+    for (int i = 0; i < n; i++) {
+      Fh[i] = act_fun(net->act, Fh[i], Fph + i);
+      mu[i] += c[h] * Fh[i];
+    }
+  }
+}
+
+void ffn_jacobian(const ffn_net *net, const double *theta, const double *F,
+                  const double *Fp, double *J)
+{
+  int n = net->n, D = net->D, H = net->H;
+  const double *c = theta + H * D + H;
+  for (int h = 0; h < H; h++) {
+    const double *Fh = F + (R_xlen_t) h * n, *Fph = Fp + (R_xlen_t) h * n;
+    double *Jd = J + (R_xlen_t) (H * D + h) * n;
+    double *Jc = J + (R_xlen_t) (H * D + H + h) * n;
+    for (int i = 0; i < n; i++) {
+      Jd[i] = c[h] * Fph[i];
+      Jc[i] = Fh[i];
+    }
+    for (int j = 0; j < D; j++) {
+      const double *Xj = net->X + (R_xlen_t) j * n;
+      double *Ja = J + (R_xlen_t) (h + H * j) * n;
+      for (int i = 0; i < n; i++) Ja[i] = Jd[i] * Xj[i];
+    }
+  }
+  double *Je = J + (R_xlen_t) (H * D + 2 * H) * n;
+  for (int i = 0; i < n; i++) Je[i] = 1.0;
+}
+
+/* work: 2 n H doubles. */
+void ffn_means(const ffn_net *net, int K, const double *theta, double *mu,
+               double *work)
+{
+  int P = FFN_NPAR(net->D, net->H);
+  double *F = work, *Fp = work + (R_xlen_t) net->n * net->H;
+  for (int k = 0; k < K; k++)
+    ffn_forward(net, theta + (R_xlen_t) k * P, mu + (R_xlen_t) k * net->n, F,
+                Fp);
+}
+
+/* ---- weighted least squares on the features ---- */
+
+/*
+ * Cross-products of the features Phi = [F, 1] (n x m, m = H + 1) with
+ * weights v: PtP (m x m, full) = Phi' V Phi, Pty (m) = Phi' V y, and
+ * returns y' V y. Observations with v_i = 0 are skipped.
+ */
+static double feature_crossprod(int n, int H, const double *F, const double *y,
+                                const double *v, double *PtP, double *Pty)
+{
+  int m = H + 1;
+  double yty = 0.0;
+  for (int a = 0; a < m * m; a++) PtP[a] = 0.0;
+  for (int a = 0; a < m; a++) Pty[a] = 0.0;
+  for (int i = 0; i < n; i++) {
+    double w = v[i];
+    if (!(w > 0.0)) continue;
+    double wy = w * y[i];
+    yty += wy * y[i];
+    for (int a = 0; a < H; a++) {
+      double fa = F[i + (R_xlen_t) a * n], wfa = w * fa;
+      Pty[a] += wy * fa;
+      for (int b = 0; b <= a; b++) PtP[a + b * m] += wfa * F[i + (R_xlen_t) b * n];
+      PtP[H + a * m] += wfa;
+    }
+    Pty[H] += wy;
+    PtP[H + H * m] += w;
+  }
+  for (int a = 0; a < m; a++)
+    for (int b = a + 1; b < m; b++) PtP[a + b * m] = PtP[b + a * m];
+  return yty;
+}
+
+/* Weighted residual sum of squares sum_i v_i (y_i - mu_i)^2. */
+static double wrss(int n, const double *y, const double *mu, const double *v)
+{
+  double s = 0.0;
+  for (int i = 0; i < n; i++) {
+    if (!(v[i] > 0.0)) continue;
+    double r = y[i] - mu[i];
+    s += v[i] * r * r;
+  }
+  return s;
+}
+
+/* ---- Levenberg-Marquardt on a weighted sum of squares ---- */
+
+/*
+ * Minimise S(theta) = sum_i v_i (y_i - f_i(theta))^2 by Levenberg-Marquardt
+ * with Marquardt's diagonal scaling: from theta solve
+ * (J'VJ + lambda (diag(J'VJ) + eps)) delta = J'V r and accept theta + delta
+ * when S decreases (lambda / 10), otherwise retry with 10 lambda. `fn(ctx,
+ * theta, f, J)` writes the model f (n) and, when J is not NULL, its Jacobian
+ * (n x P). At most `maxit` accepted steps; stops when a step decreases S by
+ * less than tol * S or no step decreases it. On entry *lambda is the
+ * starting damping (<= 0: 1e-3), on exit the current one. Writes theta, *S,
+ * *iter. work: n (P + 2) + 3 P^2 + 3 P doubles. Returns MOE_OK, MOE_MAXIT or
+ * MOE_NONFINITE (S not finite at the start).
+ */
+int moe_lm(int n, int P, const double *y, const double *v, moe_lm_fn fn,
+           void *ctx, double *theta, int maxit, double tol, double *lambda,
+           double *S, int *iter, double *work)
+{
+  double *f = work, *J = f + n, *ft = J + (R_xlen_t) n * P;
+  double *JtJ = ft + n, *M = JtJ + (R_xlen_t) P * P, *save = M + (R_xlen_t) P * P;
+  double *g = save + (R_xlen_t) P * P, *delta = g + P, *th = delta + P;
+  double lam = *lambda > 0 ? *lambda : 1e-3;
+  int it = 0, status = MOE_MAXIT;
+
+  fn(ctx, theta, f, J);
+  double Sc = wrss(n, y, f, v);
+  if (!R_FINITE(Sc)) {
+    *S = Sc;
+    *iter = 0;
+    return MOE_NONFINITE;
+  }
+  while (it < maxit) {
+    /* J'VJ (lower triangle, then mirrored) and J'V r */
+    for (int a = 0; a < P; a++) {
+      const double *Ja = J + (R_xlen_t) a * n;
+      double s = 0.0;
+      for (int i = 0; i < n; i++) s += v[i] * Ja[i] * (y[i] - f[i]);
+      g[a] = s;
+      for (int b = 0; b <= a; b++) {
+        const double *Jb = J + (R_xlen_t) b * n;
+        double t = 0.0;
+        for (int i = 0; i < n; i++) t += v[i] * Ja[i] * Jb[i];
+        JtJ[a + (R_xlen_t) b * P] = t;
+      }
+    }
+    double dmax = 0.0;
+    for (int a = 0; a < P; a++) {
+      double t = JtJ[a + (R_xlen_t) a * P];
+      if (t > dmax) dmax = t;
+    }
+    if (!(dmax > 0.0)) { status = MOE_OK; break; }
+    int accepted = 0;
+    double Sn = Sc;
+    for (int tries = 0; tries < 30; tries++) {
+      for (int a = 0; a < P; a++) {
+        for (int b = 0; b <= a; b++)
+          M[a + (R_xlen_t) b * P] = JtJ[a + (R_xlen_t) b * P];
+        M[a + (R_xlen_t) a * P] += lam * (JtJ[a + (R_xlen_t) a * P] + 1e-9 * dmax);
+        delta[a] = g[a];
+      }
+      int rc = chol_factor_ridge(P, M, save, 1e-12);
+      if (rc >= 0) {
+        chol_solve_factored(P, M, delta, 1);
+        for (int a = 0; a < P; a++) th[a] = theta[a] + delta[a];
+        fn(ctx, th, ft, NULL);
+        Sn = wrss(n, y, ft, v);
+        if (R_FINITE(Sn) && Sn < Sc) {
+          accepted = 1;
+          break;
+        }
+      }
+      lam *= 10.0;
+      if (lam > 1e16) break;
+    }
+    if (!accepted) { status = MOE_OK; break; }
+    it++;
+    for (int a = 0; a < P; a++) theta[a] = th[a];
+    double gain = Sc - Sn;
+    Sc = Sn;
+    lam = lam / 10.0 > 1e-12 ? lam / 10.0 : 1e-12;
+    if (gain <= tol * (Sc + 1e-300)) {
+      for (int i = 0; i < n; i++) f[i] = ft[i];
+      status = MOE_OK;
+      break;
+    }
+    fn(ctx, theta, f, J);
+  }
+  *lambda = lam;
+  *S = Sc;
+  *iter = it;
+  return status;
+}
+
+/* ---- the M-step of one FFN expert ---- */
+
+typedef struct {
+  const ffn_net *net;
+  double *F, *Fp;
+} ffn_ctx;
+
+static void ffn_model(void *ctx, const double *theta, double *f, double *J)
+{
+  ffn_ctx *c = (ffn_ctx *) ctx;
+  ffn_forward(c->net, theta, f, c->F, c->Fp);
+  if (J) ffn_jacobian(c->net, theta, c->F, c->Fp, J);
+}
+
+R_xlen_t ffn_mstep_work_size(int n, int D, int H)
+{
+  R_xlen_t P = FFN_NPAR(D, H), m = H + 1;
+  R_xlen_t lm = (R_xlen_t) n * (P + 2) + 3 * P * P + 3 * P;
+  R_xlen_t ls = 2 * m * m + m + P;
+  return 2 * (R_xlen_t) n * H + n + (lm > ls ? lm : ls);
+}
+
+/*
+ * M-step of one FFN expert with observation weights v (n; wt_i R_ik): first
+ * the exact weighted least-squares output layer (c, e) given (A, d), then at
+ * most `steps` Levenberg-Marquardt steps on theta, then sigma2 = weighted
+ * residual sum of squares / sum(v), floored at var_floor. Each part is kept
+ * only when it does not increase the weighted residual sum of squares, so
+ * the expected complete-data log-likelihood of the expert does not decrease.
+ * mu (n) receives the new means. When sum(v) < min_size nothing changes and
+ * MOE_EMPTY is returned. *lambda carries the damping between calls.
+ * work: ffn_mstep_work_size() doubles.
+ */
+int ffn_mstep(const ffn_net *net, const double *y, const double *v,
+              double *theta, double *sigma2, double *mu, int steps,
+              double var_floor, double min_size, double *lambda, double *work)
+{
+  int n = net->n, D = net->D, H = net->H, P = FFN_NPAR(D, H), m = H + 1;
+  int status = MOE_OK;
+  double *F = work, *Fp = F + (R_xlen_t) n * H, *mu0 = Fp + (R_xlen_t) n * H;
+  double *rest = mu0 + n;
+  double nk = 0.0;
+  for (int i = 0; i < n; i++) nk += v[i];
+  if (!(nk >= min_size)) return MOE_EMPTY;
+
+  /* output layer by weighted least squares given the hidden layer */
+  ffn_forward(net, theta, mu0, F, Fp);
+  double S0 = wrss(n, y, mu0, v);
+  double *PtP = rest, *save = PtP + m * m, *b = save + m * m, *th = b + m;
+  feature_crossprod(n, H, F, y, v, PtP, b);
+  int rc = chol_factor_ridge(m, PtP, save, 1e-10);
+  if (rc >= 0) {
+    chol_solve_factored(m, PtP, b, 1);
+    for (int a = 0; a < P; a++) th[a] = theta[a];
+    for (int h = 0; h < H; h++) th[H * D + H + h] = b[h];
+    th[H * D + 2 * H] = b[H];
+    int finite = 1;
+    for (int a = 0; a < m; a++) if (!R_FINITE(b[a])) finite = 0;
+    if (finite) {
+      ffn_forward(net, th, mu, F, Fp);
+      double S1 = wrss(n, y, mu, v);
+      if (R_FINITE(S1) && S1 <= S0) {
+        for (int a = 0; a < P; a++) theta[a] = th[a];
+        S0 = S1;
+      }
+    }
+  }
+  if (rc > 0) status |= MOE_NOT_PD;
+
+  /* Levenberg-Marquardt steps on all parameters */
+  double S = S0;
+  if (steps > 0) {
+    ffn_ctx ctx = { net, F, Fp };
+    int it = 0;
+    int st = moe_lm(n, P, y, v, ffn_model, &ctx, theta, steps, 0.0, lambda, &S,
+                    &it, rest);
+    if (st & MOE_NONFINITE) status |= MOE_NONFINITE;
+  }
+  ffn_forward(net, theta, mu, F, Fp);
+  S = wrss(n, y, mu, v);
+  double s2 = S / nk;
+  if (!(s2 > var_floor)) {
+    s2 = var_floor;
+    status |= MOE_VAR_FLOOR;
+  }
+  *sigma2 = s2;
+  return status;
+}
+
+/* ---- EM with FFN experts and softmax gating ---- */
+
+R_xlen_t ffn_em_work_size(const moe_data *d, int D, int H)
+{
+  R_xlen_t n = d->n, K = d->K, m = (K - 1) * (R_xlen_t) d->q;
+  R_xlen_t gate = 2 * m * m + 3 * m + 2 * n + n * K;
+  R_xlen_t ms = n + ffn_mstep_work_size(d->n, D, H);
+  return 4 * n * K + 3 * K + (gate > ms ? gate : ms);
+}
+
+static int ffn_em_mstep(const moe_data *d, const ffn_net *net, double *theta,
+                        double *sigma2, double *W, const double *R, double *mu,
+                        double *eta, double *logg, double *lambda,
+                        const moe_em_control *ctl, int lm_steps, double *work)
+{
+  int n = d->n, K = d->K, P = FFN_NPAR(net->D, net->H), status = MOE_OK;
+  double *v = work, *mwork = work + n;
+  for (int k = 0; k < K; k++) {
+    const double *Rk = R + (R_xlen_t) k * n;
+    for (int i = 0; i < n; i++) v[i] = d->wt[i] * Rk[i];
+    status |= ffn_mstep(net, d->y, v, theta + (R_xlen_t) k * P, sigma2 + k,
+                        mu + (R_xlen_t) k * n, lm_steps, ctl->var_floor,
+                        ctl->min_size, lambda + k, mwork);
+  }
+  for (int s = 0; s < ctl->gate_steps; s++)
+    status |= gate_newton_step(d, R, W, eta, logg, ctl->ridge, work);
+  return status;
+}
+
+/*
+ * EM from starting responsibilities R0 (n x K) and starting parameters
+ * theta (P x K; only the hidden layers (A, d) matter: the first M-step
+ * solves the output layers). W (q x K) and sigma2 (K) are set here. Stops
+ * when the relative change of the log-likelihood is below ctl->tol or after
+ * ctl->maxit E-steps. Writes theta, sigma2, W, R (responsibilities at the
+ * final parameters), trace[0 .. iter - 1], *iter, *loglik.
+ * work: ffn_em_work_size() doubles.
+ */
+int ffn_em_run(const moe_data *d, const ffn_net *net, double *theta,
+               double *sigma2, double *W, const double *R0,
+               const moe_em_control *ctl, int lm_steps, double *R,
+               double *trace, int *iter, double *loglik, double *work)
+{
+  int n = d->n, q = d->q, K = d->K;
+  R_xlen_t nK = (R_xlen_t) n * K;
+  double *mu = work, *eta = mu + nK, *logg = eta + nK, *Rw = logg + nK;
+  double *kw = Rw + nK, *lambda = kw + 2 * K, *rest = lambda + K;
+  for (R_xlen_t t = 0; t < nK; t++) Rw[t] = R0[t];
+  for (int k = 0; k < K; k++) {
+    sigma2[k] = 1.0;
+    lambda[k] = 1e-3;
+    for (int a = 0; a < q; a++) W[a + k * q] = 0.0;
+  }
+  gate_logits(d, W, eta);
+  gate_logprob_softmax(n, K, eta, logg);
+  int mstatus = ffn_em_mstep(d, net, theta, sigma2, W, Rw, mu, eta, logg,
+                             lambda, ctl, lm_steps, rest);
+  int status = MOE_OK, it;
+  double ll = R_NegInf, ll_old = R_NegInf;
+  for (it = 1; ; it++) {
+    R_CheckUserInterrupt();
+    ffn_means(net, K, theta, mu, rest);
+    ll = moe_estep(d, logg, mu, sigma2, Rw, NULL, kw);
+    trace[it - 1] = ll;
+    if (!R_FINITE(ll)) { status |= MOE_NONFINITE; break; }
+    if (it > 1) {
+      if (ll < ll_old - 1e-10 * (1.0 + fabs(ll_old))) status |= MOE_DECREASE;
+      if (fabs(ll - ll_old) <= ctl->tol * (fabs(ll) + ctl->tol)) break;
+    }
+    if (it >= ctl->maxit) { status |= MOE_MAXIT; break; }
+    ll_old = ll;
+    mstatus = ffn_em_mstep(d, net, theta, sigma2, W, Rw, mu, eta, logg, lambda,
+                           ctl, lm_steps, rest);
+  }
+  for (R_xlen_t t = 0; t < nK; t++) R[t] = Rw[t];
+  *iter = it;
+  *loglik = ll;
+  return status | mstatus;
+}
+
+/* Log-likelihood of a mixture of FFN experts with softmax gating.
+ * work: 3 n K + 2 n H + 2 K doubles. */
+double ffn_loglik(const moe_data *d, const ffn_net *net, const double *theta,
+                  const double *sigma2, const double *W, double *work)
+{
+  int n = d->n, K = d->K;
+  R_xlen_t nK = (R_xlen_t) n * K;
+  double *mu = work, *eta = mu + nK, *logg = eta + nK, *kw = logg + nK;
+  double *rest = kw + 2 * K;
+  gate_logits(d, W, eta);
+  gate_logprob_softmax(n, K, eta, logg);
+  ffn_means(net, K, theta, mu, rest);
+  /* moe_estep() writes responsibilities; eta is no longer needed */
+  return moe_estep(d, logg, mu, sigma2, eta, NULL, kw);
+}
+
+/* ---- Metropolis-within-Gibbs update of one FFN expert ---- */
+
+/*
+ * Conjugate posterior of the output layer b = (c, e) and sigma2 given the
+ * features F of the hidden layer and weights v: with Phi = [F, 1],
+ * b | sigma2 ~ N(m_a, sigma2 V_a), sigma2 ~ InvGamma(c0, C0),
+ *   Lambda = Phi'V Phi + Va_inv (factored in place, lower Cholesky, into L),
+ *   mean   = Lambda^{-1} (Phi'V y + Va_inv m_a)  (into mean),
+ *   shape  = c0 + sum(v) / 2,
+ *   rate   = C0 + (y'V y + m_a'Va_inv m_a - mean' Lambda mean) / 2.
+ * Returns the part of the log marginal likelihood of (y, v) that depends on
+ * F: -log|Lambda| / 2 - shape log(rate); -Inf when Lambda cannot be
+ * factored. work: (H + 1)^2 doubles.
+ */
+static double ffn_conjugate(int n, int H, const double *F, const double *y,
+                            const double *v, const ffn_prior *pr, double *L,
+                            double *mean, double *shape, double *rate,
+                            double *work)
+{
+  int m = H + 1;
+  double nk = 0.0;
+  for (int i = 0; i < n; i++) nk += v[i];
+  double yty = feature_crossprod(n, H, F, y, v, L, mean);
+  for (int a = 0; a < m * m; a++) L[a] += pr->Va_inv[a];
+  for (int a = 0; a < m; a++) mean[a] += pr->Va_inv_m[a];
+  double *bsave = work;
+  if (chol_factor_ridge(m, L, bsave, 1e-10) < 0) return R_NegInf;
+  for (int a = 0; a < m; a++) bsave[a] = mean[a];
+  chol_solve_factored(m, L, mean, 1);
+  double quad = 0.0;
+  for (int a = 0; a < m; a++) quad += mean[a] * bsave[a];
+  *shape = pr->c0 + 0.5 * nk;
+  *rate = pr->C0 + 0.5 * (yty + pr->m_Va_inv_m - quad);
+  if (!(*rate > 0.0)) *rate = pr->C0;
+  return -0.5 * log_det_chol(m, L) - *shape * log(*rate);
+}
+
+R_xlen_t ffn_mh_work_size(int n, int D, int H)
+{
+  R_xlen_t m = H + 1, Ph = (R_xlen_t) H * (D + 1);
+  return 2 * (R_xlen_t) n * H + 2 * (m * m + m) + m * m + Ph + 2 * m + n;
+}
+
+/*
+ * One update of expert theta (P) and sigma2 given observation weights v (n,
+ * the numbers of the observation's copies allocated to the expert): a
+ * Gaussian random-walk proposal of scale `scale` for the hidden layer
+ * (A, d), accepted with probability min(1, ratio) of
+ *   pi(A, d) = N(A, d; 0, s_hid2 I) x p(y | A, d, v)
+ * where (c, e, sigma2) are integrated out of p; then (c, e, sigma2) are drawn
+ * from their conjugate conditional given the current (A, d). *accepted is
+ * set to 1 or 0. Uses the RNG: the caller holds GetRNGstate().
+ * work: ffn_mh_work_size() doubles. Returns MOE_OK or MOE_NONFINITE.
+ */
+int ffn_mh_expert(const ffn_net *net, const double *y, const double *v,
+                  const ffn_prior *pr, double *theta, double *sigma2,
+                  double scale, int *accepted, double *work)
+{
+  int n = net->n, D = net->D, H = net->H, m = H + 1, Ph = H * (D + 1);
+  double *F = work, *Fp = F + (R_xlen_t) n * H;
+  double *L0 = Fp + (R_xlen_t) n * H, *mean0 = L0 + m * m;
+  double *L1 = mean0 + m, *mean1 = L1 + m * m, *cw = mean1 + m;
+  double *prop = cw + m * m, *z = prop + Ph, *zero = z + m, *mu = zero + m;
+  double shape0, rate0, shape1, rate1;
+
+  ffn_forward(net, theta, mu, F, Fp);
+  double lp0 = 0.0;
+  for (int a = 0; a < Ph; a++) lp0 -= 0.5 * theta[a] * theta[a] / pr->s_hid2;
+  lp0 += ffn_conjugate(n, H, F, y, v, pr, L0, mean0, &shape0, &rate0, cw);
+
+  /* propose: theta's hidden layer becomes the proposal, prop keeps the
+   * current one in case of rejection */
+  double lp1 = 0.0;
+  for (int a = 0; a < Ph; a++) {
+    double t = theta[a];
+    theta[a] = t + scale * norm_rand();
+    prop[a] = t;
+    lp1 -= 0.5 * theta[a] * theta[a] / pr->s_hid2;
+  }
+  ffn_forward(net, theta, mu, F, Fp);
+  lp1 += ffn_conjugate(n, H, F, y, v, pr, L1, mean1, &shape1, &rate1, cw);
+  double *L = L1, *mean = mean1, shape = shape1, rate = rate1;
+  if (R_FINITE(lp1) && log(unif_rand()) < lp1 - lp0) {
+    *accepted = 1;
+  } else {
+    *accepted = 0;
+    for (int a = 0; a < Ph; a++) theta[a] = prop[a];
+    L = L0;
+    mean = mean0;
+    shape = shape0;
+    rate = rate0;
+  }
+  if (!R_FINITE(rate) || !R_FINITE(shape)) return MOE_NONFINITE;
+
+  /* (c, e, sigma2) from their conjugate conditional */
+  double s2 = 1.0 / Rf_rgamma(shape, 1.0 / rate);
+  for (int a = 0; a < m; a++) zero[a] = 0.0;
+  mvn_draw_chol(m, L, zero, z, cw);
+  double sd = sqrt(s2);
+  for (int h = 0; h < H; h++) theta[Ph + h] = mean[h] + sd * z[h];
+  theta[Ph + H] = mean[H] + sd * z[H];
+  *sigma2 = s2;
+  for (int a = 0; a < m; a++) if (!R_FINITE(theta[Ph + a])) return MOE_NONFINITE;
+  return R_FINITE(s2) ? MOE_OK : MOE_NONFINITE;
+}

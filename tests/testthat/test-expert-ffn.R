@@ -1,0 +1,108 @@
+# Plain-R reference of one FFN expert: theta = (A (H x D, column-major), d, c, e).
+ffn_mean_r <- function(X, theta, H, act = "tanh") {
+  D <- ncol(X)
+  A <- matrix(theta[seq_len(H * D)], H, D)
+  d <- theta[H * D + seq_len(H)]
+  cc <- theta[H * D + H + seq_len(H)]
+  e <- theta[H * D + 2 * H + 1]
+  U <- X %*% t(A) + rep(d, each = nrow(X))
+  Fm <- switch(act, tanh = tanh(U), sigmoid = plogis(U), gelu = U * pnorm(U))
+  drop(Fm %*% cc + e)
+}
+
+num_jacobian <- function(f, theta, h = 1e-6) {
+  vapply(seq_along(theta), function(j) {
+    e <- replace(numeric(length(theta)), j, h)
+    (f(theta + e) - f(theta - e)) / (2 * h)
+  }, numeric(length(f(theta))))
+}
+
+# A curved two-expert truth: a sine-shaped and a tanh-shaped expert.
+curved_data <- function(n, seed) {
+  set.seed(seed)
+  x <- runif(n, -1, 1)
+  first <- runif(n) < plogis(6 * x)
+  y <- ifelse(first, sin(3 * x) + 1, 2 * tanh(3 * x) - 1) + rnorm(n, sd = 0.15)
+  data.frame(x = x, y = y)
+}
+
+test_that("the FFN mean and its Jacobian match plain R for every activation", {
+  set.seed(11)
+  n <- 37
+  D <- 2
+  H <- 3
+  X <- matrix(rnorm(n * D, sd = 2), n, D)
+  P <- H * D + 2 * H + 1
+  theta <- rnorm(P)
+  for (act in c("tanh", "sigmoid", "gelu")) {
+    code <- match(act, c("tanh", "sigmoid", "gelu")) - 1L
+    r <- .Call(bayesmoe:::ffi_ffn_eval, X, theta, 3L, code, TRUE)
+    expect_equal(drop(r$mean), ffn_mean_r(X, theta, H, act), tolerance = 1e-13)
+    Jn <- num_jacobian(function(t) ffn_mean_r(X, t, H, act), theta)
+    expect_equal(r$J, Jn, tolerance = 1e-7, ignore_attr = TRUE)
+  }
+  # several experts at once
+  Th <- matrix(rnorm(2 * P), P, 2)
+  m <- .Call(bayesmoe:::ffi_ffn_eval, X, Th, 3L, 0L, FALSE)$mean
+  expect_equal(m[, 2], ffn_mean_r(X, Th[, 2], H), tolerance = 1e-13)
+  # saturated units stay finite
+  big <- theta * 1e4
+  expect_true(all(is.finite(.Call(bayesmoe:::ffi_ffn_eval, X, big, 3L, 1L, TRUE)$J)))
+})
+
+test_that("the FFN M-step lowers the weighted residual sum of squares", {
+  set.seed(12)
+  n <- 200
+  X <- matrix(runif(n, -2, 2), n, 1)
+  H <- 2
+  P <- 3 * H + 1
+  truth <- c(2, -1, 0.5, 0, 1, -2, 0.3)
+  y <- ffn_mean_r(X, truth, H) + rnorm(n, sd = 0.1)
+  v <- runif(n)
+  wrss <- function(t) sum(v * (y - ffn_mean_r(X, t, H))^2)
+  for (s in 1:5) {
+    th0 <- rnorm(P)
+    m <- .Call(bayesmoe:::ffi_ffn_mstep, y, X, v, th0, as.integer(H), 0L, c(4, 1e-12, 1))
+    expect_lte(wrss(m$theta), wrss(th0))
+    expect_equal(m$sigma2, wrss(m$theta) / sum(v), tolerance = 1e-10)
+    expect_equal(m$mean, ffn_mean_r(X, m$theta, H), tolerance = 1e-12)
+  }
+  # the output layer alone (no LM step) is the exact weighted least squares
+  th0 <- rnorm(P)
+  m <- .Call(bayesmoe:::ffi_ffn_mstep, y, X, v, th0, as.integer(H), 0L, c(0, 1e-12, 1))
+  Fm <- tanh(X %*% t(matrix(th0[1:2], 2)) + rep(th0[3:4], each = n))
+  ols <- lm.wfit(cbind(Fm, 1), y, v)$coefficients
+  expect_equal(m$theta[5:7], unname(ols), tolerance = 1e-8)
+  expect_equal(m$theta[1:4], th0[1:4])
+  # an expert below min_size is left alone
+  m <- .Call(bayesmoe:::ffi_ffn_mstep, y, X, v * 0, th0, as.integer(H), 0L, c(4, 1e-12, 1))
+  expect_equal(m$theta, th0)
+  expect_true("empty" %in% bayesmoe:::decode_status(m$status))
+})
+
+test_that("EM with FFN experts never decreases the log-likelihood", {
+  dat <- curved_data(400, 13)
+  X <- cbind("(Intercept)" = 1, x = dat$x)
+  sc <- bayesmoe:::moe_scaling(dat$y, X, X)
+  s <- bayesmoe:::scale_data(sc, dat$y, X, X)
+  Xf <- s$X[, 2, drop = FALSE]
+  feats <- bayesmoe:::start_features(s$y, s$X, s$Z)
+  set.seed(13)
+  for (type in c("residual", "kmeans++", "random")) {
+    R0 <- bayesmoe:::start_resp(type, s$y, s$X, feats, 2L)
+    th0 <- matrix(0, 7, 2)
+    th0[1:4, ] <- rnorm(8)
+    r <- .Call(bayesmoe:::ffi_ffn_em, s$y, Xf, s$Z, rep(1, 400), th0, 2L, 0L, R0,
+               c(150, 1e-10, 1e-6, 4, 1, 0, 3))
+    expect_true(all(diff(r$trace) >= -1e-8 * abs(r$trace[-1])))
+    expect_false("decrease" %in% bayesmoe:::decode_status(r$status))
+    # the reported log-likelihood is the one of the reported parameters
+    ll <- .Call(bayesmoe:::ffi_ffn_loglik, s$y, Xf, s$Z, rep(1, 400), r$theta,
+                r$sigma2, r$W, 2L, 0L)
+    G <- exp(bayesmoe:::log_softmax_rows(s$Z %*% r$W))
+    M <- cbind(ffn_mean_r(Xf, r$theta[, 1], 2), ffn_mean_r(Xf, r$theta[, 2], 2))
+    ll_r <- sum(log(rowSums(G * dnorm(s$y, M, rep(sqrt(r$sigma2), each = 400)))))
+    expect_equal(ll, ll_r, tolerance = 1e-10)
+    expect_equal(r$loglik, ll, tolerance = 1e-12)
+  }
+})
