@@ -576,3 +576,136 @@ SEXP ffi_ls(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP Xf, SEXP theta, SEXP K,
   UNPROTECT(2);
   return out;
 }
+
+/* Voronoi loss for strongly identifiable experts of S parameter sets:
+ * atoms double L x K x S (L = 1 + d + m), truth L x kstar; mode 0..3 (see
+ * loss_strong.c); t1 (d doubles, mode 3) or NULL. Returns list(loss (S),
+ * max_cell (S), shift ((d + 1) x S)). */
+SEXP ffi_voronoi_strong(SEXP atoms, SEXP K, SEXP truth, SEXP d, SEXP mode,
+                        SEXP t1)
+{
+  int Kf = Rf_asInteger(K), dd = Rf_asInteger(d), md = Rf_asInteger(mode);
+  FFI_CHECK(TYPEOF(atoms) == REALSXP && TYPEOF(truth) == REALSXP);
+  FFI_CHECK(Rf_isMatrix(truth) && Kf >= 1 && dd >= 0 && md >= 0 && md <= 3);
+  int L = Rf_nrows(truth), kstar = Rf_ncols(truth), m = L - 1 - dd;
+  FFI_CHECK(m >= 1 && kstar >= 1 && XLENGTH(atoms) % ((R_xlen_t) L * Kf) == 0);
+  R_xlen_t S = XLENGTH(atoms) / ((R_xlen_t) L * Kf);
+  const double *t1v = NULL;
+  if (md == 3) t1v = real_of_length(t1, dd);
+  const char *names[] = {"loss", "max_cell", "shift"};
+  SEXP out = PROTECT(named_list(3, names));
+  SEXP loss = PROTECT(Rf_allocVector(REALSXP, S));
+  SEXP mc = PROTECT(Rf_allocVector(INTSXP, S));
+  SEXP sh = PROTECT(Rf_allocMatrix(REALSXP, dd + 1, (int) S));
+  double *work = alloc_work(voronoi_strong_work_size(dd, m, Kf, kstar));
+  int *iwork = (int *) R_alloc(Kf, sizeof(int));
+  for (R_xlen_t s = 0; s < S; s++) {
+    voronoi_strong(dd, m, Kf, REAL(atoms) + s * L * Kf, kstar, REAL(truth), md,
+                   t1v, REAL(loss) + s, INTEGER(mc) + s,
+                   REAL(sh) + s * (dd + 1), work, iwork);
+    if (s % 1000 == 999) R_CheckUserInterrupt();
+  }
+  SET_VECTOR_ELT(out, 0, loss);
+  SET_VECTOR_ELT(out, 1, mc);
+  SET_VECTOR_ELT(out, 2, sh);
+  UNPROTECT(4);
+  return out;
+}
+
+/* Cells and distances (2 x K x S: ||d beta1||, ||d eta||) of S parameter
+ * sets after the translations shift ((d + 1) x S). */
+SEXP ffi_voronoi_strong_cells(SEXP atoms, SEXP K, SEXP truth, SEXP d,
+                              SEXP shift)
+{
+  int Kf = Rf_asInteger(K), dd = Rf_asInteger(d);
+  FFI_CHECK(TYPEOF(atoms) == REALSXP && TYPEOF(truth) == REALSXP);
+  FFI_CHECK(Rf_isMatrix(truth) && Kf >= 1 && dd >= 0);
+  int L = Rf_nrows(truth), kstar = Rf_ncols(truth), m = L - 1 - dd;
+  FFI_CHECK(m >= 1 && XLENGTH(atoms) % ((R_xlen_t) L * Kf) == 0);
+  R_xlen_t S = XLENGTH(atoms) / ((R_xlen_t) L * Kf);
+  const double *sh = real_of_length(shift, (dd + 1) * S);
+  const char *names[] = {"cell", "dist"};
+  SEXP out = PROTECT(named_list(2, names));
+  SEXP cell = PROTECT(Rf_allocVector(INTSXP, Kf * S));
+  SEXP dist = PROTECT(Rf_allocVector(REALSXP, 2 * Kf * S));
+  double *work = alloc_work((R_xlen_t) L * Kf);
+  for (R_xlen_t s = 0; s < S; s++) {
+    voronoi_strong_cells(dd, m, Kf, REAL(atoms) + s * L * Kf, kstar,
+                         REAL(truth), sh + s * (dd + 1), INTEGER(cell) + s * Kf,
+                         REAL(dist) + 2 * s * Kf, work);
+    for (int i = 0; i < Kf; i++) INTEGER(cell)[s * Kf + i] += 1;
+  }
+  SET_VECTOR_ELT(out, 0, cell);
+  SET_VECTOR_ELT(out, 1, dist);
+  UNPROTECT(3);
+  return out;
+}
+
+/* One chain of the Gibbs sampler with FFN experts and softmax gating from
+ * theta (P x K), sigma2 (K), W (q x K), log_scale (K, log random-walk
+ * scales), on internal-scale data with whole weights >= 1. prior: the list
+ * of make_ffn_prior() plus s_w2 (q) and exchangeable. control: integer
+ * (warmup, iter, thin, offset, refresh, chain). Returns list(alpha (P x K x
+ * S), sigma2 (K x S), W (q x K x S), loglik (S), alpha_end, sigma2_end,
+ * W_end, log_scale_end, status, done, accept (K)). */
+SEXP ffi_ffn_chain(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP sigma2,
+                   SEXP W, SEXP log_scale, SEXP H, SEXP act, SEXP prior,
+                   SEXP control)
+{
+  int K = Rf_length(sigma2);
+  ffn_net net = make_net(Xf, H, act);
+  moe_data d = make_data(y, Xf, Z, wt, K);
+  int P = FFN_NPAR(net.D, net.H), q = d.q;
+  for (int i = 0; i < d.n; i++) FFI_CHECK(d.wt[i] >= 1.0 && d.wt[i] <= INT_MAX);
+  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P * K);
+  FFI_CHECK(TYPEOF(sigma2) == REALSXP && TYPEOF(W) == REALSXP &&
+            Rf_length(W) == q * K);
+  real_of_length(log_scale, K);
+  FFI_CHECK(TYPEOF(prior) == VECSXP);
+  ffn_prior pr = make_ffn_prior(prior, net.H);
+  const double *s_w2 = real_of_length(list_get(prior, "s_w2"), q);
+  int exch = Rf_asLogical(list_get(prior, "exchangeable"));
+  FFI_CHECK(exch != NA_LOGICAL);
+  for (int a = 0; a < q; a++) FFI_CHECK(s_w2[a] > 0);
+  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 6);
+  const int *ci = INTEGER(control);
+  int warmup = ci[0], iter = ci[1], thin = ci[2], offset = ci[3];
+  FFI_CHECK(warmup >= 0 && iter >= 0 && thin >= 1 && offset >= 0 && ci[4] >= 0);
+  int S = (offset + iter) / thin - offset / thin;
+
+  const char *names[] = {"alpha", "sigma2", "W", "loglik", "alpha_end",
+                         "sigma2_end", "W_end", "log_scale_end", "status",
+                         "done", "accept"};
+  SEXP out = PROTECT(named_list(11, names));
+  SEXP a_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) P * K * S));
+  SEXP s_draws = PROTECT(alloc_matrix(K, S));
+  SEXP w_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) q * K * S));
+  SEXP ll = PROTECT(Rf_allocVector(REALSXP, S));
+  SEXP a_end = PROTECT(Rf_duplicate(theta));
+  SEXP s_end = PROTECT(Rf_duplicate(sigma2));
+  SEXP w_end = PROTECT(Rf_duplicate(W));
+  SEXP ls_end = PROTECT(Rf_duplicate(log_scale));
+  SEXP acc = PROTECT(Rf_allocVector(INTSXP, K));
+  R_xlen_t nd, ni;
+  ffn_gibbs_work_size(&d, net.D, net.H, &nd, &ni);
+  int kept = 0, done = 0;
+  int st = ffn_gibbs_run(&d, &net, &pr, s_w2, exch, warmup, iter, thin, offset,
+                         ci[4], ci[5], REAL(a_end), REAL(s_end), REAL(w_end),
+                         REAL(ls_end), REAL(a_draws), REAL(s_draws),
+                         REAL(w_draws), REAL(ll), S, INTEGER(acc), &kept, &done,
+                         alloc_work(nd), (int *) R_alloc(ni, sizeof(int)));
+  for (int s = kept; s < S; s++) REAL(ll)[s] = NA_REAL;
+  SET_VECTOR_ELT(out, 0, a_draws);
+  SET_VECTOR_ELT(out, 1, s_draws);
+  SET_VECTOR_ELT(out, 2, w_draws);
+  SET_VECTOR_ELT(out, 3, ll);
+  SET_VECTOR_ELT(out, 4, a_end);
+  SET_VECTOR_ELT(out, 5, s_end);
+  SET_VECTOR_ELT(out, 6, w_end);
+  SET_VECTOR_ELT(out, 7, ls_end);
+  SET_VECTOR_ELT(out, 8, Rf_ScalarInteger(st));
+  SET_VECTOR_ELT(out, 9, Rf_ScalarInteger(done));
+  SET_VECTOR_ELT(out, 10, acc);
+  UNPROTECT(10);
+  return out;
+}

@@ -543,3 +543,191 @@ int ffn_mh_expert(const ffn_net *net, const double *y, const double *v,
   for (int a = 0; a < m; a++) if (!R_FINITE(theta[Ph + a])) return MOE_NONFINITE;
   return R_FINITE(s2) ? MOE_OK : MOE_NONFINITE;
 }
+
+/* ---- the Gibbs sampler for FFN experts with softmax gating ---- */
+
+/*
+ * Softmax gating given allocation counts N (n x K, column-major): for k < K
+ * in turn, Polya-Gamma draws omega_i ~ PG(wi_i, eta_ik - C_ik), C_ik =
+ * log sum_{j != k} exp(eta_ij), then w_k ~ N(m_k, V_k) with V_k^{-1} =
+ * Z' Omega Z + B0^{-1} and m_k = V_k (Z'(N_k - wi / 2 + Omega C_k) +
+ * B0^{-1} b0), (b0, B0) the conditional prior of w_k given the others (the
+ * exchangeable prior of moe_prior(): b0 the mean of the other free columns,
+ * B0 = K / (K - 1) diag(s_w2); or b0 = 0, B0 = diag(s_w2)). The same update
+ * as src/mcmc.c (without its Metropolis-Hastings refresh), on column-major
+ * data. eta (n x K) holds Z W on entry and on exit. work: 2 q^2 + 3 q.
+ */
+static int ffn_update_gating(const moe_data *d, const int *N, const int *wi,
+                             const double *s_w2, int exchangeable, double *W,
+                             double *eta, double *work)
+{
+  int n = d->n, q = d->q, K = d->K, status = MOE_OK;
+  if (K < 2) return status;
+  double *P = work, *Psave = P + q * q, *r = Psave + q * q, *mw = r + q;
+  double *zq = mw + q;
+  double vfac = exchangeable ? (double) K / (K - 1) : 1.0;
+  for (int k = 0; k < K - 1; k++) {
+    for (int t = 0; t < q * q; t++) P[t] = 0.0;
+    for (int a = 0; a < q; a++) r[a] = 0.0;
+    for (int i = 0; i < n; i++) {
+      double mx = R_NegInf, s = 0.0;
+      int jm = -1;
+      for (int j = 0; j < K; j++) {
+        double e = eta[i + (R_xlen_t) j * n];
+        if (j != k && e > mx) { mx = e; jm = j; }
+      }
+      for (int j = 0; j < K; j++)
+        if (j != k && j != jm) s += exp(eta[i + (R_xlen_t) j * n] - mx);
+      double C = mx + log1p(s), psi = eta[i + (R_xlen_t) k * n] - C;
+      double om = wi[i] == 1 ? rpg1(psi) : rpg(wi[i], psi);
+      double t = (N[i + (R_xlen_t) k * n] - 0.5 * wi[i]) + om * C;
+      for (int a = 0; a < q; a++) {
+        double za = d->Z[i + (R_xlen_t) a * n], oz = om * za;
+        r[a] += t * za;
+        for (int b = 0; b <= a; b++) P[a + b * q] += oz * d->Z[i + (R_xlen_t) b * n];
+      }
+    }
+    for (int a = 0; a < q; a++) {
+      double b0 = 0.0, v = vfac * s_w2[a];
+      if (exchangeable && K > 2) {
+        for (int j = 0; j < K - 1; j++) if (j != k) b0 += W[a + j * q];
+        b0 /= (K - 1);
+      }
+      P[a + a * q] += 1.0 / v;
+      r[a] += b0 / v;
+    }
+    int rc = chol_factor_ridge(q, P, Psave, 1e-10);
+    if (rc < 0) return status | MOE_NOT_PD | MOE_NONFINITE;
+    if (rc > 0) status |= MOE_NOT_PD;
+    for (int a = 0; a < q; a++) mw[a] = r[a];
+    chol_solve_factored(q, P, mw, 1);
+    double *wk = W + (R_xlen_t) k * q;
+    mvn_draw_chol(q, P, mw, wk, zq);
+    for (int a = 0; a < q; a++) if (!R_FINITE(wk[a])) status |= MOE_NONFINITE;
+    double *ek = eta + (R_xlen_t) k * n;
+    for (int i = 0; i < n; i++) {
+      double e = 0.0;
+      for (int a = 0; a < q; a++) e += d->Z[i + (R_xlen_t) a * n] * wk[a];
+      ek[i] = e;
+    }
+  }
+  return status;
+}
+
+void ffn_gibbs_work_size(const moe_data *d, int D, int H, R_xlen_t *ndouble,
+                         R_xlen_t *nint)
+{
+  R_xlen_t n = d->n, K = d->K, q = d->q;
+  *ndouble = 2 * n * K + n + 2 * K + 2 * q * q + 3 * q +
+             ffn_mh_work_size(d->n, D, H) + 3 * n * K + 2 * n * H + 2 * K;
+  *nint = n * K + n;
+}
+
+/*
+ * One chain of the Gibbs sampler for FFN experts with softmax gating, on
+ * internal-scale data with whole case weights wt_i >= 1. Each sweep: (1)
+ * allocation counts N_ik ~ Multinomial(wt_i, p_i.), log p_ik = log g_k(z_i)
+ * + log N(y_i; h(x_i; theta_k), sigma2_k) + const; (2) every expert by
+ * ffn_mh_expert() with the counts of its observations as weights, with
+ * random-walk scale exp(log_scale[k]), which during the warm-up sweeps is
+ * adapted by log_scale += (accepted - 0.3) / sqrt(t) and is then frozen;
+ * (3) the gating by Polya-Gamma draws (ffn_update_gating()). Kept draws
+ * (after the warm-up, (offset + t) % thin == 0) go to th_out (P x K x S),
+ * s2_out (K x S), W_out (q x K x S) with their total log-likelihood ll_out
+ * (S). accept (K) counts accepted hidden-layer proposals after the warm-up.
+ * theta, sigma2, W, log_scale hold the state on entry and exit. Holds the
+ * RNG itself. *done: sweeps done. Returns status flags (MOE_NONFINITE stops
+ * the chain).
+ */
+int ffn_gibbs_run(const moe_data *d, const ffn_net *net, const ffn_prior *pr,
+                  const double *s_w2, int exchangeable, int warmup, int iter,
+                  int thin, int offset, int refresh, int chain, double *theta,
+                  double *sigma2, double *W, double *log_scale, double *th_out,
+                  double *s2_out, double *W_out, double *ll_out, int nkeep,
+                  int *accept, int *nkept, int *done, double *work, int *iwork)
+{
+  int n = d->n, q = d->q, K = d->K, P = FFN_NPAR(net->D, net->H);
+  R_xlen_t nK = (R_xlen_t) n * K;
+  double *mu = work, *eta = mu + nK, *v = eta + nK, *lk = v + n;
+  double *cst = lk + K, *gw = cst + K, *mh = gw + 2 * q * q + 3 * q;
+  double *llw = mh + ffn_mh_work_size(n, net->D, net->H);
+  int *N = iwork, *wi = N + nK;
+  int status = MOE_OK, kept = 0, t, total = warmup + iter;
+  for (int i = 0; i < n; i++) wi[i] = (int) d->wt[i];
+  for (int k = 0; k < K; k++) accept[k] = 0;
+  gate_logits(d, W, eta);
+
+  GetRNGstate();
+  for (t = 1; t <= total; t++) {
+    R_CheckUserInterrupt();
+    /* (1) allocations */
+    ffn_means(net, K, theta, mu, llw);
+    for (int k = 0; k < K; k++) cst[k] = -0.5 * (LOG_2PI + log(sigma2[k]));
+    for (int i = 0; i < n; i++) {
+      double mx = R_NegInf;
+      for (int k = 0; k < K; k++) {
+        double r = d->y[i] - mu[i + (R_xlen_t) k * n];
+        lk[k] = eta[i + (R_xlen_t) k * n] + cst[k] - 0.5 * r * r / sigma2[k];
+        if (lk[k] > mx) mx = lk[k];
+      }
+      double s = 0.0;
+      for (int k = 0; k < K; k++) {
+        lk[k] = exp(lk[k] - mx);
+        s += lk[k];
+      }
+      for (int k = 0; k < K; k++) N[i + (R_xlen_t) k * n] = 0;
+      if (K == 1) {
+        N[i] = wi[i];
+      } else if (wi[i] == 1) {
+        double u = unif_rand() * s, acc = lk[0];
+        int k = 0;
+        while (acc < u && k < K - 1) acc += lk[++k];
+        N[i + (R_xlen_t) k * n] = 1;
+      } else {
+        int rem = wi[i];
+        double rs = s;
+        for (int k = 0; k < K - 1 && rem > 0; k++) {
+          double pk = rs > 0.0 ? lk[k] / rs : 0.0;
+          int c = pk >= 1.0 ? rem : (pk <= 0.0 ? 0 : (int) rbinom(rem, pk));
+          N[i + (R_xlen_t) k * n] = c;
+          rem -= c;
+          rs -= lk[k];
+        }
+        N[i + (R_xlen_t) (K - 1) * n] += rem;
+      }
+    }
+    /* (2) experts */
+    for (int k = 0; k < K; k++) {
+      for (int i = 0; i < n; i++) v[i] = N[i + (R_xlen_t) k * n];
+      int a = 0;
+      status |= ffn_mh_expert(net, d->y, v, pr, theta + (R_xlen_t) k * P,
+                              sigma2 + k, exp(log_scale[k]), &a, mh);
+      if (t <= warmup) {
+        log_scale[k] += (a - 0.3) / sqrt((double) t);
+      } else {
+        accept[k] += a;
+      }
+    }
+    /* (3) gating */
+    if (!(status & MOE_NONFINITE))
+      status |= ffn_update_gating(d, N, wi, s_w2, exchangeable, W, eta, gw);
+    if (status & MOE_NONFINITE) break;
+    if (t > warmup && (offset + t - warmup) % thin == 0 && kept < nkeep) {
+      R_xlen_t PK = (R_xlen_t) P * K, qK = (R_xlen_t) q * K;
+      for (R_xlen_t u = 0; u < PK; u++) th_out[u + kept * PK] = theta[u];
+      for (int k = 0; k < K; k++) s2_out[k + (R_xlen_t) kept * K] = sigma2[k];
+      for (R_xlen_t u = 0; u < qK; u++) W_out[u + kept * qK] = W[u];
+      ll_out[kept] = ffn_loglik(d, net, theta, sigma2, W, llw);
+      if (!R_FINITE(ll_out[kept])) status |= MOE_NONFINITE;
+      kept++;
+      if (status & MOE_NONFINITE) break;
+    }
+    if (refresh > 0 && (t % refresh == 0 || t == total))
+      Rprintf("chain %d: iteration %d / %d (%s)\n", chain, t, total,
+              t <= warmup ? "warm-up" : "sampling");
+  }
+  PutRNGstate();
+  *nkept = kept;
+  *done = t > total ? total : t;
+  return status;
+}

@@ -27,6 +27,10 @@ extern SEXP ffi_ls_eval(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                         SEXP, SEXP);
 extern SEXP ffi_ls(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                    SEXP);
+extern SEXP ffi_voronoi_strong(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_voronoi_strong_cells(SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_ffn_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                          SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef call_methods[] = {
   {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
@@ -42,6 +46,9 @@ static const R_CallMethodDef call_methods[] = {
   {"ffi_ffn_mh", (DL_FUNC) &ffi_ffn_mh, 10},
   {"ffi_ls_eval", (DL_FUNC) &ffi_ls_eval, 11},
   {"ffi_ls", (DL_FUNC) &ffi_ls, 11},
+  {"ffi_voronoi_strong", (DL_FUNC) &ffi_voronoi_strong, 6},
+  {"ffi_voronoi_strong_cells", (DL_FUNC) &ffi_voronoi_strong_cells, 5},
+  {"ffi_ffn_chain", (DL_FUNC) &ffi_ffn_chain, 12},
   {NULL, NULL, 0}
 };
 

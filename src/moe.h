@@ -256,6 +256,24 @@ void ls_model_eval(void *ctx, const double *theta, double *f, double *J);
 R_xlen_t ls_work_size(const ls_model *m);
 int ls_run(ls_model *m, double *theta, int maxit, double tol, double *rss,
            int *iter, double *work);
+void ffn_gibbs_work_size(const moe_data *d, int D, int H, R_xlen_t *ndouble,
+                         R_xlen_t *nint);
+int ffn_gibbs_run(const moe_data *d, const ffn_net *net, const ffn_prior *pr,
+                  const double *s_w2, int exchangeable, int warmup, int iter,
+                  int thin, int offset, int refresh, int chain, double *theta,
+                  double *sigma2, double *W, double *log_scale, double *th_out,
+                  double *s2_out, double *W_out, double *ll_out, int nkeep,
+                  int *accept, int *nkept, int *done, double *work, int *iwork);
+
+/* loss_strong.c: the Voronoi loss for strongly identifiable experts */
+int voronoi_strong(int d, int m, int K, const double *atoms, int kstar,
+                   const double *truth, int mode, const double *t1_given,
+                   double *loss, int *max_cell, double *shift, double *work,
+                   int *iwork);
+R_xlen_t voronoi_strong_work_size(int d, int m, int K, int kstar);
+void voronoi_strong_cells(int d, int m, int K, const double *atoms, int kstar,
+                          const double *truth, const double *shift, int *cell,
+                          double *dist, double *work);
 /* ---- end of the ffn helper's block ---- */
 
 #endif
