@@ -274,3 +274,65 @@ ffn_em_fit <- function(y, X, Z, w, K, expert, starts, control) {
                            stringsAsFactors = FALSE),
        best = best, start_par = lapply(runs, to_par))
 }
+
+# ---------------------------------------------------------------------------
+# MCMC with FFN experts (softmax gating)
+
+# The prior of the C sampler: the conjugate output-layer prior of
+# prior_internal() (built for H + 1 coefficients), the hidden-layer variance
+# and the gating prior.
+ffn_prior_internal <- function(pc, expert) {
+  m <- expert$hidden + 1L
+  if (length(pc$m_a) != m) {
+    stop("internal error in bayesmoe: the FFN prior needs ", m, " output coefficients")
+  }
+  c(pc[c("m_a", "Va_inv", "Va_inv_m", "m_Va_inv_m", "c0", "C0", "s_w2", "exchangeable")],
+    list(s_hid2 = expert$prior_sd^2))
+}
+
+# A draw from the prior (internal scale): list(alpha (P_e x K), sigma2, W).
+ffn_prior_draw <- function(pc, expert, D, K) {
+  H <- expert$hidden
+  ix <- ffn_index(H, D)
+  base <- prior_draw(pc, K)
+  alpha <- matrix(0, ffn_npar(H, D), K)
+  alpha[c(ix$A, ix$d), ] <- rnorm(H * (D + 1L) * K, sd = expert$prior_sd)
+  alpha[c(ix$c, ix$e), ] <- base$alpha
+  list(alpha = alpha, sigma2 = base$sigma2, W = base$W)
+}
+
+# One chain with FFN experts (the signature of mcmc_chain()): from
+# `states[[chain]]` (continuation) or `inits[[chain]]` (NULL: a prior draw).
+# The random-walk scales of the hidden layers are part of the state.
+ffn_mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
+                           thin, offsets, refresh, gate_mode, spec) {
+  expert <- spec_expert(spec)
+  Xf <- ffn_inputs(s$X)
+  D <- ncol(Xf)
+  H <- expert$hidden
+  P <- ffn_npar(H, D)
+  pr <- ffn_prior_internal(pc, expert)
+  st <- if (is.null(states)) NULL else states[[chain]]
+  rng <- if (is.null(st)) streams[[chain]] else st$rng
+  run <- with_rng_state(rng, {
+    par <- if (!is.null(st)) st[c("alpha", "sigma2", "W", "log_scale")] else
+      if (is.null(inits[[chain]])) ffn_prior_draw(pc, expert, D, K) else inits[[chain]]
+    if (is.null(par$log_scale)) par$log_scale <- rep(log(0.1), K)
+    ctl <- as.integer(c(warmup, iter, thin, offsets[chain], refresh, chain))
+    t0 <- proc.time()
+    res <- .Call(ffi_ffn_chain, s$y, Xf, s$Z, s$w, as.double(par$alpha),
+                 as.double(par$sigma2), as.double(par$W), as.double(par$log_scale),
+                 as.integer(H), ffn_act_code(expert), pr, ctl)
+    res$cpu <- sum((proc.time() - t0)[1:2])
+    res
+  })
+  res <- run$value
+  res$accept <- setNames(as.numeric(res$accept), paste0("expert", seq_len(K)))
+  q <- ncol(s$Z)
+  list(res = res, rng = run$state, p = ncol(s$X), q = q,
+       state = list(alpha = matrix(res$alpha_end, P, K), sigma2 = res$sigma2_end,
+                    W = matrix(res$W_end, q, K), log_scale = res$log_scale_end,
+                    rng = run$state,
+                    iterations_done = (if (is.null(st)) 0L else st$iterations_done) +
+                      res$done))
+}

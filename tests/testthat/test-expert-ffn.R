@@ -106,3 +106,38 @@ test_that("EM with FFN experts never decreases the log-likelihood", {
     expect_equal(r$loglik, ll, tolerance = 1e-12)
   }
 })
+
+test_that("the Metropolis block of an FFN expert passes simulation-based calibration", {
+  # One expert with every observation allocated to it: the block is then a
+  # sampler of the posterior of a one-unit network regression. Truths are
+  # drawn from the prior, chains start from an independent prior draw; the
+  # ranks of sign-flip invariant functions of the truth among thinned draws
+  # must be uniform.
+  slow <- identical(Sys.getenv("BAYESMOE_SLOW_TESTS"), "true")
+  set.seed(31)
+  H <- 1L
+  n <- 15
+  prior <- list(m_a = c(0, 0), Va_inv = diag(2), Va_inv_m = c(0, 0), m_Va_inv_m = 0,
+                c0 = 3, C0 = 2, s_hid2 = 1)
+  draw_prior <- function() {
+    s2 <- 1 / rgamma(1, 3, rate = 2)
+    c(rnorm(2), rnorm(2, 0, sqrt(s2)), s2)
+  }
+  X <- matrix(runif(n, -2, 2), n, 1)
+  reps <- if (slow) 2000 else 200
+  L <- 49 # ranks 0..49: ten bins of five
+  thin <- 10
+  ranks <- matrix(NA_integer_, reps, 4)
+  stat <- function(t) c(t[5], t[4], t[1] * t[3], ffn_mean_r(matrix(0.5), t[1:4], 1))
+  for (r in seq_len(reps)) {
+    tru <- draw_prior()
+    y <- ffn_mean_r(X, tru[1:4], H) + rnorm(n, sd = sqrt(tru[5]))
+    init <- draw_prior()
+    out <- .Call(bayesmoe:::ffi_ffn_mh, y, X, rep(1, n), init[1:4], init[5], H, 0L, prior,
+                 1, as.integer(200 + L * thin))
+    fd <- apply(out$draws[, 200 + thin * seq_len(L)], 2, stat)
+    ranks[r, ] <- rowSums(fd < stat(tru))
+  }
+  pv <- apply(ranks, 2, function(rk) chisq.test(tabulate(rk %/% 5 + 1, 10))$p.value)
+  expect_true(all(pv > 0.001), label = paste("SBC p-values", paste(signif(pv, 3), collapse = ", ")))
+})
