@@ -60,6 +60,9 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' @param gating A one-sided formula for the gating covariates; `NULL` (the
 #'   default) uses the right-hand side of `formula`. `~ 1` gives a mixture of
 #'   regressions with constant weights.
+#' @param gate The gating network: [gate_softmax()] (the default),
+#'   [gate_topk()], [gate_temperature()] or [gate_hierarchical()].
+#' @param expert The experts: [expert_linear()] (the default).
 #' @param starts Number of starts (>= 1).
 #' @param seed Seed for the random starts, or `NULL` to use the current RNG
 #'   state. With a seed the caller's RNG state is left untouched.
@@ -76,7 +79,8 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' summary(fit)
 #' head(predict(fit, type = "gating"))
 #' @export
-moe_em <- function(formula, data, K, gating = NULL, starts = 10, seed = NULL,
+moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
+                   expert = expert_linear(), starts = 10, seed = NULL,
                    control = moe_em_control(), subset, na.action, weights) {
   call <- match.call()
   ecall <- sys.call()
@@ -88,9 +92,11 @@ moe_em <- function(formula, data, K, gating = NULL, starts = 10, seed = NULL,
     abort(sprintf("`control` must be made by `moe_em_control()`, not %s.", describe(control)),
           call = ecall, arg = "control")
   }
+  vr <- check_variants(gate, expert, K, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
-  res <- with_seed(seed, moe_em_fit(fr$y, fr$X, fr$Z, fr$weights, K, starts, control))
+  res <- with_seed(seed, moe_em_fit(fr$y, fr$X, fr$Z, fr$weights, K, starts, control,
+                                    gate = vr$gate, expert = vr$expert))
   fit <- new_moe_fit(fr, res, call = call, class = "moe_em")
   em_report(fit, ecall)
   fit
@@ -102,7 +108,12 @@ moe_em <- function(formula, data, K, gating = NULL, starts = 10, seed = NULL,
 #'   used by simulation studies (no formula handling, no checks of the data).
 #' @export
 moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
-                       control = moe_em_control()) {
+                       control = moe_em_control(), gate = gate_softmax(),
+                       expert = expert_linear()) {
+  vr <- check_variants(gate, expert, K, sys.call())
+  gate <- vr$gate
+  expert <- vr$expert
+  spec <- make_spec(gate, expert)
   storage.mode(X) <- "double"
   storage.mode(Z) <- "double"
   y <- as.double(y)
@@ -115,8 +126,12 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   runs <- vector("list", starts)
   for (j in seq_len(starts)) {
     R0 <- start_resp(types[j], s$y, s$X, feats, K)
-    runs[[j]] <- .Call(ffi_em, s$y, s$X, s$Z, w, R0, control$maxit, control$tol,
-                       control$var_floor, min_size, control$gate_steps, control$ridge)
+    runs[[j]] <- if (is.null(spec)) {
+      .Call(ffi_em, s$y, s$X, s$Z, w, R0, control$maxit, control$tol,
+            control$var_floor, min_size, control$gate_steps, control$ridge)
+    } else {
+      em_variant_run(s, w, R0, control, min_size, spec)
+    }
   }
   ll <- vapply(runs, `[[`, 0, "loglik")
   st <- vapply(runs, `[[`, 0L, "status")
@@ -124,7 +139,7 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   ok <- is.finite(ll)
   best <- order(degenerate | !ok, -ifelse(ok, ll, -Inf))[1L]
   r <- runs[[best]]
-  par <- par_to_original(sc, list(alpha = r$alpha, sigma2 = r$sigma2, W = r$W))
+  par <- par_to_original(sc, run_par(r, spec))
   # the log-likelihood of the original response differs by the Jacobian of
   # the scaling y -> (y - my) / sy
   jac <- -sum(w) * log(sc$sy)
@@ -137,7 +152,22 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                            status = vapply(st, status_text, ""),
                            stringsAsFactors = FALSE),
        best = best,
-       start_par = lapply(runs, function(r) par_to_original(sc, r[c("alpha", "sigma2", "W")])))
+       start_par = lapply(runs, function(r) par_to_original(sc, run_par(r, spec))),
+       gate = gate, expert = expert)
+}
+
+# The parameter list of one EM run (or chain state): list(alpha, sigma2, W)
+# plus V, tau and the spec of a variant.
+run_par <- function(r, spec) {
+  if (is.null(spec)) return(r[c("alpha", "sigma2", "W")])
+  c(r[intersect(c("alpha", "sigma2", "W", "V", "tau"), names(r))], list(spec = spec))
+}
+
+# One EM run of a gating or expert variant (the generic path; softmax gating
+# with linear experts uses the fused EM of src/em.c).
+em_variant_run <- function(s, w, R0, control, min_size, spec) {
+  abort_unavailable(sprintf("`gate = %s` with `expert = %s`", gate_call(spec_gate(spec)),
+                            expert_call(spec_expert(spec))), "moe_em")
 }
 
 start_types <- function(starts) {

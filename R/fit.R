@@ -6,9 +6,18 @@
 # "expert<k>:sigma2"; then for each non-reference expert k < K the q gating
 # coefficients "gate<k>:<column>". The reference expert K has w_K = 0.
 
-par_names <- function(xnames, znames, K) {
+#
+# With gating or expert variants (a `spec`, R/variants.R) the expert block
+# holds the P_e = expert_npar() parameters of each expert (names from
+# expert_par_names()) and the gating block is gate_flatten() /
+# gate_par_names() of the gate; without one (spec NULL) the layout is the
+# one above.
+
+par_names <- function(xnames, znames, K, spec = NULL) {
+  if (!is.null(spec)) xnames <- expert_par_names(spec_expert(spec), xnames)
   ex <- unlist(lapply(seq_len(K), function(k)
     c(paste0("expert", k, ":", xnames), paste0("expert", k, ":sigma2"))))
+  if (!is.null(spec)) return(c(ex, gate_par_names(spec_gate(spec), znames, K)))
   gt <- if (K > 1L) unlist(lapply(seq_len(K - 1L), function(k)
     paste0("gate", k, ":", znames))) else character()
   c(ex, gt)
@@ -16,11 +25,23 @@ par_names <- function(xnames, znames, K) {
 
 par_flatten <- function(par) {
   K <- length(par$sigma2)
+  if (!is.null(par$spec)) {
+    return(c(as.vector(rbind(par$alpha, par$sigma2)), gate_flatten(spec_gate(par$spec), par)))
+  }
   c(as.vector(rbind(par$alpha, par$sigma2)),
     if (K > 1L) as.vector(par$W[, -K, drop = FALSE]) else NULL)
 }
 
-par_unflatten <- function(theta, p, q, K) {
+# `p` is the number of columns of the expert design (the number of
+# parameters per expert is expert_npar(expert, p)).
+par_unflatten <- function(theta, p, q, K, spec = NULL) {
+  if (!is.null(spec)) {
+    pe <- expert_npar(spec_expert(spec), p)
+    ex <- matrix(theta[seq_len((pe + 1L) * K)], pe + 1L, K)
+    gt <- gate_unflatten(spec_gate(spec), theta[-seq_len((pe + 1L) * K)], q, K)
+    return(c(list(alpha = ex[seq_len(pe), , drop = FALSE], sigma2 = ex[pe + 1L, ]), gt,
+             list(spec = spec)))
+  }
   ex <- matrix(theta[seq_len((p + 1L) * K)], p + 1L, K)
   W <- matrix(0, q, K)
   if (K > 1L) W[, -K] <- theta[(p + 1L) * K + seq_len(q * (K - 1L))]
@@ -31,9 +52,11 @@ par_unflatten <- function(theta, p, q, K) {
 name_par <- function(par, xnames, znames) {
   K <- length(par$sigma2)
   ek <- paste0("expert", seq_len(K))
+  if (!is.null(par$spec)) xnames <- expert_par_names(spec_expert(par$spec), xnames)
   par$alpha <- matrix(par$alpha, length(xnames), K, dimnames = list(xnames, ek))
   par$sigma2 <- setNames(as.numeric(par$sigma2), ek)
   par$W <- matrix(par$W, length(znames), K, dimnames = list(znames, ek))
+  if (!is.null(par$spec)) par <- name_gate_par(par, znames)
   par
 }
 
@@ -64,6 +87,11 @@ log_softmax_rows <- function(eta) {
 # Log gating probabilities and expert means at designs X, Z for one
 # parameter set.
 moe_components <- function(par, X, Z) {
+  if (!is.null(par$spec)) {
+    return(list(log_gate = gate_log_prob(spec_gate(par$spec), Z, par),
+                mean = expert_mean(spec_expert(par$spec), X, par$alpha),
+                sd = sqrt(par$sigma2)))
+  }
   list(log_gate = log_softmax_rows(Z %*% par$W), mean = X %*% par$alpha,
        sd = sqrt(par$sigma2))
 }
@@ -122,6 +150,7 @@ mixture_quantile <- function(log_gate, mean, sd, probs) {
 # averaged over the responsibilities plus the variance of the complete-data
 # score (Louis' identity), computed per observation.
 moe_information <- function(par, y, X, Z, w) {
+  if (!is.null(par$spec)) return(moe_information_numeric(par, y, X, Z, w))
   n <- length(y)
   p <- ncol(X)
   q <- ncol(Z)
@@ -168,5 +197,35 @@ logLik.moe_fit <- function(object, ...) {
 
 moe_df <- function(object) {
   K <- object$K
+  spec <- fit_spec(object)
+  if (!is.null(spec)) return(length(par_names(colnames(object$X), colnames(object$Z), K, spec)))
   K * (ncol(object$X) + 1L) + (K - 1L) * ncol(object$Z)
+}
+
+# Observed information of a variant (any `spec`): minus the Hessian of the
+# total log-likelihood in the par_flatten() layout, by central differences
+# of the analytic log density (the top-k log-likelihood is piecewise smooth,
+# so this is the information on the piece the estimate lies in).
+moe_information_numeric <- function(par, y, X, Z, w) {
+  theta <- par_flatten(par)
+  P <- length(theta)
+  p <- ncol(X)
+  q <- ncol(Z)
+  K <- length(par$sigma2)
+  f <- function(th) sum(w * moe_log_density(par_unflatten(th, p, q, K, par$spec), X, Z, y))
+  h <- 1e-4 * pmax(1, abs(theta))
+  is_s2 <- seq_len(K) * nrow(as.matrix(par$alpha)) + seq_len(K)
+  h[is_s2] <- pmin(h[is_s2], 1e-3 * theta[is_s2])
+  f0 <- f(theta)
+  H <- matrix(0, P, P)
+  for (j in seq_len(P)) {
+    ej <- replace(numeric(P), j, h[j])
+    H[j, j] <- (f(theta + ej) - 2 * f0 + f(theta - ej)) / h[j]^2
+    for (l in seq_len(j - 1L)) {
+      el <- replace(numeric(P), l, h[l])
+      H[j, l] <- H[l, j] <- (f(theta + ej + el) - f(theta + ej - el) -
+                               f(theta - ej + el) + f(theta - ej - el)) / (4 * h[j] * h[l])
+    }
+  }
+  -H
 }

@@ -100,7 +100,7 @@ mixture_quantile_newton <- function(g, mu, s, prob, tol = 1e-11, maxit = 200L) {
 # Values of a predictive quantity for the draws in the rows of D on the
 # design `des`: an S x n x m array (m = 1 for vector-valued types). Density
 # values are on the log scale.
-draw_values <- function(D, des, type, y, probs, p, q, K) {
+draw_values <- function(D, des, type, y, probs, p, q, K, spec = NULL) {
   S <- nrow(D)
   n <- nrow(des$X)
   if (type == "quantile") {
@@ -109,7 +109,7 @@ draw_values <- function(D, des, type, y, probs, p, q, K) {
     chunk <- max(1L, floor(2e5 / n))
     for (start in seq(1L, S, by = chunk)) {
       s_idx <- start:min(S, start + chunk - 1L)
-      cms <- lapply(s_idx, function(s) moe_components(par_unflatten(D[s, ], p, q, K),
+      cms <- lapply(s_idx, function(s) moe_components(par_unflatten(D[s, ], p, q, K, spec),
                                                       des$X, des$Z))
       g <- exp(do.call(rbind, lapply(cms, `[[`, "log_gate")))
       mu <- do.call(rbind, lapply(cms, `[[`, "mean"))
@@ -125,7 +125,7 @@ draw_values <- function(D, des, type, y, probs, p, q, K) {
               density = if (is.null(y)) 1L else length(y))
   out <- array(0, c(S, n, m))
   for (s in seq_len(S)) {
-    par <- par_unflatten(D[s, ], p, q, K)
+    par <- par_unflatten(D[s, ], p, q, K, spec)
     out[s, , ] <- switch(type,
       density = if (is.null(y)) log_density_rows(par, des$X, des$Z, des$y) else
         vapply(y, function(v) log_density_rows(par, des$X, des$Z, rep(v, n)), numeric(n)),
@@ -146,7 +146,8 @@ column_limits <- function(V, level) {
 
 moe_point.moe_mcmc <- function(object) {
   D <- draws_matrix(object, relabel = TRUE, complete = TRUE)
-  par <- par_unflatten(colMeans(D), ncol(object$X), ncol(object$Z), object$K)
+  par <- par_unflatten(colMeans(D), ncol(object$X), ncol(object$Z), object$K,
+                       fit_spec(object))
   name_par(par, colnames(object$X), colnames(object$Z))
 }
 
@@ -200,7 +201,7 @@ residuals.moe_mcmc <- function(object, type = c("response", "pearson"), ...) {
   m1 <- numeric(n)
   m2 <- numeric(n)
   for (s in seq_len(nrow(D))) {
-    par <- par_unflatten(D[s, ], p, q, object$K)
+    par <- par_unflatten(D[s, ], p, q, object$K, fit_spec(object))
     cm <- moe_components(par, object$X, object$Z)
     g <- exp(cm$log_gate)
     mu <- rowSums(g * cm$mean)
@@ -283,8 +284,10 @@ summary.moe_mcmc <- function(object, probs = c(0.025, 0.5, 0.975), ...) {
   lt <- tab(ll)
   structure(list(
     call = object$call, K = object$K,
-    title = sprintf("Mixture of %d linear-Gaussian expert%s with softmax gating: posterior summary",
-                    object$K, if (object$K > 1L) "s" else ""),
+    title = sprintf("Mixture of %d %s expert%s with %s: posterior summary",
+                    object$K, expert_label(object$expert), if (object$K > 1L) "s" else "",
+                    gate_label(object$gate)),
+    gate = object$gate,
     coefficients = pt$table, loglik = lt$table[1L, ], accept = object$accept,
     settings = list(chains = d[2L], iter = object$iter, warmup = object$warmup,
                     thin = object$thin, draws = d[1L], seed = object$seed,
@@ -317,9 +320,7 @@ print.summary.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 4L)
   }
   groups <- sub(":.*$", "", rownames(x$coefficients))
   for (g in unique(groups)) {
-    lab <- if (startsWith(g, "gate")) sprintf("Gating, %s (reference: expert %d):", g, x$K)
-           else sprintf("%s%s:", toupper(substring(g, 1, 1)), substring(g, 2))
-    cat(lab, "\n")
+    cat(coef_group_label(g, x$K, x$gate), "\n")
     tab <- x$coefficients[groups == g, , drop = FALSE]
     rownames(tab) <- sub("^[^:]*:", "", rownames(tab))
     print(fmt(tab), quote = FALSE, right = TRUE)
@@ -448,7 +449,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
     rows <- start:min(n, start + block - 1L)
     sub <- list(X = des$X[rows, , drop = FALSE], Z = des$Z[rows, , drop = FALSE],
                 y = des$y[rows])
-    V <- matrix(draw_values(D, sub, type, y, probs, p, q, K), nrow(D))
+    V <- matrix(draw_values(D, sub, type, y, probs, p, q, K, fit_spec(object)), nrow(D))
     if (type == "density") {
       mx <- apply(V, 2L, max)
       lm <- mx + log(colMeans(exp(sweep(V, 2L, mx))))
@@ -485,7 +486,8 @@ predict.moe_mcmc <- function(object, newdata = NULL,
 simulation_pars.moe_mcmc <- function(object, nsim) {
   D <- draws_matrix(object, complete = TRUE)
   idx <- sample.int(nrow(D), nsim, replace = nsim > nrow(D))
-  lapply(idx, function(i) par_unflatten(D[i, ], ncol(object$X), ncol(object$Z), object$K))
+  lapply(idx, function(i) par_unflatten(D[i, ], ncol(object$X), ncol(object$Z), object$K,
+                                        fit_spec(object)))
 }
 
 # ---------------------------------------------------------------------------
@@ -644,7 +646,8 @@ log_lik.moe_mcmc <- function(object, newdata = NULL, ...) {
   q <- ncol(object$Z)
   out <- matrix(0, nrow(D), length(keep))
   for (s in seq_len(nrow(D))) {
-    out[s, ] <- w[keep] * log_density_rows(par_unflatten(D[s, ], p, q, object$K), X, Z, y)
+    out[s, ] <- w[keep] * log_density_rows(par_unflatten(D[s, ], p, q, object$K,
+                                                         fit_spec(object)), X, Z, y)
   }
   d <- dim(object$draws)
   array(out, c(d[1L], d[2L], length(keep)),

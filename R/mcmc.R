@@ -185,7 +185,8 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
 #' fit2 <- moe_mcmc(fit, iter = 100)
 #' dim(fit2$draws)
 #' @export
-moe_mcmc <- function(formula, data, K, gating = NULL, prior = moe_prior(),
+moe_mcmc <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
+                     expert = expert_linear(), prior = moe_prior(),
                      chains = 4, iter = 2000, warmup = floor(iter / 2), thin = 1,
                      init = c("em", "random"), seed = NULL,
                      control = moe_mcmc_control(), progress = interactive(),
@@ -209,6 +210,7 @@ moe_mcmc <- function(formula, data, K, gating = NULL, prior = moe_prior(),
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = ecall)
   set <- mcmc_settings(prior, chains, iter, warmup, thin, init, seed, control,
                        progress, ecall)
+  set[c("gate", "expert")] <- check_variants(gate, expert, K, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
   check_mcmc_weights(fr$weights, ecall)
@@ -228,11 +230,13 @@ moe_mcmc <- function(formula, data, K, gating = NULL, prior = moe_prior(),
 moe_mcmc_fit <- function(y, X, Z, w = rep(1, length(y)), K, prior = moe_prior(),
                          chains = 4, iter = 2000, warmup = floor(iter / 2),
                          thin = 1, init = c("em", "random"), seed = NULL,
-                         control = moe_mcmc_control(), progress = FALSE) {
+                         control = moe_mcmc_control(), progress = FALSE,
+                         gate = gate_softmax(), expert = expert_linear()) {
   call <- sys.call()
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
   set <- mcmc_settings(prior, chains, iter, warmup, thin, init, seed, control,
                        progress, call)
+  set[c("gate", "expert")] <- check_variants(gate, expert, K, call)
   check_mcmc_weights(w, call)
   out <- mcmc_fit(y, X, Z, w, K, set, call)
   mcmc_report(NULL, out$status, call)
@@ -289,6 +293,8 @@ mcmc_fit <- function(y, X, Z, w, K, set, call) {
   w <- as.double(round(w))
   seed <- set$seed
   if (is.null(seed)) seed <- sample.int(.Machine$integer.max, 1L)
+  spec <- make_spec(set$gate, set$expert)
+  if (!is.null(spec)) mcmc_variant_check(spec, set, call)
   sc <- moe_scaling(y, X, Z)
   s <- mcmc_data(sc, y, X, Z, w)
   pc <- prior_internal(set$prior, ncol(X), ncol(Z), call)
@@ -296,7 +302,8 @@ mcmc_fit <- function(y, X, Z, w, K, set, call) {
   inits <- rep(list(NULL), set$chains)
   if (set$init == "em") {
     em <- with_seed(seed, moe_em_fit(y, X, Z, w, K, set$control$em_starts,
-                                     set$control$em_control))
+                                     set$control$em_control, gate = set$gate,
+                                     expert = set$expert))
     inits <- em_inits(em, sc, set$chains, set$control$init_tol)
   }
   streams <- chain_streams(seed, set$chains)
@@ -305,14 +312,20 @@ mcmc_fit <- function(y, X, Z, w, K, set, call) {
                      iter = set$iter - set$warmup, thin = set$thin,
                      offsets = rep(0L, set$chains),
                      refresh = mcmc_refresh(set, set$iter),
-                     gate_mode = gate_mode(set$control))
-  out <- mcmc_collect(runs, sc, colnames(X), colnames(Z), K, sum(w))
-  accept <- accept_rates(NULL, 0, out$accept, set$iter - set$warmup, gate_mode(set$control), K)
+                     gate_mode = gate_mode(set$control), spec = spec)
+  out <- mcmc_collect(runs, sc, colnames(X), colnames(Z), K, sum(w), spec)
+  accept <- if (is.null(spec)) {
+    accept_rates(NULL, 0, out$accept, set$iter - set$warmup, gate_mode(set$control), K)
+  } else {
+    variant_accept_rates(NULL, 0, out$accept, set$iter - set$warmup)
+  }
   res <- list(par = out$par, loglik = out$loglik, draws = out$draws,
               loglik_draws = out$loglik_draws, prior = set$prior, control = set$control,
               iter = set$iter, warmup = set$warmup, thin = set$thin, chains = set$chains,
               seed = seed, init = set$init, scaling = sc, state = out$state,
-              accept = accept, timing = out$timing, em = em)
+              accept = accept, timing = out$timing, em = em,
+              gate = if (is.null(set$gate)) gate_softmax() else set$gate,
+              expert = if (is.null(set$expert)) expert_linear() else set$expert)
   list(res = res, status = out$status)
 }
 
@@ -360,13 +373,17 @@ align_labels <- function(par, ref) {
   fr <- feat(ref)
   fp <- feat(par)
   cost <- outer(seq_len(K), seq_len(K), Vectorize(function(i, j) sum((fr[, i] - fp[, j])^2)))
-  perm <- best_assignment(cost)
+  gate <- spec_gate(par$spec)
+  perm <- if (inherits(gate, "moe_gate_hierarchical")) {
+    drop(assign_perms(array(cost, c(1L, K, K)), gate = gate))
+  } else best_assignment(cost)
   permute_experts(par, perm)
 }
 
 # par with expert k taking the parameters of expert perm[k]; the gating is
 # re-referenced so that the new last expert has w = 0.
 permute_experts <- function(par, perm) {
+  if (!is.null(par$spec)) return(permute_par(par, perm))
   K <- length(perm)
   W <- par$W[, perm, drop = FALSE]
   list(alpha = par$alpha[, perm, drop = FALSE], sigma2 = par$sigma2[perm],
@@ -434,10 +451,11 @@ with_rng_state <- function(state, expr) {
 
 # Run the chains, in parallel through future.apply when it is installed.
 run_chains <- function(chains, s, pc, K, inits, states, streams, warmup, iter,
-                       thin, offsets, refresh, gate_mode) {
+                       thin, offsets, refresh, gate_mode, spec = NULL) {
   args <- list(s = s, pc = pc, K = K, inits = inits, states = states,
                streams = streams, warmup = warmup, iter = iter, thin = thin,
                offsets = offsets, refresh = refresh, gate_mode = gate_mode)
+  if (!is.null(spec)) args$spec <- spec
   if (requireNamespace("future.apply", quietly = TRUE)) {
     do.call(future.apply::future_lapply,
             c(list(X = seq_len(chains), FUN = mcmc_chain), args,
@@ -451,7 +469,11 @@ run_chains <- function(chains, s, pc, K, inits, states, streams, warmup, iter,
 # its RNG state) or from `inits[[chain]]` (NULL: a draw from the prior) with
 # the stream `streams[[chain]]`.
 mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
-                       thin, offsets, refresh, gate_mode) {
+                       thin, offsets, refresh, gate_mode, spec = NULL) {
+  if (!is.null(spec)) {
+    return(mcmc_variant_chain(chain, s, pc, K, inits, states, streams, warmup, iter,
+                              thin, offsets, refresh, gate_mode, spec))
+  }
   st <- if (is.null(states)) NULL else states[[chain]]
   rng <- if (is.null(st)) streams[[chain]] else st$rng
   run <- with_rng_state(rng, {
@@ -490,11 +512,11 @@ draws_to_original <- function(sc, res, p, q, K) {
 }
 
 # Gather the chains' results into the fit's draws, log-likelihoods, states.
-mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w) {
+mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w, spec = NULL) {
   chains <- length(runs)
   p <- length(xnames)
   q <- length(znames)
-  nm <- par_names(xnames, znames, K)
+  nm <- par_names(xnames, znames, K, spec)
   S <- length(runs[[1L]]$res$loglik)
   draws <- array(NA_real_, c(S, chains, length(nm)),
                  dimnames = list(NULL, paste0("chain", seq_len(chains)), nm))
@@ -503,17 +525,19 @@ mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w) {
   status <- integer(chains)
   for (ch in seq_len(chains)) {
     r <- runs[[ch]]$res
-    draws[, ch, ] <- draws_to_original(sc, r, p, q, K)
+    draws[, ch, ] <- if (is.null(spec)) draws_to_original(sc, r, p, q, K) else
+      variant_draws_to_original(sc, r, p, q, K, spec)
     ll[, ch] <- r$loglik + jac
     draws[is.na(r$loglik), ch, ] <- NA_real_ # slots a stopped chain did not fill
     status[ch] <- r$status
   }
   theta <- colMeans(matrix(draws, S * chains, length(nm)), na.rm = TRUE)
   list(draws = draws, loglik_draws = ll,
-       par = par_unflatten(theta, p, q, K),
+       par = par_unflatten(theta, p, q, K, spec),
        loglik = if (all(is.na(ll))) NA_real_ else max(ll, na.rm = TRUE),
        state = lapply(runs, `[[`, "state"),
-       accept = vapply(runs, function(r) as.numeric(r$res$accept), 0),
+       accept = if (is.null(spec)) vapply(runs, function(r) as.numeric(r$res$accept), 0) else
+         do.call(rbind, lapply(runs, function(r) r$res$accept)),
        timing = vapply(runs, function(r) r$res$cpu, 0),
        status = status)
 }
@@ -522,6 +546,7 @@ mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w) {
 mcmc_continue <- function(fit, iter, progress, call) {
   iter <- check_number(iter, "iter", lower = 1, whole = TRUE, call = call)
   K <- fit$K
+  spec <- fit_spec(fit)
   s <- mcmc_data(fit$scaling, fit$y, fit$X, fit$Z, fit$weights)
   pc <- prior_internal(fit$prior, ncol(fit$X), ncol(fit$Z), call)
   offsets <- vapply(fit$state, function(st) st$iterations_done - fit$warmup, 0L)
@@ -529,9 +554,9 @@ mcmc_continue <- function(fit, iter, progress, call) {
   runs <- run_chains(fit$chains, s, pc, K, inits = NULL, states = fit$state,
                      streams = NULL, warmup = 0L, iter = iter, thin = fit$thin,
                      offsets = as.integer(offsets), refresh = mcmc_refresh(set, iter),
-                     gate_mode = gate_mode(fit$control))
+                     gate_mode = gate_mode(fit$control), spec = spec)
   out <- mcmc_collect(runs, fit$scaling, colnames(fit$X), colnames(fit$Z), K,
-                      sum(fit$weights))
+                      sum(fit$weights), spec)
   S0 <- dim(fit$draws)[1L]
   S1 <- dim(out$draws)[1L]
   draws <- array(NA_real_, c(S0 + S1, dim(fit$draws)[-1L]), dimnames = dimnames(fit$draws))
@@ -541,11 +566,15 @@ mcmc_continue <- function(fit, iter, progress, call) {
   fit$loglik_draws <- rbind(fit$loglik_draws, out$loglik_draws)
   P <- dim(draws)[3L]
   theta <- colMeans(matrix(draws, dim(draws)[1L] * fit$chains, P), na.rm = TRUE)
-  fit$coefficients <- name_par(par_unflatten(theta, ncol(fit$X), ncol(fit$Z), K),
+  fit$coefficients <- name_par(par_unflatten(theta, ncol(fit$X), ncol(fit$Z), K, spec),
                                colnames(fit$X), colnames(fit$Z))
   fit$loglik <- max(fit$loglik_draws, na.rm = TRUE)
-  fit$accept <- accept_rates(fit$accept, fit$iter - fit$warmup, out$accept, iter,
-                             gate_mode(fit$control), K)
+  fit$accept <- if (is.null(spec)) {
+    accept_rates(fit$accept, fit$iter - fit$warmup, out$accept, iter,
+                 gate_mode(fit$control), K)
+  } else {
+    variant_accept_rates(fit$accept, fit$iter - fit$warmup, out$accept, iter)
+  }
   fit$iter <- fit$iter + iter
   fit$state <- out$state
   fit$timing <- fit$timing + out$timing
@@ -581,8 +610,8 @@ mcmc_report <- function(fit, status, call) {
 }
 
 fit_title.moe_mcmc <- function(x) {
-  sprintf("Mixture of %d linear-Gaussian expert%s with softmax gating (MCMC)",
-          x$K, if (x$K > 1L) "s" else "")
+  sprintf("Mixture of %d %s expert%s with %s (MCMC)", x$K, expert_label(x$expert),
+          if (x$K > 1L) "s" else "", gate_label(x$gate))
 }
 
 #' @export
@@ -596,7 +625,9 @@ print.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   par <- moe_point(x)
   cat("Posterior means -- expert coefficients and variance:\n")
   print(rbind(par$alpha, sigma2 = par$sigma2), digits = digits)
-  if (x$K > 1L) {
+  if (!is.null(fit_spec(x))) {
+    print_gating(x$gate, par, x$K, digits, prefix = "Posterior means -- ")
+  } else if (x$K > 1L) {
     cat("\nPosterior means -- gating coefficients (expert ", x$K, " is the reference):\n", sep = "")
     print(par$W[, -x$K, drop = FALSE], digits = digits)
   }
@@ -605,7 +636,10 @@ print.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
                                          if (length(x$na.action) > 1) "s" else "") else ""
   cat(sprintf("\nn = %d%s; log-likelihood of the draws, mean per chain: %s\n", nobs(x), na,
               paste(format(signif(colMeans(x$loglik_draws, na.rm = TRUE), 7)), collapse = ", ")))
-  if (!is.null(x$accept)) {
+  if (is.matrix(x$accept)) {
+    cat("Acceptance rates of the Metropolis-Hastings blocks after warm-up (chains in rows):\n")
+    print(round(x$accept, 3))
+  } else if (!is.null(x$accept)) {
     cat(sprintf("Acceptance rate of the gating Metropolis-Hastings refresh per chain: %s\n",
                 paste(format(x$accept, digits = 2), collapse = ", ")))
   }

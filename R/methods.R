@@ -37,7 +37,8 @@ NULL
 coef.moe_fit <- function(object, matrix = FALSE, ...) {
   par <- moe_point(object)
   if (isTRUE(matrix)) return(par)
-  setNames(par_flatten(par), par_names(colnames(object$X), colnames(object$Z), object$K))
+  setNames(par_flatten(par), par_names(colnames(object$X), colnames(object$Z), object$K,
+                                       fit_spec(object)))
 }
 
 #' @rdname moe_coef
@@ -45,7 +46,7 @@ coef.moe_fit <- function(object, matrix = FALSE, ...) {
 vcov.moe_em <- function(object, ...) {
   info <- moe_information(object$coefficients, object$y, object$X, object$Z,
                           object$weights)
-  nm <- par_names(colnames(object$X), colnames(object$Z), object$K)
+  nm <- par_names(colnames(object$X), colnames(object$Z), object$K, fit_spec(object))
   V <- tryCatch(solve(info), error = function(e) NULL)
   if (is.null(V) || any(!is.finite(diag(V))) || any(diag(V) < 0) ||
       rcond(info) < .Machine$double.eps) {
@@ -209,7 +210,9 @@ print.moe_fit <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   cat("Experts (columns) -- coefficients and variance:\n")
   ex <- rbind(par$alpha, sigma2 = par$sigma2)
   print(ex, digits = digits)
-  if (x$K > 1L) {
+  if (!is.null(fit_spec(x))) {
+    print_gating(x$gate, par, x$K, digits)
+  } else if (x$K > 1L) {
     cat("\nGating coefficients (expert ", x$K, " is the reference):\n", sep = "")
     print(par$W[, -x$K, drop = FALSE], digits = digits)
   }
@@ -220,8 +223,8 @@ print.moe_fit <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
 fit_title <- function(x) UseMethod("fit_title")
 
 fit_title.moe_em <- function(x) {
-  sprintf("Mixture of %d linear-Gaussian expert%s with softmax gating (EM)",
-          x$K, if (x$K > 1L) "s" else "")
+  sprintf("Mixture of %d %s expert%s with %s (EM)", x$K, expert_label(x$expert),
+          if (x$K > 1L) "s" else "", gate_label(x$gate))
 }
 
 fit_footer <- function(x) {
@@ -265,7 +268,7 @@ summary.moe_em <- function(object, ...) {
                  iter = object$iter, converged = !("maxit" %in% decode_status(object$status)),
                  status = status_text(object$status), starts = object$starts,
                  na.action = object$na.action, se_available = all(is.finite(se)),
-                 title = fit_title(object)),
+                 title = fit_title(object), gate = object$gate),
             class = "summary.moe_em")
 }
 
@@ -280,9 +283,7 @@ print.summary.moe_em <- function(x, digits = max(3L, getOption("digits") - 3L), 
   }
   groups <- sub(":.*$", "", rownames(x$coefficients))
   for (g in unique(groups)) {
-    lab <- if (startsWith(g, "gate")) sprintf("Gating, %s (reference: expert %d):", g, x$K)
-           else sprintf("%s%s:", toupper(substring(g, 1, 1)), substring(g, 2))
-    cat(lab, "\n")
+    cat(coef_group_label(g, x$K, x$gate), "\n")
     tab <- x$coefficients[groups == g, , drop = FALSE]
     rownames(tab) <- sub("^[^:]*:", "", rownames(tab))
     printCoefmat(tab, digits = digits, na.print = "", has.Pvalue = TRUE,

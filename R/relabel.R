@@ -29,7 +29,8 @@ all_perms <- function(K) {
 # The P x P matrix M with theta' = M %*% theta for the permutation `pi` of
 # the parameter vector theta (par_flatten() layout, p expert coefficients,
 # q gating coefficients, K experts).
-perm_matrix <- function(pi, p, q, K) {
+perm_matrix <- function(pi, p, q, K, spec = NULL) {
+  if (!is.null(spec)) return(perm_matrix_spec(pi, p, q, K, spec))
   P <- (p + 1L) * K + q * (K - 1L)
   M <- matrix(0, P, P)
   ex <- function(k) (k - 1L) * (p + 1L) + seq_len(p + 1L)
@@ -42,9 +43,23 @@ perm_matrix <- function(pi, p, q, K) {
   M
 }
 
+# The same for a variant (R/variants.R): relabelling is linear in the flat
+# parameters (permutation and re-referencing of the gating, the identity on
+# a learned temperature), so column j of M is the image of the j-th unit
+# vector.
+perm_matrix_spec <- function(pi, p, q, K, spec) {
+  P <- length(par_names(rep("", p), rep("", q), K, spec))
+  M <- matrix(0, P, P)
+  for (j in seq_len(P)) {
+    par <- par_unflatten(replace(numeric(P), j, 1), p, q, K, spec)
+    M[, j] <- par_flatten(permute_par(par, pi))
+  }
+  M
+}
+
 # Apply one permutation per row of the draws matrix D (N x P); `perms` is
 # N x K. Rows sharing a permutation are transformed together.
-permute_rows <- function(D, perms, p, q, K) {
+permute_rows <- function(D, perms, p, q, K, spec = NULL) {
   if (K == 1L) return(D)
   key <- apply(perms, 1L, paste, collapse = ",")
   out <- D
@@ -52,17 +67,17 @@ permute_rows <- function(D, perms, p, q, K) {
     rows <- which(key == u)
     pi <- perms[rows[1L], ]
     if (identical(pi, seq_len(K))) next
-    out[rows, ] <- D[rows, , drop = FALSE] %*% t(perm_matrix(pi, p, q, K))
+    out[rows, ] <- D[rows, , drop = FALSE] %*% t(perm_matrix(pi, p, q, K, spec))
   }
   out
 }
 
 # Apply permutations to a draws array (iterations x chains x P) with a
 # permutation array (iterations x chains x K).
-permute_draws <- function(draws, perms, p, q, K) {
+permute_draws <- function(draws, perms, p, q, K, spec = NULL) {
   d <- dim(draws)
   N <- d[1L] * d[2L]
-  D <- permute_rows(matrix(draws, N, d[3L]), matrix(perms, N, K), p, q, K)
+  D <- permute_rows(matrix(draws, N, d[3L]), matrix(perms, N, K), p, q, K, spec)
   array(D, d, dimnames(draws))
 }
 
@@ -72,7 +87,8 @@ permute_draws <- function(draws, perms, p, q, K) {
 # gating features permute like the expert features: under `pi` the centred
 # vector of the new expert k is the centred vector of the old expert pi[k],
 # whatever expert becomes the reference. Returns an N x K x d array.
-relabel_features <- function(D, sc, xnames, znames, K) {
+relabel_features <- function(D, sc, xnames, znames, K, spec = NULL) {
+  if (!is.null(spec)) return(relabel_features_spec(D, sc, xnames, znames, K, spec))
   p <- length(xnames)
   q <- length(znames)
   N <- nrow(D)
@@ -95,6 +111,56 @@ relabel_features <- function(D, sc, xnames, znames, K) {
   dimnames(F) <- list(NULL, NULL, c(paste0("expert:", xnames), "expert:log_sigma2",
                                     paste0("gate:", znames)))
   F
+}
+
+# The same for a variant: the expert features of expert_features() (on the
+# internal scale), the log variance and gating features that move with the
+# expert under every permutation the gate allows: the gating vectors (divided
+# by a learned temperature) centred over the experts; for a hierarchical
+# gate the within-group vector centred over the group and the group's vector
+# centred over the groups.
+relabel_features_spec <- function(D, sc, xnames, znames, K, spec) {
+  p <- length(xnames)
+  q <- length(znames)
+  N <- nrow(D)
+  gate <- spec_gate(spec)
+  expert <- spec_expert(spec)
+  pe <- expert_npar(expert, p)
+  Tz_inv <- t(solve(sc$z$T))
+  pars <- lapply(seq_len(N), function(i) par_unflatten(D[i, ], p, q, K, spec))
+  W <- array(0, c(N, q, K))
+  for (i in seq_len(N)) {
+    Wi <- t(pars[[i]]$W) %*% Tz_inv
+    if (isTRUE(gate$learn)) Wi <- Wi / pars[[i]]$tau
+    W[i, , ] <- t(Wi)
+  }
+  centre <- function(A, idx) {
+    A[, , idx] <- A[, , idx, drop = FALSE] - as.vector(apply(A[, , idx, drop = FALSE], c(1L, 2L), mean))
+    A
+  }
+  if (inherits(gate, "moe_gate_hierarchical")) {
+    for (g in seq_len(gate$G)) W <- centre(W, which(gate$groups == g))
+    Vg <- array(0, c(N, q, gate$G))
+    for (i in seq_len(N)) Vg[i, , ] <- t(t(pars[[i]]$V) %*% Tz_inv)
+    Vg <- centre(Vg, seq_len(gate$G))
+  } else {
+    W <- centre(W, seq_len(K))
+  }
+  ef <- NULL
+  for (k in seq_len(K)) {
+    A <- D[, (k - 1L) * (pe + 1L) + seq_len(pe), drop = FALSE]
+    fk <- cbind(expert_features(expert, sc, A), log(D[, k * (pe + 1L)]),
+                matrix(W[, , k], N, q),
+                if (inherits(gate, "moe_gate_hierarchical")) matrix(Vg[, , gate$groups[k]], N, q))
+    if (is.null(ef)) ef <- array(0, c(N, K, ncol(fk)))
+    ef[, k, ] <- fk
+  }
+  nf <- dim(ef)[3L] - 1L - q * (1L + inherits(gate, "moe_gate_hierarchical"))
+  dimnames(ef) <- list(NULL, NULL, c(paste0("expert:", if (nf == p) xnames else seq_len(nf)),
+                                     "expert:log_sigma2", paste0("gate:", znames),
+                                     if (inherits(gate, "moe_gate_hierarchical"))
+                                       paste0("group:", znames)))
+  ef
 }
 
 # Cost array C[n, k, j]: standardised squared distance between the old
@@ -169,8 +235,47 @@ assign_greedy <- function(C) {
   perm
 }
 
-assign_perms <- function(C, exhaustive_max = 7L) {
+assign_perms <- function(C, exhaustive_max = 7L, gate = NULL) {
+  if (inherits(gate, "moe_gate_hierarchical") && gate$G > 1L && gate$G < dim(C)[2L]) {
+    return(assign_hierarchical(C, gate$groups, exhaustive_max))
+  }
   if (dim(C)[2L] <= exhaustive_max) assign_exhaustive(C) else assign_greedy(C)
+}
+
+# Assignment under a hierarchical gate: only permutations that map every
+# group onto a group (of the same size) keep the model, so the experts are
+# permuted within groups and the groups as blocks. For every pair (new group
+# g, old group h) of equal sizes the best assignment of h's experts to g's
+# labels is found, then the best assignment of old groups to new groups with
+# those costs (exact when both levels are enumerated). Returns N x K.
+assign_hierarchical <- function(C, groups, exhaustive_max = 7L) {
+  N <- dim(C)[1L]
+  K <- dim(C)[2L]
+  G <- max(groups)
+  members <- lapply(seq_len(G), function(g) which(groups == g))
+  Cg <- array(NA_real_, c(N, G, G))
+  within <- vector("list", G * G)
+  for (g in seq_len(G)) for (h in seq_len(G)) {
+    if (length(members[[g]]) != length(members[[h]])) next
+    sub <- C[, members[[g]], members[[h]], drop = FALSE]
+    pm <- assign_perms(sub, exhaustive_max)
+    m <- length(members[[g]])
+    Cg[, g, h] <- rowSums(matrix(sub[cbind(rep(seq_len(N), m), rep(seq_len(m), each = N),
+                                           as.vector(pm))], N, m))
+    within[[(h - 1L) * G + g]] <- pm
+  }
+  # groups of different sizes cannot be swapped: a cost larger than any sum
+  # of allowed ones (finite, so that the enumeration's products stay finite)
+  Cg[is.na(Cg)] <- (max(abs(Cg), na.rm = TRUE) + 1) * (G + 1) * 10
+  gp <- assign_perms(Cg, exhaustive_max)
+  perm <- matrix(0L, N, K)
+  for (g in seq_len(G)) for (h in seq_len(G)) {
+    rows <- which(gp[, g] == h)
+    if (!length(rows)) next
+    pm <- within[[(h - 1L) * G + g]][rows, , drop = FALSE]
+    perm[rows, members[[g]]] <- matrix(members[[h]][pm], length(rows))
+  }
+  perm
 }
 
 # Features of every expert after permuting: G[n, k, ] = F[n, perm[n, k], ].
@@ -285,6 +390,7 @@ relabel_fit <- function(fit, method = "kmeans", pivot = "auto", maxit = 100L,
   N <- d[1L] * d[2L]
   D <- matrix(fit$draws, N, d[3L])
   sc <- if (!is.null(fit$scaling)) fit$scaling else moe_scaling(fit$y, fit$X, fit$Z)
+  spec <- fit_spec(fit)
   old <- if (is_relabelled(fit)) matrix(fit$relabel$permutations, N, K) else
     matrix(seq_len(K), N, K, byrow = TRUE)
 
@@ -296,15 +402,15 @@ relabel_fit <- function(fit, method = "kmeans", pivot = "auto", maxit = 100L,
     res <- list(iterations = 0L, converged = TRUE, centres = NULL, scale = NULL)
   } else {
     Nok <- length(ok)
-    F <- relabel_features(D[ok, , drop = FALSE], sc, xnames, znames, K)
-    Fp <- relabel_features(matrix(par_flatten(piv$par), 1L), sc, xnames, znames, K)
+    F <- relabel_features(D[ok, , drop = FALSE], sc, xnames, znames, K, spec)
+    Fp <- relabel_features(matrix(par_flatten(piv$par), 1L), sc, xnames, znames, K, spec)
     centres <- matrix(Fp, K, dim(F)[3L])
     scale <- apply(F, 3L, stats::sd)
     scale[!(scale > 0)] <- 1
     pok <- NULL
     converged <- FALSE
     for (it in seq_len(if (method == "pivot") 1L else maxit)) {
-      new <- assign_perms(relabel_cost(F, centres, scale), exhaustive_max)
+      new <- assign_perms(relabel_cost(F, centres, scale), exhaustive_max, spec_gate(spec))
       if (!is.null(pok) && identical(new, pok)) {
         converged <- TRUE
         break
@@ -325,7 +431,7 @@ relabel_fit <- function(fit, method = "kmeans", pivot = "auto", maxit = 100L,
     res <- list(iterations = it, converged = converged, centres = centres,
                 scale = setNames(scale, dimnames(F)[[3L]]))
   }
-  D_new <- permute_rows(D, perm, p, q, K)
+  D_new <- permute_rows(D, perm, p, q, K, spec)
   # compose with a previous relabelling so permutations refer to the draws
   # as sampled
   total <- matrix(old[cbind(rep(seq_len(N), K), as.vector(perm))], N, K)
@@ -352,6 +458,8 @@ relabel_pivot <- function(fit, pivot, call = NULL) {
                     fit$K), call = call, arg = "pivot")
     }
     W <- as.matrix(pivot$W)
+    spec <- fit_spec(fit)
+    if (!is.null(spec)) return(list(type = "user", par = pivot_spec(pivot, spec, fit, call)))
     W <- W - W[, fit$K]
     return(list(type = "user", par = list(alpha = as.matrix(pivot$alpha),
                                           sigma2 = as.numeric(pivot$sigma2), W = W)))
@@ -371,7 +479,38 @@ relabel_pivot <- function(fit, pivot, call = NULL) {
   d <- dim(fit$draws)
   best <- which.max(as.vector(fit$loglik_draws))
   theta <- matrix(fit$draws, d[1L] * d[2L], d[3L])[best, ]
-  list(type = "maxlik", par = par_unflatten(theta, ncol(fit$X), ncol(fit$Z), fit$K))
+  list(type = "maxlik", par = par_unflatten(theta, ncol(fit$X), ncol(fit$Z), fit$K,
+                                            fit_spec(fit)))
+}
+
+# A user pivot of a variant: the gate's further parameters (V, tau) are
+# required, the gating is put in its reference form.
+pivot_spec <- function(pivot, spec, fit, call) {
+  gate <- spec_gate(spec)
+  par <- list(alpha = as.matrix(pivot$alpha), sigma2 = as.numeric(pivot$sigma2),
+              W = as.matrix(pivot$W), spec = spec)
+  if (inherits(gate, "moe_gate_hierarchical")) {
+    V <- pivot$V
+    if (!is.numeric(V) || !identical(dim(as.matrix(V)), c(ncol(fit$Z), gate$G)) ||
+        any(!is.finite(V))) {
+      abort(sprintf("`pivot` of a fit with a hierarchical gate must also hold `V`, the %d x %d gating matrix of the groups.",
+                    ncol(fit$Z), gate$G), call = call, arg = "pivot")
+    }
+    par$V <- as.matrix(V)
+    # re-reference both levels (the identity permutation does exactly that)
+    par <- gate_permute(gate, par, seq_len(fit$K))
+  } else {
+    par$W <- par$W - par$W[, fit$K]
+  }
+  if (isTRUE(gate$learn)) {
+    tau <- pivot$tau
+    if (!is.numeric(tau) || length(tau) != 1L || !is.finite(tau) || !(tau > 0)) {
+      abort("`pivot` of a fit with a learned temperature must also hold `tau`, a positive number.",
+            call = call, arg = "pivot")
+    }
+    par$tau <- tau
+  }
+  par
 }
 
 # A cheap fingerprint of a draws array, so that a stored relabelling is only

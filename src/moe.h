@@ -25,6 +25,61 @@
 #include <R_ext/Lapack.h>
 #ifndef FCONE
 #define FCONE
+/* ==== Gating and expert variants (gates helper, issue 6) ====================
+ * The generic paths of the variants: src/gate_variants.c evaluates every
+ * gate, src/em_variants.c and src/mcmc_variants.c are the EM and the Gibbs
+ * sampler for any gate (moe_gate above) and any expert family below. The
+ * fused src/em.c and src/mcmc.c stay the softmax / linear fast paths.
+ *
+ * Parameters of a variant (moe_vpar): as moe_par, with alpha holding npar
+ * rows per expert, plus V (q x G, hierarchical gates only, column G - 1
+ * zero; NULL otherwise). The temperature lives in moe_gate.tau. For a
+ * hierarchical gate, the last expert of each group is that group's
+ * reference (its column of W is zero).
+ */
+typedef struct {
+  double *alpha;     /* npar x K expert parameters */
+  double *sigma2;    /* K expert variances */
+  double *W;         /* q x K gating coefficients */
+  double *V;         /* q x G group gating coefficients, or NULL */
+} moe_vpar;
+
+/*
+ * An expert family for the generic paths: its number of parameters per
+ * expert and a table of kernels, filled in src/ffi.c. `info` points to the
+ * family's constants (NULL for linear experts). Every kernel takes its
+ * scratch from `work`, of work_size(f, d) doubles.
+ *  - mean: mu (n x K, column-major) <- the mean of every expert at alpha
+ *    (npar x K);
+ *  - mstep: EM M-step of expert k with weights wt_i R_ik (R n x K): updates
+ *    alpha_k (npar), *sigma2_k (floored at ctl->var_floor) and mu_k (n, the
+ *    new means); returns moe_status flags (MOE_EMPTY when the effective size
+ *    is below ctl->min_size: nothing is updated);
+ *  - draw: one Gibbs / Metropolis-within-Gibbs update of every expert given
+ *    the allocation counts N (K x n, observation-major, as in mcmc.c) under
+ *    the prior pr; `state` (nstate doubles) persists across sweeps and calls
+ *    (e.g. adaptive proposal scales, adapted only when `adapt` is 1, i.e.
+ *    during warm-up), accepted[naccept] counts accepted proposals; returns
+ *    moe_status flags.
+ */
+typedef struct moe_expert_family moe_expert_family;
+struct moe_expert_family {
+  int npar;
+  int nstate, naccept;
+  const void *info;
+  void (*mean)(const moe_expert_family *f, const moe_data *d,
+               const double *alpha, double *mu, double *work);
+  int (*mstep)(const moe_expert_family *f, const moe_data *d, const double *R,
+               int k, double *alpha_k, double *sigma2_k, double *mu_k,
+               const moe_em_control *ctl, double *work);
+  int (*draw)(const moe_expert_family *f, const moe_data *d,
+              const moe_mcmc_prior *pr, const int *N, double *alpha,
+              double *sigma2, double *state, int adapt, int *accepted,
+              double *work);
+  R_xlen_t (*work_size)(const moe_expert_family *f, const moe_data *d);
+};
+/* ==== end of the variants block ============================================ */
+
 #endif
 
 /* Status bit flags returned by kernels; R turns them into classed conditions
@@ -275,5 +330,60 @@ void voronoi_strong_cells(int d, int m, int K, const double *atoms, int kstar,
                           const double *truth, const double *shift, int *cell,
                           double *dist, double *work);
 /* ---- end of the ffn helper's block ---- */
+
+/* ==== Gating and expert variants (gates helper, issue 6) ====================
+ * The generic paths of the variants: src/gate_variants.c evaluates every
+ * gate, src/em_variants.c and src/mcmc_variants.c are the EM and the Gibbs
+ * sampler for any gate (moe_gate above) and any expert family below. The
+ * fused src/em.c and src/mcmc.c stay the softmax / linear fast paths.
+ *
+ * Parameters of a variant (moe_vpar): as moe_par, with alpha holding npar
+ * rows per expert, plus V (q x G, hierarchical gates only, column G - 1
+ * zero; NULL otherwise). The temperature lives in moe_gate.tau. For a
+ * hierarchical gate, the last expert of each group is that group's
+ * reference (its column of W is zero).
+ */
+typedef struct {
+  double *alpha;     /* npar x K expert parameters */
+  double *sigma2;    /* K expert variances */
+  double *W;         /* q x K gating coefficients */
+  double *V;         /* q x G group gating coefficients, or NULL */
+} moe_vpar;
+
+/*
+ * An expert family for the generic paths: its number of parameters per
+ * expert and a table of kernels, filled in src/ffi.c. `info` points to the
+ * family's constants (NULL for linear experts). Every kernel takes its
+ * scratch from `work`, of work_size(f, d) doubles.
+ *  - mean: mu (n x K, column-major) <- the mean of every expert at alpha
+ *    (npar x K);
+ *  - mstep: EM M-step of expert k with weights wt_i R_ik (R n x K): updates
+ *    alpha_k (npar), *sigma2_k (floored at ctl->var_floor) and mu_k (n, the
+ *    new means); returns moe_status flags (MOE_EMPTY when the effective size
+ *    is below ctl->min_size: nothing is updated);
+ *  - draw: one Gibbs / Metropolis-within-Gibbs update of every expert given
+ *    the allocation counts N (K x n, observation-major, as in mcmc.c) under
+ *    the prior pr; `state` (nstate doubles) persists across sweeps and calls
+ *    (e.g. adaptive proposal scales, adapted only when `adapt` is 1, i.e.
+ *    during warm-up), accepted[naccept] counts accepted proposals; returns
+ *    moe_status flags.
+ */
+typedef struct moe_expert_family moe_expert_family;
+struct moe_expert_family {
+  int npar;
+  int nstate, naccept;
+  const void *info;
+  void (*mean)(const moe_expert_family *f, const moe_data *d,
+               const double *alpha, double *mu, double *work);
+  int (*mstep)(const moe_expert_family *f, const moe_data *d, const double *R,
+               int k, double *alpha_k, double *sigma2_k, double *mu_k,
+               const moe_em_control *ctl, double *work);
+  int (*draw)(const moe_expert_family *f, const moe_data *d,
+              const moe_mcmc_prior *pr, const int *N, double *alpha,
+              double *sigma2, double *state, int adapt, int *accepted,
+              double *work);
+  R_xlen_t (*work_size)(const moe_expert_family *f, const moe_data *d);
+};
+/* ==== end of the variants block ============================================ */
 
 #endif
