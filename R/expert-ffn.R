@@ -104,8 +104,12 @@ ffn_act_code <- function(expert) {
 }
 
 # The network inputs: the non-intercept columns of an expert design, as a
-# double matrix.
+# double matrix. The front ends check the design (check_expert_design()).
 ffn_inputs <- function(X) {
+  if (!"(Intercept)" %in% colnames(X) || ncol(X) < 2L) {
+    abort("FFN experts need an expert design with an intercept column and at least one covariate.",
+          kind = "formula", arg = "formula")
+  }
   Xf <- X[, colnames(X) != "(Intercept)", drop = FALSE]
   storage.mode(Xf) <- "double"
   Xf
@@ -158,7 +162,7 @@ expert_to_original.moe_expert_ffn <- function(expert, sc, alpha) {
     alpha[ix$c, k] <- sc$sy * alpha[ix$c, k]
     alpha[ix$e, k] <- sc$sy * alpha[ix$e, k] + sc$my
   }
-  alpha
+  ffn_canonical(alpha, expert, D)
 }
 
 expert_to_internal.moe_expert_ffn <- function(expert, sc, alpha) {
@@ -228,51 +232,33 @@ ffn_start_theta <- function(expert, D, K) {
   th
 }
 
-# EM workhorse for FFN experts: like moe_em_fit() (same starts, scaling and
-# result fields), each start with its own random hidden layers.
-ffn_em_fit <- function(y, X, Z, w, K, expert, starts, control) {
-  storage.mode(X) <- "double"
-  storage.mode(Z) <- "double"
-  y <- as.double(y)
-  w <- as.double(w)
-  sc <- moe_scaling(y, X, Z)
-  s <- scale_data(sc, y, X, Z)
+# Softmax gating with FFN experts: the combination with its own EM loop and
+# sampler in src/ffn.c.
+is_ffn_softmax <- function(spec) {
+  inherits(spec_expert(spec), "moe_expert_ffn") && inherits(spec_gate(spec), "moe_gate_softmax")
+}
+
+# Number of coefficients of each expert's conjugate prior (moe_prior()'s
+# m_a and V_a): the p columns of the expert design for linear experts, the
+# H + 1 output-layer coefficients for FFN experts.
+expert_prior_npar <- function(expert, p) UseMethod("expert_prior_npar")
+expert_prior_npar.default <- function(expert, p) p
+expert_prior_npar.moe_expert_ffn <- function(expert, p) expert$hidden + 1L
+
+# One EM run with FFN experts from starting responsibilities R0 on the
+# internal-scale data `s` (the interface of em_variant_run()): random hidden
+# layers A, d ~ N(0, 1), output layers from the first M-step.
+ffn_em_run <- function(s, w, R0, control, min_size, expert) {
   Xf <- ffn_inputs(s$X)
-  D <- ncol(Xf)
   H <- expert$hidden
-  P <- ffn_npar(H, D)
-  min_size <- if (is.null(control$min_size)) H + 2 else control$min_size
+  K <- ncol(R0)
+  th0 <- ffn_start_theta(expert, ncol(Xf), K)
   ctl <- c(control$maxit, control$tol, control$var_floor, min_size,
            control$gate_steps, control$ridge, expert$lm_steps)
-  types <- start_types(starts)
-  feats <- start_features(s$y, s$X, s$Z)
-  runs <- vector("list", starts)
-  for (j in seq_len(starts)) {
-    R0 <- start_resp(types[j], s$y, s$X, feats, K)
-    th0 <- ffn_start_theta(expert, D, K)
-    runs[[j]] <- .Call(ffi_ffn_em, s$y, Xf, s$Z, w, th0, as.integer(H),
-                       ffn_act_code(expert), R0, as.double(ctl))
-  }
-  ll <- vapply(runs, `[[`, 0, "loglik")
-  st <- vapply(runs, `[[`, 0L, "status")
-  degenerate <- bitwAnd(st, status_flags[["empty"]] + status_flags[["var_floor"]]) > 0L
-  ok <- is.finite(ll)
-  best <- order(degenerate | !ok, -ifelse(ok, ll, -Inf))[1L]
-  r <- runs[[best]]
-  spec <- make_spec(gate_softmax(), expert)
-  to_par <- function(r) {
-    alpha <- ffn_canonical(expert_to_original(expert, sc, r$theta), expert, D)
-    list(alpha = alpha, sigma2 = sc$sy^2 * r$sigma2, W = sc$z$T %*% r$W, spec = spec)
-  }
-  jac <- -sum(w) * log(sc$sy)
-  list(par = to_par(r), loglik = r$loglik + jac, iter = r$iter, status = r$status,
-       trace = r$trace + jac, resp = r$resp, scaling = sc, min_size = min_size,
-       var_floor = control$var_floor, control = control,
-       starts = data.frame(start = seq_len(starts), type = types, loglik = ll + jac,
-                           iter = vapply(runs, `[[`, 0L, "iter"),
-                           status = vapply(st, status_text, ""),
-                           stringsAsFactors = FALSE),
-       best = best, start_par = lapply(runs, to_par))
+  r <- .Call(ffi_ffn_em, s$y, Xf, s$Z, as.double(w), th0, as.integer(H),
+             ffn_act_code(expert), R0, as.double(ctl))
+  names(r)[names(r) == "theta"] <- "alpha"
+  r
 }
 
 # ---------------------------------------------------------------------------

@@ -569,12 +569,17 @@ expert_call <- function(expert) sprintf("expert_%s()", expert$type)
 
 # Check that the sampler offers the variant before any work is done.
 mcmc_variant_check <- function(spec, set, call = NULL) {
+  if (is_ffn_softmax(spec)) return(invisible())
   abort_unavailable(sprintf("`gate = %s` with `expert = %s`", gate_call(spec_gate(spec)),
                             expert_call(spec_expert(spec))), "moe_mcmc", call)
 }
 
 mcmc_variant_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
                                thin, offsets, refresh, gate_mode, spec) {
+  if (is_ffn_softmax(spec)) {
+    return(ffn_mcmc_chain(chain, s, pc, K, inits, states, streams, warmup, iter, thin,
+                          offsets, refresh, gate_mode, spec))
+  }
   abort_unavailable(sprintf("`gate = %s`", gate_call(spec_gate(spec))), "moe_mcmc")
 }
 

@@ -141,3 +141,99 @@ test_that("the Metropolis block of an FFN expert passes simulation-based calibra
   pv <- apply(ranks, 2, function(rk) chisq.test(tabulate(rk %/% 5 + 1, 10))$p.value)
   expect_true(all(pv > 0.001), label = paste("SBC p-values", paste(signif(pv, 3), collapse = ", ")))
 })
+
+test_that("expert_ffn() objects, names and errors", {
+  expect_snapshot(print(expert_ffn()))
+  expect_snapshot(print(expert_ffn(hidden = 1, activation = "sigmoid")))
+  ex <- expert_ffn(2)
+  expect_s3_class(ex, c("moe_expert_ffn", "moe_expert"))
+  expect_equal(bayesmoe:::expert_npar(ex, 3L), 2 * 2 + 2 * 2 + 1)
+  expect_equal(bayesmoe:::expert_par_names(ex, c("(Intercept)", "u", "v")),
+               c("A[1,u]", "A[2,u]", "A[1,v]", "A[2,v]", "d[1]", "d[2]", "c[1]", "c[2]", "e"))
+  expect_snapshot(error = TRUE, expert_ffn(hidden = 0))
+  expect_snapshot(error = TRUE, expert_ffn(hidden = 1.5))
+  expect_snapshot(error = TRUE, expert_ffn(activation = "relu"))
+  expect_snapshot(error = TRUE, expert_ffn(lm_steps = -1))
+  expect_snapshot(error = TRUE, expert_ffn(prior_sd = 0))
+  d <- curved_data(50, 1)
+  expect_snapshot(error = TRUE, moe_em(y ~ x - 1, data = d, K = 2, expert = expert_ffn()))
+  expect_snapshot(error = TRUE, moe_em(y ~ 1, data = d, K = 2, expert = expert_ffn()))
+  expect_snapshot(error = TRUE, moe_mcmc(y ~ x, data = d, K = 2, expert = expert_ffn(),
+                                         gate = gate_topk(1)))
+})
+
+test_that("canonical FFN parameters and the internal scale leave the mean unchanged", {
+  set.seed(14)
+  X <- cbind("(Intercept)" = 1, u = rnorm(40, 3, 2), v = runif(40))
+  for (act in c("tanh", "sigmoid", "gelu")) {
+    ex <- expert_ffn(3, act)
+    alpha <- matrix(rnorm(2 * 13), 13, 2)
+    m0 <- bayesmoe:::expert_mean(ex, X, alpha)
+    expect_equal(m0[, 1], ffn_mean_r(X[, -1], alpha[, 1], 3, act), tolerance = 1e-12)
+    can <- bayesmoe:::ffn_canonical(alpha, ex)
+    expect_equal(bayesmoe:::expert_mean(ex, X, can), m0, tolerance = 1e-12)
+    if (act != "gelu") expect_true(all(can[10:12, ] > 0))
+    expect_false(is.unsorted(can[7:9, 1]))
+    expect_equal(bayesmoe:::ffn_canonical(can, ex), can)
+    # internal <-> original scale
+    y <- rnorm(40, 10, 3)
+    sc <- bayesmoe:::moe_scaling(y, X, X)
+    s <- bayesmoe:::scale_data(sc, y, X, X)
+    orig <- bayesmoe:::expert_to_original(ex, sc, alpha)
+    expect_equal(bayesmoe:::expert_mean(ex, X, orig),
+                 sc$sy * bayesmoe:::expert_mean(ex, s$X, alpha) + sc$my, tolerance = 1e-10)
+    back <- bayesmoe:::expert_to_internal(ex, sc, orig)
+    expect_equal(bayesmoe:::expert_mean(ex, s$X, back), bayesmoe:::expert_mean(ex, s$X, alpha),
+                 tolerance = 1e-10)
+  }
+})
+
+test_that("FFN experts reach a log-likelihood far above linear experts on a curved truth", {
+  d <- curved_data(2000, 15)
+  ffn <- moe_em(y ~ x, data = d, K = 2, expert = expert_ffn(2), starts = 2, seed = 1,
+                control = moe_em_control(maxit = 400, tol = 1e-7))
+  lin <- moe_em(y ~ x, data = d, K = 2, starts = 2, seed = 1)
+  # the truth: expert means sin(3x) + 1 and 2 tanh(3x) - 1, noise sd 0.15
+  expect_gt(as.numeric(logLik(ffn)) - as.numeric(logLik(lin)), 500)
+  expect_true(all(diff(ffn$trace) >= -1e-8 * abs(ffn$trace[-1])))
+  nd <- data.frame(x = c(-0.8, 0.8))
+  ex <- predict(ffn, nd, type = "expert")
+  g <- predict(ffn, nd, type = "gating")
+  # at x = -0.8 the tanh-shaped expert dominates, at 0.8 the sine-shaped one
+  k_left <- which.max(g[1, ])
+  k_right <- which.max(g[2, ])
+  expect_false(k_left == k_right)
+  expect_equal(unname(ex[1, k_left]), 2 * tanh(-2.4) - 1, tolerance = 0.05)
+  expect_equal(unname(ex[2, k_right]), sin(2.4) + 1, tolerance = 0.05)
+  expect_equal(attr(logLik(ffn), "df"), 2 * (7 + 1) + 2)
+  expect_snapshot(print(ffn), transform = function(x) {
+    gsub(" +", " ", gsub("-?[0-9]+\\.[0-9]+(e-?[0-9]+)?", "<num>", x))
+  })
+})
+
+test_that("MCMC with FFN experts: finite log-likelihoods, acceptance rates, continuation", {
+  d <- curved_data(300, 16)
+  fit <- moe_mcmc(y ~ x, data = d, K = 2, expert = expert_ffn(1), chains = 2, iter = 300,
+                  seed = 3, control = moe_mcmc_control(em_starts = 2))
+  expect_true(all(is.finite(fit$loglik_draws)))
+  expect_equal(dim(fit$accept), c(2L, 2L))
+  expect_true(all(fit$accept > 0.05 & fit$accept < 0.9))
+  expect_equal(dimnames(fit$draws)[[3]][1:5],
+               c("expert1:A[1,x]", "expert1:d[1]", "expert1:c[1]", "expert1:e", "expert1:sigma2"))
+  # canonical draws: output weights positive
+  expect_true(all(fit$draws[, , "expert1:c[1]"] > 0))
+  # a continued chain is identical to one long run
+  long <- moe_mcmc(y ~ x, data = d, K = 2, expert = expert_ffn(1), chains = 2, iter = 400,
+                   warmup = 150, seed = 3, control = moe_mcmc_control(em_starts = 2))
+  short <- moe_mcmc(y ~ x, data = d, K = 2, expert = expert_ffn(1), chains = 2, iter = 250,
+                    warmup = 150, seed = 3, control = moe_mcmc_control(em_starts = 2))
+  cont <- moe_mcmc(short, iter = 150)
+  expect_identical(cont$draws, long$draws)
+  expect_identical(cont$loglik_draws, long$loglik_draws)
+  expect_equal(cont$accept, long$accept)
+  # the stored log-likelihood of a draw is the one of its parameters
+  th <- long$draws[7, 2, ]
+  par <- bayesmoe:::par_unflatten(th, 2L, 2L, 2L, bayesmoe:::fit_spec(long))
+  ll <- sum(bayesmoe:::moe_log_density(par, long$X, long$Z, long$y))
+  expect_equal(ll, unname(long$loglik_draws[7, 2]), tolerance = 1e-8)
+})
