@@ -53,17 +53,21 @@
 #' \eqn{\mathrm{act}(A x + d)} with the expert prior of [moe_prior()] (for
 #' the \eqn{H + 1} output coefficients); \eqn{(A, d)} has the prior
 #' \eqn{N(0, s^2 I)} on the internal scale (`prior_sd`, default 1) and is
-#' updated by a random-walk Metropolis step with \eqn{(c, e, \sigma_k^2)}
-#' integrated out, followed by an exact draw of \eqn{(c, e, \sigma_k^2)}.
-#' The random-walk scale of each expert adapts during the warm-up only
-#' (towards an acceptance rate of 0.3) and is frozen afterwards, so a
-#' continued chain is identical to one long run; acceptance rates are in
-#' the fit's `accept`.
+#' updated by `mh_steps` random-walk Metropolis steps with \eqn{(c, e,
+#' \sigma_k^2)} integrated out, followed by an exact draw of \eqn{(c, e,
+#' \sigma_k^2)}. The random-walk scale of each expert adapts during the
+#' warm-up only (towards an acceptance rate of 0.3, within \eqn{[10^{-3},
+#' 2s]}) and is frozen afterwards, so a continued chain is identical to one
+#' long run; acceptance rates (per Metropolis step, after the warm-up) are
+#' in the fit's `accept`.
 #'
 #' @param hidden Number of hidden units \eqn{H}, a whole number >= 1.
 #' @param activation `"tanh"` (the default), `"sigmoid"` or `"gelu"`
 #'   (\eqn{u \Phi(u)}).
 #' @param lm_steps Levenberg-Marquardt steps per expert and EM iteration.
+#' @param mh_steps Random-walk Metropolis steps on each expert's hidden
+#'   layer per sweep of [moe_mcmc()] (cheap next to a sweep: each costs one
+#'   pass over the expert's observations).
 #' @param prior_sd Prior standard deviation of the hidden-layer parameters
 #'   \eqn{A, d} under [moe_mcmc()], on the internal scale.
 #' @return An object of class `c("moe_expert_ffn", "moe_expert")`.
@@ -82,14 +86,15 @@
 #' fit
 #' @export
 expert_ffn <- function(hidden = 3, activation = c("tanh", "sigmoid", "gelu"),
-                       lm_steps = 3, prior_sd = 1) {
+                       lm_steps = 3, mh_steps = 5, prior_sd = 1) {
   call <- sys.call()
   hidden <- check_number(hidden, "hidden", lower = 1, whole = TRUE, call = call)
   activation <- check_choice(activation, c("tanh", "sigmoid", "gelu"), "activation", call)
   lm_steps <- check_number(lm_steps, "lm_steps", lower = 0, whole = TRUE, call = call)
+  mh_steps <- check_number(mh_steps, "mh_steps", lower = 1, whole = TRUE, call = call)
   prior_sd <- check_number(prior_sd, "prior_sd", lower = 0, strict_lower = TRUE, call = call)
   structure(list(type = "ffn", hidden = hidden, activation = activation,
-                 lm_steps = lm_steps, prior_sd = prior_sd),
+                 lm_steps = lm_steps, mh_steps = mh_steps, prior_sd = prior_sd),
             class = c("moe_expert_ffn", "moe_expert"))
 }
 
@@ -273,7 +278,7 @@ ffn_prior_internal <- function(pc, expert) {
     stop("internal error in bayesmoe: the FFN prior needs ", m, " output coefficients")
   }
   c(pc[c("m_a", "Va_inv", "Va_inv_m", "m_Va_inv_m", "c0", "C0", "s_w2", "exchangeable")],
-    list(s_hid2 = expert$prior_sd^2))
+    list(s_hid2 = expert$prior_sd^2, mh_steps = expert$mh_steps))
 }
 
 # A draw from the prior (internal scale): list(alpha (P_e x K), sigma2, W).
@@ -286,6 +291,14 @@ ffn_prior_draw <- function(pc, expert, D, K) {
   alpha[c(ix$c, ix$e), ] <- base$alpha
   list(alpha = alpha, sigma2 = base$sigma2, W = base$W)
 }
+
+# Starting state of the Metropolis blocks of an expert family (moe.h): for
+# FFN experts the K log random-walk scales (log 0.1: a tenth of the prior
+# standard deviation of the standardised hidden layer) and the K numbers of
+# adaptation steps done.
+expert_state_init <- function(expert, K) UseMethod("expert_state_init")
+expert_state_init.default <- function(expert, K) numeric()
+expert_state_init.moe_expert_ffn <- function(expert, K) c(rep(log(0.1), K), rep(0, K))
 
 # One chain with FFN experts (the signature of mcmc_chain()): from
 # `states[[chain]]` (continuation) or `inits[[chain]]` (NULL: a prior draw).
@@ -301,23 +314,24 @@ ffn_mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter
   st <- if (is.null(states)) NULL else states[[chain]]
   rng <- if (is.null(st)) streams[[chain]] else st$rng
   run <- with_rng_state(rng, {
-    par <- if (!is.null(st)) st[c("alpha", "sigma2", "W", "log_scale")] else
+    par <- if (!is.null(st)) st[c("alpha", "sigma2", "W", "mh_state")] else
       if (is.null(inits[[chain]])) ffn_prior_draw(pc, expert, D, K) else inits[[chain]]
-    if (is.null(par$log_scale)) par$log_scale <- rep(log(0.1), K)
+    if (is.null(par$mh_state)) par$mh_state <- expert_state_init(expert, K)
     ctl <- as.integer(c(warmup, iter, thin, offsets[chain], refresh, chain))
     t0 <- proc.time()
     res <- .Call(ffi_ffn_chain, s$y, Xf, s$Z, s$w, as.double(par$alpha),
-                 as.double(par$sigma2), as.double(par$W), as.double(par$log_scale),
+                 as.double(par$sigma2), as.double(par$W), as.double(par$mh_state),
                  as.integer(H), ffn_act_code(expert), pr, ctl)
     res$cpu <- sum((proc.time() - t0)[1:2])
     res
   })
   res <- run$value
-  res$accept <- setNames(as.numeric(res$accept), paste0("expert", seq_len(K)))
+  # accepted steps in units of sweeps: the rate per step times the sweeps
+  res$accept <- setNames(as.numeric(res$accept) / expert$mh_steps, paste0("expert", seq_len(K)))
   q <- ncol(s$Z)
   list(res = res, rng = run$state, p = ncol(s$X), q = q,
        state = list(alpha = matrix(res$alpha_end, P, K), sigma2 = res$sigma2_end,
-                    W = matrix(res$W_end, q, K), log_scale = res$log_scale_end,
+                    W = matrix(res$W_end, q, K), mh_state = res$state_end,
                     rng = run$state,
                     iterations_done = (if (is.null(st)) 0L else st$iterations_done) +
                       res$done))

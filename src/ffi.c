@@ -387,6 +387,28 @@ SEXP ffi_ffn_mstep(SEXP y, SEXP Xf, SEXP v, SEXP theta, SEXP H, SEXP act,
   return out;
 }
 
+static ffn_prior make_ffn_prior(SEXP prior, int H);
+
+/* The FFN expert family (ffn_family_init()) for network inputs Xf, H hidden
+ * units, activation act, lm_steps Levenberg-Marquardt steps per M-step,
+ * mh_steps Metropolis steps per expert and sweep, and the prior list `prior` (see make_ffn_prior(); R_NilValue for EM, which
+ * does not use it). `info` must outlive `f`. For the generic variant paths
+ * too. */
+static void make_ffn_family(SEXP Xf, SEXP H, SEXP act, int lm_steps,
+                            int mh_steps, SEXP prior, int K,
+                            ffn_family_info *info, moe_expert_family *f)
+{
+  info->net = make_net(Xf, H, act);
+  info->lm_steps = lm_steps;
+  info->mh_steps = mh_steps;
+  if (prior == R_NilValue) {
+    memset(&info->prior, 0, sizeof(ffn_prior));
+  } else {
+    info->prior = make_ffn_prior(prior, info->net.H);
+  }
+  ffn_family_init(f, info, K);
+}
+
 /* One EM run with FFN experts and softmax gating from responsibilities R0
  * (n x K) and hidden layers in theta (P x K). control: double (maxit, tol,
  * var_floor, min_size, gate_steps, ridge, lm_steps). */
@@ -394,11 +416,7 @@ SEXP ffi_ffn_em(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP H,
                 SEXP act, SEXP R0, SEXP control)
 {
   int K = ncols(R0);
-  ffn_net net = make_net(Xf, H, act);
   moe_data d = make_data(y, Xf, Z, wt, K);
-  int P = FFN_NPAR(net.D, net.H);
-  FFI_CHECK(TYPEOF(R0) == REALSXP && nrows(R0) == d.n);
-  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P * K);
   const double *c = real_of_length(control, 7);
   moe_em_control ctl;
   ctl.maxit = (int) c[0];
@@ -410,6 +428,11 @@ SEXP ffi_ffn_em(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP H,
   int lm_steps = (int) c[6];
   FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0);
   FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0 && lm_steps >= 0);
+  ffn_family_info info;
+  moe_expert_family fam;
+  make_ffn_family(Xf, H, act, lm_steps, 1, R_NilValue, K, &info, &fam);
+  int P = fam.npar;
+  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P * K);
 
   const char *names[] = {"theta", "sigma2", "W", "loglik", "iter", "status",
                          "trace", "resp"};
@@ -422,9 +445,9 @@ SEXP ffi_ffn_em(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP H,
   double *trace = alloc_work(ctl.maxit);
   int iter = 0;
   double ll = R_NegInf;
-  int st = ffn_em_run(&d, &net, REAL(th), REAL(sigma2), REAL(W), REAL(R0),
-                      &ctl, lm_steps, REAL(R), trace, &iter, &ll,
-                      alloc_work(ffn_em_work_size(&d, net.D, net.H)));
+  int st = ffn_em_run(&d, &fam, REAL(th), REAL(sigma2), REAL(W), REAL(R0),
+                      &ctl, REAL(R), trace, &iter, &ll,
+                      alloc_work(ffn_em_work_size(&d, &fam)));
   SEXP tr = PROTECT(Rf_allocVector(REALSXP, iter));
   for (int t = 0; t < iter; t++) REAL(tr)[t] = trace[t];
   SET_VECTOR_ELT(out, 0, th);
@@ -485,8 +508,8 @@ SEXP ffi_ffn_mh(SEXP y, SEXP Xf, SEXP v, SEXP theta, SEXP sigma2, SEXP H,
   FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P);
   FFI_CHECK(S >= 1 && TYPEOF(prior) == VECSXP);
   ffn_prior pr = make_ffn_prior(prior, net.H);
-  double sc = Rf_asReal(scale), s2 = Rf_asReal(sigma2);
-  FFI_CHECK(sc > 0 && s2 > 0);
+  double ls = log(Rf_asReal(scale)), s2 = Rf_asReal(sigma2);
+  FFI_CHECK(R_FINITE(ls) && s2 > 0);
   const char *names[] = {"draws", "accepted", "status"};
   SEXP out = PROTECT(named_list(3, names));
   SEXP dr = PROTECT(alloc_matrix(P + 1, S));
@@ -497,7 +520,8 @@ SEXP ffi_ffn_mh(SEXP y, SEXP Xf, SEXP v, SEXP theta, SEXP sigma2, SEXP H,
   GetRNGstate();
   for (int s = 0; s < S; s++) {
     int a = 0;
-    st |= ffn_mh_expert(&net, REAL(y), REAL(v), &pr, th, &s2, sc, &a, work);
+    st |= ffn_mh_expert(&net, REAL(y), REAL(v), &pr, th, &s2, 1, &ls, NULL, &a,
+                        work);
     acc += a;
     memcpy(REAL(dr) + (R_xlen_t) s * (P + 1), th, sizeof(double) * (size_t) P);
     REAL(dr)[(R_xlen_t) s * (P + 1) + P] = s2;
@@ -642,27 +666,30 @@ SEXP ffi_voronoi_strong_cells(SEXP atoms, SEXP K, SEXP truth, SEXP d,
 }
 
 /* One chain of the Gibbs sampler with FFN experts and softmax gating from
- * theta (P x K), sigma2 (K), W (q x K), log_scale (K, log random-walk
- * scales), on internal-scale data with whole weights >= 1. prior: the list
+ * theta (P x K), sigma2 (K), W (q x K), state (2 K: log random-walk
+ * scales and counts of adaptation steps), on internal-scale data with whole weights >= 1. prior: the list
  * of make_ffn_prior() plus s_w2 (q) and exchangeable. control: integer
  * (warmup, iter, thin, offset, refresh, chain). Returns list(alpha (P x K x
  * S), sigma2 (K x S), W (q x K x S), loglik (S), alpha_end, sigma2_end,
- * W_end, log_scale_end, status, done, accept (K)). */
+ * W_end, state_end, status, done, accept (K)). */
 SEXP ffi_ffn_chain(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP sigma2,
-                   SEXP W, SEXP log_scale, SEXP H, SEXP act, SEXP prior,
+                   SEXP W, SEXP state, SEXP H, SEXP act, SEXP prior,
                    SEXP control)
 {
   int K = Rf_length(sigma2);
-  ffn_net net = make_net(Xf, H, act);
   moe_data d = make_data(y, Xf, Z, wt, K);
-  int P = FFN_NPAR(net.D, net.H), q = d.q;
+  FFI_CHECK(TYPEOF(prior) == VECSXP);
+  ffn_family_info info;
+  moe_expert_family fam;
+  int mh_steps = Rf_asInteger(list_get(prior, "mh_steps"));
+  FFI_CHECK(mh_steps >= 1);
+  make_ffn_family(Xf, H, act, 0, mh_steps, prior, K, &info, &fam);
+  int P = fam.npar, q = d.q;
   for (int i = 0; i < d.n; i++) FFI_CHECK(d.wt[i] >= 1.0 && d.wt[i] <= INT_MAX);
   FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P * K);
   FFI_CHECK(TYPEOF(sigma2) == REALSXP && TYPEOF(W) == REALSXP &&
             Rf_length(W) == q * K);
-  real_of_length(log_scale, K);
-  FFI_CHECK(TYPEOF(prior) == VECSXP);
-  ffn_prior pr = make_ffn_prior(prior, net.H);
+  real_of_length(state, 2 * K);
   const double *s_w2 = real_of_length(list_get(prior, "s_w2"), q);
   int exch = Rf_asLogical(list_get(prior, "exchangeable"));
   FFI_CHECK(exch != NA_LOGICAL);
@@ -674,7 +701,7 @@ SEXP ffi_ffn_chain(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP sigma2,
   int S = (offset + iter) / thin - offset / thin;
 
   const char *names[] = {"alpha", "sigma2", "W", "loglik", "alpha_end",
-                         "sigma2_end", "W_end", "log_scale_end", "status",
+                         "sigma2_end", "W_end", "state_end", "status",
                          "done", "accept"};
   SEXP out = PROTECT(named_list(11, names));
   SEXP a_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) P * K * S));
@@ -684,12 +711,12 @@ SEXP ffi_ffn_chain(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP sigma2,
   SEXP a_end = PROTECT(Rf_duplicate(theta));
   SEXP s_end = PROTECT(Rf_duplicate(sigma2));
   SEXP w_end = PROTECT(Rf_duplicate(W));
-  SEXP ls_end = PROTECT(Rf_duplicate(log_scale));
+  SEXP ls_end = PROTECT(Rf_duplicate(state));
   SEXP acc = PROTECT(Rf_allocVector(INTSXP, K));
   R_xlen_t nd, ni;
-  ffn_gibbs_work_size(&d, net.D, net.H, &nd, &ni);
+  ffn_gibbs_work_size(&d, &fam, &nd, &ni);
   int kept = 0, done = 0;
-  int st = ffn_gibbs_run(&d, &net, &pr, s_w2, exch, warmup, iter, thin, offset,
+  int st = ffn_gibbs_run(&d, &fam, s_w2, exch, warmup, iter, thin, offset,
                          ci[4], ci[5], REAL(a_end), REAL(s_end), REAL(w_end),
                          REAL(ls_end), REAL(a_draws), REAL(s_draws),
                          REAL(w_draws), REAL(ll), S, INTEGER(acc), &kept, &done,

@@ -3,8 +3,9 @@
  *
  *     h(x; theta) = sum_h c_h act(A_h' x + d_h) + e,   act = tanh, sigmoid or GELU,
  *
- * their Jacobian, the EM M-step of one FFN expert, an EM loop for FFN
- * experts with softmax gating, and the Metropolis block of the Gibbs sampler.
+ * their Jacobian, a weighted Levenberg-Marquardt driver (moe_lm(), also used
+ * by ls.c), the EM M-step and the Metropolis block of one FFN expert, and EM
+ * and Gibbs sampling for FFN experts with softmax gating.
  *
  * Inputs (ffn_net, moe.h): X (n x D, column-major) the network inputs, i.e.
  * the non-intercept columns of the expert design; H hidden units. The
@@ -24,14 +25,18 @@
  *    accepted only when the weighted residual sum of squares decreases), then
  *    the variance. The weighted residual sum of squares never increases, so
  *    the expected complete-data log-likelihood of the expert never decreases;
- *  - ffn_em_run(): EM with FFN experts and softmax gating (gating M-step by
- *    gate_newton_step() of gating.c), monotone in the observed log-likelihood;
  *  - ffn_mh_expert(): one Metropolis-within-Gibbs update of an expert given
  *    its allocated observations: a random-walk proposal for the hidden layer
  *    (A, d) accepted with the output layer and variance integrated out (they
  *    are a conjugate linear regression on [F, 1]), then an exact draw of
- *    (c, e, sigma2) from their conditional; ffn_gibbs_run() is the sampler
- *    for FFN experts with softmax gating that uses it.
+ *    (c, e, sigma2) from their conditional;
+ *  - the FFN expert family (moe_expert_family of moe.h, ffn_family_init()):
+ *    mean, M-step and Metropolis-within-Gibbs update of all experts in the
+ *    form the generic variant paths call;
+ *  - ffn_em_run() and ffn_gibbs_run(): EM and the Gibbs sampler for FFN
+ *    experts with softmax gating, on that family (gating M-step by
+ *    gate_newton_step() of gating.c; gating draws by Polya-Gamma
+ *    augmentation, as src/mcmc.c).
  * Preconditions: n >= 1, D >= 1, H >= 1, finite inputs; weights >= 0.
  * Scratch memory is supplied by the caller (R_alloc in ffi.c).
  */
@@ -342,68 +347,143 @@ int ffn_mstep(const ffn_net *net, const double *y, const double *v,
   return status;
 }
 
+/* ---- the FFN expert family of the generic variant paths (moe.h) ---- */
+
+static void fam_mean(const moe_expert_family *f, const moe_data *d,
+                     const double *alpha, double *mu, double *work)
+{
+  const ffn_family_info *in = (const ffn_family_info *) f->info;
+  ffn_means(&in->net, d->K, alpha, mu, work);
+}
+
+/* M-step of expert k with weights wt_i R_ik: ffn_mstep() with in->lm_steps
+ * Levenberg-Marquardt steps (damping restarted at 1e-3). */
+static int fam_mstep(const moe_expert_family *f, const moe_data *d,
+                     const double *R, int k, double *alpha_k, double *sigma2_k,
+                     double *mu_k, const moe_em_control *ctl, double *work)
+{
+  const ffn_family_info *in = (const ffn_family_info *) f->info;
+  int n = d->n;
+  double *v = work, lambda = 1e-3;
+  const double *Rk = R + (R_xlen_t) k * n;
+  for (int i = 0; i < n; i++) v[i] = d->wt[i] * Rk[i];
+  return ffn_mstep(&in->net, d->y, v, alpha_k, sigma2_k, mu_k, in->lm_steps,
+                   ctl->var_floor, ctl->min_size, &lambda, work + n);
+}
+
+/* Every expert by ffn_mh_expert() (in->mh_steps Metropolis steps) given the
+ * allocation counts N (K x n, observation-major), under the FFN prior of
+ * f->info (pr, the linear-expert prior, is not used). state: K log
+ * random-walk scales, then K counts of adaptation steps; with adapt = 1 the
+ * scales adapt (see ffn_mh_expert()), with adapt = 0 nothing in the state
+ * changes, so the chain is then a fixed Markov kernel. accepted[k] grows by
+ * the number of accepted steps of expert k, whatever adapt is. */
+static int fam_draw(const moe_expert_family *f, const moe_data *d,
+                    const moe_mcmc_prior *pr, const int *N, double *alpha,
+                    double *sigma2, double *state, int adapt, int *accepted,
+                    double *work)
+{
+  (void) pr;
+  const ffn_family_info *in = (const ffn_family_info *) f->info;
+  int n = d->n, K = d->K, P = f->npar, status = MOE_OK;
+  double *v = work;
+  for (int k = 0; k < K; k++) {
+    for (int i = 0; i < n; i++) v[i] = N[k + (R_xlen_t) i * K];
+    int a = 0;
+    status |= ffn_mh_expert(&in->net, d->y, v, &in->prior,
+                            alpha + (R_xlen_t) k * P, sigma2 + k, in->mh_steps,
+                            state + k, adapt ? state + K + k : NULL, &a,
+                            work + n);
+    accepted[k] += a;
+  }
+  return status;
+}
+
+static R_xlen_t fam_work_size(const moe_expert_family *f, const moe_data *d)
+{
+  const ffn_family_info *in = (const ffn_family_info *) f->info;
+  R_xlen_t a = ffn_mstep_work_size(d->n, in->net.D, in->net.H);
+  R_xlen_t b = ffn_mh_work_size(d->n, in->net.D, in->net.H);
+  R_xlen_t c = 2 * (R_xlen_t) d->n * in->net.H;
+  R_xlen_t m = a > b ? a : b;
+  return d->n + (m > c ? m : c);
+}
+
+/* Fill the kernel table of FFN experts for K experts; info must outlive f.
+ * State: 2 K doubles (expert_state_init() in R). */
+void ffn_family_init(moe_expert_family *f, const ffn_family_info *info, int K)
+{
+  f->npar = FFN_NPAR(info->net.D, info->net.H);
+  f->nstate = 2 * K;
+  f->naccept = K;
+  f->info = info;
+  f->mean = fam_mean;
+  f->mstep = fam_mstep;
+  f->draw = fam_draw;
+  f->work_size = fam_work_size;
+}
+
 /* ---- EM with FFN experts and softmax gating ---- */
 
-R_xlen_t ffn_em_work_size(const moe_data *d, int D, int H)
+R_xlen_t ffn_em_work_size(const moe_data *d, const moe_expert_family *f)
 {
   R_xlen_t n = d->n, K = d->K, m = (K - 1) * (R_xlen_t) d->q;
   R_xlen_t gate = 2 * m * m + 3 * m + 2 * n + n * K;
-  R_xlen_t ms = n + ffn_mstep_work_size(d->n, D, H);
-  return 4 * n * K + 3 * K + (gate > ms ? gate : ms);
+  R_xlen_t ms = f->work_size(f, d);
+  return 4 * n * K + 2 * K + (gate > ms ? gate : ms);
 }
 
-static int ffn_em_mstep(const moe_data *d, const ffn_net *net, double *theta,
-                        double *sigma2, double *W, const double *R, double *mu,
-                        double *eta, double *logg, double *lambda,
-                        const moe_em_control *ctl, int lm_steps, double *work)
+static int ffn_em_mstep(const moe_data *d, const moe_expert_family *f,
+                        double *theta, double *sigma2, double *W,
+                        const double *R, double *mu, double *eta, double *logg,
+                        const moe_em_control *ctl, double *work)
 {
-  int n = d->n, K = d->K, P = FFN_NPAR(net->D, net->H), status = MOE_OK;
-  double *v = work, *mwork = work + n;
-  for (int k = 0; k < K; k++) {
-    const double *Rk = R + (R_xlen_t) k * n;
-    for (int i = 0; i < n; i++) v[i] = d->wt[i] * Rk[i];
-    status |= ffn_mstep(net, d->y, v, theta + (R_xlen_t) k * P, sigma2 + k,
-                        mu + (R_xlen_t) k * n, lm_steps, ctl->var_floor,
-                        ctl->min_size, lambda + k, mwork);
-  }
+  int n = d->n, K = d->K, P = f->npar, status = MOE_OK;
+  for (int k = 0; k < K; k++)
+    status |= f->mstep(f, d, R, k, theta + (R_xlen_t) k * P, sigma2 + k,
+                       mu + (R_xlen_t) k * n, ctl, work);
   for (int s = 0; s < ctl->gate_steps; s++)
     status |= gate_newton_step(d, R, W, eta, logg, ctl->ridge, work);
   return status;
 }
 
 /*
- * EM from starting responsibilities R0 (n x K) and starting parameters
- * theta (P x K; only the hidden layers (A, d) matter: the first M-step
- * solves the output layers). W (q x K) and sigma2 (K) are set here. Stops
- * when the relative change of the log-likelihood is below ctl->tol or after
- * ctl->maxit E-steps. Writes theta, sigma2, W, R (responsibilities at the
- * final parameters), trace[0 .. iter - 1], *iter, *loglik.
- * work: ffn_em_work_size() doubles.
+ * EM with FFN experts (family f, ffn_family_init()) and softmax gating, from
+ * starting responsibilities R0 (n x K) and starting parameters theta
+ * (P x K; only the hidden layers (A, d) matter: the first M-step solves the
+ * output layers). W (q x K) and sigma2 (K) are set here. Each iteration is
+ * an E-step (moe_estep()) and an M-step: fam_mstep() for every expert, then
+ * ctl->gate_steps damped Newton steps on the gating (gate_newton_step());
+ * neither decreases the expected complete-data log-likelihood, so the
+ * log-likelihood never decreases. Stops when its relative change is below
+ * ctl->tol or after ctl->maxit E-steps. Writes theta, sigma2, W, R (the
+ * responsibilities at the final parameters), trace[0 .. iter - 1] (the
+ * log-likelihood at each E-step; the last one is that of the final
+ * parameters), *iter, *loglik. work: ffn_em_work_size() doubles.
  */
-int ffn_em_run(const moe_data *d, const ffn_net *net, double *theta,
+int ffn_em_run(const moe_data *d, const moe_expert_family *f, double *theta,
                double *sigma2, double *W, const double *R0,
-               const moe_em_control *ctl, int lm_steps, double *R,
-               double *trace, int *iter, double *loglik, double *work)
+               const moe_em_control *ctl, double *R, double *trace, int *iter,
+               double *loglik, double *work)
 {
   int n = d->n, q = d->q, K = d->K;
   R_xlen_t nK = (R_xlen_t) n * K;
   double *mu = work, *eta = mu + nK, *logg = eta + nK, *Rw = logg + nK;
-  double *kw = Rw + nK, *lambda = kw + 2 * K, *rest = lambda + K;
+  double *kw = Rw + nK, *rest = kw + 2 * K;
   for (R_xlen_t t = 0; t < nK; t++) Rw[t] = R0[t];
   for (int k = 0; k < K; k++) {
     sigma2[k] = 1.0;
-    lambda[k] = 1e-3;
     for (int a = 0; a < q; a++) W[a + k * q] = 0.0;
   }
   gate_logits(d, W, eta);
   gate_logprob_softmax(n, K, eta, logg);
-  int mstatus = ffn_em_mstep(d, net, theta, sigma2, W, Rw, mu, eta, logg,
-                             lambda, ctl, lm_steps, rest);
+  int mstatus = ffn_em_mstep(d, f, theta, sigma2, W, Rw, mu, eta, logg, ctl,
+                             rest);
   int status = MOE_OK, it;
   double ll = R_NegInf, ll_old = R_NegInf;
   for (it = 1; ; it++) {
     R_CheckUserInterrupt();
-    ffn_means(net, K, theta, mu, rest);
+    f->mean(f, d, theta, mu, rest);
     ll = moe_estep(d, logg, mu, sigma2, Rw, NULL, kw);
     trace[it - 1] = ll;
     if (!R_FINITE(ll)) { status |= MOE_NONFINITE; break; }
@@ -413,8 +493,8 @@ int ffn_em_run(const moe_data *d, const ffn_net *net, double *theta,
     }
     if (it >= ctl->maxit) { status |= MOE_MAXIT; break; }
     ll_old = ll;
-    mstatus = ffn_em_mstep(d, net, theta, sigma2, W, Rw, mu, eta, logg, lambda,
-                           ctl, lm_steps, rest);
+    mstatus = ffn_em_mstep(d, f, theta, sigma2, W, Rw, mu, eta, logg, ctl,
+                           rest);
   }
   for (R_xlen_t t = 0; t < nK; t++) R[t] = Rw[t];
   *iter = it;
@@ -483,18 +563,23 @@ R_xlen_t ffn_mh_work_size(int n, int D, int H)
 
 /*
  * One update of expert theta (P) and sigma2 given observation weights v (n,
- * the numbers of the observation's copies allocated to the expert): a
- * Gaussian random-walk proposal of scale `scale` for the hidden layer
- * (A, d), accepted with probability min(1, ratio) of
+ * the numbers of the observation's copies allocated to the expert): `steps`
+ * Gaussian random-walk Metropolis steps of scale exp(*log_scale) on the
+ * hidden layer (A, d), each accepted with probability min(1, ratio) of
  *   pi(A, d) = N(A, d; 0, s_hid2 I) x p(y | A, d, v)
  * where (c, e, sigma2) are integrated out of p; then (c, e, sigma2) are drawn
- * from their conjugate conditional given the current (A, d). *accepted is
- * set to 1 or 0. Uses the RNG: the caller holds GetRNGstate().
- * work: ffn_mh_work_size() doubles. Returns MOE_OK or MOE_NONFINITE.
+ * from their conjugate conditional given the final (A, d). When adapt_count
+ * is not NULL the scale adapts after every step (Robbins-Monro towards an
+ * acceptance rate of 0.3: log_scale += (accepted - 0.3) / sqrt(count + 1),
+ * kept within [log(1e-3), log(2 s_hid)]) and *adapt_count grows by one per
+ * step. *accepted receives the number of accepted steps. Uses the RNG: the
+ * caller holds GetRNGstate(). work: ffn_mh_work_size() doubles. Returns
+ * MOE_OK or MOE_NONFINITE.
  */
 int ffn_mh_expert(const ffn_net *net, const double *y, const double *v,
                   const ffn_prior *pr, double *theta, double *sigma2,
-                  double scale, int *accepted, double *work)
+                  int steps, double *log_scale, double *adapt_count,
+                  int *accepted, double *work)
 {
   int n = net->n, D = net->D, H = net->H, m = H + 1, Ph = H * (D + 1);
   double *F = work, *Fp = F + (R_xlen_t) n * H;
@@ -502,43 +587,55 @@ int ffn_mh_expert(const ffn_net *net, const double *y, const double *v,
   double *L1 = mean0 + m, *mean1 = L1 + m * m, *cw = mean1 + m;
   double *prop = cw + m * m, *z = prop + Ph, *zero = z + m, *mu = zero + m;
   double shape0, rate0, shape1, rate1;
+  double hi = log(2.0 * sqrt(pr->s_hid2)), lo = log(1e-3);
 
   ffn_forward(net, theta, mu, F, Fp);
   double lp0 = 0.0;
   for (int a = 0; a < Ph; a++) lp0 -= 0.5 * theta[a] * theta[a] / pr->s_hid2;
   lp0 += ffn_conjugate(n, H, F, y, v, pr, L0, mean0, &shape0, &rate0, cw);
-
-  /* propose: theta's hidden layer becomes the proposal, prop keeps the
-   * current one in case of rejection */
-  double lp1 = 0.0;
-  for (int a = 0; a < Ph; a++) {
-    double t = theta[a];
-    theta[a] = t + scale * norm_rand();
-    prop[a] = t;
-    lp1 -= 0.5 * theta[a] * theta[a] / pr->s_hid2;
+  *accepted = 0;
+  for (int st = 0; st < steps; st++) {
+    /* propose: theta's hidden layer becomes the proposal, prop keeps the
+     * current one in case of rejection */
+    double scale = exp(*log_scale), lp1 = 0.0;
+    for (int a = 0; a < Ph; a++) {
+      double t = theta[a];
+      theta[a] = t + scale * norm_rand();
+      prop[a] = t;
+      lp1 -= 0.5 * theta[a] * theta[a] / pr->s_hid2;
+    }
+    ffn_forward(net, theta, mu, F, Fp);
+    lp1 += ffn_conjugate(n, H, F, y, v, pr, L1, mean1, &shape1, &rate1, cw);
+    int acc = R_FINITE(lp1) && log(unif_rand()) < lp1 - lp0;
+    if (acc) {
+      /* the proposal's posterior becomes the current one */
+      double *tL = L0, *tm = mean0;
+      L0 = L1;
+      mean0 = mean1;
+      L1 = tL;
+      mean1 = tm;
+      shape0 = shape1;
+      rate0 = rate1;
+      lp0 = lp1;
+      (*accepted)++;
+    } else {
+      for (int a = 0; a < Ph; a++) theta[a] = prop[a];
+    }
+    if (adapt_count) {
+      double ls = *log_scale + (acc - 0.3) / sqrt(*adapt_count + 1.0);
+      *log_scale = ls > hi ? hi : (ls < lo ? lo : ls);
+      *adapt_count += 1.0;
+    }
   }
-  ffn_forward(net, theta, mu, F, Fp);
-  lp1 += ffn_conjugate(n, H, F, y, v, pr, L1, mean1, &shape1, &rate1, cw);
-  double *L = L1, *mean = mean1, shape = shape1, rate = rate1;
-  if (R_FINITE(lp1) && log(unif_rand()) < lp1 - lp0) {
-    *accepted = 1;
-  } else {
-    *accepted = 0;
-    for (int a = 0; a < Ph; a++) theta[a] = prop[a];
-    L = L0;
-    mean = mean0;
-    shape = shape0;
-    rate = rate0;
-  }
-  if (!R_FINITE(rate) || !R_FINITE(shape)) return MOE_NONFINITE;
+  if (!R_FINITE(rate0) || !R_FINITE(shape0) || !R_FINITE(lp0)) return MOE_NONFINITE;
 
   /* (c, e, sigma2) from their conjugate conditional */
-  double s2 = 1.0 / Rf_rgamma(shape, 1.0 / rate);
+  double s2 = 1.0 / Rf_rgamma(shape0, 1.0 / rate0);
   for (int a = 0; a < m; a++) zero[a] = 0.0;
-  mvn_draw_chol(m, L, zero, z, cw);
+  mvn_draw_chol(m, L0, zero, z, cw);
   double sd = sqrt(s2);
-  for (int h = 0; h < H; h++) theta[Ph + h] = mean[h] + sd * z[h];
-  theta[Ph + H] = mean[H] + sd * z[H];
+  for (int h = 0; h < H; h++) theta[Ph + h] = mean0[h] + sd * z[h];
+  theta[Ph + H] = mean0[H] + sd * z[H];
   *sigma2 = s2;
   for (int a = 0; a < m; a++) if (!R_FINITE(theta[Ph + a])) return MOE_NONFINITE;
   return R_FINITE(s2) ? MOE_OK : MOE_NONFINITE;
@@ -547,7 +644,7 @@ int ffn_mh_expert(const ffn_net *net, const double *y, const double *v,
 /* ---- the Gibbs sampler for FFN experts with softmax gating ---- */
 
 /*
- * Softmax gating given allocation counts N (n x K, column-major): for k < K
+ * Softmax gating given allocation counts N (K x n, observation-major): for k < K
  * in turn, Polya-Gamma draws omega_i ~ PG(wi_i, eta_ik - C_ik), C_ik =
  * log sum_{j != k} exp(eta_ij), then w_k ~ N(m_k, V_k) with V_k^{-1} =
  * Z' Omega Z + B0^{-1} and m_k = V_k (Z'(N_k - wi / 2 + Omega C_k) +
@@ -580,7 +677,7 @@ static int ffn_update_gating(const moe_data *d, const int *N, const int *wi,
         if (j != k && j != jm) s += exp(eta[i + (R_xlen_t) j * n] - mx);
       double C = mx + log1p(s), psi = eta[i + (R_xlen_t) k * n] - C;
       double om = wi[i] == 1 ? rpg1(psi) : rpg(wi[i], psi);
-      double t = (N[i + (R_xlen_t) k * n] - 0.5 * wi[i]) + om * C;
+      double t = (N[k + (R_xlen_t) i * K] - 0.5 * wi[i]) + om * C;
       for (int a = 0; a < q; a++) {
         double za = d->Z[i + (R_xlen_t) a * n], oz = om * za;
         r[a] += t * za;
@@ -614,44 +711,46 @@ static int ffn_update_gating(const moe_data *d, const int *N, const int *wi,
   return status;
 }
 
-void ffn_gibbs_work_size(const moe_data *d, int D, int H, R_xlen_t *ndouble,
-                         R_xlen_t *nint)
+void ffn_gibbs_work_size(const moe_data *d, const moe_expert_family *f,
+                         R_xlen_t *ndouble, R_xlen_t *nint)
 {
+  const ffn_family_info *in = (const ffn_family_info *) f->info;
   R_xlen_t n = d->n, K = d->K, q = d->q;
-  *ndouble = 2 * n * K + n + 2 * K + 2 * q * q + 3 * q +
-             ffn_mh_work_size(d->n, D, H) + 3 * n * K + 2 * n * H + 2 * K;
-  *nint = n * K + n;
+  R_xlen_t ms = f->work_size(f, d), ll = 3 * n * K + 2 * n * in->net.H + 2 * K;
+  *ndouble = 2 * n * K + 2 * K + 2 * q * q + 3 * q + (ms > ll ? ms : ll);
+  *nint = n * K + n + K;
 }
 
 /*
- * One chain of the Gibbs sampler for FFN experts with softmax gating, on
- * internal-scale data with whole case weights wt_i >= 1. Each sweep: (1)
- * allocation counts N_ik ~ Multinomial(wt_i, p_i.), log p_ik = log g_k(z_i)
- * + log N(y_i; h(x_i; theta_k), sigma2_k) + const; (2) every expert by
- * ffn_mh_expert() with the counts of its observations as weights, with
- * random-walk scale exp(log_scale[k]), which during the warm-up sweeps is
- * adapted by log_scale += (accepted - 0.3) / sqrt(t) and is then frozen;
- * (3) the gating by Polya-Gamma draws (ffn_update_gating()). Kept draws
- * (after the warm-up, (offset + t) % thin == 0) go to th_out (P x K x S),
- * s2_out (K x S), W_out (q x K x S) with their total log-likelihood ll_out
- * (S). accept (K) counts accepted hidden-layer proposals after the warm-up.
- * theta, sigma2, W, log_scale hold the state on entry and exit. Holds the
- * RNG itself. *done: sweeps done. Returns status flags (MOE_NONFINITE stops
- * the chain).
+ * One chain of the Gibbs sampler for FFN experts (family f) with softmax
+ * gating, on internal-scale data with whole case weights wt_i >= 1. Each
+ * sweep: (1) allocation counts N_ki ~ Multinomial(wt_i, p_i.), log p_ik =
+ * log g_k(z_i) + log N(y_i; h(x_i; theta_k), sigma2_k) + const (K x n,
+ * observation-major); (2) every expert by f->draw (fam_draw(): the
+ * collapsed random-walk Metropolis step of the hidden layer, then the
+ * conjugate output layer and variance), adapting the proposal scales in
+ * `state` during the warm-up sweeps only; (3) the gating by Polya-Gamma
+ * draws (ffn_update_gating()). Kept draws (after the warm-up, (offset + t) %
+ * thin == 0) go to th_out (P x K x S), s2_out (K x S), W_out (q x K x S)
+ * with their total log-likelihood ll_out (S). accept (K) counts accepted
+ * hidden-layer proposals after the warm-up. theta, sigma2, W, state (2 K)
+ * hold the state on entry and exit, so a continued chain (warmup 0) is one
+ * long run. Holds the RNG itself. *done: sweeps done. Returns status flags
+ * (MOE_NONFINITE stops the chain).
  */
-int ffn_gibbs_run(const moe_data *d, const ffn_net *net, const ffn_prior *pr,
+int ffn_gibbs_run(const moe_data *d, const moe_expert_family *f,
                   const double *s_w2, int exchangeable, int warmup, int iter,
                   int thin, int offset, int refresh, int chain, double *theta,
-                  double *sigma2, double *W, double *log_scale, double *th_out,
+                  double *sigma2, double *W, double *state, double *th_out,
                   double *s2_out, double *W_out, double *ll_out, int nkeep,
                   int *accept, int *nkept, int *done, double *work, int *iwork)
 {
-  int n = d->n, q = d->q, K = d->K, P = FFN_NPAR(net->D, net->H);
+  const ffn_family_info *in = (const ffn_family_info *) f->info;
+  int n = d->n, q = d->q, K = d->K, P = f->npar;
   R_xlen_t nK = (R_xlen_t) n * K;
-  double *mu = work, *eta = mu + nK, *v = eta + nK, *lk = v + n;
-  double *cst = lk + K, *gw = cst + K, *mh = gw + 2 * q * q + 3 * q;
-  double *llw = mh + ffn_mh_work_size(n, net->D, net->H);
-  int *N = iwork, *wi = N + nK;
+  double *mu = work, *eta = mu + nK, *lk = eta + nK, *cst = lk + K;
+  double *gw = cst + K, *rest = gw + 2 * q * q + 3 * q;
+  int *N = iwork, *wi = N + nK, *acc_w = wi + n;
   int status = MOE_OK, kept = 0, t, total = warmup + iter;
   for (int i = 0; i < n; i++) wi[i] = (int) d->wt[i];
   for (int k = 0; k < K; k++) accept[k] = 0;
@@ -661,9 +760,10 @@ int ffn_gibbs_run(const moe_data *d, const ffn_net *net, const ffn_prior *pr,
   for (t = 1; t <= total; t++) {
     R_CheckUserInterrupt();
     /* (1) allocations */
-    ffn_means(net, K, theta, mu, llw);
+    f->mean(f, d, theta, mu, rest);
     for (int k = 0; k < K; k++) cst[k] = -0.5 * (LOG_2PI + log(sigma2[k]));
     for (int i = 0; i < n; i++) {
+      int *Ni = N + (R_xlen_t) i * K;
       double mx = R_NegInf;
       for (int k = 0; k < K; k++) {
         double r = d->y[i] - mu[i + (R_xlen_t) k * n];
@@ -675,49 +775,41 @@ int ffn_gibbs_run(const moe_data *d, const ffn_net *net, const ffn_prior *pr,
         lk[k] = exp(lk[k] - mx);
         s += lk[k];
       }
-      for (int k = 0; k < K; k++) N[i + (R_xlen_t) k * n] = 0;
+      for (int k = 0; k < K; k++) Ni[k] = 0;
       if (K == 1) {
-        N[i] = wi[i];
+        Ni[0] = wi[i];
       } else if (wi[i] == 1) {
         double u = unif_rand() * s, acc = lk[0];
         int k = 0;
         while (acc < u && k < K - 1) acc += lk[++k];
-        N[i + (R_xlen_t) k * n] = 1;
+        Ni[k] = 1;
       } else {
         int rem = wi[i];
         double rs = s;
         for (int k = 0; k < K - 1 && rem > 0; k++) {
           double pk = rs > 0.0 ? lk[k] / rs : 0.0;
           int c = pk >= 1.0 ? rem : (pk <= 0.0 ? 0 : (int) rbinom(rem, pk));
-          N[i + (R_xlen_t) k * n] = c;
+          Ni[k] = c;
           rem -= c;
           rs -= lk[k];
         }
-        N[i + (R_xlen_t) (K - 1) * n] += rem;
+        Ni[K - 1] += rem;
       }
     }
-    /* (2) experts */
-    for (int k = 0; k < K; k++) {
-      for (int i = 0; i < n; i++) v[i] = N[i + (R_xlen_t) k * n];
-      int a = 0;
-      status |= ffn_mh_expert(net, d->y, v, pr, theta + (R_xlen_t) k * P,
-                              sigma2 + k, exp(log_scale[k]), &a, mh);
-      if (t <= warmup) {
-        log_scale[k] += (a - 0.3) / sqrt((double) t);
-      } else {
-        accept[k] += a;
-      }
-    }
+    /* (2) experts; acceptances of the warm-up are not counted */
+    int sampling = t > warmup;
+    status |= f->draw(f, d, NULL, N, theta, sigma2, state, !sampling,
+                      sampling ? accept : acc_w, rest);
     /* (3) gating */
     if (!(status & MOE_NONFINITE))
       status |= ffn_update_gating(d, N, wi, s_w2, exchangeable, W, eta, gw);
     if (status & MOE_NONFINITE) break;
-    if (t > warmup && (offset + t - warmup) % thin == 0 && kept < nkeep) {
+    if (sampling && (offset + t - warmup) % thin == 0 && kept < nkeep) {
       R_xlen_t PK = (R_xlen_t) P * K, qK = (R_xlen_t) q * K;
       for (R_xlen_t u = 0; u < PK; u++) th_out[u + kept * PK] = theta[u];
       for (int k = 0; k < K; k++) s2_out[k + (R_xlen_t) kept * K] = sigma2[k];
       for (R_xlen_t u = 0; u < qK; u++) W_out[u + kept * qK] = W[u];
-      ll_out[kept] = ffn_loglik(d, net, theta, sigma2, W, llw);
+      ll_out[kept] = ffn_loglik(d, &in->net, theta, sigma2, W, rest);
       if (!R_FINITE(ll_out[kept])) status |= MOE_NONFINITE;
       kept++;
       if (status & MOE_NONFINITE) break;

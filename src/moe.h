@@ -293,17 +293,13 @@ R_xlen_t ffn_mstep_work_size(int n, int D, int H);
 int ffn_mstep(const ffn_net *net, const double *y, const double *v,
               double *theta, double *sigma2, double *mu, int steps,
               double var_floor, double min_size, double *lambda, double *work);
-R_xlen_t ffn_em_work_size(const moe_data *d, int D, int H);
-int ffn_em_run(const moe_data *d, const ffn_net *net, double *theta,
-               double *sigma2, double *W, const double *R0,
-               const moe_em_control *ctl, int lm_steps, double *R,
-               double *trace, int *iter, double *loglik, double *work);
 double ffn_loglik(const moe_data *d, const ffn_net *net, const double *theta,
                   const double *sigma2, const double *W, double *work);
 R_xlen_t ffn_mh_work_size(int n, int D, int H);
 int ffn_mh_expert(const ffn_net *net, const double *y, const double *v,
                   const ffn_prior *pr, double *theta, double *sigma2,
-                  double scale, int *accepted, double *work);
+                  int steps, double *log_scale, double *adapt_count,
+                  int *accepted, double *work);
 
 int ls_npar(const ls_model *m);
 R_xlen_t ls_eval_work_size(const ls_model *m);
@@ -311,12 +307,31 @@ void ls_model_eval(void *ctx, const double *theta, double *f, double *J);
 R_xlen_t ls_work_size(const ls_model *m);
 int ls_run(ls_model *m, double *theta, int maxit, double tol, double *rss,
            int *iter, double *work);
-void ffn_gibbs_work_size(const moe_data *d, int D, int H, R_xlen_t *ndouble,
-                         R_xlen_t *nint);
-int ffn_gibbs_run(const moe_data *d, const ffn_net *net, const ffn_prior *pr,
+/* The FFN expert family of the generic variant paths (moe_expert_family,
+ * defined in the variants block below): ffn_family_init() fills the table
+ * from `info`, which must outlive it. State per chain: K log random-walk
+ * scales of the hidden layers, then K counts of adaptation steps. */
+typedef struct {
+  ffn_net net;
+  int lm_steps;      /* Levenberg-Marquardt steps per EM M-step */
+  int mh_steps;      /* Metropolis steps per expert and sweep */
+  ffn_prior prior;   /* prior of the Metropolis-within-Gibbs update */
+} ffn_family_info;
+
+struct moe_expert_family;
+void ffn_family_init(struct moe_expert_family *f, const ffn_family_info *info,
+                     int K);
+R_xlen_t ffn_em_work_size(const moe_data *d, const struct moe_expert_family *f);
+int ffn_em_run(const moe_data *d, const struct moe_expert_family *f,
+               double *theta, double *sigma2, double *W, const double *R0,
+               const moe_em_control *ctl, double *R, double *trace, int *iter,
+               double *loglik, double *work);
+void ffn_gibbs_work_size(const moe_data *d, const struct moe_expert_family *f,
+                         R_xlen_t *ndouble, R_xlen_t *nint);
+int ffn_gibbs_run(const moe_data *d, const struct moe_expert_family *f,
                   const double *s_w2, int exchangeable, int warmup, int iter,
                   int thin, int offset, int refresh, int chain, double *theta,
-                  double *sigma2, double *W, double *log_scale, double *th_out,
+                  double *sigma2, double *W, double *state, double *th_out,
                   double *s2_out, double *W_out, double *ll_out, int nkeep,
                   int *accept, int *nkept, int *done, double *work, int *iwork);
 
