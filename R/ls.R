@@ -19,16 +19,25 @@
 #'
 #' @param maxit Maximum number of Levenberg-Marquardt steps per start.
 #' @param tol Convergence tolerance: a start stops when a step lowers the
-#'   residual sum of squares by less than `tol` times it.
+#'   objective by less than `tol` times it.
+#' @param ridge Ridge penalty \eqn{\lambda \sum \theta_j^2} added to the
+#'   residual sum of squares, on the internal (standardised) scale, for the
+#'   gating coefficients and, with [expert_ffn()] experts, the hidden-layer
+#'   weights and biases. When an expert is redundant (more experts than the
+#'   data need) plain least squares can drive these parameters to infinity
+#'   (a step-function gate around a few observations); the tiny default
+#'   keeps them finite and is negligible otherwise. `0` gives plain least
+#'   squares.
 #' @return A list of class `moe_ls_control`.
 #' @examples
 #' moe_ls_control(maxit = 200)
 #' @export
-moe_ls_control <- function(maxit = 1000, tol = 1e-10) {
+moe_ls_control <- function(maxit = 1000, tol = 1e-10, ridge = 1e-6) {
   call <- sys.call()
   structure(list(
     maxit = check_number(maxit, "maxit", lower = 1, whole = TRUE, call = call),
-    tol = check_number(tol, "tol", lower = 0, call = call)
+    tol = check_number(tol, "tol", lower = 0, call = call),
+    ridge = check_number(ridge, "ridge", lower = 0, call = call)
   ), class = "moe_ls_control")
 }
 
@@ -174,12 +183,13 @@ moe_ls_fit <- function(y, X, Z, w = rep(1, length(y)), K, expert = expert_linear
   pe <- expert_npar(expert, p)
   types <- start_types(starts)
   feats <- start_features(s$y, s$X, s$Z)
+  pen <- ls_penalty(expert, pe, q, K, if (is.null(control$ridge)) 0 else control$ridge, ncol(Xf))
   runs <- vector("list", starts)
   for (j in seq_len(starts)) {
     R0 <- start_resp(types[j], s$y, s$X, feats, K)
     th0 <- ls_start(s, Xf, w, R0, expert, K)
     runs[[j]] <- .Call(ffi_ls, s$y, s$X, s$Z, w, Xf, th0, K, ls_type(expert),
-                       ls_hidden(expert), ls_act(expert),
+                       ls_hidden(expert), ls_act(expert), pen,
                        as.double(c(control$maxit, control$tol)))
   }
   rss <- vapply(runs, `[[`, 0, "rss")
@@ -207,6 +217,18 @@ moe_ls_fit <- function(y, X, Z, w = rep(1, length(y)), K, expert = expert_linear
                            status = vapply(runs, function(r) status_text(r$status), ""),
                            stringsAsFactors = FALSE),
        best = best)
+}
+
+# Ridge weights of the flat internal parameters (NULL without a ridge): the
+# gating coefficients and the FFN hidden layers.
+ls_penalty <- function(expert, pe, q, K, ridge, D) {
+  if (!(ridge > 0)) return(NULL)
+  ex <- numeric(pe)
+  if (inherits(expert, "moe_expert_ffn")) {
+    ix <- ffn_index(expert$hidden, D)
+    ex[c(ix$A, ix$d)] <- ridge
+  }
+  c(rep(ex, K), rep(ridge, q * (K - 1L)))
 }
 
 # Starting parameters (internal scale) from starting responsibilities R0:

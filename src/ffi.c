@@ -577,13 +577,15 @@ SEXP ffi_ls_eval(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP Xf, SEXP theta, SEXP K,
   return out;
 }
 
-/* Least-squares fit from theta; control: double (maxit, tol). */
+/* Least-squares fit from theta; pen: P ridge weights (or NULL); control:
+ * double (maxit, tol). */
 SEXP ffi_ls(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP Xf, SEXP theta, SEXP K,
-            SEXP type, SEXP H, SEXP act, SEXP control)
+            SEXP type, SEXP H, SEXP act, SEXP pen, SEXP control)
 {
   ls_model m = make_ls(y, X, Z, wt, Xf, K, type, H, act);
   int P = ls_npar(&m);
   FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P);
+  const double *pv = pen == R_NilValue ? NULL : real_of_length(pen, P);
   const double *c = real_of_length(control, 2);
   FFI_CHECK(c[0] >= 1 && c[1] >= 0);
   const char *names[] = {"theta", "rss", "iter", "status"};
@@ -591,7 +593,7 @@ SEXP ffi_ls(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP Xf, SEXP theta, SEXP K,
   SEXP th = PROTECT(Rf_duplicate(theta));
   double rss = NA_REAL;
   int iter = 0;
-  int st = ls_run(&m, REAL(th), (int) c[0], c[1], &rss, &iter,
+  int st = ls_run(&m, REAL(th), pv, (int) c[0], c[1], &rss, &iter,
                   alloc_work(ls_work_size(&m) - ls_eval_work_size(&m)));
   SET_VECTOR_ELT(out, 0, th);
   SET_VECTOR_ELT(out, 1, Rf_ScalarReal(rss));

@@ -167,47 +167,61 @@ static double wrss(int n, const double *y, const double *mu, const double *v)
 
 /* ---- Levenberg-Marquardt on a weighted sum of squares ---- */
 
-/*
- * Minimise S(theta) = sum_i v_i (y_i - f_i(theta))^2 by Levenberg-Marquardt
- * with Marquardt's diagonal scaling: from theta solve
- * (J'VJ + lambda (diag(J'VJ) + eps)) delta = J'V r and accept theta + delta
- * when S decreases (lambda / 10), otherwise retry with 10 lambda. `fn(ctx,
- * theta, f, J)` writes the model f (n) and, when J is not NULL, its Jacobian
- * (n x P). At most `maxit` accepted steps; stops when a step decreases S by
- * less than tol * S or no step decreases it. On entry *lambda is the
- * starting damping (<= 0: 1e-3), on exit the current one. Writes theta, *S,
- * *iter. work: n (P + 2) + 3 P^2 + 3 P doubles. Returns MOE_OK, MOE_MAXIT or
- * MOE_NONFINITE (S not finite at the start).
- */
-int moe_lm(int n, int P, const double *y, const double *v, moe_lm_fn fn,
-           void *ctx, double *theta, int maxit, double tol, double *lambda,
-           double *S, int *iter, double *work)
+/* sum_a pen_a theta_a^2 (0 without a penalty). */
+static double penalty_of(int P, const double *pen, const double *theta)
 {
-  double *f = work, *J = f + n, *ft = J + (R_xlen_t) n * P;
-  double *JtJ = ft + n, *M = JtJ + (R_xlen_t) P * P, *save = M + (R_xlen_t) P * P;
-  double *g = save + (R_xlen_t) P * P, *delta = g + P, *th = delta + P;
-  double lam = *lambda > 0 ? *lambda : 1e-3;
-  int it = 0, status = MOE_MAXIT;
+  double s = 0.0;
+  if (pen)
+    for (int a = 0; a < P; a++) s += pen[a] * theta[a] * theta[a];
+  return s;
+}
 
+/*
+ * Minimise S(theta) = sum_i v_i (y_i - f_i(theta))^2 + sum_a pen_a theta_a^2
+ * (pen: P non-negative ridge weights, or NULL for none) by
+ * Levenberg-Marquardt with Marquardt's diagonal scaling: from theta solve
+ * (J'VJ + D + lambda (diag(J'VJ + D) + eps)) delta = J'V r - D theta,
+ * D = diag(pen), and accept theta + delta when S decreases (lambda / 10),
+ * otherwise retry with 10 lambda. `fn(ctx, theta, f, J)` writes the model f
+ * (n) and, when J is not NULL, its Jacobian (n x P). At most `maxit`
+ * accepted steps; stops when a step decreases S by less than tol * S or no
+ * step decreases it. On entry *lambda is the starting damping (<= 0: 1e-3),
+ * on exit the current one. Writes theta, *S (the penalised objective),
+ * *iter. work: n (P + 3) + 3 P^2 + 3 P doubles. Returns MOE_OK, MOE_MAXIT
+ * or MOE_NONFINITE (S not finite at the start).
+ */
+int moe_lm(int n, int P, const double *y, const double *v, const double *pen,
+           moe_lm_fn fn, void *ctx, double *theta, int maxit, double tol,
+           double *lambda, double *S, int *iter, double *work)
+{
+  double *f = work, *J = f + n, *ft = J + (R_xlen_t) n * P, *sv = ft + n;
+  double *JtJ = sv + n, *M = JtJ + (R_xlen_t) P * P, *save = M + (R_xlen_t) P * P;
+  double *g = save + (R_xlen_t) P * P, *delta = g + P, *th = delta + P;
+  double lam = *lambda > 0 ? *lambda : 1e-3, one = 1.0, zero = 0.0;
+  int it = 0, status = MOE_MAXIT, ione = 1;
+
+  for (int i = 0; i < n; i++) sv[i] = v[i] > 0.0 ? sqrt(v[i]) : 0.0;
   fn(ctx, theta, f, J);
-  double Sc = wrss(n, y, f, v);
+  double Sc = wrss(n, y, f, v) + penalty_of(P, pen, theta);
   if (!R_FINITE(Sc)) {
     *S = Sc;
     *iter = 0;
     return MOE_NONFINITE;
   }
   while (it < maxit) {
-    /* J'VJ (lower triangle, then mirrored) and J'V r */
+    /* with Jw = V^(1/2) J and rw = V^(1/2) r: J'VJ = Jw'Jw (lower triangle
+     * by dsyrk, then mirrored) and J'V r = Jw' rw */
     for (int a = 0; a < P; a++) {
-      const double *Ja = J + (R_xlen_t) a * n;
-      double s = 0.0;
-      for (int i = 0; i < n; i++) s += v[i] * Ja[i] * (y[i] - f[i]);
-      g[a] = s;
-      for (int b = 0; b <= a; b++) {
-        const double *Jb = J + (R_xlen_t) b * n;
-        double t = 0.0;
-        for (int i = 0; i < n; i++) t += v[i] * Ja[i] * Jb[i];
-        JtJ[a + (R_xlen_t) b * P] = t;
+      double *Ja = J + (R_xlen_t) a * n;
+      for (int i = 0; i < n; i++) Ja[i] *= sv[i];
+    }
+    for (int i = 0; i < n; i++) ft[i] = sv[i] * (y[i] - f[i]);
+    F77_CALL(dsyrk)("L", "T", &P, &n, &one, J, &n, &zero, JtJ, &P FCONE FCONE);
+    F77_CALL(dgemv)("T", &n, &P, &one, J, &n, ft, &ione, &zero, g, &ione FCONE);
+    if (pen) {
+      for (int a = 0; a < P; a++) {
+        JtJ[a + (R_xlen_t) a * P] += pen[a];
+        g[a] -= pen[a] * theta[a];
       }
     }
     double dmax = 0.0;
@@ -230,7 +244,7 @@ int moe_lm(int n, int P, const double *y, const double *v, moe_lm_fn fn,
         chol_solve_factored(P, M, delta, 1);
         for (int a = 0; a < P; a++) th[a] = theta[a] + delta[a];
         fn(ctx, th, ft, NULL);
-        Sn = wrss(n, y, ft, v);
+        Sn = wrss(n, y, ft, v) + penalty_of(P, pen, th);
         if (R_FINITE(Sn) && Sn < Sc) {
           accepted = 1;
           break;
@@ -246,7 +260,6 @@ int moe_lm(int n, int P, const double *y, const double *v, moe_lm_fn fn,
     Sc = Sn;
     lam = lam / 10.0 > 1e-12 ? lam / 10.0 : 1e-12;
     if (gain <= tol * (Sc + 1e-300)) {
-      for (int i = 0; i < n; i++) f[i] = ft[i];
       status = MOE_OK;
       break;
     }
@@ -275,7 +288,7 @@ static void ffn_model(void *ctx, const double *theta, double *f, double *J)
 R_xlen_t ffn_mstep_work_size(int n, int D, int H)
 {
   R_xlen_t P = FFN_NPAR(D, H), m = H + 1;
-  R_xlen_t lm = (R_xlen_t) n * (P + 2) + 3 * P * P + 3 * P;
+  R_xlen_t lm = (R_xlen_t) n * (P + 3) + 3 * P * P + 3 * P;
   R_xlen_t ls = 2 * m * m + m + P;
   return 2 * (R_xlen_t) n * H + n + (lm > ls ? lm : ls);
 }
@@ -332,8 +345,8 @@ int ffn_mstep(const ffn_net *net, const double *y, const double *v,
   if (steps > 0) {
     ffn_ctx ctx = { net, F, Fp };
     int it = 0;
-    int st = moe_lm(n, P, y, v, ffn_model, &ctx, theta, steps, 0.0, lambda, &S,
-                    &it, rest);
+    int st = moe_lm(n, P, y, v, NULL, ffn_model, &ctx, theta, steps, 0.0,
+                    lambda, &S, &it, rest);
     if (st & MOE_NONFINITE) status |= MOE_NONFINITE;
   }
   ffn_forward(net, theta, mu, F, Fp);

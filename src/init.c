@@ -26,7 +26,7 @@ extern SEXP ffi_ffn_mh(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
 extern SEXP ffi_ls_eval(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                         SEXP, SEXP);
 extern SEXP ffi_ls(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
-                   SEXP);
+                   SEXP, SEXP);
 extern SEXP ffi_voronoi_strong(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_voronoi_strong_cells(SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_ffn_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
@@ -45,7 +45,7 @@ static const R_CallMethodDef call_methods[] = {
   {"ffi_ffn_loglik", (DL_FUNC) &ffi_ffn_loglik, 9},
   {"ffi_ffn_mh", (DL_FUNC) &ffi_ffn_mh, 10},
   {"ffi_ls_eval", (DL_FUNC) &ffi_ls_eval, 11},
-  {"ffi_ls", (DL_FUNC) &ffi_ls, 11},
+  {"ffi_ls", (DL_FUNC) &ffi_ls, 12},
   {"ffi_voronoi_strong", (DL_FUNC) &ffi_voronoi_strong, 6},
   {"ffi_voronoi_strong_cells", (DL_FUNC) &ffi_voronoi_strong_cells, 5},
   {"ffi_ffn_chain", (DL_FUNC) &ffi_ffn_chain, 12},

@@ -111,20 +111,32 @@ void ls_model_eval(void *ctx, const double *theta, double *f, double *J)
 R_xlen_t ls_work_size(const ls_model *m)
 {
   R_xlen_t n = m->d.n, P = ls_npar(m);
-  return ls_eval_work_size(m) + n * (P + 2) + 3 * P * P + 3 * P;
+  return ls_eval_work_size(m) + n * (P + 3) + 3 * P * P + 3 * P;
 }
 
 /*
- * Minimise sum_i wt_i (y_i - f_i(theta))^2 from theta (length ls_npar()):
- * at most maxit Levenberg-Marquardt steps, stopping when a step gains less
- * than tol relative to the residual sum of squares. m->work must hold
+ * Minimise sum_i wt_i (y_i - f_i(theta))^2 + sum_a pen_a theta_a^2 from
+ * theta (length ls_npar(); pen of the same length, or NULL for plain least
+ * squares): at most maxit Levenberg-Marquardt steps, stopping when a step
+ * gains less than tol relative to the objective. m->work must hold
  * ls_eval_work_size() doubles; work the rest of ls_work_size(). Writes
- * theta, *rss, *iter. Returns MOE_OK, MOE_MAXIT or MOE_NONFINITE.
+ * theta, *rss (the residual sum of squares, without the penalty), *iter.
+ * Returns MOE_OK, MOE_MAXIT or MOE_NONFINITE.
  */
-int ls_run(ls_model *m, double *theta, int maxit, double tol, double *rss,
-           int *iter, double *work)
+int ls_run(ls_model *m, double *theta, const double *pen, int maxit,
+           double tol, double *rss, int *iter, double *work)
 {
-  double lambda = 1e-3;
-  return moe_lm(m->d.n, ls_npar(m), m->d.y, m->d.wt, ls_model_eval, m, theta,
-                maxit, tol, &lambda, rss, iter, work);
+  double lambda = 1e-3, obj;
+  int n = m->d.n;
+  int st = moe_lm(n, ls_npar(m), m->d.y, m->d.wt, pen, ls_model_eval, m,
+                  theta, maxit, tol, &lambda, &obj, iter, work);
+  double *f = work;
+  ls_model_eval(m, theta, f, NULL);
+  double s = 0.0;
+  for (int i = 0; i < n; i++) {
+    double r = m->d.y[i] - f[i];
+    if (m->d.wt[i] > 0.0) s += m->d.wt[i] * r * r;
+  }
+  *rss = s;
+  return st;
 }

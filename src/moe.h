@@ -286,9 +286,9 @@ void ffn_jacobian(const ffn_net *net, const double *theta, const double *F,
                   const double *Fp, double *J);
 void ffn_means(const ffn_net *net, int K, const double *theta, double *mu,
                double *work);
-int moe_lm(int n, int P, const double *y, const double *v, moe_lm_fn fn,
-           void *ctx, double *theta, int maxit, double tol, double *lambda,
-           double *S, int *iter, double *work);
+int moe_lm(int n, int P, const double *y, const double *v, const double *pen,
+           moe_lm_fn fn, void *ctx, double *theta, int maxit, double tol,
+           double *lambda, double *S, int *iter, double *work);
 R_xlen_t ffn_mstep_work_size(int n, int D, int H);
 int ffn_mstep(const ffn_net *net, const double *y, const double *v,
               double *theta, double *sigma2, double *mu, int steps,
@@ -305,8 +305,8 @@ int ls_npar(const ls_model *m);
 R_xlen_t ls_eval_work_size(const ls_model *m);
 void ls_model_eval(void *ctx, const double *theta, double *f, double *J);
 R_xlen_t ls_work_size(const ls_model *m);
-int ls_run(ls_model *m, double *theta, int maxit, double tol, double *rss,
-           int *iter, double *work);
+int ls_run(ls_model *m, double *theta, const double *pen, int maxit,
+           double tol, double *rss, int *iter, double *work);
 /* The FFN expert family of the generic variant paths (moe_expert_family,
  * defined in the variants block below): ffn_family_init() fills the table
  * from `info`, which must outlive it. State per chain: K log random-walk
