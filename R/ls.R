@@ -55,8 +55,10 @@ moe_ls_control <- function(maxit = 1000, tol = 1e-10, ridge = 1e-6) {
 #' not mixed. It is the model in which the least-squares theory of mixtures
 #' of experts shows that linear experts \eqn{h(x; a) = x^\top a} need far
 #' more data than strongly identifiable experts such as the feed-forward
-#' networks of [expert_ffn()] (Nguyen, Ho and Rinaldo, 2024); `method =
-#' "ls"` of [moe_contraction()] reproduces that contrast.
+#' networks of [expert_ffn()] (Nguyen, Ho and Rinaldo, 2024); the loss of
+#' that theory is [voronoi_loss_strong()], and section (a) of the vignette
+#' "Gating and expert variants" reproduces the contrast (`method = "ls"` of
+#' the contraction harness `moe_contraction()`).
 #'
 #' The minimisation is Levenberg-Marquardt with analytic derivatives, in C,
 #' on the internal (centred and scaled) data, from `starts` starts: a
@@ -167,9 +169,14 @@ ls_act <- function(expert) if (inherits(expert, "moe_expert_ffn")) ffn_act_code(
 #' @param y,X,Z,w Response vector, expert and gating design matrices (with
 #'   column names) and case weights, for the matrix interface `moe_ls_fit()`
 #'   used by simulation studies (no formula handling, no checks of the data).
+#' @param init Optional starting parameters for `moe_ls_fit()`: a list with
+#'   `alpha` (expert parameters, one column per expert) and `W` (gating
+#'   coefficients, column `K` zero) on the original scale, tried as one more
+#'   start (type `"init"`) after the `starts` others (e.g. the truth in a
+#'   simulation study).
 #' @export
 moe_ls_fit <- function(y, X, Z, w = rep(1, length(y)), K, expert = expert_linear(),
-                       starts = 10, control = moe_ls_control()) {
+                       starts = 10, control = moe_ls_control(), init = NULL) {
   storage.mode(X) <- "double"
   storage.mode(Z) <- "double"
   y <- as.double(y)
@@ -192,6 +199,14 @@ moe_ls_fit <- function(y, X, Z, w = rep(1, length(y)), K, expert = expert_linear
                        ls_hidden(expert), ls_act(expert), pen,
                        as.double(c(control$maxit, control$tol)))
   }
+  if (!is.null(init)) {
+    th0 <- c(as.vector(expert_to_internal(expert, sc, as.matrix(init$alpha))),
+             if (K > 1L) as.vector(solve(sc$z$T, as.matrix(init$W))[, -K, drop = FALSE]))
+    runs[[starts + 1L]] <- .Call(ffi_ls, s$y, s$X, s$Z, w, Xf, as.double(th0), K,
+                                 ls_type(expert), ls_hidden(expert), ls_act(expert), pen,
+                                 as.double(c(control$maxit, control$tol)))
+    types <- c(types, "init")
+  }
   rss <- vapply(runs, `[[`, 0, "rss")
   ok <- is.finite(rss)
   best <- order(!ok, ifelse(ok, rss, Inf))[1L]
@@ -212,7 +227,7 @@ moe_ls_fit <- function(y, X, Z, w = rep(1, length(y)), K, expert = expert_linear
   list(par = par, rss = sc$sy^2 * r$rss, iter = r$iter, status = r$status,
        loglik = -0.5 * sw * (log(2 * pi * par$sigma2) + 1), scaling = sc,
        control = control, expert = expert, gate = gate_softmax(),
-       starts = data.frame(start = seq_len(starts), type = types, rss = sc$sy^2 * rss,
+       starts = data.frame(start = seq_along(runs), type = types, rss = sc$sy^2 * rss,
                            iter = vapply(runs, `[[`, 0L, "iter"),
                            status = vapply(runs, function(r) status_text(r$status), ""),
                            stringsAsFactors = FALSE),

@@ -105,6 +105,18 @@ test_that("the strong Voronoi loss of moe_ls(), moe_em() and moe_mcmc() fits", {
 test_that("the least-squares contraction study: losses shrink with n for FFN experts", {
   truth <- list(alpha = cbind(c(2, 0.5, 1.5, -0.5), c(-3, 1, 1, 0.5)),
                 W = cbind(c(0.5, 3), c(0, 0)), sd = 0.1, expert = expert_ffn(1))
+  # the split truth of an over-specified start has the truth's regression
+  # function and is at loss zero
+  sp <- bayesmoe:::ls_split_truth(truth, 3L)
+  expect_equal(bayesmoe:::ls_l2(sp, truth), 0, tolerance = 1e-12)
+  expect_equal(as.numeric(voronoi_loss_strong(sp, truth, "none", expert = truth$expert)), 0,
+               tolerance = 1e-12)
+  # a start at the truth is kept when it is the best
+  s <- bayesmoe:::ls_simulate(truth, 300)
+  f <- moe_ls_fit(s$y, s$X, s$X, K = 2, expert = truth$expert, starts = 1,
+                  init = truth[c("alpha", "W")])
+  expect_equal(f$starts$type, c("residual", "init"))
+  expect_lte(f$rss, min(f$starts$rss) + 1e-10)
   res <- bayesmoe:::ls_contraction(truth, n = c(200, 3200), reps = 2, K = 2, starts = 2)
   expect_equal(nrow(res), 4L)
   expect_true(all(is.finite(res$loss) & is.finite(res$l2)))
