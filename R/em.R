@@ -64,7 +64,8 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #'   regressions with constant weights.
 #' @param gate The gating network: [gate_softmax()] (the default),
 #'   [gate_topk()], [gate_temperature()] or [gate_hierarchical()].
-#' @param expert The experts: [expert_linear()] (the default).
+#' @param expert The experts: [expert_linear()] (the default) or [expert_ffn()]
+#'   (feed-forward networks; with softmax gating only, for now).
 #' @param starts Number of starts (>= 1).
 #' @param seed Seed for the random starts, or `NULL` to use the current RNG
 #'   state. With a seed the caller's RNG state is left untouched.
@@ -97,6 +98,7 @@ moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
   vr <- check_variants(gate, expert, K, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
+  check_expert_design(vr$expert, fr$X, ecall)
   res <- with_seed(seed, moe_em_fit(fr$y, fr$X, fr$Z, fr$weights, K, starts, control,
                                     gate = vr$gate, expert = vr$expert))
   fit <- new_moe_fit(fr, res, call = call, class = "moe_em")
@@ -195,6 +197,11 @@ run_par <- function(r, spec) {
 # src/em_variants.c (softmax gating with linear experts uses the fused EM of
 # src/em.c).
 em_variant_run <- function(s, w, R0, control, min_size, spec) {
+  if (is_ffn_softmax(spec)) return(ffn_em_run(s, w, R0, control, min_size, spec_expert(spec)))
+  if (!inherits(spec_expert(spec), "moe_expert_linear")) {
+    abort_unavailable(sprintf("`gate = %s` with `expert = %s`", gate_call(spec_gate(spec)),
+                              expert_call(spec_expert(spec))), "moe_em")
+  }
   gate <- spec_gate(spec)
   K <- ncol(R0)
   ctl <- as.double(c(control$maxit, control$tol, control$var_floor, min_size,

@@ -237,6 +237,7 @@ moe_mcmc <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
   set[c("gate", "expert")] <- check_variants(gate, expert, K, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
+  check_expert_design(set$expert, fr$X, ecall)
   check_mcmc_weights(fr$weights, ecall)
   out <- mcmc_fit(fr$y, fr$X, fr$Z, fr$weights, K, set, ecall)
   fit <- new_moe_fit(fr, out$res, call = call, class = "moe_mcmc")
@@ -326,7 +327,7 @@ mcmc_fit <- function(y, X, Z, w, K, set, call) {
   if (!is.null(spec)) mcmc_variant_check(spec, set, call)
   sc <- moe_scaling(y, X, Z)
   s <- mcmc_data(sc, y, X, Z, w)
-  pc <- prior_internal(set$prior, ncol(X), ncol(Z), call)
+  pc <- prior_internal(set$prior, expert_prior_npar(set$expert, ncol(X)), ncol(Z), call)
   em <- NULL
   inits <- rep(list(NULL), set$chains)
   if (set$init == "em") {
@@ -577,7 +578,8 @@ mcmc_continue <- function(fit, iter, progress, call) {
   K <- fit$K
   spec <- fit_spec(fit)
   s <- mcmc_data(fit$scaling, fit$y, fit$X, fit$Z, fit$weights)
-  pc <- prior_internal(fit$prior, ncol(fit$X), ncol(fit$Z), call)
+  pc <- prior_internal(fit$prior, expert_prior_npar(fit$expert, ncol(fit$X)), ncol(fit$Z),
+                       call)
   offsets <- vapply(fit$state, function(st) st$iterations_done - fit$warmup, 0L)
   set <- list(progress = progress, control = fit$control)
   runs <- run_chains(fit$chains, s, pc, K, inits = NULL, states = fit$state,

@@ -5,6 +5,7 @@
 
 # Check that the sampler offers the variant before any work is done.
 mcmc_variant_check <- function(spec, set, call = NULL) {
+  if (is_ffn_softmax(spec)) return(invisible(TRUE))
   expert <- spec_expert(spec)
   if (!inherits(expert, "moe_expert_linear") &&
       !isTRUE(tryCatch(is.list(expert_c(expert)), error = function(e) FALSE))) {
@@ -75,6 +76,11 @@ prior_draw_spec <- function(pc, K, spec) {
 # One chain of the variant sampler (runs in a future), as mcmc_chain().
 mcmc_variant_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
                                thin, offsets, refresh, gate_mode, spec) {
+  if (is_ffn_softmax(spec)) {
+    # softmax gating with FFN experts: the sampler of src/ffn.c
+    return(ffn_mcmc_chain(chain, s, pc, K, inits, states, streams, warmup, iter, thin,
+                          offsets, refresh, gate_mode, spec))
+  }
   st <- if (is.null(states)) NULL else states[[chain]]
   rng <- if (is.null(st)) streams[[chain]] else st$rng
   gate <- spec_gate(spec)

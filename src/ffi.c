@@ -832,3 +832,432 @@ SEXP ffi_mcmc_variant(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   UNPROTECT(14);
   return out;
 }
+
+/* ---- FFN experts and the least-squares form (ffn helper) ----
+ * Network arguments: Xf double n x D (the network inputs: the non-intercept
+ * columns of the expert design), H (int >= 1) hidden units, act (int:
+ * 0 tanh, 1 sigmoid, 2 GELU); theta double P x K with P = H D + 2 H + 1. */
+
+static ffn_net make_net(SEXP Xf, SEXP H, SEXP act)
+{
+  FFI_CHECK(TYPEOF(Xf) == REALSXP && Rf_isMatrix(Xf));
+  ffn_net net;
+  net.n = Rf_nrows(Xf);
+  net.D = Rf_ncols(Xf);
+  net.H = Rf_asInteger(H);
+  net.act = Rf_asInteger(act);
+  FFI_CHECK(net.D >= 1 && net.H >= 1 && net.act >= 0 && net.act <= 2);
+  net.X = REAL(Xf);
+  return net;
+}
+
+/* Means of K FFN experts (n x K); with jac = TRUE and K = 1 also the
+ * hidden features F, their derivatives Fp (n x H) and the Jacobian J
+ * (n x P) of the mean. */
+SEXP ffi_ffn_eval(SEXP Xf, SEXP theta, SEXP H, SEXP act, SEXP jac)
+{
+  ffn_net net = make_net(Xf, H, act);
+  int P = FFN_NPAR(net.D, net.H), n = net.n;
+  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) % P == 0);
+  int K = Rf_length(theta) / P, j = Rf_asLogical(jac);
+  FFI_CHECK(K >= 1 && (j != 1 || K == 1));
+  const char *names[] = {"mean", "F", "Fp", "J"};
+  SEXP out = PROTECT(named_list(4, names));
+  SEXP mu = PROTECT(alloc_matrix(n, K));
+  if (j == 1) {
+    SEXP F = PROTECT(alloc_matrix(n, net.H));
+    SEXP Fp = PROTECT(alloc_matrix(n, net.H));
+    SEXP J = PROTECT(alloc_matrix(n, P));
+    ffn_forward(&net, REAL(theta), REAL(mu), REAL(F), REAL(Fp));
+    ffn_jacobian(&net, REAL(theta), REAL(F), REAL(Fp), REAL(J));
+    SET_VECTOR_ELT(out, 1, F);
+    SET_VECTOR_ELT(out, 2, Fp);
+    SET_VECTOR_ELT(out, 3, J);
+    UNPROTECT(3);
+  } else {
+    ffn_means(&net, K, REAL(theta), REAL(mu),
+              alloc_work(2 * (R_xlen_t) n * net.H));
+  }
+  SET_VECTOR_ELT(out, 0, mu);
+  UNPROTECT(2);
+  return out;
+}
+
+/* One M-step of one FFN expert with observation weights v (n);
+ * control: double (steps, var_floor, min_size). */
+SEXP ffi_ffn_mstep(SEXP y, SEXP Xf, SEXP v, SEXP theta, SEXP H, SEXP act,
+                   SEXP control)
+{
+  ffn_net net = make_net(Xf, H, act);
+  int P = FFN_NPAR(net.D, net.H);
+  FFI_CHECK(TYPEOF(y) == REALSXP && Rf_length(y) == net.n);
+  FFI_CHECK(TYPEOF(v) == REALSXP && Rf_length(v) == net.n);
+  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P);
+  const double *ctl = real_of_length(control, 3);
+  const char *names[] = {"theta", "sigma2", "mean", "status"};
+  SEXP out = PROTECT(named_list(4, names));
+  SEXP th = PROTECT(Rf_duplicate(theta));
+  SEXP mu = PROTECT(Rf_allocVector(REALSXP, net.n));
+  double s2 = NA_REAL, lambda = 1e-3;
+  int st = ffn_mstep(&net, REAL(y), REAL(v), REAL(th), &s2, REAL(mu),
+                     (int) ctl[0], ctl[1], ctl[2], &lambda,
+                     alloc_work(ffn_mstep_work_size(net.n, net.D, net.H)));
+  SET_VECTOR_ELT(out, 0, th);
+  SET_VECTOR_ELT(out, 1, Rf_ScalarReal(s2));
+  SET_VECTOR_ELT(out, 2, mu);
+  SET_VECTOR_ELT(out, 3, Rf_ScalarInteger(st));
+  UNPROTECT(3);
+  return out;
+}
+
+static ffn_prior make_ffn_prior(SEXP prior, int H);
+
+/* The FFN expert family (ffn_family_init()) for network inputs Xf, H hidden
+ * units, activation act, lm_steps Levenberg-Marquardt steps per M-step,
+ * mh_steps Metropolis steps per expert and sweep, and the prior list `prior` (see make_ffn_prior(); R_NilValue for EM, which
+ * does not use it). `info` must outlive `f`. For the generic variant paths
+ * too. */
+static void make_ffn_family(SEXP Xf, SEXP H, SEXP act, int lm_steps,
+                            int mh_steps, SEXP prior, int K,
+                            ffn_family_info *info, moe_expert_family *f)
+{
+  info->net = make_net(Xf, H, act);
+  info->lm_steps = lm_steps;
+  info->mh_steps = mh_steps;
+  if (prior == R_NilValue) {
+    memset(&info->prior, 0, sizeof(ffn_prior));
+  } else {
+    info->prior = make_ffn_prior(prior, info->net.H);
+  }
+  ffn_family_init(f, info, K);
+}
+
+/* One EM run with FFN experts and softmax gating from responsibilities R0
+ * (n x K) and hidden layers in theta (P x K). control: double (maxit, tol,
+ * var_floor, min_size, gate_steps, ridge, lm_steps). */
+SEXP ffi_ffn_em(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP H,
+                SEXP act, SEXP R0, SEXP control)
+{
+  int K = ncols(R0);
+  moe_data d = make_data(y, Xf, Z, wt, K);
+  const double *c = real_of_length(control, 7);
+  moe_em_control ctl;
+  ctl.maxit = (int) c[0];
+  ctl.tol = c[1];
+  ctl.var_floor = c[2];
+  ctl.min_size = c[3];
+  ctl.gate_steps = (int) c[4];
+  ctl.ridge = c[5];
+  int lm_steps = (int) c[6];
+  FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0);
+  FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0 && lm_steps >= 0);
+  ffn_family_info info;
+  moe_expert_family fam;
+  make_ffn_family(Xf, H, act, lm_steps, 1, R_NilValue, K, &info, &fam);
+  int P = fam.npar;
+  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P * K);
+
+  const char *names[] = {"theta", "sigma2", "W", "loglik", "iter", "status",
+                         "trace", "resp"};
+  SEXP out = PROTECT(named_list(8, names));
+  SEXP th = PROTECT(alloc_matrix(P, K));
+  memcpy(REAL(th), REAL(theta), sizeof(double) * (size_t) P * K);
+  SEXP sigma2 = PROTECT(Rf_allocVector(REALSXP, K));
+  SEXP W = PROTECT(alloc_matrix(d.q, K));
+  SEXP R = PROTECT(alloc_matrix(d.n, K));
+  double *trace = alloc_work(ctl.maxit);
+  int iter = 0;
+  double ll = R_NegInf;
+  int st = ffn_em_run(&d, &fam, REAL(th), REAL(sigma2), REAL(W), REAL(R0),
+                      &ctl, REAL(R), trace, &iter, &ll,
+                      alloc_work(ffn_em_work_size(&d, &fam)));
+  SEXP tr = PROTECT(Rf_allocVector(REALSXP, iter));
+  for (int t = 0; t < iter; t++) REAL(tr)[t] = trace[t];
+  SET_VECTOR_ELT(out, 0, th);
+  SET_VECTOR_ELT(out, 1, sigma2);
+  SET_VECTOR_ELT(out, 2, W);
+  SET_VECTOR_ELT(out, 3, Rf_ScalarReal(ll));
+  SET_VECTOR_ELT(out, 4, Rf_ScalarInteger(iter));
+  SET_VECTOR_ELT(out, 5, Rf_ScalarInteger(st));
+  SET_VECTOR_ELT(out, 6, tr);
+  SET_VECTOR_ELT(out, 7, R);
+  UNPROTECT(6);
+  return out;
+}
+
+/* Log-likelihood of a mixture of FFN experts with softmax gating. */
+SEXP ffi_ffn_loglik(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP sigma2,
+                    SEXP W, SEXP H, SEXP act)
+{
+  int K = Rf_length(sigma2);
+  ffn_net net = make_net(Xf, H, act);
+  moe_data d = make_data(y, Xf, Z, wt, K);
+  FFI_CHECK(TYPEOF(theta) == REALSXP &&
+            Rf_length(theta) == FFN_NPAR(net.D, net.H) * K);
+  FFI_CHECK(TYPEOF(sigma2) == REALSXP && TYPEOF(W) == REALSXP &&
+            Rf_length(W) == d.q * K);
+  R_xlen_t nK = (R_xlen_t) d.n * K;
+  double *work = alloc_work(3 * nK + 2 * (R_xlen_t) d.n * net.H + 2 * K);
+  return Rf_ScalarReal(ffn_loglik(&d, &net, REAL(theta), REAL(sigma2), REAL(W),
+                                  work));
+}
+
+static ffn_prior make_ffn_prior(SEXP prior, int H)
+{
+  int m = H + 1;
+  ffn_prior pr;
+  pr.m_a = real_of_length(list_get(prior, "m_a"), m);
+  pr.Va_inv = real_of_length(list_get(prior, "Va_inv"), (R_xlen_t) m * m);
+  pr.Va_inv_m = real_of_length(list_get(prior, "Va_inv_m"), m);
+  pr.m_Va_inv_m = Rf_asReal(list_get(prior, "m_Va_inv_m"));
+  pr.c0 = Rf_asReal(list_get(prior, "c0"));
+  pr.C0 = Rf_asReal(list_get(prior, "C0"));
+  pr.s_hid2 = Rf_asReal(list_get(prior, "s_hid2"));
+  FFI_CHECK(pr.c0 > 0 && pr.C0 > 0 && pr.s_hid2 > 0);
+  return pr;
+}
+
+/* `iter` successive Metropolis-within-Gibbs updates of one FFN expert with
+ * observation weights v (n) from theta (P) and sigma2; returns the draws
+ * ((P + 1) x iter: theta then sigma2) and the number of accepted proposals.
+ * prior: list(m_a, Va_inv, Va_inv_m, m_Va_inv_m, c0, C0, s_hid2). */
+SEXP ffi_ffn_mh(SEXP y, SEXP Xf, SEXP v, SEXP theta, SEXP sigma2, SEXP H,
+                SEXP act, SEXP prior, SEXP scale, SEXP iter)
+{
+  ffn_net net = make_net(Xf, H, act);
+  int P = FFN_NPAR(net.D, net.H), S = Rf_asInteger(iter);
+  FFI_CHECK(TYPEOF(y) == REALSXP && Rf_length(y) == net.n);
+  FFI_CHECK(TYPEOF(v) == REALSXP && Rf_length(v) == net.n);
+  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P);
+  FFI_CHECK(S >= 1 && TYPEOF(prior) == VECSXP);
+  ffn_prior pr = make_ffn_prior(prior, net.H);
+  double ls = log(Rf_asReal(scale)), s2 = Rf_asReal(sigma2);
+  FFI_CHECK(R_FINITE(ls) && s2 > 0);
+  const char *names[] = {"draws", "accepted", "status"};
+  SEXP out = PROTECT(named_list(3, names));
+  SEXP dr = PROTECT(alloc_matrix(P + 1, S));
+  double *th = alloc_work(P), *work = alloc_work(ffn_mh_work_size(net.n, net.D,
+                                                                  net.H));
+  memcpy(th, REAL(theta), sizeof(double) * (size_t) P);
+  int acc = 0, st = MOE_OK;
+  GetRNGstate();
+  for (int s = 0; s < S; s++) {
+    int a = 0;
+    st |= ffn_mh_expert(&net, REAL(y), REAL(v), &pr, th, &s2, 1, &ls, NULL, &a,
+                        work);
+    acc += a;
+    memcpy(REAL(dr) + (R_xlen_t) s * (P + 1), th, sizeof(double) * (size_t) P);
+    REAL(dr)[(R_xlen_t) s * (P + 1) + P] = s2;
+    if (s % 100 == 0) R_CheckUserInterrupt();
+  }
+  PutRNGstate();
+  SET_VECTOR_ELT(out, 0, dr);
+  SET_VECTOR_ELT(out, 1, Rf_ScalarInteger(acc));
+  SET_VECTOR_ELT(out, 2, Rf_ScalarInteger(st));
+  UNPROTECT(2);
+  return out;
+}
+
+static ls_model make_ls(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP Xf, SEXP K,
+                        SEXP type, SEXP H, SEXP act)
+{
+  ls_model m;
+  m.d = make_data(y, X, Z, wt, Rf_asInteger(K));
+  m.type = Rf_asInteger(type);
+  FFI_CHECK(m.type == LS_LINEAR || m.type == LS_FFN);
+  if (m.type == LS_FFN) {
+    m.net = make_net(Xf, H, act);
+    FFI_CHECK(m.net.n == m.d.n);
+  } else {
+    m.net.n = m.d.n;
+    m.net.D = 0;
+    m.net.H = 0;
+    m.net.act = 0;
+    m.net.X = NULL;
+  }
+  m.work = alloc_work(ls_eval_work_size(&m));
+  return m;
+}
+
+/* The regression function f (n) of the least-squares form at theta, and
+ * its Jacobian (n x P) when jac is TRUE. type: 0 linear, 1 FFN experts. */
+SEXP ffi_ls_eval(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP Xf, SEXP theta, SEXP K,
+                 SEXP type, SEXP H, SEXP act, SEXP jac)
+{
+  ls_model m = make_ls(y, X, Z, wt, Xf, K, type, H, act);
+  int P = ls_npar(&m), n = m.d.n;
+  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P);
+  const char *names[] = {"f", "J"};
+  SEXP out = PROTECT(named_list(2, names));
+  SEXP f = PROTECT(Rf_allocVector(REALSXP, n));
+  SEXP J = R_NilValue;
+  if (Rf_asLogical(jac) == 1) J = alloc_matrix(n, P);
+  PROTECT(J);
+  ls_model_eval(&m, REAL(theta), REAL(f), J == R_NilValue ? NULL : REAL(J));
+  SET_VECTOR_ELT(out, 0, f);
+  SET_VECTOR_ELT(out, 1, J);
+  UNPROTECT(3);
+  return out;
+}
+
+/* Least-squares fit from theta; pen: P ridge weights (or NULL); control:
+ * double (maxit, tol). */
+SEXP ffi_ls(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP Xf, SEXP theta, SEXP K,
+            SEXP type, SEXP H, SEXP act, SEXP pen, SEXP control)
+{
+  ls_model m = make_ls(y, X, Z, wt, Xf, K, type, H, act);
+  int P = ls_npar(&m);
+  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P);
+  const double *pv = pen == R_NilValue ? NULL : real_of_length(pen, P);
+  const double *c = real_of_length(control, 2);
+  FFI_CHECK(c[0] >= 1 && c[1] >= 0);
+  const char *names[] = {"theta", "rss", "iter", "status"};
+  SEXP out = PROTECT(named_list(4, names));
+  SEXP th = PROTECT(Rf_duplicate(theta));
+  double rss = NA_REAL;
+  int iter = 0;
+  int st = ls_run(&m, REAL(th), pv, (int) c[0], c[1], &rss, &iter,
+                  alloc_work(ls_work_size(&m) - ls_eval_work_size(&m)));
+  SET_VECTOR_ELT(out, 0, th);
+  SET_VECTOR_ELT(out, 1, Rf_ScalarReal(rss));
+  SET_VECTOR_ELT(out, 2, Rf_ScalarInteger(iter));
+  SET_VECTOR_ELT(out, 3, Rf_ScalarInteger(st));
+  UNPROTECT(2);
+  return out;
+}
+
+/* Voronoi loss for strongly identifiable experts of S parameter sets:
+ * atoms double L x K x S (L = 1 + d + m), truth L x kstar; mode 0..3 (see
+ * loss_strong.c); t1 (d doubles, mode 3) or NULL. Returns list(loss (S),
+ * max_cell (S), shift ((d + 1) x S)). */
+SEXP ffi_voronoi_strong(SEXP atoms, SEXP K, SEXP truth, SEXP d, SEXP mode,
+                        SEXP t1)
+{
+  int Kf = Rf_asInteger(K), dd = Rf_asInteger(d), md = Rf_asInteger(mode);
+  FFI_CHECK(TYPEOF(atoms) == REALSXP && TYPEOF(truth) == REALSXP);
+  FFI_CHECK(Rf_isMatrix(truth) && Kf >= 1 && dd >= 0 && md >= 0 && md <= 3);
+  int L = Rf_nrows(truth), kstar = Rf_ncols(truth), m = L - 1 - dd;
+  FFI_CHECK(m >= 1 && kstar >= 1 && XLENGTH(atoms) % ((R_xlen_t) L * Kf) == 0);
+  R_xlen_t S = XLENGTH(atoms) / ((R_xlen_t) L * Kf);
+  const double *t1v = NULL;
+  if (md == 3) t1v = real_of_length(t1, dd);
+  const char *names[] = {"loss", "max_cell", "shift"};
+  SEXP out = PROTECT(named_list(3, names));
+  SEXP loss = PROTECT(Rf_allocVector(REALSXP, S));
+  SEXP mc = PROTECT(Rf_allocVector(INTSXP, S));
+  SEXP sh = PROTECT(Rf_allocMatrix(REALSXP, dd + 1, (int) S));
+  double *work = alloc_work(voronoi_strong_work_size(dd, m, Kf, kstar));
+  int *iwork = (int *) R_alloc(Kf, sizeof(int));
+  for (R_xlen_t s = 0; s < S; s++) {
+    voronoi_strong(dd, m, Kf, REAL(atoms) + s * L * Kf, kstar, REAL(truth), md,
+                   t1v, REAL(loss) + s, INTEGER(mc) + s,
+                   REAL(sh) + s * (dd + 1), work, iwork);
+    if (s % 1000 == 999) R_CheckUserInterrupt();
+  }
+  SET_VECTOR_ELT(out, 0, loss);
+  SET_VECTOR_ELT(out, 1, mc);
+  SET_VECTOR_ELT(out, 2, sh);
+  UNPROTECT(4);
+  return out;
+}
+
+/* Cells and distances (2 x K x S: ||d beta1||, ||d eta||) of S parameter
+ * sets after the translations shift ((d + 1) x S). */
+SEXP ffi_voronoi_strong_cells(SEXP atoms, SEXP K, SEXP truth, SEXP d,
+                              SEXP shift)
+{
+  int Kf = Rf_asInteger(K), dd = Rf_asInteger(d);
+  FFI_CHECK(TYPEOF(atoms) == REALSXP && TYPEOF(truth) == REALSXP);
+  FFI_CHECK(Rf_isMatrix(truth) && Kf >= 1 && dd >= 0);
+  int L = Rf_nrows(truth), kstar = Rf_ncols(truth), m = L - 1 - dd;
+  FFI_CHECK(m >= 1 && XLENGTH(atoms) % ((R_xlen_t) L * Kf) == 0);
+  R_xlen_t S = XLENGTH(atoms) / ((R_xlen_t) L * Kf);
+  const double *sh = real_of_length(shift, (dd + 1) * S);
+  const char *names[] = {"cell", "dist"};
+  SEXP out = PROTECT(named_list(2, names));
+  SEXP cell = PROTECT(Rf_allocVector(INTSXP, Kf * S));
+  SEXP dist = PROTECT(Rf_allocVector(REALSXP, 2 * Kf * S));
+  double *work = alloc_work((R_xlen_t) L * Kf);
+  for (R_xlen_t s = 0; s < S; s++) {
+    voronoi_strong_cells(dd, m, Kf, REAL(atoms) + s * L * Kf, kstar,
+                         REAL(truth), sh + s * (dd + 1), INTEGER(cell) + s * Kf,
+                         REAL(dist) + 2 * s * Kf, work);
+    for (int i = 0; i < Kf; i++) INTEGER(cell)[s * Kf + i] += 1;
+  }
+  SET_VECTOR_ELT(out, 0, cell);
+  SET_VECTOR_ELT(out, 1, dist);
+  UNPROTECT(3);
+  return out;
+}
+
+/* One chain of the Gibbs sampler with FFN experts and softmax gating from
+ * theta (P x K), sigma2 (K), W (q x K), state (2 K: log random-walk
+ * scales and counts of adaptation steps), on internal-scale data with whole weights >= 1. prior: the list
+ * of make_ffn_prior() plus s_w2 (q) and exchangeable. control: integer
+ * (warmup, iter, thin, offset, refresh, chain). Returns list(alpha (P x K x
+ * S), sigma2 (K x S), W (q x K x S), loglik (S), alpha_end, sigma2_end,
+ * W_end, state_end, status, done, accept (K)). */
+SEXP ffi_ffn_chain(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP sigma2,
+                   SEXP W, SEXP state, SEXP H, SEXP act, SEXP prior,
+                   SEXP control)
+{
+  int K = Rf_length(sigma2);
+  moe_data d = make_data(y, Xf, Z, wt, K);
+  FFI_CHECK(TYPEOF(prior) == VECSXP);
+  ffn_family_info info;
+  moe_expert_family fam;
+  int mh_steps = Rf_asInteger(list_get(prior, "mh_steps"));
+  FFI_CHECK(mh_steps >= 1);
+  make_ffn_family(Xf, H, act, 0, mh_steps, prior, K, &info, &fam);
+  int P = fam.npar, q = d.q;
+  for (int i = 0; i < d.n; i++) FFI_CHECK(d.wt[i] >= 1.0 && d.wt[i] <= INT_MAX);
+  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P * K);
+  FFI_CHECK(TYPEOF(sigma2) == REALSXP && TYPEOF(W) == REALSXP &&
+            Rf_length(W) == q * K);
+  real_of_length(state, 2 * K);
+  const double *s_w2 = real_of_length(list_get(prior, "s_w2"), q);
+  int exch = Rf_asLogical(list_get(prior, "exchangeable"));
+  FFI_CHECK(exch != NA_LOGICAL);
+  for (int a = 0; a < q; a++) FFI_CHECK(s_w2[a] > 0);
+  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 6);
+  const int *ci = INTEGER(control);
+  int warmup = ci[0], iter = ci[1], thin = ci[2], offset = ci[3];
+  FFI_CHECK(warmup >= 0 && iter >= 0 && thin >= 1 && offset >= 0 && ci[4] >= 0);
+  int S = (offset + iter) / thin - offset / thin;
+
+  const char *names[] = {"alpha", "sigma2", "W", "loglik", "alpha_end",
+                         "sigma2_end", "W_end", "state_end", "status",
+                         "done", "accept"};
+  SEXP out = PROTECT(named_list(11, names));
+  SEXP a_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) P * K * S));
+  SEXP s_draws = PROTECT(alloc_matrix(K, S));
+  SEXP w_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) q * K * S));
+  SEXP ll = PROTECT(Rf_allocVector(REALSXP, S));
+  SEXP a_end = PROTECT(Rf_duplicate(theta));
+  SEXP s_end = PROTECT(Rf_duplicate(sigma2));
+  SEXP w_end = PROTECT(Rf_duplicate(W));
+  SEXP ls_end = PROTECT(Rf_duplicate(state));
+  SEXP acc = PROTECT(Rf_allocVector(INTSXP, K));
+  R_xlen_t nd, ni;
+  ffn_gibbs_work_size(&d, &fam, &nd, &ni);
+  int kept = 0, done = 0;
+  int st = ffn_gibbs_run(&d, &fam, s_w2, exch, warmup, iter, thin, offset,
+                         ci[4], ci[5], REAL(a_end), REAL(s_end), REAL(w_end),
+                         REAL(ls_end), REAL(a_draws), REAL(s_draws),
+                         REAL(w_draws), REAL(ll), S, INTEGER(acc), &kept, &done,
+                         alloc_work(nd), (int *) R_alloc(ni, sizeof(int)));
+  for (int s = kept; s < S; s++) REAL(ll)[s] = NA_REAL;
+  SET_VECTOR_ELT(out, 0, a_draws);
+  SET_VECTOR_ELT(out, 1, s_draws);
+  SET_VECTOR_ELT(out, 2, w_draws);
+  SET_VECTOR_ELT(out, 3, ll);
+  SET_VECTOR_ELT(out, 4, a_end);
+  SET_VECTOR_ELT(out, 5, s_end);
+  SET_VECTOR_ELT(out, 6, w_end);
+  SET_VECTOR_ELT(out, 7, ls_end);
+  SET_VECTOR_ELT(out, 8, Rf_ScalarInteger(st));
+  SET_VECTOR_ELT(out, 9, Rf_ScalarInteger(done));
+  SET_VECTOR_ELT(out, 10, acc);
+  UNPROTECT(10);
+  return out;
+}

@@ -27,6 +27,22 @@ extern SEXP ffi_gate_logprob(SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_em_variant(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_mcmc_variant(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                              SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+/* ffn helper: FFN experts and the least-squares form */
+extern SEXP ffi_ffn_eval(SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_ffn_mstep(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_ffn_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_ffn_loglik(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                           SEXP);
+extern SEXP ffi_ffn_mh(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                       SEXP);
+extern SEXP ffi_ls_eval(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                        SEXP, SEXP);
+extern SEXP ffi_ls(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                   SEXP, SEXP);
+extern SEXP ffi_voronoi_strong(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_voronoi_strong_cells(SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_ffn_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                          SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef call_methods[] = {
   {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
@@ -43,6 +59,16 @@ static const R_CallMethodDef call_methods[] = {
   {"ffi_gate_logprob", (DL_FUNC) &ffi_gate_logprob, 4},
   {"ffi_em_variant", (DL_FUNC) &ffi_em_variant, 9},
   {"ffi_mcmc_variant", (DL_FUNC) &ffi_mcmc_variant, 16},
+  {"ffi_ffn_eval", (DL_FUNC) &ffi_ffn_eval, 5},
+  {"ffi_ffn_mstep", (DL_FUNC) &ffi_ffn_mstep, 7},
+  {"ffi_ffn_em", (DL_FUNC) &ffi_ffn_em, 9},
+  {"ffi_ffn_loglik", (DL_FUNC) &ffi_ffn_loglik, 9},
+  {"ffi_ffn_mh", (DL_FUNC) &ffi_ffn_mh, 10},
+  {"ffi_ls_eval", (DL_FUNC) &ffi_ls_eval, 11},
+  {"ffi_ls", (DL_FUNC) &ffi_ls, 12},
+  {"ffi_voronoi_strong", (DL_FUNC) &ffi_voronoi_strong, 6},
+  {"ffi_voronoi_strong_cells", (DL_FUNC) &ffi_voronoi_strong_cells, 5},
+  {"ffi_ffn_chain", (DL_FUNC) &ffi_ffn_chain, 12},
   {NULL, NULL, 0}
 };
 

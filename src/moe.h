@@ -271,6 +271,111 @@ void mix_logdens(int N, int K, int p, int q, int M, const double *a,
  * in sync with s2_bounds in R/prior.R. */
 #define MOE_S2_MIN 1e-100
 #define MOE_S2_MAX 1e100
+
+/* ---- ffn.c and ls.c: feed-forward network experts and the least-squares
+ * (regression) form of the mixture of experts (ffn helper) ---- */
+
+typedef enum { FFN_TANH = 0, FFN_SIGMOID = 1, FFN_GELU = 2 } ffn_activation;
+
+/* Number of parameters of one FFN expert with D inputs and H hidden units:
+ * A (H x D), d (H), c (H), e. */
+#define FFN_NPAR(D, H) ((H) * (D) + 2 * (H) + 1)
+
+/* Read-only view of the network inputs. */
+typedef struct {
+  int n, D, H;
+  int act;           /* ffn_activation */
+  const double *X;   /* n x D inputs: the non-intercept columns of X */
+} ffn_net;
+
+/* Prior of one FFN expert on the internal scale: (A, d) ~ N(0, s_hid2 I);
+ * (c, e) | sigma2 ~ N(m_a, sigma2 V_a) and sigma2 ~ InvGamma(c0, C0), the
+ * conjugate expert prior of moe_prior() with H + 1 coefficients. */
+typedef struct {
+  const double *m_a, *Va_inv, *Va_inv_m; /* H + 1, (H + 1)^2, H + 1 */
+  double m_Va_inv_m, c0, C0;
+  double s_hid2;
+} ffn_prior;
+
+/* Model function of a least-squares fit: f (n) and, when J is not NULL,
+ * its Jacobian d f / d theta (n x P). */
+typedef void (*moe_lm_fn)(void *ctx, const double *theta, double *f, double *J);
+
+typedef enum { LS_LINEAR = 0, LS_FFN = 1 } ls_expert_type;
+
+typedef struct {
+  moe_data d;        /* y, X, Z, wt (least-squares weights), K */
+  int type;          /* ls_expert_type */
+  ffn_net net;       /* FFN experts: the network inputs */
+  double *work;      /* ls_eval_work_size() doubles of scratch */
+} ls_model;
+
+void ffn_forward(const ffn_net *net, const double *theta, double *mu,
+                 double *F, double *Fp);
+void ffn_jacobian(const ffn_net *net, const double *theta, const double *F,
+                  const double *Fp, double *J);
+void ffn_means(const ffn_net *net, int K, const double *theta, double *mu,
+               double *work);
+int moe_lm(int n, int P, const double *y, const double *v, const double *pen,
+           moe_lm_fn fn, void *ctx, double *theta, int maxit, double tol,
+           double *lambda, double *S, int *iter, double *work);
+R_xlen_t ffn_mstep_work_size(int n, int D, int H);
+int ffn_mstep(const ffn_net *net, const double *y, const double *v,
+              double *theta, double *sigma2, double *mu, int steps,
+              double var_floor, double min_size, double *lambda, double *work);
+double ffn_loglik(const moe_data *d, const ffn_net *net, const double *theta,
+                  const double *sigma2, const double *W, double *work);
+R_xlen_t ffn_mh_work_size(int n, int D, int H);
+int ffn_mh_expert(const ffn_net *net, const double *y, const double *v,
+                  const ffn_prior *pr, double *theta, double *sigma2,
+                  int steps, double *log_scale, double *adapt_count,
+                  int *accepted, double *work);
+
+int ls_npar(const ls_model *m);
+R_xlen_t ls_eval_work_size(const ls_model *m);
+void ls_model_eval(void *ctx, const double *theta, double *f, double *J);
+R_xlen_t ls_work_size(const ls_model *m);
+int ls_run(ls_model *m, double *theta, const double *pen, int maxit,
+           double tol, double *rss, int *iter, double *work);
+/* The FFN expert family of the generic variant paths (moe_expert_family,
+ * defined in the variants block below): ffn_family_init() fills the table
+ * from `info`, which must outlive it. State per chain: K log random-walk
+ * scales of the hidden layers, then K counts of adaptation steps. */
+typedef struct {
+  ffn_net net;
+  int lm_steps;      /* Levenberg-Marquardt steps per EM M-step */
+  int mh_steps;      /* Metropolis steps per expert and sweep */
+  ffn_prior prior;   /* prior of the Metropolis-within-Gibbs update */
+} ffn_family_info;
+
+struct moe_expert_family;
+void ffn_family_init(struct moe_expert_family *f, const ffn_family_info *info,
+                     int K);
+R_xlen_t ffn_em_work_size(const moe_data *d, const struct moe_expert_family *f);
+int ffn_em_run(const moe_data *d, const struct moe_expert_family *f,
+               double *theta, double *sigma2, double *W, const double *R0,
+               const moe_em_control *ctl, double *R, double *trace, int *iter,
+               double *loglik, double *work);
+void ffn_gibbs_work_size(const moe_data *d, const struct moe_expert_family *f,
+                         R_xlen_t *ndouble, R_xlen_t *nint);
+int ffn_gibbs_run(const moe_data *d, const struct moe_expert_family *f,
+                  const double *s_w2, int exchangeable, int warmup, int iter,
+                  int thin, int offset, int refresh, int chain, double *theta,
+                  double *sigma2, double *W, double *state, double *th_out,
+                  double *s2_out, double *W_out, double *ll_out, int nkeep,
+                  int *accept, int *nkept, int *done, double *work, int *iwork);
+
+/* loss_strong.c: the Voronoi loss for strongly identifiable experts */
+int voronoi_strong(int d, int m, int K, const double *atoms, int kstar,
+                   const double *truth, int mode, const double *t1_given,
+                   double *loss, int *max_cell, double *shift, double *work,
+                   int *iwork);
+R_xlen_t voronoi_strong_work_size(int d, int m, int K, int kstar);
+void voronoi_strong_cells(int d, int m, int K, const double *atoms, int kstar,
+                          const double *truth, const double *shift, int *cell,
+                          double *dist, double *work);
+/* ---- end of the ffn helper's block ---- */
+
 /* ==== Gating and expert variants (gates helper, issue 6) ====================
  * The generic paths of the variants: src/gate_variants.c evaluates every
  * gate, src/em_variants.c and src/mcmc_variants.c are the EM and the Gibbs
