@@ -395,7 +395,7 @@ apply_perms <- function(Phi, P, p, q, K) {
   out
 }
 
-expert_features <- function(Phi, p, K) {
+phi_expert_features <- function(Phi, p, K) {
   t(vapply(seq_len(K), function(k)
     c(colMeans(Phi[, (k - 1L) * p + seq_len(p), drop = FALSE]), mean(Phi[, p * K + k])),
     numeric(p + 1L)))
@@ -409,7 +409,7 @@ relabel_phi <- function(Phi, pivot, p, q, K, perms) {
   if (K == 1L) {
     return(list(Phi = Phi, perm = matrix(1L, nrow(Phi), 1L), ref = NULL, scale = NULL))
   }
-  ref <- expert_features(Phi[pivot, , drop = FALSE], p, K)
+  ref <- phi_expert_features(Phi[pivot, , drop = FALSE], p, K)
   # first pass: each feature scaled by its sd pooled over draws and experts,
   # so a feature in which the experts hardly differ (e.g. equal variances)
   # does not let its Monte Carlo noise decide the labels
@@ -418,7 +418,7 @@ relabel_phi <- function(Phi, pivot, p, q, K, perms) {
   sc0[!(sc0 > 0) | !is.finite(sc0)] <- 1
   P <- relabel_perms(Phi, ref, sc0, p, K, perms)
   Phi1 <- apply_perms(Phi, P, p, q, K)
-  ref <- expert_features(Phi1, p, K)
+  ref <- phi_expert_features(Phi1, p, K)
   sds <- sqrt(vapply(seq_len(p + 1L), function(f) {
     mean(apply(Phi1[, feature_cols(f), drop = FALSE], 2L, stats::var))
   }, 0))

@@ -73,7 +73,10 @@
 #'   `bench/mcmc-vs-brms.R` (`bench/results/mcmc-vs-brms.md`). All four
 #'   updates leave the posterior invariant. The acceptance rate of each
 #'   chain is stored in the fit (`accept`; for `"collapsed"`, of the
-#'   collapsed steps).
+#'   collapsed steps). The sampler of the gating variants (`gate =` other
+#'   than [gate_softmax()]) has no collapsed update and runs `"collapsed"`
+#'   as `"pg+mh"`; with FFN experts the gating update is the Polya-Gamma
+#'   one whatever `gate_update` says.
 #' @param gate_steps With `gate_update = "collapsed"`, the number of
 #'   collapsed Metropolis-Hastings steps per sweep, 1 to 100 (ignored
 #'   otherwise).

@@ -9,7 +9,12 @@ mcmc_variant_check <- function(spec, set, call = NULL) {
   expert <- spec_expert(spec)
   if (!inherits(expert, "moe_expert_linear") &&
       !isTRUE(tryCatch(is.list(expert_c(expert)), error = function(e) FALSE))) {
-    abort_unavailable(sprintf("`expert = %s`", expert_call(expert)), "moe_mcmc", call)
+    what <- if (inherits(spec_gate(spec), "moe_gate_softmax")) {
+      sprintf("`expert = %s`", expert_call(expert))
+    } else {
+      sprintf("`gate = %s` with `expert = %s`", gate_call(spec_gate(spec)), expert_call(expert))
+    }
+    abort_unavailable(what, "moe_mcmc", call)
   }
   invisible(TRUE)
 }
@@ -81,6 +86,10 @@ mcmc_variant_chain <- function(chain, s, pc, K, inits, states, streams, warmup, 
     return(ffn_mcmc_chain(chain, s, pc, K, inits, states, streams, warmup, iter, thin,
                           offsets, refresh, gate_mode, spec))
   }
+  # the variant sampler has no collapsed update: "collapsed" (code 3) runs
+  # as "pg+mh" (code 1); gate_steps does not apply
+  gate_mode <- gate_mode[1L]
+  if (gate_mode == 3L) gate_mode <- 1L
   st <- if (is.null(states)) NULL else states[[chain]]
   rng <- if (is.null(st)) streams[[chain]] else st$rng
   gate <- spec_gate(spec)
