@@ -52,8 +52,7 @@ variant_adapt_init <- function(spec, q, K) {
 }
 
 # The expert family's starting state (moe_expert_family.nstate doubles).
-expert_state_init <- function(expert, p) UseMethod("expert_state_init")
-expert_state_init.moe_expert <- function(expert, p) numeric()
+# (the generic expert_state_init() and its methods are in R/expert-ffn.R)
 
 # One draw from the prior of a variant (internal scale): the experts and W
 # as prior_draw(); a hierarchical gate draws each level from the gating

@@ -21,12 +21,13 @@ if (is.na(out_file)) out_file <- file.path("inst", "extdata", "sbc.rds")
 t_start <- proc.time()
 
 # One chain of the C sampler on data taken as already on the internal scale.
-# mode: 0 Polya-Gamma gating draws, 1 those and the Metropolis-Hastings
-# refresh (the default of moe_mcmc_control()), 2 the refresh only.
-run_c_chain <- function(y, X, Z, w, init, pc, warmup, iter, thin, mode = 1L) {
+# mode: 0 Polya-Gamma gating draws ("pg"), 1 those and the Metropolis-Hastings
+# refresh ("pg+mh"), 2 the refresh only ("mh"), 3 the collapsed update with
+# 2 steps per sweep ("collapsed", the default of moe_mcmc_control()).
+run_c_chain <- function(y, X, Z, w, init, pc, warmup, iter, thin, mode = 3L) {
   .Call(bayesmoe:::ffi_mcmc_chain, as.double(y), X, Z, as.double(w),
         as.double(init$alpha), as.double(init$sigma2), as.double(init$W), pc,
-        as.integer(c(warmup, iter, thin, 0, 0, 1, mode)))
+        as.integer(c(warmup, iter, thin, 0, 0, 1, mode, 2L)))
 }
 
 # Label-invariant functionals: predictive mean at x0 ("pm"), log of the
@@ -85,16 +86,18 @@ prior <- moe_prior(s_w = 1.5, V_a = 4, c0 = 3, C0 = 1)
 set.seed(20261123)
 res <- list()
 # the main case: K = 2, one covariate in experts and gating, n = 40, the
-# default gating update; 5000 replications, 100 thinned draws each
+# default gating update ("collapsed"); 5000 replications, 100 thinned draws each
 res$k2 <- sbc_run(5000, K = 2, n = 40, q = 2, prior = prior, warmup = 100, iter = 1000,
-                  thin = 10, mode = 1L, bins = 20)
+                  thin = 10, mode = 3L, bins = 20)
 message(sprintf("K = 2 done: %.0f s CPU", res$k2$cpu))
 # extra cases, 2000 replications each
 res$k3 <- sbc_run(2000, K = 3, n = 40, q = 2, prior = prior, warmup = 100, iter = 1000,
-                  thin = 10, mode = 1L, bins = 20)
+                  thin = 10, mode = 3L, bins = 20)
 message(sprintf("K = 3 done: %.0f s CPU", res$k3$cpu))
 res$k2_intercept_gate <- sbc_run(2000, K = 2, n = 40, q = 1, prior = prior, warmup = 100,
-                                 iter = 1000, thin = 10, mode = 1L, bins = 20)
+                                 iter = 1000, thin = 10, mode = 3L, bins = 20)
+res$k2_pg_mh <- sbc_run(2000, K = 2, n = 40, q = 2, prior = prior, warmup = 100,
+                        iter = 1000, thin = 10, mode = 1L, bins = 20)
 res$k2_pg_only <- sbc_run(2000, K = 2, n = 40, q = 2, prior = prior, warmup = 100,
                           iter = 1000, thin = 10, mode = 0L, bins = 20)
 res$k2_mh_only <- sbc_run(2000, K = 2, n = 40, q = 2, prior = prior, warmup = 100,
