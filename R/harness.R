@@ -23,6 +23,26 @@
 #' \eqn{n^{-1/8}} and \eqn{a} and \eqn{\sigma^2} at \eqn{n^{-1/4}} (recorded with
 #' `cells = TRUE`).
 #'
+#' `method = "ls"` studies the least-squares regression form instead
+#' ([moe_ls()]; Nguyen, Ho and Rinaldo, 2024): data
+#' \eqn{y = \sum_k g_k(x) h(x; \eta_k) + \varepsilon} with \eqn{x} uniform
+#' on \eqn{[-1, 1]} and noise standard deviation `truth$sd` (or the common
+#' `sigma` of the truth), fitted by [moe_ls_fit()] with `K` experts of the
+#' truth's kind (linear, or [expert_ffn()] networks: see [moe_truth()]);
+#' the losses are the Voronoi loss for strongly identifiable experts
+#' ([voronoi_loss_strong()], infimum over gating translations, recorded as
+#' `"D_strong"`) and the \eqn{L^2} distance of the fitted and true
+#' regression functions over \eqn{x} (`"l2"`). With `init = "near_truth"`
+#' (the default for this method) the truth is one more start (for
+#' `K` larger than the number of true experts, its first expert split in two
+#' of half the gating weight each), so that the study measures the error of
+#' the least-squares estimator rather than the optimiser's failures to find
+#' it. The theory gives rates near \eqn{n^{-1/2}} for FFN experts and the
+#' regression function, and slower than any polynomial rate for the
+#' parameters of linear experts. This method needs one covariate;
+#' `reference`, `translation`, `rbar`, `probs`, `mcmc` and `density_draws`
+#' do not apply to it.
+#'
 #' Replicates run through [future.apply::future_lapply()] when the
 #' future.apply package is installed (set a [future::plan()] to run them in
 #' parallel), sequentially otherwise. Each (n, replicate) task has its own
@@ -48,17 +68,22 @@
 #' @param n Sample sizes: whole numbers >= 10 (sorted, duplicates dropped).
 #' @param reps Number of replicates per sample size.
 #' @param K Number of fitted experts (default: as many as the truth).
-#' @param method `"em"` or `"mcmc"` ([moe_mcmc()]).
+#' @param method `"em"`, `"mcmc"` ([moe_mcmc()]) or `"ls"` (least squares
+#'   in the regression form, see Details).
 #' @param losses Which losses: any of `"D"` (the Voronoi loss, recorded as
 #'   `"D1"` or `"D2"`), `"hellinger"` and `"tv"` (covariate-averaged
-#'   Hellinger and total-variation distances).
+#'   Hellinger and total-variation distances); for `method = "ls"` any of
+#'   `"D"` (recorded as `"D_strong"`) and `"l2"` (default: both).
 #' @param seed A seed (whole number) for reproducible results, or `NULL` to
 #'   draw one from the current random number stream.
 #' @param init EM starts: `"default"` (the starts of [moe_em_fit()]) or
-#'   `"near_truth"` (oracle starts, see Details; needs `K >= truth$K`).
+#'   `"near_truth"` (oracle starts, see Details; needs `K >= truth$K`). For
+#'   `method = "ls"` (default there: `"near_truth"`) whether the truth is one
+#'   more start.
 #' @param starts Number of EM starts per fit; `NULL` gives 5, or for
 #'   near-truth starts 1 when `K == truth$K` and 5 otherwise (as in the
-#'   published runs).
+#'   published runs). For `method = "ls"` the number of data-driven
+#'   least-squares starts (`NULL`: 3).
 #' @param x_design Covariate design of the simulated data, see [rmoe()].
 #' @param drop_n Number of smallest sample sizes left out of the slope fits
 #'   (pre-asymptotic points); change it afterwards with
@@ -74,7 +99,8 @@
 #' @param probs For MCMC fits: the upper posterior quantile reported besides
 #'   the posterior mean.
 #' @param control EM settings, [moe_em_control()]; `NULL` uses
-#'   `moe_em_control(maxit = 2000)`.
+#'   `moe_em_control(maxit = 2000)`. For `method = "ls"`:
+#'   [moe_ls_control()], `NULL` using `moe_ls_control(maxit = 500)`.
 #' @param mcmc A list of further arguments of [moe_mcmc()] (e.g. `chains`,
 #'   `iter`, `warmup`, `prior`).
 #' @param density_draws For MCMC fits: the number of posterior draws on
@@ -82,7 +108,8 @@
 #' @return An object of class `moe_contraction`, a list with
 #'   * `results`: a data frame with one row per sample size, replicate, loss
 #'     and statistic: `n`, `rep`, `loss` (`"D1"`, `"D2"`, `"hellinger"`,
-#'     `"tv"`), `statistic` (`"estimate"` for EM; `"mean"` and e.g. `"q90"`,
+#'     `"tv"`, `"D_strong"`, `"l2"`), `statistic` (`"estimate"` for EM and
+#'     least squares; `"mean"` and e.g. `"q90"`,
 #'     the posterior mean and upper quantile, for MCMC) and `value`;
 #'   * `cells` (when recorded): per sample size and replicate the size of the
 #'     largest Voronoi cell and the largest distance of `beta1`, `a`, `b`,
@@ -99,14 +126,22 @@
 #' @references Nguyen, H., Nguyen, T. and Ho, N. (2023). Demystifying softmax
 #'   gating function in Gaussian mixture of experts. *NeurIPS 2023*.
 #'   arXiv:2305.03288.
+#'
+#'   Nguyen, H., Ho, N. and Rinaldo, A. (2024). On least squares estimation
+#'   in softmax gating mixture of experts. *ICML 2024*. arXiv:2402.02952.
 #' @examples
 #' tru <- moe_truth_example("p4")
 #' st <- moe_contraction(tru, n = c(250, 500, 1000, 2000), reps = 3, seed = 1)
 #' st
 #' st$slopes
 #' plot(st)
+#' # the least-squares regression form with network experts
+#' ffn <- moe_truth(beta0 = 0.5, beta1 = 3, eta = cbind(c(2, 0.5, 1.5, -0.5), c(-3, 1, 1, 0.5)),
+#'                  sigma = c(0.1, 0.1), expert = expert_ffn(1))
+#' ls <- moe_contraction(ffn, n = c(200, 800), reps = 2, method = "ls", seed = 1)
+#' ls$slopes
 #' @export
-moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "mcmc"),
+moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "mcmc", "ls"),
                             losses = c("D", "hellinger"), seed = NULL,
                             init = c("default", "near_truth"), starts = NULL,
                             x_design = c("uniform", "grid"), drop_n = 0, cells = NULL,
@@ -127,39 +162,61 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
   n <- sort(unique(as.integer(round(n))))
   reps <- check_number(reps, "reps", lower = 1, whole = TRUE, call = call)
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
-  method <- match_choice(method, "method", c("em", "mcmc"), call)
-  if (!is.character(losses) || !length(losses) ||
-      !all(losses %in% c("D", "hellinger", "tv"))) {
-    abort(sprintf("`losses` must be a subset of \"D\", \"hellinger\", \"tv\", not %s.",
-                  describe(losses)), call = call, arg = "losses")
+  method <- match_choice(method, "method", c("em", "mcmc", "ls"), call)
+  ls <- method == "ls"
+  if (ls && missing(losses)) losses <- c("D", "l2")
+  allowed <- if (ls) c("D", "l2") else c("D", "hellinger", "tv")
+  if (!is.character(losses) || !length(losses) || !all(losses %in% allowed)) {
+    abort(sprintf("`losses` must be a subset of %s%s, not %s.",
+                  paste0("\"", allowed, "\"", collapse = ", "),
+                  if (ls) " for `method = \"ls\"`" else "", describe(losses)),
+          call = call, arg = "losses")
   }
   losses <- unique(losses)
   seed <- check_seed(seed, call)
+  if (ls && missing(init)) init <- "near_truth"
   init <- match_choice(init, "init", c("default", "near_truth"), call)
+  if (!ls && truth_is_ffn(truth)) {
+    abort(sprintf("`truth` must have linear experts for `method = \"%s\"`; truths with `expert_ffn()` experts need `method = \"ls\"`.",
+                  method), kind = "expert", call = call, arg = "truth")
+  }
+  ls_truth <- if (ls) contraction_ls_truth(truth, call)
   if (init == "near_truth" && method == "em" && K < truth$K) {
     abort(sprintf("`init = \"near_truth\"` needs `K` >= the number of true experts (%d), not %d.",
                   truth$K, K), call = call, arg = "init")
   }
   if (is.null(starts)) {
-    starts <- if (init == "near_truth" && K == truth$K) 1L else 5L
+    starts <- if (ls) 3L else if (init == "near_truth" && K == truth$K) 1L else 5L
   }
   starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = call)
   x_design <- match_choice(x_design, "x_design", c("uniform", "grid"), call)
+  if (ls && x_design == "grid") {
+    abort("`x_design` must be \"uniform\" for `method = \"ls\"` (x is drawn uniformly on [-1, 1]).",
+          call = call, arg = "x_design")
+  }
   if (x_design == "grid" && truth$d != 1L) {
     abort(sprintf("`x_design = \"grid\"` needs one covariate; `truth` has %d.", truth$d),
           call = call, arg = "x_design")
   }
   drop_n <- check_drop(drop_n, length(n), call)
-  if (is.null(cells)) cells <- K > truth$K
+  if (is.null(cells)) cells <- !ls && K > truth$K
   cells <- check_flag(cells, "cells", call)
+  if (ls && cells) {
+    abort("`cells` must be FALSE for `method = \"ls\"` (the cells of `voronoi_cells()` need linear-Gaussian atoms).",
+          call = call, arg = "cells")
+  }
   reference <- match_choice(reference, "reference", c("best", "fixed"), call)
   if (is.null(translation)) translation <- K > truth$K
   translation <- check_flag(translation, "translation", call)
   rbar <- check_rbar(rbar, call)
   probs <- check_number(probs, "probs", lower = 0, upper = 1, call = call)
-  if (is.null(control)) control <- moe_em_control(maxit = 2000)
-  if (!inherits(control, "moe_em_control")) {
-    abort(sprintf("`control` must be made by `moe_em_control()`, not %s.", describe(control)),
+  if (is.null(control)) {
+    control <- if (ls) moe_ls_control(maxit = 500) else moe_em_control(maxit = 2000)
+  }
+  ctl_class <- if (ls) "moe_ls_control" else "moe_em_control"
+  if (!inherits(control, ctl_class)) {
+    abort(sprintf("`control` must be made by `%s()`%s, not %s.", ctl_class,
+                  if (ls) " for `method = \"ls\"`" else "", describe(control)),
           call = call, arg = "control")
   }
   if (!is.list(mcmc) || length(mcmc) && is.null(names(mcmc))) {
@@ -174,7 +231,8 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
                    cells = cells, reference = reference, translation = translation,
                    rbar = rbar, probs = probs,
                    control = control, mcmc = mcmc, density_draws = density_draws,
-                   loss_name = voronoi_type("auto", K, truth$K))
+                   loss_name = if (ls) "D_strong" else voronoi_type("auto", K, truth$K),
+                   ls_truth = ls_truth)
   tasks <- data.frame(n = rep(n, each = reps), rep = rep(seq_len(reps), length(n)))
   # without a seed, draw one from (and advance) the caller's stream
   if (is.null(seed)) seed <- sample.int(.Machine$integer.max, 1L)
@@ -259,12 +317,13 @@ contraction_task <- function(i, tasks, truth, settings, streams) {
   assign(".Random.seed", streams[[i]], envir = globalenv())
   n <- tasks$n[i]
   st <- settings
-  sim <- rmoe(n, truth, x_design = st$x_design)
+  sim <- if (st$method == "ls") ls_simulate(st$ls_truth, n) else
+    rmoe(n, truth, x_design = st$x_design)
   warning_msg <- NA_character_
   t0 <- proc.time()
   res <- withCallingHandlers(
-    tryCatch(if (st$method == "em") contraction_em(sim, n, truth, st) else
-               contraction_mcmc(sim, truth, st),
+    tryCatch(switch(st$method, em = contraction_em(sim, n, truth, st),
+                    mcmc = contraction_mcmc(sim, truth, st), ls = contraction_ls(sim, st)),
              error = function(e) list(error = conditionMessage(e))),
     warning = function(w) {
       if (is.na(warning_msg)) warning_msg <<- conditionMessage(w)
@@ -353,6 +412,51 @@ contraction_em <- function(sim, n, truth, st) {
   c(out, list(iter = fit$iter, loglik = fit$loglik, status = status_text(fit$status)))
 }
 
+# The truth of the regression form as ls_simulate() takes it: list(alpha,
+# W, sd, expert) for designs cbind("(Intercept)" = 1, x = x).
+contraction_ls_truth <- function(truth, call) {
+  if (truth$d != 1L) {
+    abort(sprintf("`truth` must have one covariate for `method = \"ls\"`, not %d.", truth$d),
+          call = call, arg = "truth")
+  }
+  sd <- truth$sd
+  if (is.null(sd)) {
+    if (diff(range(truth$sigma)) > 0) {
+      abort("`truth` must have one noise sd for `method = \"ls\"`: give `sd` to `moe_truth()` (its experts have different `sigma`).",
+            call = call, arg = "truth")
+    }
+    sd <- unname(truth$sigma[1L])
+  }
+  par <- truth_par(truth)
+  nm <- c("(Intercept)", "x")
+  W <- unname(par$W)
+  rownames(W) <- nm
+  alpha <- par$alpha
+  if (!truth_is_ffn(truth)) rownames(alpha) <- nm
+  list(alpha = alpha, W = W, sd = sd, expert = truth_expert(truth))
+}
+
+# One least-squares fit (method = "ls"): moe_ls_fit() on the regression-form
+# data, the strong Voronoi loss (infimum over translations) and the L2
+# distance of the regression functions.
+contraction_ls <- function(sim, st) {
+  lt <- st$ls_truth
+  init <- if (st$init == "near_truth") ls_split_truth(lt, st$K)
+  fit <- moe_ls_fit(sim$y, sim$X, sim$X, K = st$K, expert = lt$expert, starts = st$starts,
+                    control = st$control, init = init)
+  vals <- list()
+  if ("D" %in% st$losses) {
+    at <- strong_atoms(fit$par$alpha, fit$par$W, lt$expert)
+    vals$D_strong <- as.numeric(strong_loss_atoms(at, st$K, strong_atoms(lt$alpha, lt$W, lt$expert),
+                                                  1L, "infimum"))
+  }
+  if ("l2" %in% st$losses) vals$l2 <- ls_l2(fit$par, lt)
+  values <- data.frame(loss = names(vals), statistic = "estimate", value = unlist(vals, use.names = FALSE),
+                       stringsAsFactors = FALSE)
+  list(values = values, cells = NULL, iter = fit$iter, loglik = fit$loglik,
+       status = status_text(fit$status))
+}
+
 contraction_mcmc <- function(sim, truth, st) {
   f <- stats::as.formula(paste("y ~", paste(truth$xnames, collapse = " + ")))
   args <- utils::modifyList(list(formula = f, data = sim, K = st$K,
@@ -432,7 +536,7 @@ moe_contraction_slopes <- function(x, drop = 0, statistic = NULL, cell_size = 2)
                   length(n_all), drop), call = call, arg = "drop")
   }
   stats_avail <- unique(x$results$statistic)
-  if (is.null(statistic)) statistic <- if (x$settings$method == "em") "estimate" else "mean"
+  if (is.null(statistic)) statistic <- if (x$settings$method == "mcmc") "mean" else "estimate"
   if (!is.character(statistic) || length(statistic) != 1L ||
       length(stats_avail) && !statistic %in% stats_avail) {
     abort(sprintf("`statistic` must be one of %s, not %s.",
@@ -480,7 +584,7 @@ moe_contraction_slopes <- function(x, drop = 0, statistic = NULL, cell_size = 2)
 contraction_title <- function(x) {
   st <- x$settings
   sprintf("Contraction study: %s, K = %d fitted expert%s, truth with %d expert%s (%s)",
-          if (st$method == "em") "EM" else "MCMC", st$K, if (st$K > 1L) "s" else "",
+          switch(st$method, em = "EM", mcmc = "MCMC", ls = "least squares (regression form)"), st$K, if (st$K > 1L) "s" else "",
           x$truth$K, if (x$truth$K > 1L) "s" else "",
           if (st$K > x$truth$K) "over-fitted" else if (st$K == x$truth$K) "exact-fitted"
           else "under-fitted")
@@ -491,8 +595,10 @@ contraction_design <- function(x) {
   sprintf("%d sample size%s from %s to %s, %d replicate%s each; %s starts%s; seed %d",
           length(st$n), if (length(st$n) > 1L) "s" else "", format(min(st$n), big.mark = ","),
           format(max(st$n), big.mark = ","), st$reps, if (st$reps > 1L) "s" else "",
-          if (st$init == "near_truth") "near-truth (oracle)" else "default",
-          if (st$method == "em") sprintf(" x %d", st$starts) else "", st$seed)
+          if (st$init == "near_truth" && st$method != "ls") "near-truth (oracle)" else "default",
+          paste0(if (st$method != "mcmc") sprintf(" x %d", st$starts) else "",
+                 if (st$init == "near_truth" && st$method == "ls") " plus the truth (oracle)" else ""),
+          st$seed)
 }
 
 #' @export
@@ -543,7 +649,7 @@ print.moe_contraction <- function(x, digits = 3L, ...) {
 #' plot(st)
 #' @export
 summary.moe_contraction <- function(object, drop = object$settings$drop_n, ...) {
-  st <- if (object$settings$method == "em") "estimate" else "mean"
+  st <- if (object$settings$method == "mcmc") "mean" else "estimate"
   r <- object$results
   tab <- do.call(rbind, lapply(split(r, list(r$loss, r$statistic, r$n), drop = TRUE), function(g) {
     v <- g$value[is.finite(g$value)]
@@ -591,7 +697,7 @@ plot.moe_contraction <- function(x, what = c("losses", "cells"), losses = NULL,
                                  drop = x$settings$drop_n, ...) {
   what <- match_choice(what, "what", c("losses", "cells"), sys.call())
   drop <- check_drop(drop, length(x$settings$n))
-  stat <- if (x$settings$method == "em") "estimate" else "mean"
+  stat <- if (x$settings$method == "mcmc") "mean" else "estimate"
   sl <- moe_contraction_slopes(x, drop = drop, statistic = stat)
   keep_n <- x$settings$n[seq.int(drop + 1L, length(x$settings$n))]
   if (what == "cells") {
@@ -617,7 +723,8 @@ plot.moe_contraction <- function(x, what = c("losses", "cells"), losses = NULL,
     nn <- as.numeric(names(m))
     plot(r$n, r$value, log = "xy", pch = 16, cex = 0.5, col = grDevices::gray(0.6, 0.6),
          xlab = "sample size n", ylab = sprintf("loss %s", l),
-         main = sprintf("%s (%s)", l, if (stat == "mean") "posterior mean" else "EM"), ...)
+         main = sprintf("%s (%s)", l, switch(x$settings$method, mcmc = "posterior mean",
+                                             em = "EM", ls = "least squares")), ...)
     graphics::lines(nn, m, type = "b", pch = 19, cex = 0.8)
     s <- sl[sl$loss == l, ]
     leg <- c("replicates", "mean over replicates")

@@ -18,6 +18,10 @@ loss_atoms.default <- function(x, arg = "fit", call = NULL) {
 }
 
 loss_atoms.moe_truth <- function(x, arg = "fit", call = NULL) {
+  if (truth_is_ffn(x)) {
+    abort(sprintf("`%s` must have linear experts; for `expert_ffn()` experts use `voronoi_loss_strong()`.",
+                  arg), kind = "expert", call = call, arg = arg)
+  }
   atoms <- rbind(x$beta0, x$beta1, x$a, x$b, x$sigma2)
   list(atoms = array(atoms, c(nrow(atoms), x$K, 1L)), d = x$d, K = x$K, S = 1L,
        draw_dim = NULL)
@@ -51,6 +55,7 @@ loss_atoms.moe_fit <- function(x, arg = "fit", call = NULL) {
 }
 
 loss_atoms.moe_mcmc <- function(x, arg = "fit", call = NULL) {
+  if (inherits(fit_spec(x)$expert, "moe_expert_ffn")) truth_from_fit(x, NULL, call)
   lay <- fit_layout(x, call)
   dr <- x$draws
   K <- x$K
@@ -88,7 +93,10 @@ shape_draws <- function(v, at) {
 }
 
 check_truth <- function(truth, call) {
-  if (inherits(truth, "moe_truth")) return(truth)
+  if (inherits(truth, "moe_truth")) {
+    if (truth_is_ffn(truth)) loss_atoms(truth, "truth", call)
+    return(truth)
+  }
   if (is.list(truth) && !inherits(truth, "moe_fit")) return(truth_from_list(truth, "truth", call))
   abort(sprintf("`truth` must be made by `moe_truth()` or be a parameter list, not %s.",
                 describe(truth)), call = call, arg = "truth")
@@ -197,6 +205,16 @@ voronoi_type <- function(type, K, kstar) {
 #'   Nelder-Mead for several covariates). This differs from Do et al. (2025),
 #'   who translate the truth, which makes the loss depend on the labelling of
 #'   the fitted experts.
+#' Fits of the least-squares regression form ([moe_ls()]) and fits with
+#' [expert_ffn()] experts are handed to [voronoi_loss_strong()], the loss of
+#' the least-squares theory for strongly identifiable experts (`type`,
+#' `rbar` and `norm` do not apply; `translation = TRUE` becomes
+#' `translate = "infimum"`, `reference = "best"` `"reference"` and
+#' `"fixed"` `"none"`); `truth` is then a [moe_truth()] with experts of the
+#' fit's kind or a list with `alpha` and `W` as [voronoi_loss_strong()]
+#' takes. [voronoi_cells()] and [density_loss()] need linear experts and a
+#' mixture-density fit.
+#'
 #' @return `voronoi_loss()`: a number, or for an MCMC fit a matrix
 #'   \[iterations, chains\] with the loss of every posterior draw.
 #'   `voronoi_cells()`: a data frame with one row per fitted atom (and per
@@ -229,12 +247,43 @@ voronoi_loss <- function(fit, truth, type = c("auto", "exact", "over"),
                          rbar = c(1, 4, 6), norm = c("euclidean", "l1"),
                          reference = c("best", "fixed"), translation = FALSE) {
   call <- sys.call()
+  if (inherits(fit, "moe_ls") ||
+      inherits(fit, "moe_fit") && inherits(fit_spec(fit)$expert, "moe_expert_ffn")) {
+    return(voronoi_strong_handoff(fit, truth, reference, translation, call))
+  }
   truth <- check_truth(truth, call)
   at <- loss_atoms(fit, "fit", call)
   check_same_d(at, truth, call)
   res <- voronoi_compute(at, truth, type, rbar, norm, reference, translation, call)
   shape_draws(res$loss, at)
 }
+
+# voronoi_loss() of a least-squares or FFN fit: voronoi_loss_strong() with the
+# translation convention mapped, draws shaped [iterations, chains].
+voronoi_strong_handoff <- function(fit, truth, reference, translation, call) {
+  reference <- match_choice(reference, "reference", c("best", "fixed"), call)
+  translation <- check_flag(translation, "translation", call)
+  if (inherits(truth, "moe_truth")) {
+    fe <- fit_spec(fit)$expert
+    if (is.null(fe)) fe <- expert_linear()
+    if (!identical(class(fe)[1L], class(truth_expert(truth))[1L])) {
+      abort(sprintf("`truth` must have experts of the fit's kind (%s), not %s.",
+                    expert_label(fe), expert_label(truth_expert(truth))),
+            kind = "expert", call = call, arg = "truth")
+    }
+    truth <- truth_par(truth)[c("alpha", "W")]
+  }
+  tr <- if (translation) "infimum" else if (reference == "best") "reference" else "none"
+  l <- voronoi_loss_strong(fit, truth, translate = tr)
+  if (inherits(fit, "moe_mcmc")) {
+    l <- structure(matrix(as.numeric(l), dim(fit$draws)[1L], dim(fit$draws)[2L],
+                          dimnames = list(iteration = NULL, chain = NULL)),
+                   max_cell = attr(l, "max_cell"))
+  }
+  l
+}
+
+truth_expert <- function(truth) if (is.null(truth$expert)) expert_linear() else truth$expert
 
 # Check the options of voronoi_loss() and compute the loss of every
 # parameter set of `at` (loss_atoms()): list(loss, max_cell, shift (the

@@ -58,7 +58,7 @@ moe_ls_control <- function(maxit = 1000, tol = 1e-10, ridge = 1e-6) {
 #' networks of [expert_ffn()] (Nguyen, Ho and Rinaldo, 2024); the loss of
 #' that theory is [voronoi_loss_strong()], and section (a) of the vignette
 #' "Gating and expert variants" reproduces the contrast (`method = "ls"` of
-#' the contraction harness `moe_contraction()`).
+#' the contraction harness [moe_contraction()]).
 #'
 #' The minimisation is Levenberg-Marquardt with analytic derivatives, in C,
 #' on the internal (centred and scaled) data, from `starts` starts: a

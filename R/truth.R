@@ -53,10 +53,22 @@
 #' @param sigma Noise standard deviations (not variances), a vector of
 #'   length `K` of positive numbers.
 #' @param draw For an MCMC fit: the index of the posterior draw.
+#' @param expert The experts: [expert_linear()] (the default: means
+#'   \eqn{b_k + a_k^\top x}) or [expert_ffn()] (two-layer networks, whose
+#'   parameters are given in `eta`; `a` and `b` must then be missing).
+#' @param eta For [expert_ffn()] experts: the network parameters, a matrix
+#'   with one column per expert (it sets `K`) and the rows of
+#'   [expert_ffn()] (`A`, `d`, `c`, `e`; \eqn{H d + 2H + 1} of them).
+#' @param sd The noise standard deviation of the regression form
+#'   \eqn{y = \sum_k g_k(x) h_k(x) + \varepsilon} (one for all experts),
+#'   used by `moe_contraction(method = "ls")`. `NULL` (default): none
+#'   stored; the regression form then uses `sigma` when all experts share
+#'   it.
 #' @return An object of class `moe_truth`: a list with `K`, `d`, `beta0`,
 #'   `beta1` (d x K), `a` (d x K), `b`, `sigma`, `sigma2` and `xnames` (the
 #'   covariate names used by [rmoe()]: `"x"` when `d = 1`, `"x1"`, `"x2"`, ...
-#'   otherwise).
+#'   otherwise); with [expert_ffn()] experts `a` and `b` are `NULL` and
+#'   `expert` and `eta` hold the experts; `sd` when given.
 #' @seealso [moe_truth_example()] for the reference truth of the rate
 #'   experiments, [rmoe()] to simulate from a truth.
 #' @references Nguyen, H., Nguyen, T. and Ho, N. (2023). Demystifying softmax
@@ -74,8 +86,12 @@
 #' sim <- rmoe(500, tru)
 #' fit <- moe_em(y ~ x, data = sim, K = 2, seed = 1)
 #' moe_truth(fit)
+#' # two-layer network experts (one hidden unit), for the regression form
+#' moe_truth(beta0 = 0.5, beta1 = 3, eta = cbind(c(2, 0.5, 1.5, -0.5), c(-3, 1, 1, 0.5)),
+#'           sigma = c(0.1, 0.1), expert = expert_ffn(1))
 #' @export
-moe_truth <- function(beta0, beta1, a, b, sigma, draw = NULL) {
+moe_truth <- function(beta0, beta1, a, b, sigma, draw = NULL, expert = expert_linear(),
+                      eta = NULL, sd = NULL) {
   call <- sys.call()
   if (!missing(beta0) && inherits(beta0, "moe_fit")) {
     if (!missing(beta1) || !missing(a) || !missing(b) || !missing(sigma)) {
@@ -88,13 +104,55 @@ moe_truth <- function(beta0, beta1, a, b, sigma, draw = NULL) {
     abort("`draw` can only be used when `beta0` is a fit from `moe_mcmc()`.",
           call = call, arg = "draw")
   }
-  for (arg in c("beta0", "beta1", "a", "b", "sigma")) {
-    if (eval(call("missing", as.name(arg)))) {
+  check_ls_expert(expert, call)
+  ffn <- inherits(expert, "moe_expert_ffn")
+  if (!is.null(sd)) sd <- check_number(sd, "sd", lower = 0, strict_lower = TRUE, call = call)
+  if (!ffn && !is.null(eta)) {
+    abort("`eta` can only be used with `expert = expert_ffn()`; linear experts take `a` and `b`.",
+          call = call, arg = "eta")
+  }
+  if (ffn && (!missing(a) || !missing(b))) {
+    abort("`a` and `b` must be missing with `expert_ffn()` experts; give the network parameters in `eta`.",
+          call = call, arg = if (missing(a)) "b" else "a")
+  }
+  for (arg in c("beta0", "beta1", if (ffn) "eta" else c("a", "b"), "sigma")) {
+    if (arg == "eta" && is.null(eta) || arg != "eta" && eval(call("missing", as.name(arg)))) {
       abort(sprintf("`%s` must be supplied.", arg), call = call, arg = arg)
     }
   }
-  new_moe_truth(beta0, beta1, a, b, sigma, call)
+  if (!ffn) {
+    tr <- new_moe_truth(beta0, beta1, a, b, sigma, call)
+    tr$sd <- sd
+    return(tr)
+  }
+  new_moe_truth_ffn(beta0, beta1, eta, sigma, expert, sd, call)
 }
+
+# A truth with FFN experts: the gating as for linear experts, the network
+# parameters in `eta` (P_e x K, canonical), `a` and `b` NULL.
+new_moe_truth_ffn <- function(beta0, beta1, eta, sigma, expert, sd = NULL, call = NULL) {
+  eta <- check_finite_numeric(eta, "eta", call)
+  eta <- as.matrix(eta)
+  K <- ncol(eta)
+  d <- if (is.matrix(beta1)) nrow(beta1) else 1L
+  tr <- new_moe_truth(beta0, beta1, matrix(0, d, K), numeric(K), sigma, call)
+  H <- expert$hidden
+  if (nrow(eta) != ffn_npar(H, tr$d)) {
+    abort(sprintf("`eta` must have %d rows (the parameters of a network with %d hidden unit%s and %d input%s), not %d.",
+                  ffn_npar(H, tr$d), H, if (H > 1L) "s" else "", tr$d, if (tr$d > 1L) "s" else "",
+                  nrow(eta)), call = call, arg = "eta")
+  }
+  eta <- ffn_canonical(unname(eta), expert, tr$d)
+  dimnames(eta) <- list(expert_par_names(expert, tr$xnames), paste0("expert", seq_len(K)))
+  tr$a <- NULL
+  tr$b <- NULL
+  tr$expert <- expert
+  tr$eta <- eta
+  tr$sd <- sd
+  tr
+}
+
+truth_is_ffn <- function(truth) inherits(truth$expert, "moe_expert_ffn")
 
 check_finite_numeric <- function(x, arg, call, allow_empty = FALSE) {
   if (!is.numeric(x) || (!allow_empty && !length(x)) || any(!is.finite(x))) {
@@ -183,11 +241,21 @@ print.moe_truth <- function(x, digits = max(3L, getOption("digits") - 3L), ...) 
   cat(sprintf("Mixture-of-experts truth: K = %d expert%s, d = %d covariate%s%s\n",
               x$K, if (x$K > 1L) "s" else "", x$d, if (x$d > 1L) "s" else "",
               if (x$K > 1L) sprintf(" (expert %d is the gating reference)", x$K) else ""))
-  tab <- rbind(beta0 = x$beta0, x$beta1, b = x$b, x$a, sigma = x$sigma, sigma2 = x$sigma2)
-  rownames(tab) <- c("gating intercept beta0", paste0("gating slope beta1:", x$xnames),
-                     "expert intercept b", paste0("expert slope a:", x$xnames),
-                     "noise sd sigma", "variance sigma^2")
+  if (truth_is_ffn(x)) {
+    cat(sprintf("Experts: %s\n", expert_label(x$expert)))
+    tab <- rbind(x$beta0, x$beta1, x$eta, x$sigma, x$sigma2)
+    rownames(tab) <- c("gating intercept beta0", paste0("gating slope beta1:", x$xnames),
+                       paste0("expert ", rownames(x$eta)), "noise sd sigma", "variance sigma^2")
+  } else {
+    tab <- rbind(beta0 = x$beta0, x$beta1, b = x$b, x$a, sigma = x$sigma, sigma2 = x$sigma2)
+    rownames(tab) <- c("gating intercept beta0", paste0("gating slope beta1:", x$xnames),
+                       "expert intercept b", paste0("expert slope a:", x$xnames),
+                       "noise sd sigma", "variance sigma^2")
+  }
   print(tab, digits = digits)
+  if (!is.null(x$sd)) {
+    cat(sprintf("Noise sd of the regression form: %s\n", format(signif(x$sd, digits))))
+  }
   invisible(x)
 }
 
@@ -256,6 +324,10 @@ truth_from_par <- function(par, lay) {
 
 truth_from_fit <- function(fit, draw, call) {
   lay <- fit_layout(fit, call)
+  if (inherits(fit, "moe_ls") || inherits(fit_spec(fit)$expert, "moe_expert_ffn")) {
+    abort("`fit` must have linear experts and be a mixture-density fit (`moe_em()` or `moe_mcmc()`); for least-squares fits and `expert_ffn()` experts compare parameters with `voronoi_loss_strong()`.",
+          kind = "expert", call = call, arg = "fit")
+  }
   if (inherits(fit, "moe_mcmc")) {
     S <- prod(dim(fit$draws)[1:2])
     if (is.null(draw)) {
@@ -278,7 +350,8 @@ truth_from_fit <- function(fit, draw, call) {
 truth_par <- function(truth) {
   nm <- c("(Intercept)", truth$xnames)
   ek <- paste0("expert", seq_len(truth$K))
-  list(alpha = matrix(rbind(truth$b, truth$a), truth$d + 1L, truth$K, dimnames = list(nm, ek)),
+  list(alpha = if (truth_is_ffn(truth)) truth$eta else
+         matrix(rbind(truth$b, truth$a), truth$d + 1L, truth$K, dimnames = list(nm, ek)),
        sigma2 = truth$sigma2,
        W = matrix(rbind(truth$beta0, truth$beta1), truth$d + 1L, truth$K,
                   dimnames = list(nm, ek)))
@@ -352,7 +425,11 @@ rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid")) {
   storage.mode(x) <- "double"
   par <- truth_par(truth)
   D <- cbind(1, x)
-  cm <- moe_components(par, D, D)
+  cm <- if (truth_is_ffn(truth)) {
+    colnames(D) <- c("(Intercept)", truth$xnames)
+    list(log_gate = log_softmax_rows(D %*% par$W),
+         mean = expert_mean(truth$expert, D, par$alpha), sd = truth$sigma)
+  } else moe_components(par, D, D)
   g <- exp(cm$log_gate)
   u <- runif(n)
   cg <- g

@@ -255,3 +255,87 @@ test_that("errors of moe_contraction() and moe_contraction_slopes()", {
     plot(st, losses = "D2")
   })
 })
+
+# ---------------------------------------------------------------------------
+# method = "ls": the least-squares regression form
+
+ffn_truth <- function() {
+  moe_truth(beta0 = 0, beta1 = -4, eta = cbind(c(5, 2.5, 1.5, 0), c(-5, 2.5, 1, 0.5)),
+            sigma = c(0.05, 0.05), expert = expert_ffn(1))
+}
+
+test_that("method = \"ls\" fits the regression form and its losses shrink with n", {
+  set.seed(1)
+  tru <- ffn_truth()
+  st <- moe_contraction(tru, n = c(200, 5000), reps = 3, method = "ls", seed = 5)
+  expect_s3_class(st, "moe_contraction")
+  expect_equal(st$settings$method, "ls")
+  expect_equal(st$settings$losses, c("D", "l2"))
+  expect_equal(st$settings$init, "near_truth")
+  expect_named(st$results, c("n", "rep", "loss", "statistic", "value"))
+  expect_equal(nrow(st$results), 2L * 3L * 2L)
+  expect_setequal(unique(st$results$loss), c("D_strong", "l2"))
+  expect_equal(unique(st$results$statistic), "estimate")
+  expect_true(all(is.finite(st$results$value) & st$results$value >= 0))
+  expect_null(st$cells)
+  expect_named(st$slopes, c("D_strong", "l2"))
+  expect_equal(nrow(st$runs), 6L)
+  expect_true(all(st$runs$status != "error"))
+  # the regression-form data and the truth of the harness are those of ls_simulate()
+  lt <- st$settings$ls_truth
+  expect_equal(lt$sd, 0.05)
+  expect_equal(lt$W, rbind("(Intercept)" = c(0, 0), x = c(-4, 0)))
+  expect_identical(bayesmoe:::ls_l2(lt, lt), 0)
+  # losses shrink from n = 200 to n = 5000 (medians over replicates)
+  med <- with(st$results, tapply(value, list(n, loss), median))
+  expect_true(all(med["5000", ] < med["200", ]))
+  # the slope machinery, print, summary and plot work on it
+  sl <- moe_contraction_slopes(st)
+  expect_equal(sl$slope, unname(st$slopes))
+  expect_output(print(st), "least squares \\(regression form\\)")
+  expect_output(print(summary(st)), "D_strong")
+  grDevices::pdf(NULL)
+  on.exit(grDevices::dev.off())
+  expect_identical(plot(st), st)
+})
+
+test_that("method = \"ls\" is reproducible and matches a fit done by hand", {
+  set.seed(2)
+  tru <- moe_truth(beta0 = 0.5, beta1 = 3, a = c(2, -0.5), b = c(1, -1), sigma = c(0.1, 0.2),
+                   sd = 0.1)
+  a <- moe_contraction(tru, n = c(100, 200), reps = 1, K = 3, method = "ls", seed = 8,
+                       losses = "D", starts = 1)
+  b <- moe_contraction(tru, n = c(100, 200), reps = 1, K = 3, method = "ls", seed = 8,
+                       losses = "D", starts = 1)
+  expect_identical(a$results, b$results)
+  expect_equal(unique(a$results$loss), "D_strong")
+  # rebuild the first task: ls_simulate() data on the task's stream, the
+  # split truth as the extra start, the strong Voronoi loss
+  restore <- bayesmoe:::save_rng()
+  streams <- bayesmoe:::rng_streams(8, 2L)
+  assign(".Random.seed", streams[[1]], envir = globalenv())
+  lt <- a$settings$ls_truth
+  s <- bayesmoe:::ls_simulate(lt, 100)
+  fit <- moe_ls_fit(s$y, s$X, s$X, K = 3, starts = 1, control = moe_ls_control(maxit = 500),
+                    init = bayesmoe:::ls_split_truth(lt, 3L))
+  restore()
+  expect_equal(a$results$value[1],
+               as.numeric(voronoi_loss_strong(fit$par[c("alpha", "W")], lt[c("alpha", "W")])))
+  expect_equal(a$runs$loglik[1], fit$loglik)
+})
+
+test_that("errors of method = \"ls\"", {
+  tru <- ffn_truth()
+  two <- moe_truth(beta0 = 0, beta1 = cbind(c(1, 1)), a = cbind(c(1, 1), c(0, 0)),
+                   b = c(0, 0), sigma = c(1, 1))
+  expect_snapshot(error = TRUE, {
+    moe_contraction(tru, n = 100)
+    moe_contraction(tru, n = 100, method = "mcmc")
+    moe_contraction(tru, n = 100, method = "ls", losses = "hellinger")
+    moe_contraction(moe_truth_example("p4"), n = 100, method = "ls")
+    moe_contraction(two, n = 100, method = "ls")
+    moe_contraction(tru, n = 100, method = "ls", cells = TRUE)
+    moe_contraction(tru, n = 100, method = "ls", x_design = "grid")
+    moe_contraction(tru, n = 100, method = "ls", control = moe_em_control())
+  })
+})

@@ -337,3 +337,37 @@ test_that("errors of the losses", {
     density_loss(tru, tru, min_points = 1)
   })
 })
+
+test_that("voronoi_loss() hands least-squares and FFN fits to voronoi_loss_strong()", {
+  set.seed(6)
+  tru <- moe_truth(beta0 = 0.5, beta1 = 3, a = c(2, -0.5), b = c(1, -1), sigma = c(0.1, 0.1))
+  lt <- list(alpha = rbind(c(1, -1), c(2, -0.5)), W = rbind(c(0.5, 0), c(3, 0)), sd = 0.1,
+             expert = expert_linear())
+  s <- bayesmoe:::ls_simulate(lt, 300)
+  d <- data.frame(y = s$y, x = s$X[, 2])
+  fit <- moe_ls(y ~ x, data = d, K = 2, starts = 2, seed = 1)
+  expect_identical(voronoi_loss(fit, tru),
+                   voronoi_loss_strong(fit, lt[c("alpha", "W")], translate = "reference"))
+  expect_identical(voronoi_loss(fit, tru, translation = TRUE),
+                   voronoi_loss_strong(fit, lt[c("alpha", "W")]))
+  expect_identical(voronoi_loss(fit, lt[c("alpha", "W")], reference = "fixed"),
+                   voronoi_loss_strong(fit, lt[c("alpha", "W")], translate = "none"))
+  # an FFN truth and an MCMC fit with FFN experts: one loss per draw
+  ft <- moe_truth(beta0 = 0.5, beta1 = 3, eta = cbind(c(2, 0.5, 1.5, -0.5), c(-3, 1, 1, 0.5)),
+                  sigma = c(0.1, 0.1), expert = expert_ffn(1))
+  sim <- rmoe(300, ft)
+  mc <- moe_mcmc(y ~ x, data = sim, K = 2, expert = expert_ffn(1), chains = 2, iter = 20,
+                 warmup = 10, seed = 1, control = moe_mcmc_control(em_starts = 1))
+  v <- voronoi_loss(mc, ft)
+  expect_equal(dim(v), c(10L, 2L))
+  expect_equal(as.vector(v), as.numeric(voronoi_loss_strong(
+    mc, bayesmoe:::truth_par(ft)[c("alpha", "W")], translate = "reference")))
+  expect_snapshot(error = TRUE, {
+    voronoi_loss(fit, ft)
+    voronoi_loss(ft, tru)
+    voronoi_loss(tru, ft)
+    density_loss(fit, tru)
+    density_loss(mc, ft)
+    voronoi_cells(mc, tru)
+  })
+})

@@ -159,3 +159,49 @@ test_that("errors of moe_truth(), moe_truth_example() and rmoe()", {
   expect_error(moe_truth(beta0 = -8, beta1 = 25, a = c(-20, 20), b = c(15, -5),
                          sigma = c(0.3, -1)), class = "bayesmoe_error_input")
 })
+
+test_that("truths with FFN experts: canonical parameters, printing, simulation", {
+  set.seed(4)
+  ex <- expert_ffn(1)
+  eta <- cbind(c(2, 0.5, 1.5, -0.5), c(3, -1, -1, 0.5))   # expert 2 sign-flipped
+  tru <- moe_truth(beta0 = 0.5, beta1 = 3, eta = eta, sigma = c(0.1, 0.2), expert = ex)
+  expect_null(tru$a)
+  expect_null(tru$b)
+  expect_identical(tru$expert, ex)
+  expect_equal(unname(tru$eta[, 2]), c(-3, 1, 1, 0.5))
+  expect_equal(rownames(tru$eta), c("A[1,x]", "d[1]", "c[1]", "e"))
+  expect_null(tru$sd)
+  expect_snapshot(print(tru))
+  # the mixture density: the expert that generated each y and its network mean
+  sim <- rmoe(5000, tru)
+  k <- attr(sim, "expert")
+  X <- cbind("(Intercept)" = 1, x = sim$x)
+  m <- bayesmoe:::expert_mean(ex, X, tru$eta)
+  r <- sim$y - m[cbind(seq_along(k), k)]
+  expect_equal(sd(r[k == 1]), 0.1, tolerance = 0.05)
+  expect_equal(sd(r[k == 2]), 0.2, tolerance = 0.05)
+  expect_lt(abs(mean(k == 1) - mean(plogis(0.5 + 3 * sim$x))), 0.025)
+  # the plain expert tanh network by hand
+  expect_equal(m[, 1], 1.5 * tanh(2 * sim$x + 0.5) - 0.5)
+  lin <- moe_truth(beta0 = -8, beta1 = 25, a = c(-20, 20), b = c(15, -5), sigma = c(0.3, 0.4),
+                   sd = 0.35)
+  expect_equal(lin$sd, 0.35)
+  expect_output(print(lin), "regression form: 0.35")
+})
+
+test_that("errors of truths with FFN experts", {
+  set.seed(5)
+  eta <- cbind(c(2, 0.5, 1.5, -0.5), c(3, -1, -1, 0.5))
+  sim <- rmoe(200, p4())
+  fit <- suppressWarnings(moe_em(y ~ x, data = sim, K = 2, expert = expert_ffn(1), starts = 1,
+                                 seed = 1, control = moe_em_control(maxit = 20)))
+  expect_snapshot(error = TRUE, {
+    moe_truth(beta0 = 0, beta1 = 1, a = 1:2, b = 1:2, sigma = c(1, 1), expert = "ffn")
+    moe_truth(beta0 = 0, beta1 = 1, a = 1:2, b = 1:2, sigma = c(1, 1), eta = eta)
+    moe_truth(beta0 = 0, beta1 = 1, a = 1:2, eta = eta, sigma = c(1, 1), expert = expert_ffn(1))
+    moe_truth(beta0 = 0, beta1 = 1, sigma = c(1, 1), expert = expert_ffn(1))
+    moe_truth(beta0 = 0, beta1 = 1, eta = eta, sigma = c(1, 1), expert = expert_ffn(2))
+    moe_truth(beta0 = 0, beta1 = 1, a = 1:2, b = 1:2, sigma = c(1, 1), sd = -1)
+    moe_truth(fit)
+  })
+})
