@@ -41,7 +41,10 @@
  *     a Newton proposal (marg_pass(), marg_proposal()), then the
  *     allocations given the new W and the experts; the first pass gives
  *     the log-likelihood of the previous draw;
- *  2'. cond_refresh: the step of gate_mh_step() given the allocations;
+ *  2'. cond_refresh: the step of gate_mh_step() given the allocations; its
+ *     log target, gradient and information at the current W come from the
+ *     pass that drew the allocations (cond_logpost() with `draw`), so it
+ *     makes one more pass, at its proposal;
  *  3'. update_experts as in 2.
  * The gating probabilities at the current W (w->pA) are kept from sweep to
  * sweep; they depend on W alone and are computed by the same operations at
@@ -533,6 +536,8 @@ static void gate_prior_grad(const moe_mcmc_prior *pr, int q, int K,
 #else
 #define MOE_INLINE static inline
 #endif
+/* size of the stack accumulators of the passes */
+#define MOE_NLOC 32
 MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
                                   moe_mcmc_work *w, const moe_par *par,
                                   const double *Wf, int fresh, int known,
@@ -541,7 +546,13 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
 {
   int n = d->n, m = q * (K - 1);
   int Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
-  double *eta = w->lk, *zz = w->zz, *hg = w->hg;
+  /* the accumulators on the stack when they fit (always for the sized
+   * models), so that the compiler can keep them in registers; the sums are
+   * formed in the same order either way */
+  double gl[MOE_NLOC], hl[MOE_NLOC], zl[MOE_NLOC], el[MOE_NLOC];
+  int loc = m <= MOE_NLOC && P * Tq <= MOE_NLOC && Tq <= MOE_NLOC && K <= MOE_NLOC;
+  double *eta = loc ? el : w->lk, *zz = loc ? zl : w->zz, *hg = loc ? hl : w->hg;
+  double *ga = loc ? gl : g;
   double *cst = w->cst, *hp = w->hp;
   if (fresh) {
     for (int k = 0; k < K; k++) {
@@ -549,7 +560,7 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
       hp[k] = 0.5 / par->sigma2[k];
     }
   }
-  for (int t = 0; t < m; t++) g[t] = 0.0;
+  for (int t = 0; t < m; t++) ga[t] = 0.0;
   for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
   double lsum = 0.0, lacc = 0.0, prod = 1.0;
   for (int i = 0; i < n; i++) {
@@ -648,7 +659,7 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
     }
     for (int k = 0; k < K - 1; k++) {
       double v = wi * (ri[k] - Gi[k]);
-      for (int a = 0; a < q; a++) g[k * q + a] += v * zi[a];
+      for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
     }
     int t = 0;
     for (int b = 0; b < q; b++)
@@ -661,6 +672,10 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
         for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
       }
     }
+  }
+  if (loc) {
+    for (int t = 0; t < m; t++) g[t] = gl[t];
+    for (int t = 0; t < P * Tq; t++) w->hg[t] = hl[t];
   }
   *ll = lsum + (lacc + log(prod));
   double lp = *ll;
@@ -763,13 +778,19 @@ static int marg_proposal(const moe_data *d, const moe_mcmc_prior *pr,
   return 0;
 }
 
+static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
+                           moe_mcmc_work *w, const double *Wf, double *G,
+                           int known, int draw, double *g);
+
 /*
  * The collapsed gating update and the allocation draw: `steps` Metropolis-
  * Hastings steps on W targeting log pi (proposal N(mu, (L L')^{-1}) from
  * marg_proposal() at the current point; Gamerman's scheme with the
  * collapsed target), then the allocations from p(c | W, alpha, sigma2, y)
  * (the responsibilities saved by the pass at the final W) and the
- * sufficient statistics. (W, c) is thus drawn jointly given (alpha, sigma2)
+ * sufficient statistics, in the pass of cond_logpost() at the final W that
+ * also gives the refresh its log target (*lp_cond), gradient (w->g) and
+ * information (w->hg). (W, c) is thus drawn jointly given (alpha, sigma2)
  * (exactly, up to the Metropolis-Hastings step), a valid block of the
  * Gibbs sampler; see moe_mcmc_run(). Returns the log-likelihood at the
  * entry values (W, alpha, sigma2); *accepted counts accepted steps; *status
@@ -777,9 +798,9 @@ static int marg_proposal(const moe_data *d, const moe_mcmc_prior *pr,
  */
 static double update_gating_alloc_marg(const moe_data *d, const moe_mcmc_prior *pr,
                                        moe_mcmc_work *w, moe_par *par, int steps,
-                                       int *accepted, int *status)
+                                       int *accepted, int *status, double *lp_cond)
 {
-  int n = d->n, p = d->p, q = d->q, K = d->K, m = q * (K - 1);
+  int q = d->q, K = d->K, m = q * (K - 1);
   double *W = par->W, *Ws = w->Ws, *tm = w->tm, *t;
   double *g0 = w->g, *L0 = w->H0, *mu0 = w->mu;
   double *g1 = w->g1, *L1 = w->H1, *mu1 = w->mu1;
@@ -807,30 +828,8 @@ static double update_gating_alloc_marg(const moe_data *d, const moe_mcmc_prior *
       (*accepted)++;
     }
   }
-  stats_reset(w, p, K);
-  for (int i = 0; i < n; i++) {
-    const double *ri = w->rA + (R_xlen_t) i * K, *xi = w->Xr + (R_xlen_t) i * p;
-    double yi = d->y[i];
-    int *Ni = w->N + (R_xlen_t) i * K;
-    if (w->wi[i] == 1) {
-      /* categorical draw, and the observation added to its expert */
-      double u = unif_rand(), acc = ri[0];
-      int k = 0;
-      while (acc < u && k < K - 1) acc += ri[++k];
-      for (int j = 0; j < K; j++) Ni[j] = 0;
-      Ni[k] = 1;
-      double *S = w->XtX + (R_xlen_t) k * p * p, *sy = w->Xty + (R_xlen_t) k * p;
-      w->nk[k] += 1.0;
-      w->yty[k] += yi * yi;
-      for (int a = 0; a < p; a++) {
-        sy[a] += yi * xi[a];
-        for (int b = 0; b <= a; b++) S[a + b * p] += xi[a] * xi[b];
-      }
-    } else {
-      alloc_draw(K, w->wi[i], ri, 1.0, Ni);
-      alloc_stats(w, p, K, xi, yi, Ni);
-    }
-  }
+  /* the allocations, fused with the pass of the refresh at the same W */
+  *lp_cond = cond_logpost(d, pr, w, W, w->pA, 1, 1, w->g);
   return ll0;
 }
 
@@ -848,8 +847,8 @@ static double update_gating_alloc_marg(const moe_data *d, const moe_mcmc_prior *
 /* Logits of observation i (eta, K) and, when G is not NULL, its gating
  * probabilities, by the operations of marg_pass() (so, the same bits).
  * Returns the index of the largest logit. */
-static int gate_probs_obs(const double *zi, const double *Wf, int q, int K,
-                          double *eta, double *Gi)
+MOE_INLINE int gate_probs_obs(const double *zi, const double *Wf, int q, int K,
+                              double *eta, double *Gi)
 {
   double emx = 0.0, se = 0.0;
   int em = K - 1;
@@ -874,33 +873,75 @@ static int gate_probs_obs(const double *zi, const double *Wf, int q, int K,
 /* log p(W | allocations) up to a constant and its gradient g (m) at Wf,
  * and the blocks of the complete-data information sum_i wt_i G_i (x) z_i z_i'
  * into w->hg (as marg_fisher_blocks()); G (K x n) holds the gating
- * probabilities at Wf (known) or receives them. */
+ * probabilities at Wf (known) or receives them. With `draw` (then known
+ * must be 1 and G is w->pA, at the current W) each observation's
+ * allocation is first drawn from the responsibilities in w->rA and added
+ * to the sufficient statistics of the experts (the step that ends
+ * update_gating_alloc_marg(), fused with this pass, which the refresh
+ * makes next at the same W and allocations). */
 MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr,
                                      moe_mcmc_work *w, const double *Wf, double *G,
-                                     int known, double *g, int q, int K)
+                                     int known, int draw, double *g, int p, int q,
+                                     int K)
 {
   int n = d->n, m = q * (K - 1), Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
   /* the log g_i,em (each >= log(1 / K)) are summed as the log of their
    * product, taken every few observations: one log() per ~100 */
-  double lp = 0.0, prod = 1.0, *eta = w->lk, *hg = w->hg, *zz = w->zz;
-  for (int t = 0; t < m; t++) g[t] = 0.0;
+  double lp = 0.0, prod = 1.0;
+  /* stack accumulators when they fit, as in marg_pass_sized() */
+  double gl[MOE_NLOC], hl[MOE_NLOC], zl[MOE_NLOC], el[MOE_NLOC];
+  int loc = m <= MOE_NLOC && P * Tq <= MOE_NLOC && Tq <= MOE_NLOC && K <= MOE_NLOC;
+  double *eta = loc ? el : w->lk, *zz = loc ? zl : w->zz, *hg = loc ? hl : w->hg;
+  double *ga = loc ? gl : g;
+  for (int t = 0; t < m; t++) ga[t] = 0.0;
   for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
+  if (draw) stats_reset(w, p, K);
   for (int i = 0; i < n; i++) {
     const double *zi = w->Zr + (R_xlen_t) i * q;
-    const int *Ni = w->N + (R_xlen_t) i * K;
+    int *Ni = w->N + (R_xlen_t) i * K;
     double *Gi = G + (R_xlen_t) i * K;
-    int wi = w->wi[i];
-    int em = gate_probs_obs(zi, Wf, q, K, eta, known ? NULL : Gi);
-    for (int k = 0; k < K; k++) if (Ni[k]) lp += Ni[k] * (eta[k] - eta[em]);
-    if (wi == 1) {
+    int wi = w->wi[i], ci = 0;
+    if (draw) {
+      const double *ri = w->rA + (R_xlen_t) i * K, *xi = w->Xr + (R_xlen_t) i * p;
+      double yi = d->y[i];
+      if (wi == 1) {
+        /* categorical draw, and the observation added to its expert */
+        double u = unif_rand(), acc = ri[0];
+        while (acc < u && ci < K - 1) acc += ri[++ci];
+        for (int j = 0; j < K; j++) Ni[j] = 0;
+        Ni[ci] = 1;
+        double *S = w->XtX + (R_xlen_t) ci * p * p, *sy = w->Xty + (R_xlen_t) ci * p;
+        w->nk[ci] += 1.0;
+        w->yty[ci] += yi * yi;
+        for (int a = 0; a < p; a++) {
+          sy[a] += yi * xi[a];
+          for (int b = 0; b <= a; b++) S[a + b * p] += xi[a] * xi[b];
+        }
+      } else {
+        alloc_draw(K, wi, ri, 1.0, Ni);
+        alloc_stats(w, p, K, xi, yi, Ni);
+      }
+    } else if (known && wi == 1) {
+      while (ci < K - 1 && !Ni[ci]) ci++;
+    }
+    if (known && wi == 1 && Gi[ci] > 1e-200) {
+      /* the logits are not needed: the term is log g_ic (c the expert of
+       * the observation), taken into the product (>= 1e-250, no underflow) */
       if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
-      prod *= Gi[em];
+      prod *= Gi[ci];
     } else {
-      lp += wi * log(Gi[em]);
+      int em = gate_probs_obs(zi, Wf, q, K, eta, known ? NULL : Gi);
+      for (int k = 0; k < K; k++) if (Ni[k]) lp += Ni[k] * (eta[k] - eta[em]);
+      if (wi == 1) {
+        if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
+        prod *= Gi[em];
+      } else {
+        lp += wi * log(Gi[em]);
+      }
     }
     for (int k = 0; k < K - 1; k++) {
       double v = Ni[k] - wi * Gi[k];
-      for (int a = 0; a < q; a++) g[k * q + a] += v * zi[a];
+      for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
     }
     int t = 0;
     for (int b = 0; b < q; b++)
@@ -913,6 +954,10 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
       }
     }
   }
+  if (loc) {
+    for (int t = 0; t < m; t++) g[t] = gl[t];
+    for (int t = 0; t < P * Tq; t++) w->hg[t] = hl[t];
+  }
   lp += log(prod);
   gate_prior_grad(pr, q, K, Wf, g, &lp);
   return lp;
@@ -922,13 +967,15 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
  * marg_pass()). */
 static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
                            moe_mcmc_work *w, const double *Wf, double *G,
-                           int known, double *g)
+                           int known, int draw, double *g)
 {
-  int q = d->q, K = d->K;
-  if (q == 2 && K == 2) return cond_logpost_sized(d, pr, w, Wf, G, known, g, 2, 2);
-  if (q == 2 && K == 3) return cond_logpost_sized(d, pr, w, Wf, G, known, g, 2, 3);
-  if (q == 2 && K == 4) return cond_logpost_sized(d, pr, w, Wf, G, known, g, 2, 4);
-  return cond_logpost_sized(d, pr, w, Wf, G, known, g, q, K);
+  int p = d->p, q = d->q, K = d->K;
+#define COND_CASE(P_, Q_, K_)                                                  \
+  if (p == P_ && q == Q_ && K == K_)                                           \
+    return cond_logpost_sized(d, pr, w, Wf, G, known, draw, g, P_, Q_, K_);
+  COND_CASE(2, 2, 2) COND_CASE(2, 2, 3) COND_CASE(2, 2, 4)
+#undef COND_CASE
+  return cond_logpost_sized(d, pr, w, Wf, G, known, draw, g, p, q, K);
 }
 
 /* Proposal at Wf for cond_refresh(), after cond_logpost() there: precision
@@ -948,18 +995,19 @@ static int cond_proposal(const moe_data *d, const moe_mcmc_prior *pr,
 }
 
 /* One Metropolis-Hastings step on W given the allocations (w->N), from the
- * gating probabilities at W in w->pA, which it keeps up to date. Returns 1
- * when accepted, -1 when a precision could not be factorised, else 0. */
+ * gating probabilities at W in w->pA, which it keeps up to date, and
+ * lp0, w->g, w->hg at W as cond_logpost() left them (the pass that drew the
+ * allocations). Returns 1 when accepted, -1 when a precision could not be
+ * factorised, else 0. */
 static int cond_refresh(const moe_data *d, const moe_mcmc_prior *pr,
-                        moe_mcmc_work *w, double *W)
+                        moe_mcmc_work *w, double *W, double lp0)
 {
   int m = d->q * (d->K - 1);
   double *Ws = w->Ws, *tm = w->tm;
-  double lp0 = cond_logpost(d, pr, w, W, w->pA, 1, w->g);
   if (cond_proposal(d, pr, w, W, w->g, w->H0, w->mu) != 0) return -1;
   mvn_draw_chol(m, w->H0, w->mu, Ws, tm);
   double lq_fwd = 0.5 * log_det_chol(m, w->H0) - 0.5 * chol_quad(m, w->H0, Ws, w->mu, tm);
-  double lp1 = cond_logpost(d, pr, w, Ws, w->pB, 0, w->g1);
+  double lp1 = cond_logpost(d, pr, w, Ws, w->pB, 0, 0, w->g1);
   if (!R_FINITE(lp1) || cond_proposal(d, pr, w, Ws, w->g1, w->H1, w->mu1) != 0)
     return 0;
   double lq_rev = 0.5 * log_det_chol(m, w->H1) - 0.5 * chol_quad(m, w->H1, W, w->mu1, tm);
@@ -1004,13 +1052,14 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
     int *acc = t > ctl->warmup ? out->accept : &acc_warmup;
     double ll;
     if (collapsed) {
+      double lpc = 0.0;
       ll = K > 1 ? update_gating_alloc_marg(d, pr, w, par, ctl->gate_steps, acc,
-                                            &status)
+                                            &status, &lpc)
                  : update_alloc(d, w, par, 1, pending >= 0);
       /* the refresh given the allocations: the target of the collapsed
        * steps need not be log-concave and their Newton proposals can stall
        * in small or ambiguous data sets; given the allocations it is */
-      if (K > 1 && cond_refresh(d, pr, w, par->W) < 0) status |= MOE_NOT_PD;
+      if (K > 1 && cond_refresh(d, pr, w, par->W, lpc) < 0) status |= MOE_NOT_PD;
     } else {
       ll = update_alloc(d, w, par, 1, pending >= 0);
     }
