@@ -74,6 +74,7 @@ moe_ls_control <- function(maxit = 1000, tol = 1e-10, ridge = 1e-6) {
 #' @param expert The experts: [expert_linear()] (the default) or
 #'   [expert_ffn()].
 #' @param control Settings from [moe_ls_control()].
+#' @param subset,na.action As in [lm()].
 #' @param weights Optional case weights: observation \eqn{i} contributes
 #'   `weights[i]` times its squared residual.
 #' @return An object of class `c("moe_ls", "moe_fit")` with methods
