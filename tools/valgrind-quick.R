@@ -2,7 +2,9 @@
 # test suite under valgrind is too slow:
 #   make valgrind VG_SCRIPT=tools/valgrind-quick.R
 # Fits (EM, and MCMC with each gating update, K = 1 and 3, random and EM
-# starts, continuation), Polya-Gamma draws at extreme z, the methods, and 40
+# starts, continuation), gating variants and FFN experts under EM and MCMC,
+# the least-squares form, losses, MTM, marginal likelihoods, Polya-Gamma
+# draws at extreme z, the methods, and 40
 # randomised malformed calls (tests/testthat/helper-hardening.R).
 library(bayesmoe)
 set.seed(1)
@@ -37,6 +39,32 @@ ll <- log_lik(fit)
 rl <- moe_relabel(f3)
 sm <- summary(fit)
 res <- tryCatch(moe_em(y ~ x, data = d[1, ], K = 2), error = function(e) conditionMessage(e))
+# the collapsed default with continuation
+fc <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 60, seed = 4, progress = FALSE)
+fc <- moe_mcmc(fc, iter = 20)
+# gating variants under EM and MCMC
+for (g in list(gate_topk(1), gate_temperature(2), gate_temperature(learn = TRUE),
+               gate_hierarchical(c(1, 1, 2)))) {
+  e <- suppressWarnings(moe_em(y ~ x, data = d, K = 3, starts = 2, seed = 1, gate = g))
+  m <- suppressWarnings(moe_mcmc(y ~ x, data = d, K = 3, chains = 1, iter = 40, seed = 1,
+                                 gate = g, progress = FALSE))
+  p <- predict(m, nd, type = "density", interval = "credible", ndraws = 5)
+}
+# FFN experts, least-squares form, losses, MTM, marginal likelihood
+ef <- suppressWarnings(moe_em(y ~ x, data = d, K = 2, starts = 2, seed = 1,
+                              expert = expert_ffn(hidden = 2)))
+mf <- suppressWarnings(moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 40, seed = 1,
+                                expert = expert_ffn(hidden = 2), progress = FALSE))
+ls <- suppressWarnings(moe_ls(y ~ x, data = d, K = 2, starts = 2, seed = 1))
+e1 <- moe_em(y ~ x, data = d, K = 2, starts = 2, seed = 1)
+tr <- moe_truth(e1)
+vl <- voronoi_loss(e1, tr)
+vl <- voronoi_loss(fc, tr)
+dl <- density_loss(e1, tr)
+vs <- voronoi_loss(ls, moe_truth(e1, sd = 0.2))
+mt <- moe_mtm(f3, seed = 1)
+ml <- moe_marglik(f1, method = "exact")
+ml <- moe_marglik(fc, seed = 1, n_comp = 20)
 if (file.exists("tests/testthat/helper-hardening.R")) {
   env <- new.env()
   sys.source("tests/testthat/helper-hardening.R", envir = env)
