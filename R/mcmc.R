@@ -71,7 +71,10 @@
 #'   main cause of slow mixing of the predictive mean on well separated
 #'   problems; chosen as the default by measurement on the benchmark in
 #'   `bench/mcmc-vs-brms.R` (`bench/results/mcmc-vs-brms.md`). All four
-#'   updates leave the posterior invariant. The acceptance rate of each
+#'   updates leave the posterior invariant. On very small samples the
+#'   collapsed chains can stall for a while (simulation-based calibration
+#'   with n = 40 needs longer warm-ups, see `vignette("validation")`);
+#'   `"pg+mh"` mixes better there. The acceptance rate of each
 #'   chain is stored in the fit (`accept`; for `"collapsed"`, of the
 #'   collapsed steps). The sampler of the gating variants (`gate =` other
 #'   than [gate_softmax()]) has no collapsed update and runs `"collapsed"`
