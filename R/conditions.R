@@ -111,3 +111,19 @@ check_choice <- function(x, choices, arg, call = NULL) {
                 paste0("\"", choices, "\"", collapse = ", "), describe(x)),
         call = call, arg = arg)
 }
+
+# `digits` of a print method: NULL means the default, otherwise a whole number
+# from 1 to 22 (the range print() accepts).
+check_digits <- function(digits, call = NULL) {
+  if (is.null(digits)) return(max(3L, getOption("digits") - 3L))
+  check_number(digits, "digits", lower = 1, upper = 22, whole = TRUE, call = call)
+}
+
+# `control` must come from its constructor `ctor` (a function name).
+check_control <- function(control, ctor, call = NULL) {
+  if (!inherits(control, ctor)) {
+    abort(sprintf("`control` must be made by `%s()`, not %s.", ctor, describe(control)),
+          call = call, arg = "control")
+  }
+  invisible(control)
+}

@@ -91,10 +91,7 @@ moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = ecall)
   starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = ecall)
   seed <- check_seed(seed, ecall)
-  if (!inherits(control, "moe_em_control")) {
-    abort(sprintf("`control` must be made by `moe_em_control()`, not %s.", describe(control)),
-          call = ecall, arg = "control")
-  }
+  check_control(control, "moe_em_control", ecall)
   vr <- check_variants(gate, expert, K, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
@@ -124,10 +121,7 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   call <- sys.call()
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
   starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = call)
-  if (!inherits(control, "moe_em_control")) {
-    abort(sprintf("`control` must be made by `moe_em_control()`, not %s.", describe(control)),
-          call = call, arg = "control")
-  }
+  check_control(control, "moe_em_control", call)
   if (!is.null(init_par) && !is.list(init_par)) {
     abort(sprintf("`init_par` must be NULL or a list of parameter sets, not %s.",
                   describe(init_par)), call = call, arg = "init_par")

@@ -603,6 +603,7 @@ contraction_design <- function(x) {
 
 #' @export
 print.moe_contraction <- function(x, digits = 3L, ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(contraction_title(x), "\n", contraction_design(x), "\n", sep = "")
   nerr <- sum(x$runs$status == "error")
   nmax <- sum(grepl("maxit", x$runs$status))
@@ -672,6 +673,7 @@ summary.moe_contraction <- function(object, drop = object$settings$drop_n, ...) 
 #' @rdname summary.moe_contraction
 #' @export
 print.summary.moe_contraction <- function(x, digits = 4L, ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(x$title, "\n", x$design, "\n\n", sep = "")
   if (!is.null(x$table)) {
     cat("Losses per sample size (over replicates):\n")
@@ -710,7 +712,7 @@ plot.moe_contraction <- function(x, what = c("losses", "cells"), losses = NULL,
   }
   avail <- unique(x$results$loss)
   if (is.null(losses)) losses <- avail
-  if (!is.character(losses) || !all(losses %in% avail)) {
+  if (!is.character(losses) || !length(losses) || !all(losses %in% avail)) {
     abort(sprintf("`losses` must be a subset of %s, not %s.",
                   paste0("\"", avail, "\"", collapse = ", "), describe(losses)), arg = "losses")
   }

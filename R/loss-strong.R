@@ -61,14 +61,19 @@ voronoi_loss_strong <- function(fit, truth, translate = c("infimum", "reference"
     abort(sprintf("`truth` must be a list with `alpha` and `W`, not %s.", describe(truth)),
           call = call, arg = "truth")
   }
-  tru <- strong_atoms(truth$alpha, truth$W, expert)
+  tru <- strong_atoms(truth$alpha, truth$W, expert, "truth", call)
   L <- nrow(sets$atoms)
   if (nrow(tru) != L) {
     abort(sprintf("`truth` must have %d parameters per expert (gating and expert), not %d.",
                   L, nrow(tru)), call = call, arg = "truth")
   }
   d <- nrow(as.matrix(truth$W)) - 1L
-  strong_loss_atoms(sets$atoms, sets$K, tru, d, translate)
+  loss <- strong_loss_atoms(sets$atoms, sets$K, tru, d, translate)
+  if (!all(is.finite(loss))) {
+    abort("The loss overflows: the gating intercepts of `fit` or `truth` are too large for their exponentials (or the parameters too far apart) to be finite.",
+          kind = "numerical", call = call, arg = "fit")
+  }
+  loss
 }
 
 # Losses of S stacked atom sets (L x K x S) against the truth (L x kstar).
@@ -94,10 +99,23 @@ strong_loss_atoms <- function(atoms, K, tru, d, translate) {
 
 # Atoms (L x K, L = q + P_e): per expert its gating column and its
 # (canonical) expert parameters.
-strong_atoms <- function(alpha, W, expert) {
+strong_atoms <- function(alpha, W, expert, arg = "fit", call = NULL) {
   alpha <- as.matrix(alpha)
   W <- as.matrix(W)
-  if (inherits(expert, "moe_expert_ffn")) alpha <- ffn_canonical(alpha, expert)
+  if (!is.numeric(alpha) || !is.numeric(W) || ncol(alpha) != ncol(W) || !length(W) ||
+      !all(is.finite(alpha)) || !all(is.finite(W))) {
+    abort(sprintf("`%s` must have finite numeric `alpha` and `W` with one column per expert each (%s and %s columns given).",
+                  arg, ncol(alpha), ncol(W)), call = call, arg = arg)
+  }
+  if (inherits(expert, "moe_expert_ffn")) {
+    H <- expert$hidden
+    D <- (nrow(alpha) - 2L * H - 1L) / H
+    if (D < 1 || D != round(D)) {
+      abort(sprintf("`%s` must have %d * D + %d rows of expert parameters for `expert_ffn(%d)` experts with D inputs, not %d.",
+                    arg, H, 2L * H + 1L, H, nrow(alpha)), call = call, arg = arg)
+    }
+    alpha <- ffn_canonical(alpha, expert)
+  }
   m <- rbind(W, alpha)
   storage.mode(m) <- "double"
   unname(m)
@@ -135,7 +153,7 @@ strong_param_sets <- function(fit, expert, call) {
     abort(sprintf("`fit` must be a moe_ls, moe_em or moe_mcmc fit or a list with `alpha` and `W`, not %s.",
                   describe(fit)), call = call, arg = "fit")
   }
-  at <- strong_atoms(par$alpha, par$W, expert)
+  at <- strong_atoms(par$alpha, par$W, expert, "fit", call)
   list(atoms = array(at, c(dim(at), 1L)), K = ncol(at), expert = expert)
 }
 

@@ -102,14 +102,13 @@ moe_ls <- function(formula, data, K, gating = NULL, expert = expert_linear(),
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = ecall)
   starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = ecall)
   seed <- check_seed(seed, ecall)
-  if (!inherits(control, "moe_ls_control")) {
-    abort(sprintf("`control` must be made by `moe_ls_control()`, not %s.", describe(control)),
-          call = ecall, arg = "control")
-  }
+  check_control(control, "moe_ls_control", ecall)
   check_ls_expert(expert, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
   check_expert_design(expert, fr$X, ecall)
+  check_ls_rows(fr$weights, expert_npar(expert, ncol(fr$X)) * K + ncol(fr$Z) * (K - 1L),
+                "data", ecall)
   res <- with_seed(seed, moe_ls_fit(fr$y, fr$X, fr$Z, fr$weights, K, expert, starts, control))
   fit <- new_moe_ls(fr, res, call)
   if ("maxit" %in% decode_status(fit$status)) {
@@ -140,7 +139,8 @@ new_moe_ls <- function(fr, res, call) {
 }
 
 check_ls_expert <- function(expert, call) {
-  if (!inherits(expert, "moe_expert_linear") && !inherits(expert, "moe_expert_ffn")) {
+  if ((!inherits(expert, "moe_expert_linear") && !inherits(expert, "moe_expert_ffn")) ||
+      is.null(rebuild_variant(expert))) {
     abort(sprintf("`expert` must be made by `expert_linear()` or `expert_ffn()`, not %s.",
                   describe_object(expert)), call = call, arg = "expert")
   }
@@ -178,17 +178,28 @@ ls_act <- function(expert) if (inherits(expert, "moe_expert_ffn")) ffn_act_code(
 #' @export
 moe_ls_fit <- function(y, X, Z, w = rep(1, length(y)), K, expert = expert_linear(),
                        starts = 10, control = moe_ls_control(), init = NULL) {
-  storage.mode(X) <- "double"
-  storage.mode(Z) <- "double"
-  y <- as.double(y)
-  w <- as.double(w)
+  call <- sys.call()
+  K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
+  starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = call)
+  check_control(control, "moe_ls_control", call)
+  check_ls_expert(expert, call)
+  dat <- check_matrix_data(y, X, Z, w, K, call)
+  y <- dat$y
+  X <- dat$X
+  Z <- dat$Z
+  w <- dat$w
+  check_expert_design(expert, X, call)
+  p <- ncol(X)
+  q <- ncol(Z)
+  pe <- expert_npar(expert, p)
+  # with no more rows than parameters the residual sum of squares is zero
+  # and the Gaussian log-likelihood infinite
+  check_ls_rows(w, pe * K + q * (K - 1L), "y", call)
+  if (!is.null(init)) check_ls_init(init, pe, q, K, call)
   sc <- moe_scaling(y, X, Z)
   s <- scale_data(sc, y, X, Z)
   ffn <- inherits(expert, "moe_expert_ffn")
   Xf <- if (ffn) ffn_inputs(s$X) else matrix(0, length(y), 1L)
-  p <- ncol(X)
-  q <- ncol(Z)
-  pe <- expert_npar(expert, p)
   types <- start_types(starts)
   feats <- start_features(s$y, s$X, s$Z)
   pen <- ls_penalty(expert, pe, q, K, if (is.null(control$ridge)) 0 else control$ridge, ncol(Xf))
@@ -233,6 +244,29 @@ moe_ls_fit <- function(y, X, Z, w = rep(1, length(y)), K, expert = expert_linear
                            status = vapply(runs, function(r) status_text(r$status), ""),
                            stringsAsFactors = FALSE),
        best = best)
+}
+
+# With no more rows than parameters the residual sum of squares is zero and
+# the Gaussian log-likelihood infinite: refused.
+check_ls_rows <- function(w, npar, arg, call) {
+  if (sum(w > 0) <= npar) {
+    abort(sprintf("`%s` must have more rows with positive weight (%d) than the model has parameters (%d); use a smaller `K` or more data.",
+                  arg, sum(w > 0), npar), kind = "data", call = call, arg = arg)
+  }
+  invisible()
+}
+
+# `init` of moe_ls_fit(): alpha (pe x K) and W (q x K), finite.
+check_ls_init <- function(init, pe, q, K, call) {
+  ok_mat <- function(M, r) {
+    (is.matrix(M) || (is.numeric(M) && r == 1L)) && is.numeric(M) &&
+      length(M) == r * K && all(is.finite(M)) && all(abs(M) <= data_max)
+  }
+  if (!is.list(init) || !ok_mat(init$alpha, pe) || !ok_mat(init$W, q)) {
+    abort(sprintf("`init` must be NULL or a list with finite matrices `alpha` (%d x %d) and `W` (%d x %d), not %s.",
+                  pe, K, q, K, describe(init)), call = call, arg = "init")
+  }
+  invisible()
 }
 
 # Ridge weights of the flat internal parameters (NULL without a ridge): the
@@ -371,6 +405,7 @@ residuals.moe_ls <- function(object, ...) object$y - fitted(object)
 
 #' @export
 print.moe_ls <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(fit_title(x), "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
   par <- x$coefficients
@@ -409,6 +444,7 @@ summary.moe_ls <- function(object, ...) {
 
 #' @export
 print.summary.moe_ls <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(x$title, "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
   tab <- x$coefficients[-nrow(x$coefficients), , drop = FALSE]

@@ -300,6 +300,7 @@ summary.moe_mcmc <- function(object, probs = c(0.025, 0.5, 0.975), ...) {
 #' @rdname summary.moe_mcmc
 #' @export
 print.summary.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 4L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(x$title, "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
   if (length(x$na.action)) {

@@ -283,10 +283,7 @@ mcmc_settings <- function(prior, chains, iter, warmup, thin, init, seed, control
     abort(sprintf("`prior` must be made by `moe_prior()`, not %s.", describe(prior)),
           call = call, arg = "prior")
   }
-  if (!inherits(control, "moe_mcmc_control")) {
-    abort(sprintf("`control` must be made by `moe_mcmc_control()`, not %s.", describe(control)),
-          call = call, arg = "control")
-  }
+  check_control(control, "moe_mcmc_control", call)
   chains <- check_number(chains, "chains", lower = 1, whole = TRUE, call = call)
   iter <- check_number(iter, "iter", lower = 1, whole = TRUE, call = call)
   warmup <- check_number(warmup, "warmup", lower = 0, upper = iter - 1, whole = TRUE,
@@ -654,6 +651,7 @@ fit_title.moe_mcmc <- function(x) {
 
 #' @export
 print.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(fit_title(x), "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
   S <- dim(x$draws)[1L]

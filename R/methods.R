@@ -205,6 +205,7 @@ simulation_pars.moe_em <- function(object, nsim) rep(list(object$coefficients), 
 
 #' @export
 print.moe_fit <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(fit_title(x), "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
   par <- moe_point(x)
@@ -276,6 +277,7 @@ summary.moe_em <- function(object, ...) {
 #' @rdname summary.moe_em
 #' @export
 print.summary.moe_em <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(x$title, "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
   if (length(x$na.action)) {

@@ -212,6 +212,14 @@ check_matrix_data <- function(y, X, Z, w, K, call = NULL) {
   # parameter names need column names
   if (is.null(colnames(X))) colnames(X) <- paste0("X", seq_len(ncol(X)))
   if (is.null(colnames(Z))) colnames(Z) <- paste0("Z", seq_len(ncol(Z)))
+  for (arg in c("X", "Z")) {
+    nm <- colnames(if (arg == "X") X else Z)
+    if (anyDuplicated(nm) || anyNA(nm)) {
+      abort(sprintf("`%s` must have distinct column names (parameters are named after them); %s repeated or missing.",
+                    arg, paste0("`", unique(nm[duplicated(nm) | is.na(nm)]), "`", collapse = ", ")),
+            kind = "data", call = call, arg = arg)
+    }
+  }
   list(y = as.double(y), X = X, Z = Z, w = as.double(w))
 }
 

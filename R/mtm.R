@@ -154,6 +154,7 @@ moe_mtm.moe_mcmc <- function(fit, omega = NULL, c = 0.5, r = 2,
   n <- sum(fit$weights)
   set$omega_default <- is.null(set$omega)
   if (set$omega_default) set$omega <- mtm_default_omega(n)
+  mtm_check_threshold(set, call)
   at <- mtm_fit_atoms(fit, weights, call)
   res <- with_seed(set$seed, mtm_run(at$theta, at$w, rep(fit$K, dim(at$theta)[3L]),
                                      order = NULL, set))
@@ -171,6 +172,7 @@ moe_mtm.list <- function(fit, omega = NULL, c = 0.5, r = 2, order = NULL,
     abort("`omega` must be given for a list of atom sets: there is no sample size to derive it from.",
           call = call, arg = "omega")
   }
+  mtm_check_threshold(set, call)
   sets <- mtm_check_sets(fit, call)
   d <- ncol(sets[[1L]]$atoms)
   natoms <- vapply(sets, function(s) nrow(s$atoms), 1L)
@@ -220,6 +222,18 @@ mtm_settings <- function(omega, c, r, seed, call) {
   c <- check_number(c, "c", lower = 0, strict_lower = TRUE, call = call)
   r <- check_number(r, "r", lower = 1, call = call)
   list(omega = omega, c = c, r = r, seed = check_seed(seed, call))
+}
+
+# The truncation threshold (c omega)^r must be a positive finite number:
+# extreme settings underflow it to zero or overflow it.
+mtm_check_threshold <- function(set, call) {
+  thr <- (set$c * set$omega)^set$r
+  if (!is.finite(thr) || thr <= 0) {
+    abort(sprintf("`c`, `omega` and `r` must give a positive finite truncation threshold (c omega)^r, not %s (c = %s, omega = %s, r = %s).",
+                  format(thr), format(set$c), format(set$omega), format(set$r)),
+          call = call, arg = "c")
+  }
+  invisible()
 }
 
 # Validate a list of atom sets (or one set); returns a list of sets with
@@ -374,6 +388,7 @@ new_moe_mtm <- function(res, names, set, n, weights_type, draw, K_fit) {
 #' @param digits Number of significant digits to print.
 #' @export
 print.moe_mtm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(sprintf("Merge-Truncate-Merge over %d draw%s with up to %d atoms\n",
               length(x$K), if (length(x$K) == 1L) "" else "s", x$K_fit))
   cat(sprintf("omega = %s%s, c = %s, r = %s, truncation threshold (c omega)^r = %s\n",
@@ -429,6 +444,7 @@ summary.moe_mtm <- function(object, ...) {
 
 #' @export
 print.summary.moe_mtm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(sprintf("Merge-Truncate-Merge: %d draws, omega = %s, c = %s, r = %s, threshold = %s\n",
               x$n_draws, format(signif(x$omega, digits)), format(x$c), format(x$r),
               format(signif(x$threshold, digits))))

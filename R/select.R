@@ -60,6 +60,7 @@ prior_K <- function(type = c("poisson", "geometric", "uniform"), lambda = 1, K_m
 
 #' @export
 print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   desc <- switch(x$type,
                  poisson = sprintf("K - 1 ~ Poisson(%s), truncated to K <= %d", format(x$lambda), x$K_max),
                  geometric = sprintf("K - 1 ~ Geometric(mean %s), truncated to K <= %d",
@@ -107,7 +108,8 @@ print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...
 #' and case weights in `data` beforehand.
 #'
 #' @inheritParams moe_em
-#' @param K The numbers of experts to compare: distinct whole numbers >= 1.
+#' @param K The numbers of experts to compare: distinct whole numbers >= 1
+#'   (at most 8 with `method = "posterior"`: see [moe_marglik()]).
 #' @param method One or more of `"posterior"`, `"mtm"`, `"bic"`, `"icl"`;
 #'   when not given, `"posterior"`. All the methods given are run; the first
 #'   one gives `probs` and `K_hat`.
@@ -154,6 +156,10 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
                   max(Ks), pk$K_max), call = ecall, arg = "K")
   }
   seed <- check_seed(seed, ecall)
+  if ("posterior" %in% methods && max(Ks) > marglik_kmax("mixture")) {
+    abort(sprintf("`K` must be at most %d with `method = \"posterior\"` (bridge sampling relabels the draws over all K! permutations), not up to %d; use `method = \"mtm\"` for more experts.",
+                  marglik_kmax("mixture"), max(Ks)), call = ecall, arg = "K")
+  }
   dots <- select_split_dots(list(...), ecall)
   if (missing(data)) data <- NULL
   env <- environment()
@@ -343,6 +349,7 @@ select_posterior <- function(logml, se, log_prior, seed, nsim = 2000L) {
 #' @param digits Number of significant digits to print.
 #' @export
 print.moe_select <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(sprintf("Number of experts, K in {%s}, n = %d\n", paste(x$K, collapse = ", "), x$n))
   lab <- c(posterior = "posterior probabilities", mtm = "Merge-Truncate-Merge frequencies",
            bic = "BIC (EM)", icl = "ICL (EM)")
@@ -371,6 +378,7 @@ summary.moe_select <- function(object, ...) {
 
 #' @export
 print.summary.moe_select <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(sprintf("Choosing the number of experts (n = %d); methods run: %s\n", x$n,
               paste(x$methods, collapse = ", ")))
   if ("posterior" %in% x$methods) print(x$prior_K, digits = digits)
@@ -400,7 +408,13 @@ print.summary.moe_select <- function(x, digits = max(3L, getOption("digits") - 3
 #'   "smaller is better" on the deviance scale), or both (the default).
 #' @export
 plot.moe_select <- function(x, which = c("probs", "criteria"), ...) {
-  which <- match.arg(which, several.ok = TRUE)
+  choices <- c("probs", "criteria")
+  if (!is.character(which) || !length(which) || anyNA(which) ||
+      anyNA(i <- pmatch(which, choices, duplicates.ok = TRUE))) {
+    abort(sprintf("`which` must be one or both of \"probs\", \"criteria\", not %s.",
+                  describe(which)), call = sys.call(), arg = "which")
+  }
+  which <- unique(choices[i])
   has_probs <- !all(is.na(x$probs))
   if (!has_probs) which <- setdiff(which, "probs")
   if (!length(which)) which <- "criteria"

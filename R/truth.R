@@ -238,6 +238,7 @@ new_moe_truth <- function(beta0, beta1, a, b, sigma, call = NULL) {
 
 #' @export
 print.moe_truth <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
   cat(sprintf("Mixture-of-experts truth: K = %d expert%s, d = %d covariate%s%s\n",
               x$K, if (x$K > 1L) "s" else "", x$d, if (x$d > 1L) "s" else "",
               if (x$K > 1L) sprintf(" (expert %d is the gating reference)", x$K) else ""))

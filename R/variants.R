@@ -26,6 +26,31 @@
 # ---------------------------------------------------------------------------
 # Gate objects
 
+# A gate or expert object rebuilt by its constructor from its own fields:
+# NULL unless the object is exactly what the constructor makes (hand-built or
+# edited objects with unknown types or invalid fields are refused before any
+# C code sees them).
+rebuild_variant <- function(obj) {
+  type <- obj$type
+  if (!is.character(type) || length(type) != 1L || is.na(type)) return(NULL)
+  make <- if (inherits(obj, "moe_gate")) {
+    switch(type, softmax = function(o) gate_softmax(),
+           topk = function(o) gate_topk(o$k),
+           temperature = function(o) gate_temperature(o$tau, o$learn, o$prior),
+           hierarchical = function(o) gate_hierarchical(if (is.null(o$groups)) o$G else o$groups),
+           NULL)
+  } else {
+    switch(type, linear = function(o) expert_linear(),
+           ffn = function(o) expert_ffn(o$hidden, o$activation, o$lm_steps, o$mh_steps,
+                                        o$prior_sd),
+           NULL)
+  }
+  if (is.null(make)) return(NULL)
+  new <- tryCatch(make(obj), error = function(e) NULL)
+  if (is.null(new) || !identical(new, obj)) return(NULL)
+  new
+}
+
 new_gate <- function(type, ...) {
   structure(list(type = type, ...), class = c(paste0("moe_gate_", type), "moe_gate"))
 }
@@ -150,7 +175,7 @@ gate_hierarchical <- function(groups) {
     G <- check_number(groups, "groups", lower = 1, whole = TRUE, call = call)
     return(new_gate("hierarchical", G = G, groups = NULL))
   }
-  ok <- is.numeric(groups) && all(is.finite(groups)) && all(abs(groups - round(groups)) < 1e-8) &&
+  ok <- is.numeric(groups) && length(groups) > 0L && all(is.finite(groups)) && all(abs(groups - round(groups)) < 1e-8) &&
     all(groups >= 1)
   if (ok) {
     groups <- as.integer(round(groups))
@@ -261,11 +286,11 @@ fit_spec <- function(fit) make_spec(fit$gate, fit$expert)
 # designs; returns list(gate, expert) with the gate resolved (the groups of
 # a hierarchical gate as a vector of length K).
 check_variants <- function(gate, expert, K, call = NULL) {
-  if (!inherits(gate, "moe_gate")) {
+  if (!inherits(gate, "moe_gate") || is.null(rebuild_variant(gate))) {
     abort(sprintf("`gate` must be made by `gate_softmax()`, `gate_topk()`, `gate_temperature()` or `gate_hierarchical()`, not %s.",
                   describe_object(gate)), call = call, arg = "gate")
   }
-  if (!inherits(expert, "moe_expert")) {
+  if (!inherits(expert, "moe_expert") || is.null(rebuild_variant(expert))) {
     abort(sprintf("`expert` must be made by `expert_linear()` or another `expert_*()` constructor, not %s.",
                   describe_object(expert)), call = call, arg = "expert")
   }

@@ -6,7 +6,7 @@
 # Usage: Rscript tools/install-deps.R [--bench]
 args <- commandArgs(trailingOnly = TRUE)
 need <- c("knitr", "rmarkdown", "testthat", "roxygen2", "coda", "posterior",
-          "loo", "future", "future.apply", "flexmix", "pkgload")
+          "loo", "future", "future.apply", "flexmix", "pkgload", "pkgbuild")
 if ("--bench" %in% args) need <- c(need, "bench", "brms", "rstan")
 installed <- rownames(installed.packages())
 missing <- setdiff(need, installed)

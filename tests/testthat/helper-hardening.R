@@ -34,10 +34,12 @@ classify_call <- function(expr_fun, validate) {
 }
 
 # A fit is valid when its log-likelihood and every parameter are finite and
-# the variances positive; an MCMC fit also needs finite draws.
+# the variances positive; an MCMC fit also needs finite draws. (The `spec`
+# of gating and expert variants is not a parameter.)
 valid_fit <- function(fit) {
+  par <- fit$coefficients[setdiff(names(fit$coefficients), "spec")]
   inherits(fit, "moe_fit") && is.finite(as.numeric(logLik(fit))) &&
-    all(is.finite(unlist(fit$coefficients))) && all(fit$coefficients$sigma2 > 0)
+    all(is.finite(unlist(par))) && all(fit$coefficients$sigma2 > 0)
 }
 
 valid_mcmc <- function(fit) {
@@ -58,6 +60,7 @@ finite_value <- function(x) {
 }
 
 any_value <- function(x) TRUE
+
 
 # Predictions (vector, matrix or array with one row per observation): finite
 # in every row not flagged in `miss` (rows with missing covariates are NA by
@@ -89,6 +92,21 @@ nasty_values <- list(NULL, NA, NA_real_, NA_integer_, NA_character_, NaN, Inf, -
 # Huge counts are legitimate (if slow) requests, not malformed input.
 is_big_count <- function(v) is.numeric(v) && length(v) == 1L && isTRUE(v > 100)
 small_values <- nasty_values[!vapply(nasty_values, is_big_count, TRUE)]
+
+# A least-squares fit with finite parameters and log-likelihood.
+valid_ls <- function(fit) {
+  inherits(fit, "moe_ls") && all(is.finite(unlist(coef(fit)))) && is.finite(as.numeric(logLik(fit)))
+}
+
+# An object of class `cls`.
+is_class <- function(cls) function(x) inherits(x, cls)
+
+# `digits` of print methods: the nasty values and two valid ones.
+digits_values <- c(nasty_values, list(3, 10))
+
+# A smaller pool for arguments whose valid values start expensive runs.
+few_values <- list(NULL, NA, NaN, Inf, -1, 0, 1.5, "a", TRUE, list(), c(1, NA), mean,
+                   data.frame(), numeric(0))
 
 base_data <- function(n = 40, seed = 1) {
   set.seed(seed)

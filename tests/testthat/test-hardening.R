@@ -441,6 +441,387 @@ test_that("randomised malformed input: >= 300 calls, no crash, no silent non-fin
   }
 })
 
+# ---- the other entry points: variants, least squares, losses, choice of K,
+# contraction studies ----------------------------------------------------------------
+#
+# Each table function returns the outcomes of its calls (run_cases()).
+
+tables_constructors <- function() {
+  d <- base_data()
+  fit_gate <- function(g, K = 3) moe_em(y ~ x, gating = ~ x + z, data = d, K = K, gate = g,
+                                        starts = 1, seed = 1)
+  fit_expert <- function(e) moe_em(y ~ x, data = d, K = 2, expert = e, starts = 1, seed = 1,
+                                   control = moe_em_control(maxit = 20))
+  tru <- moe_truth_example("p4")
+  # hand-built or edited gate and expert objects
+  fake_objects <- list(
+    structure(list(type = "foo"), class = c("moe_gate_foo", "moe_gate")),
+    structure(list(type = "topk"), class = c("moe_gate_topk", "moe_gate")),
+    structure(list(type = "topk", k = -1L), class = c("moe_gate_topk", "moe_gate")),
+    structure(list(type = "softmax"), class = c("moe_gate_topk", "moe_gate")),
+    structure(list(type = "temperature", tau = 0, learn = FALSE, prior = c(0, 1)),
+              class = c("moe_gate_temperature", "moe_gate")),
+    structure(list(type = 1), class = "moe_gate"),
+    structure(list(type = "foo"), class = c("moe_expert_foo", "moe_expert")),
+    structure(list(type = "ffn", hidden = 0L), class = c("moe_expert_ffn", "moe_expert")),
+    modifyList(expert_ffn(2), list(activation = "relu")),
+    structure(list(type = c("linear", "ffn")), class = c("moe_expert_linear", "moe_expert")))
+  targs <- list(beta0 = -8, beta1 = 25, a = c(-20, 20), b = c(15, -5), sigma = c(0.3, 0.4))
+  res <- list(
+    run_cases("gate_softmax", function(v) fit_gate(gate_softmax()), list(NULL), valid_fit),
+    run_cases("gate_topk", function(v) fit_gate(gate_topk(v)), nasty_values, valid_fit),
+    run_cases("gate_topk", function(v) fit_gate(gate_topk(2), K = v), list(1, 2, 3, 5), valid_fit),
+    run_cases("gate_temperature", function(v) fit_gate(gate_temperature(tau = v)), nasty_values,
+              valid_fit),
+    run_cases("gate_temperature", function(v) fit_gate(gate_temperature(learn = v)),
+              nasty_values, valid_fit),
+    run_cases("gate_temperature", function(v) fit_gate(gate_temperature(learn = TRUE, prior = v)),
+              nasty_values, valid_fit),
+    run_cases("gate_hierarchical", function(v) fit_gate(gate_hierarchical(v), K = 4),
+              c(nasty_values, list(c(1, 1, 2, 2), c(1, 1, 1, 1), c(1, 2, 3, 4), c(1, 1, 2),
+                                   c("a", "a", "b", "b"), c(1, 1, 2, 5))), valid_fit),
+    run_cases("moe_em", function(v) fit_gate(v), c(nasty_values, fake_objects), valid_fit,
+              label = "moe_em(gate = v)"),
+    run_cases("moe_mcmc", function(v) moe_mcmc(y ~ x, data = d, K = 3, gate = v, chains = 1,
+                                               iter = 10, seed = 1, progress = FALSE,
+                                               control = tiny_mcmc_control()),
+              c(nasty_values, list(gate_topk(2), gate_temperature(learn = TRUE),
+                                   gate_hierarchical(c(1, 1, 2)))), valid_mcmc,
+              label = "moe_mcmc(gate = v)"),
+    run_cases("expert_linear", function(v) fit_expert(expert_linear()), list(NULL), valid_fit),
+    run_cases("moe_em", function(v) fit_expert(v), c(nasty_values, fake_objects), valid_fit,
+              label = "moe_em(expert = v)"),
+    run_cases("moe_ls", function(v) moe_ls(y ~ x, data = d, K = 2, expert = v, starts = 1),
+              fake_objects, valid_ls, label = "moe_ls(expert = v)"))
+  for (a in names(formals(expert_ffn))) {
+    res[[paste0("ffn_", a)]] <- run_cases("expert_ffn", function(v)
+      fit_expert(do.call(expert_ffn, setNames(list(v), a))),
+      if (a %in% c("hidden", "lm_steps", "mh_steps")) small_values else nasty_values,
+      valid_fit, label = sprintf("moe_em(expert = expert_ffn(%s = v))", a))
+  }
+  objs <- list(gate_softmax(), gate_topk(2), gate_temperature(2, learn = TRUE),
+               gate_hierarchical(c(1, 1, 2)), expert_linear(), expert_ffn(2, "gelu"))
+  res$print_gate <- run_cases("print.moe_gate", function(v) capture.output(print(v)),
+                              objs[1:4], any_value)
+  res$print_expert <- run_cases("print.moe_expert", function(v) capture.output(print(v)),
+                                objs[5:6], any_value)
+  # truths: each argument replaced by a malformed value
+  for (a in c(names(targs), "draw", "expert", "eta", "sd")) {
+    res[[paste0("truth_", a)]] <- run_cases("moe_truth", function(v) {
+      args <- targs
+      args[a] <- list(v)
+      do.call(moe_truth, args)
+    }, nasty_values, is_class("moe_truth"), label = sprintf("moe_truth(%s = v)", a))
+  }
+  res$truth_fit <- run_cases("moe_truth", function(v) moe_truth(v),
+                             c(nasty_values, list(fit_gate(gate_softmax(), K = 2))),
+                             is_class("moe_truth"))
+  res$example <- run_cases("moe_truth_example", function(v) moe_truth_example(v),
+                           c(nasty_values, list("p4", "p1", "P4", c("p4", "p1"))),
+                           is_class("moe_truth"))
+  res$print_truth <- run_cases("print.moe_truth", function(v) capture.output(print(tru, digits = v)),
+                               digits_values, any_value)
+  res$rmoe_n <- run_cases("rmoe", function(v) rmoe(v, tru), small_values,
+                          function(x) is.data.frame(x) && all(is.finite(x$y)))
+  res$rmoe_truth <- run_cases("rmoe", function(v) rmoe(10, v), c(nasty_values, list(unclass(tru))),
+                              function(x) is.data.frame(x) && all(is.finite(x$y)))
+  res$rmoe_x <- run_cases("rmoe", function(v) rmoe(3, tru, x = v),
+                          c(nasty_values, list(matrix(0.5, 3, 1), matrix(0.5, 3, 2), c(0.1, 0.2, 1e300))),
+                          function(x) is.data.frame(x) && all(is.finite(x$y)))
+  res$rmoe_design <- run_cases("rmoe", function(v) rmoe(10, tru, x_design = v), nasty_values,
+                               function(x) is.data.frame(x) && all(is.finite(x$y)))
+  do.call(rbind, res)
+}
+
+tables_ls <- function() {
+  d <- base_data()
+  res <- list()
+  for (nm in names(cases <- malformed_data(d))) {
+    dd <- cases[[nm]]
+    res[[nm]] <- run_cases("moe_ls", function(K) moe_ls(y ~ x + z, data = dd, K = K, starts = 2,
+                                                         seed = 1),
+                           list(1, 2, 50), valid_ls, label = paste("moe_ls on", nm))
+  }
+  for (a in c("K", "starts", "seed", "gating", "formula", "data", "control", "weights",
+              "subset", "na.action", "expert")) {
+    vals <- if (a == "starts") small_values else nasty_values
+    res[[a]] <- run_cases("moe_ls", function(v) {
+      cl <- list(formula = y ~ x, data = d, K = 2, starts = 2, seed = 1)
+      cl[a] <- list(v)
+      do.call(moe_ls, cl)
+    }, vals, valid_ls, label = sprintf("moe_ls(%s = v)", a))
+  }
+  for (a in names(formals(moe_ls_control))) {
+    res[[paste0("ctl_", a)]] <- run_cases("moe_ls_control", function(v) {
+      moe_ls(y ~ x, data = d, K = 2, starts = 1, seed = 1,
+             control = do.call(moe_ls_control, setNames(list(v), a)))
+    }, if (a == "maxit") small_values else nasty_values, valid_ls,
+    label = sprintf("moe_ls(control = moe_ls_control(%s = v))", a))
+  }
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  valid_lsfit <- function(r) is.list(r) && all(is.finite(unlist(r$par)))
+  for (a in c("y", "X", "Z", "w", "K", "starts", "control", "init", "expert")) {
+    vals <- if (a == "starts") small_values else
+      c(nasty_values, list(X, X[1:5, ], cbind(X, X), rep(1, 40)))
+    res[[paste0("fit_", a)]] <- run_cases("moe_ls_fit", function(v) {
+      cl <- list(y = d$y, X = X, Z = X, K = 2, starts = 2)
+      cl[a] <- list(v)
+      do.call(moe_ls_fit, cl)
+    }, vals, valid_lsfit, label = sprintf("moe_ls_fit(%s = v)", a))
+  }
+  fit <- moe_ls(y ~ x + f, gating = ~ z, data = d, K = 2, starts = 2, seed = 1)
+  pdf(NULL)
+  on.exit(grDevices::dev.off(), add = TRUE)
+  res$methods <- rbind(
+    run_cases("predict.moe_ls", function(v) predict(fit, newdata = v),
+              c(nasty_values, list(d[0, ], d[1, ], within(d[1:3, ], x[2] <- NA),
+                                   within(d[1:3, ], x[2] <- Inf), d[1:3, c("x", "f")])),
+              function(x) is.numeric(x)),
+    run_cases("predict.moe_ls", function(v) predict(fit, type = v), nasty_values, finite_value),
+    run_cases("coef.moe_ls", function(v) coef(fit, matrix = v), nasty_values, finite_value),
+    run_cases("logLik.moe_ls", function(v) logLik(fit), list(NULL), finite_value),
+    run_cases("residuals.moe_ls", function(v) residuals(fit), list(NULL), finite_value),
+    run_cases("vcov.moe_ls", function(v) vcov(fit), list(NULL),
+              function(x) all(is.finite(x)) || all(is.na(x))),
+    run_cases("summary.moe_ls", function(v) summary(fit), list(NULL), any_value),
+    run_cases("print.summary.moe_ls", function(v) capture.output(print(summary(fit), digits = v)),
+              digits_values, any_value),
+    run_cases("print.moe_ls", function(v) capture.output(print(fit, digits = v)), digits_values,
+              any_value),
+    run_cases("plot.moe_ls", function(v) plot(fit, what = v), nasty_values, any_value),
+    run_cases("plot.moe_ls", function(v) plot(fit, covariate = v), nasty_values, any_value))
+  do.call(rbind, res)
+}
+
+tables_losses <- function() {
+  tru <- moe_truth_example("p4")
+  set.seed(1)
+  sim <- rmoe(200, tru)
+  f2 <- moe_em(y ~ x, data = sim, K = 2, starts = 2, seed = 1)
+  f3 <- moe_em(y ~ x, data = sim, K = 3, starts = 2, seed = 1)
+  fs <- moe_em(y ~ x, data = sim, K = 3, gate = gate_topk(2), starts = 2, seed = 1)
+  mc <- moe_mcmc(y ~ x, data = sim, K = 2, chains = 1, iter = 20, seed = 1, progress = FALSE,
+                 control = tiny_mcmc_control())
+  fits <- list(f2, f3, fs, mc, tru, coef(f2, matrix = TRUE))
+  nonneg <- function(x) is.numeric(x) && all(is.finite(unlist(x))) && all(unlist(x) >= 0)
+  tk <- list(alpha = cbind(c(1, 2), c(-1, 1), c(0, -2)), sigma2 = c(0.1, 0.2, 0.15),
+             W = cbind(c(0.5, -3), c(0, 3), 0))
+  Z <- cbind(1, seq(-2, 2, length.out = 20))
+  st <- list(alpha = cbind(c(1, 2), c(-1, 0.5)), W = cbind(c(0.5, 3), c(0, 0)))
+  res <- list(
+    run_cases("density_loss", function(v) density_loss(v, tru), c(nasty_values, fits), nonneg),
+    run_cases("density_loss", function(v) density_loss(f2, v), c(nasty_values, fits), nonneg),
+    run_cases("density_loss", function(v) density_loss(f2, tru, type = v), nasty_values, nonneg),
+    run_cases("density_loss", function(v) density_loss(f2, tru, x = v),
+              c(nasty_values, list(c(0.1, 0.5), matrix(0.5, 2, 2), c(1e300, 0.5))), nonneg),
+    run_cases("density_loss", function(v) density_loss(f2, tru, min_points = v), small_values,
+              nonneg),
+    run_cases("voronoi_loss", function(v) voronoi_loss(v, tru), c(nasty_values, fits), nonneg),
+    run_cases("voronoi_loss", function(v) voronoi_loss(f2, v), c(nasty_values, fits), nonneg),
+    run_cases("voronoi_loss", function(v) voronoi_loss(f3, tru, type = v), nasty_values, nonneg),
+    run_cases("voronoi_loss", function(v) voronoi_loss(f3, tru, rbar = v), nasty_values, nonneg),
+    run_cases("voronoi_loss", function(v) voronoi_loss(f2, tru, norm = v), nasty_values, nonneg),
+    run_cases("voronoi_loss", function(v) voronoi_loss(f2, tru, reference = v), nasty_values,
+              nonneg),
+    run_cases("voronoi_loss", function(v) voronoi_loss(f2, tru, translation = v), nasty_values,
+              nonneg),
+    run_cases("voronoi_cells", function(v) voronoi_cells(v, tru), c(nasty_values, fits),
+              any_value),
+    run_cases("voronoi_cells", function(v) voronoi_cells(f3, tru, type = v), nasty_values,
+              any_value),
+    run_cases("voronoi_loss_strong", function(v) voronoi_loss_strong(v, st),
+              c(nasty_values, list(st, list(alpha = st$alpha, W = st$W * 4000),
+                                   list(alpha = st$alpha, W = st$W[, 1, drop = FALSE]))), nonneg),
+    run_cases("voronoi_loss_strong", function(v) voronoi_loss_strong(st, v),
+              c(nasty_values, list(list(alpha = st$alpha * 1e200, W = st$W))), nonneg),
+    run_cases("voronoi_loss_strong", function(v) voronoi_loss_strong(st, st, translate = v),
+              c(nasty_values, list("none", "reference", "infimum")), nonneg),
+    run_cases("voronoi_loss_strong", function(v) voronoi_loss_strong(st, st, expert = v),
+              c(nasty_values, list(expert_linear(), expert_ffn(1))), nonneg),
+    run_cases("topk_loss", function(v) topk_loss(v, tk, k = 2, Z = Z),
+              c(nasty_values, list(coef(f3, matrix = TRUE), coef(fs, matrix = TRUE))), nonneg),
+    run_cases("topk_loss", function(v) topk_loss(tk, v, k = 2, Z = Z), c(nasty_values, fits),
+              nonneg),
+    run_cases("topk_loss", function(v) topk_loss(tk, tk, k = v, Z = Z), nasty_values, nonneg),
+    run_cases("topk_loss", function(v) topk_loss(tk, tk, k = 2, Z = v),
+              c(nasty_values, list(Z[, 2, drop = FALSE], Z * 1e300)), nonneg),
+    run_cases("topk_loss", function(v) topk_loss(tk, tk, k = 2, Z = Z, rbar = v), nasty_values,
+              nonneg),
+    run_cases("topk_loss", function(v) topk_loss(v, tru), list(f3, fs, mc), nonneg))
+  do.call(rbind, res)
+}
+
+tables_choice <- function() {
+  d <- base_data(60)
+  mc1 <- moe_mcmc(y ~ x, data = d, K = 1, chains = 2, iter = 60, seed = 1, progress = FALSE)
+  mc3 <- moe_mcmc(y ~ x, data = d, K = 3, chains = 1, iter = 40, seed = 1, progress = FALSE,
+                  control = tiny_mcmc_control())
+  em <- moe_em(y ~ x, data = d, K = 2, starts = 1, seed = 1)
+  pdf(NULL)
+  on.exit(grDevices::dev.off(), add = TRUE)
+  res <- list()
+  for (a in c("type", "lambda", "K_max")) {
+    res[[paste0("pK_", a)]] <- run_cases("prior_K", function(v) do.call(prior_K, setNames(list(v), a)),
+                                         if (a == "K_max") small_values else nasty_values,
+                                         function(x) inherits(x, "moe_prior_K") &&
+                                           all(is.finite(x$probs)) && abs(sum(x$probs) - 1) < 1e-8)
+  }
+  res$pK_print <- run_cases("print.moe_prior_K", function(v) capture.output(print(prior_K(), digits = v)),
+                            digits_values, any_value)
+  sel_call <- function(...) moe_select(..., chains = 1, iter = 30,
+                                       control = tiny_mcmc_control(), progress = FALSE)
+  for (a in c("formula", "data", "K", "gating", "method", "prior", "seed")) {
+    vals <- if (a == "K") c(small_values, list(1:2, c(1, 1), c(2, 0), 1:9, 1:30)) else nasty_values
+    res[[paste0("sel_", a)]] <- run_cases("moe_select", function(v) {
+      cl <- list(formula = y ~ x, data = d, K = 1:2, method = c("posterior", "bic"), seed = 1)
+      cl[a] <- list(v)
+      do.call(sel_call, cl)
+    }, vals, is_class("moe_select"), label = sprintf("moe_select(%s = v)", a))
+  }
+  res$sel_prior_K <- run_cases("moe_select", function(v) sel_call(y ~ x, data = d, K = 1:2, prior_K = v, seed = 1),
+                               c(nasty_values, list(prior_K(K_max = 1), prior_K(K_max = 4))),
+                               is_class("moe_select"))
+  sel <- sel_call(y ~ x, data = d, K = 1:2, method = c("posterior", "mtm", "bic", "icl"), seed = 1)
+  res$sel_methods <- rbind(
+    run_cases("summary.moe_select", function(v) summary(sel), list(NULL), any_value),
+    run_cases("print.summary.moe_select", function(v) capture.output(print(summary(sel), digits = v)),
+              digits_values, any_value),
+    run_cases("print.moe_select", function(v) capture.output(print(sel, digits = v)), digits_values,
+              any_value),
+    run_cases("plot.moe_select", function(v) plot(sel, which = v),
+              c(nasty_values, list("probs", "criteria", c("criteria", "probs"), "crit")), any_value))
+  for (a in c("fit", "method", "prior", "proposal", "n_comp", "n_prop", "maxit", "tol", "seed")) {
+    vals <- switch(a, fit = c(nasty_values, list(em, mc3)), n_comp = , n_prop = , maxit = small_values,
+                   nasty_values)
+    res[[paste0("ml_", a)]] <- run_cases("moe_marglik", function(v) {
+      cl <- list(fit = mc1, seed = 1, n_prop = 50)
+      cl[a] <- list(v)
+      do.call(moe_marglik, cl)
+    }, vals, function(x) inherits(x, "moe_marglik") && is.finite(x$logml),
+    label = sprintf("moe_marglik(%s = v)", a))
+  }
+  ml <- moe_marglik(mc1, method = "exact")
+  res$ml_print <- run_cases("print.moe_marglik", function(v) capture.output(print(ml, digits = v)),
+                            digits_values, any_value)
+  sets <- list(
+    list(atoms = rbind(c(0, 0), c(0.1, 0), c(5, 5)), weights = c(0.5, 0.3, 0.2)),
+    list(atoms = rbind(c(0, 0), c(5, 5), c(9, 9)), weights = c(0.6, 0.3999, 1e-4)))
+  bad_set <- function(f) { s <- sets; s[[1]] <- f(s[[1]]); s }
+  valid_mtm <- function(x) inherits(x, "moe_mtm") && all(is.finite(x$K))
+  res$mtm <- rbind(
+    run_cases("moe_mtm.moe_mcmc", function(v) moe_mtm(mc3, omega = v, seed = 1), nasty_values,
+              valid_mtm),
+    run_cases("moe_mtm.moe_mcmc", function(v) moe_mtm(mc3, c = v, seed = 1), nasty_values,
+              valid_mtm),
+    run_cases("moe_mtm.moe_mcmc", function(v) moe_mtm(mc3, r = v, seed = 1), nasty_values,
+              valid_mtm),
+    run_cases("moe_mtm.moe_mcmc", function(v) moe_mtm(mc3, seed = v), nasty_values, valid_mtm),
+    run_cases("moe_mtm.moe_mcmc", function(v) moe_mtm(v, seed = 1), list(mc1), valid_mtm),
+    run_cases("moe_mtm.default", function(v) moe_mtm(v), c(nasty_values, list(em)), valid_mtm),
+    run_cases("moe_mtm.list", function(v) moe_mtm(v, omega = 0.5, seed = 1),
+              list(sets, list(), list(1), list(list(atoms = 1)), bad_set(function(s) { s$weights[1] <- NA; s }),
+                   bad_set(function(s) { s$weights <- -s$weights; s }),
+                   bad_set(function(s) { s$atoms[1] <- Inf; s }),
+                   bad_set(function(s) { s$atoms <- s$atoms[, 1, drop = FALSE]; s }),
+                   bad_set(function(s) { s$weights <- s$weights[1:2]; s }),
+                   bad_set(function(s) { s$atoms <- s$atoms * 1e300; s }),
+                   bad_set(function(s) { s$weights <- c(1e-300, 1e-300, 1e-300); s })),
+              valid_mtm),
+    run_cases("moe_mtm.list", function(v) moe_mtm(sets, omega = 0.5, order = v, seed = 1),
+              c(nasty_values, list(2:1, c(1, 1))), valid_mtm))
+  mt <- moe_mtm(mc3, seed = 1)
+  res$mtm_methods <- rbind(
+    run_cases("summary.moe_mtm", function(v) summary(mt), list(NULL), any_value),
+    run_cases("print.summary.moe_mtm", function(v) capture.output(print(summary(mt), digits = v)),
+              digits_values, any_value),
+    run_cases("print.moe_mtm", function(v) capture.output(print(mt, digits = v)), digits_values,
+              any_value),
+    run_cases("plot.moe_mtm", function(v) plot(mt, which = v),
+              c(nasty_values, list("probs", "trace", "tr")), any_value))
+  do.call(rbind, res)
+}
+
+tables_contraction <- function() {
+  tru <- moe_truth_example("p4")
+  args0 <- list(truth = tru, n = c(100, 200), reps = 2, seed = 1, starts = 2)
+  res <- list()
+  for (a in c("truth", "n", "reps", "K", "method", "losses", "init", "starts", "x_design",
+              "drop_n", "cells", "reference", "translation", "rbar", "probs", "control",
+              "mcmc", "density_draws", "seed")) {
+    vals <- few_values
+    res[[a]] <- run_cases("moe_contraction", function(v) {
+      cl <- args0
+      cl[a] <- list(v)
+      do.call(moe_contraction, cl)
+    }, vals, is_class("moe_contraction"), label = sprintf("moe_contraction(%s = v)", a))
+  }
+  st <- do.call(moe_contraction, args0)
+  pdf(NULL)
+  on.exit(grDevices::dev.off(), add = TRUE)
+  res$methods <- rbind(
+    run_cases("moe_contraction_slopes", function(v) moe_contraction_slopes(v),
+              c(nasty_values, list(st)), any_value),
+    run_cases("moe_contraction_slopes", function(v) moe_contraction_slopes(st, drop = v),
+              nasty_values, any_value),
+    run_cases("moe_contraction_slopes", function(v) moe_contraction_slopes(st, statistic = v),
+              nasty_values, any_value),
+    run_cases("moe_contraction_slopes", function(v) moe_contraction_slopes(st, cell_size = v),
+              nasty_values, any_value),
+    run_cases("summary.moe_contraction", function(v) summary(st, drop = v), nasty_values,
+              any_value),
+    run_cases("print.summary.moe_contraction", function(v) capture.output(print(summary(st), digits = v)),
+              digits_values, any_value),
+    run_cases("print.moe_contraction", function(v) capture.output(print(st, digits = v)),
+              digits_values, any_value),
+    run_cases("plot.moe_contraction", function(v) plot(st, what = v), nasty_values, any_value),
+    run_cases("plot.moe_contraction", function(v) plot(st, losses = v), nasty_values, any_value),
+    run_cases("plot.moe_contraction", function(v) plot(st, drop = v), nasty_values, any_value))
+  do.call(rbind, res)
+}
+
+test_that("malformed arguments of the gate and expert constructors, truths and rmoe()", {
+  set.seed(120)
+  res <- tables_constructors()
+  expect_no_defect(res)
+  expect_gt(sum(res$kind == "value"), 40)
+})
+
+test_that("malformed data and arguments of moe_ls(), moe_ls_fit() and their methods", {
+  set.seed(121)
+  res <- tables_ls()
+  expect_no_defect(res)
+  expect_gt(sum(res$kind == "value"), 40)
+  # too few rows for the parameters: refused, not an infinite log-likelihood
+  expect_true(all(res$kind[grepl("moe_ls on (one|two|three)_rows", res$label)] ==
+                    "classed_error"))
+})
+
+test_that("malformed arguments of the losses", {
+  set.seed(122)
+  res <- tables_losses()
+  expect_no_defect(res)
+  expect_gt(sum(res$kind == "value"), 30)
+  # an overflowing loss is an error, not Inf
+  expect_true(all(res$kind[grepl("W = structure\\(c\\(2000", res$label)] == "classed_error"))
+})
+
+test_that("malformed arguments of prior_K(), moe_select(), moe_marglik(), moe_mtm() and methods", {
+  set.seed(123)
+  res <- tables_choice()
+  expect_no_defect(res)
+  expect_gt(sum(res$kind == "value"), 40)
+  # more experts than bridge sampling can relabel: refused before any fit
+  expect_identical(res$kind[res$label == "moe_select(K = v) with v = 1:30"],
+                   "classed_error")
+})
+
+test_that("malformed arguments of moe_contraction() and its methods", {
+  set.seed(124)
+  res <- tables_contraction()
+  expect_no_defect(res)
+  expect_gt(sum(res$kind == "value"), 20)
+})
+
 test_that("every exported function and method is covered by the malformed-input tables", {
   covered <- ls(hardening_coverage)
   skip_if(length(covered) < 10L, "run the whole file: the tables above record the coverage")
@@ -451,7 +832,7 @@ test_that("every exported function and method is covered by the malformed-input 
   s3 <- getNamespaceInfo(ns, "S3methods")
   methods <- paste(s3[, 1L], s3[, 2L], sep = ".")
   # generics of this package are covered through their methods
-  missing <- setdiff(c(exports, methods), c(covered, "log_lik"))
+  missing <- setdiff(c(exports, methods), c(covered, "log_lik", "moe_mtm"))
   expect(length(missing) == 0L,
          sprintf("not covered by the malformed-input tables: %s", paste(missing, collapse = ", ")))
 })
@@ -831,6 +1212,12 @@ seeded_calls <- function() {
   em <- moe_em(y ~ x, data = d, K = 2, starts = 2, seed = 1)
   mc <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 20, seed = 1, progress = FALSE)
   draws <- function(f) f[c("draws", "loglik_draws", "state", "seed")]
+  # an over-fitted fit and random atom sets, whose merges depend on the
+  # visiting order
+  mc4 <- moe_mcmc(y ~ x, data = d, K = 4, chains = 1, iter = 40, seed = 1, progress = FALSE,
+                  control = tiny_mcmc_control())
+  atom_sets <- lapply(1:10, function(i) list(atoms = matrix(stats::runif(6), 6),
+                                             weights = rep(1 / 6, 6)))
   list(
     # two EM iterations: converged starts all reach the same optimum (to the
     # last bit), so only unconverged ones show the seed
@@ -847,7 +1234,29 @@ seeded_calls <- function() {
     moe_mcmc_fit = function(seed) draws(moe_mcmc_fit(d$y, X, X, K = 2, chains = 2, iter = 20,
                                                      seed = seed, init = "random")),
     simulate.moe_fit = function(seed) list(simulate(em, nsim = 2, seed = seed),
-                                           simulate(mc, nsim = 2, seed = seed)))
+                                           simulate(mc, nsim = 2, seed = seed)),
+    # two least-squares steps: the random starts show the seed
+    moe_ls = function(seed) {
+      fit <- withCallingHandlers(
+        moe_ls(y ~ x, data = d, K = 2, starts = 3, seed = seed,
+               control = moe_ls_control(maxit = 2)),
+        bayesmoe_warning_convergence = function(w) invokeRestart("muffleWarning"))
+      list(coef(fit), fit$starts)
+    },
+    moe_select = function(seed) {
+      sel <- suppressWarnings(moe_select(y ~ x, data = d, K = 1:2, method = c("posterior", "mtm"),
+                                         seed = seed, chains = 1, iter = 20,
+                                         control = tiny_mcmc_control(), progress = FALSE))
+      sel[c("probs", "table", "marglik", "mtm")]
+    },
+    moe_contraction = function(seed) {
+      st <- suppressWarnings(moe_contraction(moe_truth_example("p4"), n = c(50, 100), reps = 2,
+                                             starts = 1, seed = seed))
+      st$results
+    },
+    moe_marglik = function(seed) unclass(moe_marglik(mc, seed = seed, n_prop = 20)),
+    moe_mtm.moe_mcmc = function(seed) unclass(moe_mtm(mc4, omega = 1, seed = seed)),
+    moe_mtm.list = function(seed) unclass(moe_mtm(atom_sets, omega = 0.15, seed = seed)))
 }
 
 test_that("every function with a seed: same seed, same result, whatever the user's RNG", {
