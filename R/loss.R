@@ -56,6 +56,16 @@ loss_atoms.moe_fit <- function(x, arg = "fit", call = NULL) {
 
 loss_atoms.moe_mcmc <- function(x, arg = "fit", call = NULL) {
   if (inherits(fit_spec(x)$expert, "moe_expert_ffn")) truth_from_fit(x, NULL, call)
+  loss_gate(x, call)
+  if (!is.null(fit_spec(x))) {
+    # gate variants equivalent to a softmax: draw by draw through the
+    # parameter lists (temperature: logits W / tau)
+    S <- prod(dim(x$draws)[1:2])
+    ats <- lapply(seq_len(S), function(s) loss_atoms(truth_from_fit(x, s, call))$atoms)
+    at1 <- loss_atoms(truth_from_fit(x, 1L, call))
+    return(list(atoms = array(unlist(ats), c(dim(at1$atoms)[1:2], S)), d = at1$d, K = at1$K,
+                S = S, draw_dim = dim(x$draws)[1:2]))
+  }
   lay <- fit_layout(x, call)
   dr <- x$draws
   K <- x$K
@@ -82,6 +92,32 @@ loss_atoms.moe_mcmc <- function(x, arg = "fit", call = NULL) {
     atoms[m, k, ] <- th[, ex + p + 1L]
   }
   list(atoms = atoms, d = d, K = K, S = S, draw_dim = dim(dr)[1:2])
+}
+
+# The Voronoi and density losses compare gates that are softmaxes of
+# logits linear in the covariates: the softmax, the temperature gate (logits
+# W / tau), top-k with k = K and the hierarchical gate with one group. Other
+# gates are refused (their losses would be computed for the wrong model).
+loss_gate <- function(fit, call = NULL) {
+  g <- fit$gate
+  ok <- is.null(g) || inherits(g, "moe_gate_softmax") || inherits(g, "moe_gate_temperature") ||
+    (inherits(g, "moe_gate_topk") && g$k >= fit$K) ||
+    (inherits(g, "moe_gate_hierarchical") && g$G == 1L)
+  if (!ok) {
+    abort(sprintf("`fit` must have softmax gating (logits linear in the covariates) for the Voronoi and density losses and `moe_truth()`, not %s; use `topk_loss()` for top-k gates, and densities from `predict(type = \"density\")` otherwise.",
+                  gate_label(g)), kind = "gate", call = call, arg = "fit")
+  }
+  g
+}
+
+# A parameter list (alpha, sigma2, W, maybe tau) of a fit with gate `g` as
+# the equivalent softmax parameters: W / tau for a temperature gate.
+softmax_par <- function(par, g) {
+  if (inherits(g, "moe_gate_temperature")) {
+    tau <- if (isTRUE(g$learn)) par$tau else g$tau
+    par$W <- par$W / tau
+  }
+  par
 }
 
 # Shape per-parameter-set results like the input: a number for a single
@@ -161,6 +197,14 @@ voronoi_type <- function(type, K, kstar) {
 #'   elements `beta0`, `beta1`, `a`, `b` and `sigma` (noise s.d.) or
 #'   `sigma2` (variances), as taken by [moe_truth()]. Fits must use an
 #'   intercept and the same covariates for the experts and the gating.
+#'   Gates: softmax; [gate_temperature()] (compared through its softmax
+#'   logits \eqn{W / \tau}); [gate_topk()], for which `voronoi_loss()`
+#'   returns [topk_loss()] (the Voronoi loss of top-k gating; `voronoi_cells()`
+#'   and [density_loss()] refuse top-k fits with k < K); hierarchical gates
+#'   with one group. Other hierarchical gates are not softmaxes of linear
+#'   logits and are refused (classed error `bayesmoe_error_gate`).
+#'   [expert_ffn()] experts and [moe_ls()] fits go to
+#'   [voronoi_loss_strong()].
 #' @param truth A truth from [moe_truth()] (or a parameter list as for
 #'   `fit`) with the same number of covariates.
 #' @param type `"exact"` for D1, `"over"` for D2, `"auto"` (default) for D1
@@ -250,6 +294,11 @@ voronoi_loss <- function(fit, truth, type = c("auto", "exact", "over"),
   if (inherits(fit, "moe_ls") ||
       inherits(fit, "moe_fit") && inherits(fit_spec(fit)$expert, "moe_expert_ffn")) {
     return(voronoi_strong_handoff(fit, truth, reference, translation, call))
+  }
+  if (inherits(fit, "moe_fit") && inherits(fit$gate, "moe_gate_topk") && fit$gate$k < fit$K) {
+    # the Voronoi loss of top-k gating
+    truth <- check_truth(truth, call)
+    return(topk_loss(fit, truth_par(truth), rbar = rbar))
   }
   truth <- check_truth(truth, call)
   at <- loss_atoms(fit, "fit", call)

@@ -144,7 +144,10 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
 #' and sequentially with [lapply()] otherwise. Chain \eqn{c} draws from its
 #' own L'Ecuyer-CMRG stream, the \eqn{c}-th [parallel::nextRNGStream()]
 #' after `set.seed(seed)`, so the same `seed` gives identical draws whatever
-#' the plan. With a seed the caller's RNG state is left untouched; with
+#' the plan. (The uniforms of the allocation draws of linear experts with
+#' softmax gating come from a fast xoshiro256+ generator seeded in every
+#' sweep by two draws of that stream, so the chain remains a function of
+#' the stream alone.) With a seed the caller's RNG state is left untouched; with
 #' `seed = NULL` one seed is drawn from the session RNG (and stored in the
 #' fit).
 #'

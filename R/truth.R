@@ -329,6 +329,7 @@ truth_from_fit <- function(fit, draw, call) {
     abort("`fit` must have linear experts and be a mixture-density fit (`moe_em()` or `moe_mcmc()`); for least-squares fits and `expert_ffn()` experts compare parameters with `voronoi_loss_strong()`.",
           kind = "expert", call = call, arg = "fit")
   }
+  g <- loss_gate(fit, call)
   if (inherits(fit, "moe_mcmc")) {
     S <- prod(dim(fit$draws)[1:2])
     if (is.null(draw)) {
@@ -337,13 +338,14 @@ truth_from_fit <- function(fit, draw, call) {
     }
     draw <- check_number(draw, "draw", lower = 1, upper = S, whole = TRUE, call = call)
     th <- matrix(fit$draws, S)[draw, ]
-    return(truth_from_par(par_unflatten(th, lay$p, lay$q, fit$K), lay))
+    par <- par_unflatten(th, lay$p, lay$q, fit$K, fit_spec(fit))
+    return(truth_from_par(softmax_par(par, g), lay))
   }
   if (!is.null(draw)) {
     abort("`draw` can only be used when `beta0` is a fit from `moe_mcmc()`.",
           call = call, arg = "draw")
   }
-  truth_from_par(fit$coefficients, lay)
+  truth_from_par(softmax_par(fit$coefficients, g), lay)
 }
 
 # The truth as a parameter list in the package layout (alpha (d+1) x K with

@@ -1255,7 +1255,8 @@ seeded_calls <- function() {
       st$results
     },
     moe_marglik = function(seed) unclass(moe_marglik(mc, seed = seed, n_prop = 20)),
-    moe_mtm.moe_mcmc = function(seed) unclass(moe_mtm(mc4, omega = 1, seed = seed)),
+    moe_mtm.moe_mcmc = function(seed) lapply(c(0.5, 1, 2, 3), function(om)
+      unclass(moe_mtm(mc4, omega = om, seed = seed))),
     moe_mtm.list = function(seed) unclass(moe_mtm(atom_sets, omega = 0.15, seed = seed)))
 }
 

@@ -102,3 +102,49 @@ test_that("topk_loss() errors name the argument", {
                 gate = gate_temperature(0.5))
   expect_snapshot(error = TRUE, topk_loss(fit, tr))
 })
+
+test_that("voronoi_loss(), density_loss() and moe_truth() of gate variants use the right model", {
+  tru <- moe_truth_example("p4")
+  set.seed(31)
+  sim <- rmoe(300, tru)
+  # a fixed temperature: compared through its softmax logits W / tau
+  ft <- moe_em(y ~ x, data = sim, K = 2, gate = gate_temperature(2), starts = 2, seed = 1)
+  p <- coef(ft, matrix = TRUE)
+  as_softmax <- list(beta0 = p$W[1, ] / 2, beta1 = p$W[2, , drop = FALSE] / 2,
+                     a = p$alpha[2, , drop = FALSE], b = p$alpha[1, ], sigma2 = p$sigma2)
+  expect_equal(voronoi_loss(ft, tru), voronoi_loss(as_softmax, tru))
+  expect_equal(density_loss(ft, tru), density_loss(as_softmax, tru))
+  expect_equal(unname(moe_truth(ft)$beta1), unname(as_softmax$beta1))
+  # a learned temperature under MCMC: draw by draw, with that draw's tau
+  m <- moe_mcmc(y ~ x, data = sim, K = 2, gate = gate_temperature(learn = TRUE), chains = 1,
+                iter = 20, seed = 1, progress = FALSE)
+  th <- matrix(m$draws, ncol = dim(m$draws)[3L], dimnames = list(NULL, dimnames(m$draws)[[3L]]))
+  s <- 7
+  tau <- th[s, "tau"]
+  d7 <- list(beta0 = c(th[s, "gate1:(Intercept)"] / tau, 0), beta1 = cbind(th[s, "gate1:x"] / tau, 0),
+             a = cbind(th[s, "expert1:x"], th[s, "expert2:x"]),
+             b = c(th[s, "expert1:(Intercept)"], th[s, "expert2:(Intercept)"]),
+             sigma2 = c(th[s, "expert1:sigma2"], th[s, "expert2:sigma2"]))
+  expect_equal(voronoi_loss(m, tru)[s], voronoi_loss(d7, tru))
+  expect_equal(density_loss(m, tru)[s], density_loss(d7, tru))
+  # top-k with k < K: the Voronoi loss of top-k gating; no softmax density
+  fs <- moe_em(y ~ x, data = sim, K = 3, gate = gate_topk(2), starts = 2, seed = 1)
+  expect_equal(voronoi_loss(fs, tru), topk_loss(fs, bayesmoe:::truth_par(tru)))
+  expect_error(density_loss(fs, tru), class = "bayesmoe_error_gate")
+  expect_error(voronoi_cells(fs, tru), class = "bayesmoe_error_gate")
+  expect_error(moe_truth(fs), class = "bayesmoe_error_gate")
+  # a hierarchical gate with several groups is not a softmax: refused
+  fh <- moe_em(y ~ x, data = sim, K = 3, gate = gate_hierarchical(c(1, 1, 2)), starts = 2,
+               seed = 1)
+  mh <- moe_mcmc(y ~ x, data = sim, K = 3, gate = gate_hierarchical(c(1, 1, 2)), chains = 1,
+                 iter = 20, seed = 1, progress = FALSE)
+  for (f in list(fh, mh)) {
+    expect_error(voronoi_loss(f, tru), class = "bayesmoe_error_gate")
+    expect_error(density_loss(f, tru), class = "bayesmoe_error_gate")
+  }
+  expect_snapshot(voronoi_loss(fh, tru), error = TRUE)
+  # one group is the softmax: same optimum and loss as the softmax fit
+  f1 <- moe_em(y ~ x, data = sim, K = 2, gate = gate_hierarchical(1), starts = 2, seed = 1)
+  f0 <- moe_em(y ~ x, data = sim, K = 2, starts = 2, seed = 1)
+  expect_equal(voronoi_loss(f1, tru), voronoi_loss(f0, tru), tolerance = 1e-5)
+})
