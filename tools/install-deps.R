@@ -1,6 +1,6 @@
 # Install the R packages needed to build, test and check bayesmoe and to
 # build its vignettes, when they are missing. On Debian/Ubuntu as root the
-# prebuilt r-cran-* binaries (and pandoc) are used, which takes a minute;
+# prebuilt r-cran-* binaries (and pandoc and qpdf) are used, which takes a minute;
 # elsewhere packages come from CRAN with install.packages().
 #
 # Usage: Rscript tools/install-deps.R [--bench]
@@ -11,10 +11,13 @@ if ("--bench" %in% args) need <- c(need, "bench", "brms", "rstan")
 installed <- rownames(installed.packages())
 missing <- setdiff(need, installed)
 have_pandoc <- nzchar(Sys.which("pandoc"))
+# qpdf: `R CMD check --as-cran` warns without it (PDF size checks)
+have_qpdf <- nzchar(Sys.which("qpdf"))
 
 apt_ok <- nzchar(Sys.which("apt-get")) && identical(Sys.info()[["effective_user"]], "root")
-if (apt_ok && (length(missing) || !have_pandoc)) {
-  debs <- c(paste0("r-cran-", tolower(missing)), if (!have_pandoc) "pandoc")
+if (apt_ok && (length(missing) || !have_pandoc || !have_qpdf)) {
+  debs <- c(paste0("r-cran-", tolower(missing)), if (!have_pandoc) "pandoc",
+            if (!have_qpdf) "qpdf")
   message("Installing with apt-get: ", paste(debs, collapse = " "))
   system2("apt-get", c("update", "-qq"))
   for (d in debs) {
@@ -43,5 +46,8 @@ if (length(still)) stop("Could not install: ", paste(still, collapse = ", "))
 if (!nzchar(Sys.which("pandoc")) && !(requireNamespace("rmarkdown", quietly = TRUE) &&
                                       rmarkdown::pandoc_available())) {
   stop("pandoc is needed to build the vignettes; install it from https://pandoc.org")
+}
+if (!nzchar(Sys.which("qpdf"))) {
+  message("qpdf is not installed: `R CMD check --as-cran` will warn about PDF size checks; install it from https://qpdf.sourceforge.io")
 }
 message("All dependencies are installed.")
