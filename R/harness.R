@@ -162,7 +162,7 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
   n <- sort(unique(as.integer(round(n))))
   reps <- check_number(reps, "reps", lower = 1, whole = TRUE, call = call)
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
-  method <- match_choice(method, "method", c("em", "mcmc", "ls"), call)
+  method <- check_choice(method, c("em", "mcmc", "ls"), "method", call)
   ls <- method == "ls"
   if (ls && missing(losses)) losses <- c("D", "l2")
   allowed <- if (ls) c("D", "l2") else c("D", "hellinger", "tv")
@@ -175,7 +175,7 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
   losses <- unique(losses)
   seed <- check_seed(seed, call)
   if (ls && missing(init)) init <- "near_truth"
-  init <- match_choice(init, "init", c("default", "near_truth"), call)
+  init <- check_choice(init, c("default", "near_truth"), "init", call)
   if (!ls && truth_is_ffn(truth)) {
     abort(sprintf("`truth` must have linear experts for `method = \"%s\"`; truths with `expert_ffn()` experts need `method = \"ls\"`.",
                   method), kind = "expert", call = call, arg = "truth")
@@ -189,7 +189,7 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
     starts <- if (ls) 3L else if (init == "near_truth" && K == truth$K) 1L else 5L
   }
   starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = call)
-  x_design <- match_choice(x_design, "x_design", c("uniform", "grid"), call)
+  x_design <- check_choice(x_design, c("uniform", "grid"), "x_design", call)
   if (ls && x_design == "grid") {
     abort("`x_design` must be \"uniform\" for `method = \"ls\"` (x is drawn uniformly on [-1, 1]).",
           call = call, arg = "x_design")
@@ -205,7 +205,7 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
     abort("`cells` must be FALSE for `method = \"ls\"` (the cells of `voronoi_cells()` need linear-Gaussian atoms).",
           call = call, arg = "cells")
   }
-  reference <- match_choice(reference, "reference", c("best", "fixed"), call)
+  reference <- check_choice(reference, c("best", "fixed"), "reference", call)
   if (is.null(translation)) translation <- K > truth$K
   translation <- check_flag(translation, "translation", call)
   rbar <- check_rbar(rbar, call)
@@ -697,7 +697,7 @@ print.summary.moe_contraction <- function(x, digits = 4L, ...) {
 #' @export
 plot.moe_contraction <- function(x, what = c("losses", "cells"), losses = NULL,
                                  drop = x$settings$drop_n, ...) {
-  what <- match_choice(what, "what", c("losses", "cells"), sys.call())
+  what <- check_choice(what, c("losses", "cells"), "what", sys.call())
   drop <- check_drop(drop, length(x$settings$n))
   stat <- if (x$settings$method == "mcmc") "mean" else "estimate"
   sl <- moe_contraction_slopes(x, drop = drop, statistic = stat)

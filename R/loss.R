@@ -310,7 +310,7 @@ voronoi_loss <- function(fit, truth, type = c("auto", "exact", "over"),
 # voronoi_loss() of a least-squares or FFN fit: voronoi_loss_strong() with the
 # translation convention mapped, draws shaped [iterations, chains].
 voronoi_strong_handoff <- function(fit, truth, reference, translation, call) {
-  reference <- match_choice(reference, "reference", c("best", "fixed"), call)
+  reference <- check_choice(reference, c("best", "fixed"), "reference", call)
   translation <- check_flag(translation, "translation", call)
   if (inherits(truth, "moe_truth")) {
     fe <- fit_spec(fit)$expert
@@ -339,9 +339,9 @@ truth_expert <- function(truth) if (is.null(truth$expert)) expert_linear() else 
 # translation (t0, t1) of the fit used, (d + 1) x S), name).
 voronoi_compute <- function(at, truth, type = "auto", rbar = c(1, 4, 6), norm = "euclidean",
                             reference = "best", translation = FALSE, call = NULL) {
-  type <- match_choice(type, "type", c("auto", "exact", "over"), call)
-  norm <- match_choice(norm, "norm", c("euclidean", "l1"), call)
-  reference <- match_choice(reference, "reference", c("best", "fixed"), call)
+  type <- check_choice(type, c("auto", "exact", "over"), "type", call)
+  norm <- check_choice(norm, c("euclidean", "l1"), "norm", call)
+  reference <- check_choice(reference, c("best", "fixed"), "reference", call)
   rbar <- check_rbar(rbar, call)
   translation <- check_flag(translation, "translation", call)
   name <- voronoi_type(type, at$K, truth$K)
@@ -482,7 +482,7 @@ cells_from_atoms <- function(at, truth, shift, nrm) {
 density_loss <- function(fit, truth, type = c("hellinger", "tv", "hellinger_joint"),
                          x = NULL, min_points = 2000) {
   call <- sys.call()
-  type <- match_choice(type, "type", c("hellinger", "tv", "hellinger_joint"), call)
+  type <- check_choice(type, c("hellinger", "tv", "hellinger_joint"), "type", call)
   min_points <- check_number(min_points, "min_points", lower = 2, whole = TRUE, call = call)
   truth <- check_truth(truth, call)
   at <- loss_atoms(fit, "fit", call)

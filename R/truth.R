@@ -392,7 +392,7 @@ rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid")) {
     abort(sprintf("`truth` must be made by `moe_truth()`, not %s.", describe(truth)),
           call = call, arg = "truth")
   }
-  x_design <- match_choice(x_design, "x_design", c("uniform", "grid"), call)
+  x_design <- check_choice(x_design, c("uniform", "grid"), "x_design", call)
   d <- truth$d
   if (!is.null(x)) {
     if (!is.numeric(x) || any(!is.finite(x))) {
@@ -443,14 +443,4 @@ rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid")) {
   out <- data.frame(x, y = y)
   attr(out, "expert") <- as.integer(k)
   out
-}
-
-match_choice <- function(x, arg, choices, call = NULL) {
-  if (identical(x, choices)) return(choices[1L])
-  if (!is.character(x) || length(x) != 1L || !x %in% choices) {
-    abort(sprintf("`%s` must be one of %s, not %s.", arg,
-                  paste0("\"", choices, "\"", collapse = ", "), describe(x)),
-          call = call, arg = arg)
-  }
-  x
 }
