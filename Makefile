@@ -64,7 +64,7 @@ valgrind: deps
 	rm -rf $(VG_LIB) && mkdir -p $(VG_LIB)
 	$(R) CMD INSTALL --preclean --library=$(VG_LIB) .
 	rm -f src/*.o src/*.so
-	NOT_CRAN=true R_LIBS=$(VG_LIB) $(R) --vanilla -d "valgrind --tool=memcheck --error-exitcode=1 \
+	NOT_CRAN=true BAYESMOE_VALGRIND=true R_LIBS=$(VG_LIB) $(R) --vanilla -d "valgrind --tool=memcheck --error-exitcode=1 \
 	  --leak-check=full --errors-for-leak-kinds=definite --track-origins=yes \
 	  --suppressions=$(CURDIR)/tools/valgrind.supp" -f $(VG_SCRIPT) > check/valgrind.log 2>&1; \
 	  rc=$$?; grep -E "ERROR SUMMARY|definitely lost" check/valgrind.log; exit $$rc

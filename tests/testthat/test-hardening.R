@@ -840,6 +840,7 @@ test_that("every exported function and method is covered by the malformed-input 
 # ---- the error messages added by the hardening ------------------------------------
 
 test_that("error messages of the hardening checks", {
+  skip_under_valgrind()
   set.seed(110)
   d <- base_data()
   X <- cbind("(Intercept)" = 1, x = d$x)
@@ -960,6 +961,7 @@ test_that("gating logits beyond 1e4 in the sampler: finite draws, predictions an
 })
 
 test_that("experts without observations are drawn from the prior: finite draws, vague priors too", {
+  skip_under_valgrind()
   set.seed(203)
   # one line, 12 observations, 6 experts: most experts are empty in most sweeps
   d <- data.frame(x = seq(0, 1, length.out = 12))
