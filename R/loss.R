@@ -61,10 +61,10 @@ loss_atoms.moe_mcmc <- function(x, arg = "fit", call = NULL) {
     # gate variants equivalent to a softmax: draw by draw through the
     # parameter lists (temperature: logits W / tau)
     S <- prod(dim(x$draws)[1:2])
-    ats <- lapply(seq_len(S), function(s) loss_atoms(truth_from_fit(x, s, call))$atoms)
-    at1 <- loss_atoms(truth_from_fit(x, 1L, call))
-    return(list(atoms = array(unlist(ats), c(dim(at1$atoms)[1:2], S)), d = at1$d, K = at1$K,
-                S = S, draw_dim = dim(x$draws)[1:2]))
+    ats <- lapply(seq_len(S), function(s) loss_atoms(truth_from_fit(x, s, call)))
+    at1 <- ats[[1L]]
+    return(list(atoms = array(unlist(lapply(ats, `[[`, "atoms")), c(dim(at1$atoms)[1:2], S)),
+                d = at1$d, K = at1$K, S = S, draw_dim = dim(x$draws)[1:2]))
   }
   lay <- fit_layout(x, call)
   dr <- x$draws
