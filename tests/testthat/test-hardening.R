@@ -1340,3 +1340,21 @@ test_that("seeded fits are identical under plan(multisession) with more chains t
   expect_identical(par_null$seed, seq_null$seed)
   expect_identical(par_null$draws, seq_null$draws)
 })
+
+test_that("error messages of the checks added for the remaining entry points", {
+  skip_under_valgrind()
+  d <- base_data()
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  st <- list(alpha = cbind(c(1, 2), c(-1, 0.5)), W = cbind(c(0.5, 3), c(0, 0)))
+  sets <- list(list(atoms = rbind(c(0, 0), c(5, 5)), weights = c(0.5, 0.5)))
+  expect_snapshot(print(prior_K(), digits = 0), error = TRUE)
+  expect_snapshot(moe_ls_fit(d$y[1:4], X[1:4, ], X[1:4, ], K = 2), error = TRUE)
+  expect_snapshot(moe_ls_fit(d$y, cbind(X, X), X, K = 2), error = TRUE)
+  expect_snapshot(moe_mtm(sets, omega = 1e-300), error = TRUE)
+  expect_snapshot(voronoi_loss_strong(list(alpha = st$alpha, W = 4000 * st$W), st,
+                                      translate = "none"), error = TRUE)
+  expect_snapshot(moe_select(y ~ x, data = d, K = 1:9), error = TRUE)
+  expect_snapshot(moe_em(y ~ x, data = d, K = 3,
+                         gate = structure(list(type = "topk"), class = c("moe_gate_topk", "moe_gate"))),
+                  error = TRUE)
+})
