@@ -4,7 +4,10 @@
 #
 # Run: Rscript bench/mcmc-vs-brms.R   (or `make bench`; brms and rstan are
 # Suggests-only and optional: without them only the bayesmoe part runs).
-# Settings: BENCH_N (default 1000), BENCH_ITER (2000), BENCH_CHAINS (4);
+# Settings: BENCH_N (default 1000), BENCH_ITER (2000), BENCH_CHAINS (4),
+# BENCH_REPS (5: each bayesmoe fit is repeated with the same seed, which
+# gives the same draws, and its median CPU time is used, as single timings
+# on a shared machine vary by 10-30%);
 # BENCH_BRMS_CACHE=<file.rds> saves the brms results (rows of the table and
 # their messages) there, or reads them back when the file exists and was
 # made with the same settings, so that the bayesmoe part can be re-run
@@ -56,8 +59,24 @@ summ <- function(name, ll, pm, seconds) {
 
 ## ---- bayesmoe ----
 if (requireNamespace("future", quietly = TRUE)) future::plan(future::sequential)
+reps_fit <- as.integer(Sys.getenv("BENCH_REPS", "5"))
+# `reps_fit` fits with the same seed (the same draws, checked); the fit is
+# returned with the median of their chain CPU times in `cpu_chains` and all
+# of them in `cpu_all`.
+timed_fit <- function(control = moe_mcmc_control()) {
+  fits <- lapply(seq_len(reps_fit), function(r)
+    moe_mcmc(y ~ x, data = d, K = 3, chains = chains, iter = iter, seed = 1,
+             progress = FALSE, control = control))
+  same <- vapply(fits, function(f) identical(f$draws, fits[[1L]]$draws), NA)
+  if (!all(same)) stop("repeated fits with the same seed gave different draws")
+  out <- fits[[1L]]
+  out$cpu_all <- vapply(fits, function(f) sum(f$timing), 0)
+  out$cpu_chains <- stats::median(out$cpu_all)
+  out
+}
 t_moe <- system.time(fit <- moe_mcmc(y ~ x, data = d, K = 3, chains = chains, iter = iter,
                                      seed = 1, progress = FALSE))
+fit <- timed_fit()
 S <- dim(fit$draws)[1L]
 pred_mean <- function(draws, x0, K = 3L) {
   # draws: [S, chains, P] in the layout of coef(); predictive mean at x0
@@ -78,27 +97,24 @@ pred_mean <- function(draws, x0, K = 3L) {
   array(out, c(dim(draws)[1:2], length(x0)))
 }
 pm_moe <- pred_mean(fit$draws, x0)
-cat(sprintf("bayesmoe: n = %d, %d chains x %d iterations; CPU %.2f s in total (EM start included), %.2f s in the chains (%s per chain)\n",
-            n, chains, iter, cpu(t_moe), sum(fit$timing),
-            paste(sprintf("%.2f", fit$timing), collapse = ", ")))
+cat(sprintf("bayesmoe: n = %d, %d chains x %d iterations; CPU %.2f s in total (EM start included); in the chains, median of %d fits %.2f s (all: %s)\n",
+            n, chains, iter, cpu(t_moe), reps_fit, fit$cpu_chains,
+            paste(sprintf("%.2f", fit$cpu_all), collapse = ", ")))
 cat("bayesmoe: mean log-likelihood per chain:", format(colMeans(fit$loglik_draws), nsmall = 2),
     "; gating MH acceptance", format(mean(fit$accept), digits = 2), "\n")
 cat("bayesmoe: Rhat of the log-likelihood", format(posterior::rhat(fit$loglik_draws), digits = 4),
     "; largest difference of the chain means", format(diff(range(colMeans(fit$loglik_draws))), digits = 3), "\n")
-res <- summ("bayesmoe (collapsed, default)", fit$loglik_draws, pm_moe, sum(fit$timing))
+res <- summ("bayesmoe (collapsed, default)", fit$loglik_draws, pm_moe, fit$cpu_chains)
 # the other gating updates: Polya-Gamma draws (and the MH refresh), Metropolis-Hastings only
-fit_pgmh <- moe_mcmc(y ~ x, data = d, K = 3, chains = chains, iter = iter, seed = 1,
-                     progress = FALSE, control = moe_mcmc_control(gate_update = "pg+mh"))
+fit_pgmh <- timed_fit(moe_mcmc_control(gate_update = "pg+mh"))
 res <- rbind(res, summ("bayesmoe (PG + MH)", fit_pgmh$loglik_draws,
-                       pred_mean(fit_pgmh$draws, x0), sum(fit_pgmh$timing)))
-fit_pg <- moe_mcmc(y ~ x, data = d, K = 3, chains = chains, iter = iter, seed = 1,
-                   progress = FALSE, control = moe_mcmc_control(gate_update = "pg"))
+                       pred_mean(fit_pgmh$draws, x0), fit_pgmh$cpu_chains))
+fit_pg <- timed_fit(moe_mcmc_control(gate_update = "pg"))
 res <- rbind(res, summ("bayesmoe (PG only)", fit_pg$loglik_draws,
-                       pred_mean(fit_pg$draws, x0), sum(fit_pg$timing)))
-fit_mh <- moe_mcmc(y ~ x, data = d, K = 3, chains = chains, iter = iter, seed = 1,
-                   progress = FALSE, control = moe_mcmc_control(gate_update = "mh"))
+                       pred_mean(fit_pg$draws, x0), fit_pg$cpu_chains))
+fit_mh <- timed_fit(moe_mcmc_control(gate_update = "mh"))
 res <- rbind(res, summ("bayesmoe (MH only)", fit_mh$loglik_draws,
-                       pred_mean(fit_mh$draws, x0), sum(fit_mh$timing)))
+                       pred_mean(fit_mh$draws, x0), fit_mh$cpu_chains))
 
 ## ---- cost of one sweep against one log-likelihood pass ----
 # Measured in the same run, alternating: 7 repetitions of 300 sweeps of one
@@ -200,6 +216,17 @@ if (!is.null(cached) && identical(cached$key, key)) {
     saveRDS(list(key = key, date = format(Sys.time()), log = log, rows = rows), cache)
   }
   res <- rbind(res, rows)
+  # the machine's speed drifts over minutes: time the default sampler again
+  # after brms and use the median of all its timings
+  late <- timed_fit()
+  if (!identical(late$draws, fit$draws)) stop("the repeated default fit gave different draws")
+  cat(sprintf("bayesmoe (collapsed, default), again after brms: chains %s s\n",
+              paste(sprintf("%.2f", late$cpu_all), collapse = ", ")))
+  fit$cpu_all <- c(fit$cpu_all, late$cpu_all)
+  fit$cpu_chains <- stats::median(fit$cpu_all)
+  res[1L, ] <- summ("bayesmoe (collapsed, default)", fit$loglik_draws, pm_moe, fit$cpu_chains)
+  cat(sprintf("bayesmoe (collapsed, default): median of all %d timings %.2f s\n",
+              length(fit$cpu_all), fit$cpu_chains))
 }
 print(res, digits = 4, row.names = FALSE)
 for (j in grep("^brms", res$sampler)) {
@@ -209,4 +236,12 @@ for (j in grep("^brms", res$sampler)) {
                 res$ess_pm_s_min[i] / res$ess_pm_s_min[j],
                 res$ess_pm_s_median[i] / res$ess_pm_s_median[j]))
   }
+}
+# the spread of the default sampler's ratios over its repeated timings
+j <- match("brms (NUTS, EM inits)", res$sampler)
+if (!is.na(j)) {
+  r_pm <- res$ess_pm_min[1L] / fit$cpu_all / res$ess_pm_s_min[j]
+  r_ll <- res$ess_ll[1L] / fit$cpu_all / res$ess_ll_s[j]
+  cat(sprintf("over the %d timings of the default sampler: log-likelihood %.0f-%.0f x; predictive mean, min over x %.0f-%.0f x\n",
+              length(fit$cpu_all), min(r_ll), max(r_ll), min(r_pm), max(r_pm)))
 }

@@ -9,6 +9,7 @@
  * Parameter arguments: alpha double p x K, sigma2 double K, W double q x K.
  */
 #include "moe.h"
+#include "moe_exp.h"
 #include <string.h>
 
 #define FFI_CHECK(cond)                                                      \
@@ -67,6 +68,19 @@ static SEXP named_list(int n, const char **names)
 static SEXP alloc_matrix(int nr, int nc)
 {
   return Rf_allocMatrix(REALSXP, nr, nc);
+}
+
+/* moe_exp() of every element of x (tests only). */
+SEXP ffi_moe_exp(SEXP x)
+{
+  FFI_CHECK(TYPEOF(x) == REALSXP);
+  R_xlen_t n = XLENGTH(x);
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
+  const double *px = REAL(x);
+  double *po = REAL(out);
+  for (R_xlen_t i = 0; i < n; i++) po[i] = moe_exp(px[i]);
+  UNPROTECT(1);
+  return out;
 }
 
 /* Total log-likelihood (the C floor pass). */

@@ -8,6 +8,7 @@
 #include <R_ext/Rdynload.h>
 
 extern SEXP ffi_loglik(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_moe_exp(SEXP);
 extern SEXP ffi_estep(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_gate_newton(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
@@ -46,6 +47,7 @@ extern SEXP ffi_ffn_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
 
 static const R_CallMethodDef call_methods[] = {
   {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
+  {"ffi_moe_exp", (DL_FUNC) &ffi_moe_exp, 1},
   {"ffi_estep", (DL_FUNC) &ffi_estep, 7},
   {"ffi_gate_newton", (DL_FUNC) &ffi_gate_newton, 7},
   {"ffi_em", (DL_FUNC) &ffi_em, 11},

@@ -64,6 +64,7 @@
  * chain then stops; out->done and out->nkeep say how far it got).
  */
 #include "moe.h"
+#include "moe_exp.h"
 #include <stdint.h>
 
 /*
@@ -585,6 +586,30 @@ static void gate_prior_grad(const moe_mcmc_prior *pr, int q, int K,
 #endif
 /* size of the stack accumulators of the passes */
 #define MOE_NLOC 32
+/*
+ * Speed of the passes (they are nearly all of a collapsed chain's time);
+ * one chain of 2000 sweeps, n = 1000, K = 3, went 0.31 -> 0.28 s with the
+ * stages, -> 0.18 s with the unrolling and -> 0.17 s with moe_exp():
+ * - each pass runs over blocks of MOE_BLOCK observations in stages: the
+ *   exp() calls first, then the probabilities and the log-likelihood, then
+ *   the accumulation, which reads the stored probabilities in a separate
+ *   loop (a load right after the scalar stores of the same values stalls);
+ * - MOE_UNROLL asks GCC to unroll the loops over experts and covariates
+ *   completely in the sized instances (constant dimensions) before its
+ *   loop optimisations, so that the accumulators of the gradient and of the
+ *   information live in registers instead of being loaded and stored once
+ *   per observation. In the generic instance it is a partial unrolling
+ *   hint. Other compilers get no hint and the same results.
+ * Neither changes any operation or the order of any sum: the draws are the
+ * same bits as with one plain loop.
+ */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define MOE_UNROLL _Pragma("GCC unroll 16")
+#else
+#define MOE_UNROLL
+#endif
+#define MOE_BLOCK 64
+
 MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
                                   moe_mcmc_work *w, const moe_par *par,
                                   const double *Wf, int fresh, int known,
@@ -598,10 +623,11 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
    * formed in the same order either way */
   double gl[MOE_NLOC], hl[MOE_NLOC], zl[MOE_NLOC], el[MOE_NLOC];
   int loc = m <= MOE_NLOC && P * Tq <= MOE_NLOC && Tq <= MOE_NLOC && K <= MOE_NLOC;
-  double *eta = loc ? el : w->lk, *zz = loc ? zl : w->zz, *hg = loc ? hl : w->hg;
-  double *ga = loc ? gl : g;
+  double *restrict eta = loc ? el : w->lk, *restrict zz = loc ? zl : w->zz,
+         *restrict hg = loc ? hl : w->hg, *restrict ga = loc ? gl : g;
   double *cst = w->cst, *hp = w->hp;
   if (fresh) {
+    MOE_UNROLL
     for (int k = 0; k < K; k++) {
       cst[k] = -0.5 * (LOG_2PI + log(par->sigma2[k]));
       hp[k] = 0.5 / par->sigma2[k];
@@ -610,42 +636,63 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
   for (int t = 0; t < m; t++) ga[t] = 0.0;
   for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
   double lsum = 0.0, lacc = 0.0, prod = 1.0;
-  for (int i = 0; i < n; i++) {
+  for (int i0 = 0; i0 < n; i0 += MOE_BLOCK) {
+  int i1 = n - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : n;
+  /* stage 1: the exponentials of a block of observations, the only library
+   * calls of the common path, apart from the accumulating loop (stage 2) so
+   * that its accumulators can stay in registers; the operations of each
+   * observation are the same as in one loop */
+  for (int i = i0; i < i1; i++) {
     const double *zi = w->Zr + (R_xlen_t) i * q;
-    double *Fi = w->F + (R_xlen_t) i * K, *ri = r + (R_xlen_t) i * K;
-    double *Gi = G + (R_xlen_t) i * K;
-    int wi = w->wi[i];
+    double *Fi = w->F + (R_xlen_t) i * K, *Gi = G + (R_xlen_t) i * K;
     if (fresh) {
       const double *xi = w->Xr + (R_xlen_t) i * p;
       double yi = d->y[i], mx = R_NegInf;
       int km = 0;
+      MOE_UNROLL
       for (int k = 0; k < K; k++) {
         const double *ak = par->alpha + (R_xlen_t) k * p;
         double mu = 0.0;
+        MOE_UNROLL
         for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
         double res = yi - mu, l = cst[k] - res * res * hp[k];
         Fi[k] = l;
         if (l > mx) { mx = l; km = k; }
       }
-      for (int k = 0; k < K; k++) Fi[k] = k == km ? 1.0 : exp(Fi[k] - mx);
+      MOE_UNROLL
+      for (int k = 0; k < K; k++) Fi[k] = k == km ? 1.0 : moe_exp(Fi[k] - mx);
       w->lmx[i] = mx;
     }
-    /* sf = sum_k g_k f_ik / max_j f_ij, in (0, 1]; r_k = g_k f_ik / (...) */
-    double sf = 0.0, ratio = 0.0;
     if (!known) {
-      /* gating probabilities; the reference logit is 0 */
-      double emx = 0.0, se = 0.0;
+      /* gating probabilities, unnormalised; the reference logit is 0 */
+      double emx = 0.0;
       int em = K - 1;
+      MOE_UNROLL
       for (int k = 0; k < K - 1; k++) {
         double e = 0.0;
+        MOE_UNROLL
         for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
         eta[k] = e;
         if (e > emx) { emx = e; em = k; }
       }
       eta[K - 1] = 0.0;
+      MOE_UNROLL
+      for (int k = 0; k < K; k++) Gi[k] = k == em ? 1.0 : moe_exp(eta[k] - emx);
+    }
+  }
+  /* stage 2: probabilities, responsibilities and the log-likelihood */
+  for (int i = i0; i < i1; i++) {
+    const double *zi = w->Zr + (R_xlen_t) i * q;
+    double *Fi = w->F + (R_xlen_t) i * K, *ri = r + (R_xlen_t) i * K;
+    double *Gi = G + (R_xlen_t) i * K;
+    int wi = w->wi[i];
+    /* sf = sum_k g_k f_ik / max_j f_ij, in (0, 1]; r_k = g_k f_ik / (...) */
+    double sf = 0.0, ratio = 0.0;
+    if (!known) {
+      double se = 0.0;
+      MOE_UNROLL
       for (int k = 0; k < K; k++) {
-        double e = k == em ? 1.0 : exp(eta[k] - emx);
-        Gi[k] = e;
+        double e = Gi[k];
         ri[k] = e * Fi[k];
         se += e;
         sf += ri[k];
@@ -654,17 +701,20 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
        * continued chain, which recomputes G at its starting W, sees the
        * same bits as one long run; se is in [1, K] */
       double ig = 1.0 / se, ir = 1.0 / sf;
+      MOE_UNROLL
       for (int k = 0; k < K; k++) {
         Gi[k] *= ig;
         ri[k] *= ir;
       }
       ratio = sf * ig;
     } else {
+      MOE_UNROLL
       for (int k = 0; k < K; k++) {
         ri[k] = Gi[k] * Fi[k];
         sf += ri[k];
       }
       double ir = 1.0 / sf;
+      MOE_UNROLL
       for (int k = 0; k < K; k++) ri[k] *= ir;
       ratio = sf;
     }
@@ -681,48 +731,69 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
        * underflowed: this observation again, in log space (rare) */
       const double *xi = w->Xr + (R_xlen_t) i * p;
       double emx = 0.0, sg = 0.0, tm = R_NegInf, s = 0.0;
+      MOE_UNROLL
       for (int k = 0; k < K; k++) {
         double e = 0.0;
         if (k < K - 1) for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
         eta[k] = e;
         if (e > emx) emx = e;
       }
+      MOE_UNROLL
       for (int k = 0; k < K; k++) {
         const double *ak = par->alpha + (R_xlen_t) k * p;
         double mu = 0.0;
+        MOE_UNROLL
         for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
         double res = d->y[i] - mu;
         sg += exp(eta[k] - emx);
         ri[k] = eta[k] - emx + cst[k] - res * res * hp[k];
         if (ri[k] > tm) tm = ri[k];
       }
+      MOE_UNROLL
       for (int k = 0; k < K; k++) {
         ri[k] = exp(ri[k] - tm);
         s += ri[k];
       }
+      MOE_UNROLL
       for (int k = 0; k < K; k++) ri[k] /= s;
       lacc += wi * (tm + log(s) - log(sg));
       /* G, computed above from W alone, is valid: se >= 1 */
     }
+  }
+  /* stage 3: the gradient and the information, from G and r as stored by
+   * stage 2 (a separate loop, so that their loads do not wait on the
+   * stores just made) */
+  for (int i = i0; i < i1; i++) {
+    const double *zi = w->Zr + (R_xlen_t) i * q;
+    const double *ri = r + (R_xlen_t) i * K, *Gi = G + (R_xlen_t) i * K;
+    int wi = w->wi[i];
+    MOE_UNROLL
     for (int k = 0; k < K - 1; k++) {
       double v = wi * (ri[k] - Gi[k]);
+      MOE_UNROLL
       for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
     }
     int t = 0;
+    MOE_UNROLL
     for (int b = 0; b < q; b++)
+      MOE_UNROLL
       for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
+    MOE_UNROLL
     for (int k = 0, blk = 0; k < K - 1; k++) {
+      MOE_UNROLL
       for (int l = 0; l <= k; l++, blk++) {
         double dl = k == l ? 1.0 : 0.0;
         double c = wi * (Gi[k] * (dl - Gi[l]) - ri[k] * (dl - ri[l]));
         double *bh = hg + blk * Tq;
+        MOE_UNROLL
         for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
       }
     }
   }
+  }
   if (loc) {
-    for (int t = 0; t < m; t++) g[t] = gl[t];
-    for (int t = 0; t < P * Tq; t++) w->hg[t] = hl[t];
+    for (int t = 0; t < m; t++) g[t] = ga[t];
+    for (int t = 0; t < P * Tq; t++) w->hg[t] = hg[t];
   }
   *ll = lsum + (lacc + log(prod));
   double lp = *ll;
@@ -744,6 +815,7 @@ static double marg_pass(const moe_data *d, const moe_mcmc_prior *pr,
     return marg_pass_sized(d, pr, w, par, Wf, fresh, known, G, r, g, ll, P_, \
                            Q_, K_);
   MARG_CASE(2, 2, 2) MARG_CASE(2, 2, 3) MARG_CASE(2, 2, 4)
+  MARG_CASE(3, 3, 2) MARG_CASE(3, 3, 3) MARG_CASE(3, 3, 4)
 #undef MARG_CASE
   return marg_pass_sized(d, pr, w, par, Wf, fresh, known, G, r, g, ll, p, q, K);
 }
@@ -899,20 +971,24 @@ MOE_INLINE int gate_probs_obs(const double *zi, const double *Wf, int q, int K,
 {
   double emx = 0.0, se = 0.0;
   int em = K - 1;
+  MOE_UNROLL
   for (int k = 0; k < K - 1; k++) {
     double e = 0.0;
+    MOE_UNROLL
     for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
     eta[k] = e;
     if (e > emx) { emx = e; em = k; }
   }
   eta[K - 1] = 0.0;
   if (Gi == NULL) return em;
+  MOE_UNROLL
   for (int k = 0; k < K; k++) {
-    double e = k == em ? 1.0 : exp(eta[k] - emx);
+    double e = k == em ? 1.0 : moe_exp(eta[k] - emx);
     Gi[k] = e;
     se += e;
   }
   double ig = 1.0 / se;
+  MOE_UNROLL
   for (int k = 0; k < K; k++) Gi[k] *= ig;
   return em;
 }
@@ -938,8 +1014,8 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
   /* stack accumulators when they fit, as in marg_pass_sized() */
   double gl[MOE_NLOC], hl[MOE_NLOC], zl[MOE_NLOC], el[MOE_NLOC];
   int loc = m <= MOE_NLOC && P * Tq <= MOE_NLOC && Tq <= MOE_NLOC && K <= MOE_NLOC;
-  double *eta = loc ? el : w->lk, *zz = loc ? zl : w->zz, *hg = loc ? hl : w->hg;
-  double *ga = loc ? gl : g;
+  double *restrict eta = loc ? el : w->lk, *restrict zz = loc ? zl : w->zz,
+         *restrict hg = loc ? hl : w->hg, *restrict ga = loc ? gl : g;
   for (int t = 0; t < m; t++) ga[t] = 0.0;
   for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
   alloc_rng rng;
@@ -947,7 +1023,11 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
     stats_reset(w, p, K);
     alloc_rng_seed(&rng);
   }
-  for (int i = 0; i < n; i++) {
+  for (int i0 = 0; i0 < n; i0 += MOE_BLOCK) {
+  int i1 = n - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : n;
+  /* stage 1: allocations, gating probabilities and the log target of a
+   * block of observations */
+  for (int i = i0; i < i1; i++) {
     const double *zi = w->Zr + (R_xlen_t) i * q;
     int *Ni = w->N + (R_xlen_t) i * K;
     double *Gi = G + (R_xlen_t) i * K;
@@ -959,13 +1039,16 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
         /* categorical draw, and the observation added to its expert */
         double u = alloc_unif(&rng), acc = ri[0];
         while (acc < u && ci < K - 1) acc += ri[++ci];
+        MOE_UNROLL
         for (int j = 0; j < K; j++) Ni[j] = 0;
         Ni[ci] = 1;
         double *S = w->XtX + (R_xlen_t) ci * p * p, *sy = w->Xty + (R_xlen_t) ci * p;
         w->nk[ci] += 1.0;
         w->yty[ci] += yi * yi;
+        MOE_UNROLL
         for (int a = 0; a < p; a++) {
           sy[a] += yi * xi[a];
+          MOE_UNROLL
           for (int b = 0; b <= a; b++) S[a + b * p] += xi[a] * xi[b];
         }
       } else {
@@ -982,6 +1065,7 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
       prod *= Gi[ci];
     } else {
       int em = gate_probs_obs(zi, Wf, q, K, eta, known ? NULL : Gi);
+      MOE_UNROLL
       for (int k = 0; k < K; k++) if (Ni[k]) lp += Ni[k] * (eta[k] - eta[em]);
       if (wi == 1) {
         if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
@@ -990,24 +1074,40 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
         lp += wi * log(Gi[em]);
       }
     }
+  }
+  /* stage 2: the gradient and the information (a separate loop, as in
+   * marg_pass_sized()) */
+  for (int i = i0; i < i1; i++) {
+    const double *zi = w->Zr + (R_xlen_t) i * q;
+    const int *Ni = w->N + (R_xlen_t) i * K;
+    const double *Gi = G + (R_xlen_t) i * K;
+    int wi = w->wi[i];
+    MOE_UNROLL
     for (int k = 0; k < K - 1; k++) {
       double v = Ni[k] - wi * Gi[k];
+      MOE_UNROLL
       for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
     }
     int t = 0;
+    MOE_UNROLL
     for (int b = 0; b < q; b++)
+      MOE_UNROLL
       for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
+    MOE_UNROLL
     for (int k = 0, blk = 0; k < K - 1; k++) {
+      MOE_UNROLL
       for (int l = 0; l <= k; l++, blk++) {
         double c = wi * Gi[k] * ((k == l ? 1.0 : 0.0) - Gi[l]);
         double *bh = hg + blk * Tq;
+        MOE_UNROLL
         for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
       }
     }
   }
+  }
   if (loc) {
-    for (int t = 0; t < m; t++) g[t] = gl[t];
-    for (int t = 0; t < P * Tq; t++) w->hg[t] = hl[t];
+    for (int t = 0; t < m; t++) g[t] = ga[t];
+    for (int t = 0; t < P * Tq; t++) w->hg[t] = hg[t];
   }
   lp += log(prod);
   gate_prior_grad(pr, q, K, Wf, g, &lp);
@@ -1025,6 +1125,7 @@ static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
   if (p == P_ && q == Q_ && K == K_)                                           \
     return cond_logpost_sized(d, pr, w, Wf, G, known, draw, g, P_, Q_, K_);
   COND_CASE(2, 2, 2) COND_CASE(2, 2, 3) COND_CASE(2, 2, 4)
+  COND_CASE(3, 3, 2) COND_CASE(3, 3, 3) COND_CASE(3, 3, 4)
 #undef COND_CASE
   return cond_logpost_sized(d, pr, w, Wf, G, known, draw, g, p, q, K);
 }

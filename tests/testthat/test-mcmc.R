@@ -73,6 +73,22 @@ test_that("with K = 1 the draws follow the closed-form conjugate posterior", {
   }
 })
 
+test_that("the exp() of the sampler's passes is within one ulp of exp()", {
+  # the range the passes use (x - max <= 0), the ranges near the table
+  # points and the edges where it hands over to exp()
+  set.seed(5)
+  x <- c(0, -1e-300, -.Machine$double.eps, -log(2) / 256 * c(1, 3, 255, 257),
+         -runif(20000, 0, 1), -runif(20000, 0, 40), -runif(20000, 0, 700),
+         runif(2000, 0, 700), -699.999, -700, -700.001, -745, -746, -800, 700, 710,
+         -Inf, Inf, NaN, NA)
+  got <- .Call(bayesmoe:::ffi_moe_exp, x)
+  ref <- exp(x)
+  ok <- is.finite(ref) & ref > 0
+  expect_true(all(abs(got[ok] - ref[ok]) <= 2^-51 * ref[ok]))
+  expect_identical(got[!ok], ref[!ok])
+  expect_identical(.Call(bayesmoe:::ffi_moe_exp, c(-700, -800, 700)), exp(c(-700, -800, 700)))
+})
+
 test_that("draws and log-likelihoods agree with plain-R maps and densities", {
   set.seed(12)
   d <- sim_three(150)
