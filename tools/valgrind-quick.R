@@ -2,7 +2,7 @@
 # test suite under valgrind is too slow:
 #   make valgrind VG_SCRIPT=tools/valgrind-quick.R
 # Fits (EM, and MCMC with each gating update, K = 1 and 3, random and EM
-# starts, continuation), gating variants and FFN experts under EM and MCMC,
+# starts, continuation, the sized passes with 2 and 3 coefficients), gating variants and FFN experts under EM and MCMC,
 # the least-squares form, losses, MTM, marginal likelihoods, Polya-Gamma
 # draws at extreme z, the methods, and 40
 # randomised malformed calls (tests/testthat/helper-hardening.R).
@@ -16,7 +16,7 @@ em3 <- suppressWarnings(moe_em(y ~ x, data = d, K = 3, starts = 2, seed = 1,
                                control = moe_em_control(maxit = 5)))
 X <- cbind(1, d$x)
 r <- moe_em_fit(d$y, X, X, K = 2, starts = 2)
-for (gu in c("pg+mh", "pg", "mh")) {
+for (gu in c("pg+mh", "pg", "mh", "collapsed")) {
   fit <- moe_mcmc(y ~ x, gating = ~ x + z, data = d, K = 2, chains = 2, iter = 60, seed = 1,
                   control = moe_mcmc_control(em_starts = 2, gate_update = gu),
                   progress = FALSE)
@@ -26,6 +26,10 @@ f1 <- moe_mcmc(y ~ x, data = d, K = 1, chains = 1, iter = 50, seed = 2, progress
 f3 <- moe_mcmc(y ~ x, data = d, K = 3, chains = 1, iter = 50, seed = 3, init = "random",
                progress = FALSE)
 m <- moe_mcmc_fit(d$y, X, X, K = 2, chains = 1, iter = 30, seed = 1)
+# a sized case of the collapsed passes with 3 coefficients, and moe_exp()
+f33 <- moe_mcmc(y ~ x + z, gating = ~ x + z, data = d, K = 3, chains = 1, iter = 40, seed = 4,
+                control = moe_mcmc_control(em_starts = 2), progress = FALSE)
+ex <- .Call(bayesmoe:::ffi_moe_exp, c(0, -1e-300, -0.5, -699.9, -700, -800, 700, NaN, -Inf))
 pg <- rpolyagamma(240, b = c(1, 3), z = c(0, 1e-8, 0.5, 5, 1e4, -1e4))
 nd <- d[1:10, ]
 nd$x[2] <- NA

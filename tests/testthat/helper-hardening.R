@@ -145,6 +145,18 @@ run_cases <- function(fn, f, values, validate, label = deparse1(body(f))) {
   do.call(rbind, rows)
 }
 
+# One table per argument: `fn` (named `name`) called with the arguments
+# `base`, argument `a` replaced by each value of `values(a)`, for every `a`
+# in `args`. Returns the tables in a list named paste0(prefix, args).
+arg_tables <- function(name, fn, base, args, values, validate, prefix = "") {
+  res <- lapply(args, function(a) run_cases(name, function(v) {
+    cl <- base
+    cl[a] <- list(v)
+    do.call(fn, cl)
+  }, values(a), validate, label = sprintf("%s(%s = v)", name, a)))
+  setNames(res, paste0(prefix, args))
+}
+
 # One expectation per table: every case a value or a classed error; the
 # failures are listed.
 expect_no_defect <- function(res) {

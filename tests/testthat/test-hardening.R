@@ -111,16 +111,10 @@ test_that("malformed data for the matrix interfaces moe_em_fit() and moe_mcmc_fi
 test_that("malformed arguments of moe_em(), moe_em_control() and moe_em_fit()", {
   set.seed(103)
   d <- base_data()
-  res <- list()
-  for (a in c("K", "starts", "seed", "gating", "formula", "data", "control", "weights",
-              "subset", "na.action")) {
-    vals <- if (a == "starts") small_values else nasty_values
-    res[[a]] <- run_cases("moe_em", function(v) {
-      cl <- list(formula = y ~ x, data = d, K = 2, starts = 2, seed = 1)
-      cl[a] <- list(v)
-      do.call(moe_em, cl)
-    }, vals, valid_fit, label = sprintf("moe_em(%s = v)", a))
-  }
+  res <- arg_tables("moe_em", moe_em, list(formula = y ~ x, data = d, K = 2, starts = 2, seed = 1),
+                    c("K", "starts", "seed", "gating", "formula", "data", "control", "weights",
+                      "subset", "na.action"),
+                    function(a) if (a == "starts") small_values else nasty_values, valid_fit)
   for (a in names(formals(moe_em_control))) {
     vals <- if (a == "maxit") small_values else nasty_values
     res[[paste0("ctl_", a)]] <- run_cases("moe_em_control", function(v) {
@@ -142,17 +136,12 @@ test_that("malformed arguments of moe_em(), moe_em_control() and moe_em_fit()", 
 test_that("malformed arguments of moe_mcmc(), moe_mcmc_control() and moe_mcmc_fit()", {
   set.seed(104)
   d <- base_data()
-  res <- list()
-  for (a in c("K", "chains", "iter", "warmup", "thin", "init", "seed", "progress", "prior",
-              "control", "gating", "formula", "data", "weights")) {
-    vals <- if (a %in% c("chains", "iter", "warmup")) small_values else nasty_values
-    res[[a]] <- run_cases("moe_mcmc", function(v) {
-      cl <- list(formula = y ~ x, data = d, K = 2, chains = 1, iter = 20, seed = 1,
-                 progress = FALSE, control = tiny_mcmc_control())
-      cl[a] <- list(v)
-      do.call(moe_mcmc, cl)
-    }, vals, valid_mcmc, label = sprintf("moe_mcmc(%s = v)", a))
-  }
+  counts <- function(a) if (a %in% c("chains", "iter", "warmup")) small_values else nasty_values
+  res <- arg_tables("moe_mcmc", moe_mcmc,
+                    list(formula = y ~ x, data = d, K = 2, chains = 1, iter = 20, seed = 1,
+                         progress = FALSE, control = tiny_mcmc_control()),
+                    c("K", "chains", "iter", "warmup", "thin", "init", "seed", "progress", "prior",
+                      "control", "gating", "formula", "data", "weights"), counts, valid_mcmc)
   # iterations, chains and warm-up of 0 or negative, warm-up >= iter
   res$counts <- run_cases("moe_mcmc", function(v) do.call(moe_mcmc, c(list(y ~ x, data = d,
                                                                           K = 2, seed = 1,
@@ -173,16 +162,11 @@ test_that("malformed arguments of moe_mcmc(), moe_mcmc_control() and moe_mcmc_fi
     }, vals, valid_mcmc, label = sprintf("moe_mcmc(control = moe_mcmc_control(%s = v))", a))
   }
   X <- cbind("(Intercept)" = 1, x = d$x)
-  for (a in c("K", "chains", "iter", "warmup", "thin", "init", "seed", "prior", "control",
-              "progress")) {
-    vals <- if (a %in% c("chains", "iter", "warmup")) small_values else nasty_values
-    res[[paste0("fit_", a)]] <- run_cases("moe_mcmc_fit", function(v) {
-      cl <- list(y = d$y, X = X, Z = X, K = 2, chains = 1, iter = 20, seed = 1,
-                 control = tiny_mcmc_control())
-      cl[a] <- list(v)
-      do.call(moe_mcmc_fit, cl)
-    }, vals, valid_par, label = sprintf("moe_mcmc_fit(%s = v)", a))
-  }
+  res <- c(res, arg_tables("moe_mcmc_fit", moe_mcmc_fit,
+                            list(y = d$y, X = X, Z = X, K = 2, chains = 1, iter = 20, seed = 1,
+                                 control = tiny_mcmc_control()),
+                            c("K", "chains", "iter", "warmup", "thin", "init", "seed", "prior",
+                              "control", "progress"), counts, valid_par, prefix = "fit_"))
   expect_no_defect(do.call(rbind, res))
 })
 
@@ -542,15 +526,10 @@ tables_ls <- function() {
                                                          seed = 1),
                            list(1, 2, 50), valid_ls, label = paste("moe_ls on", nm))
   }
-  for (a in c("K", "starts", "seed", "gating", "formula", "data", "control", "weights",
-              "subset", "na.action", "expert")) {
-    vals <- if (a == "starts") small_values else nasty_values
-    res[[a]] <- run_cases("moe_ls", function(v) {
-      cl <- list(formula = y ~ x, data = d, K = 2, starts = 2, seed = 1)
-      cl[a] <- list(v)
-      do.call(moe_ls, cl)
-    }, vals, valid_ls, label = sprintf("moe_ls(%s = v)", a))
-  }
+  res <- c(res, arg_tables("moe_ls", moe_ls, list(formula = y ~ x, data = d, K = 2, starts = 2, seed = 1),
+                            c("K", "starts", "seed", "gating", "formula", "data", "control",
+                              "weights", "subset", "na.action", "expert"),
+                            function(a) if (a == "starts") small_values else nasty_values, valid_ls))
   for (a in names(formals(moe_ls_control))) {
     res[[paste0("ctl_", a)]] <- run_cases("moe_ls_control", function(v) {
       moe_ls(y ~ x, data = d, K = 2, starts = 1, seed = 1,
@@ -560,15 +539,11 @@ tables_ls <- function() {
   }
   X <- cbind("(Intercept)" = 1, x = d$x)
   valid_lsfit <- function(r) is.list(r) && all(is.finite(unlist(r$par)))
-  for (a in c("y", "X", "Z", "w", "K", "starts", "control", "init", "expert")) {
-    vals <- if (a == "starts") small_values else
-      c(nasty_values, list(X, X[1:5, ], cbind(X, X), rep(1, 40)))
-    res[[paste0("fit_", a)]] <- run_cases("moe_ls_fit", function(v) {
-      cl <- list(y = d$y, X = X, Z = X, K = 2, starts = 2)
-      cl[a] <- list(v)
-      do.call(moe_ls_fit, cl)
-    }, vals, valid_lsfit, label = sprintf("moe_ls_fit(%s = v)", a))
-  }
+  res <- c(res, arg_tables("moe_ls_fit", moe_ls_fit, list(y = d$y, X = X, Z = X, K = 2, starts = 2),
+                            c("y", "X", "Z", "w", "K", "starts", "control", "init", "expert"),
+                            function(a) if (a == "starts") small_values else
+                              c(nasty_values, list(X, X[1:5, ], cbind(X, X), rep(1, 40))),
+                            valid_lsfit, prefix = "fit_"))
   fit <- moe_ls(y ~ x + f, gating = ~ z, data = d, K = 2, starts = 2, seed = 1)
   pdf(NULL)
   on.exit(grDevices::dev.off(), add = TRUE)
@@ -670,14 +645,13 @@ tables_choice <- function() {
                             digits_values, any_value)
   sel_call <- function(...) moe_select(..., chains = 1, iter = 30,
                                        control = tiny_mcmc_control(), progress = FALSE)
-  for (a in c("formula", "data", "K", "gating", "method", "prior", "seed")) {
-    vals <- if (a == "K") c(small_values, list(1:2, c(1, 1), c(2, 0), 1:9, 1:30)) else nasty_values
-    res[[paste0("sel_", a)]] <- run_cases("moe_select", function(v) {
-      cl <- list(formula = y ~ x, data = d, K = 1:2, method = c("posterior", "bic"), seed = 1)
-      cl[a] <- list(v)
-      do.call(sel_call, cl)
-    }, vals, is_class("moe_select"), label = sprintf("moe_select(%s = v)", a))
-  }
+  res <- c(res, arg_tables("moe_select", sel_call,
+                            list(formula = y ~ x, data = d, K = 1:2, method = c("posterior", "bic"),
+                                 seed = 1),
+                            c("formula", "data", "K", "gating", "method", "prior", "seed"),
+                            function(a) if (a == "K") c(small_values, list(1:2, c(1, 1), c(2, 0), 1:9, 1:30))
+                                        else nasty_values,
+                            is_class("moe_select"), prefix = "sel_"))
   res$sel_prior_K <- run_cases("moe_select", function(v) sel_call(y ~ x, data = d, K = 1:2, prior_K = v, seed = 1),
                                c(nasty_values, list(prior_K(K_max = 1), prior_K(K_max = 4))),
                                is_class("moe_select"))
@@ -690,16 +664,13 @@ tables_choice <- function() {
               any_value),
     run_cases("plot.moe_select", function(v) plot(sel, which = v),
               c(nasty_values, list("probs", "criteria", c("criteria", "probs"), "crit")), any_value))
-  for (a in c("fit", "method", "prior", "proposal", "n_comp", "n_prop", "maxit", "tol", "seed")) {
-    vals <- switch(a, fit = c(nasty_values, list(em, mc3)), n_comp = , n_prop = , maxit = small_values,
-                   nasty_values)
-    res[[paste0("ml_", a)]] <- run_cases("moe_marglik", function(v) {
-      cl <- list(fit = mc1, seed = 1, n_prop = 50)
-      cl[a] <- list(v)
-      do.call(moe_marglik, cl)
-    }, vals, function(x) inherits(x, "moe_marglik") && is.finite(x$logml),
-    label = sprintf("moe_marglik(%s = v)", a))
-  }
+  res <- c(res, arg_tables("moe_marglik", moe_marglik, list(fit = mc1, seed = 1, n_prop = 50),
+                            c("fit", "method", "prior", "proposal", "n_comp", "n_prop", "maxit",
+                              "tol", "seed"),
+                            function(a) switch(a, fit = c(nasty_values, list(em, mc3)), n_comp = ,
+                                               n_prop = , maxit = small_values, nasty_values),
+                            function(x) inherits(x, "moe_marglik") && is.finite(x$logml),
+                            prefix = "ml_"))
   ml <- moe_marglik(mc1, method = "exact")
   res$ml_print <- run_cases("print.moe_marglik", function(v) capture.output(print(ml, digits = v)),
                             digits_values, any_value)
@@ -744,17 +715,11 @@ tables_choice <- function() {
 tables_contraction <- function() {
   tru <- moe_truth_example("p4")
   args0 <- list(truth = tru, n = c(100, 200), reps = 2, seed = 1, starts = 2)
-  res <- list()
-  for (a in c("truth", "n", "reps", "K", "method", "losses", "init", "starts", "x_design",
-              "drop_n", "cells", "reference", "translation", "rbar", "probs", "control",
-              "mcmc", "density_draws", "seed")) {
-    vals <- few_values
-    res[[a]] <- run_cases("moe_contraction", function(v) {
-      cl <- args0
-      cl[a] <- list(v)
-      do.call(moe_contraction, cl)
-    }, vals, is_class("moe_contraction"), label = sprintf("moe_contraction(%s = v)", a))
-  }
+  res <- arg_tables("moe_contraction", moe_contraction, args0,
+                    c("truth", "n", "reps", "K", "method", "losses", "init", "starts", "x_design",
+                      "drop_n", "cells", "reference", "translation", "rbar", "probs", "control",
+                      "mcmc", "density_draws", "seed"),
+                    function(a) few_values, is_class("moe_contraction"))
   st <- do.call(moe_contraction, args0)
   pdf(NULL)
   on.exit(grDevices::dev.off(), add = TRUE)
