@@ -637,159 +637,158 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
   for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
   double lsum = 0.0, lacc = 0.0, prod = 1.0;
   for (int i0 = 0; i0 < n; i0 += MOE_BLOCK) {
-  int i1 = n - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : n;
-  /* stage 1: the exponentials of a block of observations, the only library
-   * calls of the common path, apart from the accumulating loop (stage 2) so
-   * that its accumulators can stay in registers; the operations of each
-   * observation are the same as in one loop */
-  for (int i = i0; i < i1; i++) {
-    const double *zi = w->Zr + (R_xlen_t) i * q;
-    double *Fi = w->F + (R_xlen_t) i * K, *Gi = G + (R_xlen_t) i * K;
-    if (fresh) {
-      const double *xi = w->Xr + (R_xlen_t) i * p;
-      double yi = d->y[i], mx = R_NegInf;
-      int km = 0;
-      MOE_UNROLL
-      for (int k = 0; k < K; k++) {
-        const double *ak = par->alpha + (R_xlen_t) k * p;
-        double mu = 0.0;
+    int i1 = n - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : n;
+    /* stage 1: the exponentials of a block of observations (the only
+     * library calls of the common path), apart from the later stages; the
+     * operations of each observation are the same as in one loop */
+    for (int i = i0; i < i1; i++) {
+      const double *zi = w->Zr + (R_xlen_t) i * q;
+      double *Fi = w->F + (R_xlen_t) i * K, *Gi = G + (R_xlen_t) i * K;
+      if (fresh) {
+        const double *xi = w->Xr + (R_xlen_t) i * p;
+        double yi = d->y[i], mx = R_NegInf;
+        int km = 0;
         MOE_UNROLL
-        for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
-        double res = yi - mu, l = cst[k] - res * res * hp[k];
-        Fi[k] = l;
-        if (l > mx) { mx = l; km = k; }
+        for (int k = 0; k < K; k++) {
+          const double *ak = par->alpha + (R_xlen_t) k * p;
+          double mu = 0.0;
+          MOE_UNROLL
+          for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
+          double res = yi - mu, l = cst[k] - res * res * hp[k];
+          Fi[k] = l;
+          if (l > mx) { mx = l; km = k; }
+        }
+        MOE_UNROLL
+        for (int k = 0; k < K; k++) Fi[k] = k == km ? 1.0 : moe_exp(Fi[k] - mx);
+        w->lmx[i] = mx;
       }
-      MOE_UNROLL
-      for (int k = 0; k < K; k++) Fi[k] = k == km ? 1.0 : moe_exp(Fi[k] - mx);
-      w->lmx[i] = mx;
+      if (!known) {
+        /* gating probabilities, unnormalised; the reference logit is 0 */
+        double emx = 0.0;
+        int em = K - 1;
+        MOE_UNROLL
+        for (int k = 0; k < K - 1; k++) {
+          double e = 0.0;
+          MOE_UNROLL
+          for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
+          eta[k] = e;
+          if (e > emx) { emx = e; em = k; }
+        }
+        eta[K - 1] = 0.0;
+        MOE_UNROLL
+        for (int k = 0; k < K; k++) Gi[k] = k == em ? 1.0 : moe_exp(eta[k] - emx);
+      }
     }
-    if (!known) {
-      /* gating probabilities, unnormalised; the reference logit is 0 */
-      double emx = 0.0;
-      int em = K - 1;
+    /* stage 2: probabilities, responsibilities and the log-likelihood */
+    for (int i = i0; i < i1; i++) {
+      const double *zi = w->Zr + (R_xlen_t) i * q;
+      double *Fi = w->F + (R_xlen_t) i * K, *ri = r + (R_xlen_t) i * K;
+      double *Gi = G + (R_xlen_t) i * K;
+      int wi = w->wi[i];
+      /* sf = sum_k g_k f_ik / max_j f_ij, in (0, 1]; r_k = g_k f_ik / (...) */
+      double sf = 0.0, ratio = 0.0;
+      if (!known) {
+        double se = 0.0;
+        MOE_UNROLL
+        for (int k = 0; k < K; k++) {
+          double e = Gi[k];
+          ri[k] = e * Fi[k];
+          se += e;
+          sf += ri[k];
+        }
+        /* G from W alone (no expert density enters its rounding), so that a
+         * continued chain, which recomputes G at its starting W, sees the
+         * same bits as one long run; se is in [1, K] */
+        double ig = 1.0 / se, ir = 1.0 / sf;
+        MOE_UNROLL
+        for (int k = 0; k < K; k++) {
+          Gi[k] *= ig;
+          ri[k] *= ir;
+        }
+        ratio = sf * ig;
+      } else {
+        MOE_UNROLL
+        for (int k = 0; k < K; k++) {
+          ri[k] = Gi[k] * Fi[k];
+          sf += ri[k];
+        }
+        double ir = 1.0 / sf;
+        MOE_UNROLL
+        for (int k = 0; k < K; k++) ri[k] *= ir;
+        ratio = sf;
+      }
+      if (ratio > 1e-250) {
+        lsum += wi * w->lmx[i];
+        if (wi == 1) {
+          if (prod < 1e-50) { lacc += log(prod); prod = 1.0; }
+          prod *= ratio;
+        } else {
+          lacc += wi * log(ratio);
+        }
+      } else {
+        /* the gate and the experts disagree so much that the products
+         * underflowed: this observation again, in log space (rare) */
+        const double *xi = w->Xr + (R_xlen_t) i * p;
+        double emx = 0.0, sg = 0.0, tm = R_NegInf, s = 0.0;
+        MOE_UNROLL
+        for (int k = 0; k < K; k++) {
+          double e = 0.0;
+          if (k < K - 1) for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
+          eta[k] = e;
+          if (e > emx) emx = e;
+        }
+        MOE_UNROLL
+        for (int k = 0; k < K; k++) {
+          const double *ak = par->alpha + (R_xlen_t) k * p;
+          double mu = 0.0;
+          MOE_UNROLL
+          for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
+          double res = d->y[i] - mu;
+          sg += exp(eta[k] - emx);
+          ri[k] = eta[k] - emx + cst[k] - res * res * hp[k];
+          if (ri[k] > tm) tm = ri[k];
+        }
+        MOE_UNROLL
+        for (int k = 0; k < K; k++) {
+          ri[k] = exp(ri[k] - tm);
+          s += ri[k];
+        }
+        MOE_UNROLL
+        for (int k = 0; k < K; k++) ri[k] /= s;
+        lacc += wi * (tm + log(s) - log(sg));
+        /* G, computed above from W alone, is valid: se >= 1 */
+      }
+    }
+    /* stage 3: the gradient and the information, from G and r as stored by
+     * stage 2 (a separate loop, so that their loads do not wait on the
+     * stores just made) */
+    for (int i = i0; i < i1; i++) {
+      const double *zi = w->Zr + (R_xlen_t) i * q;
+      const double *ri = r + (R_xlen_t) i * K, *Gi = G + (R_xlen_t) i * K;
+      int wi = w->wi[i];
       MOE_UNROLL
       for (int k = 0; k < K - 1; k++) {
-        double e = 0.0;
+        double v = wi * (ri[k] - Gi[k]);
         MOE_UNROLL
-        for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
-        eta[k] = e;
-        if (e > emx) { emx = e; em = k; }
+        for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
       }
-      eta[K - 1] = 0.0;
+      int t = 0;
       MOE_UNROLL
-      for (int k = 0; k < K; k++) Gi[k] = k == em ? 1.0 : moe_exp(eta[k] - emx);
-    }
-  }
-  /* stage 2: probabilities, responsibilities and the log-likelihood */
-  for (int i = i0; i < i1; i++) {
-    const double *zi = w->Zr + (R_xlen_t) i * q;
-    double *Fi = w->F + (R_xlen_t) i * K, *ri = r + (R_xlen_t) i * K;
-    double *Gi = G + (R_xlen_t) i * K;
-    int wi = w->wi[i];
-    /* sf = sum_k g_k f_ik / max_j f_ij, in (0, 1]; r_k = g_k f_ik / (...) */
-    double sf = 0.0, ratio = 0.0;
-    if (!known) {
-      double se = 0.0;
-      MOE_UNROLL
-      for (int k = 0; k < K; k++) {
-        double e = Gi[k];
-        ri[k] = e * Fi[k];
-        se += e;
-        sf += ri[k];
-      }
-      /* G from W alone (no expert density enters its rounding), so that a
-       * continued chain, which recomputes G at its starting W, sees the
-       * same bits as one long run; se is in [1, K] */
-      double ig = 1.0 / se, ir = 1.0 / sf;
-      MOE_UNROLL
-      for (int k = 0; k < K; k++) {
-        Gi[k] *= ig;
-        ri[k] *= ir;
-      }
-      ratio = sf * ig;
-    } else {
-      MOE_UNROLL
-      for (int k = 0; k < K; k++) {
-        ri[k] = Gi[k] * Fi[k];
-        sf += ri[k];
-      }
-      double ir = 1.0 / sf;
-      MOE_UNROLL
-      for (int k = 0; k < K; k++) ri[k] *= ir;
-      ratio = sf;
-    }
-    if (ratio > 1e-250) {
-      lsum += wi * w->lmx[i];
-      if (wi == 1) {
-        if (prod < 1e-50) { lacc += log(prod); prod = 1.0; }
-        prod *= ratio;
-      } else {
-        lacc += wi * log(ratio);
-      }
-    } else {
-      /* the gate and the experts disagree so much that the products
-       * underflowed: this observation again, in log space (rare) */
-      const double *xi = w->Xr + (R_xlen_t) i * p;
-      double emx = 0.0, sg = 0.0, tm = R_NegInf, s = 0.0;
-      MOE_UNROLL
-      for (int k = 0; k < K; k++) {
-        double e = 0.0;
-        if (k < K - 1) for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
-        eta[k] = e;
-        if (e > emx) emx = e;
-      }
-      MOE_UNROLL
-      for (int k = 0; k < K; k++) {
-        const double *ak = par->alpha + (R_xlen_t) k * p;
-        double mu = 0.0;
+      for (int b = 0; b < q; b++)
         MOE_UNROLL
-        for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
-        double res = d->y[i] - mu;
-        sg += exp(eta[k] - emx);
-        ri[k] = eta[k] - emx + cst[k] - res * res * hp[k];
-        if (ri[k] > tm) tm = ri[k];
-      }
+        for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
       MOE_UNROLL
-      for (int k = 0; k < K; k++) {
-        ri[k] = exp(ri[k] - tm);
-        s += ri[k];
-      }
-      MOE_UNROLL
-      for (int k = 0; k < K; k++) ri[k] /= s;
-      lacc += wi * (tm + log(s) - log(sg));
-      /* G, computed above from W alone, is valid: se >= 1 */
-    }
-  }
-  /* stage 3: the gradient and the information, from G and r as stored by
-   * stage 2 (a separate loop, so that their loads do not wait on the
-   * stores just made) */
-  for (int i = i0; i < i1; i++) {
-    const double *zi = w->Zr + (R_xlen_t) i * q;
-    const double *ri = r + (R_xlen_t) i * K, *Gi = G + (R_xlen_t) i * K;
-    int wi = w->wi[i];
-    MOE_UNROLL
-    for (int k = 0; k < K - 1; k++) {
-      double v = wi * (ri[k] - Gi[k]);
-      MOE_UNROLL
-      for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
-    }
-    int t = 0;
-    MOE_UNROLL
-    for (int b = 0; b < q; b++)
-      MOE_UNROLL
-      for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
-    MOE_UNROLL
-    for (int k = 0, blk = 0; k < K - 1; k++) {
-      MOE_UNROLL
-      for (int l = 0; l <= k; l++, blk++) {
-        double dl = k == l ? 1.0 : 0.0;
-        double c = wi * (Gi[k] * (dl - Gi[l]) - ri[k] * (dl - ri[l]));
-        double *bh = hg + blk * Tq;
+      for (int k = 0, blk = 0; k < K - 1; k++) {
         MOE_UNROLL
-        for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
+        for (int l = 0; l <= k; l++, blk++) {
+          double dl = k == l ? 1.0 : 0.0;
+          double c = wi * (Gi[k] * (dl - Gi[l]) - ri[k] * (dl - ri[l]));
+          double *bh = hg + blk * Tq;
+          MOE_UNROLL
+          for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
+        }
       }
     }
-  }
   }
   if (loc) {
     for (int t = 0; t < m; t++) g[t] = ga[t];
@@ -1024,86 +1023,86 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
     alloc_rng_seed(&rng);
   }
   for (int i0 = 0; i0 < n; i0 += MOE_BLOCK) {
-  int i1 = n - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : n;
-  /* stage 1: allocations, gating probabilities and the log target of a
-   * block of observations */
-  for (int i = i0; i < i1; i++) {
-    const double *zi = w->Zr + (R_xlen_t) i * q;
-    int *Ni = w->N + (R_xlen_t) i * K;
-    double *Gi = G + (R_xlen_t) i * K;
-    int wi = w->wi[i], ci = 0;
-    if (draw) {
-      const double *ri = w->rA + (R_xlen_t) i * K, *xi = w->Xr + (R_xlen_t) i * p;
-      double yi = d->y[i];
-      if (wi == 1) {
-        /* categorical draw, and the observation added to its expert */
-        double u = alloc_unif(&rng), acc = ri[0];
-        while (acc < u && ci < K - 1) acc += ri[++ci];
-        MOE_UNROLL
-        for (int j = 0; j < K; j++) Ni[j] = 0;
-        Ni[ci] = 1;
-        double *S = w->XtX + (R_xlen_t) ci * p * p, *sy = w->Xty + (R_xlen_t) ci * p;
-        w->nk[ci] += 1.0;
-        w->yty[ci] += yi * yi;
-        MOE_UNROLL
-        for (int a = 0; a < p; a++) {
-          sy[a] += yi * xi[a];
+    int i1 = n - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : n;
+    /* stage 1: allocations, gating probabilities and the log target of a
+     * block of observations */
+    for (int i = i0; i < i1; i++) {
+      const double *zi = w->Zr + (R_xlen_t) i * q;
+      int *Ni = w->N + (R_xlen_t) i * K;
+      double *Gi = G + (R_xlen_t) i * K;
+      int wi = w->wi[i], ci = 0;
+      if (draw) {
+        const double *ri = w->rA + (R_xlen_t) i * K, *xi = w->Xr + (R_xlen_t) i * p;
+        double yi = d->y[i];
+        if (wi == 1) {
+          /* categorical draw, and the observation added to its expert */
+          double u = alloc_unif(&rng), acc = ri[0];
+          while (acc < u && ci < K - 1) acc += ri[++ci];
           MOE_UNROLL
-          for (int b = 0; b <= a; b++) S[a + b * p] += xi[a] * xi[b];
+          for (int j = 0; j < K; j++) Ni[j] = 0;
+          Ni[ci] = 1;
+          double *S = w->XtX + (R_xlen_t) ci * p * p, *sy = w->Xty + (R_xlen_t) ci * p;
+          w->nk[ci] += 1.0;
+          w->yty[ci] += yi * yi;
+          MOE_UNROLL
+          for (int a = 0; a < p; a++) {
+            sy[a] += yi * xi[a];
+            MOE_UNROLL
+            for (int b = 0; b <= a; b++) S[a + b * p] += xi[a] * xi[b];
+          }
+        } else {
+          alloc_draw(K, wi, ri, 1.0, Ni, &rng);
+          alloc_stats(w, p, K, xi, yi, Ni);
         }
-      } else {
-        alloc_draw(K, wi, ri, 1.0, Ni, &rng);
-        alloc_stats(w, p, K, xi, yi, Ni);
+      } else if (known && wi == 1) {
+        while (ci < K - 1 && !Ni[ci]) ci++;
       }
-    } else if (known && wi == 1) {
-      while (ci < K - 1 && !Ni[ci]) ci++;
-    }
-    if (known && wi == 1 && Gi[ci] > 1e-200) {
-      /* the logits are not needed: the term is log g_ic (c the expert of
-       * the observation), taken into the product (>= 1e-250, no underflow) */
-      if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
-      prod *= Gi[ci];
-    } else {
-      int em = gate_probs_obs(zi, Wf, q, K, eta, known ? NULL : Gi);
-      MOE_UNROLL
-      for (int k = 0; k < K; k++) if (Ni[k]) lp += Ni[k] * (eta[k] - eta[em]);
-      if (wi == 1) {
+      if (known && wi == 1 && Gi[ci] > 1e-200) {
+        /* the logits are not needed: the term is log g_ic (c the expert of
+         * the observation), taken into the product (>= 1e-250, no underflow) */
         if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
-        prod *= Gi[em];
+        prod *= Gi[ci];
       } else {
-        lp += wi * log(Gi[em]);
-      }
-    }
-  }
-  /* stage 2: the gradient and the information (a separate loop, as in
-   * marg_pass_sized()) */
-  for (int i = i0; i < i1; i++) {
-    const double *zi = w->Zr + (R_xlen_t) i * q;
-    const int *Ni = w->N + (R_xlen_t) i * K;
-    const double *Gi = G + (R_xlen_t) i * K;
-    int wi = w->wi[i];
-    MOE_UNROLL
-    for (int k = 0; k < K - 1; k++) {
-      double v = Ni[k] - wi * Gi[k];
-      MOE_UNROLL
-      for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
-    }
-    int t = 0;
-    MOE_UNROLL
-    for (int b = 0; b < q; b++)
-      MOE_UNROLL
-      for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
-    MOE_UNROLL
-    for (int k = 0, blk = 0; k < K - 1; k++) {
-      MOE_UNROLL
-      for (int l = 0; l <= k; l++, blk++) {
-        double c = wi * Gi[k] * ((k == l ? 1.0 : 0.0) - Gi[l]);
-        double *bh = hg + blk * Tq;
+        int em = gate_probs_obs(zi, Wf, q, K, eta, known ? NULL : Gi);
         MOE_UNROLL
-        for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
+        for (int k = 0; k < K; k++) if (Ni[k]) lp += Ni[k] * (eta[k] - eta[em]);
+        if (wi == 1) {
+          if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
+          prod *= Gi[em];
+        } else {
+          lp += wi * log(Gi[em]);
+        }
       }
     }
-  }
+    /* stage 2: the gradient and the information (a separate loop, as in
+     * marg_pass_sized()) */
+    for (int i = i0; i < i1; i++) {
+      const double *zi = w->Zr + (R_xlen_t) i * q;
+      const int *Ni = w->N + (R_xlen_t) i * K;
+      const double *Gi = G + (R_xlen_t) i * K;
+      int wi = w->wi[i];
+      MOE_UNROLL
+      for (int k = 0; k < K - 1; k++) {
+        double v = Ni[k] - wi * Gi[k];
+        MOE_UNROLL
+        for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
+      }
+      int t = 0;
+      MOE_UNROLL
+      for (int b = 0; b < q; b++)
+        MOE_UNROLL
+        for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
+      MOE_UNROLL
+      for (int k = 0, blk = 0; k < K - 1; k++) {
+        MOE_UNROLL
+        for (int l = 0; l <= k; l++, blk++) {
+          double c = wi * Gi[k] * ((k == l ? 1.0 : 0.0) - Gi[l]);
+          double *bh = hg + blk * Tq;
+          MOE_UNROLL
+          for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
+        }
+      }
+    }
   }
   if (loc) {
     for (int t = 0; t < m; t++) g[t] = ga[t];
