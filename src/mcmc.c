@@ -610,6 +610,46 @@ static void gate_prior_grad(const moe_mcmc_prior *pr, int q, int K,
 #endif
 #define MOE_BLOCK 64
 
+/*
+ * One observation's terms of the gradient (ga, m) and of the information
+ * blocks (hg, packed as in marg_pass_sized()) of the gating, from its
+ * gating probabilities Gi (K) and weight wi: with `collapsed`, those of the
+ * collapsed target log pi (responsibilities ri: gradient wi (r - g) (x) z,
+ * information wi [G_i - R_i] (x) z z'); otherwise those of p(W |
+ * allocations) (counts Ni: gradient (N - wi g) (x) z, information
+ * wi G_i (x) z z'). zz: Tq doubles of scratch. `collapsed` is a constant
+ * at every call, so each caller gets its own branch-free copy.
+ */
+MOE_INLINE void pass_accumulate(int q, int K, int collapsed, const double *zi, int wi,
+                                const double *Gi, const double *ri, const int *Ni,
+                                double *restrict ga, double *restrict hg, double *restrict zz)
+{
+  int Tq = q * (q + 1) / 2;
+  MOE_UNROLL
+  for (int k = 0; k < K - 1; k++) {
+    double v = collapsed ? wi * (ri[k] - Gi[k]) : Ni[k] - wi * Gi[k];
+    MOE_UNROLL
+    for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
+  }
+  int t = 0;
+  MOE_UNROLL
+  for (int b = 0; b < q; b++)
+    MOE_UNROLL
+    for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
+  MOE_UNROLL
+  for (int k = 0, blk = 0; k < K - 1; k++) {
+    MOE_UNROLL
+    for (int l = 0; l <= k; l++, blk++) {
+      double dl = k == l ? 1.0 : 0.0;
+      double c = collapsed ? wi * (Gi[k] * (dl - Gi[l]) - ri[k] * (dl - ri[l]))
+                           : wi * Gi[k] * (dl - Gi[l]);
+      double *bh = hg + blk * Tq;
+      MOE_UNROLL
+      for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
+    }
+  }
+}
+
 MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
                                   moe_mcmc_work *w, const moe_par *par,
                                   const double *Wf, int fresh, int known,
@@ -763,31 +803,8 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
      * stage 2 (a separate loop, so that their loads do not wait on the
      * stores just made) */
     for (int i = i0; i < i1; i++) {
-      const double *zi = w->Zr + (R_xlen_t) i * q;
-      const double *ri = r + (R_xlen_t) i * K, *Gi = G + (R_xlen_t) i * K;
-      int wi = w->wi[i];
-      MOE_UNROLL
-      for (int k = 0; k < K - 1; k++) {
-        double v = wi * (ri[k] - Gi[k]);
-        MOE_UNROLL
-        for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
-      }
-      int t = 0;
-      MOE_UNROLL
-      for (int b = 0; b < q; b++)
-        MOE_UNROLL
-        for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
-      MOE_UNROLL
-      for (int k = 0, blk = 0; k < K - 1; k++) {
-        MOE_UNROLL
-        for (int l = 0; l <= k; l++, blk++) {
-          double dl = k == l ? 1.0 : 0.0;
-          double c = wi * (Gi[k] * (dl - Gi[l]) - ri[k] * (dl - ri[l]));
-          double *bh = hg + blk * Tq;
-          MOE_UNROLL
-          for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
-        }
-      }
+      pass_accumulate(q, K, 1, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
+                      r + (R_xlen_t) i * K, NULL, ga, hg, zz);
     }
   }
   if (loc) {
@@ -1077,31 +1094,8 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
     /* stage 2: the gradient and the information (a separate loop, as in
      * marg_pass_sized()) */
     for (int i = i0; i < i1; i++) {
-      const double *zi = w->Zr + (R_xlen_t) i * q;
-      const int *Ni = w->N + (R_xlen_t) i * K;
-      const double *Gi = G + (R_xlen_t) i * K;
-      int wi = w->wi[i];
-      MOE_UNROLL
-      for (int k = 0; k < K - 1; k++) {
-        double v = Ni[k] - wi * Gi[k];
-        MOE_UNROLL
-        for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
-      }
-      int t = 0;
-      MOE_UNROLL
-      for (int b = 0; b < q; b++)
-        MOE_UNROLL
-        for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
-      MOE_UNROLL
-      for (int k = 0, blk = 0; k < K - 1; k++) {
-        MOE_UNROLL
-        for (int l = 0; l <= k; l++, blk++) {
-          double c = wi * Gi[k] * ((k == l ? 1.0 : 0.0) - Gi[l]);
-          double *bh = hg + blk * Tq;
-          MOE_UNROLL
-          for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
-        }
-      }
+      pass_accumulate(q, K, 0, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
+                      NULL, w->N + (R_xlen_t) i * K, ga, hg, zz);
     }
   }
   if (loc) {
