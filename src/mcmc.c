@@ -610,6 +610,28 @@ static void gate_prior_grad(const moe_mcmc_prior *pr, int q, int K,
 #endif
 #define MOE_BLOCK 64
 
+/* Logits of observation i (eta, K; the reference logit, the last, is 0),
+ * z_i' w_k from the free coefficients Wf; returns the index of the largest
+ * (the reference when none is positive) and its value in *max. The only
+ * place the passes compute logits, so all of them see the same bits. */
+MOE_INLINE int gate_logits_obs(const double *zi, const double *Wf, int q, int K, double *eta,
+                               double *max)
+{
+  double emx = 0.0;
+  int em = K - 1;
+  MOE_UNROLL
+  for (int k = 0; k < K - 1; k++) {
+    double e = 0.0;
+    MOE_UNROLL
+    for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
+    eta[k] = e;
+    if (e > emx) { emx = e; em = k; }
+  }
+  eta[K - 1] = 0.0;
+  *max = emx;
+  return em;
+}
+
 /*
  * One observation's terms of the gradient (ga, m) and of the information
  * blocks (hg, packed as in marg_pass_sized()) of the gating, from its
@@ -703,18 +725,9 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
         w->lmx[i] = mx;
       }
       if (!known) {
-        /* gating probabilities, unnormalised; the reference logit is 0 */
-        double emx = 0.0;
-        int em = K - 1;
-        MOE_UNROLL
-        for (int k = 0; k < K - 1; k++) {
-          double e = 0.0;
-          MOE_UNROLL
-          for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
-          eta[k] = e;
-          if (e > emx) { emx = e; em = k; }
-        }
-        eta[K - 1] = 0.0;
+        /* gating probabilities, unnormalised */
+        double emx;
+        int em = gate_logits_obs(zi, Wf, q, K, eta, &emx);
         MOE_UNROLL
         for (int k = 0; k < K; k++) Gi[k] = k == em ? 1.0 : moe_exp(eta[k] - emx);
       }
@@ -769,14 +782,8 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
         /* the gate and the experts disagree so much that the products
          * underflowed: this observation again, in log space (rare) */
         const double *xi = w->Xr + (R_xlen_t) i * p;
-        double emx = 0.0, sg = 0.0, tm = R_NegInf, s = 0.0;
-        MOE_UNROLL
-        for (int k = 0; k < K; k++) {
-          double e = 0.0;
-          if (k < K - 1) for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
-          eta[k] = e;
-          if (e > emx) emx = e;
-        }
+        double emx, sg = 0.0, tm = R_NegInf, s = 0.0;
+        gate_logits_obs(zi, Wf, q, K, eta, &emx);
         MOE_UNROLL
         for (int k = 0; k < K; k++) {
           const double *ak = par->alpha + (R_xlen_t) k * p;
@@ -985,17 +992,8 @@ static double update_gating_alloc_marg(const moe_data *d, const moe_mcmc_prior *
 MOE_INLINE int gate_probs_obs(const double *zi, const double *Wf, int q, int K,
                               double *eta, double *Gi)
 {
-  double emx = 0.0, se = 0.0;
-  int em = K - 1;
-  MOE_UNROLL
-  for (int k = 0; k < K - 1; k++) {
-    double e = 0.0;
-    MOE_UNROLL
-    for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
-    eta[k] = e;
-    if (e > emx) { emx = e; em = k; }
-  }
-  eta[K - 1] = 0.0;
+  double emx, se = 0.0;
+  int em = gate_logits_obs(zi, Wf, q, K, eta, &emx);
   if (Gi == NULL) return em;
   MOE_UNROLL
   for (int k = 0; k < K; k++) {
