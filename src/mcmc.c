@@ -67,6 +67,27 @@
 #include "moe_exp.h"
 #include <stdint.h>
 
+#if defined(__GNUC__)
+#define MOE_INLINE static inline __attribute__((always_inline))
+#else
+#define MOE_INLINE static inline
+#endif
+/* loop unrolling hint of the passes (see "Speed of the passes" below) */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define MOE_UNROLL _Pragma("GCC unroll 16")
+#else
+#define MOE_UNROLL
+#endif
+
+/* Residual y_i - x_i' a_k of observation i (xi, p) under expert k (ak). */
+MOE_INLINE double expert_resid(const double *xi, const double *ak, int p, double yi)
+{
+  double mu = 0.0;
+  MOE_UNROLL
+  for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
+  return yi - mu;
+}
+
 /*
  * The uniforms of the allocation draws (one per observation per sweep, the
  * bulk of a chain's random numbers) come from a small fast generator,
@@ -275,10 +296,8 @@ static double update_alloc(const moe_data *d, moe_mcmc_work *w,
     double yi = d->y[i], mx = R_NegInf;
     int km = 0;
     for (int k = 0; k < K; k++) {
-      const double *ak = par->alpha + (R_xlen_t) k * p;
-      double mu = 0.0;
-      for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
-      double res = yi - mu, l = ei[k] + cst[k] - res * res * hp[k];
+      double res = expert_resid(xi, par->alpha + (R_xlen_t) k * p, p, yi);
+      double l = ei[k] + cst[k] - res * res * hp[k];
       lk[k] = l;
       if (l > mx) { mx = l; km = k; }
     }
@@ -579,11 +598,6 @@ static void gate_prior_grad(const moe_mcmc_prior *pr, int q, int K,
  * Tq = q (q + 1) / 2), and *ll = sum_i wt_i log p(y_i | x_i, z_i).
  * Returns log pi(W) up to a constant.
  */
-#if defined(__GNUC__)
-#define MOE_INLINE static inline __attribute__((always_inline))
-#else
-#define MOE_INLINE static inline
-#endif
 /* size of the stack accumulators of the passes */
 #define MOE_NLOC 32
 /*
@@ -594,9 +608,9 @@ static void gate_prior_grad(const moe_mcmc_prior *pr, int q, int K,
  *   exp() calls first, then the probabilities and the log-likelihood, then
  *   the accumulation, which reads the stored probabilities in a separate
  *   loop (a load right after the scalar stores of the same values stalls);
- * - MOE_UNROLL asks GCC to unroll the loops over experts and covariates
- *   completely in the sized instances (constant dimensions) before its
- *   loop optimisations, so that the accumulators of the gradient and of the
+ * - MOE_UNROLL (defined at the top) asks GCC to unroll the loops over
+ *   experts and covariates completely in the sized instances (constant
+ *   dimensions) before its loop optimisations, so that the accumulators of the gradient and of the
  *   information live in registers instead of being loaded and stored once
  *   per observation. In the generic instance it is a partial unrolling
  *   hint. Other compilers get no hint and the same results.
@@ -604,11 +618,6 @@ static void gate_prior_grad(const moe_mcmc_prior *pr, int q, int K,
  * same bits as with one plain loop (moe_exp() is within one ulp of exp(),
  * see moe_exp.h).
  */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
-#define MOE_UNROLL _Pragma("GCC unroll 16")
-#else
-#define MOE_UNROLL
-#endif
 #define MOE_BLOCK 64
 
 /* Logits of observation i (eta, K; the reference logit, the last, is 0),
@@ -713,11 +722,8 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
         int km = 0;
         MOE_UNROLL
         for (int k = 0; k < K; k++) {
-          const double *ak = par->alpha + (R_xlen_t) k * p;
-          double mu = 0.0;
-          MOE_UNROLL
-          for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
-          double res = yi - mu, l = cst[k] - res * res * hp[k];
+          double res = expert_resid(xi, par->alpha + (R_xlen_t) k * p, p, yi);
+          double l = cst[k] - res * res * hp[k];
           Fi[k] = l;
           if (l > mx) { mx = l; km = k; }
         }
@@ -787,11 +793,7 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
         gate_logits_obs(zi, Wf, q, K, eta, &emx);
         MOE_UNROLL
         for (int k = 0; k < K; k++) {
-          const double *ak = par->alpha + (R_xlen_t) k * p;
-          double mu = 0.0;
-          MOE_UNROLL
-          for (int a = 0; a < p; a++) mu += xi[a] * ak[a];
-          double res = d->y[i] - mu;
+          double res = expert_resid(xi, par->alpha + (R_xlen_t) k * p, p, d->y[i]);
           sg += exp(eta[k] - emx);
           ri[k] = eta[k] - emx + cst[k] - res * res * hp[k];
           if (ri[k] > tm) tm = ri[k];
