@@ -199,9 +199,20 @@ moe_information <- function(par, y, X, Z, w) {
 #' @export
 nobs.moe_fit <- function(object, ...) sum(object$weights > 0)
 
+# The sample size of the likelihood, the `nobs` of logLik() and so the
+# log(n) of BIC(): observation i enters sum_i w_i log p(y_i | ...) with its
+# weight, so a weighted fit has sum(w) observations' worth of information
+# (nobs() counts the rows with positive weight).
+loglik_nobs <- function(object) {
+  n <- sum(object$weights)
+  if (n <= .Machine$integer.max && all(object$weights == round(object$weights))) {
+    as.integer(n)
+  } else n
+}
+
 #' @export
 logLik.moe_fit <- function(object, ...) {
-  structure(object$loglik, df = moe_df(object), nobs = nobs(object), class = "logLik")
+  structure(object$loglik, df = moe_df(object), nobs = loglik_nobs(object), class = "logLik")
 }
 
 moe_df <- function(object) {

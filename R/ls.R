@@ -373,7 +373,7 @@ vcov.moe_ls <- function(object, ...) {
 #' @export
 logLik.moe_ls <- function(object, ...) {
   structure(object$loglik, df = length(ls_coef_names(object)) + 1L,
-            nobs = nobs(object), class = "logLik")
+            nobs = loglik_nobs(object), class = "logLik")
 }
 
 #' @export

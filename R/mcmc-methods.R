@@ -155,8 +155,10 @@ moe_point.moe_mcmc <- function(object) {
 #'
 #' `logLik()` of an MCMC fit is the largest total log-likelihood among the
 #' draws, `max(fit$loglik_draws)` (it does not depend on the expert labels),
-#' with the number of parameters as `df` and the number of observations with
-#' positive weight as `nobs`, so that `AIC()` and `BIC()` work. When the
+#' with the number of parameters as `df` and the sum of the case weights (the
+#' number of observations without weights) as `nobs`, so that `AIC()` and
+#' `BIC()` work: a frequency weight of 3 counts as three observations in the
+#' likelihood and so in the \eqn{\log n} of `BIC()`. When the
 #' posterior concentrates near the maximum-likelihood estimate it approaches
 #' the maximised log-likelihood from below. For model comparison prefer
 #' [log_lik()] with the loo package.
@@ -187,7 +189,7 @@ NULL
 logLik.moe_mcmc <- function(object, ...) {
   ll <- if (all(is.na(object$loglik_draws))) NA_real_ else
     max(object$loglik_draws, na.rm = TRUE)
-  structure(ll, df = moe_df(object), nobs = nobs(object), class = "logLik")
+  structure(ll, df = moe_df(object), nobs = loglik_nobs(object), class = "logLik")
 }
 
 #' @rdname moe_mcmc_loglik
@@ -244,7 +246,10 @@ residuals.moe_mcmc <- function(object, type = c("response", "pearson"), ...) {
 #' @return An object of class `summary.moe_mcmc`: a list with the
 #'   `coefficients` table (one row per parameter, columns `mean`, `sd`, the
 #'   quantiles, `rhat`, `ess_bulk`, `ess_tail`, `mcse_mean`), the `loglik`
-#'   row, `accept`, the sampler `settings`, the relabelling record and the
+#'   row, `accept`, `gating_moves` (per chain: the acceptance of the gating
+#'   Metropolis-Hastings moves in warm-up and after, as rates and counts, and
+#'   the number of sweeps with a Polya-Gamma draw of the gating; see
+#'   [moe_mcmc_control()]), the sampler `settings`, the relabelling record and the
 #'   diagnostics `backend` (`"posterior"` or `"bayesmoe"`).
 #' @references Vehtari, A., Gelman, A., Simpson, D., Carpenter, B. and
 #'   Buerkner, P.-C. (2021). Rank-normalization, folding, and localization:
@@ -289,6 +294,7 @@ summary.moe_mcmc <- function(object, probs = c(0.025, 0.5, 0.975), ...) {
                     gate_label(object$gate)),
     gate = object$gate,
     coefficients = pt$table, loglik = lt$table[1L, ], accept = object$accept,
+    gating_moves = gating_move_table(object$gating_moves),
     settings = list(chains = d[2L], iter = object$iter, warmup = object$warmup,
                     thin = object$thin, draws = d[1L], seed = object$seed,
                     init = if (is.character(object$init)) object$init else "user"),
@@ -298,6 +304,19 @@ summary.moe_mcmc <- function(object, probs = c(0.025, 0.5, 0.975), ...) {
 }
 
 #' @rdname summary.moe_mcmc
+# The gating move counts of a fit (chains x gating_move_names) as a printable
+# table: acceptance rates in warm-up and after, with the counts, and the
+# Polya-Gamma sweeps; NULL when there are none.
+gating_move_table <- function(moves) {
+  if (is.null(moves) || all(moves[, c("proposed_warmup", "proposed")] == 0L)) return(NULL)
+  rate <- function(a, p) ifelse(p > 0, sprintf("%.3f (%d/%d)", a / pmax(p, 1), a, p), "-")
+  out <- cbind(warmup = rate(moves[, "accepted_warmup"], moves[, "proposed_warmup"]),
+               sampling = rate(moves[, "accepted"], moves[, "proposed"]),
+               pg_warmup = moves[, "pg_warmup"], pg_sampling = moves[, "pg"])
+  rownames(out) <- rownames(moves)
+  out
+}
+
 #' @export
 print.summary.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 4L), ...) {
   digits <- check_digits(digits, call = sys.call())
@@ -331,7 +350,11 @@ print.summary.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 4L)
   print(fmt(matrix(x$loglik, 1L, dimnames = list("loglik", names(x$loglik)))),
         quote = FALSE, right = TRUE)
   cat("\n")
-  if (!is.null(x$accept)) {
+  if (!is.null(x$gating_moves)) {
+    cat("Gating moves per chain (Metropolis-Hastings acceptance; sweeps with a Polya-Gamma draw):\n")
+    print(x$gating_moves, quote = FALSE, right = TRUE)
+    cat("\n")
+  } else if (!is.null(x$accept)) {
     cat("Acceptance rates:\n")
     print(round(x$accept, 3))
     cat("\n")

@@ -22,12 +22,18 @@
 #   init          "em" or "random"; scaling  moe_scaling() of the data;
 #   state         one element per chain: list(alpha, sigma2, W) (internal
 #                 scale, final draw), rng (the integer .Random.seed, kind
-#                 L'Ecuyer-CMRG, after the chain), iterations_done (warm-up
-#                 included);
-#   accept        acceptance rate after warm-up of the joint Metropolis-
-#                 Hastings refresh of the gating, one per chain
-#                 (moe_mcmc_control(gate_update = "pg+mh", "mh" or "collapsed")), NULL
-#                 without it;
+#                 L'Ecuyer-CMRG, after the chain), pg_every (the schedule
+#                 of Polya-Gamma gating draws after warm-up, 1 when the
+#                 warm-up found the Metropolis-Hastings moves stuck),
+#                 iterations_done (warm-up included);
+#   accept        share of the gating Metropolis-Hastings moves accepted after
+#                 warm-up, one per chain (gate_update "pg+mh", "mh" or
+#                 "collapsed"), NULL without them;
+#   gating_moves  integer matrix [chains, 6] of gating move counts
+#                 (gating_move_names: accepted and proposed Metropolis-
+#                 Hastings moves and sweeps with a Polya-Gamma draw, in
+#                 warm-up and after), summed over runs; NULL for the
+#                 sampler of the gating variants;
 #   timing        CPU seconds (user + system) of each chain, summed over runs;
 #   em            the moe_em_fit() result used to start the chains, or NULL.
 # Draws are kept from post-warm-up sweeps t = 1, 2, ... with t %% thin == 0.
@@ -50,39 +56,62 @@
 #'   all of them, proposing one Fisher-scoring step of the multinomial
 #'   logistic regression from the current value (Gamerman, 1997); `"pg"`
 #'   makes the Polya-Gamma draws only; `"mh"` the Metropolis-Hastings step
-#'   only. They need no tuning. The
+#'   (plus the scheduled Polya-Gamma draws of `pg_every`). The
 #'   Polya-Gamma draws alone mix slowly when the gates are steep (nearly
 #'   separated experts) or the gating vectors are correlated a posteriori;
 #'   the Metropolis-Hastings step fixes both at the cost of two passes over
-#'   the data without random numbers. `"mh"` skips the Polya-Gamma draws,
-#'   the most expensive part of a sweep (about three times faster on the
-#'   benchmark in `bench/mcmc-vs-brms.R`, with nearly the same effective
-#'   sample size per sweep there). `"collapsed"` (the default) integrates
-#'   the allocations out: `gate_steps` Metropolis-Hastings steps on the
-#'   gating vectors given the experts only (target p(W | experts, y), the
-#'   mixture likelihood; proposal one Newton step from the current value,
-#'   with the negative Hessian as precision, or the complete-data
+#'   the data without random numbers. `"mh"` skips most Polya-Gamma draws,
+#'   the most expensive part of a sweep. `"collapsed"` (the default)
+#'   integrates the allocations out: `gate_steps` Metropolis-Hastings steps
+#'   on the gating vectors given the experts only (target p(W | experts,
+#'   y), the mixture likelihood; proposal one Newton step from the current
+#'   value, with the negative Hessian as precision, or the complete-data
 #'   information where that is not positive definite), then the
 #'   allocations from their conditional given the new gating vectors and
-#'   the experts, the experts, and the `"mh"` refresh given the allocations
-#'   (which keeps the chain moving where the collapsed target is not
-#'   log-concave, as with small samples). Drawing gating vectors and
-#'   allocations jointly removes their strong posterior dependence, the
-#'   main cause of slow mixing of the predictive mean on well separated
-#'   problems; chosen as the default by measurement on the benchmark in
-#'   `bench/mcmc-vs-brms.R` (`bench/results/mcmc-vs-brms.md`). All four
-#'   updates leave the posterior invariant. On very small samples the
-#'   collapsed chains can stall for a while (simulation-based calibration
-#'   with n = 40 needs longer warm-ups, see `vignette("validation")`);
-#'   `"pg+mh"` mixes better there. The acceptance rate of each
-#'   chain is stored in the fit (`accept`; for `"collapsed"`, of the
-#'   collapsed steps). The sampler of the gating variants (`gate =` other
-#'   than [gate_softmax()]) has no collapsed update and runs `"collapsed"`
-#'   as `"pg+mh"`; with FFN experts the gating update is the Polya-Gamma
-#'   one whatever `gate_update` says.
+#'   the experts, the `"mh"` step given the allocations, and the experts.
+#'   Drawing gating vectors and allocations jointly removes their strong
+#'   posterior dependence, the main cause of slow mixing of the predictive
+#'   mean on well separated problems; chosen as the default by measurement
+#'   on the benchmark in `bench/mcmc-vs-brms.R`
+#'   (`bench/results/mcmc-vs-brms.md`). All four updates leave the
+#'   posterior invariant.
+#'
+#'   **Why `"collapsed"` and `"mh"` cannot freeze.** A Metropolis-Hastings
+#'   proposal built from the current point (one Newton or Fisher-scoring
+#'   step) is exact, but far from the posterior mode the step can overshoot
+#'   so badly that the move back is never proposed: a chain started there
+#'   would keep its gating coefficients for ever (this happened from
+#'   random starts before version 0.1.0 was released). Both updates
+#'   therefore also make the Polya-Gamma draw of the gating vectors, a Gibbs
+#'   step that moves from every point: in warm-up in every sweep after 10
+#'   sweeps in a row without an accepted Metropolis-Hastings move (warm-up
+#'   draws are discarded, so this choice does not change the posterior),
+#'   and after warm-up on a fixed schedule, every `pg_every`-th sweep, which
+#'   keeps the chain irreducible. A chain that accepted fewer than 5% of
+#'   its Metropolis-Hastings moves in the second half of its warm-up sits
+#'   where those proposals do not fit the posterior (typically an expert
+#'   with nearly no gate weight, where the gating posterior is flat up to a
+#'   steep wall); it makes the Polya-Gamma draw in every sweep after warm-up
+#'   instead (chosen once, kept when the fit is continued). The acceptance rate of each chain after
+#'   warm-up is stored in the fit (`accept`, all gating Metropolis-Hastings
+#'   moves) with the counts behind it (`gating_moves`, warm-up and
+#'   sampling), shown by `summary()`; [moe_mcmc()] warns (class
+#'   `bayesmoe_warning_gating_stall`) when a chain accepted fewer than 1% of
+#'   its moves after warm-up. Simulation-based calibration of the defaults
+#'   from starts drawn from the prior is in `vignette("validation")`.
+#'
+#'   The sampler of the gating variants (`gate =` other than
+#'   [gate_softmax()]) has no collapsed update and runs `"collapsed"` as
+#'   `"pg+mh"`; with FFN experts the gating update is the Polya-Gamma one
+#'   whatever `gate_update` says.
 #' @param gate_steps With `gate_update = "collapsed"`, the number of
 #'   collapsed Metropolis-Hastings steps per sweep, 1 to 100 (ignored
 #'   otherwise).
+#' @param pg_every With `gate_update = "collapsed"` or `"mh"`: after
+#'   warm-up, every `pg_every`-th sweep also makes the Polya-Gamma draw of
+#'   the gating vectors (see `gate_update`), a whole number from 1 (every
+#'   sweep) to 10000. `Inf` turns the scheduled draws off; the chain is then
+#'   no longer guaranteed to move (for studying the sampler only).
 #' @return A list of class `moe_mcmc_control`.
 #' @references
 #' Gamerman, D. (1997). Sampling from the posterior distribution in
@@ -93,7 +122,7 @@
 moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
                              init_tol = 10, refresh = NULL,
                              gate_update = c("collapsed", "pg+mh", "pg", "mh"),
-                             gate_steps = 2) {
+                             gate_steps = 2, pg_every = 20) {
   call <- sys.call()
   if (!inherits(em_control, "moe_em_control")) {
     abort(sprintf("`em_control` must be made by `moe_em_control()`, not %s.",
@@ -108,7 +137,9 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
     gate_update = check_choice(gate_update, c("collapsed", "pg+mh", "pg", "mh"),
                                "gate_update", call),
     gate_steps = check_number(gate_steps, "gate_steps", lower = 1, upper = 100,
-                              whole = TRUE, call = call)
+                              whole = TRUE, call = call),
+    pg_every = if (identical(pg_every, Inf)) Inf else
+      check_number(pg_every, "pg_every", lower = 1, upper = 10000, whole = TRUE, call = call)
   )
   structure(ctl, class = "moe_mcmc_control")
 }
@@ -199,7 +230,9 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
 #'   chains\] of the total log-likelihood of each draw, `loglik` (their
 #'   maximum, used by [logLik()]), and the settings, the final `state` of
 #'   every chain, `accept` (the acceptance rate of the gating
-#'   Metropolis-Hastings step per chain), `timing` (CPU seconds per chain)
+#'   Metropolis-Hastings moves after warm-up, per chain), `gating_moves`
+#'   (the counts behind it, warm-up and after, and of the sweeps with a
+#'   Polya-Gamma draw; see [moe_mcmc_control()]), `timing` (CPU seconds per chain)
 #'   and `em` (the EM fit used for the starting values).
 #' @references
 #' Polson, N. G., Scott, J. G. and Windle, J. (2013). Bayesian inference for
@@ -250,7 +283,7 @@ moe_mcmc <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
   check_mcmc_weights(fr$weights, ecall)
   out <- mcmc_fit(fr$y, fr$X, fr$Z, fr$weights, K, set, ecall)
   fit <- new_moe_fit(fr, out$res, call = call, class = "moe_mcmc")
-  mcmc_report(fit, out$status, ecall)
+  mcmc_report(out$status, ecall, out$res$gating_moves)
   fit
 }
 
@@ -275,7 +308,7 @@ moe_mcmc_fit <- function(y, X, Z, w = rep(1, length(y)), K, prior = moe_prior(),
   dat <- check_matrix_data(y, X, Z, w, K, call)
   check_mcmc_weights(dat$w, call)
   out <- mcmc_fit(dat$y, dat$X, dat$Z, dat$w, K, set, call)
-  mcmc_report(NULL, out$status, call)
+  mcmc_report(out$status, call, out$res$gating_moves)
   out$res
 }
 
@@ -299,14 +332,17 @@ mcmc_settings <- function(prior, chains, iter, warmup, thin, init, seed, control
        progress = check_flag(progress, "progress", call))
 }
 
-# The C code of a gating update (moe_mcmc_control.gate_mode in src/moe.h).
+# The gating fields of the C control (moe_mcmc_control in src/moe.h):
+# gate_mode, gate_steps, pg_every (0: never).
 gate_mode <- function(control) {
-  # fits made before "collapsed" existed have neither field
-  mode <- match(if (is.null(control$gate_update)) "pg+mh" else control$gate_update,
-                c("pg", "pg+mh", "mh", "collapsed")) - 1L
-  steps <- if (is.null(control$gate_steps)) 1L else as.integer(control$gate_steps)
-  c(mode, steps)
+  mode <- match(control$gate_update, c("pg", "pg+mh", "mh", "collapsed")) - 1L
+  pg <- if (is.infinite(control$pg_every)) 0L else as.integer(control$pg_every)
+  c(mode, as.integer(control$gate_steps), pg)
 }
+
+# Names of the gating move counts a chain returns (MOE_ACC_* in src/moe.h).
+gating_move_names <- c("accepted_warmup", "proposed_warmup", "accepted", "proposed",
+                       "pg_warmup", "pg")
 
 check_mcmc_weights <- function(w, call) {
   if (!is.numeric(w) || any(!is.finite(w)) || any(w < 0)) {
@@ -351,7 +387,7 @@ mcmc_fit <- function(y, X, Z, w, K, set, call) {
                      gate_mode = gate_mode(set$control), spec = spec)
   out <- mcmc_collect(runs, sc, colnames(X), colnames(Z), K, sum(w), spec)
   accept <- if (is.null(spec)) {
-    accept_rates(NULL, 0, out$accept, set$iter - set$warmup, gate_mode(set$control), K)
+    gating_accept(out$accept, gate_mode(set$control), K)
   } else {
     variant_accept_rates(NULL, 0, out$accept, set$iter - set$warmup)
   }
@@ -359,10 +395,11 @@ mcmc_fit <- function(y, X, Z, w, K, set, call) {
               loglik_draws = out$loglik_draws, prior = set$prior, control = set$control,
               iter = set$iter, warmup = set$warmup, thin = set$thin, chains = set$chains,
               seed = seed, init = set$init, scaling = sc, state = out$state,
-              accept = accept, timing = out$timing, em = em,
+              accept = accept, gating_moves = if (is.null(spec)) out$accept,
+              timing = out$timing, em = em,
               gate = if (is.null(set$gate)) gate_softmax() else set$gate,
               expert = if (is.null(set$expert)) expert_linear() else set$expert)
-  list(res = res, status = out$status)
+  list(res = res, status = out$status, accept = accept)
 }
 
 mcmc_refresh <- function(set, total) {
@@ -515,6 +552,8 @@ mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
   run <- with_rng_state(rng, {
     par <- if (!is.null(st)) st[c("alpha", "sigma2", "W")] else
       if (is.null(inits[[chain]])) prior_draw(pc, K) else inits[[chain]]
+    # a continued chain keeps the Polya-Gamma schedule its warm-up chose
+    if (!is.null(st$pg_every)) gate_mode[3L] <- st$pg_every
     ctl <- as.integer(c(warmup, iter, thin, offsets[chain], refresh, chain, gate_mode))
     t0 <- proc.time()
     res <- .Call(ffi_mcmc_chain, s$y, s$X, s$Z, s$w, as.double(par$alpha),
@@ -527,7 +566,7 @@ mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
   q <- ncol(s$Z)
   list(res = res, rng = run$state, p = p, q = q,
        state = list(alpha = matrix(res$alpha_end, p, K), sigma2 = res$sigma2_end,
-                    W = matrix(res$W_end, q, K), rng = run$state,
+                    W = matrix(res$W_end, q, K), rng = run$state, pg_every = res$pg_every,
                     iterations_done = (if (is.null(st)) 0L else st$iterations_done) +
                       res$done))
 }
@@ -572,8 +611,11 @@ mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w, spec = NULL) {
        par = par_unflatten(theta, p, q, K, spec),
        loglik = if (all(is.na(ll))) NA_real_ else max(ll, na.rm = TRUE),
        state = lapply(runs, `[[`, "state"),
-       accept = if (is.null(spec)) vapply(runs, function(r) as.numeric(r$res$accept), 0) else
-         do.call(rbind, lapply(runs, function(r) r$res$accept)),
+       accept = if (is.null(spec)) {
+         matrix(vapply(runs, function(r) r$res$accept, integer(length(gating_move_names))),
+                chains, byrow = TRUE,
+                dimnames = list(paste0("chain", seq_len(chains)), gating_move_names))
+       } else do.call(rbind, lapply(runs, function(r) r$res$accept)),
        timing = vapply(runs, function(r) r$res$cpu, 0),
        status = status)
 }
@@ -607,31 +649,42 @@ mcmc_continue <- function(fit, iter, progress, call) {
                                colnames(fit$X), colnames(fit$Z))
   fit$loglik <- max(fit$loglik_draws, na.rm = TRUE)
   fit$accept <- if (is.null(spec)) {
-    accept_rates(fit$accept, fit$iter - fit$warmup, out$accept, iter,
-                 gate_mode(fit$control), K)
+    fit$gating_moves <- fit$gating_moves + out$accept
+    gating_accept(fit$gating_moves, gate_mode(fit$control), K)
   } else {
     variant_accept_rates(fit$accept, fit$iter - fit$warmup, out$accept, iter)
   }
   fit$iter <- fit$iter + iter
   fit$state <- out$state
   fit$timing <- fit$timing + out$timing
-  mcmc_report(fit, out$status, call)
+  mcmc_report(out$status, call, if (is.null(spec)) out$accept)
   fit
 }
 
-# Acceptance rate of the gating Metropolis-Hastings refresh after warm-up,
-# one per chain (NULL without it): the rates `old` over `n_old` sweeps
-# combined with `counts` accepted over `n_new` sweeps.
-accept_rates <- function(old, n_old, counts, n_new, mode, K) {
+# Share of the gating Metropolis-Hastings moves accepted after warm-up, one
+# per chain, from the move counts (chains x gating_move_names); NULL when
+# the sampler makes none.
+gating_accept <- function(moves, mode, K) {
   if (mode[1L] == 0L || K < 2L) return(NULL)
-  steps <- if (mode[1L] == 3L) mode[2L] else 1L
-  if (!is.null(old)) counts <- counts + round(old * n_old * steps)
-  setNames(counts / ((n_old + n_new) * steps), paste0("chain", seq_along(counts)))
+  setNames(moves[, "accepted"] / pmax(moves[, "proposed"], 1L), rownames(moves))
 }
 
-# Classed warnings for numerical trouble in the chains.
-mcmc_report <- function(fit, status, call) {
-  if (is.null(status)) return(invisible(fit))
+# Classed warnings for numerical trouble in the chains, and for chains whose
+# gating Metropolis-Hastings moves were (almost) all rejected after warm-up
+# (`moves`: the gating move counts, NULL for the variant sampler).
+mcmc_report <- function(status, call, moves = NULL) {
+  if (!is.null(moves) && any(moves[, "proposed"] > 0L)) {
+    rate <- moves[, "accepted"] / pmax(moves[, "proposed"], 1L)
+    stuck <- which(moves[, "proposed"] > 0L & rate < 0.01)
+    if (length(stuck)) {
+      warn(sprintf("Chain%s %s accepted %s of %s gating Metropolis-Hastings moves after warm-up (less than 1%%): %s gating coefficients moved only by Polya-Gamma draws (see `?moe_mcmc_control`). Check the mixing (`summary()`, trace plots); a longer warm-up or `init = \"em\"` may help.",
+                   if (length(stuck) > 1L) "s" else "", paste(stuck, collapse = ", "),
+                   paste(moves[stuck, "accepted"], collapse = ", "),
+                   paste(moves[stuck, "proposed"], collapse = ", "),
+                   if (length(stuck) > 1L) "their" else "its"),
+           kind = "gating_stall", call = call)
+    }
+  }
   bad <- which(bitwAnd(status, status_flags[["nonfinite"]]) > 0L)
   if (length(bad)) {
     warn(sprintf("Chain%s %s stopped early: a draw or its log-likelihood was not finite; the remaining draws are NA.",
@@ -644,7 +697,7 @@ mcmc_report <- function(fit, status, call) {
                  if (length(ridge) > 1L) "s" else "", paste(ridge, collapse = ", ")),
          kind = "numerical", call = call)
   }
-  invisible(fit)
+  invisible(NULL)
 }
 
 fit_title.moe_mcmc <- function(x) {
@@ -679,7 +732,7 @@ print.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
     cat("Acceptance rates of the Metropolis-Hastings blocks after warm-up (chains in rows):\n")
     print(round(x$accept, 3))
   } else if (!is.null(x$accept)) {
-    cat(sprintf("Acceptance rate of the gating Metropolis-Hastings refresh per chain: %s\n",
+    cat(sprintf("Acceptance rate of the gating Metropolis-Hastings moves per chain: %s\n",
                 paste(format(x$accept, digits = 2), collapse = ", ")))
   }
   invisible(x)

@@ -86,7 +86,9 @@ mcmc_variant_chain <- function(chain, s, pc, K, inits, states, streams, warmup, 
                           offsets, refresh, gate_mode, spec))
   }
   # the variant sampler has no collapsed update: "collapsed" (code 3) runs
-  # as "pg+mh" (code 1); gate_steps does not apply
+  # as "pg+mh" (code 1); gate_steps does not apply; "mh" (code 2) adds the
+  # Polya-Gamma draws in warm-up and every pg_every-th sweep after
+  pg_every <- gate_mode[3L]
   gate_mode <- gate_mode[1L]
   if (gate_mode == 3L) gate_mode <- 1L
   st <- if (is.null(states)) NULL else states[[chain]]
@@ -102,7 +104,7 @@ mcmc_variant_chain <- function(chain, s, pc, K, inits, states, streams, warmup, 
       if (is.null(inits[[chain]])) prior_draw_spec(pc, K, spec) else inits[[chain]]
     adapt <- if (!is.null(st)) st$adapt else variant_adapt_init(spec, q, K)
     xstate <- if (!is.null(st)) st$xstate else expert_state_init(expert, p)
-    ctl <- c(warmup, iter, thin, offsets[chain], refresh, chain, gate_mode, nbg)
+    ctl <- c(warmup, iter, thin, offsets[chain], refresh, chain, gate_mode, nbg, pg_every)
     t0 <- proc.time()
     res <- variant_chain_c(s, pc, K, par, spec, adapt, xstate, ctl)
     res$cpu <- sum((proc.time() - t0)[1:2])

@@ -140,7 +140,8 @@ for (r in seq_len(reps)) {
     code <- match(mode, modes) - 1L
     tm[r, mode] <- per(system.time(
       .Call(bayesmoe:::ffi_mcmc_chain, s$y, s$X, s$Z, s$w, st$alpha, st$sigma2, st$W, pc,
-            as.integer(c(0L, sweeps, 1L, 0L, 0L, 1L, code, fit$control$gate_steps)))), sweeps)
+            as.integer(c(0L, sweeps, 1L, 0L, 0L, 1L, code, fit$control$gate_steps,
+                         fit$control$pg_every)))), sweeps)
   }
 }
 med <- apply(tm, 2L, median)

@@ -404,10 +404,13 @@ static const double *real_of_length(SEXP x, R_xlen_t len)
  * alpha (p x K), sigma2 (K), W (q x K, last column zero), on internal-scale
  * data with whole case weights >= 1. prior: list(m_a, Va_inv, Va_inv_m,
  * m_Va_inv_m, c0, C0, s_w2, exchangeable) as made by prior_internal() in R.
- * control: integer (warmup, iter, thin, offset, refresh, chain, gate_mode).
+ * control: integer (warmup, iter, thin, offset, refresh, chain, gate_mode,
+ * gate_steps, pg_every), the fields of moe_mcmc_control in that order.
  * Returns list(alpha = p x K x S, sigma2 = K x S, W = q x K x S,
- * loglik = S, alpha_end, sigma2_end, W_end, status, done, accept (the
- * number of accepted gating Metropolis-Hastings refreshes after warm-up)).
+ * loglik = S, alpha_end, sigma2_end, W_end, status, done, accept (integer
+ * MOE_NACC: the gating move counts of moe.h, accepted and proposed
+ * Metropolis-Hastings moves and Polya-Gamma sweeps, warm-up and after),
+ * pg_every (the schedule after warm-up, see moe_mcmc_draws)).
  */
 SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
                     SEXP W, SEXP prior, SEXP control)
@@ -429,18 +432,19 @@ SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   FFI_CHECK(pr.c0 > 0 && pr.C0 > 0 && pr.exchangeable != NA_LOGICAL);
   for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
 
-  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 8);
+  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 9);
   const int *ci = INTEGER(control);
   moe_mcmc_control ctl = { ci[0], ci[1], ci[2], ci[3], ci[4], ci[5], ci[6],
-                           ci[7] };
+                           ci[7], ci[8] };
   FFI_CHECK(ctl.warmup >= 0 && ctl.iter >= 0 && ctl.thin >= 1 &&
             ctl.offset >= 0 && ctl.refresh >= 0 && ctl.gate_mode >= 0 &&
-            ctl.gate_mode <= 3 && ctl.gate_steps >= 1);
+            ctl.gate_mode <= 3 && ctl.gate_steps >= 1 && ctl.pg_every >= 0);
   int S = (ctl.offset + ctl.iter) / ctl.thin - ctl.offset / ctl.thin;
 
   const char *names[] = {"alpha", "sigma2", "W", "loglik", "alpha_end",
-                         "sigma2_end", "W_end", "status", "done", "accept"};
-  SEXP out = PROTECT(named_list(10, names));
+                         "sigma2_end", "W_end", "status", "done", "accept",
+                         "pg_every"};
+  SEXP out = PROTECT(named_list(11, names));
   SEXP a_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) p * K * S));
   SEXP s_draws = PROTECT(alloc_matrix(K, S));
   SEXP w_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) q * K * S));
@@ -449,9 +453,9 @@ SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   SEXP s_end = PROTECT(Rf_duplicate(sigma2));
   SEXP w_end = PROTECT(Rf_duplicate(W));
   moe_par par = { REAL(a_end), REAL(s_end), REAL(w_end) };
-  SEXP acc = PROTECT(Rf_allocVector(INTSXP, 1));
+  SEXP acc = PROTECT(Rf_allocVector(INTSXP, MOE_NACC));
   moe_mcmc_draws dr = { REAL(a_draws), REAL(s_draws), REAL(w_draws), REAL(ll),
-                        INTEGER(acc), S, 0 };
+                        INTEGER(acc), S, 0, ctl.pg_every };
   R_xlen_t nd, ni;
   moe_mcmc_work_size(&d, &nd, &ni);
   moe_mcmc_work w;
@@ -468,6 +472,7 @@ SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   SET_VECTOR_ELT(out, 7, Rf_ScalarInteger(st));
   SET_VECTOR_ELT(out, 8, Rf_ScalarInteger(dr.done));
   SET_VECTOR_ELT(out, 9, acc);
+  SET_VECTOR_ELT(out, 10, Rf_ScalarInteger(dr.pg_every));
   UNPROTECT(9);
   return out;
 }
@@ -733,7 +738,8 @@ SEXP ffi_em_variant(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP control,
  * with whole case weights >= 1. Starting values alpha (npar x K), sigma2
  * (K), W (q x K), V (q x G or NULL), tau (1); gate, expert as above;
  * tau_prior NULL or (m, s); prior as for ffi_mcmc_chain(); control: integer
- * (warmup, iter, thin, offset, refresh, chain, gate_mode, nblocks_gate);
+ * (warmup, iter, thin, offset, refresh, chain, gate_mode, nblocks_gate,
+ * pg_every);
  * state: double, the adaptation settings (moe_mcmcv_state_size()); xstate:
  * double, the expert family's state. Returns list(alpha = npar x K x S,
  * sigma2 = K x S, W = q x K x S, V = q x G x S or NULL, tau = S, loglik = S,
@@ -777,13 +783,13 @@ SEXP ffi_mcmc_variant(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   FFI_CHECK(pr.c0 > 0 && pr.C0 > 0 && pr.exchangeable != NA_LOGICAL);
   for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
 
-  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 8);
+  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 9);
   const int *ci = INTEGER(control);
-  moe_mcmc_control ctl = { ci[0], ci[1], ci[2], ci[3], ci[4], ci[5], ci[6] };
+  moe_mcmc_control ctl = { ci[0], ci[1], ci[2], ci[3], ci[4], ci[5], ci[6], 1, ci[8] };
   int nbg = ci[7];
   FFI_CHECK(ctl.warmup >= 0 && ctl.iter >= 0 && ctl.thin >= 1 &&
             ctl.offset >= 0 && ctl.refresh >= 0 && ctl.gate_mode >= 0 &&
-            ctl.gate_mode <= 2 && nbg >= 0);
+            ctl.gate_mode <= 2 && nbg >= 0 && ctl.pg_every >= 0);
   int ns = moe_mcmcv_state_size(&g, q, K, tp != NULL);
   FFI_CHECK(TYPEOF(state) == REALSXP && Rf_length(state) == ns);
   FFI_CHECK(TYPEOF(xstate) == REALSXP && Rf_length(xstate) == f.nstate);

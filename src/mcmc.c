@@ -483,19 +483,20 @@ static int gate_mh_step(const moe_data *d, const moe_mcmc_prior *pr,
   return 0;
 }
 
-/* Gating update, by `mode` (moe_mcmc_control.gate_mode): 0, a Polya-Gamma
- * draw of each non-reference gating vector in turn; 1, the same followed by
- * a joint Metropolis-Hastings refresh of all of them; 2, the refresh only.
- * *accepted counts accepted refreshes. */
+/* Gating update given the allocations: with `pg`, a Polya-Gamma draw of
+ * each non-reference gating vector in turn (w->eta must hold the logits at
+ * the current W; it is kept up to date); with `mh`, then a joint
+ * Metropolis-Hastings refresh of all of them. *accepted and *proposed count
+ * the refreshes. */
 static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
-                         moe_mcmc_work *w, moe_par *par, int mode,
-                         int *accepted)
+                         moe_mcmc_work *w, moe_par *par, int pg, int mh,
+                         int *accepted, int *proposed)
 {
   int n = d->n, q = d->q, K = d->K, status = MOE_OK;
   if (K < 2) return status;
   double *P = w->P, *r = w->r, *mw = w->mw;
   double vfac = pr->exchangeable ? (double) K / (K - 1) : 1.0;
-  for (int k = 0; k < K - 1 && mode != 2; k++) {
+  for (int k = 0; k < K - 1 && pg; k++) {
     for (int t = 0; t < q * q; t++) P[t] = 0.0;
     for (int a = 0; a < q; a++) r[a] = 0.0;
     for (int i = 0; i < n; i++) {
@@ -534,7 +535,8 @@ static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
     for (int a = 0; a < q; a++) if (!R_FINITE(wk[a])) status |= MOE_NONFINITE;
     eta_column(d, w, par->W, k);
   }
-  if (mode > 0 && !(status & MOE_NONFINITE)) {
+  if (mh && !(status & MOE_NONFINITE)) {
+    (*proposed)++;
     int acc = gate_mh_step(d, pr, w, par->W);
     if (acc > 0) {
       (*accepted)++;
@@ -938,12 +940,14 @@ static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
  * information (w->hg). (W, c) is thus drawn jointly given (alpha, sigma2)
  * (exactly, up to the Metropolis-Hastings step), a valid block of the
  * Gibbs sampler; see moe_mcmc_run(). Returns the log-likelihood at the
- * entry values (W, alpha, sigma2); *accepted counts accepted steps; *status
- * gets MOE_NOT_PD when no proposal precision could be factorised.
+ * entry values (W, alpha, sigma2); *accepted and *proposed count accepted
+ * and proposed steps; *status gets MOE_NOT_PD when no proposal precision
+ * could be factorised.
  */
 static double update_gating_alloc_marg(const moe_data *d, const moe_mcmc_prior *pr,
                                        moe_mcmc_work *w, moe_par *par, int steps,
-                                       int *accepted, int *status, double *lp_cond)
+                                       int *accepted, int *proposed, int *status,
+                                       double *lp_cond)
 {
   int q = d->q, K = d->K, m = q * (K - 1);
   double *W = par->W, *Ws = w->Ws, *tm = w->tm, *t;
@@ -955,6 +959,7 @@ static double update_gating_alloc_marg(const moe_data *d, const moe_mcmc_prior *
   int ok0 = marg_proposal(d, pr, w, W, w->pA, g0, L0, mu0) == 0;
   if (!ok0) *status |= MOE_NOT_PD;
   for (int s = 0; s < steps && ok0; s++) {
+    (*proposed)++;
     mvn_draw_chol(m, L0, mu0, Ws, tm);
     double lq_fwd = 0.5 * log_det_chol(m, L0) - 0.5 * chol_quad(m, L0, Ws, mu0, tm);
     double lp1 = marg_pass(d, pr, w, par, Ws, 0, 0, w->pB, w->rB, g1, &ll1);
@@ -1179,10 +1184,12 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
                  const moe_mcmc_control *ctl, moe_par *par,
                  moe_mcmc_draws *out, moe_mcmc_work *w)
 {
-  int n = d->n, K = d->K, status = MOE_OK;
-  int total = ctl->warmup + ctl->iter, kept = 0, pending = -1, t, acc_warmup = 0;
-  int collapsed = ctl->gate_mode == 3;
-  out->accept[0] = 0;
+  int n = d->n, q = d->q, K = d->K, status = MOE_OK;
+  int total = ctl->warmup + ctl->iter, kept = 0, pending = -1, t;
+  int collapsed = ctl->gate_mode == 3, stalled = 0;
+  int pg_every = ctl->pg_every, acc_late = 0, prop_late = 0;
+  int *cnt = out->accept;
+  for (int a = 0; a < MOE_NACC; a++) cnt[a] = 0;
   for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
   for (int i = 0; i < n; i++) w->eta[K - 1 + (R_xlen_t) i * K] = 0.0;
   if (collapsed && K > 1) {
@@ -1195,17 +1202,30 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
   GetRNGstate();
   for (t = 1; t <= total; t++) {
     R_CheckUserInterrupt();
-    int *acc = t > ctl->warmup ? out->accept : &acc_warmup;
+    int warm = t <= ctl->warmup;
+    int *acc = cnt + (warm ? MOE_ACC_WARMUP : MOE_ACC_SAMPLING);
+    int *prop = cnt + (warm ? MOE_PROP_WARMUP : MOE_PROP_SAMPLING);
+    int acc0 = *acc, prop0 = *prop;
+    /* Polya-Gamma draw of the gating in this sweep (modes 2 and 3): on a
+     * fixed schedule after warm-up, and in warm-up while the Metropolis-
+     * Hastings moves are stuck (see below) */
+    int pg = ctl->gate_mode <= 1 ||
+      (K > 1 && (warm ? stalled >= MOE_STALL_SWEEPS :
+                 pg_every > 0 && (ctl->offset + t - ctl->warmup) % pg_every == 0));
     double ll;
     if (collapsed) {
       double lpc = 0.0;
-      ll = K > 1 ? update_gating_alloc_marg(d, pr, w, par, ctl->gate_steps, acc,
+      ll = K > 1 ? update_gating_alloc_marg(d, pr, w, par, ctl->gate_steps, acc, prop,
                                             &status, &lpc)
                  : update_alloc(d, w, par, 1, pending >= 0);
       /* the refresh given the allocations: the target of the collapsed
-       * steps need not be log-concave and their Newton proposals can stall
-       * in small or ambiguous data sets; given the allocations it is */
-      if (K > 1 && cond_refresh(d, pr, w, par->W, lpc) < 0) status |= MOE_NOT_PD;
+       * steps need not be log-concave; given the allocations it is */
+      if (K > 1) {
+        (*prop)++;
+        int rc = cond_refresh(d, pr, w, par->W, lpc);
+        if (rc > 0) (*acc)++;
+        if (rc < 0) status |= MOE_NOT_PD;
+      }
     } else {
       ll = update_alloc(d, w, par, 1, pending >= 0);
     }
@@ -1214,18 +1234,53 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
       if (!R_FINITE(ll)) status |= MOE_NONFINITE;
       pending = -1;
     }
+    if (collapsed && K > 1 && pg && !(status & MOE_NONFINITE)) {
+      /* the Polya-Gamma draw given the allocations just drawn, from the
+       * logits at the current W; then the gating probabilities at the new W
+       * that the next sweep's pass takes as known (gate_probs_obs() makes
+       * the operations of the passes, so the bits are the same) */
+      for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
+      status |= update_gating(d, pr, w, par, 1, 0, acc, prop);
+      for (int i = 0; i < n; i++)
+        gate_probs_obs(w->Zr + (R_xlen_t) i * q, par->W, q, K, w->lk,
+                       w->pA + (R_xlen_t) i * K);
+    }
     status |= update_experts(d, pr, w, par);
     if (!collapsed && !(status & MOE_NONFINITE))
-      status |= update_gating(d, pr, w, par, ctl->gate_mode, acc);
+      status |= update_gating(d, pr, w, par, pg, ctl->gate_mode >= 1, acc, prop);
+    if (K > 1 && pg && ctl->gate_mode >= 2) cnt[warm ? MOE_PG_WARMUP : MOE_PG_SAMPLING]++;
+    /* A Metropolis-Hastings proposal built from the current point (a Newton
+     * or Fisher-scoring step) can overshoot so far from a poor start that
+     * the reverse move is never proposed, and the chain would stay there
+     * for ever. Warm-up sweeps after MOE_STALL_SWEEPS sweeps in a row
+     * without an accepted move therefore also make the Polya-Gamma draw, a
+     * Gibbs step that always moves; warm-up draws are discarded, so this
+     * history-dependent choice does not change the posterior. After warm-up
+     * the schedule is fixed (every pg_every-th sweep), which keeps the
+     * chain irreducible and the kernel invariant. */
+    stalled = *acc > acc0 ? 0 : stalled + 1;
+    /* Where the moves are stuck in the second half of warm-up (fewer than
+     * MOE_STALL_RATE accepted), the chain sits where the proposals do not
+     * fit the target (typically an expert with nearly no gate weight,
+     * where the gating prior is flat up to a steep wall); its sampling
+     * phase then makes the Polya-Gamma draw in every sweep. Chosen once,
+     * at the end of warm-up, and kept by continuations. */
+    if (warm && 2 * t > ctl->warmup) {
+      acc_late += *acc - acc0;
+      prop_late += *prop - prop0;
+      if (t == ctl->warmup && K > 1 && ctl->gate_mode >= 2 && prop_late > 0 &&
+          acc_late < MOE_STALL_RATE * prop_late)
+        pg_every = 1;
+    }
     if (status & MOE_NONFINITE) break;
-    if (t > ctl->warmup && (ctl->offset + t - ctl->warmup) % ctl->thin == 0 &&
+    if (!warm && (ctl->offset + t - ctl->warmup) % ctl->thin == 0 &&
         kept < out->nkeep) {
       store_draw(d, par, out, kept);
       pending = kept++;
     }
     if (ctl->refresh > 0 && (t % ctl->refresh == 0 || t == total))
       Rprintf("chain %d: iteration %d / %d (%s)\n", ctl->chain, t, total,
-              t <= ctl->warmup ? "warm-up" : "sampling");
+              warm ? "warm-up" : "sampling");
   }
   PutRNGstate();
   if (pending >= 0) {
@@ -1240,5 +1295,6 @@ int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
   }
   out->nkeep = kept;
   out->done = t > total ? total : t;
+  out->pg_every = pg_every;
   return status;
 }

@@ -805,6 +805,13 @@ int moe_mcmcv_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
     R_CheckUserInterrupt();
     int warm = t <= ctl->warmup;
     int *acc = warm ? s.acc_warm : out->accept;
+    /* the refresh alone (mode 2) can stay stuck where its Fisher-scoring
+     * step overshoots (see moe_mcmc_run() in mcmc.c): the Polya-Gamma draws
+     * are added in every warm-up sweep and every pg_every-th sweep after */
+    int gm = ctl->gate_mode;
+    if (gm == 2 && (warm || (ctl->pg_every > 0 &&
+                             (ctl->offset + t - ctl->warmup) % ctl->pg_every == 0)))
+      gm = 1;
     double ll = mcv_alloc(d, ef, par, &s, 1, pending >= 0);
     if (pending >= 0) {
       out->loglik[pending] = ll;
@@ -816,7 +823,7 @@ int moe_mcmcv_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
     if (!(status & MOE_NONFINITE)) {
       switch (g->type) {
       case GATE_HIER:
-        status |= update_hier(d, pr, g, par, ctl->gate_mode, acc, &s);
+        status |= update_hier(d, pr, g, par, gm, acc, &s);
         break;
       case GATE_TOPK:
         if (topk) {
@@ -824,10 +831,10 @@ int moe_mcmcv_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
           break;
         }
         /* k = K: the softmax */
-        status |= update_softmax_like(d, pr, g, par, ctl->gate_mode, acc, &s);
+        status |= update_softmax_like(d, pr, g, par, gm, acc, &s);
         break;
       case GATE_TEMPERATURE:
-        status |= update_softmax_like(d, pr, g, par, ctl->gate_mode, acc, &s);
+        status |= update_softmax_like(d, pr, g, par, gm, acc, &s);
         if (learn && !(status & MOE_NONFINITE)) {
           update_tau(d, pr, g, par, tau_prior, state, warm, t,
                      acc + (ctl->gate_mode > 0 && K >= 2 ? 1 : 0), &s);
@@ -835,7 +842,7 @@ int moe_mcmcv_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
         }
         break;
       default:
-        status |= update_softmax_like(d, pr, g, par, ctl->gate_mode, acc, &s);
+        status |= update_softmax_like(d, pr, g, par, gm, acc, &s);
       }
       gate_state_eval(d, g, par, &s);
     }

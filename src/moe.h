@@ -202,7 +202,31 @@ typedef struct {
                              a joint Metropolis-Hastings refresh, 2 the
                              refresh only, 3 the collapsed update */
   int gate_steps;         /* mode 3: Metropolis-Hastings steps per sweep */
+  int pg_every;           /* modes 2 and 3: a Polya-Gamma draw of the gating
+                             on every pg_every-th sweep after warm-up (0:
+                             never), and on every warm-up sweep once
+                             MOE_STALL_SWEEPS sweeps in a row accepted no
+                             gating Metropolis-Hastings move; see
+                             MOE_STALL_RATE */
 } moe_mcmc_control;
+
+/* Warm-up sweeps in a row without an accepted gating Metropolis-Hastings
+ * move after which every warm-up sweep also makes a Polya-Gamma draw. */
+#define MOE_STALL_SWEEPS 10
+/* Acceptance rate of those moves in the second half of warm-up below which
+ * every sweep after warm-up makes the Polya-Gamma draw (moe_mcmc_run()). */
+#define MOE_STALL_RATE 0.05
+
+/* Gating move counts of one chain (moe_mcmc_draws.accept), by index. */
+enum {
+  MOE_ACC_WARMUP = 0,     /* accepted Metropolis-Hastings moves, warm-up */
+  MOE_PROP_WARMUP,        /* proposals made, warm-up */
+  MOE_ACC_SAMPLING,       /* accepted, after warm-up */
+  MOE_PROP_SAMPLING,      /* proposals, after warm-up */
+  MOE_PG_WARMUP,          /* sweeps with a Polya-Gamma draw, warm-up */
+  MOE_PG_SAMPLING,        /* the same after warm-up */
+  MOE_NACC                /* length of the count vector */
+};
 
 /* Kept draws (internal scale), filled by moe_mcmc_run(). */
 typedef struct {
@@ -210,9 +234,13 @@ typedef struct {
   double *sigma2;         /* K x nkeep */
   double *W;              /* q x K x nkeep (reference column zero) */
   double *loglik;         /* nkeep: sum_i wt_i log p(y_i | x_i, z_i, draw) */
-  int *accept;            /* 1: accepted gating MH refreshes after warm-up */
+  int *accept;            /* MOE_NACC gating move counts (enum above) */
   int nkeep;              /* capacity; on return the number filled */
   int done;               /* sweeps done in this call */
+  int pg_every;           /* on return: the schedule of Polya-Gamma draws
+                             after warm-up (ctl->pg_every, or 1 when the
+                             warm-up found the Metropolis-Hastings moves
+                             stuck); a continuation passes it back */
 } moe_mcmc_draws;
 
 /* Sampler work space: carved by moe_mcmc_work_init() out of blocks of

@@ -22,12 +22,15 @@ t_start <- proc.time()
 
 # One chain of the C sampler on data taken as already on the internal scale.
 # mode: 0 Polya-Gamma gating draws ("pg"), 1 those and the Metropolis-Hastings
-# refresh ("pg+mh"), 2 the refresh only ("mh"), 3 the collapsed update with
-# 2 steps per sweep ("collapsed", the default of moe_mcmc_control()).
+# refresh ("pg+mh"), 2 the refresh only ("mh"), 3 the collapsed update
+# ("collapsed", the default); gate_steps and pg_every are the defaults of
+# moe_mcmc_control().
+ctl_default <- moe_mcmc_control()
 run_c_chain <- function(y, X, Z, w, init, pc, warmup, iter, thin, mode = 3L) {
   .Call(bayesmoe:::ffi_mcmc_chain, as.double(y), X, Z, as.double(w),
         as.double(init$alpha), as.double(init$sigma2), as.double(init$W), pc,
-        as.integer(c(warmup, iter, thin, 0, 0, 1, mode, 2L)))
+        as.integer(c(warmup, iter, thin, 0, 0, 1, mode, ctl_default$gate_steps,
+                     ctl_default$pg_every)))
 }
 
 # Label-invariant functionals: predictive mean at x0 ("pm"), log of the

@@ -101,3 +101,11 @@ em_sim3 <- local({
     cache
   }
 })
+
+# Evaluate `expr` without the warning for chains whose gating
+# Metropolis-Hastings moves were (nearly) all rejected: for the very short or
+# deliberately extreme runs of tests that check something else.
+quiet_stall <- function(expr) {
+  withCallingHandlers(expr, bayesmoe_warning_gating_stall = function(w)
+    invokeRestart("muffleWarning"))
+}

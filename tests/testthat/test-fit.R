@@ -37,3 +37,25 @@ test_that("the C log-likelihood pass equals the R reference, also for huge logit
     expect_false(anyNA(es$resp))
   }
 })
+
+test_that("BIC() of a weighted fit counts the frequency weights, as the expanded data", {
+  set.seed(3)
+  d <- data.frame(x = runif(40))
+  d$y <- 1 + 2 * d$x + rnorm(40, sd = 0.3)
+  w <- rep(c(1, 2, 3, 0), 10)
+  long <- d[rep(seq_len(40), w), ]
+  fw <- moe_em(y ~ x, data = d, K = 1, weights = w)
+  fl <- moe_em(y ~ x, data = long, K = 1)
+  expect_equal(as.numeric(logLik(fw)), as.numeric(logLik(fl)), tolerance = 1e-10)
+  expect_equal(attr(logLik(fw), "nobs"), 60)
+  expect_equal(BIC(fw), BIC(fl), tolerance = 1e-10)
+  expect_equal(AIC(fw), AIC(fl), tolerance = 1e-10)
+  # nobs() still counts the rows that enter the fit
+  expect_equal(nobs(fw), 30L)
+  mc <- moe_mcmc(y ~ x, data = d, K = 1, weights = w, chains = 1, iter = 50, seed = 1,
+                 progress = FALSE)
+  expect_equal(attr(logLik(mc), "nobs"), 60)
+  expect_equal(BIC(mc), -2 * as.numeric(logLik(mc)) + log(60) * 3)
+  ls <- moe_ls(y ~ x, data = d, K = 1, weights = w)
+  expect_equal(attr(logLik(ls), "nobs"), 60)
+})

@@ -918,7 +918,7 @@ test_that("gating logits beyond 1e4 in the sampler: finite draws, predictions an
   w1 <- c(-1e4 * sum(zx) / diff(zx), 2e4 / diff(zx))
   for (sgn in c(1, -1)) {
     res <- .Call(bayesmoe:::ffi_mcmc_chain, s$y, s$X, s$Z, s$w, c(0, 1, 0, -1), c(1, 1),
-                 c(sgn * w1, 0, 0), pc, as.integer(c(0, 50, 1, 0, 0, 1, 1, 1)))
+                 c(sgn * w1, 0, 0), pc, as.integer(c(0, 50, 1, 0, 0, 1, 1, 1, 0)))
     expect_equal(res$status, 0L)
     expect_true(all(is.finite(res$alpha)) && all(is.finite(res$W)) &&
                   all(is.finite(res$loglik)) && all(res$sigma2 > 0))
@@ -948,8 +948,8 @@ test_that("experts without observations are drawn from the prior: finite draws, 
   # with InvGamma(0.01, 0.01) the empty experts' variances reach the
   # astronomically large values of their prior (the chain keeps going: draws
   # beyond 1e100 times the response variance are rejected)
-  fit <- moe_mcmc(y ~ x, data = d, K = 6, chains = 1, iter = 300, seed = 2,
-                  prior = moe_prior(c0 = 0.01, C0 = 0.01), progress = FALSE)
+  fit <- quiet_stall(moe_mcmc(y ~ x, data = d, K = 6, chains = 1, iter = 300, seed = 2,
+                              prior = moe_prior(c0 = 0.01, C0 = 0.01), progress = FALSE))
   s2 <- fit$draws[, , grep("sigma2", dimnames(fit$draws)[[3L]])] / fit$scaling$sy^2
   expect_gt(max(s2), 1e50)
   expect_true(all(is.finite(predict(fit, d, type = "density", interval = "credible"))))
@@ -1195,11 +1195,13 @@ seeded_calls <- function() {
         bayesmoe_warning_convergence = function(w) invokeRestart("muffleWarning"))
       list(coef(fit), fit$starts)
     },
-    moe_mcmc = function(seed) draws(moe_mcmc(y ~ x, data = d, K = 2, chains = 2, iter = 20,
-                                             seed = seed, control = tiny_mcmc_control(),
-                                             progress = FALSE)),
-    moe_mcmc_fit = function(seed) draws(moe_mcmc_fit(d$y, X, X, K = 2, chains = 2, iter = 20,
-                                                     seed = seed, init = "random")),
+    moe_mcmc = function(seed) draws(quiet_stall(moe_mcmc(y ~ x, data = d, K = 2, chains = 2,
+                                                         iter = 20, seed = seed,
+                                                         control = tiny_mcmc_control(),
+                                                         progress = FALSE))),
+    moe_mcmc_fit = function(seed) draws(quiet_stall(moe_mcmc_fit(d$y, X, X, K = 2, chains = 2,
+                                                                 iter = 20, seed = seed,
+                                                                 init = "random"))),
     simulate.moe_fit = function(seed) list(simulate(em, nsim = 2, seed = seed),
                                            simulate(mc, nsim = 2, seed = seed)),
     # two least-squares steps: the random starts show the seed

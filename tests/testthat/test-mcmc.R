@@ -23,10 +23,10 @@ sim_three <- function(n) {
 # refresh, 2 the refresh only, 3 `steps` collapsed steps and the refresh
 # (moe_mcmc_control(gate_update =, gate_steps =)).
 run_c_chain <- function(y, X, Z, w, init, pc, warmup, iter, thin, mode = 1L,
-                        steps = 2L) {
+                        steps = 2L, pg_every = 20L) {
   .Call(bayesmoe:::ffi_mcmc_chain, as.double(y), X, Z, as.double(w),
         as.double(init$alpha), as.double(init$sigma2), as.double(init$W), pc,
-        as.integer(c(warmup, iter, thin, 0, 0, 1, mode, steps)))
+        as.integer(c(warmup, iter, thin, 0, 0, 1, mode, steps, pg_every)))
 }
 
 # ---- exact results --------------------------------------------------------
@@ -115,7 +115,8 @@ test_that("draws and log-likelihoods agree with plain-R maps and densities", {
   expect_equal(as.numeric(logLik(fit)), max(fit$loglik_draws))
   theta <- colMeans(matrix(fit$draws, ncol = dim(fit$draws)[3L]))
   expect_equal(bayesmoe:::par_flatten(fit$coefficients), theta, ignore_attr = TRUE)
-  expect_named(fit$state[[1L]], c("alpha", "sigma2", "W", "rng", "iterations_done"))
+  expect_named(fit$state[[1L]], c("alpha", "sigma2", "W", "rng", "pg_every",
+                                  "iterations_done"))
   expect_equal(fit$state[[1L]]$W[, 3L], c(0, 0))
   expect_length(fit$accept, 2L)
   expect_true(all(fit$accept > 0 & fit$accept <= 1))
@@ -322,15 +323,15 @@ test_that("the same seed gives identical draws and leaves the session RNG alone"
   expect_false(identical(f1$draws, f3$draws))
   # seed = NULL draws the seed from the session RNG
   set.seed(32)
-  g1 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1, iter = 50,
-                 init = "random", progress = FALSE)
+  g1 <- quiet_stall(moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1,
+                             iter = 50, init = "random", progress = FALSE))
   set.seed(32)
-  g2 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1, iter = 50,
-                 init = "random", progress = FALSE)
+  g2 <- quiet_stall(moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1,
+                             iter = 50, init = "random", progress = FALSE))
   expect_identical(g1$draws, g2$draws)
   expect_identical(g1$seed, g2$seed)
-  g3 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1, iter = 50,
-                 init = "random", seed = g1$seed, progress = FALSE)
+  g3 <- quiet_stall(moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2, chains = 1,
+                             iter = 50, init = "random", seed = g1$seed, progress = FALSE))
   expect_identical(g1$draws, g3$draws)
 })
 
@@ -481,6 +482,145 @@ test_that("print() of a fit", {
   expect_invisible(print(fit))
 })
 
+# ---- the gating updates cannot freeze ---------------------------------------
+
+# A data set (n = 100, K = 2, taken as the internal scale) and a start drawn
+# from the prior from which the Metropolis-Hastings moves alone ("collapsed"
+# and "mh") never move: their Newton and Fisher-scoring proposals overshoot
+# and the reverse move is never proposed.
+stuck_case <- function() {
+  pc <- bayesmoe:::prior_internal(sbc_prior(), 2L, 2L)
+  withr_seed(78, {
+    th <- bayesmoe:::prior_draw(pc, 2L)
+    x <- rnorm(100)
+    X <- cbind(1, x)
+    g <- exp(bayesmoe:::log_softmax_rows(X %*% th$W))
+    k <- 1L + (runif(100) > g[, 1L])
+    y <- rowSums(X * t(th$alpha[, k])) + sqrt(th$sigma2[k]) * rnorm(100)
+    list(y = y, x = x, X = X, pc = pc, init = bayesmoe:::prior_draw(pc, 2L))
+  })
+}
+
+stuck_chain <- function(cs, seed, warmup, iter, mode, pg_every) {
+  set.seed(seed)
+  run_c_chain(cs$y, cs$X, cs$X, rep(1, 100), cs$init, cs$pc, warmup, iter, 1L,
+              mode = mode, pg_every = pg_every)
+}
+
+test_that("a stuck start stays stuck without the Polya-Gamma draws and escapes with them", {
+  cs <- stuck_case()
+  for (mode in 2:3) {
+    steps <- if (mode == 3L) 3L else 1L
+    for (seed in 1:3) {
+      # no warm-up, no Polya-Gamma draws: the gating never changes
+      frozen <- stuck_chain(cs, seed, 0L, 300L, mode, 0L)
+      W <- matrix(frozen$W, 4L)
+      expect_true(all(W == W[, 1L]))
+      expect_equal(frozen$accept[3:4], c(0L, 300L * steps))
+      expect_equal(frozen$accept[6L], 0L)
+      # the default schedule (every 20th sweep) moves it to where the
+      # Metropolis-Hastings moves are accepted
+      moving <- stuck_chain(cs, seed, 0L, 300L, mode, 20L)
+      expect_equal(moving$accept[6L], 15L)
+      expect_gt(moving$accept[3L] / moving$accept[4L], 0.1)
+      # in warm-up the Polya-Gamma draws start after 10 sweeps without an
+      # accepted move, whatever the schedule
+      warm <- stuck_chain(cs, seed, 200L, 100L, mode, 0L)
+      expect_gt(warm$accept[5L], 0L)
+      expect_gt(warm$accept[3L] / warm$accept[4L], 0.1)
+      expect_equal(warm$pg_every, 0L)
+    }
+  }
+})
+
+test_that("a chain whose warm-up ends stuck draws the gating by Polya-Gamma in every sweep", {
+  cs <- stuck_case()
+  # a warm-up too short to leave the stuck start (10 sweeps: the
+  # Polya-Gamma draws of warm-up have not started)
+  res <- stuck_chain(cs, 1, 10L, 50L, 3L, 20L)
+  expect_equal(res$accept[c(1L, 5L)], c(0L, 0L))
+  expect_equal(res$pg_every, 1L)
+  expect_equal(res$accept[6L], 50L)
+  expect_gt(res$accept[3L], 0L)
+})
+
+test_that("from random starts on fresh data no chain freezes, and stuck chains warn", {
+  set.seed(63)
+  frozen <- 0L
+  for (r in 1:6) {
+    n <- 500
+    x <- runif(n)
+    k <- 1L + (runif(n) > plogis(rnorm(1, 0, 3) + rnorm(1, 0, 6) * x))
+    a <- rnorm(2, 0, 5)
+    b <- rnorm(2, 0, 5)
+    d <- data.frame(x = x, y = a[k] + b[k] * x + runif(2, 0.2, 1)[k] * rnorm(n))
+    fit <- withCallingHandlers(
+      moe_mcmc(y ~ x, data = d, K = 2, chains = 2, iter = 600, init = "random", seed = r,
+               progress = FALSE),
+      bayesmoe_warning_gating_stall = function(w) {
+        # a warning names chains whose acceptance is below 1%
+        expect_match(conditionMessage(w), "^Chains? [0-9]")
+        invokeRestart("muffleWarning")
+      })
+    gate <- grep("^gate", dimnames(fit$draws)[[3L]])
+    for (ch in 1:2) {
+      G <- fit$draws[, ch, gate]
+      frozen <- frozen + all(G == rep(G[1L, ], each = nrow(G)))
+    }
+    expect_equal(rowSums(fit$gating_moves[, c("proposed_warmup", "proposed")]),
+                 c(chain1 = 1800, chain2 = 1800))
+  }
+  expect_equal(frozen, 0L)
+})
+
+test_that("a hand-made stuck start warns, naming the chain", {
+  cs <- stuck_case()
+  d <- data.frame(x = cs$x, y = cs$y)
+  fit <- moe_mcmc(y ~ x, data = d, K = 2, prior = sbc_prior(), chains = 2, iter = 20,
+                  seed = 1, progress = FALSE)
+  # chain 2 continues from the stuck start of stuck_case() (mapped to the
+  # fit's internal scale) without the scheduled Polya-Gamma draws
+  st <- bayesmoe:::par_to_internal(fit$scaling, cs$init)
+  stuck <- fit
+  stuck$state[[2L]][c("alpha", "sigma2", "W")] <- st[c("alpha", "sigma2", "W")]
+  stuck$state[[2L]]$pg_every <- 0L
+  expect_warning(cont <- moe_mcmc(stuck, iter = 200), class = "bayesmoe_warning_gating_stall")
+  new_moves <- cont$gating_moves - fit$gating_moves
+  expect_equal(new_moves[, "accepted"] > 0, c(chain1 = TRUE, chain2 = FALSE))
+  # `accept` covers both runs
+  expect_equal(cont$accept, cont$gating_moves[, "accepted"] / cont$gating_moves[, "proposed"])
+  expect_snapshot(bayesmoe:::mcmc_report(0L, NULL, cont$gating_moves - fit$gating_moves))
+  # the counts of both runs add up, and summary() shows them per chain
+  expect_equal(cont$gating_moves[, "proposed"] - fit$gating_moves[, "proposed"],
+               c(chain1 = 600, chain2 = 600))
+  s <- summary(cont)
+  expect_equal(rownames(s$gating_moves), c("chain1", "chain2"))
+  expect_match(s$gating_moves["chain2", "sampling"],
+               sprintf("(%d/630)", cont$gating_moves["chain2", "accepted"]), fixed = TRUE)
+  expect_snapshot(print(s$gating_moves, quote = FALSE, right = TRUE))
+  # with the scheduled draws the same start escapes: no warning
+  stuck$state[[2L]]$pg_every <- 20L
+  expect_no_warning(esc <- moe_mcmc(stuck, iter = 200))
+  expect_gt(esc$accept[["chain2"]], 0.1)
+})
+
+test_that("a continued run keeps the Polya-Gamma schedule chosen in warm-up", {
+  set.seed(65)
+  d <- sim_three(150)
+  short <- quiet_stall(moe_mcmc(y ~ x, data = d, K = 3, chains = 2, iter = 40, warmup = 20,
+                                init = "random", seed = 9, progress = FALSE))
+  long <- quiet_stall(moe_mcmc(y ~ x, data = d, K = 3, chains = 2, iter = 90, warmup = 20,
+                               init = "random", seed = 9, progress = FALSE))
+  cont <- quiet_stall(moe_mcmc(short, iter = 50))
+  expect_identical(cont$draws, long$draws)
+  expect_identical(cont$state, long$state)
+  expect_identical(cont$gating_moves, long$gating_moves)
+  # a stored schedule of 1 is used by the continuation
+  short$state[[1L]]$pg_every <- 1L
+  c1 <- quiet_stall(moe_mcmc(short, iter = 50))
+  expect_equal(unname(c1$gating_moves[, "pg"] - short$gating_moves[, "pg"]), c(50, 2))
+})
+
 test_that("moe_mcmc_control() rejects invalid settings", {
   set.seed(52)
   expect_snapshot(moe_mcmc_control(em_starts = 0), error = TRUE)
@@ -489,6 +629,9 @@ test_that("moe_mcmc_control() rejects invalid settings", {
   expect_snapshot(moe_mcmc_control(refresh = 0.5), error = TRUE)
   expect_snapshot(moe_mcmc_control(gate_update = "gibbs"), error = TRUE)
   expect_snapshot(moe_mcmc_control(gate_steps = 0), error = TRUE)
+  expect_snapshot(moe_mcmc_control(pg_every = 0), error = TRUE)
+  expect_snapshot(moe_mcmc_control(pg_every = 2.5), error = TRUE)
+  expect_identical(moe_mcmc_control(pg_every = Inf)$pg_every, Inf)
 })
 
 test_that("moe_mcmc() rejects invalid arguments with classed errors", {

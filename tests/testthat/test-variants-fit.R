@@ -209,7 +209,7 @@ sbc_variant_ranks <- function(spec, K, n, pc, warmup, iter, thin) {
   init <- prior_draw_spec(pc, K, spec)
   nb <- length(variant_blocks(spec, K, 1L))
   res <- variant_chain_c(s, pc, K, init, spec, variant_adapt_init(spec, 2L, K), numeric(),
-                         c(warmup, iter, thin, 0, 0, 1, 1, nb))
+                         c(warmup, iter, thin, 0, 0, 1, 1, nb, 20))
   S <- length(res$loglik)
   x0 <- rbind(c(1, 0.5))
   fun <- function(par) {

@@ -1,0 +1,117 @@
+# Simulation-based calibration (SBC) of the gating updates of the Gibbs
+# sampler with its documented defaults, from starts drawn from the prior:
+# the default ("collapsed", 2 steps per sweep, a Polya-Gamma draw every 20th
+# sweep after warm-up) and "mh", for K = 2 and 3 experts and n = 40, 100
+# and 1000 observations. Read by vignettes/validation.Rmd.
+#
+#   cd <package root>
+#   nice -n 10 Rscript inst/scripts/sbc-gating.R [reps_small reps_large out_file]
+#
+# Defaults: 1000 replicates for n = 40 and 100, 300 for n = 1000, written to
+# inst/extdata/sbc-gating.rds. Takes about 30-40 minutes of CPU time.
+#
+# Each replicate draws parameters from the prior (internal scale, the prior
+# of the validation vignette), simulates a data set (x ~ N(0, 1), experts
+# and gating on (1, x)), runs one chain of the C sampler from a separate
+# prior draw with the defaults of moe_mcmc() (iter = 2000, warmup = 1000)
+# and of moe_mcmc_control() (gate_steps = 2, pg_every = 20), keeps every
+# 10th draw after warm-up (L = 100) and records the rank of each
+# label-invariant functional of the truth among them: the predictive mean
+# at x = 0.5 (pm), the log of the smallest expert variance (ls), the largest
+# gating probability at x = 0.5 (gmax) and the total log-likelihood of the
+# data (ll). For a correct sampler the ranks are uniform on 0..L. Tests: a
+# chi-square test over 20 bins and a two-sided binomial test of the number
+# of extreme ranks (0 or L; expected share 2 / (L + 1)). A chain is counted
+# as frozen when its gating coefficients never change after warm-up, and as
+# stalled when it accepted fewer than 1% of its gating Metropolis-Hastings
+# moves after warm-up (the threshold of moe_mcmc()'s warning).
+library(bayesmoe)
+args <- commandArgs(TRUE)
+reps_small <- if (length(args) >= 1L) as.integer(args[1L]) else 1000L
+reps_large <- if (length(args) >= 2L) as.integer(args[2L]) else 300L
+out_file <- if (length(args) >= 3L) args[3L] else file.path("inst", "extdata", "sbc-gating.rds")
+t_start <- proc.time()
+ctl <- moe_mcmc_control()
+warmup <- 1000L
+iter <- 1000L
+thin <- 10L
+L <- iter %/% thin
+prior <- moe_prior(s_w = 1.5, V_a = 4, c0 = 3, C0 = 1)
+pc <- bayesmoe:::prior_internal(prior, 2L, 2L)
+
+chain <- function(y, X, Z, init, mode) {
+  .Call(bayesmoe:::ffi_mcmc_chain, as.double(y), X, Z, rep(1, length(y)),
+        as.double(init$alpha), as.double(init$sigma2), as.double(init$W), pc,
+        as.integer(c(warmup, iter, thin, 0L, 0L, 1L, mode, ctl$gate_steps, ctl$pg_every)))
+}
+
+functionals <- function(alpha, sigma2, W, K, x0) {
+  eta <- matrix(drop(x0 %*% matrix(W, 2L)), K)
+  g <- exp(eta - rep(apply(eta, 2L, max), each = K))
+  g <- g / rep(colSums(g), each = K)
+  mu <- matrix(drop(x0 %*% matrix(alpha, 2L)), K)
+  cbind(pm = colSums(g * mu), ls = log(apply(matrix(sigma2, K), 2L, min)),
+        gmax = apply(g, 2L, max))
+}
+
+one_rep <- function(K, n, mode) {
+  th <- bayesmoe:::prior_draw(pc, K)
+  x <- rnorm(n)
+  X <- cbind(1, x)
+  g <- exp(bayesmoe:::log_softmax_rows(X %*% th$W))
+  k <- 1L + rowSums(runif(n) > t(apply(g, 1L, cumsum))[, -K, drop = FALSE])
+  y <- rowSums(X * t(th$alpha[, k])) + sqrt(th$sigma2[k]) * rnorm(n)
+  res <- chain(y, X, X, bayesmoe:::prior_draw(pc, K), mode)
+  S <- length(res$loglik)
+  x0 <- c(1, 0.5)
+  f <- functionals(res$alpha, res$sigma2, res$W, K, x0)
+  ft <- functionals(th$alpha, th$sigma2, th$W, K, x0)
+  ll_true <- sum(bayesmoe:::moe_log_density(th, X, X, y))
+  Wd <- matrix(res$W, ncol = S)
+  mv <- res$accept
+  c(colSums(f < rep(ft, each = S)), ll = sum(res$loglik < ll_true),
+    frozen = as.integer(all(Wd == Wd[, 1L])),
+    stalled = as.integer(mv[4L] > 0L && mv[3L] < 0.01 * mv[4L]),
+    accept = mv[3L] / max(mv[4L], 1L), pg = mv[6L], pg_every = res$pg_every)
+}
+
+rank_tests <- function(r) {
+  t(apply(r, 2L, function(v) {
+    counts <- tabulate(v %/% ((L + 1) / 20) + 1L, 20L)
+    ext <- sum(v == 0L | v == L)
+    c(chisq_p = suppressWarnings(stats::chisq.test(counts))$p.value,
+      extreme = ext, extreme_expected = length(v) * 2 / (L + 1),
+      extreme_p = stats::binom.test(ext, length(v), 2 / (L + 1))$p.value)
+  }))
+}
+
+cells <- expand.grid(n = c(40L, 100L, 1000L), K = 2:3, update = c("collapsed", "mh"),
+                     stringsAsFactors = FALSE)
+res <- list()
+for (j in seq_len(nrow(cells))) {
+  cl <- cells[j, ]
+  reps <- if (cl$n >= 1000L) reps_large else reps_small
+  mode <- if (cl$update == "collapsed") 3L else 2L
+  set.seed(20261206 + j)
+  t0 <- proc.time()
+  out <- t(replicate(reps, one_rep(cl$K, cl$n, mode)))
+  r <- out[, c("pm", "ls", "gmax", "ll")]
+  res[[j]] <- list(n = cl$n, K = cl$K, update = cl$update, reps = reps, ranks = r,
+                   tests = rank_tests(r), frozen = sum(out[, "frozen"]),
+                   stalled = sum(out[, "stalled"]), accept = out[, "accept"],
+                   pg = out[, "pg"], pg_every = out[, "pg_every"],
+                   cpu = sum((proc.time() - t0)[c("user.self", "sys.self")]))
+  tt <- res[[j]]$tests
+  message(sprintf("%s n = %d K = %d: min chisq p %.3g, min extreme p %.3g, frozen %d, stalled %d, %.0f s",
+                  cl$update, cl$n, cl$K, min(tt[, "chisq_p"]), min(tt[, "extreme_p"]),
+                  res[[j]]$frozen, res[[j]]$stalled, res[[j]]$cpu))
+}
+sbc <- list(cells = res, L = L, warmup = warmup, iter = iter, thin = thin,
+            control = unclass(ctl), prior = unclass(prior),
+            meta = list(date = format(Sys.time(), "%Y-%m-%d %H:%M %Z"),
+                        bayesmoe = as.character(utils::packageVersion("bayesmoe")),
+                        R = R.version.string,
+                        cpu = sum((proc.time() - t_start)[c("user.self", "sys.self")])))
+dir.create(dirname(out_file), showWarnings = FALSE, recursive = TRUE)
+saveRDS(sbc, out_file, version = 2)
+message(sprintf("written %s (%.0f s CPU)", out_file, sbc$meta$cpu))
