@@ -81,10 +81,28 @@
 #' **Error.** `se` is the square root of the approximate relative mean
 #' squared error of the estimate of \eqn{p(y)} (Fruehwirth-Schnatter 2004,
 #' eq. 15; Gronau et al. 2017), which approximates the standard error of
-#' \eqn{\log \hat p(y)}; the autocorrelation of the posterior draws enters
-#' through the spectral density at frequency zero of each chain (an AR fit,
-#' as `coda::spectrum0.ar()`). It is a Monte Carlo error given the chains:
-#' it does not see parts of the posterior the chains have not visited.
+#' \eqn{\log \hat p(y)}:
+#' \deqn{RE^2 = \frac{V_g(f_1)}{N_2 E_g(f_1)^2} + \frac{V_p(f_2)}{N_{\rm eff}
+#'   E_p(f_2)^2},}{RE^2 = Var_g(f1) / (N2 E_g(f1)^2) + Var_p(f2) / (Neff
+#'   E_p(f2)^2),}
+#' with \eqn{f_1 = p/(s_1 p + s_2 g)} at the \eqn{N_2} independent importance
+#' draws and \eqn{f_2 = g/(s_1 p + s_2 g)} at the posterior draws (\eqn{p}
+#' the normalised posterior). The posterior draws are autocorrelated, so the
+#' second term uses \eqn{N_{\rm eff}}{Neff}, the effective sample size of the
+#' sequence \eqn{f_2}: autocovariances computed within each chain (never
+#' across a chain boundary), pooled with the between-chain variance and
+#' summed over Geyer's initial monotone sequence (the multi-chain effective
+#' sample size of Vehtari et al. 2021). The same effective size enters the
+#' weights of the optimal bridge function, \eqn{s_1 = N_{\rm eff}/(N_{\rm eff}
+#' + N_2)}{s1 = Neff / (Neff + N2)} and \eqn{s_2 = 1 - s_1} (the scheme is
+#' run once with \eqn{N_1}, the number of posterior draws, in place of
+#' \eqn{N_{\rm eff}}{Neff}, then again with the effective size found), as in
+#' Fruehwirth-Schnatter (2004) and Gronau et al. (2017): the estimate is
+#' consistent for any weights, and these make it somewhat more precise. It is
+#' a Monte Carlo error given the chains: it does not see parts of the
+#' posterior the chains have not visited, and with short chains of a slowly
+#' mixing posterior (for instance a steep gating) it can still be somewhat
+#' too small.
 #'
 #' **Scale.** The prior is stated on the internal (standardised) scale;
 #' the returned value is the marginal density of the response on its
@@ -114,7 +132,9 @@
 #' @param ... Unused.
 #' @return An object of class `moe_marglik`: `logml` (the log marginal
 #'   likelihood), `se` (its Monte Carlo standard error), `method`, `K`, `n`
-#'   and, for bridge sampling, `proposal`, `n_post`, `n_prop`, `n_comp`,
+#'   and, for bridge sampling, `proposal`, `n_post` (the number of posterior
+#'   draws), `n_eff` (their effective sample size for the error), `n_prop`,
+#'   `n_comp`,
 #'   `iterations`, `converged`, `re2` (the relative mean squared error) and
 #'   `switching` (per chain, the share of draws whose labels differ from the
 #'   chain's most common labelling after relabelling: chains that switch
@@ -134,6 +154,14 @@
 #' Marsman, M., Leslie, D. S., Forster, J. J., Wagenmakers, E.-J. and
 #' Steingroever, H. (2017). A tutorial on bridge sampling. *Journal of
 #' Mathematical Psychology* 81, 80-97.
+#'
+#' Geyer, C. J. (1992). Practical Markov chain Monte Carlo. *Statistical
+#' Science* 7, 473-483.
+#'
+#' Vehtari, A., Gelman, A., Simpson, D., Carpenter, B. and Buerkner, P.-C.
+#' (2021). Rank-normalization, folding, and localization: an improved
+#' \eqn{\hat R} for assessing convergence of MCMC. *Bayesian Analysis* 16,
+#' 667-718.
 #' @seealso [moe_select()] for the posterior over the number of experts.
 #' @examples
 #' fit1 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 1,
@@ -223,8 +251,9 @@ print.moe_marglik <- function(x, digits = max(3L, getOption("digits") - 3L), ...
               x$K, how, format(round(x$logml, 3), nsmall = 3),
               format(signif(x$se, 2))))
   if (x$method == "bridge") {
-    cat(sprintf("  %d posterior draws (second halves of %d chain%s) and %d importance draws; %d iterations.\n",
+    cat(sprintf("  %d posterior draws (second halves of %d chain%s; effective size %s) and %d importance draws; %d iterations.\n",
                 x$n_post, length(x$switching), if (length(x$switching) > 1L) "s" else "",
+                if (is.null(x$n_eff) || !is.finite(x$n_eff)) "NA" else format(round(x$n_eff)),
                 x$n_prop, x$iterations))
     if (x$K > 1L) {
       cat(sprintf("  Share of draws relabelled away from each chain's main labelling: %s.\n",
@@ -443,15 +472,55 @@ log_mean_exp <- function(x) {
   m + log(mean(exp(x - m)))
 }
 
-# Spectral density at frequency 0 of a series (AR fit, as coda::spectrum0.ar).
-spectrum0 <- function(x) {
-  if (length(x) < 4L || !(stats::sd(x) > 0)) return(stats::var(x) %||% 0)
-  fit <- tryCatch(stats::ar(x, aic = TRUE), error = function(e) NULL)
-  if (is.null(fit)) return(stats::var(x))
-  fit$var.pred / (1 - sum(fit$ar))^2
+# Monte Carlo variance of the mean of a sequence `x` drawn by several Markov
+# chains (`chain` labels the chain of each element; within a chain the
+# elements are in sampling order). The autocovariances are computed within
+# each chain (never across a chain boundary) and pooled with the
+# between-chain variance, and the integrated autocorrelation time is summed
+# over Geyer's (1992) initial monotone sequence (the multi-chain effective
+# sample size of Gelman et al. 2013, sec. 11.5, and Vehtari et al. 2021):
+#   var+  = (n - 1) / n W + B / n        (W: mean within-chain variance,
+#                                          B / n: variance of chain means)
+#   rho_t = 1 - (W - mean_c acov_c(t)) / var+
+#   tau   = -1 + 2 sum_{k < m} (rho_2k + rho_2k+1),  m the first pair sum
+#           <= 0, the pair sums made non-increasing; tau >= 1 / log10(N)
+# Returns the variance of the mean var+ tau / N, tau and ess = N / tau
+# (N = length(x)). Chains of unequal length are cut to the shortest one for
+# the autocovariances at lag >= 1.
+mcmc_var_mean <- function(x, chain) {
+  N <- length(x)
+  xs <- split(x, chain)
+  xs <- xs[lengths(xs) >= 2L]
+  if (N < 2L || !length(xs)) return(list(var_mean = stats::var(x) / N, tau = 1, ess = N))
+  n <- min(lengths(xs))
+  M <- length(xs)
+  acov <- vapply(xs, function(v) autocov_fft(v)[seq_len(n)], numeric(n))
+  acov <- matrix(acov, n, M)
+  nc <- lengths(xs)
+  W <- mean(acov[1L, ] * nc / (nc - 1))
+  cm <- vapply(xs, mean, 0)
+  vplus <- (n - 1) / n * W + if (M > 1L) stats::var(cm) else 0
+  if (!(vplus > 0) || !is.finite(vplus)) return(list(var_mean = 0, tau = 1, ess = N))
+  rho <- 1 - (W - rowMeans(acov)) / vplus
+  rho[1L] <- 1
+  npair <- n %/% 2L
+  if (npair < 1L) return(list(var_mean = vplus / N, tau = 1, ess = N))
+  G <- rho[2L * seq_len(npair) - 1L] + rho[2L * seq_len(npair)]
+  stop_at <- match(TRUE, !(G > 0))
+  if (!is.na(stop_at)) G <- G[seq_len(stop_at - 1L)]
+  tau <- if (length(G)) -1 + 2 * sum(cummin(G)) else 1
+  tau <- max(tau, 1 / log10(max(N, 10)))
+  list(var_mean = vplus * tau / N, tau = tau, ess = N / tau)
 }
 
-`%||%` <- function(a, b) if (is.null(a) || is.na(a)) b else a
+# Autocovariances of v at lags 0 .. n - 1 (divisor n), by FFT.
+autocov_fft <- function(v) {
+  n <- length(v)
+  v <- v - mean(v)
+  m <- stats::nextn(2L * n)
+  f <- stats::fft(c(v, numeric(m - n)))
+  Re(stats::fft(Mod(f)^2, inverse = TRUE))[seq_len(n)] / m / n
+}
 
 # ---- complete-data mixture importance density ("mixture") --------------
 
@@ -629,6 +698,42 @@ par_slice <- function(par, j) {
 
 # ---- bridge sampling ------------------------------------------------------
 
+# Iterative scheme of Meng and Wong (1996) for the optimal bridge function
+# with weights s1, s2: l1 = log q - log g at the posterior draws, l2 at the
+# importance draws; returns log r, the log of the normalising constant of q.
+bridge_iterate <- function(l1, l2, s1, s2, lr, maxit, tol) {
+  it <- 0L
+  repeat {
+    it <- it + 1L
+    num <- l2 - log_add_exp(log(s1) + l2, log(s2) + lr)
+    num[l2 == -Inf] <- -Inf
+    den <- -log_add_exp(log(s1) + l1, log(s2) + lr)
+    lr_new <- log_mean_exp(num) - log_mean_exp(den)
+    done <- isTRUE(abs(lr_new - lr) < tol)
+    lr <- lr_new
+    if (done || it >= maxit || !is.finite(lr)) break
+  }
+  list(lr = lr, iterations = it, converged = done)
+}
+
+# Approximate relative mean squared error of the bridge estimate exp(lr)
+# (Fruehwirth-Schnatter 2004, eq. 15; Gronau et al. 2017):
+#   re2 = Var_g(f1) / (N2 E_g(f1)^2) + Var(mean f2) / E_p(f2)^2
+# with f1 = p / (s1 p + s2 g) at the N2 independent importance draws and f2 =
+# g / (s1 p + s2 g) at the N1 posterior draws (p = q / exp(lr)). The
+# variance of the mean of f2 is that of an autocorrelated multi-chain
+# sequence (mcmc_var_mean(); `chain` gives the chain of each posterior
+# draw), so the posterior term is Var_p(f2) / (ess E_p(f2)^2). Returns re2
+# and ess, the effective sample size of f2.
+bridge_re2 <- function(l1, l2, lr, s1, s2, chain) {
+  f1 <- exp(-log_add_exp(log(s1), log(s2) - (l2 - lr)))
+  f2 <- exp(-log_add_exp(log(s1) + l1 - lr, log(s2)))
+  if (!(mean(f1) > 0 && mean(f2) > 0)) return(list(re2 = Inf, ess = NA_real_))
+  vm <- mcmc_var_mean(f2, chain)
+  list(re2 = stats::var(f1) / mean(f1)^2 / length(f1) + vm$var_mean / mean(f2)^2,
+       ess = vm$ess)
+}
+
 marglik_bridge <- function(fit, proposal, n_comp, n_prop, maxit, tol) {
   K <- fit$K
   p <- ncol(fit$X)
@@ -695,37 +800,30 @@ marglik_bridge <- function(fit, proposal, n_comp, n_prop, maxit, tol) {
   l2 <- log_q(prop) - g_prop
   l2[is.nan(l2)] <- -Inf
 
-  s1 <- N1 / (N1 + N2)
-  s2 <- N2 / (N1 + N2)
-  lr <- stats::median(l1)
+  ch2 <- chain[second]
+  # the iterative scheme for the optimal bridge function with weights s1 =
+  # n1 / (n1 + N2), s2 = N2 / (n1 + N2), n1 the effective number of posterior
+  # draws (as in Fruehwirth-Schnatter 2004 and Gronau et al. 2017): first
+  # with n1 = N1, then once more with n1 the effective sample size of f2
+  # under those weights (any weights give a consistent estimate)
   it <- 0L
-  repeat {
-    it <- it + 1L
-    num <- l2 - log_add_exp(log(s1) + l2, log(s2) + lr)
-    num[l2 == -Inf] <- -Inf
-    den <- -log_add_exp(log(s1) + l1, log(s2) + lr)
-    lr_new <- log_mean_exp(num) - log_mean_exp(den)
-    done <- abs(lr_new - lr) < tol
-    lr <- lr_new
-    if (done || it >= maxit) break
+  lr <- stats::median(l1)
+  n1 <- N1
+  for (pass in 1:2) {
+    s1 <- n1 / (n1 + N2)
+    s2 <- N2 / (n1 + N2)
+    sch <- bridge_iterate(l1, l2, s1, s2, lr, maxit, tol)
+    lr <- sch$lr
+    it <- it + sch$iterations
+    if (!is.finite(lr)) break
+    err <- bridge_re2(l1, l2, lr, s1, s2, ch2)
+    if (pass == 1L) n1 <- min(N1, max(err$ess, 1))
   }
-
-  # relative mean squared error (Fruehwirth-Schnatter 2004; Gronau et al.
-  # 2017): independent importance draws, autocorrelated posterior draws
-  f1 <- exp(-log_add_exp(log(s1), log(s2) - (l2 - lr)))
-  f2 <- exp(-log_add_exp(log(s1) + l1 - lr, log(s2)))
-  re2 <- Inf
-  if (is.finite(lr) && mean(f1) > 0 && mean(f2) > 0) {
-    term1 <- stats::var(f1) / mean(f1)^2 / N2
-    var_mean_f2 <- sum(vapply(split(f2, chain[second]), function(v)
-      length(v) * spectrum0(v), 0)) / N1^2
-    term2 <- var_mean_f2 / mean(f2)^2
-    re2 <- term1 + term2
-  }
+  if (!is.finite(lr)) err <- list(re2 = Inf, ess = NA_real_)
 
   jac <- -sum(fit$weights) * log(sc$sy)
-  list(logml = lr + jac, se = sqrt(re2), method = "bridge", proposal = proposal, K = K,
-       n = sum(fit$weights), n_post = N1, n_prop = N2, n_comp = M, iterations = it,
-       converged = it < maxit, re2 = re2,
+  list(logml = lr + jac, se = sqrt(err$re2), method = "bridge", proposal = proposal, K = K,
+       n = sum(fit$weights), n_post = N1, n_eff = err$ess, n_prop = N2, n_comp = M,
+       iterations = it, converged = sch$converged, re2 = err$re2,
        switching = setNames(switching, paste0("chain", sort(unique(cho)))))
 }

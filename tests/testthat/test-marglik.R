@@ -345,3 +345,155 @@ test_that("slow: over-fitted marginal likelihoods are below the true K", {
   expect_gt(ml[2], ml[1] + 50)
   expect_gt(ml[2], ml[3])
 })
+
+# Plain-R multi-chain effective-sample-size variance of a mean (direct sums,
+# no FFT): autocovariances within each chain, pooled with the between-chain
+# variance, Geyer's initial monotone sequence.
+var_mean_r <- function(x, chain) {
+  xs <- split(x, chain)
+  M <- length(xs)
+  n <- length(xs[[1]])
+  acov <- sapply(xs, function(v) {
+    v <- v - mean(v)
+    sapply(0:(n - 1), function(t) sum(v[1:(n - t)] * v[(1 + t):n]) / n)
+  })
+  W <- mean(sapply(xs, var))
+  vplus <- (n - 1) / n * W + if (M > 1) var(sapply(xs, mean)) else 0
+  rho <- 1 - (W - rowMeans(acov)) / vplus
+  rho[1] <- 1
+  tau <- -1
+  prev <- Inf
+  for (k in seq_len(n %/% 2)) {
+    G <- rho[2 * k - 1] + rho[2 * k]
+    if (G <= 0) break
+    prev <- min(prev, G)
+    tau <- tau + 2 * prev
+  }
+  tau <- max(tau, 1 / log10(length(x)))
+  c(var_mean = vplus * tau / length(x), tau = tau)
+}
+
+test_that("the variance of a multi-chain mean matches a plain-R reference", {
+  set.seed(13)
+  for (M in c(1L, 3L)) {
+    n <- 40L
+    x <- as.vector(vapply(seq_len(M), function(m)
+      as.numeric(stats::arima.sim(list(ar = 0.6), n)) + m / 2, numeric(n)))
+    ch <- rep(seq_len(M), each = n)
+    got <- bayesmoe:::mcmc_var_mean(x, ch)
+    ref <- var_mean_r(x, ch)
+    expect_equal(got$var_mean, ref[["var_mean"]], tolerance = 1e-10)
+    expect_equal(got$tau, ref[["tau"]], tolerance = 1e-10)
+    expect_equal(got$ess, length(x) / ref[["tau"]], tolerance = 1e-10)
+    # the chains are never joined: their order in x does not matter
+    if (M > 1L) {
+      o <- order(-ch, seq_along(ch))
+      expect_equal(bayesmoe:::mcmc_var_mean(x[o], ch[o])$var_mean, got$var_mean,
+                   tolerance = 1e-12)
+    }
+  }
+  # a constant sequence (the exact K = 1 mixture proposal) has no error
+  expect_identical(bayesmoe:::mcmc_var_mean(rep(0.5, 20), rep(1:2, each = 10))$var_mean, 0)
+})
+
+test_that("the error of a mean of autocorrelated chains is calibrated", {
+  set.seed(14)
+  # four AR(1) chains of 500 draws, phi = 0.8: integrated autocorrelation
+  # time (1 + phi) / (1 - phi) = 9; an error that treats the draws as
+  # independent is about 3 times too small
+  ch <- rep(1:4, each = 500)
+  z <- t(vapply(1:200, function(r) {
+    x <- as.vector(replicate(4, as.numeric(stats::arima.sim(list(ar = 0.8), 500))))
+    v <- bayesmoe:::mcmc_var_mean(x, ch)
+    c(mean(x) / sqrt(v$var_mean), mean(x) / sqrt(var(x) / length(x)), v$tau)
+  }, numeric(3)))
+  expect_gt(sqrt(mean(z[, 1]^2)), 0.85)
+  expect_lt(sqrt(mean(z[, 1]^2)), 1.2)
+  expect_gt(sqrt(mean(z[, 2]^2)), 2.5)
+  expect_gt(median(z[, 3]), 7)
+  expect_lt(median(z[, 3]), 10)
+  # chains that disagree (between-chain variance) inflate the error
+  x <- rnorm(2000) + rep(c(-1, 1, -1, 1), each = 500)
+  expect_gt(bayesmoe:::mcmc_var_mean(x, ch)$var_mean, 20 * var(rnorm(2000)) / 2000)
+})
+
+# Log marginal likelihood of a K = 2 fit by importance sampling from a
+# multivariate t_5 fitted to the relabelled draws of `fit` (covariance
+# inflated by 1.2), symmetrised over the two labellings: the same
+# unnormalised posterior as moe_marglik() (internal scale, phi with log
+# variances and its Jacobian, scale term -sum(w) log(sy)).
+marglik_is <- function(fit, n_draws, seed) {
+  K <- fit$K
+  p <- ncol(fit$X)
+  q <- ncol(fit$Z)
+  pc <- bayesmoe:::prior_internal(fit$prior, p, q)
+  s <- internal_data(fit)
+  log_q <- function(Phi) {
+    par <- bayesmoe:::par_from_phi(Phi, p, q, K)
+    out <- bayesmoe:::loglik_draws_internal(par, s) + bayesmoe:::log_prior_phi(par, pc)
+    out[!is.finite(out)] <- -Inf
+    out
+  }
+  dr <- bayesmoe:::draws_internal(fit)
+  Phi <- bayesmoe:::phi_from_par(dr$alpha, dr$sigma2, dr$W)
+  perms <- bayesmoe:::all_permutations(K)
+  rl <- bayesmoe:::relabel_phi(Phi, which.max(log_q(Phi)), p, q, K, perms)
+  mu <- colMeans(rl$Phi)
+  R <- chol(1.2 * cov(rl$Phi))
+  D <- length(mu)
+  nu <- 5
+  log_t <- function(Ph) {
+    z <- backsolve(R, t(Ph) - mu, transpose = TRUE)
+    lgamma((nu + D) / 2) - lgamma(nu / 2) - D / 2 * log(nu * pi) - sum(log(diag(R))) -
+      (nu + D) / 2 * log1p(colSums(z^2) / nu)
+  }
+  set.seed(seed)
+  Ph <- sweep(matrix(rnorm(n_draws * D), n_draws) %*% R / sqrt(rchisq(n_draws, nu) / nu),
+              2L, mu, "+")
+  flip <- runif(n_draws) < 0.5
+  Ph[flip, ] <- bayesmoe:::permute_phi(Ph[flip, , drop = FALSE], 2:1, p, q, K)
+  a <- log_t(Ph)
+  b <- log_t(bayesmoe:::permute_phi(Ph, 2:1, p, q, K))
+  lw <- log_q(Ph) - (pmax(a, b) + log1p(exp(-abs(a - b))) - log(2))
+  m <- max(lw)
+  w <- exp(lw - m)
+  c(logml = m + log(mean(w)) - sum(fit$weights) * log(s$sy), se = sd(w) / sqrt(n_draws) / mean(w))
+}
+
+calibration_z <- function(n_rep, n_is) {
+  d <- rmoe(50, moe_truth(beta0 = -8, beta1 = 25, a = c(-20, 20), b = c(15, -5),
+                          sigma = c(0.3, 0.4)))
+  long <- moe_mcmc(y ~ x, data = d, K = 2, chains = 2, iter = 4000, seed = 99,
+                   progress = FALSE)
+  ref <- marglik_is(long, n_is, seed = 1)
+  z <- t(vapply(seq_len(n_rep), function(r) {
+    fit <- moe_mcmc(y ~ x, data = d, K = 2, seed = 100 + r, progress = FALSE)
+    vapply(c("mixture", "normal"), function(pr) {
+      b <- moe_marglik(fit, proposal = pr, seed = r)
+      (b$logml - ref[["logml"]]) / sqrt(b$se^2 + ref[["se"]]^2)
+    }, 0)
+  }, numeric(2)))
+  list(ref = ref, z = z)
+}
+
+test_that("bridge errors on a K = 2 fit are calibrated against importance sampling", {
+  # a steep gating: the gating slope mixes slowly, and the posterior draws
+  # of the "mixture" proposal's f2 have an autocorrelation time of about 5
+  set.seed(11)
+  cz <- calibration_z(n_rep = 8, n_is = 40000)
+  expect_lt(cz$ref[["se"]], 0.005)
+  rms_z <- sqrt(colMeans(cz$z^2))
+  expect_lt(rms_z[["mixture"]], 1.8)
+  expect_lt(rms_z[["normal"]], 1.8)
+})
+
+test_that("slow: bridge errors on a K = 2 fit are calibrated (more replicates)", {
+  skip_if_not(Sys.getenv("BAYESMOE_SLOW_TESTS") == "true", "slow test")
+  set.seed(11)
+  cz <- calibration_z(n_rep = 48, n_is = 200000)
+  rms_z <- sqrt(colMeans(cz$z^2))
+  expect_lt(rms_z[["mixture"]], 1.35)
+  expect_lt(rms_z[["normal"]], 1.35)
+  expect_gt(rms_z[["mixture"]], 0.7)
+  expect_gt(rms_z[["normal"]], 0.7)
+})
