@@ -14,14 +14,25 @@
 # of the validation vignette), simulates a data set (x ~ N(0, 1), experts
 # and gating on (1, x)), runs one chain of the C sampler from a separate
 # prior draw with the defaults of moe_mcmc() (iter = 2000, warmup = 1000)
-# and of moe_mcmc_control() (gate_steps = 2, pg_every = 20), keeps every
-# 10th draw after warm-up (L = 100) and records the rank of each
-# label-invariant functional of the truth among them: the predictive mean
-# at x = 0.5 (pm), the log of the smallest expert variance (ls), the largest
-# gating probability at x = 0.5 (gmax) and the total log-likelihood of the
-# data (ll). For a correct sampler the ranks are uniform on 0..L. Tests: a
-# chi-square test over 20 bins and a two-sided binomial test of the number
-# of extreme ranks (0 or L; expected share 2 / (L + 1)). A chain is counted
+# and of moe_mcmc_control() (gate_steps = 2, pg_every = 20), and records the
+# rank of each label-invariant functional of the truth among the draws after
+# warm-up: the predictive mean at x = 0.5 (pm), the log of the smallest
+# expert variance (ls), the largest gating probability at x = 0.5 (gmax)
+# and the total log-likelihood of the data (ll). For a correct sampler and
+# independent draws the ranks are uniform on 0..L. Two thinnings of the
+# same chains:
+#  - "ess" (the main check; Talts et al. 2018, section 5.1, thin to the
+#    effective sample size): L = the smallest bulk effective sample size of
+#    the four functionals in that chain, at most 100, at least 1, and the
+#    draws at L evenly spaced positions; the ranks are put on [0, 1] as
+#    (rank + U) / (L + 1), U uniform;
+#  - "fixed": every 10th draw (L = 100), which also shows slow mixing (an
+#    excess of extreme ranks) where the effective sample size is below L.
+# Tests: a chi-square test over 20 bins and a two-sided test of the number
+# of extreme ranks (0 or L; probability 2 / (L + 1) each, a binomial for
+# the fixed thinning and a Poisson-binomial computed exactly for the ESS
+# thinning). A frozen chain has an effective sample size near 1 and
+# extreme ranks, so both show freezing. A chain is counted
 # as frozen when its gating coefficients never change after warm-up, and as
 # stalled when it accepted fewer than 1% of its gating Metropolis-Hastings
 # moves after warm-up (the threshold of moe_mcmc()'s warning).
@@ -42,7 +53,7 @@ pc <- bayesmoe:::prior_internal(prior, 2L, 2L)
 chain <- function(y, X, Z, init, mode) {
   .Call(bayesmoe:::ffi_mcmc_chain, as.double(y), X, Z, rep(1, length(y)),
         as.double(init$alpha), as.double(init$sigma2), as.double(init$W), pc,
-        as.integer(c(warmup, iter, thin, 0L, 0L, 1L, mode, ctl$gate_steps, ctl$pg_every)))
+        as.integer(c(warmup, iter, 1L, 0L, 0L, 1L, mode, ctl$gate_steps, ctl$pg_every)))
 }
 
 functionals <- function(alpha, sigma2, W, K, x0) {
@@ -64,24 +75,41 @@ one_rep <- function(K, n, mode) {
   res <- chain(y, X, X, bayesmoe:::prior_draw(pc, K), mode)
   S <- length(res$loglik)
   x0 <- c(1, 0.5)
-  f <- functionals(res$alpha, res$sigma2, res$W, K, x0)
-  ft <- functionals(th$alpha, th$sigma2, th$W, K, x0)
-  ll_true <- sum(bayesmoe:::moe_log_density(th, X, X, y))
+  f <- cbind(functionals(res$alpha, res$sigma2, res$W, K, x0), ll = res$loglik)
+  ft <- c(functionals(th$alpha, th$sigma2, th$W, K, x0),
+          ll = sum(bayesmoe:::moe_log_density(th, X, X, y)))
+  fixed <- seq(thin, S, by = thin)
+  ess <- apply(f, 2L, function(v) bayesmoe:::diag_ess_bulk(v))
+  Le <- max(1L, min(L, floor(min(ess, na.rm = FALSE))), na.rm = TRUE)
+  if (!is.finite(Le)) Le <- 1L
+  keep <- round(seq(S / Le, S, length.out = Le))
+  re <- colSums(f[keep, , drop = FALSE] < rep(ft, each = Le))
   Wd <- matrix(res$W, ncol = S)
   mv <- res$accept
-  c(colSums(f < rep(ft, each = S)), ll = sum(res$loglik < ll_true),
+  c(colSums(f[fixed, , drop = FALSE] < rep(ft, each = length(fixed))),
+    setNames(re, paste0("ess_", names(re))), L_ess = Le,
     frozen = as.integer(all(Wd == Wd[, 1L])),
     stalled = as.integer(mv[4L] > 0L && mv[3L] < 0.01 * mv[4L]),
     accept = mv[3L] / max(mv[4L], 1L), pg = mv[6L], pg_every = res$pg_every)
 }
 
-rank_tests <- function(r) {
+# Two-sided p-value of `x` successes of independent Bernoulli(p_i) trials
+# (Poisson-binomial, exact by convolution; outcomes no more likely than x).
+pbinom_test <- function(x, p) {
+  d <- 1
+  for (pi in p) d <- c(d * (1 - pi), 0) + c(0, d * pi)
+  min(1, sum(d[d <= d[x + 1L] * (1 + 1e-7)]))
+}
+
+# Ranks r (replicates x functionals) on 0..Lr (Lr: one L per replicate).
+rank_tests <- function(r, Lr) {
   t(apply(r, 2L, function(v) {
-    counts <- tabulate(v %/% ((L + 1) / 20) + 1L, 20L)
-    ext <- sum(v == 0L | v == L)
+    u <- (v + stats::runif(length(v))) / (Lr + 1)
+    counts <- tabulate(pmin(floor(20 * u), 19L) + 1L, 20L)
+    ext <- sum(v == 0L | v == Lr)
+    pe <- pmin(1, 2 / (Lr + 1))
     c(chisq_p = suppressWarnings(stats::chisq.test(counts))$p.value,
-      extreme = ext, extreme_expected = length(v) * 2 / (L + 1),
-      extreme_p = stats::binom.test(ext, length(v), 2 / (L + 1))$p.value)
+      extreme = ext, extreme_expected = sum(pe), extreme_p = pbinom_test(ext, pe))
   }))
 }
 
@@ -95,15 +123,22 @@ for (j in seq_len(nrow(cells))) {
   set.seed(20261206 + j)
   t0 <- proc.time()
   out <- t(replicate(reps, one_rep(cl$K, cl$n, mode)))
-  r <- out[, c("pm", "ls", "gmax", "ll")]
+  fn <- c("pm", "ls", "gmax", "ll")
+  r <- out[, fn]
+  re <- out[, paste0("ess_", fn)]
+  colnames(re) <- fn
   res[[j]] <- list(n = cl$n, K = cl$K, update = cl$update, reps = reps, ranks = r,
-                   tests = rank_tests(r), frozen = sum(out[, "frozen"]),
+                   ranks_ess = re, L_ess = out[, "L_ess"],
+                   tests = rank_tests(re, out[, "L_ess"]),
+                   tests_fixed = rank_tests(r, rep(L, reps)), frozen = sum(out[, "frozen"]),
                    stalled = sum(out[, "stalled"]), accept = out[, "accept"],
                    pg = out[, "pg"], pg_every = out[, "pg_every"],
                    cpu = sum((proc.time() - t0)[c("user.self", "sys.self")]))
   tt <- res[[j]]$tests
-  message(sprintf("%s n = %d K = %d: min chisq p %.3g, min extreme p %.3g, frozen %d, stalled %d, %.0f s",
-                  cl$update, cl$n, cl$K, min(tt[, "chisq_p"]), min(tt[, "extreme_p"]),
+  tf <- res[[j]]$tests_fixed
+  message(sprintf("%s n = %d K = %d: ESS thinning (median L %.0f) min chisq p %.3g, min extreme p %.3g; thin 10: %.3g, %.3g; frozen %d, stalled %d, %.0f s",
+                  cl$update, cl$n, cl$K, stats::median(res[[j]]$L_ess), min(tt[, "chisq_p"]),
+                  min(tt[, "extreme_p"]), min(tf[, "chisq_p"]), min(tf[, "extreme_p"]),
                   res[[j]]$frozen, res[[j]]$stalled, res[[j]]$cpu))
 }
 sbc <- list(cells = res, L = L, warmup = warmup, iter = iter, thin = thin,
