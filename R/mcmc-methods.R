@@ -303,7 +303,6 @@ summary.moe_mcmc <- function(object, probs = c(0.025, 0.5, 0.975), ...) {
     class = "summary.moe_mcmc")
 }
 
-#' @rdname summary.moe_mcmc
 # The gating move counts of a fit (chains x gating_move_names) as a printable
 # table: acceptance rates in warm-up and after, with the counts, and the
 # Polya-Gamma sweeps; NULL when there are none.
@@ -317,6 +316,7 @@ gating_move_table <- function(moves) {
   out
 }
 
+#' @rdname summary.moe_mcmc
 #' @export
 print.summary.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 4L), ...) {
   digits <- check_digits(digits, call = sys.call())
