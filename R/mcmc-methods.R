@@ -6,8 +6,9 @@
 # log-likelihood, predictive means, densities and quantiles, simulations) are
 # computed from the draws as stored; per-expert quantities (coefficients,
 # gating probabilities, expert means, trace plots) from relabelled draws
-# (relabelled_draws(), R/relabel.R), never cached unless moe_relabel() was
-# called explicitly.
+# (relabelled_draws(), R/relabel.R): the draws of a fit returned by
+# moe_relabel(), otherwise relabelled once per fit and session (the
+# relabelling is cached by relabelled_fit()).
 
 # ---------------------------------------------------------------------------
 # Small helpers
@@ -268,7 +269,7 @@ summary.moe_mcmc <- function(object, probs = c(0.025, 0.5, 0.975), ...) {
     abort(sprintf("`probs` must be probabilities between 0 and 1, not %s.", describe(probs)),
           call = call, arg = "probs")
   }
-  rl <- if (is_relabelled(object)) object else relabel_fit(object)
+  rl <- relabelled_fit(object)
   draws <- rl$draws
   d <- dim(draws)
   ll <- array(object$loglik_draws, c(d[1L], d[2L], 1L),
@@ -558,7 +559,7 @@ plot.moe_mcmc <- function(x, what = c("trace", "density", "fit", "gating"), pars
   what <- check_choice(what, c("trace", "density", "fit", "gating"), "what", call)
   level <- check_level(level, call)
   fit <- x
-  if (!is_relabelled(x)) x <- relabel_fit(x)
+  x <- relabelled_fit(x)
   if (what %in% c("trace", "density")) {
     plot_draws(x, what, pars, call, ...)
     return(invisible(fit))

@@ -463,35 +463,6 @@ permute_experts <- function(par, perm) {
        W = W - W[, K])
 }
 
-# The permutation minimising sum_k cost[k, perm[k]]: exhaustive for K <= 7,
-# greedy otherwise.
-best_assignment <- function(cost) {
-  K <- nrow(cost)
-  if (K <= 7L) {
-    perms <- all_permutations(K)
-    tot <- apply(perms, 1L, function(pm) sum(cost[cbind(seq_len(K), pm)]))
-    return(perms[which.min(tot), ])
-  }
-  perm <- integer(K)
-  free_r <- seq_len(K)
-  free_c <- seq_len(K)
-  for (s in seq_len(K)) {
-    sub <- cost[free_r, free_c, drop = FALSE]
-    ij <- arrayInd(which.min(sub), dim(sub))
-    perm[free_r[ij[1L]]] <- free_c[ij[2L]]
-    free_r <- free_r[-ij[1L]]
-    free_c <- free_c[-ij[2L]]
-  }
-  perm
-}
-
-all_permutations <- function(K) {
-  if (K == 1L) return(matrix(1L, 1L, 1L))
-  sub <- all_permutations(K - 1L)
-  do.call(rbind, lapply(seq_len(K), function(first)
-    cbind(first, matrix(setdiff(seq_len(K), first)[sub], nrow(sub)))))
-}
-
 # L'Ecuyer-CMRG streams of the chains: the c-th nextRNGStream() after
 # set.seed(seed) with that kind.
 chain_streams <- function(seed, chains) {

@@ -14,15 +14,34 @@
 #' \eqn{z = 0}) and density \eqn{\cosh^b(z/2) e^{-z^2 x/2} p(x \mid b, 0)}{cosh(z/2)^b
 #' exp(-z^2 x / 2) p(x | b, 0)}. The law depends on \eqn{|z|} only.
 #'
-#' The draws are exact. \eqn{PG(1, z)} is drawn by the accept-reject method of
-#' Polson, Scott and Windle (2013), built on Devroye's (1986) sampler for the
-#' Jacobi distribution: \eqn{PG(1, z) = J^*(1, |z|/2) / 4}, with a proposal
-#' made of an inverse Gaussian truncated to \eqn{(0, 0.64]} and an
-#' exponential tail beyond 0.64, and acceptance decided by an alternating
-#' series. About 1.001 proposals are needed per draw, whatever `z`.
-#' \eqn{PG(b, z)} for a whole number \eqn{b} is the sum of \eqn{b} independent
-#' \eqn{PG(1, z)} draws, so the time grows linearly in `b`. All randomness
-#' comes from R's generator: [set.seed()] reproduces the draws.
+#' **Method and accuracy.** \eqn{PG(1, z)} is drawn exactly by the
+#' accept-reject method of Polson, Scott and Windle (2013), built on
+#' Devroye's (1986) sampler for the Jacobi distribution:
+#' \eqn{PG(1, z) = J^*(1, |z|/2) / 4}, with a proposal made of an inverse
+#' Gaussian truncated to \eqn{(0, 0.64]} and an exponential tail beyond 0.64,
+#' and acceptance decided by an alternating series. About 1.001 proposals
+#' are needed per draw, whatever `z`. For larger `b` a hybrid sampler in the
+#' spirit of Windle, Polson and Scott (2014) keeps the cost of a draw
+#' bounded, whatever `b`:
+#' * `b <= 20`: the sum of `b` independent \eqn{PG(1, z)} draws. Exact; the
+#'   time grows linearly in `b` (about 20 times that of one \eqn{PG(1, z)}
+#'   draw at `b = 20`, twice that of the series below).
+#' * `20 < b < 2^28` (and \eqn{|z| < 2\pi 10^8}): the series above truncated
+#'   after 16 terms, each drawn exactly, with the remaining tail replaced by a
+#'   shifted gamma variable with the same mean, variance and third cumulant.
+#'   The draws have the exact mean, variance and skewness of
+#'   \eqn{PG(b, z)}; the excess kurtosis is off by at most
+#'   \eqn{2.3 \times 10^{-4}}{2.3e-4} (at `b = 21`, less in proportion to
+#'   \eqn{1/b}), so the distribution function is within about
+#'   \eqn{10^{-5}}{1e-5} of the exact one. 17 gamma draws.
+#' * `b >= 2^28` (or \eqn{|z| \ge 2\pi 10^8}{|z| >= 2 pi 1e8}): the normal
+#'   law with the exact mean and variance
+#'   \eqn{b (\sinh z - z) / (4 z^3 \cosh^2(z/2))}{b (sinh z - z) / (4 z^3 cosh(z/2)^2)}
+#'   (\eqn{b/24} at \eqn{z = 0}). The skewness of \eqn{PG(b, z)} is at most
+#'   \eqn{1.96 / \sqrt{b}}{1.96 / sqrt(b)}, so the distribution function is
+#'   within \eqn{10^{-5}}{1e-5} of the exact one.
+#'
+#' All randomness comes from R's generator: [set.seed()] reproduces the draws.
 #'
 #' @param n Number of draws: a whole number >= 0. As in [rnorm()], a numeric
 #'   vector of length > 1 stands for its length.
@@ -39,6 +58,9 @@
 #' American Statistical Association*, 108(504), 1339--1349.
 #' \doi{10.1080/01621459.2013.829001}
 #'
+#' J. Windle, N. G. Polson and J. G. Scott (2014). Sampling Polya-Gamma
+#' random variates: alternate and approximate techniques. arXiv:1405.0506.
+#'
 #' L. Devroye (1986). *Non-Uniform Random Variate Generation*. Springer.
 #' @examples
 #' set.seed(1)
@@ -51,6 +73,9 @@
 #'
 #' # PG(3, 0) has mean 3/4
 #' mean(rpolyagamma(5000, b = 3))
+#'
+#' # the cost of a draw does not grow with b
+#' rpolyagamma(3, b = 1e9, z = 1)
 #' @export
 rpolyagamma <- function(n, b = 1, z = 0) {
   call <- sys.call()

@@ -164,82 +164,27 @@ relabel_features_spec <- function(D, sc, xnames, znames, K, spec) {
 }
 
 # Cost array C[n, k, j]: standardised squared distance between the old
-# expert j of draw n and the centre of label k.
+# expert j of draw n and the centre of label k. One pass per label over all
+# draws and experts at once (rows of Fm are (draw, expert) pairs).
 relabel_cost <- function(F, centres, scale) {
   N <- dim(F)[1L]
   K <- dim(F)[2L]
+  Fm <- matrix(F, N * K)
   C <- array(0, c(N, K, K))
-  for (j in seq_len(K)) {
-    Fj <- matrix(F[, j, ], N)
-    for (k in seq_len(K)) {
-      C[, k, j] <- rowSums(sweep(sweep(Fj, 2L, centres[k, ]), 2L, scale, "/")^2)
-    }
+  for (k in seq_len(K)) {
+    C[, k, ] <- rowSums(sweep(sweep(Fm, 2L, centres[k, ]), 2L, scale, "/")^2)
   }
   C
 }
 
-# Optimal assignment for every draw by enumerating all K! permutations
-# (rows processed in blocks to bound memory). Returns N x K.
-assign_exhaustive <- function(C) {
-  N <- dim(C)[1L]
-  K <- dim(C)[2L]
-  PM <- all_perms(K)
-  S <- matrix(0, K * K, nrow(PM))
-  for (m in seq_len(nrow(PM))) S[(PM[m, ] - 1L) * K + seq_len(K), m] <- 1
-  Cm <- matrix(C, N, K * K)
-  best <- integer(N)
-  block <- max(1L, floor(2e6 / nrow(PM)))
-  for (start in seq(1L, N, by = block)) {
-    rows <- start:min(N, start + block - 1L)
-    tot <- Cm[rows, , drop = FALSE] %*% S
-    best[rows] <- max.col(-tot, ties.method = "first")
-  }
-  PM[best, , drop = FALSE]
-}
-
-# Greedy assignment (repeatedly the cheapest remaining label-expert pair)
-# followed by pairwise swaps while they lower the cost: a local optimum, used
-# when K! is too large to enumerate. Vectorised over draws. Returns N x K.
-assign_greedy <- function(C) {
-  N <- dim(C)[1L]
-  K <- dim(C)[2L]
-  rows <- seq_len(N)
-  perm <- matrix(0L, N, K)
-  Cw <- C
-  for (step in seq_len(K)) {
-    idx <- max.col(-matrix(Cw, N, K * K), ties.method = "first") - 1L
-    k <- idx %% K + 1L
-    j <- idx %/% K + 1L
-    perm[cbind(rows, k)] <- j
-    for (l in seq_len(K)) {
-      Cw[cbind(rows, k, l)] <- Inf
-      Cw[cbind(rows, l, j)] <- Inf
-    }
-  }
-  for (sweep_no in seq_len(100L)) {
-    changed <- FALSE
-    for (a in seq_len(K - 1L)) for (b in (a + 1L):K) {
-      ja <- perm[, a]
-      jb <- perm[, b]
-      delta <- C[cbind(rows, a, jb)] + C[cbind(rows, b, ja)] -
-        C[cbind(rows, a, ja)] - C[cbind(rows, b, jb)]
-      swap <- which(delta < -1e-12)
-      if (length(swap)) {
-        perm[swap, a] <- jb[swap]
-        perm[swap, b] <- ja[swap]
-        changed <- TRUE
-      }
-    }
-    if (!changed) break
-  }
-  perm
-}
-
-assign_perms <- function(C, exhaustive_max = 7L, gate = NULL) {
+# The optimal permutation of every draw (N x K), exact for every K
+# (solve_assignment(), R/assign.R); under a hierarchical gate only the
+# permutations that keep the groups.
+assign_perms <- function(C, gate = NULL) {
   if (inherits(gate, "moe_gate_hierarchical") && gate$G > 1L && gate$G < dim(C)[2L]) {
-    return(assign_hierarchical(C, gate$groups, exhaustive_max))
+    return(assign_hierarchical(C, gate$groups))
   }
-  if (dim(C)[2L] <= exhaustive_max) assign_exhaustive(C) else assign_greedy(C)
+  solve_assignment(C)
 }
 
 # Assignment under a hierarchical gate: only permutations that map every
@@ -247,8 +192,8 @@ assign_perms <- function(C, exhaustive_max = 7L, gate = NULL) {
 # permuted within groups and the groups as blocks. For every pair (new group
 # g, old group h) of equal sizes the best assignment of h's experts to g's
 # labels is found, then the best assignment of old groups to new groups with
-# those costs (exact when both levels are enumerated). Returns N x K.
-assign_hierarchical <- function(C, groups, exhaustive_max = 7L) {
+# those costs (exact: both levels are solved exactly). Returns N x K.
+assign_hierarchical <- function(C, groups) {
   N <- dim(C)[1L]
   K <- dim(C)[2L]
   G <- max(groups)
@@ -258,16 +203,16 @@ assign_hierarchical <- function(C, groups, exhaustive_max = 7L) {
   for (g in seq_len(G)) for (h in seq_len(G)) {
     if (length(members[[g]]) != length(members[[h]])) next
     sub <- C[, members[[g]], members[[h]], drop = FALSE]
-    pm <- assign_perms(sub, exhaustive_max)
+    pm <- solve_assignment(sub)
     m <- length(members[[g]])
     Cg[, g, h] <- rowSums(matrix(sub[cbind(rep(seq_len(N), m), rep(seq_len(m), each = N),
                                            as.vector(pm))], N, m))
     within[[(h - 1L) * G + g]] <- pm
   }
   # groups of different sizes cannot be swapped: a cost larger than any sum
-  # of allowed ones (finite, so that the enumeration's products stay finite)
+  # of allowed ones
   Cg[is.na(Cg)] <- (max(abs(Cg), na.rm = TRUE) + 1) * (G + 1) * 10
-  gp <- assign_perms(Cg, exhaustive_max)
+  gp <- solve_assignment(Cg)
   perm <- matrix(0L, N, K)
   for (g in seq_len(G)) for (h in seq_len(G)) {
     rows <- which(gp[, g] == h)
@@ -335,9 +280,18 @@ em_pivot <- function(fit) {
 #'    is standardised by its pooled within-label posterior standard deviation.
 #'
 #' `method = "pivot"` runs step 1 once against the pivot (features scaled by
-#' their overall standard deviation). For K <= 7 every permutation is
-#' enumerated, so step 1 is exact; for larger K a greedy assignment improved
-#' by pairwise swaps (a local optimum) is used.
+#' their overall standard deviation). Step 1 is an assignment problem,
+#' solved exactly for every K by the Hungarian algorithm (Kuhn, 1955, in the
+#' shortest augmenting path form of Jonker and Volgenant, 1987) in
+#' \eqn{O(K^3)} operations per draw; among equally good permutations the
+#' identity is kept.
+#'
+#' The methods of an MCMC fit that need relabelled draws relabel it once:
+#' the result is kept for the session (the last few fits, recognised by
+#' their draws and pivot), so `print()`, `coef()`, `summary()` and
+#' `predict()` of the same fit do not repeat the work. Calling
+#' `moe_relabel()` and keeping its result stores the relabelling in the fit
+#' itself.
 #'
 #' @param fit A fit from [moe_mcmc()].
 #' @param method `"kmeans"` (iterated, the default) or `"pivot"` (one pass
@@ -354,7 +308,14 @@ em_pivot <- function(fit) {
 #'   `iterations`, whether the algorithm `converged`, the final `centres` and
 #'   feature `scale`, and `switched`, the proportion of draws whose labels
 #'   were changed.
-#' @references Celeux, G. (1998). Bayesian inference for mixtures: the
+#' @references Jonker, R. and Volgenant, A. (1987). A shortest augmenting
+#'   path algorithm for dense and sparse linear assignment problems.
+#'   *Computing* 38, 325--340.
+#'
+#'   Kuhn, H. W. (1955). The Hungarian method for the assignment problem.
+#'   *Naval Research Logistics Quarterly* 2, 83--97.
+#'
+#'   Celeux, G. (1998). Bayesian inference for mixtures: the
 #'   label-switching problem. *COMPSTAT 98*, 227--232.
 #'
 #'   Stephens, M. (2000). Dealing with label switching in mixture models.
@@ -377,10 +338,9 @@ moe_relabel <- function(fit, method = c("kmeans", "pivot"), pivot = "auto", maxi
   relabel_fit(fit, method, pivot, maxit, call = call)
 }
 
-# The workhorse of moe_relabel(); `exhaustive_max` is the largest K for which
-# all permutations are enumerated.
+# The workhorse of moe_relabel().
 relabel_fit <- function(fit, method = "kmeans", pivot = "auto", maxit = 100L,
-                        exhaustive_max = 7L, call = NULL) {
+                        call = NULL) {
   K <- fit$K
   xnames <- colnames(fit$X)
   znames <- colnames(fit$Z)
@@ -410,7 +370,7 @@ relabel_fit <- function(fit, method = "kmeans", pivot = "auto", maxit = 100L,
     pok <- NULL
     converged <- FALSE
     for (it in seq_len(if (method == "pivot") 1L else maxit)) {
-      new <- assign_perms(relabel_cost(F, centres, scale), exhaustive_max, spec_gate(spec))
+      new <- assign_perms(relabel_cost(F, centres, scale), spec_gate(spec))
       if (!is.null(pok) && identical(new, pok)) {
         converged <- TRUE
         break
@@ -524,8 +484,44 @@ is_relabelled <- function(fit) {
   !is.null(fit$relabel) && identical(fit$relabel$checksum, draws_checksum(fit$draws))
 }
 
-# Draws with consistent labels (iterations x chains x P): those of a
-# relabelled fit, otherwise relabelled now with the default settings.
-relabelled_draws <- function(fit) {
-  if (is_relabelled(fit)) fit$draws else relabel_fit(fit)$draws
+# Relabellings with the default settings are computed once per fit and
+# session: relabel_cache holds the last `relabel_cache_size` results (draws
+# and record), keyed by relabel_key(). Fits are values, so the cache lives in
+# the namespace, not in the fit; the key covers everything relabel_fit()
+# reads with default arguments.
+relabel_cache <- new.env(parent = emptyenv())
+relabel_cache_size <- 4L
+
+relabel_key <- function(fit) {
+  piv <- em_pivot(fit)
+  parts <- c(fit$K, draws_checksum(fit$draws),
+             if (!is.null(fit$loglik_draws)) draws_checksum(fit$loglik_draws),
+             if (!is.null(piv)) draws_checksum(unlist(piv[c("alpha", "sigma2", "W")])),
+             if (!is.null(fit$scaling)) draws_checksum(unlist(fit$scaling)))
+  paste(c(class(fit)[1L], format(parts, digits = 17L), dimnames(fit$draws)[[3L]],
+          if (!is.null(fit_spec(fit))) paste(deparse(fit_spec(fit)), collapse = "")),
+        collapse = "|")
 }
+
+# `fit` relabelled with the default settings: itself when it carries a valid
+# relabelling, otherwise the cached result or a new one (then cached).
+relabelled_fit <- function(fit) {
+  if (is_relabelled(fit)) return(fit)
+  key <- relabel_key(fit)
+  hit <- relabel_cache$entries[[key]]
+  if (is.null(hit)) {
+    rl <- relabel_fit(fit)
+    hit <- list(draws = rl$draws, relabel = rl$relabel)
+    entries <- c(relabel_cache$entries[setdiff(names(relabel_cache$entries), key)],
+                 setNames(list(hit), key))
+    relabel_cache$entries <- utils::tail(entries, relabel_cache_size)
+  }
+  fit$draws <- hit$draws
+  fit$relabel <- hit$relabel
+  fit
+}
+
+# Draws with consistent labels (iterations x chains x P): those of a
+# relabelled fit, otherwise relabelled with the default settings (once per
+# fit, see relabelled_fit()).
+relabelled_draws <- function(fit) relabelled_fit(fit)$draws

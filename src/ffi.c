@@ -339,9 +339,8 @@ SEXP ffi_density_loss(SEXP atoms, SEXP K, SEXP truth, SEXP d, SEXP x,
 }
 /* n draws of PG(b_i, z_i), b (int, length >= 1) and z (double, length >= 1)
  * recycled to length n; every b_i >= 1 and every z_i finite (checked by
- * rpolyagamma()). A large b_i is drawn in chunks of PG_CHUNK PG(1, z) draws
- * so that the user can interrupt every PG_CHUNK draws. */
-#define PG_CHUNK 100000
+ * rpolyagamma()). One draw costs at most about PG_EXACT_MAX PG(1, z) draws
+ * whatever b_i (polyagamma.c), so the user can interrupt every 1024 draws. */
 SEXP ffi_rpolyagamma(SEXP n, SEXP b, SEXP z)
 {
   FFI_CHECK(TYPEOF(n) == REALSXP && Rf_length(n) == 1);
@@ -357,27 +356,65 @@ SEXP ffi_rpolyagamma(SEXP n, SEXP b, SEXP z)
   SEXP out = PROTECT(Rf_allocVector(REALSXP, N));
   double *x = REAL(out);
   R_xlen_t jb = 0, jz = 0;
-  int since = 0;
   GetRNGstate();
   for (R_xlen_t i = 0; i < N; i++) {
-    int left = bv[jb];
-    double s = 0.0;
-    while (left > 0) {
-      int m = left < PG_CHUNK ? left : PG_CHUNK;
-      s += rpg(m, zv[jz]);
-      left -= m;
-      since += m;
-      if (since >= PG_CHUNK) {
-        R_CheckUserInterrupt();
-        since = 0;
-      }
-    }
-    x[i] = s;
+    x[i] = bv[jb] == 1 ? rpg1(zv[jz]) : rpg(bv[jb], zv[jz]);
     if (++jb == nb) jb = 0;
     if (++jz == nz) jz = 0;
+    if (i % 1024 == 1023) R_CheckUserInterrupt();
   }
   PutRNGstate();
   UNPROTECT(1);
+  return out;
+}
+
+/* Optimal assignment of every slice of cost, a double N x K x K array
+ * (cost[n, k, j]: label k takes old expert j in problem n), all finite.
+ * Returns list(perm = int N x K, 1-based, and, when duals is TRUE, the dual
+ * potentials u = N x K (labels) and v = N x K (experts)). */
+SEXP ffi_assign(SEXP cost, SEXP duals)
+{
+  FFI_CHECK(TYPEOF(cost) == REALSXP);
+  SEXP dim = Rf_getAttrib(cost, R_DimSymbol);
+  FFI_CHECK(TYPEOF(dim) == INTSXP && Rf_length(dim) == 3);
+  int N = INTEGER(dim)[0], K = INTEGER(dim)[1], want = Rf_asLogical(duals) == TRUE;
+  FFI_CHECK(INTEGER(dim)[2] == K && K >= 1);
+  const double *C = REAL(cost);
+  R_xlen_t NK = (R_xlen_t) N * K;
+  for (R_xlen_t t = 0; t < NK * K; t++) FFI_CHECK(R_FINITE(C[t]));
+  SEXP perm = PROTECT(Rf_allocMatrix(INTSXP, N, K));
+  SEXP u = PROTECT(want ? Rf_allocMatrix(REALSXP, N, K) : R_NilValue);
+  SEXP v = PROTECT(want ? Rf_allocMatrix(REALSXP, N, K) : R_NilValue);
+  double *Cn = (double *) R_alloc((size_t) K * K, sizeof(double));
+  double *work = (double *) R_alloc((size_t) lap_work_size(K), sizeof(double));
+  int *iwork = (int *) R_alloc((size_t) lap_iwork_size(K), sizeof(int));
+  int *pn = (int *) R_alloc((size_t) K, sizeof(int));
+  double *un = (double *) R_alloc((size_t) K, sizeof(double));
+  double *vn = (double *) R_alloc((size_t) K, sizeof(double));
+  for (int n = 0; n < N; n++) {
+    for (int j = 0; j < K; j++)
+      for (int k = 0; k < K; k++)
+        Cn[k + (R_xlen_t) j * K] = C[n + (R_xlen_t) k * N + (R_xlen_t) j * NK];
+    lap_solve(K, Cn, pn, un, vn, work, iwork);
+    for (int k = 0; k < K; k++) {
+      INTEGER(perm)[n + (R_xlen_t) k * N] = pn[k] + 1;
+      if (want) {
+        REAL(u)[n + (R_xlen_t) k * N] = un[k];
+        REAL(v)[n + (R_xlen_t) k * N] = vn[k];
+      }
+    }
+    if (n % 1024 == 1023) R_CheckUserInterrupt();
+  }
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 3));
+  SET_VECTOR_ELT(out, 0, perm);
+  SET_VECTOR_ELT(out, 1, u);
+  SET_VECTOR_ELT(out, 2, v);
+  SEXP nm = PROTECT(Rf_allocVector(STRSXP, 3));
+  SET_STRING_ELT(nm, 0, Rf_mkChar("perm"));
+  SET_STRING_ELT(nm, 1, Rf_mkChar("u"));
+  SET_STRING_ELT(nm, 2, Rf_mkChar("v"));
+  Rf_setAttrib(out, R_NamesSymbol, nm);
+  UNPROTECT(5);
   return out;
 }
 

@@ -18,6 +18,7 @@ extern SEXP ffi_voronoi(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_voronoi_cells(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_density_loss(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_rpolyagamma(SEXP, SEXP, SEXP);
+extern SEXP ffi_assign(SEXP, SEXP);
 extern SEXP ffi_mcmc_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                            SEXP);
 extern SEXP ffi_mtm(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
@@ -55,6 +56,7 @@ static const R_CallMethodDef call_methods[] = {
   {"ffi_voronoi_cells", (DL_FUNC) &ffi_voronoi_cells, 6},
   {"ffi_density_loss", (DL_FUNC) &ffi_density_loss, 7},
   {"ffi_rpolyagamma", (DL_FUNC) &ffi_rpolyagamma, 3},
+  {"ffi_assign", (DL_FUNC) &ffi_assign, 2},
   {"ffi_mcmc_chain", (DL_FUNC) &ffi_mcmc_chain, 9},
   {"ffi_mtm", (DL_FUNC) &ffi_mtm, 6},
   {"ffi_mix_logdens", (DL_FUNC) &ffi_mix_logdens, 13},

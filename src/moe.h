@@ -167,9 +167,20 @@ R_xlen_t density_work_size(int K, int kstar);
 double density_distance(int d, int K, const double *atoms, int kstar,
                         const double *truth, int nx, const double *x,
                         int type, int min_points, double *work);
+/* ---- assign.c: the linear assignment problem (Hungarian, O(K^3)) ---- */
+R_xlen_t lap_work_size(int K);
+R_xlen_t lap_iwork_size(int K);
+void lap_solve(int K, const double *C, int *perm, double *u, double *v,
+               double *work, int *iwork);
 /* ---- polyagamma.c ---- */
 double rpg1(double z);          /* one PG(1, z) draw; caller holds GetRNGstate() */
-double rpg(int b, double z);    /* PG(b, z) for integer b >= 1: sum of b PG(1, z) draws */
+/* PG(b, z) for an integer b >= 1: the exact sum of b PG(1, z) draws for
+ * b <= PG_EXACT_MAX, an accurate approximation whose cost does not grow with
+ * b above (series with a moment-matched tail; the normal law for b >=
+ * PG_NORMAL_MIN). Caller holds GetRNGstate(). */
+#define PG_EXACT_MAX 20
+#define PG_NORMAL_MIN 268435456   /* 2^28 */
+double rpg(int b, double z);
 /* ---- gating.c: the Newton direction shared by gate_newton_step() and the
  * fused EM of em.c (bench helper) ---- */
 int gate_newton_direction(int q, int K, const double *grad, const double *hess,

@@ -215,7 +215,8 @@ test_that("malformed arguments of rpolyagamma()", {
               function(x) finite_value(x) && all(x > 0)),
     run_cases("rpolyagamma", function(v) rpolyagamma(6, b = v[[1]], z = v[[2]]),
               list(list(1:2, 1:3), list(c(1, NA), 0), list(1, c(1, 2, 3, 4)),
-                   list(1, c(1e300, -1e300)), list(1e4, 0)),
+                   list(1, c(1e300, -1e300)), list(1e4, 0), list(1e9, 0),
+                   list(.Machine$integer.max, c(0, 1, 1e300)), list(c(20, 21), -40)),
               function(x) finite_value(x) && all(x > 0)))
   expect_no_defect(res)
 })
@@ -923,6 +924,26 @@ test_that("gating logits beyond 1e4 in the sampler: finite draws, predictions an
     expect_true(all(is.finite(res$alpha)) && all(is.finite(res$W)) &&
                   all(is.finite(res$loglik)) && all(res$sigma2 > 0))
   }
+})
+
+test_that("huge frequency weights: Polya-Gamma gating draws cost O(1) per observation", {
+  # PG(b, z) with b = 1e6 was a sum of a million PG(1, z) draws, so one sweep
+  # cost O(sum of the weights) and these fits did not finish
+  set.seed(108)
+  d <- base_data(n = 100)
+  for (gu in c("pg", "pg+mh")) {
+    fit <- moe_mcmc(y ~ x, gating = ~ z, data = d, K = 2, weights = rep(1e6, 100),
+                    chains = 1, iter = 60, seed = 1, progress = FALSE,
+                    control = moe_mcmc_control(gate_update = gu, em_starts = 2))
+    expect_true(valid_mcmc(fit), info = gu)
+  }
+  fit <- moe_mcmc(y ~ x, data = d[1:50, ], K = 3, gate = gate_hierarchical(c(1, 1, 2)),
+                  weights = rep(1e7, 50), chains = 1, iter = 40, seed = 1, progress = FALSE,
+                  control = moe_mcmc_control(gate_update = "pg", em_starts = 2))
+  expect_true(all(is.finite(fit$draws)))
+  fit <- moe_mcmc(y ~ x, data = d[1:50, ], K = 2, expert = expert_ffn(2),
+                  weights = rep(1e7, 50), chains = 1, iter = 40, seed = 1, progress = FALSE)
+  expect_true(all(is.finite(fit$draws)))
 })
 
 test_that("experts without observations are drawn from the prior: finite draws, vague priors too", {

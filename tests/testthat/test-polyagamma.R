@@ -145,6 +145,74 @@ test_that("b and z are recycled and PG(b, z) is a sum of b PG(1, z)", {
   expect_equal(x, sum(rpolyagamma(3, b = 1, z = 1.5)), tolerance = 1e-14)
 })
 
+# ---- large b: the hybrid sampler (series above b = 20, normal from 2^28) ----
+
+test_that("large b: the exact mean and variance for b up to 1e8 and a range of z", {
+  set.seed(20240105)
+  N <- 4e4
+  for (b in c(21, 50, 1e3, 1e6, 1e8, 2^28, .Machine$integer.max)) {
+    for (z in c(0, 0.05, 1, 4, -12, 60, 400, 3e3, 1e9)) {
+      x <- rpolyagamma(N, b = b, z = z)
+      expect_true(all(is.finite(x) & x > 0))
+      zs <- pg_zscores(x, b, z)
+      expect_lt(abs(zs[["mean"]]), 5, label = sprintf("mean z-score (b = %g, z = %g)", b, z))
+      expect_lt(abs(zs[["var"]]), 5, label = sprintf("var z-score (b = %g, z = %g)", b, z))
+    }
+  }
+})
+
+test_that("the switch points are continuous: KS tests against the exact sum", {
+  set.seed(20240106)
+  ks_p <- function(x, y) suppressWarnings(stats::ks.test(x, y, exact = FALSE)$p.value)
+  for (z in c(0, 2, 30, 400)) {
+    # b = 21 (series) against b = 21 drawn exactly as 20 + 1 (sums of PG(1, z))
+    series <- rpolyagamma(2e4, b = 21, z = z)
+    exact <- rpolyagamma(2e4, b = 20, z = z) + rpolyagamma(2e4, b = 1, z = z)
+    expect_gt(ks_p(series, exact), 1e-3, label = sprintf("KS p-value at b = 21, z = %g", z))
+    # the same at b = 40 (two exact PG(20, z) draws)
+    series <- rpolyagamma(2e4, b = 40, z = z)
+    exact <- rpolyagamma(2e4, b = 20, z = z) + rpolyagamma(2e4, b = 20, z = z)
+    expect_gt(ks_p(series, exact), 1e-3, label = sprintf("KS p-value at b = 40, z = %g", z))
+    # the normal law from b = 2^28 against the series just below, standardised
+    b <- 2^28
+    lo <- (rpolyagamma(2e4, b = b - 1, z = z) - pg_mean(b - 1, z)) / sqrt(pg_var(b - 1, z))
+    hi <- (rpolyagamma(2e4, b = b, z = z) - pg_mean(b, z)) / sqrt(pg_var(b, z))
+    expect_gt(ks_p(lo, hi), 1e-3, label = sprintf("KS p-value at b = 2^28, z = %g", z))
+  }
+  # the normal law from |z| = 2 pi 1e8 against the series just below
+  z0 <- 2 * pi * 1e8
+  lo <- (rpolyagamma(2e4, b = 30, z = z0 * (1 - 1e-9)) - pg_mean(30, z0)) / sqrt(pg_var(30, z0))
+  hi <- (rpolyagamma(2e4, b = 30, z = z0) - pg_mean(30, z0)) / sqrt(pg_var(30, z0))
+  expect_gt(ks_p(lo, hi), 1e-3)
+})
+
+test_that("draws for b <= 20 are still exact sums; b = 1 draws are unchanged", {
+  set.seed(8)
+  x <- rpolyagamma(1, b = 20, z = 0.7)
+  set.seed(8)
+  expect_equal(x, sum(rpolyagamma(20, b = 1, z = 0.7)), tolerance = 1e-14)
+  # the draws of the exact sampler (bayesmoe before the hybrid sampler)
+  set.seed(1)
+  expect_equal(rpolyagamma(3, b = 1, z = c(0, 2, -5)),
+               c(0.3994508900431070, 0.1178337911355300, 0.0696161621722755),
+               tolerance = 1e-14)
+  set.seed(2)
+  expect_equal(rpolyagamma(4, b = c(2, 5, 20, 7), z = c(0.3, -1, 4, 0)),
+               c(0.41925580024448805, 0.88194005911943152, 1.90512782717054674,
+                 1.52070304068308593), tolerance = 1e-14)
+})
+
+test_that("huge b costs no more than b = 20: finite draws right away", {
+  set.seed(9)
+  for (b in c(1e9, .Machine$integer.max)) {
+    x <- rpolyagamma(5, b = b)
+    expect_true(all(is.finite(x) & x > 0))
+    expect_equal(mean(x), b / 4, tolerance = 1e-3)
+  }
+  x <- rpolyagamma(8, b = .Machine$integer.max, z = c(0, 1, -30, 1e3, 1e10, 1e200, -1e300, 5))
+  expect_true(all(is.finite(x) & x > 0))
+})
+
 test_that("n can be zero, an integer or a vector giving the length", {
   expect_identical(rpolyagamma(0), numeric(0))
   expect_identical(rpolyagamma(0, b = 1:3, z = 1:2), numeric(0))
