@@ -401,9 +401,12 @@ fmt_null <- function(v) if (is.null(v) || !length(v)) "NA" else paste(format(v),
 #' mean of the conditional quantile, not a quantile of the posterior
 #' predictive distribution: use [simulate()] for predictive intervals);
 #' `"gating"` the gating probabilities and `"expert"` the expert means, one
-#' column per expert. `"mean"`, `"density"` and `"quantile"` do not depend on
-#' the expert labels and use the draws as sampled; `"gating"` and `"expert"`
-#' use relabelled draws (see [moe_relabel()]).
+#' column per expert; `"membership"` the membership probabilities (the
+#' responsibilities at the observed response, one column per expert; the
+#' response must be in `newdata`; see [moe_membership()]). `"mean"`,
+#' `"density"` and `"quantile"` do not depend on the expert labels and use
+#' the draws as sampled; `"gating"`, `"expert"` and `"membership"` use
+#' relabelled draws (see [moe_relabel()]).
 #'
 #' @param object A fit from [moe_mcmc()].
 #' @param newdata A data frame with the covariates; `NULL` uses the data of
@@ -433,16 +436,21 @@ fmt_null <- function(v) if (is.null(v) || !length(v)) "NA" else paste(format(v),
 #' predict(fit, nd, type = "quantile", probs = c(0.1, 0.9), ndraws = 100)
 #' @export
 predict.moe_mcmc <- function(object, newdata = NULL,
-                             type = c("mean", "gating", "density", "quantile", "expert"),
+                             type = c("mean", "gating", "density", "quantile", "expert",
+                                      "membership"),
                              interval = c("none", "credible"), level = 0.95, ndraws = NULL,
                              y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE, ...) {
   call <- sys.call()
-  type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert"), "type", call)
+  type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert",
+                               "membership"), "type", call)
   interval <- check_choice(interval, c("none", "credible"), "interval", call)
   level <- check_level(level, call)
   log <- check_flag(log, "log", call)
   des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
     new_design(object, newdata)
+  if (type == "membership") { # R/membership.R
+    return(membership_mcmc(object, des, interval, level, ndraws, call))
+  }
   if (type == "quantile" && (!is.numeric(probs) || !length(probs) || anyNA(probs) ||
                              any(!(probs > 0 & probs < 1)))) {
     abort(sprintf("`probs` must be probabilities strictly between 0 and 1, not %s.",
@@ -612,7 +620,7 @@ plot_draws <- function(x, what, pars, call, ...) {
 }
 
 # ---------------------------------------------------------------------------
-# Pointwise log-likelihood and conversion to posterior / coda objects
+# Pointwise log-likelihood (conversions to posterior / coda objects: R/draws.R)
 
 #' Pointwise log-likelihood of a Bayesian fit
 #'
@@ -625,14 +633,11 @@ plot_draws <- function(x, what, pars, call, ...) {
 #' draw add up to its total log-likelihood (`fit$loglik_draws`).
 #'
 #' @section Draws for posterior and coda:
-#' When the posterior package is installed, `posterior::as_draws_array(fit)`
-#' returns the draws as a `draws_array`, and when coda is installed
-#' `coda::as.mcmc.list(fit)` returns an `mcmc.list` (iterations numbered
-#' from `warmup + thin` by `thin`). Both include the total log-likelihood as
-#' the variable `loglik` and take `relabel = TRUE` (the default: parameters
-#' relabelled with [moe_relabel()]) or `FALSE` (draws as sampled). The
-#' methods are registered when bayesmoe is loaded, or when posterior or coda
-#' is loaded later.
+#' The draws in every format of posterior and coda and as a data frame: see
+#' [moe_draws]. `log_lik()` is also registered as the method of
+#' `rstantools::log_lik()` (when rstantools is loaded), so it works whichever
+#' of the two generics is found first; [loo.moe_mcmc()] calls it for
+#' `loo::loo(fit)` and `loo::waic(fit)`.
 #'
 #' @param object A fit from [moe_mcmc()].
 #' @param newdata `NULL` (the data of the fit) or a data frame with the
@@ -690,36 +695,4 @@ log_lik.moe_mcmc <- function(object, newdata = NULL, ...) {
   d <- dim(object$draws)
   array(out, c(d[1L], d[2L], length(keep)),
         list(NULL, dimnames(object$draws)[[2L]], rownames(X)))
-}
-
-# The draws with the log-likelihood as one more variable.
-draws_with_loglik <- function(x, relabel) {
-  draws <- if (isTRUE(relabel)) relabelled_draws(x) else x$draws
-  d <- dim(draws)
-  array(c(draws, x$loglik_draws), c(d[1L], d[2L], d[3L] + 1L),
-        list(iteration = NULL, chain = dimnames(draws)[[2L]],
-             variable = c(dimnames(draws)[[3L]], "loglik")))
-}
-
-check_relabel_arg <- function(relabel, call) check_flag(relabel, "relabel", call)
-
-# Registered as posterior::as_draws_array() method in .onLoad().
-as_draws_array.moe_mcmc <- function(x, relabel = TRUE, ...) {
-  relabel <- check_relabel_arg(relabel, sys.call())
-  a <- draws_with_loglik(x, relabel)
-  dimnames(a)[[2L]] <- seq_len(dim(a)[2L])
-  posterior::as_draws_array(a)
-}
-
-# Registered as coda::as.mcmc.list() method in .onLoad().
-as.mcmc.list.moe_mcmc <- function(x, relabel = TRUE, ...) {
-  relabel <- check_relabel_arg(relabel, sys.call())
-  a <- draws_with_loglik(x, relabel)
-  thin <- if (is.null(x$thin)) 1L else x$thin
-  start <- (if (is.null(x$warmup)) 0L else x$warmup) + thin
-  coda::mcmc.list(lapply(seq_len(dim(a)[2L]), function(j) {
-    coda::mcmc(matrix(a[, j, ], dim(a)[1L], dim(a)[3L],
-                      dimnames = list(NULL, dimnames(a)[[3L]])),
-               start = start, thin = thin)
-  }))
 }

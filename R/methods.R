@@ -89,7 +89,11 @@ residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
 #'   \eqn{E(y \mid x, z)}; `"gating"` the gating probabilities (one column
 #'   per expert); `"density"` the conditional density of the response;
 #'   `"quantile"` quantiles of the conditional distribution;
-#'   `"expert"` the mean of each expert (one column per expert).
+#'   `"expert"` the mean of each expert (one column per expert);
+#'   `"membership"` the membership probabilities (responsibilities: gating
+#'   times expert density at the observed response, normalised; one column
+#'   per expert), which need the response in `newdata` (see
+#'   [moe_membership()]).
 #' @param y For `type = "density"`: `NULL` evaluates the density at the
 #'   observed response of each row (a vector); a numeric vector gives a
 #'   matrix with one row per observation and one column per value of `y`.
@@ -107,12 +111,15 @@ residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
 #' predict(fit, nd, type = "density", y = c(1.5, 2, 2.5))
 #' @export
 predict.moe_fit <- function(object, newdata = NULL,
-                            type = c("mean", "gating", "density", "quantile", "expert"),
+                            type = c("mean", "gating", "density", "quantile", "expert",
+                                     "membership"),
                             y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE, ...) {
-  type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert"), "type")
+  type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert",
+                               "membership"), "type")
   log <- check_flag(log, "log")
   des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
     new_design(object, newdata)
+  if (type == "membership") return(membership_em(object, des)) # R/membership.R
   predict_par(moe_point(object), des, type, y, probs, log, object$K)
 }
 

@@ -1,9 +1,24 @@
 # Package load hook: lazy registration of S3 methods for generics of packages
-# in Suggests (posterior::as_draws_array(), coda::as.mcmc.list()).
+# in Suggests (posterior, coda, rstantools, loo; methods in R/draws.R).
 
 .onLoad <- function(libname, pkgname) {
-  s3_register("posterior::as_draws_array", "moe_mcmc")
+  for (g in c("as_draws", "as_draws_array", "as_draws_df", "as_draws_matrix",
+              "as_draws_list", "as_draws_rvars")) {
+    s3_register(paste0("posterior::", g), "moe_mcmc")
+  }
+  s3_register("coda::as.mcmc", "moe_mcmc")
   s3_register("coda::as.mcmc.list", "moe_mcmc")
+  s3_register("rstantools::posterior_predict", "moe_mcmc")
+  s3_register("rstantools::posterior_epred", "moe_mcmc")
+  s3_register("rstantools::log_lik", "moe_mcmc")
+  s3_register("loo::loo", "moe_mcmc")
+  s3_register("loo::waic", "moe_mcmc")
+  # other fits (EM) get a classed error instead of "no applicable method"
+  for (g in c("rstantools::posterior_predict", "rstantools::posterior_epred",
+              "rstantools::log_lik")) {
+    s3_register(g, "moe_fit", method = mcmc_only_method("object"))
+  }
+  for (g in c("loo::loo", "loo::waic")) s3_register(g, "moe_fit", method = mcmc_only_method("x"))
   invisible()
 }
 

@@ -788,6 +788,71 @@ test_that("malformed arguments of moe_contraction() and its methods", {
   expect_gt(sum(res$kind == "value"), 20)
 })
 
+test_that("malformed arguments of the draws conversions, memberships, confint() and vcov()", {
+  set.seed(125)
+  fits <- hardening_fits()
+  mc <- fits$mc
+  em <- fits$em
+  finite_frame <- function(x) is.data.frame(x) && all(is.finite(as.matrix(x)))
+  res <- rbind(
+    run_cases("confint.moe_mcmc", function(v) confint(mc, parm = v), nasty_values, finite_value),
+    run_cases("confint.moe_mcmc", function(v) confint(mc, level = v), nasty_values,
+              finite_value),
+    run_cases("confint.moe_mcmc", function(v) confint(v), list(fits$mc1), finite_value),
+    run_cases("vcov.moe_mcmc", function(v) vcov(v), list(mc, fits$mc1), finite_value),
+    run_cases("as.data.frame.moe_mcmc", function(v) as.data.frame(mc, relabel = v),
+              nasty_values, finite_frame),
+    run_cases("moe_membership", function(v) moe_membership(v),
+              c(nasty_values, list(em, mc, fits$mc1)), finite_value),
+    run_cases("moe_membership", function(v) moe_membership(mc, newdata = v), nasty_values,
+              finite_value),
+    run_cases("moe_membership", function(v) moe_membership(em, newdata = v), nasty_values,
+              finite_value),
+    run_cases("moe_membership", function(v) moe_membership(mc, type = v), nasty_values,
+              finite_value),
+    run_cases("moe_membership", function(v) moe_membership(mc, interval = v), nasty_values,
+              finite_value),
+    run_cases("moe_membership", function(v) moe_membership(mc, interval = "credible", level = v),
+              nasty_values, finite_value),
+    run_cases("moe_membership", function(v) moe_membership(mc, ndraws = v), nasty_values,
+              finite_value),
+    run_cases("predict.moe_fit", function(v) predict(em, newdata = v, type = "membership"),
+              nasty_values, finite_value),
+    run_cases("predict.moe_mcmc", function(v) predict(mc, newdata = v, type = "membership",
+                                                      interval = "credible"),
+              nasty_values, finite_value))
+  if (requireNamespace("posterior", quietly = TRUE)) {
+    res <- rbind(res,
+      run_cases("as_draws_df.moe_mcmc", function(v) posterior::as_draws_df(mc, relabel = v),
+                nasty_values, function(x) all(is.finite(as.matrix(x)))),
+      run_cases("as_draws_rvars.moe_mcmc", function(v)
+        posterior::as_draws_rvars(mc, relabel = v), nasty_values, any_value))
+  }
+  if (requireNamespace("coda", quietly = TRUE)) {
+    res <- rbind(res, run_cases("as.mcmc.moe_mcmc", function(v)
+      coda::as.mcmc(mc, combine_chains = v), nasty_values, function(x) all(is.finite(unlist(x)))))
+  }
+  if (requireNamespace("rstantools", quietly = TRUE)) {
+    res <- rbind(res,
+      run_cases("posterior_predict.moe_mcmc", function(v)
+        rstantools::posterior_predict(mc, newdata = v, seed = 1), nasty_values, finite_value),
+      run_cases("posterior_predict.moe_mcmc", function(v)
+        rstantools::posterior_predict(mc, draws = v), nasty_values, finite_value),
+      run_cases("posterior_predict.moe_mcmc", function(v)
+        rstantools::posterior_predict(mc, seed = v), nasty_values, finite_value),
+      run_cases("posterior_epred.moe_mcmc", function(v)
+        rstantools::posterior_epred(mc, draws = v), nasty_values, finite_value),
+      run_cases("posterior_epred.moe_mcmc", function(v) rstantools::posterior_epred(v),
+                list(em, fits$mc1), finite_value))
+  }
+  if (requireNamespace("loo", quietly = TRUE)) {
+    res <- rbind(res,
+      run_cases("loo.moe_mcmc", function(v) loo::loo(v), list(em, mc, fits$mc1), any_value),
+      run_cases("waic.moe_mcmc", function(v) loo::waic(v), list(em, mc, fits$mc1), any_value))
+  }
+  expect_no_defect(res)
+})
+
 test_that("every exported function and method is covered by the malformed-input tables", {
   covered <- ls(hardening_coverage)
   skip_if(length(covered) < 10L, "run the whole file: the tables above record the coverage")
