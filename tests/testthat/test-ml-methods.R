@@ -114,3 +114,20 @@ test_that("sigma(), model.matrix() and df.residual() work for MCMC fits", {
   expect_identical(model.matrix(fit, which = "gating"), fit$Z)
   expect_equal(df.residual(fit), 142)
 })
+test_that("prints show sigma, expert sizes and mixing weights within 80 columns", {
+  set.seed(8)
+  d <- data.frame(x1 = rnorm(200), x2 = rnorm(200), x3 = rnorm(200))
+  d$y <- ifelse(d$x1 > 0.5, 2 + d$x2, ifelse(d$x1 < -0.5, -2 - d$x3, d$x2)) +
+    rnorm(200, sd = 0.3)
+  fit <- suppressWarnings(moe_em(y ~ x1 + x2 + x3, data = d, K = 3, seed = 1, starts = 3))
+  out <- c(capture.output(print(fit)), capture.output(print(summary(fit))))
+  expect_true(all(nchar(out) <= 80), label = paste(out[nchar(out) > 80], collapse = "\n"))
+  sz <- bayesmoe:::expert_sizes(fit)
+  expect_equal(sum(sz["size", ]), 200)
+  expect_equal(sum(sz["weight", ]), 1)
+  expect_equal(unname(sz["size", ]), unname(colSums(moe_membership(fit))))
+  expect_equal(unname(sz["weight", ]), unname(colMeans(predict(fit, type = "gating"))))
+  fit2 <- fit_pair()$g2
+  expect_snapshot(print(fit2))
+  expect_snapshot(print(summary(fit2)))
+})
