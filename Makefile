@@ -7,7 +7,7 @@ VERSION := $(shell sed -n 's/^Version: *//p' DESCRIPTION)
 TARBALL := $(PKG)_$(VERSION).tar.gz
 CHECKDIR := check
 
-.PHONY: deps demo install document build check bench sanitize valgrind clean
+.PHONY: deps demo install document build check bench site sanitize valgrind clean
 
 deps:
 	$(RSCRIPT) tools/install-deps.R
@@ -42,6 +42,16 @@ bench: install
 	$(RSCRIPT) tools/install-deps.R --bench
 	for f in bench/*.R; do echo "== $$f"; $(RSCRIPT) $$f || exit 1; done
 
+# The documentation site (pkgdown) in docs/, not committed: reference pages
+# grouped as in _pkgdown.yml with every example run, the vignettes as
+# articles, NEWS. pkgdown installs the package into a temporary library;
+# pkgdown.internet = FALSE keeps the build off the network (no CRAN look-up
+# for the sidebar links).
+site:
+	$(RSCRIPT) tools/install-deps.R --site
+	$(RSCRIPT) -e 'options(pkgdown.internet = FALSE); pkgdown::build_site(preview = FALSE, new_process = FALSE)'
+	rm -f src/*.o src/*.so
+
 # Memory checks: the test suite against an instrumented build installed into
 # a private library (never the user's). sanitize: ASan + UBSan (the sanitizer
 # runtime is preloaded into R; leaks inside R itself are not reported).
@@ -70,4 +80,4 @@ valgrind: deps
 	  rc=$$?; grep -E "ERROR SUMMARY|definitely lost" check/valgrind.log; exit $$rc
 
 clean:
-	rm -rf $(CHECKDIR) src/*.o src/*.so demo-fit.png
+	rm -rf $(CHECKDIR) docs src/*.o src/*.so demo-fit.png

@@ -340,15 +340,18 @@ mcmc_only_method <- function(arg = "object") {
 #'   `save_psis`) or `loo::waic.matrix()`.
 #' @return An object of class `psis_loo` (`loo()`) or `waic` (`waic()`).
 #' @examples
-#' fit1 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 1,
-#'                  chains = 2, iter = 300, seed = 1)
-#' fit2 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2,
-#'                  chains = 2, iter = 300, seed = 1)
+#' set.seed(1)
+#' sim <- rmoe(300, moe_truth_example("p4"))
+#' fit1 <- moe_mcmc(y ~ x, data = sim, K = 1, chains = 2, iter = 600, seed = 1)
+#' fit2 <- moe_mcmc(y ~ x, data = sim, K = 2, chains = 2, iter = 600, seed = 1)
 #' if (requireNamespace("loo", quietly = TRUE)) {
 #'   l1 <- loo::loo(fit1)
 #'   l2 <- loo::loo(fit2)
-#'   loo::loo_compare(l1, l2)
-#'   loo::waic(fit2)
+#'   print(l2)
+#'   print(loo::loo_compare(l1, l2))
+#'   # WAIC flags observations near a sharp gating boundary (p_waic > 0.4)
+#'   # more readily than PSIS-LOO does; shown here for the one-expert fit
+#'   print(loo::waic(fit1))
 #' }
 #' @name loo.moe_mcmc
 NULL

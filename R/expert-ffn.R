@@ -81,8 +81,9 @@
 #' x <- runif(300)
 #' y <- ifelse(runif(300) < plogis(8 * (x - 0.5)), sin(6 * x), 2 * tanh(4 * x - 2)) +
 #'   rnorm(300, sd = 0.1)
-#' fit <- moe_em(y ~ x, data = data.frame(x, y), K = 2, expert = expert_ffn(2),
-#'               starts = 2, seed = 1)
+#' # the network weights converge slowly: a looser tolerance than the default
+#' fit <- moe_em(y ~ x, data = data.frame(x, y), K = 2, expert = expert_ffn(3),
+#'               starts = 5, seed = 1, control = moe_em_control(tol = 1e-6))
 #' fit
 #' @export
 expert_ffn <- function(hidden = 3, activation = c("tanh", "sigmoid", "gelu"),

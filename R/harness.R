@@ -723,10 +723,17 @@ plot.moe_contraction <- function(x, what = c("losses", "cells"), losses = NULL,
                      is.finite(x$results$value) & x$results$value > 0, ]
     m <- tapply(r$value, r$n, mean)
     nn <- as.numeric(names(m))
-    plot(r$n, r$value, log = "xy", pch = 16, cex = 0.5, col = grDevices::gray(0.6, 0.6),
-         xlab = "sample size n", ylab = sprintf("loss %s", l),
-         main = sprintf("%s (%s)", l, switch(x$settings$method, mcmc = "posterior mean",
-                                             em = "EM", ls = "least squares")), ...)
+    # room below the points for the legend (losses fall with n)
+    lr <- log(range(r$value))
+    args <- list(...)
+    if (is.null(args$ylim)) args$ylim <- exp(c(lr[1L] - 0.6 * diff(lr), lr[2L]))
+    do.call(plot, c(list(r$n, r$value, log = "xy", pch = 16, cex = 0.5,
+                         col = grDevices::gray(0.6, 0.6),
+                         xlab = "sample size n", ylab = sprintf("loss %s", l),
+                         main = sprintf("%s (%s)", l, switch(x$settings$method,
+                                                             mcmc = "posterior mean",
+                                                             em = "EM", ls = "least squares"))),
+                    args))
     graphics::lines(nn, m, type = "b", pch = 19, cex = 0.8)
     s <- sl[sl$loss == l, ]
     leg <- c("replicates", "mean over replicates")
@@ -745,7 +752,7 @@ plot.moe_contraction <- function(x, what = c("losses", "cells"), losses = NULL,
       lty <- c(lty, 1, 2)
       pch <- c(pch, NA, NA)
     }
-    graphics::legend("topright", legend = leg, col = col, lty = lty, pch = pch, bty = "n",
+    graphics::legend("bottomleft", legend = leg, col = col, lty = lty, pch = pch, bty = "n",
                      cex = 0.8)
   }
   invisible(x)

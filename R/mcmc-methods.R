@@ -258,7 +258,7 @@ residuals.moe_mcmc <- function(object, type = c("response", "pearson"), ...) {
 #'   16(2), 667--718.
 #' @examples
 #' fit <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2,
-#'                 chains = 2, iter = 300, seed = 1)
+#'                 chains = 2, iter = 1000, seed = 1)
 #' s <- summary(fit)
 #' s
 #' s$loglik
@@ -645,12 +645,13 @@ plot_draws <- function(x, what, pars, call, ...) {
 #' @param ... Unused.
 #' @return An array with dimensions iterations x chains x observations.
 #' @examples
-#' fit <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2,
-#'                 chains = 2, iter = 300, seed = 1)
+#' set.seed(1)
+#' sim <- rmoe(300, moe_truth_example("p4"))
+#' fit <- moe_mcmc(y ~ x, data = sim, K = 2, chains = 2, iter = 600, seed = 1)
 #' ll <- log_lik(fit)
 #' dim(ll)
 #' if (requireNamespace("loo", quietly = TRUE)) {
-#'   loo::loo(ll, r_eff = loo::relative_eff(exp(ll)))
+#'   print(loo::loo(ll, r_eff = loo::relative_eff(exp(ll))))
 #' }
 #' if (requireNamespace("posterior", quietly = TRUE)) {
 #'   posterior::summarise_draws(posterior::as_draws_array(fit))

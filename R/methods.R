@@ -216,9 +216,7 @@ print.moe_fit <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   cat(fit_title(x), "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
   par <- moe_point(x)
-  cat("Experts (columns) -- coefficients and variance:\n")
-  ex <- rbind(par$alpha, sigma2 = par$sigma2)
-  print(ex, digits = digits)
+  print_experts(x, par, digits, "Experts (columns) -- coefficients, variance sigma2 and sd sigma:")
   if (!is.null(fit_spec(x))) {
     print_gating(x$gate, par, x$K, digits)
   } else if (x$K > 1L) {
@@ -270,8 +268,12 @@ summary.moe_em <- function(object, ...) {
                `Pr(>|z|)` = 2 * pnorm(-abs(z)))
   is_s2 <- grepl(":sigma2$", names(est))
   tab[is_s2, 3:4] <- NA
+  # sigma beside sigma2, its standard error by the delta method
+  sig <- sigma(object)
+  sig <- cbind(Estimate = sig, `Std. Error` = se[is_s2] / (2 * sig))
   ll <- logLik(object)
   structure(list(call = object$call, K = object$K, coefficients = tab,
+                 sigma = sig, sizes = expert_sizes(object),
                  loglik = as.numeric(ll), df = attr(ll, "df"), nobs = nobs(object),
                  AIC = AIC(object), BIC = BIC(object), ICL = moe_icl(object),
                  iter = object$iter, converged = !("maxit" %in% decode_status(object$status)),
@@ -296,10 +298,16 @@ print.summary.moe_em <- function(x, digits = max(3L, getOption("digits") - 3L), 
     cat(coef_group_label(g, x$K, x$gate), "\n")
     tab <- x$coefficients[groups == g, , drop = FALSE]
     rownames(tab) <- sub("^[^:]*:", "", rownames(tab))
+    k <- match(g, rownames(x$sigma))
+    if (!is.na(k)) {
+      tab <- rbind(tab, sigma = c(x$sigma[k, ], NA, NA))
+    }
     printCoefmat(tab, digits = digits, na.print = "", has.Pvalue = TRUE,
                  P.values = TRUE, signif.stars = FALSE)
     cat("\n")
   }
+  print_sizes(x$sizes)
+  cat("\n")
   if (!x$se_available) cat("Standard errors are NA: the observed information is not invertible.\n\n")
   cat(sprintf("Log-likelihood: %s on %d df, n = %d\n", format(signif(x$loglik, 7)), x$df, x$nobs))
   cat(sprintf("AIC: %s   BIC: %s   ICL: %s\n", format(signif(x$AIC, 7)),

@@ -72,7 +72,10 @@ covariate_grid <- function(x, covariate, length.out = 200L) {
   grid
 }
 
-plot_fit <- function(x, covariate = NULL, bands = NULL, ...) {
+# `main` is short enough for a panel of half the usual figure width; the
+# legend tells the expert means from the predictive mean.
+plot_fit <- function(x, covariate = NULL, bands = NULL,
+                     main = "Fitted means", ...) {
   covariate <- plot_covariate(x, covariate)
   xv <- x$model[[covariate]]
   K <- x$K
@@ -84,7 +87,7 @@ plot_fit <- function(x, covariate = NULL, bands = NULL, ...) {
   ylim <- range(x$y, if (!is.null(bands)) bands)
   plot(xv, x$y, col = grDevices::adjustcolor(cols[map], 0.7), pch = 19, cex = 0.6,
        xlab = covariate, ylab = deparse(x$formula[[2L]]), ylim = ylim,
-       main = "Data, expert means and predictive mean", ...)
+       main = main, ...)
   if (!is.null(bands)) {
     graphics::polygon(c(grid[[covariate]], rev(grid[[covariate]])),
                       c(bands[, 1L], rev(bands[, 2L])),
@@ -97,14 +100,14 @@ plot_fit <- function(x, covariate = NULL, bands = NULL, ...) {
   invisible(grid)
 }
 
-plot_gating <- function(x, covariate = NULL, bands = NULL, ...) {
+plot_gating <- function(x, covariate = NULL, bands = NULL, main = "Gating probabilities", ...) {
   covariate <- plot_covariate(x, covariate)
   grid <- covariate_grid(x, covariate)
   g <- predict(x, grid, type = "gating")
   cols <- expert_colours(x$K)
   graphics::matplot(grid[[covariate]], g, type = "l", lty = 1, lwd = 2, col = cols,
                     ylim = c(0, 1), xlab = covariate, ylab = "gating probability",
-                    main = "Gating probabilities", ...)
+                    main = main, ...)
   if (!is.null(bands)) {
     for (k in seq_len(x$K)) {
       graphics::polygon(c(grid[[covariate]], rev(grid[[covariate]])),

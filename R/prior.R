@@ -39,6 +39,18 @@
 #'   i.e. a tenth of the variance of the response) follow common practice
 #'   for mixtures of regressions.
 #'
+#' @section The internal scale of a fit:
+#' Every fit stores the scaling of its data as `fit$scaling`, a list with
+#' `my` and `sy` (the response on the internal scale is
+#' `(y - my) / sy`) and, for the expert design `x` and the gating design
+#' `z`, the column centres `center` and scales `scale` (the design on the
+#' internal scale is `scale(X, center, scale)`) and the matrix `T`
+#' mapping coefficients back: the coefficients of expert k on the original
+#' scale are `sy * T %*% a_k + c(my, 0, ..., 0)` (the intercept first)
+#' and its variance `sy^2 * sigma2_k`. So a prior or a closed-form
+#' posterior on the internal scale can be mapped to the original one (the
+#' validation vignette does so for the conjugate K = 1 model).
+#'
 #' @param s_w Prior standard deviation of the un-referenced gating
 #'   coefficients (internal scale): a positive number, or a vector with one
 #'   entry per gating coefficient (column of the gating design, intercept

@@ -3,11 +3,13 @@
 # prebuilt r-cran-* binaries (and pandoc and qpdf) are used, which takes a minute;
 # elsewhere packages come from CRAN with install.packages().
 #
-# Usage: Rscript tools/install-deps.R [--bench]
+# Usage: Rscript tools/install-deps.R [--bench] [--site]
+# --site adds pkgdown, for `make site` only (not a check dependency).
 args <- commandArgs(trailingOnly = TRUE)
 need <- c("knitr", "rmarkdown", "testthat", "roxygen2", "coda", "posterior",
           "loo", "future", "future.apply", "flexmix", "pkgload", "pkgbuild")
 if ("--bench" %in% args) need <- c(need, "bench", "brms", "rstan")
+if ("--site" %in% args) need <- c(need, "pkgdown")
 installed <- rownames(installed.packages())
 missing <- setdiff(need, installed)
 have_pandoc <- nzchar(Sys.which("pandoc"))
