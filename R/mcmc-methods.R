@@ -352,7 +352,8 @@ print.summary.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 4L)
         quote = FALSE, right = TRUE)
   cat("\n")
   if (!is.null(x$gating_moves)) {
-    cat("Gating moves per chain (Metropolis-Hastings acceptance; sweeps with a Polya-Gamma draw):\n")
+    cat("Gating moves per chain: Metropolis-Hastings acceptance (accepted/proposed),\n",
+        "sweeps with a Polya-Gamma draw:\n", sep = "")
     print(x$gating_moves, quote = FALSE, right = TRUE)
     cat("\n")
   } else if (!is.null(x$accept)) {

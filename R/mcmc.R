@@ -682,12 +682,12 @@ print.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   cat(fit_title(x), "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
   S <- dim(x$draws)[1L]
-  cat(sprintf("Gibbs sampler: %d chain%s x %d iterations (%d warm-up, thin %d), %d kept draws per chain; init \"%s\".\n\n",
-              x$chains, if (x$chains > 1L) "s" else "", x$iter, x$warmup, x$thin, S,
-              x$init))
+  cat(strwrap(sprintf("Gibbs sampler: %d chain%s x %d iterations (%d warm-up, thin %d), %d kept draws per chain; init \"%s\".",
+                      x$chains, if (x$chains > 1L) "s" else "", x$iter, x$warmup, x$thin, S,
+                      x$init), width = 80), "", sep = "\n")
   par <- moe_point(x)
-  cat("Posterior means -- expert coefficients and variance:\n")
-  print(rbind(par$alpha, sigma2 = par$sigma2), digits = digits)
+  print_experts(x, par, digits,
+                "Posterior means -- expert coefficients, variance sigma2 and sd sigma:")
   if (!is.null(fit_spec(x))) {
     print_gating(x$gate, par, x$K, digits, prefix = "Posterior means -- ")
   } else if (x$K > 1L) {
@@ -697,14 +697,16 @@ print.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   na <- if (length(x$na.action)) sprintf(" (%d observation%s deleted due to missingness)",
                                          length(x$na.action),
                                          if (length(x$na.action) > 1) "s" else "") else ""
-  cat(sprintf("\nn = %d%s; log-likelihood of the draws, mean per chain: %s\n", nobs(x), na,
-              paste(format(signif(colMeans(x$loglik_draws, na.rm = TRUE), 7)), collapse = ", ")))
+  cat("", strwrap(sprintf("n = %d%s; log-likelihood of the draws, mean per chain: %s", nobs(x), na,
+                          paste(format(signif(colMeans(x$loglik_draws, na.rm = TRUE), 7)),
+                                collapse = ", ")), width = 80, exdent = 2), sep = "\n")
   if (is.matrix(x$accept)) {
-    cat("Acceptance rates of the Metropolis-Hastings blocks after warm-up (chains in rows):\n")
+    cat("Metropolis-Hastings acceptance rates after warm-up (chains in rows):\n")
     print(round(x$accept, 3))
   } else if (!is.null(x$accept)) {
-    cat(sprintf("Acceptance rate of the gating Metropolis-Hastings moves per chain: %s\n",
-                paste(format(x$accept, digits = 2), collapse = ", ")))
+    cat(strwrap(sprintf("Acceptance rate of the gating Metropolis-Hastings moves per chain: %s",
+                        paste(format(x$accept, digits = 2), collapse = ", ")),
+                width = 80, exdent = 2), sep = "\n")
   }
   invisible(x)
 }

@@ -176,7 +176,7 @@ test_that("acceptance rates are stored and printed", {
   expect_identical(dim(fit$accept), c(2L, 2L))
   expect_identical(colnames(fit$accept), c("gate1", "gate2"))
   expect_true(all(fit$accept > 0.05 & fit$accept < 0.8))
-  expect_output(print(fit), "Acceptance rates of the Metropolis-Hastings blocks")
+  expect_output(print(fit), "Metropolis-Hastings acceptance rates after warm-up")
   expect_output(print(summary(fit)), "gate1")
   lt <- moe_mcmc(y ~ x, data = d, K = 2, gate = gate_temperature(1, learn = TRUE),
                  chains = 1, iter = 200, seed = 1, progress = FALSE,
