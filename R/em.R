@@ -57,11 +57,19 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #'
 #' @param formula A two-sided formula: the response and the expert
 #'   covariates, as in [lm()]. Factors, interactions and `poly()` work.
+#'   `offset()` terms add a known term to the mean of every expert
+#'   (\eqn{x^\top a_k + o}), as in [lm()] and [glm()]: the experts regress
+#'   the response minus the offset (the likelihood is that of the response),
+#'   `fitted()`, `predict()` (with the offset evaluated in `newdata`),
+#'   `residuals()` and `simulate()` add it back. The fit stores the offset in
+#'   `$offset` and the response minus the offset in `$y`. Offsets are not
+#'   allowed in `gating` (a term common to all experts cancels in the
+#'   softmax) and the losses and truths refuse fits with one.
 #' @param data A data frame holding the variables.
 #' @param K Number of experts, a whole number >= 1.
 #' @param gating A one-sided formula for the gating covariates; `NULL` (the
-#'   default) uses the right-hand side of `formula`. `~ 1` gives a mixture of
-#'   regressions with constant weights.
+#'   default) uses the right-hand side of `formula` without its `offset()`
+#'   terms. `~ 1` gives a mixture of regressions with constant weights.
 #' @param gate The gating network: [gate_softmax()] (the default),
 #'   [gate_topk()], [gate_temperature()] or [gate_hierarchical()].
 #' @param expert The experts: [expert_linear()] (the default) or [expert_ffn()]

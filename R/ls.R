@@ -133,7 +133,7 @@ new_moe_ls <- function(fr, res, call) {
                 xlevels = fr$xlevels, zlevels = fr$zlevels,
                 contrasts = fr$contrasts, zcontrasts = fr$zcontrasts,
                 na.action = fr$na.action, y = fr$y, X = fr$X, Z = fr$Z,
-                weights = fr$weights, model = fr$model),
+                weights = fr$weights, offset = fr$offset, model = fr$model),
            res[setdiff(names(res), "par")])
   structure(fit, class = c("moe_ls", "moe_fit"))
 }
@@ -379,12 +379,12 @@ logLik.moe_ls <- function(object, ...) {
 #' @export
 predict.moe_ls <- function(object, newdata = NULL, type = c("mean", "gating", "expert"), ...) {
   type <- check_choice(type, c("mean", "gating", "expert"), "type")
-  des <- if (is.null(newdata)) list(X = object$X, Z = object$Z) else new_design(object, newdata)
+  des <- if (is.null(newdata)) fit_design(object) else new_design(object, newdata)
   par <- object$coefficients
   ek <- paste0("expert", seq_len(object$K))
   switch(type,
     mean = {
-      f <- ls_eval(object, des$X, des$Z)$f
+      f <- ls_eval(object, des$X, des$Z)$f + des$offset
       names(f) <- rownames(des$X)
       f
     },
@@ -394,14 +394,14 @@ predict.moe_ls <- function(object, newdata = NULL, type = c("mean", "gating", "e
       g
     },
     expert = {
-      m <- expert_mean(object$expert, des$X, par$alpha)
+      m <- expert_mean(object$expert, des$X, par$alpha) + des$offset
       dimnames(m) <- list(rownames(des$X), ek)
       m
     })
 }
 
 #' @export
-residuals.moe_ls <- function(object, ...) object$y - fitted(object)
+residuals.moe_ls <- function(object, ...) object$y + fit_offset(object) - fitted(object)
 
 #' @export
 print.moe_ls <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {

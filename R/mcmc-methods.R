@@ -112,7 +112,7 @@ draw_values <- function(D, des, type, y, probs, p, q, K, spec = NULL) {
       cms <- lapply(s_idx, function(s) moe_components(par_unflatten(D[s, ], p, q, K, spec),
                                                       des$X, des$Z))
       g <- exp(do.call(rbind, lapply(cms, `[[`, "log_gate")))
-      mu <- do.call(rbind, lapply(cms, `[[`, "mean"))
+      mu <- do.call(rbind, lapply(cms, `[[`, "mean")) + des_offset(des)  # offset: R/model.R
       sd <- do.call(rbind, lapply(cms, function(cm) matrix(cm$sd, n, K, byrow = TRUE)))
       for (j in seq_len(m)) {
         qj <- mixture_quantile_newton(g, mu, sd, probs[j])
@@ -128,7 +128,8 @@ draw_values <- function(D, des, type, y, probs, p, q, K, spec = NULL) {
     par <- par_unflatten(D[s, ], p, q, K, spec)
     out[s, , ] <- switch(type,
       density = if (is.null(y)) log_density_rows(par, des$X, des$Z, des$y) else
-        vapply(y, function(v) log_density_rows(par, des$X, des$Z, rep(v, n)), numeric(n)),
+        vapply(y, function(v) log_density_rows(par, des$X, des$Z, v - rep_len(des_offset(des), n)),
+               numeric(n)),
       predict_par(par, des, type, K = K))
   }
   out
@@ -440,8 +441,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
   interval <- check_choice(interval, c("none", "credible"), "interval", call)
   level <- check_level(level, call)
   log <- check_flag(log, "log", call)
-  des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
-    new_design(object, newdata)
+  des <- if (is.null(newdata)) fit_design(object) else new_design(object, newdata)
   if (type == "quantile" && (!is.numeric(probs) || !length(probs) || anyNA(probs) ||
                              any(!(probs > 0 & probs < 1)))) {
     abort(sprintf("`probs` must be probabilities strictly between 0 and 1, not %s.",
@@ -478,7 +478,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
   for (start in if (length(good)) seq(1L, length(good), by = block) else integer()) {
     rows <- good[start:min(length(good), start + block - 1L)]
     sub <- list(X = des$X[rows, , drop = FALSE], Z = des$Z[rows, , drop = FALSE],
-                y = des$y[rows])
+                y = des$y[rows], offset = des$offset[rows])
     V <- matrix(draw_values(D, sub, type, y, probs, p, q, K, fit_spec(object)), nrow(D))
     if (type == "density") {
       mx <- apply(V, 2L, max)

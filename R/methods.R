@@ -68,7 +68,8 @@ fitted.moe_fit <- function(object, ...) {
 #' @export
 residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
   type <- check_choice(type, c("response", "pearson"), "type")
-  r <- object$y - fitted(object)
+  # object$y is the response minus the offset; fitted() includes it
+  r <- object$y + fit_offset(object) - fitted(object)
   if (type == "pearson") {
     par <- moe_point(object)
     cm <- moe_components(par, object$X, object$Z)
@@ -111,14 +112,17 @@ predict.moe_fit <- function(object, newdata = NULL,
                             y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE, ...) {
   type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert"), "type")
   log <- check_flag(log, "log")
-  des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
-    new_design(object, newdata)
+  des <- if (is.null(newdata)) fit_design(object) else new_design(object, newdata)
   predict_par(moe_point(object), des, type, y, probs, log, object$K)
 }
 
-# Prediction for one parameter set `par` on design `des` (list X, Z, y).
+# Prediction for one parameter set `par` on design `des` (list X, Z, y and
+# optionally offset; des$y is the response minus the offset): expert means
+# are shifted by the offset, densities at given `y` taken at y - offset.
 predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
   cm <- moe_components(par, des$X, des$Z)
+  o <- des_offset(des)
+  cm$mean <- cm$mean + o
   n <- nrow(des$X)
   ek <- paste0("expert", seq_len(K))
   switch(type,
@@ -146,7 +150,7 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
           abort(sprintf("`y` must be a finite numeric vector, not %s.", describe(y)),
                 kind = "input", arg = "y")
         }
-        out <- vapply(y, function(v) moe_log_density(par, des$X, des$Z, rep(v, n)),
+        out <- vapply(y, function(v) moe_log_density(par, des$X, des$Z, v - rep_len(o, n)),
                       numeric(n))
         out <- matrix(out, n, length(y), dimnames = list(rownames(des$X), format(y)))
         if (log) out else exp(out)
@@ -187,10 +191,14 @@ simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
   out <- with_seed(seed, lapply(seq_len(nsim), function(s, pars) {
     par <- pars[[s]]
     cm <- moe_components(par, object$X, object$Z)
+    cm$mean <- cm$mean + fit_offset(object)
     g <- exp(cm$log_gate)
     n <- nrow(g)
     u <- runif(n)
-    k <- 1L + rowSums(u > t(apply(g, 1L, cumsum))[, -ncol(g), drop = FALSE])
+    # cumulative gating probabilities by column (apply() drops K = 1 to a vector)
+    cs <- g
+    for (j in seq_len(ncol(g))[-1L]) cs[, j] <- cs[, j - 1L] + g[, j]
+    k <- 1L + rowSums(u > cs[, -ncol(g), drop = FALSE])
     cm$mean[cbind(seq_len(n), k)] + cm$sd[k] * rnorm(n)
   }, pars = simulation_pars(object, nsim)))
   names(out) <- paste0("sim_", seq_len(nsim))

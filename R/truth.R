@@ -294,6 +294,10 @@ moe_truth_example <- function(name = "p4") {
 # Which columns of a fit's designs hold the intercept and the covariates;
 # the experts and the gating must use an intercept and the same covariates.
 fit_layout <- function(fit, call = NULL) {
+  if (!is.null(fit$offset)) {
+    abort("`fit` must not have an `offset()` in its formula: truths and losses compare the expert coefficients of models without offsets.",
+          kind = "design", call = call, arg = "fit")
+  }
   xn <- colnames(fit$X)
   zn <- colnames(fit$Z)
   if (!"(Intercept)" %in% xn || !identical(sort(xn), sort(zn))) {

@@ -1325,3 +1325,85 @@ test_that("error messages of the checks added for the remaining entry points", {
                          gate = structure(list(type = "topk"), class = c("moe_gate_topk", "moe_gate"))),
                   error = TRUE)
 })
+
+# ---- issue 17, second round -------------------------------------------------------------
+#
+# Each case is a row: the call, its validator and the expected outcome
+# ("value" or "classed_error"); hardening_rows() runs them and lists any
+# mismatch.
+
+hardening_rows <- function(cases) {
+  res <- do.call(rbind, lapply(cases, function(cs) {
+    out <- run_cases(cs$fn, function(v) cs$call(), list(NULL), cs$validate, label = cs$label)
+    out$expected <- cs$expected
+    if (!is.null(cs$class) && out$kind == "classed_error") {
+      got <- tryCatch({ suppressWarnings(cs$call()); "none" },
+                      error = function(e) paste(class(e), collapse = " "))
+      if (!grepl(cs$class, got, fixed = TRUE)) out$kind <- paste("wrong class:", got)
+    }
+    out
+  }))
+  bad <- res[res$kind != res$expected, , drop = FALSE]
+  expect(nrow(bad) == 0L,
+         sprintf("%d of %d cases not as expected:\n%s", nrow(bad), nrow(res),
+                 paste(sprintf("%s: %s (expected %s) %s", bad$label, bad$kind, bad$expected,
+                               bad$message), collapse = "\n")))
+  invisible(res)
+}
+
+row_case <- function(fn, label, call, expected, validate = any_value, class = NULL) {
+  list(fn = fn, label = label, call = call, expected = expected, validate = validate,
+       class = class)
+}
+
+test_that("issue 17, item 1: offsets are fitted, predicted with, or refused", {
+  set.seed(171)
+  d <- base_data()
+  d$o <- 10 * d$x
+  fit <- moe_em(y ~ x + offset(o), data = d, K = 2, starts = 1, seed = 1)
+  nd <- data.frame(x = c(0.2, 0.7), z = 0, o = c(10, -5), y = c(3, -6))
+  hardening_rows(list(
+    row_case("moe_em", "moe_em(y ~ x + offset(10 * x))", function()
+      moe_em(y ~ x + offset(10 * x), data = d, K = 2, starts = 1, seed = 1), "value",
+      function(f) valid_fit(f) && !isTRUE(all.equal(coef(f), coef(moe_em(y ~ x, data = d, K = 2,
+                                                                             starts = 1, seed = 1))))),
+    row_case("moe_em", "moe_em(y ~ x + offset(o), K = 1) equals lm()", function()
+      moe_em(y ~ x + offset(o), data = d, K = 1), "value",
+      function(f) isTRUE(all.equal(unname(coef(f)[1:2]),
+                                   unname(coef(lm(y ~ x + offset(o), data = d))), tolerance = 1e-8))),
+    row_case("moe_mcmc", "moe_mcmc(y ~ x + offset(o))", function()
+      moe_mcmc(y ~ x + offset(o), data = d, K = 1, chains = 1, iter = 20, seed = 1,
+               progress = FALSE), "value", valid_mcmc),
+    row_case("moe_ls", "moe_ls(y ~ x + offset(o))", function()
+      moe_ls(y ~ x + offset(o), data = d, K = 1), "value",
+      function(f) valid_ls(f) && isTRUE(all.equal(unname(coef(f)[1:2]),
+                                   unname(coef(lm(y ~ x + offset(o), data = d))), tolerance = 1e-6))),
+    row_case("moe_em", "moe_em(gating = ~ x + offset(x))", function()
+      moe_em(y ~ x, gating = ~ x + offset(x), data = d, K = 2), "classed_error",
+      class = "bayesmoe_error_formula"),
+    row_case("moe_mcmc", "moe_mcmc(gating = ~ x + offset(x))", function()
+      moe_mcmc(y ~ x, gating = ~ x + offset(x), data = d, K = 2), "classed_error",
+      class = "bayesmoe_error_formula"),
+    row_case("moe_ls", "moe_ls(gating = ~ offset(x))", function()
+      moe_ls(y ~ x, gating = ~ offset(x), data = d, K = 2), "classed_error",
+      class = "bayesmoe_error_formula"),
+    row_case("moe_em", "moe_em(y ~ x + offset(o * Inf))", function()
+      moe_em(y ~ x + offset(o * Inf), data = d, K = 1), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("predict.moe_fit", "predict(offset fit, newdata) carries the offset", function()
+      predict(fit, nd), "value",
+      function(p) isTRUE(all.equal(unname(p - predict(fit, transform(nd, o = 0))), nd$o))),
+    row_case("predict.moe_fit", "predict(offset fit, newdata with an infinite offset)", function()
+      predict(fit, transform(nd, o = Inf)), "classed_error", class = "bayesmoe_error_data"),
+    row_case("log_lik.moe_mcmc", "log_lik(offset fit, newdata) at y - offset", function() {
+      m <- moe_mcmc(y ~ x + offset(o), data = d, K = 1, chains = 1, iter = 20, seed = 1,
+                    progress = FALSE)
+      log_lik(m, newdata = nd) - log_lik(m, newdata = transform(nd, o = 0, y = y - o))
+    }, "value", function(x) all(abs(x) < 1e-10)),
+    row_case("simulate.moe_fit", "simulate(offset fit)", function()
+      rowMeans(simulate(fit, nsim = 50, seed = 1)) - fitted(fit), "value",
+      function(x) all(abs(x) < 2)),
+    row_case("density_loss", "density_loss(offset fit, truth)", function()
+      density_loss(fit, moe_truth_example("p4")), "classed_error",
+      class = "bayesmoe_error_design")))
+})
