@@ -1407,3 +1407,24 @@ test_that("issue 17, item 1: offsets are fitted, predicted with, or refused", {
       density_loss(fit, moe_truth_example("p4")), "classed_error",
       class = "bayesmoe_error_design")))
 })
+
+test_that("issue 17, item 2: arguments of moe_mcmc() in moe_contraction(mcmc = ) are checked first", {
+  set.seed(172)
+  tr <- moe_truth_example("p4")
+  run <- function(m, method = "mcmc") function() moe_contraction(tr, n = c(20, 30), reps = 2,
+                                                                 method = method, mcmc = m)
+  bad <- list(list(iter = -1), list(bogus = 1), list(chains = 0), list(iter = 10, warmup = 10),
+              list(thin = 0), list(init = "foo"), list(prior = 1), list(control = list()),
+              list(gate = 3), list(seed = 1), list(K = 3), list(iter = 20, iter = 30),
+              list(progress = NA))
+  hardening_rows(c(
+    lapply(bad, function(m) row_case("moe_contraction", sprintf("mcmc = %s", deparse1(m)),
+                                      run(m), "classed_error", class = "bayesmoe_error")),
+    list(row_case("moe_contraction", "mcmc = list(iter = 20) with method = \"em\"",
+                  run(list(iter = 20), "em"), "classed_error", class = "bayesmoe_error_input"),
+         row_case("moe_contraction", "mcmc = list(iter = 30, chains = 1)",
+                  function() moe_contraction(tr, n = c(20, 30), reps = 1, method = "mcmc",
+                                             mcmc = list(iter = 30, chains = 1), seed = 1),
+                  "value", function(st) inherits(st, "moe_contraction") &&
+                    all(is.finite(st$results$value))))))
+})
