@@ -1428,3 +1428,30 @@ test_that("issue 17, item 2: arguments of moe_mcmc() in moe_contraction(mcmc = )
                   "value", function(st) inherits(st, "moe_contraction") &&
                     all(is.finite(st$results$value))))))
 })
+
+test_that("issue 17, item 3: exact least-squares fits warn instead of returning Inf silently", {
+  set.seed(173)
+  # the value is valid when it is finite, or warned of as an exact fit
+  warned_exact <- function(expr) function() {
+    w <- NULL
+    val <- withCallingHandlers(expr(), bayesmoe_warning_exact_fit = function(c) {
+      w <<- c
+      invokeRestart("muffleWarning")
+    })
+    list(val = val, warned = !is.null(w))
+  }
+  ok <- function(r) r$warned && isTRUE(r$val$exact) && identical(as.numeric(logLik(r$val)), Inf)
+  hardening_rows(list(
+    row_case("moe_ls", "moe_ls on y = 2x", warned_exact(function()
+      moe_ls(y ~ x, data = data.frame(x = 1:100, y = 2 * (1:100)), K = 1)), "value", ok),
+    row_case("moe_ls", "moe_ls on two y-values at two x-values", warned_exact(function()
+      moe_ls(y ~ x, data = data.frame(x = c(1, 1, 2, 2), y = c(1, 1, 3, 3)), K = 1)), "value", ok),
+    row_case("moe_ls", "moe_ls on y = 2x, K = 2", warned_exact(function()
+      moe_ls(y ~ x, data = data.frame(x = 1:100, y = 2 * (1:100)), K = 2, seed = 1)), "value", ok),
+    row_case("summary.moe_ls", "summary of an exact fit", warned_exact(function()
+      summary(moe_ls(y ~ x, data = data.frame(x = 1:100, y = 2 * (1:100)), K = 1))), "value",
+      function(r) r$warned && isTRUE(r$val$exact)),
+    row_case("moe_ls", "moe_ls with noise: finite", function()
+      moe_ls(y ~ x, data = data.frame(x = 1:100, y = 2 * (1:100) + sin(1:100)), K = 1),
+      "value", function(f) valid_ls(f) && !f$exact)))
+})
