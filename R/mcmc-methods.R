@@ -452,10 +452,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
       abort("`y` must be given for `type = \"density\"` when `newdata` has no response.",
             call = call, arg = "y")
     }
-    if (!is.null(y) && (!is.numeric(y) || !length(y) || any(!is.finite(y)))) {
-      abort(sprintf("`y` must be a finite numeric vector, not %s.", describe(y)),
-            call = call, arg = "y")
-    }
+    if (!is.null(y)) check_density_y(y, call)  # R/methods.R
   }
   D <- draws_matrix(object, relabel = type %in% c("gating", "expert"), complete = TRUE)
   D <- D[draw_index(nrow(D), ndraws, call), , drop = FALSE]

@@ -146,10 +146,7 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
         ld <- moe_log_density(par, des$X, des$Z, des$y)
         if (log) ld else exp(ld)
       } else {
-        if (!is.numeric(y) || any(!is.finite(y))) {
-          abort(sprintf("`y` must be a finite numeric vector, not %s.", describe(y)),
-                kind = "input", arg = "y")
-        }
+        check_density_y(y)
         out <- vapply(y, function(v) moe_log_density(par, des$X, des$Z, v - rep_len(o, n)),
                       numeric(n))
         out <- matrix(out, n, length(y), dimnames = list(rownames(des$X), format(y)))
@@ -165,6 +162,17 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
       rownames(q) <- rownames(des$X)
       q
     })
+}
+
+# `y` of predict(type = "density"): finite numbers at most 1e100 in
+# absolute value, the bound of the response of a fit (beyond it the squared
+# standardised residual, and so the log density, overflows).
+check_density_y <- function(y, call = NULL) {
+  if (!is.numeric(y) || !length(y) || any(!is.finite(y)) || any(abs(y) > data_max)) {
+    abort(sprintf("`y` must be a vector of finite numbers at most 1e100 in absolute value (the bound of the response of a fit), not %s.",
+                  describe(y)), call = call, arg = "y")
+  }
+  invisible(y)
 }
 
 #' Simulate responses from a fitted mixture of experts

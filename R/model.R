@@ -162,9 +162,9 @@ model_offset <- function(mf, n, arg, call) {
   o <- model.offset(mf)
   if (is.null(o)) return(NULL)
   if (!is.numeric(o) || length(o) != n || any(!is.finite(o)) || any(abs(o) > data_max)) {
-    abort(sprintf("The `offset()` of `%s` must be a finite numeric vector at most 1e100 in absolute value with one value per row, not %s.",
-                  arg, if (is.numeric(o) && length(o) == n) "with infinite, missing or larger values"
-                  else describe(o)),
+    abort(sprintf("The `offset()` of `%s` must be finite numbers at most 1e100 in absolute value, one per row; %s.",
+                  arg, if (is.numeric(o) && length(o) == n) "it has infinite, missing or larger values"
+                  else sprintf("it is %s", describe(o))),
           kind = "data", call = call, arg = arg)
   }
   as.numeric(o)
@@ -322,6 +322,12 @@ new_design <- function(object, newdata) {
       abort("The covariates of `newdata` must be finite or NA (NA gives NA predictions); they have infinite values.",
             kind = "data", arg = "newdata")
     }
+    # the bound of the data of a fit: beyond it logits and means overflow
+    if (any(abs(M) > data_max, na.rm = TRUE)) {
+      abort(sprintf("The covariates of `newdata` must be at most 1e100 in absolute value, as in the data of a fit (rescale them); the design has %s.",
+                    format(max(abs(M), na.rm = TRUE), digits = 3)),
+            kind = "data", arg = "newdata")
+    }
     if (offset) {
       o <- model.offset(mf)
       if (is.null(o)) o <- 0
@@ -342,10 +348,11 @@ new_design <- function(object, newdata) {
   if (length(resp) == 1L && is.data.frame(newdata) && resp %in% names(newdata)) {
     y <- tryCatch(eval(object$formula[[2L]], newdata, environment(object$formula)),
                   error = function(e) NULL)
-    if (!is.null(y) && (!is.numeric(y) || length(y) != nrow(X) || any(is.infinite(y)))) {
-      abort(sprintf("The response in `newdata` must be numeric, finite or NA, with one value per row, not %s.",
-                    if (is.factor(y)) "a factor" else if (is.numeric(y)) "with infinite values"
-                    else describe(y)),
+    if (!is.null(y) && (!is.numeric(y) || length(y) != nrow(X) || any(is.infinite(y)) ||
+                        any(abs(y) > data_max, na.rm = TRUE))) {
+      abort(sprintf("The response in `newdata` must be numeric, finite or NA and at most 1e100 in absolute value, with one value per row; %s.",
+                    if (is.factor(y)) "it is a factor" else if (is.numeric(y) && length(y) == nrow(X))
+                      "it has infinite or larger values" else sprintf("it is %s", describe(y))),
             kind = "data", arg = "newdata")
     }
     if (!is.null(y)) y <- as.numeric(y) - offset

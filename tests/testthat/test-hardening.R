@@ -1455,3 +1455,43 @@ test_that("issue 17, item 3: exact least-squares fits warn instead of returning 
       moe_ls(y ~ x, data = data.frame(x = 1:100, y = 2 * (1:100) + sin(1:100)), K = 1),
       "value", function(f) valid_ls(f) && !f$exact)))
 })
+
+test_that("issue 17, item 4: densities far out and covariates beyond range", {
+  set.seed(174)
+  d <- base_data()
+  fit <- moe_em(y ~ x, data = d, K = 2, starts = 1, seed = 1)
+  mc <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 20, seed = 1, progress = FALSE,
+                 control = tiny_mcmc_control())
+  nd <- data.frame(x = 0.5)
+  very_negative <- function(x) all(is.finite(x)) && all(x < -1e100)
+  hardening_rows(list(
+    row_case("predict.moe_fit", "predict(type = \"density\", y = 1e100, log = TRUE)", function()
+      predict(fit, newdata = nd, type = "density", y = 1e100, log = TRUE), "value", very_negative),
+    row_case("predict.moe_mcmc", "predict(mcmc, type = \"density\", y = -1e100, log = TRUE)",
+             function() predict(mc, newdata = nd, type = "density", y = -1e100, log = TRUE),
+             "value", very_negative),
+    row_case("log_lik.moe_mcmc", "log_lik(newdata = data.frame(x = 0.5, y = 1e100))", function()
+      log_lik(mc, newdata = data.frame(x = 0.5, y = 1e100)), "value", very_negative),
+    row_case("predict.moe_fit", "predict(type = \"density\", y = 1e300, log = TRUE)", function()
+      predict(fit, newdata = nd, type = "density", y = 1e300, log = TRUE), "classed_error",
+      class = "bayesmoe_error_input"),
+    row_case("predict.moe_mcmc", "predict(mcmc, type = \"density\", y = 1e300)", function()
+      predict(mc, newdata = nd, type = "density", y = 1e300, log = TRUE), "classed_error",
+      class = "bayesmoe_error_input"),
+    row_case("predict.moe_fit", "predict(newdata = data.frame(x = 0.5, y = 1e300), type = \"density\")",
+             function() predict(fit, newdata = data.frame(x = 0.5, y = 1e300), type = "density",
+                                log = TRUE), "classed_error", class = "bayesmoe_error_data"),
+    row_case("log_lik.moe_mcmc", "log_lik(newdata = data.frame(x = 0.5, y = 1e300))", function()
+      log_lik(mc, newdata = data.frame(x = 0.5, y = 1e300)), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("predict.moe_fit", "predict(newdata = data.frame(x = c(1e307, -1e307)))", function()
+      predict(fit, newdata = data.frame(x = c(1e307, -1e307))), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("predict.moe_mcmc", "predict(mcmc, newdata = data.frame(x = c(1e307, -1e307)))",
+             function() predict(mc, newdata = data.frame(x = c(1e307, -1e307))), "classed_error",
+             class = "bayesmoe_error_data"),
+    row_case("predict.moe_fit", "predict(newdata = data.frame(x = c(1e99, -1e99)))", function()
+      predict(fit, newdata = data.frame(x = c(1e99, -1e99))), "value", finite_value),
+    row_case("predict.moe_fit", "predict(type = \"quantile\", newdata = x = 1e99)", function()
+      predict(fit, newdata = data.frame(x = 1e99), type = "quantile"), "value", finite_value)))
+})
