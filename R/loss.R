@@ -353,6 +353,10 @@ voronoi_compute <- function(at, truth, type = "auto", rbar = c(1, 4, 6), norm = 
   if (translation && (over == 1L || at$d > 1L)) {
     res <- voronoi_polish(at, ta, over, nrm, rbar, res)
   }
+  if (any(is.infinite(res$loss) | is.nan(res$loss))) {
+    abort("The loss overflows: the gating intercepts of `fit` or `truth` are too large for their exponentials (the weights of the mixing measure) to be finite, or the parameters too far apart; re-reference or bound the gating intercepts.",
+          kind = "numerical", call = call, arg = "truth")
+  }
   beyond <- which(res$max_cell > length(rbar) & over == 1L & is.na(res$loss))
   if (length(beyond)) {
     msg <- if (at$S == 1L) {

@@ -1495,3 +1495,32 @@ test_that("issue 17, item 4: densities far out and covariates beyond range", {
     row_case("predict.moe_fit", "predict(type = \"quantile\", newdata = x = 1e99)", function()
       predict(fit, newdata = data.frame(x = 1e99), type = "quantile"), "value", finite_value)))
 })
+
+test_that("issue 17, item 5: truths with extreme values are refused or give finite results", {
+  set.seed(175)
+  targs <- list(beta0 = -8, beta1 = 25, a = c(-20, 20), b = c(15, -5), sigma = c(0.3, 0.4))
+  tr <- function(...) do.call(moe_truth, utils::modifyList(targs, list(...)))
+  p4 <- moe_truth_example("p4")
+  nonneg <- function(x) is.numeric(x) && all(is.finite(x)) && all(x >= 0)
+  err <- function(label, f, cls = "bayesmoe_error_input")
+    row_case("moe_truth", label, f, "classed_error", class = cls)
+  hardening_rows(list(
+    err("moe_truth(sigma = c(1e300, 1))", function() tr(sigma = c(1e300, 1))),
+    err("moe_truth(sigma = c(1e-300, 1))", function() tr(sigma = c(1e-300, 1))),
+    err("moe_truth(b = c(1e200, 1))", function() tr(b = c(1e200, 1))),
+    err("moe_truth(a = c(1e200, 1))", function() tr(a = c(1e200, 1))),
+    err("moe_truth(beta1 = -1e200)", function() tr(beta1 = -1e200)),
+    err("moe_truth(beta0 = 1e200)", function() tr(beta0 = 1e200)),
+    row_case("density_loss", "density_loss(p4, list with sigma2 = 1e300)", function()
+      density_loss(p4, list(beta0 = c(-8, 0), beta1 = c(25, 0), a = c(-20, 20), b = c(15, -5),
+                            sigma2 = c(1e300, 1))), "classed_error", class = "bayesmoe_error"),
+    row_case("rmoe", "rmoe() from a truth at the bounds", function()
+      rmoe(100, tr(sigma = c(1e50, 1), a = c(1e100, 1))), "value",
+      function(x) all(is.finite(x$y))),
+    row_case("density_loss", "density_loss() against a truth at the bounds", function()
+      density_loss(p4, tr(sigma = c(1e50, 1e-50), a = c(1e100, 1))), "value", nonneg),
+    row_case("voronoi_loss", "voronoi_loss() against a truth at the bounds", function()
+      voronoi_loss(p4, tr(sigma = c(1e50, 1e-50), b = c(1e100, 1))), "value", nonneg),
+    row_case("voronoi_loss", "voronoi_loss() with beta0 = 1e5", function()
+      voronoi_loss(p4, tr(beta0 = 1e5)), "classed_error", class = "bayesmoe_error_numerical")))
+})
