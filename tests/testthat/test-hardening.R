@@ -1524,3 +1524,34 @@ test_that("issue 17, item 5: truths with extreme values are refused or give fini
     row_case("voronoi_loss", "voronoi_loss() with beta0 = 1e5", function()
       voronoi_loss(p4, tr(beta0 = 1e5)), "classed_error", class = "bayesmoe_error_numerical")))
 })
+
+test_that("issue 17, item 6: the messages say what is wrong", {
+  set.seed(176)
+  d <- base_data()
+  fit <- moe_em(y ~ x + f, data = d, K = 1)
+  tru <- moe_truth_example("p4")
+  st <- list(alpha = cbind(c(1, 2), c(-1, 0.5)), W = cbind(c(0.5, 3), c(0, 0)))
+  tk <- list(alpha = cbind(c(1, 2), c(-1, 1), c(0, -2)), sigma2 = c(0.1, 0.2, 0.15),
+             W = cbind(c(0.5, -3), c(0, 3), 0))
+  Z <- cbind(1, seq(-2, 2, length.out = 20))
+  msg <- function(pattern) function() NULL
+  rows <- hardening_rows(list(
+    row_case("moe_em", "na.pass with an NA response", function()
+      moe_em(y ~ x, data = within(d, y[3] <- NA), K = 1, na.action = na.pass),
+      "classed_error", class = "bayesmoe_error_data"),
+    row_case("predict.moe_fit", "a new factor level in newdata", function()
+      predict(fit, data.frame(x = 0.5, f = "c")), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("voronoi_loss_strong", "voronoi_loss_strong(list, moe_truth)", function()
+      voronoi_loss_strong(st, tru), "value", function(x) all(is.finite(x))),
+    row_case("voronoi_loss_strong", "voronoi_loss_strong(list, ffn truth)", function()
+      voronoi_loss_strong(st, moe_truth(beta0 = 0, beta1 = 1, eta = matrix(0.1, 4, 2),
+                                        sigma = c(1, 1), expert = expert_ffn(1))),
+      "classed_error", class = "bayesmoe_error_expert"),
+    row_case("topk_loss", "topk_loss(list, moe_truth)", function()
+      topk_loss(tk, tru, k = 2, Z = Z), "value", function(x) all(is.finite(x))),
+    row_case("topk_loss", "topk_loss(moe_truth, list)", function()
+      topk_loss(tru, tk, k = 2, Z = Z), "value", function(x) all(is.finite(x)))))
+  expect_match(rows$message[1], "1 missing value", fixed = TRUE)
+  expect_match(rows$message[2], "level of factor `f`", fixed = TRUE)
+})

@@ -154,3 +154,16 @@ test_that("offsets in the gating formula are refused; the default gating drops t
   expect_snapshot(density_loss(fit, moe_truth_example("p4")), error = TRUE)
   expect_snapshot(predict(fit, data.frame(x = 1, o = Inf)), error = TRUE)
 })
+
+test_that("messages name missing responses and unseen factor levels", {
+  set.seed(3)
+  d <- data.frame(x = runif(30), f = factor(sample(c("a", "b"), 30, TRUE)))
+  d$y <- d$x + rnorm(30)
+  expect_snapshot(moe_em(y ~ x, data = within(d, y[3] <- NA), K = 1, na.action = na.pass),
+                  error = TRUE)
+  expect_snapshot(moe_em(y ~ x, data = within(d, { y[3] <- NA; y[4] <- Inf }), K = 1,
+                         na.action = na.pass), error = TRUE)
+  fit <- moe_em(y ~ x + f, data = d, K = 1)
+  expect_snapshot(predict(fit, data.frame(x = 1, f = c("c", "a", "d"))), error = TRUE)
+  expect_snapshot(predict(fit, data.frame(x = 1)), error = TRUE)
+})
