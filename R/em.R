@@ -49,6 +49,14 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' starts are run and the one with the highest log-likelihood among those
 #' without a degenerate expert is kept.
 #'
+#' Requests whose results could not fit in memory (`starts` of `moe_em()`,
+#' `nsim` of `simulate()`, `n_prop` of [moe_marglik()], chains and
+#' iterations of `moe_mcmc()`) are refused before any work with a classed
+#' error (`bayesmoe_error_size`) giving the memory they would need. The
+#' limit is `getOption("bayesmoe.max_bytes")` when set, otherwise the
+#' physical memory of the machine (64 GiB when it cannot be read); long but
+#' feasible requests are never refused.
+#'
 #' The data are centred and scaled internally; all results are on the
 #' original scale. Starts are: a deterministic split of the observations by
 #' their least-squares residual, then alternately k-means++ partitions of the
@@ -74,7 +82,9 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #'   [gate_topk()], [gate_temperature()] or [gate_hierarchical()].
 #' @param expert The experts: [expert_linear()] (the default) or [expert_ffn()]
 #'   (feed-forward networks; with softmax gating only, for now).
-#' @param starts Number of starts (>= 1).
+#' @param starts Number of starts (>= 1). A number whose results would not
+#'   fit in memory is refused (see `options(bayesmoe.max_bytes)` in
+#'   [moe_em()]'s Details).
 #' @param seed Seed for the random starts, or `NULL` to use the current RNG
 #'   state. With a seed the caller's RNG state is left untouched.
 #' @param control Settings from [moe_em_control()].
@@ -143,6 +153,13 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   X <- dat$X
   Z <- dat$Z
   w <- dat$w
+  # each start keeps its parameters (twice: the run and start_par) and a
+  # few numbers; only the best run keeps its responsibilities and trace
+  nstart <- if (is.null(init_par)) starts else length(init_par)
+  check_size(8 * nstart * (2 * (ncol(X) + ncol(Z) + 1) * K + 16),
+             sprintf("%s starts, each keeping %d parameters twice, 8 bytes each",
+                     format(nstart, big.mark = ",", scientific = FALSE), (ncol(X) + ncol(Z) + 1) * K),
+             if (is.null(init_par)) "starts" else "init_par", call)
   sc <- moe_scaling(y, X, Z)
   s <- scale_data(sc, y, X, Z)
   min_size <- if (is.null(control$min_size)) ncol(X) + 1 else control$min_size
@@ -150,23 +167,37 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   starts <- length(types)
   feats <- if (is.null(init_par)) start_features(s$y, s$X, s$Z)
   runs <- vector("list", starts)
+  # the best run so far (first of the order below) keeps everything; the
+  # others only their parameters and summaries, so memory stays small
+  keep <- NULL
+  key <- function(r) {
+    bad <- bitwAnd(r$status, status_flags[["empty"]] + status_flags[["var_floor"]]) > 0L ||
+      !is.finite(r$loglik)
+    c(bad, if (is.finite(r$loglik)) -r$loglik else Inf)
+  }
   for (j in seq_len(starts)) {
     R0 <- if (is.null(init_par)) start_resp(types[j], s$y, s$X, feats, K) else
       .Call(ffi_estep, y, X, Z, w, init_par[[j]]$alpha, init_par[[j]]$sigma2,
             init_par[[j]]$W)$resp
-    runs[[j]] <- if (is.null(spec)) {
+    rj <- if (is.null(spec)) {
       .Call(ffi_em, s$y, s$X, s$Z, w, R0, control$maxit, control$tol,
             control$var_floor, min_size, control$gate_steps, control$ridge)
     } else {
       em_variant_run(s, w, R0, control, min_size, spec)
     }
+    kj <- key(rj)
+    if (is.null(keep) || kj[1L] < keep$key[1L] ||
+        kj[1L] == keep$key[1L] && kj[2L] < keep$key[2L]) {
+      keep <- list(j = j, run = rj, key = kj)
+    }
+    rj$resp <- NULL
+    rj$trace <- NULL
+    runs[[j]] <- rj
   }
   ll <- vapply(runs, `[[`, 0, "loglik")
   st <- vapply(runs, `[[`, 0L, "status")
-  degenerate <- bitwAnd(st, status_flags[["empty"]] + status_flags[["var_floor"]]) > 0L
-  ok <- is.finite(ll)
-  best <- order(degenerate | !ok, -ifelse(ok, ll, -Inf))[1L]
-  r <- runs[[best]]
+  best <- keep$j
+  r <- keep$run
   par <- par_to_original(sc, run_par(r, spec))
   # the log-likelihood of the original response differs by the Jacobian of
   # the scaling y -> (y - my) / sy

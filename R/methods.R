@@ -182,7 +182,8 @@ check_density_y <- function(y, call = NULL) {
 #' each simulation uses a different posterior draw).
 #'
 #' @param object A fit from [moe_em()] or `moe_mcmc()`.
-#' @param nsim Number of simulated response vectors.
+#' @param nsim Number of simulated response vectors; a number whose results
+#'   would not fit in memory is refused (see [moe_em()], Details).
 #' @param seed `NULL` or a seed; with a seed the caller's RNG state is left
 #'   untouched.
 #' @param ... Unused.
@@ -194,6 +195,11 @@ check_density_y <- function(y, call = NULL) {
 #' @export
 simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
   nsim <- check_number(nsim, "nsim", lower = 1, whole = TRUE)
+  # the simulated vectors, then their data frame: two copies
+  n <- nrow(object$X)
+  check_size(2 * nsim * (8 * n + 64),
+             sprintf("%s simulations of %d responses, 8 bytes each, twice (list and data frame)",
+                     format(nsim, big.mark = ",", scientific = FALSE), n), "nsim")
   seed <- check_seed(seed)
   # parameters are chosen under the seed too (posterior draws for MCMC fits)
   out <- with_seed(seed, lapply(seq_len(nsim), function(s, pars) {

@@ -1555,3 +1555,38 @@ test_that("issue 17, item 6: the messages say what is wrong", {
   expect_match(rows$message[1], "1 missing value", fixed = TRUE)
   expect_match(rows$message[2], "level of factor `f`", fixed = TRUE)
 })
+
+test_that("issue 17, item 7: sizes beyond memory are refused before allocating", {
+  set.seed(177)
+  old <- options(bayesmoe.max_bytes = 4 * 2^30)
+  on.exit(options(old), add = TRUE)
+  d <- base_data()
+  fit <- moe_em(y ~ x, data = d, K = 1)
+  m <- moe_mcmc(y ~ x, data = d, K = 1, chains = 1, iter = 40, seed = 1, progress = FALSE)
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  size_err <- function(fn, label, f) row_case(fn, label, f, "classed_error",
+                                              class = "bayesmoe_error_size")
+  hardening_rows(list(
+    size_err("moe_em", "moe_em(starts = 1e8)", function()
+      moe_em(y ~ x, data = d, K = 2, starts = 1e8)),
+    size_err("moe_em_fit", "moe_em_fit(starts = 2e8)", function()
+      moe_em_fit(d$y, X, X, K = 2, starts = 2e8)),
+    size_err("simulate.moe_fit", "simulate(nsim = 1e7)", function() simulate(fit, nsim = 1e7)),
+    size_err("moe_marglik", "moe_marglik(n_prop = 1e9)", function()
+      moe_marglik(m, n_prop = 1e9)),
+    size_err("moe_mcmc", "check_mcmc_size(chains = 1e9)", function()
+      check_mcmc_size(1e9, 2000, 1000, 1)),
+    size_err("moe_mcmc", "check_mcmc_size(chains = 1e6, iter = 3e6)", function()
+      check_mcmc_size(1e6, 3e6, 1.5e6, 1)),
+    size_err("moe_mcmc", "check_mcmc_size(iter = 1e9)", function()
+      check_mcmc_size(4, 1e9, 5e8, 1)),
+    row_case("density_loss", "density_loss(min_points = 2^31 - 1)", function()
+      density_loss(fit, moe_truth_example("p4"), min_points = 2^31 - 1), "classed_error",
+      class = "bayesmoe_error_input"),
+    row_case("simulate.moe_fit", "simulate(nsim = 10)", function() simulate(fit, nsim = 10),
+             "value", finite_value),
+    row_case("moe_marglik", "moe_marglik(n_prop = 100)", function()
+      moe_marglik(m, n_prop = 100, seed = 1), "value", function(x) is.finite(x$logml)),
+    row_case("moe_mcmc", "check_mcmc_size(4 chains, 2000 iterations, 100 parameters)",
+             function() check_mcmc_size(4, 2000, 1000, 1, npar = 100), "value")))
+})
