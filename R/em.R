@@ -74,7 +74,10 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #'   allowed in `gating` (a term common to all experts cancels in the
 #'   softmax) and the losses and truths refuse fits with one.
 #' @param data A data frame holding the variables.
-#' @param K Number of experts, a whole number >= 1.
+#' @param K Number of experts, a whole number >= 1. A model with more
+#'   parameters than usable rows is warned of (class
+#'   `bayesmoe_warning_overparameterised`); one with more than 10 times as
+#'   many is refused.
 #' @param gating A one-sided formula for the gating covariates; `NULL` (the
 #'   default) uses the right-hand side of `formula` without its `offset()`
 #'   terms. `~ 1` gives a mixture of regressions with constant weights.
@@ -114,6 +117,7 @@ moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
   check_expert_design(vr$expert, fr$X, ecall)
+  check_npar(vr$gate, vr$expert, K, fr, "em", ecall)
   res <- with_seed(seed, moe_em_fit(fr$y, fr$X, fr$Z, fr$weights, K, starts, control,
                                     gate = vr$gate, expert = vr$expert))
   fit <- new_moe_fit(fr, res, call = call, class = "moe_em")

@@ -453,3 +453,39 @@ par_to_internal <- function(sc, par) {
   list(alpha = solve(sc$x$T, alpha) / sc$sy, sigma2 = par$sigma2 / sc$sy^2,
        W = solve(sc$z$T, par$W))
 }
+
+# Number of parameters against the number of usable rows, checked up front
+# by the front ends after moe_frame(), as `K` is checked against the rows
+# there. More parameters than rows is warned of (class
+# bayesmoe_warning_overparameterised): the maximum likelihood estimate
+# degenerates (experts collapse onto few rows, which the EM reports) and the
+# posterior is driven by the prior. More than `npar_ratio` times the rows
+# is refused with the count: such a run cannot learn from the data and is
+# slow. Returns the number of parameters.
+npar_ratio <- 10
+
+check_npar <- function(gate, expert, K, fr, method = c("em", "mcmc"), call = NULL) {
+  method <- match.arg(method)
+  npar <- length(par_names(colnames(fr$X), colnames(fr$Z), K, make_spec(gate, expert)))
+  n_used <- sum(fr$weights > 0)
+  ffn <- inherits(expert, "moe_expert_ffn")
+  what <- sprintf("%d expert%s%s ha%s %d parameters", K, if (K == 1L) "" else "s",
+                  if (ffn) sprintf(" with %d hidden unit%s", expert$hidden,
+                                   if (expert$hidden == 1L) "" else "s") else "",
+                  if (K == 1L) "s" else "ve", npar)
+  smaller <- if (ffn) "a smaller `K` or fewer hidden units" else "a smaller `K`"
+  if (npar > npar_ratio * n_used) {
+    abort(sprintf("The model must have at most %d times as many parameters as usable rows (%d): %s. Use %s, or more data.",
+                  npar_ratio, n_used, what, smaller),
+          kind = "input", call = call, arg = if (ffn && K == 1L) "expert" else "K")
+  }
+  if (npar > n_used) {
+    warn(sprintf("The model has more parameters than usable rows (%d): %s. %s; consider %s.",
+                 n_used, what,
+                 if (method == "em") "The maximum likelihood estimate degenerates (experts collapse onto few rows)"
+                 else "The posterior is driven by the prior",
+                 smaller),
+         kind = "overparameterised", call = call)
+  }
+  invisible(npar)
+}

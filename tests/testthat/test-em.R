@@ -104,8 +104,10 @@ test_that("a seed makes starts reproducible and leaves the global RNG alone", {
 test_that("degenerate experts are reported, never a crash or NaN", {
   set.seed(1)
   d <- data.frame(x = 1:6, y = c(1, 2, 3, 10, 10.5, 30))
-  expect_warning(fit <- moe_em(y ~ x, data = d, K = 3, starts = 3, seed = 1),
-                 class = "bayesmoe_warning_degenerate")
+  # 13 parameters on 6 rows: warned of up front, then the degenerate experts
+  expect_warning(expect_warning(fit <- moe_em(y ~ x, data = d, K = 3, starts = 3, seed = 1),
+                                class = "bayesmoe_warning_degenerate"),
+                 class = "bayesmoe_warning_overparameterised")
   expect_true(is.finite(logLik(fit)))
   expect_true(all(is.finite(unlist(fit$coefficients))))
 })

@@ -1590,3 +1590,34 @@ test_that("issue 17, item 7: sizes beyond memory are refused before allocating",
     row_case("moe_mcmc", "check_mcmc_size(4 chains, 2000 iterations, 100 parameters)",
              function() check_mcmc_size(4, 2000, 1000, 1, npar = 100), "value")))
 })
+
+test_that("issue 17, item 8: more parameters than observations is refused or warned of up front", {
+  set.seed(178)
+  d <- data.frame(x = runif(100))
+  d$y <- d$x + rnorm(100)
+  fr <- list(X = cbind("(Intercept)" = 1, x = d$x), Z = cbind("(Intercept)" = 1, x = d$x),
+             weights = rep(1, 100))
+  warned <- function(f) function() {
+    w <- NULL
+    val <- withCallingHandlers(f(), bayesmoe_warning_overparameterised = function(c) {
+      w <<- c
+      invokeRestart("muffleWarning")
+    })
+    list(val = val, warned = !is.null(w))
+  }
+  hardening_rows(list(
+    row_case("moe_em", "moe_em(K = 50) on n = 100", warned(function()
+      moe_em(y ~ x, data = d, K = 50, starts = 1, seed = 1)), "value",
+      function(r) r$warned && valid_fit(r$val)),
+    row_case("moe_em", "moe_em(expert = expert_ffn(hidden = 500)) on n = 100", function()
+      moe_em(y ~ x, data = d, K = 2, expert = expert_ffn(hidden = 500), starts = 1),
+      "classed_error", class = "bayesmoe_error_input"),
+    row_case("moe_mcmc", "check_npar(K = 50, mcmc) on n = 100 (moe_mcmc's check)",
+             warned(function() check_npar(gate_softmax(), expert_linear(), 50, fr, "mcmc")),
+             "value", function(r) r$warned && r$val == 248L),
+    row_case("moe_mcmc", "check_npar(expert_ffn(hidden = 500), mcmc) on n = 100", function()
+      check_npar(gate_softmax(), expert_ffn(hidden = 500), 2, fr, "mcmc"), "classed_error",
+      class = "bayesmoe_error_input"),
+    row_case("moe_em", "moe_em(K = 20) on n = 100 (98 parameters)", function()
+      moe_em(y ~ x, data = d, K = 20, starts = 1, seed = 1), "value", valid_fit)))
+})

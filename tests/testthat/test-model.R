@@ -167,3 +167,29 @@ test_that("messages name missing responses and unseen factor levels", {
   expect_snapshot(predict(fit, data.frame(x = 1, f = c("c", "a", "d"))), error = TRUE)
   expect_snapshot(predict(fit, data.frame(x = 1)), error = TRUE)
 })
+
+test_that("more parameters than usable rows are warned of, ten times more refused", {
+  set.seed(8)
+  d <- data.frame(x = runif(100))
+  d$y <- d$x + rnorm(100)
+  w <- character()
+  withCallingHandlers(moe_em(y ~ x, data = d, K = 50, starts = 1, seed = 1,
+                             control = moe_em_control(maxit = 20)),
+                      warning = function(c) {
+                        w <<- c(w, class(c)[1L])
+                        invokeRestart("muffleWarning")
+                      })
+  expect_identical(w[1L], "bayesmoe_warning_overparameterised")
+  expect_snapshot(moe_em(y ~ x, data = d, K = 2, expert = expert_ffn(hidden = 500)),
+                  error = TRUE)
+  fr <- list(X = cbind("(Intercept)" = 1, x = d$x), Z = cbind("(Intercept)" = 1, x = d$x),
+             weights = rep(1, 100))
+  expect_snapshot(check_npar(gate_softmax(), expert_linear(), 50, fr, "mcmc"))
+  expect_snapshot(check_npar(gate_softmax(), expert_linear(), 50, fr, "em"))
+  expect_snapshot(check_npar(gate_softmax(), expert_ffn(hidden = 500), 2, fr, "mcmc"),
+                  error = TRUE)
+  expect_identical(check_npar(gate_softmax(), expert_linear(), 2, fr, "mcmc"), 8L)
+  expect_identical(check_npar(gate_topk(2), expert_linear(), 3, fr, "em"),
+                   length(par_names(colnames(fr$X), colnames(fr$Z), 3,
+                                    make_spec(gate_topk(2), expert_linear()))))
+})
