@@ -135,7 +135,8 @@ moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
 #'   (q x K, last column zero) on the original scale, as
 #'   `coef(fit, matrix = TRUE)`); each one is a start, through the
 #'   responsibilities at those parameters, and `starts` is ignored. Used by
-#'   [moe_contraction()] for near-truth starts.
+#'   [moe_contraction()] for near-truth starts. Linear experts only; each set
+#'   is checked (shapes, finite values, variances in [1e-100, 1e100]).
 #' @export
 moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                        control = moe_em_control(), init_par = NULL,
@@ -157,6 +158,7 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   X <- dat$X
   Z <- dat$Z
   w <- dat$w
+  if (!is.null(init_par)) init_par <- check_init_par(init_par, ncol(X), ncol(Z), K, expert, call)
   # each start keeps its parameters (twice: the run and start_par) and a
   # few numbers; only the best run keeps its responsibilities and trace
   nstart <- if (is.null(init_par)) starts else length(init_par)
@@ -217,6 +219,42 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
        best = best,
        start_par = lapply(runs, function(r) par_to_original(sc, run_par(r, spec))),
        gate = gate, expert = expert)
+}
+
+# `init_par` of moe_em_fit(): a non-empty list of parameter sets, each a
+# list with finite `alpha` (p x K), positive `sigma2` (K) and `W` (q x K),
+# bounded like the data (1e100; variances in [1e-100, 1e100]). The starting
+# responsibilities come from the softmax-linear E-step, so the experts must
+# be linear. Returns the sets with their matrices as doubles.
+check_init_par <- function(init_par, p, q, K, expert, call = NULL) {
+  if (!inherits(expert, "moe_expert_linear")) {
+    abort(sprintf("`init_par` must be NULL with `expert = %s`: starting parameter sets are only available for linear experts.",
+                  expert_call(expert)), call = call, arg = "init_par")
+  }
+  if (!length(init_par)) {
+    abort("`init_par` must be NULL or a non-empty list of parameter sets, not an empty list.",
+          call = call, arg = "init_par")
+  }
+  ok_mat <- function(M, r) {
+    is.numeric(M) && (is.matrix(M) || r == 1L) && length(M) == r * K &&
+      all(is.finite(M)) && all(abs(M) <= data_max)
+  }
+  lapply(seq_along(init_par), function(j) {
+    par <- init_par[[j]]
+    ok <- is.list(par) && ok_mat(par$alpha, p) && ok_mat(par$W, q) &&
+      is.numeric(par$sigma2) && length(par$sigma2) == K && all(is.finite(par$sigma2)) &&
+      all(par$sigma2 >= 1e-100 & par$sigma2 <= 1e100)
+    if (!ok) {
+      abort(sprintf("`init_par[[%d]]` must be a list with finite `alpha` (%d x %d), `sigma2` (%d variances in [1e-100, 1e100]) and `W` (%d x %d), as `coef(fit, matrix = TRUE)`, not %s.",
+                    j, p, K, K, q, K,
+                    if (!is.list(par)) describe(par) else if (!length(par)) "an empty list"
+                    else if (is.null(names(par))) sprintf("an unnamed %s", describe(par))
+                    else sprintf("a list with %s", paste0("`", names(par), "`", collapse = ", "))),
+            call = call, arg = "init_par")
+    }
+    list(alpha = matrix(as.double(par$alpha), p, K), sigma2 = as.double(par$sigma2),
+         W = matrix(as.double(par$W), q, K))
+  })
 }
 
 # The parameter list of one EM run (or chain state): list(alpha, sigma2, W)

@@ -1621,3 +1621,21 @@ test_that("issue 17, item 8: more parameters than observations is refused or war
     row_case("moe_em", "moe_em(K = 20) on n = 100 (98 parameters)", function()
       moe_em(y ~ x, data = d, K = 20, starts = 1, seed = 1), "value", valid_fit)))
 })
+
+test_that("issue 17, item 9: malformed init_par of moe_em_fit() is a classed error", {
+  set.seed(179)
+  d <- base_data()
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  par <- coef(moe_em(y ~ x, data = d, K = 2, starts = 1, seed = 1), matrix = TRUE)
+  bad <- list(list(list()), list(), list(1), list(NULL), list(list(alpha = 1, sigma2 = 1, W = 1)),
+              list(within(par, alpha[1] <- NA)), list(within(par, sigma2[1] <- -1)),
+              list(within(par, W <- W[, 1])), list(within(par, alpha <- alpha[, 1])),
+              list(within(par, sigma2 <- c(sigma2, 1))), list(within(par, W[1] <- 1e300)),
+              list(par, "a"))
+  hardening_rows(c(
+    lapply(bad, function(v) row_case("moe_em_fit", sprintf("init_par = %s", deparse1(v, nlines = 1L)),
+                                      function() moe_em_fit(d$y, X, X, K = 2, init_par = v),
+                                      "classed_error", class = "bayesmoe_error_input")),
+    list(row_case("moe_em_fit", "init_par = list(coef(fit, matrix = TRUE))", function()
+      moe_em_fit(d$y, X, X, K = 2, init_par = list(par)), "value", valid_par))))
+})
