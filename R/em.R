@@ -49,6 +49,14 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' starts are run and the one with the highest log-likelihood among those
 #' without a degenerate expert is kept.
 #'
+#' Requests whose results could not fit in memory (`starts` of `moe_em()`,
+#' `nsim` of `simulate()`, `n_prop` of [moe_marglik()], chains and
+#' iterations of `moe_mcmc()`) are refused before any work with a classed
+#' error (`bayesmoe_error_size`) giving the memory they would need. The
+#' limit is `getOption("bayesmoe.max_bytes")` when set, otherwise the
+#' physical memory of the machine (64 GiB when it cannot be read); long but
+#' feasible requests are never refused.
+#'
 #' The data are centred and scaled internally; all results are on the
 #' original scale. Starts are: a deterministic split of the observations by
 #' their least-squares residual, then alternately k-means++ partitions of the
@@ -57,16 +65,29 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #'
 #' @param formula A two-sided formula: the response and the expert
 #'   covariates, as in [lm()]. Factors, interactions and `poly()` work.
+#'   `offset()` terms add a known term to the mean of every expert
+#'   (\eqn{x^\top a_k + o}), as in [lm()] and [glm()]: the experts regress
+#'   the response minus the offset (the likelihood is that of the response),
+#'   `fitted()`, `predict()` (with the offset evaluated in `newdata`),
+#'   `residuals()` and `simulate()` add it back. The fit stores the offset in
+#'   `$offset` and the response minus the offset in `$y`. Offsets are not
+#'   allowed in `gating` (a term common to all experts cancels in the
+#'   softmax) and the losses and truths refuse fits with one.
 #' @param data A data frame holding the variables.
-#' @param K Number of experts, a whole number >= 1.
+#' @param K Number of experts, a whole number >= 1. A model with more
+#'   parameters than usable rows is warned of (class
+#'   `bayesmoe_warning_overparameterised`); one with more than 10 times as
+#'   many is refused.
 #' @param gating A one-sided formula for the gating covariates; `NULL` (the
-#'   default) uses the right-hand side of `formula`. `~ 1` gives a mixture of
-#'   regressions with constant weights.
+#'   default) uses the right-hand side of `formula` without its `offset()`
+#'   terms. `~ 1` gives a mixture of regressions with constant weights.
 #' @param gate The gating network: [gate_softmax()] (the default),
 #'   [gate_topk()], [gate_temperature()] or [gate_hierarchical()].
 #' @param expert The experts: [expert_linear()] (the default) or [expert_ffn()]
 #'   (feed-forward networks; with softmax gating only, for now).
-#' @param starts Number of starts (>= 1).
+#' @param starts Number of starts (>= 1). A number whose results would not
+#'   fit in memory is refused (see `options(bayesmoe.max_bytes)` in
+#'   [moe_em()]'s Details).
 #' @param seed Seed for the random starts, or `NULL` to use the current RNG
 #'   state. With a seed the caller's RNG state is left untouched.
 #' @param control Settings from [moe_em_control()].
@@ -96,6 +117,7 @@ moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
   check_expert_design(vr$expert, fr$X, ecall)
+  check_npar(vr$gate, vr$expert, K, fr, "em", ecall)
   res <- with_seed(seed, moe_em_fit(fr$y, fr$X, fr$Z, fr$weights, K, starts, control,
                                     gate = vr$gate, expert = vr$expert))
   fit <- new_moe_fit(fr, res, call = call, class = "moe_em")
@@ -113,7 +135,8 @@ moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
 #'   (q x K, last column zero) on the original scale, as
 #'   `coef(fit, matrix = TRUE)`); each one is a start, through the
 #'   responsibilities at those parameters, and `starts` is ignored. Used by
-#'   [moe_contraction()] for near-truth starts.
+#'   [moe_contraction()] for near-truth starts. Linear experts only; each set
+#'   is checked (shapes, finite values, variances in [1e-100, 1e100]).
 #' @export
 moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                        control = moe_em_control(), init_par = NULL,
@@ -135,6 +158,14 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   X <- dat$X
   Z <- dat$Z
   w <- dat$w
+  if (!is.null(init_par)) init_par <- check_init_par(init_par, ncol(X), ncol(Z), K, expert, call)
+  # each start keeps its parameters (twice: the run and start_par) and a
+  # few numbers; only the best run keeps its responsibilities and trace
+  nstart <- if (is.null(init_par)) starts else length(init_par)
+  check_size(8 * nstart * (2 * (ncol(X) + ncol(Z) + 1) * K + 16),
+             sprintf("%s starts, each keeping %d parameters twice, 8 bytes each",
+                     format(nstart, big.mark = ",", scientific = FALSE), (ncol(X) + ncol(Z) + 1) * K),
+             if (is.null(init_par)) "starts" else "init_par", call)
   sc <- moe_scaling(y, X, Z)
   s <- scale_data(sc, y, X, Z)
   min_size <- if (is.null(control$min_size)) ncol(X) + 1 else control$min_size
@@ -142,23 +173,37 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   starts <- length(types)
   feats <- if (is.null(init_par)) start_features(s$y, s$X, s$Z)
   runs <- vector("list", starts)
+  # the best run so far (first of the order below) keeps everything; the
+  # others only their parameters and summaries, so memory stays small
+  keep <- NULL
+  key <- function(r) {
+    bad <- bitwAnd(r$status, status_flags[["empty"]] + status_flags[["var_floor"]]) > 0L ||
+      !is.finite(r$loglik)
+    c(bad, if (is.finite(r$loglik)) -r$loglik else Inf)
+  }
   for (j in seq_len(starts)) {
     R0 <- if (is.null(init_par)) start_resp(types[j], s$y, s$X, feats, K) else
       .Call(ffi_estep, y, X, Z, w, init_par[[j]]$alpha, init_par[[j]]$sigma2,
             init_par[[j]]$W)$resp
-    runs[[j]] <- if (is.null(spec)) {
+    rj <- if (is.null(spec)) {
       .Call(ffi_em, s$y, s$X, s$Z, w, R0, control$maxit, control$tol,
             control$var_floor, min_size, control$gate_steps, control$ridge)
     } else {
       em_variant_run(s, w, R0, control, min_size, spec)
     }
+    kj <- key(rj)
+    if (is.null(keep) || kj[1L] < keep$key[1L] ||
+        kj[1L] == keep$key[1L] && kj[2L] < keep$key[2L]) {
+      keep <- list(j = j, run = rj, key = kj)
+    }
+    rj$resp <- NULL
+    rj$trace <- NULL
+    runs[[j]] <- rj
   }
   ll <- vapply(runs, `[[`, 0, "loglik")
   st <- vapply(runs, `[[`, 0L, "status")
-  degenerate <- bitwAnd(st, status_flags[["empty"]] + status_flags[["var_floor"]]) > 0L
-  ok <- is.finite(ll)
-  best <- order(degenerate | !ok, -ifelse(ok, ll, -Inf))[1L]
-  r <- runs[[best]]
+  best <- keep$j
+  r <- keep$run
   par <- par_to_original(sc, run_par(r, spec))
   # the log-likelihood of the original response differs by the Jacobian of
   # the scaling y -> (y - my) / sy
@@ -174,6 +219,42 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
        best = best,
        start_par = lapply(runs, function(r) par_to_original(sc, run_par(r, spec))),
        gate = gate, expert = expert)
+}
+
+# `init_par` of moe_em_fit(): a non-empty list of parameter sets, each a
+# list with finite `alpha` (p x K), positive `sigma2` (K) and `W` (q x K),
+# bounded like the data (1e100; variances in [1e-100, 1e100]). The starting
+# responsibilities come from the softmax-linear E-step, so the experts must
+# be linear. Returns the sets with their matrices as doubles.
+check_init_par <- function(init_par, p, q, K, expert, call = NULL) {
+  if (!inherits(expert, "moe_expert_linear")) {
+    abort(sprintf("`init_par` must be NULL with `expert = %s`: starting parameter sets are only available for linear experts.",
+                  expert_call(expert)), call = call, arg = "init_par")
+  }
+  if (!length(init_par)) {
+    abort("`init_par` must be NULL or a non-empty list of parameter sets, not an empty list.",
+          call = call, arg = "init_par")
+  }
+  ok_mat <- function(M, r) {
+    is.numeric(M) && (is.matrix(M) || r == 1L) && length(M) == r * K &&
+      all(is.finite(M)) && all(abs(M) <= data_max)
+  }
+  lapply(seq_along(init_par), function(j) {
+    par <- init_par[[j]]
+    ok <- is.list(par) && ok_mat(par$alpha, p) && ok_mat(par$W, q) &&
+      is.numeric(par$sigma2) && length(par$sigma2) == K && all(is.finite(par$sigma2)) &&
+      all(par$sigma2 >= 1e-100 & par$sigma2 <= 1e100)
+    if (!ok) {
+      abort(sprintf("`init_par[[%d]]` must be a list with finite `alpha` (%d x %d), `sigma2` (%d variances in [1e-100, 1e100]) and `W` (%d x %d), as `coef(fit, matrix = TRUE)`, not %s.",
+                    j, p, K, K, q, K,
+                    if (!is.list(par)) describe(par) else if (!length(par)) "an empty list"
+                    else if (is.null(names(par))) sprintf("an unnamed %s", describe(par))
+                    else sprintf("a list with %s", paste0("`", names(par), "`", collapse = ", "))),
+            call = call, arg = "init_par")
+    }
+    list(alpha = matrix(as.double(par$alpha), p, K), sigma2 = as.double(par$sigma2),
+         W = matrix(as.double(par$W), q, K))
+  })
 }
 
 # The parameter list of one EM run (or chain state): list(alpha, sigma2, W)

@@ -71,7 +71,7 @@ new_moe_fit <- function(fr, res, call, class) {
                 xlevels = fr$xlevels, zlevels = fr$zlevels,
                 contrasts = fr$contrasts, zcontrasts = fr$zcontrasts,
                 na.action = fr$na.action, y = fr$y, X = fr$X, Z = fr$Z,
-                weights = fr$weights, model = fr$model),
+                weights = fr$weights, offset = fr$offset, model = fr$model),
            res[setdiff(names(res), "par")])
   structure(fit, class = c(class, "moe_fit"))
 }

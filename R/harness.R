@@ -101,8 +101,12 @@
 #' @param control EM settings, [moe_em_control()]; `NULL` uses
 #'   `moe_em_control(maxit = 2000)`. For `method = "ls"`:
 #'   [moe_ls_control()], `NULL` using `moe_ls_control(maxit = 500)`.
-#' @param mcmc A list of further arguments of [moe_mcmc()] (e.g. `chains`,
-#'   `iter`, `warmup`, `prior`).
+#' @param mcmc For `method = "mcmc"`: a named list of further arguments of
+#'   [moe_mcmc()] among `gate`, `expert`, `prior`, `chains`, `iter`,
+#'   `warmup`, `thin`, `init`, `control` and `progress` (the study sets the
+#'   formula, data, `K` and seeds). Names and values are checked before any
+#'   fit, as `moe_mcmc()` checks them; it must be empty for the other
+#'   methods.
 #' @param density_draws For MCMC fits: the number of posterior draws on
 #'   which density distances are computed.
 #' @return An object of class `moe_contraction`, a list with
@@ -223,6 +227,7 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
     abort(sprintf("`mcmc` must be a named list of arguments of `moe_mcmc()`, not %s.",
                   describe(mcmc)), call = call, arg = "mcmc")
   }
+  mcmc <- check_contraction_mcmc(mcmc, method, K, call)
   density_draws <- check_number(density_draws, "density_draws", lower = 1, whole = TRUE,
                                 call = call)
 
@@ -784,4 +789,47 @@ plot_cells <- function(x, sl, keep_n, stat, ...) {
                    col = c(cols[pars], "black", "black"), lty = c(1, 1, 1, 1, 2, 3),
                    pch = c(19, 19, 19, 19, NA, NA), bty = "n", cex = 0.8)
   invisible(NULL)
+}
+
+# The arguments of moe_mcmc() a contraction study may set through `mcmc`
+# (formula, data, K and seed come from the study itself).
+contraction_mcmc_args <- c("gate", "expert", "prior", "chains", "iter", "warmup", "thin",
+                           "init", "control", "progress")
+
+# Check `mcmc` of moe_contraction() before any fit: names among
+# contraction_mcmc_args, values as moe_mcmc() checks them (its
+# mcmc_settings() and check_variants()); errors name `mcmc$<arg>`.
+check_contraction_mcmc <- function(mcmc, method, K, call) {
+  if (!length(mcmc)) return(mcmc)
+  if (method != "mcmc") {
+    abort(sprintf("`mcmc` must be empty unless `method = \"mcmc\"`; it would be ignored with `method = \"%s\"` (it has %s).",
+                  method, paste0("`", names(mcmc), "`", collapse = ", ")),
+          call = call, arg = "mcmc")
+  }
+  nm <- names(mcmc)
+  bad <- nm[is.na(nm) | !nzchar(nm) | !nm %in% contraction_mcmc_args | duplicated(nm)]
+  if (length(bad)) {
+    abort(sprintf("`mcmc` must name distinct arguments of `moe_mcmc()` among %s, not %s.",
+                  paste0("`", contraction_mcmc_args, "`", collapse = ", "),
+                  paste0("`", ifelse(is.na(bad), "NA", bad), "`", collapse = ", ")),
+          call = call, arg = "mcmc")
+  }
+  f <- formals(moe_mcmc)
+  get <- function(a) if (a %in% nm) mcmc[[a]] else eval(f[[a]])
+  iter <- get("iter")
+  warmup <- if ("warmup" %in% nm) mcmc$warmup else
+    if (is.numeric(iter) && length(iter) == 1L && !is.na(iter)) floor(iter / 2) else 0
+  tryCatch({
+    mcmc_settings(get("prior"), get("chains"), iter, warmup, get("thin"), get("init"),
+                  NULL, get("control"), if ("progress" %in% nm) mcmc$progress else FALSE,
+                  call)
+    check_variants(get("gate"), get("expert"), K, call)
+  }, bayesmoe_error = function(e) {
+    arg <- e$arg
+    msg <- conditionMessage(e)
+    if (!is.null(arg)) msg <- sub(sprintf("`%s`", arg), sprintf("`mcmc$%s`", arg), msg, fixed = TRUE)
+    abort(msg, kind = sub("^bayesmoe_error_", "", class(e)[1L]), call = call,
+          arg = "mcmc")
+  })
+  mcmc
 }

@@ -34,7 +34,8 @@
 #'   gating), or a list with `alpha` (expert parameters, one column per
 #'   expert) and `W` (gating coefficients, one column per expert).
 #' @param truth The true parameters: a list with `alpha` and `W` as for
-#'   `fit` (any number of columns \eqn{k^*}), in the same layout.
+#'   `fit` (any number of columns \eqn{k^*}), in the same layout, or a
+#'   [moe_truth()] with experts of the fit's kind.
 #' @param translate How the gating translation is fixed: `"infimum"`,
 #'   `"reference"` or `"none"`.
 #' @param expert The expert object, needed only when `fit` is a list:
@@ -57,8 +58,10 @@ voronoi_loss_strong <- function(fit, truth, translate = c("infimum", "reference"
   translate <- check_choice(translate, c("infimum", "reference", "none"), "translate", call)
   sets <- strong_param_sets(fit, expert, call)
   expert <- sets$expert
+  if (inherits(truth, "moe_truth")) truth <- strong_truth_par(truth, expert, call)
   if (!is.list(truth) || is.null(truth$alpha) || is.null(truth$W)) {
-    abort(sprintf("`truth` must be a list with `alpha` and `W`, not %s.", describe(truth)),
+    abort(sprintf("`truth` must be a `moe_truth()` or a list with `alpha` and `W`, not %s.",
+                  if (inherits(truth, "moe_fit")) "a fit" else describe(truth)),
           call = call, arg = "truth")
   }
   tru <- strong_atoms(truth$alpha, truth$W, expert, "truth", call)
@@ -229,4 +232,16 @@ ls_contraction_slopes <- function(res, cols = c("loss", "l2"), statistic = "medi
     m <- tapply(res[[cl]], res$n, stat, na.rm = TRUE)
     unname(stats::coef(stats::lm(log(m) ~ log(as.numeric(names(m)))))[2L])
   }, 0)
+}
+
+# The parameters (alpha, W) of a moe_truth() for the strong loss, whose
+# experts must be of the fit's kind.
+strong_truth_par <- function(truth, expert, call) {
+  te <- truth_expert(truth)
+  if (!identical(class(expert)[1L], class(te)[1L])) {
+    abort(sprintf("`truth` must have experts of the fit's kind (%s), not %s.",
+                  expert_label(expert), expert_label(te)),
+          kind = "expert", call = call, arg = "truth")
+  }
+  truth_par(truth)[c("alpha", "W")]
 }

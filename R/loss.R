@@ -353,6 +353,10 @@ voronoi_compute <- function(at, truth, type = "auto", rbar = c(1, 4, 6), norm = 
   if (translation && (over == 1L || at$d > 1L)) {
     res <- voronoi_polish(at, ta, over, nrm, rbar, res)
   }
+  if (any(is.infinite(res$loss) | is.nan(res$loss))) {
+    abort("The loss overflows: the gating intercepts of `fit` or `truth` are too large for their exponentials (the weights of the mixing measure) to be finite, or the parameters too far apart; re-reference or bound the gating intercepts.",
+          kind = "numerical", call = call, arg = "truth")
+  }
   beyond <- which(res$max_cell > length(rbar) & over == 1L & is.na(res$loss))
   if (length(beyond)) {
     msg <- if (at$S == 1L) {
@@ -468,7 +472,8 @@ cells_from_atoms <- function(at, truth, shift, nrm) {
 #'   is left untouched), so the loss is a deterministic function of the
 #'   parameters.
 #' @param min_points Minimum number of integration nodes over y at each x
-#'   (default 2000).
+#'   (default 2000), at most 2^30 (the node counts are C integers; memory
+#'   does not grow with it, time does).
 #' @return A number, or for an MCMC fit a matrix \[iterations, chains\] with
 #'   the distance of every posterior draw.
 #' @examples
@@ -483,7 +488,10 @@ density_loss <- function(fit, truth, type = c("hellinger", "tv", "hellinger_join
                          x = NULL, min_points = 2000) {
   call <- sys.call()
   type <- check_choice(type, c("hellinger", "tv", "hellinger_joint"), "type", call)
-  min_points <- check_number(min_points, "min_points", lower = 2, whole = TRUE, call = call)
+  # the node count per piece is computed in C int arithmetic (min_points +
+  # pieces); 2^30 keeps it far from overflow (memory does not grow with it)
+  min_points <- check_number(min_points, "min_points", lower = 2, upper = 2^30, whole = TRUE,
+                             call = call)
   truth <- check_truth(truth, call)
   at <- loss_atoms(fit, "fit", call)
   check_same_d(at, truth, call)

@@ -80,7 +80,10 @@ moe_ls_control <- function(maxit = 1000, tol = 1e-10, ridge = 1e-6) {
 #' @return An object of class `c("moe_ls", "moe_fit")` with methods
 #'   `print()`, `summary()`, `coef()`, `vcov()` (Gauss-Newton), `predict()`
 #'   (types `"mean"`, `"gating"`, `"expert"`), `fitted()`, `residuals()`,
-#'   `logLik()` and `plot()`.
+#'   `logLik()` and `plot()`. A fit that reproduces the response exactly
+#'   (residual standard deviation below 1e-10 times that of the response)
+#'   has `exact = TRUE`, noise variance 0, log-likelihood `Inf` and NA
+#'   standard errors, and warns (class `bayesmoe_warning_exact_fit`).
 #' @references Nguyen, H., Ho, N. and Rinaldo, A. (2024). On least squares
 #'   estimation in softmax gating mixture of experts. *ICML 2024*.
 #'   arXiv:2402.02952.
@@ -133,7 +136,7 @@ new_moe_ls <- function(fr, res, call) {
                 xlevels = fr$xlevels, zlevels = fr$zlevels,
                 contrasts = fr$contrasts, zcontrasts = fr$zcontrasts,
                 na.action = fr$na.action, y = fr$y, X = fr$X, Z = fr$Z,
-                weights = fr$weights, model = fr$model),
+                weights = fr$weights, offset = fr$offset, model = fr$model),
            res[setdiff(names(res), "par")])
   structure(fit, class = c("moe_ls", "moe_fit"))
 }
@@ -236,8 +239,17 @@ moe_ls_fit <- function(y, X, Z, w = rep(1, length(y)), K, expert = expert_linear
   }
   par <- to_par(r)
   sw <- sum(w)
-  list(par = par, rss = sc$sy^2 * r$rss, iter = r$iter, status = r$status,
-       loglik = -0.5 * sw * (log(2 * pi * par$sigma2) + 1), scaling = sc,
+  # a residual standard deviation below 1e-10 of the response's is an exact
+  # fit up to rounding: variance 0 and an infinite log-likelihood, reported
+  exact <- !(r$rss / sw > ls_exact_tol^2)
+  if (exact) {
+    par$sigma2 <- 0
+    warn(sprintf("The least-squares fit reproduces the response exactly (residual standard deviation below %g times that of the response): the noise variance is 0, the Gaussian log-likelihood infinite and standard errors unavailable. The data carry no noise to estimate; use fewer experts or parameters, or data with noise.",
+                 ls_exact_tol), kind = "exact_fit")
+  }
+  list(par = par, rss = if (exact) 0 else sc$sy^2 * r$rss, iter = r$iter, status = r$status,
+       exact = exact,
+       loglik = if (exact) Inf else -0.5 * sw * (log(2 * pi * par$sigma2) + 1), scaling = sc,
        control = control, expert = expert, gate = gate_softmax(),
        starts = data.frame(start = seq_along(runs), type = types, rss = sc$sy^2 * rss,
                            iter = vapply(runs, `[[`, 0L, "iter"),
@@ -245,6 +257,10 @@ moe_ls_fit <- function(y, X, Z, w = rep(1, length(y)), K, expert = expert_linear
                            stringsAsFactors = FALSE),
        best = best)
 }
+
+# Residual standard deviation, relative to the response's, below which a
+# least-squares fit counts as exact (moe_ls_fit()).
+ls_exact_tol <- 1e-10
 
 # With no more rows than parameters the residual sum of squares is zero and
 # the Gaussian log-likelihood infinite: refused.
@@ -356,6 +372,12 @@ ls_eval <- function(object, X, Z, jac = FALSE, theta = NULL) {
 
 #' @export
 vcov.moe_ls <- function(object, ...) {
+  if (isTRUE(object$exact)) {
+    nm <- ls_coef_names(object)
+    warn("The least-squares fit is exact (noise variance 0); standard errors are NA.",
+         kind = "exact_fit")
+    return(matrix(NA_real_, length(nm), length(nm), dimnames = list(nm, nm)))
+  }
   J <- ls_eval(object, object$X, object$Z, jac = TRUE)$J
   info <- crossprod(J * object$weights, J) / object$coefficients$sigma2
   nm <- ls_coef_names(object)
@@ -379,12 +401,12 @@ logLik.moe_ls <- function(object, ...) {
 #' @export
 predict.moe_ls <- function(object, newdata = NULL, type = c("mean", "gating", "expert"), ...) {
   type <- check_choice(type, c("mean", "gating", "expert"), "type")
-  des <- if (is.null(newdata)) list(X = object$X, Z = object$Z) else new_design(object, newdata)
+  des <- if (is.null(newdata)) fit_design(object) else new_design(object, newdata)
   par <- object$coefficients
   ek <- paste0("expert", seq_len(object$K))
   switch(type,
     mean = {
-      f <- ls_eval(object, des$X, des$Z)$f
+      f <- ls_eval(object, des$X, des$Z)$f + des$offset
       names(f) <- rownames(des$X)
       f
     },
@@ -394,14 +416,14 @@ predict.moe_ls <- function(object, newdata = NULL, type = c("mean", "gating", "e
       g
     },
     expert = {
-      m <- expert_mean(object$expert, des$X, par$alpha)
+      m <- expert_mean(object$expert, des$X, par$alpha) + des$offset
       dimnames(m) <- list(rownames(des$X), ek)
       m
     })
 }
 
 #' @export
-residuals.moe_ls <- function(object, ...) object$y - fitted(object)
+residuals.moe_ls <- function(object, ...) object$y + fit_offset(object) - fitted(object)
 
 #' @export
 print.moe_ls <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
@@ -438,7 +460,7 @@ summary.moe_ls <- function(object, ...) {
                  status = status_text(object$status),
                  converged = !("maxit" %in% decode_status(object$status)),
                  starts = object$starts, se_available = all(is.finite(se[-length(se)])),
-                 na.action = object$na.action),
+                 exact = isTRUE(object$exact), na.action = object$na.action),
             class = "summary.moe_ls")
 }
 
@@ -458,7 +480,9 @@ print.summary.moe_ls <- function(x, digits = max(3L, getOption("digits") - 3L), 
     printCoefmat(tg, digits = digits, na.print = "", has.Pvalue = FALSE)
     cat("\n")
   }
-  if (!x$se_available) {
+  if (isTRUE(x$exact)) {
+    cat("Standard errors are NA: the fit reproduces the response exactly (noise variance 0, infinite log-likelihood).\n\n")
+  } else if (!x$se_available) {
     cat("Standard errors are NA: the Gauss-Newton information is not invertible.\n\n")
   }
   cat(sprintf("Residual standard deviation: %s; RSS: %s; n = %d\n",

@@ -124,7 +124,9 @@
 #' @param n_comp Number of components of the `"mixture"` importance density
 #'   (at most the number of draws in the first halves of the chains).
 #' @param n_prop Number of draws from the importance density; `NULL` means
-#'   as many as the posterior draws used (half of the kept draws).
+#'   as many as the posterior draws used (half of the kept draws). A number
+#'   whose draws would not fit in memory is refused (see [moe_em()],
+#'   Details).
 #' @param seed `NULL` or a whole number seeding the importance draws (the
 #'   caller's random number state is then left untouched).
 #' @param maxit,tol Maximum number of iterations and convergence tolerance
@@ -218,7 +220,14 @@ moe_marglik <- function(fit, method = c("bridge", "exact"), prior = NULL,
           call = call, arg = "fit")
   }
   n_comp <- check_number(n_comp, "n_comp", lower = 1, whole = TRUE, call = call)
-  if (!is.null(n_prop)) n_prop <- check_number(n_prop, "n_prop", lower = 2, whole = TRUE, call = call)
+  if (!is.null(n_prop)) {
+    n_prop <- check_number(n_prop, "n_prop", lower = 2, whole = TRUE, call = call)
+    # the importance draws, their normal deviates and densities
+    np <- if (is.array(fit$draws)) dim(fit$draws)[3L] else 1
+    check_size(8 * 3 * n_prop * (np + 1),
+               sprintf("%s importance draws x %d values x 8 bytes, three copies",
+                       format(n_prop, big.mark = ",", scientific = FALSE), np + 1L), "n_prop", call)
+  }
   maxit <- check_number(maxit, "maxit", lower = 1, whole = TRUE, call = call)
   tol <- check_number(tol, "tol", lower = 0, strict_lower = TRUE, call = call)
   seed <- check_seed(seed, call)

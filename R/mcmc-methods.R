@@ -113,7 +113,7 @@ draw_values <- function(D, des, type, y, probs, p, q, K, spec = NULL) {
       cms <- lapply(s_idx, function(s) moe_components(par_unflatten(D[s, ], p, q, K, spec),
                                                       des$X, des$Z))
       g <- exp(do.call(rbind, lapply(cms, `[[`, "log_gate")))
-      mu <- do.call(rbind, lapply(cms, `[[`, "mean"))
+      mu <- do.call(rbind, lapply(cms, `[[`, "mean")) + des_offset(des)  # offset: R/model.R
       sd <- do.call(rbind, lapply(cms, function(cm) matrix(cm$sd, n, K, byrow = TRUE)))
       for (j in seq_len(m)) {
         qj <- mixture_quantile_newton(g, mu, sd, probs[j])
@@ -129,7 +129,8 @@ draw_values <- function(D, des, type, y, probs, p, q, K, spec = NULL) {
     par <- par_unflatten(D[s, ], p, q, K, spec)
     out[s, , ] <- switch(type,
       density = if (is.null(y)) log_density_rows(par, des$X, des$Z, des$y) else
-        vapply(y, function(v) log_density_rows(par, des$X, des$Z, rep(v, n)), numeric(n)),
+        vapply(y, function(v) log_density_rows(par, des$X, des$Z, v - rep_len(des_offset(des), n)),
+               numeric(n)),
       predict_par(par, des, type, K = K))
   }
   out
@@ -447,8 +448,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
   interval <- check_choice(interval, c("none", "credible"), "interval", call)
   level <- check_level(level, call)
   log <- check_flag(log, "log", call)
-  des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
-    new_design(object, newdata)
+  des <- if (is.null(newdata)) fit_design(object) else new_design(object, newdata)
   if (type == "membership") { # R/membership.R
     return(membership_mcmc(object, des, interval, level, ndraws, call))
   }
@@ -462,10 +462,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
       abort("`y` must be given for `type = \"density\"` when `newdata` has no response.",
             call = call, arg = "y")
     }
-    if (!is.null(y) && (!is.numeric(y) || !length(y) || any(!is.finite(y)))) {
-      abort(sprintf("`y` must be a finite numeric vector, not %s.", describe(y)),
-            call = call, arg = "y")
-    }
+    if (!is.null(y)) check_density_y(y, call)  # R/methods.R
   }
   D <- draws_matrix(object, relabel = type %in% c("gating", "expert"), complete = TRUE)
   D <- D[draw_index(nrow(D), ndraws, call), , drop = FALSE]
@@ -488,7 +485,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
   for (start in if (length(good)) seq(1L, length(good), by = block) else integer()) {
     rows <- good[start:min(length(good), start + block - 1L)]
     sub <- list(X = des$X[rows, , drop = FALSE], Z = des$Z[rows, , drop = FALSE],
-                y = des$y[rows])
+                y = des$y[rows], offset = des$offset[rows])
     V <- matrix(draw_values(D, sub, type, y, probs, p, q, K, fit_spec(object)), nrow(D))
     if (type == "density") {
       mx <- apply(V, 2L, max)

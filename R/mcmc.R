@@ -207,8 +207,9 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
 #'
 #' @inheritParams moe_em
 #' @param formula A two-sided formula: the response and the expert
-#'   covariates, as in [lm()]; or a fit from `moe_mcmc()` to continue it
-#'   (then only `iter` and `progress` may be given).
+#'   covariates, as in [lm()] (`offset()` terms work as in [moe_em()]); or a
+#'   fit from `moe_mcmc()` to continue it (then only `iter` and `progress`
+#'   may be given).
 #' @param prior The prior, from [moe_prior()].
 #' @param chains Number of chains.
 #' @param iter Number of iterations (sweeps) per chain, warm-up included;
@@ -280,6 +281,8 @@ moe_mcmc <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
   check_expert_design(set$expert, fr$X, ecall)
+  check_mcmc_size(set$chains, set$iter, set$warmup, set$thin,
+                  npar = check_npar(set$gate, set$expert, K, fr, "mcmc", ecall), call = ecall)
   check_mcmc_weights(fr$weights, ecall)
   out <- mcmc_fit(fr$y, fr$X, fr$Z, fr$weights, K, set, ecall)
   fit <- new_moe_fit(fr, out$res, call = call, class = "moe_mcmc")
@@ -326,6 +329,7 @@ mcmc_settings <- function(prior, chains, iter, warmup, thin, init, seed, control
                          call = call)
   thin <- check_number(thin, "thin", lower = 1, upper = iter - warmup, whole = TRUE,
                        call = call)
+  check_mcmc_size(chains, iter, warmup, thin, call = call)
   init <- check_choice(init, c("em", "random"), "init", call)
   list(prior = prior, chains = chains, iter = iter, warmup = warmup, thin = thin,
        init = init, seed = check_seed(seed, call), control = control,
@@ -594,6 +598,7 @@ mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w, spec = NULL) {
 # Continue every chain of `fit` for `iter` iterations and append the draws.
 mcmc_continue <- function(fit, iter, progress, call) {
   iter <- check_number(iter, "iter", lower = 1, whole = TRUE, call = call)
+  check_mcmc_size(length(fit$state), iter, 0, fit$thin, npar = dim(fit$draws)[3L], call = call)
   K <- fit$K
   spec <- fit_spec(fit)
   s <- mcmc_data(fit$scaling, fit$y, fit$X, fit$Z, fit$weights)

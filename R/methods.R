@@ -68,7 +68,8 @@ fitted.moe_fit <- function(object, ...) {
 #' @export
 residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
   type <- check_choice(type, c("response", "pearson"), "type")
-  r <- object$y - fitted(object)
+  # object$y is the response minus the offset; fitted() includes it
+  r <- object$y + fit_offset(object) - fitted(object)
   if (type == "pearson") {
     par <- moe_point(object)
     cm <- moe_components(par, object$X, object$Z)
@@ -117,15 +118,18 @@ predict.moe_fit <- function(object, newdata = NULL,
   type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert",
                                "membership"), "type")
   log <- check_flag(log, "log")
-  des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
-    new_design(object, newdata)
+  des <- if (is.null(newdata)) fit_design(object) else new_design(object, newdata)
   if (type == "membership") return(membership_em(object, des)) # R/membership.R
   predict_par(moe_point(object), des, type, y, probs, log, object$K)
 }
 
-# Prediction for one parameter set `par` on design `des` (list X, Z, y).
+# Prediction for one parameter set `par` on design `des` (list X, Z, y and
+# optionally offset; des$y is the response minus the offset): expert means
+# are shifted by the offset, densities at given `y` taken at y - offset.
 predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
   cm <- moe_components(par, des$X, des$Z)
+  o <- des_offset(des)
+  cm$mean <- cm$mean + o
   n <- nrow(des$X)
   ek <- paste0("expert", seq_len(K))
   switch(type,
@@ -149,11 +153,8 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
         ld <- moe_log_density(par, des$X, des$Z, des$y)
         if (log) ld else exp(ld)
       } else {
-        if (!is.numeric(y) || any(!is.finite(y))) {
-          abort(sprintf("`y` must be a finite numeric vector, not %s.", describe(y)),
-                kind = "input", arg = "y")
-        }
-        out <- vapply(y, function(v) moe_log_density(par, des$X, des$Z, rep(v, n)),
+        check_density_y(y)
+        out <- vapply(y, function(v) moe_log_density(par, des$X, des$Z, v - rep_len(o, n)),
                       numeric(n))
         out <- matrix(out, n, length(y), dimnames = list(rownames(des$X), format(y)))
         if (log) out else exp(out)
@@ -170,6 +171,17 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
     })
 }
 
+# `y` of predict(type = "density"): finite numbers at most 1e100 in
+# absolute value, the bound of the response of a fit (beyond it the squared
+# standardised residual, and so the log density, overflows).
+check_density_y <- function(y, call = NULL) {
+  if (!is.numeric(y) || !length(y) || any(!is.finite(y)) || any(abs(y) > data_max)) {
+    abort(sprintf("`y` must be a vector of finite numbers at most 1e100 in absolute value (the bound of the response of a fit), not %s.",
+                  describe(y)), call = call, arg = "y")
+  }
+  invisible(y)
+}
+
 #' Simulate responses from a fitted mixture of experts
 #'
 #' Draws new responses at the covariates of the fit from the fitted
@@ -177,7 +189,8 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
 #' each simulation uses a different posterior draw).
 #'
 #' @param object A fit from [moe_em()] or `moe_mcmc()`.
-#' @param nsim Number of simulated response vectors.
+#' @param nsim Number of simulated response vectors; a number whose results
+#'   would not fit in memory is refused (see [moe_em()], Details).
 #' @param seed `NULL` or a seed; with a seed the caller's RNG state is left
 #'   untouched.
 #' @param ... Unused.
@@ -189,15 +202,24 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
 #' @export
 simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
   nsim <- check_number(nsim, "nsim", lower = 1, whole = TRUE)
+  # the simulated vectors, then their data frame: two copies
+  n <- nrow(object$X)
+  check_size(2 * nsim * (8 * n + 64),
+             sprintf("%s simulations of %d responses, 8 bytes each, twice (list and data frame)",
+                     format(nsim, big.mark = ",", scientific = FALSE), n), "nsim")
   seed <- check_seed(seed)
   # parameters are chosen under the seed too (posterior draws for MCMC fits)
   out <- with_seed(seed, lapply(seq_len(nsim), function(s, pars) {
     par <- pars[[s]]
     cm <- moe_components(par, object$X, object$Z)
+    cm$mean <- cm$mean + fit_offset(object)
     g <- exp(cm$log_gate)
     n <- nrow(g)
     u <- runif(n)
-    k <- 1L + rowSums(u > t(apply(g, 1L, cumsum))[, -ncol(g), drop = FALSE])
+    # cumulative gating probabilities by column (apply() drops K = 1 to a vector)
+    cs <- g
+    for (j in seq_len(ncol(g))[-1L]) cs[, j] <- cs[, j - 1L] + g[, j]
+    k <- 1L + rowSums(u > cs[, -ncol(g), drop = FALSE])
     cm$mean[cbind(seq_len(n), k)] + cm$sd[k] * rnorm(n)
   }, pars = simulation_pars(object, nsim)))
   names(out) <- paste0("sim_", seq_len(nsim))

@@ -20,7 +20,43 @@ check_formulas <- function(formula, gating, call) {
       abort("`gating` must be a one-sided formula such as `~ x`; it has a response.",
             kind = "formula", call = call, arg = "gating")
     }
+    # an offset shared by all experts adds the same term to every logit and
+    # cancels in the softmax: it cannot mean anything, so it is refused
+    if (has_offset(gating)) {
+      abort("`gating` must not contain `offset()` terms: an offset common to all experts cancels in the softmax. Put offsets of the response in `formula`.",
+            kind = "formula", call = call, arg = "gating")
+    }
   }
+}
+
+# Whether the right-hand side of a formula holds an offset() term.
+has_offset <- function(f) {
+  !is.null(attr(terms(f, allowDotAsName = TRUE), "offset"))
+}
+
+# The right-hand side of `formula` without its offset() terms, as a
+# one-sided formula (the default gating formula).
+drop_offset <- function(formula) {
+  rhs <- formula[-2L]
+  if (!has_offset(rhs)) return(rhs)
+  strip <- function(e) {
+    if (is.call(e) && identical(e[[1L]], quote(offset))) return(NULL)
+    if (is.call(e) && identical(e[[1L]], as.name("+"))) {
+      parts <- lapply(as.list(e)[-1L], strip)
+      parts <- parts[!vapply(parts, is.null, TRUE)]
+      if (!length(parts)) return(NULL)
+      if (length(parts) == 1L) return(parts[[1L]])
+      return(as.call(c(as.name("+"), parts)))
+    }
+    if (is.call(e) && identical(e[[1L]], as.name("("))) {
+      inner <- strip(e[[2L]])
+      return(if (is.null(inner)) NULL else call("(", inner))
+    }
+    e
+  }
+  out <- strip(rhs[[2L]])
+  rhs[[2L]] <- if (is.null(out)) 1 else out
+  rhs
 }
 
 # The formula passed to model.frame(): the response and the union of the
@@ -48,7 +84,7 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
   }
   formula <- expand_dot(formula, data)
   if (is.null(gating)) {
-    gating <- formula[-2L]
+    gating <- drop_offset(formula)
   } else {
     environment(gating) <- environment(formula)
   }
@@ -81,8 +117,13 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
   check_design(X, "formula", "expert", call)
   check_design(Z, "gating", "gating", call)
   if (any(!is.finite(y))) {
-    abort(sprintf("The response of `formula` must be finite; it has %d infinite value%s.",
-                  sum(!is.finite(y)), if (sum(!is.finite(y)) == 1L) "" else "s"),
+    nna <- sum(is.na(y))
+    ninf <- sum(is.infinite(y))
+    what <- c(if (nna) sprintf("%d missing value%s (NA or NaN; `na.action` kept %s)", nna,
+                               if (nna == 1L) "" else "s", if (nna == 1L) "it" else "them"),
+              if (ninf) sprintf("%d infinite value%s", ninf, if (ninf == 1L) "" else "s"))
+    abort(sprintf("The response of `formula` must be finite; it has %s.",
+                  paste(what, collapse = " and ")),
           kind = "data", call = call, arg = "formula")
   }
   if (any(abs(y) > data_max)) {
@@ -90,6 +131,8 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
                   format(max(abs(y)), digits = 3)),
           kind = "data", call = call, arg = "formula")
   }
+  offset <- model_offset(mf, length(y), "formula", call)
+  if (!is.null(offset)) y <- y - offset
   w <- model.weights(mf)
   if (is.null(w)) {
     w <- rep(1, length(y))
@@ -106,12 +149,39 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
     abort(sprintf("`K` must be at most the number of usable rows (%d), not %d.", n_used, K),
           kind = "input", call = call, arg = "K")
   }
-  list(y = y, X = X, Z = Z, weights = as.numeric(w),
+  list(y = y, X = X, Z = Z, weights = as.numeric(w), offset = offset,
        terms = mt, gating_terms = mtz, formula = formula, gating = gating,
        xlevels = .getXlevels(mt, mf), zlevels = .getXlevels(mtz, mf),
        contrasts = attr(X, "contrasts"), zcontrasts = attr(Z, "contrasts"),
        na.action = attr(mf, "na.action"), model = mf)
 }
+
+# The offset of a model frame (the sum of its offset() terms), NULL when
+# there is none; it must be finite and at most 1e100 in absolute value.
+model_offset <- function(mf, n, arg, call) {
+  o <- model.offset(mf)
+  if (is.null(o)) return(NULL)
+  if (!is.numeric(o) || length(o) != n || any(!is.finite(o)) || any(abs(o) > data_max)) {
+    abort(sprintf("The `offset()` of `%s` must be finite numbers at most 1e100 in absolute value, one per row; %s.",
+                  arg, if (is.numeric(o) && length(o) == n) "it has infinite, missing or larger values"
+                  else sprintf("it is %s", describe(o))),
+          kind = "data", call = call, arg = arg)
+  }
+  as.numeric(o)
+}
+
+# The offset of a fit (0 without one) and the design of its own data, as
+# new_design() returns it for new data: `y` is the response minus the offset
+# (the response the experts regress), `offset` the offset (0 without one).
+fit_offset <- function(object) if (is.null(object$offset)) 0 else object$offset
+
+fit_design <- function(object) {
+  list(X = object$X, Z = object$Z, y = object$y,
+       offset = rep_len(fit_offset(object), nrow(object$X)))
+}
+
+# The offset of a design (0 when it has none).
+des_offset <- function(des) if (is.null(des$offset)) 0 else des$offset
 
 # Give the terms of one formula the `predvars` (data-dependent bases such as
 # poly() or ns() coefficients) computed by model.frame() for the combined
@@ -231,7 +301,8 @@ new_design <- function(object, newdata) {
     abort(sprintf("`newdata` must be a data frame, not %s.", describe(newdata)),
           kind = "data", arg = "newdata")
   }
-  get_mm <- function(tt, levels, contrasts, ref) {
+  get_mm <- function(tt, levels, contrasts, ref, offset = FALSE) {
+    check_new_levels(newdata, levels)
     mf <- tryCatch(model.frame(tt, newdata, na.action = na.pass, xlev = levels),
                    error = function(e) {
                      abort(sprintf("`newdata` lacks variables the fit needs: %s.",
@@ -251,24 +322,61 @@ new_design <- function(object, newdata) {
       abort("The covariates of `newdata` must be finite or NA (NA gives NA predictions); they have infinite values.",
             kind = "data", arg = "newdata")
     }
+    # the bound of the data of a fit: beyond it logits and means overflow
+    if (any(abs(M) > data_max, na.rm = TRUE)) {
+      abort(sprintf("The covariates of `newdata` must be at most 1e100 in absolute value, as in the data of a fit (rescale them); the design has %s.",
+                    format(max(abs(M), na.rm = TRUE), digits = 3)),
+            kind = "data", arg = "newdata")
+    }
+    if (offset) {
+      o <- model.offset(mf)
+      if (is.null(o)) o <- 0
+      if (!is.numeric(o) || any(is.infinite(o)) || any(abs(o) > data_max, na.rm = TRUE)) {
+        abort("The `offset()` of the fit evaluated in `newdata` must be finite or NA (NA gives NA predictions) and at most 1e100 in absolute value.",
+              kind = "data", arg = "newdata")
+      }
+      attr(M, "offset") <- rep_len(as.numeric(o), nrow(M))
+    }
     M
   }
-  X <- get_mm(tx, object$xlevels, object$contrasts, colnames(object$X))
+  X <- get_mm(tx, object$xlevels, object$contrasts, colnames(object$X), offset = TRUE)
+  offset <- attr(X, "offset")
+  attr(X, "offset") <- NULL
   Z <- get_mm(tz, object$zlevels, object$zcontrasts, colnames(object$Z))
   y <- NULL
   resp <- all.vars(object$terms)[attr(object$terms, "response")]
   if (length(resp) == 1L && is.data.frame(newdata) && resp %in% names(newdata)) {
     y <- tryCatch(eval(object$formula[[2L]], newdata, environment(object$formula)),
                   error = function(e) NULL)
-    if (!is.null(y) && (!is.numeric(y) || length(y) != nrow(X) || any(is.infinite(y)))) {
-      abort(sprintf("The response in `newdata` must be numeric, finite or NA, with one value per row, not %s.",
-                    if (is.factor(y)) "a factor" else if (is.numeric(y)) "with infinite values"
-                    else describe(y)),
+    if (!is.null(y) && (!is.numeric(y) || length(y) != nrow(X) || any(is.infinite(y)) ||
+                        any(abs(y) > data_max, na.rm = TRUE))) {
+      abort(sprintf("The response in `newdata` must be numeric, finite or NA and at most 1e100 in absolute value, with one value per row; %s.",
+                    if (is.factor(y)) "it is a factor" else if (is.numeric(y) && length(y) == nrow(X))
+                      "it has infinite or larger values" else sprintf("it is %s", describe(y))),
             kind = "data", arg = "newdata")
     }
-    if (!is.null(y)) y <- as.numeric(y)
+    if (!is.null(y)) y <- as.numeric(y) - offset
   }
-  list(X = X, Z = Z, y = y)
+  # without an offset in the fit it is 0 (a vector, so rows line up)
+  list(X = X, Z = Z, y = y, offset = offset)
+}
+
+# Values of the factors of `newdata` that the fit did not see (`levels`:
+# the xlevels of the fit), reported by name before model.frame() fails.
+check_new_levels <- function(newdata, levels) {
+  for (v in intersect(names(levels), names(newdata))) {
+    vals <- newdata[[v]]
+    if (!is.factor(vals) && !is.character(vals)) next
+    vals <- unique(as.character(vals[!is.na(vals)]))
+    new <- setdiff(vals, levels[[v]])
+    if (length(new)) {
+      abort(sprintf("`newdata` has %s of factor `%s` that the fit did not see: %s (the fit knows %s).",
+                    if (length(new) == 1L) "a level" else "levels", v,
+                    paste0("\"", new, "\"", collapse = ", "),
+                    paste0("\"", levels[[v]], "\"", collapse = ", ")),
+            kind = "data", arg = "newdata")
+    }
+  }
 }
 
 # Internal centring and scaling of the designs and the response. Priors and
@@ -344,4 +452,40 @@ par_to_internal <- function(sc, par) {
   if (sc$x$intercept > 0L) alpha[sc$x$intercept, ] <- alpha[sc$x$intercept, ] - sc$my
   list(alpha = solve(sc$x$T, alpha) / sc$sy, sigma2 = par$sigma2 / sc$sy^2,
        W = solve(sc$z$T, par$W))
+}
+
+# Number of parameters against the number of usable rows, checked up front
+# by the front ends after moe_frame(), as `K` is checked against the rows
+# there. More parameters than rows is warned of (class
+# bayesmoe_warning_overparameterised): the maximum likelihood estimate
+# degenerates (experts collapse onto few rows, which the EM reports) and the
+# posterior is driven by the prior. More than `npar_ratio` times the rows
+# is refused with the count: such a run cannot learn from the data and is
+# slow. Returns the number of parameters.
+npar_ratio <- 10
+
+check_npar <- function(gate, expert, K, fr, method = c("em", "mcmc"), call = NULL) {
+  method <- match.arg(method)
+  npar <- length(par_names(colnames(fr$X), colnames(fr$Z), K, make_spec(gate, expert)))
+  n_used <- sum(fr$weights > 0)
+  ffn <- inherits(expert, "moe_expert_ffn")
+  what <- sprintf("%d expert%s%s ha%s %d parameters", K, if (K == 1L) "" else "s",
+                  if (ffn) sprintf(" with %d hidden unit%s", expert$hidden,
+                                   if (expert$hidden == 1L) "" else "s") else "",
+                  if (K == 1L) "s" else "ve", npar)
+  smaller <- if (ffn) "a smaller `K` or fewer hidden units" else "a smaller `K`"
+  if (npar > npar_ratio * n_used) {
+    abort(sprintf("The model must have at most %d times as many parameters as usable rows (%d): %s. Use %s, or more data.",
+                  npar_ratio, n_used, what, smaller),
+          kind = "input", call = call, arg = if (ffn && K == 1L) "expert" else "K")
+  }
+  if (npar > n_used) {
+    warn(sprintf("The model has more parameters than usable rows (%d): %s. %s; consider %s.",
+                 n_used, what,
+                 if (method == "em") "The maximum likelihood estimate degenerates (experts collapse onto few rows)"
+                 else "The posterior is driven by the prior",
+                 smaller),
+         kind = "overparameterised", call = call)
+  }
+  invisible(npar)
 }

@@ -84,8 +84,9 @@ plot_fit <- function(x, covariate = NULL, bands = NULL,
   grid <- covariate_grid(x, covariate)
   em <- predict(x, grid, type = "expert")
   pm <- predict(x, grid, type = "mean")
-  ylim <- range(x$y, if (!is.null(bands)) bands)
-  plot(xv, x$y, col = grDevices::adjustcolor(cols[map], 0.7), pch = 19, cex = 0.6,
+  yobs <- x$y + fit_offset(x)  # x$y is the response minus the offset
+  ylim <- range(yobs, if (!is.null(bands)) bands)
+  plot(xv, yobs, col = grDevices::adjustcolor(cols[map], 0.7), pch = 19, cex = 0.6,
        xlab = covariate, ylab = deparse(x$formula[[2L]]), ylim = ylim,
        main = main, ...)
   if (!is.null(bands)) {

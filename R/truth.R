@@ -51,7 +51,10 @@
 #'   `d x K` matrix.
 #' @param b Expert intercepts, a vector of length `K`; it sets `K`.
 #' @param sigma Noise standard deviations (not variances), a vector of
-#'   length `K` of positive numbers.
+#'   length `K` of numbers between 1e-50 and 1e50 (variances between 1e-100
+#'   and 1e100, the bounds of the sampler). The other parameters must be at
+#'   most 1e100 in absolute value, like the settings of [moe_prior()];
+#'   beyond these bounds variances, simulated responses and losses overflow.
 #' @param draw For an MCMC fit: the index of the posterior draw.
 #' @param expert The experts: [expert_linear()] (the default: means
 #'   \eqn{b_k + a_k^\top x}) or [expert_ffn()] (two-layer networks, whose
@@ -132,6 +135,7 @@ moe_truth <- function(beta0, beta1, a, b, sigma, draw = NULL, expert = expert_li
 # parameters in `eta` (P_e x K, canonical), `a` and `b` NULL.
 new_moe_truth_ffn <- function(beta0, beta1, eta, sigma, expert, sd = NULL, call = NULL) {
   eta <- check_finite_numeric(eta, "eta", call)
+  check_truth_range(eta, "eta", call = call)
   eta <- as.matrix(eta)
   K <- ncol(eta)
   d <- if (is.matrix(beta1)) nrow(beta1) else 1L
@@ -150,6 +154,23 @@ new_moe_truth_ffn <- function(beta0, beta1, eta, sigma, expert, sd = NULL, call 
   tr$eta <- eta
   tr$sd <- sd
   tr
+}
+
+# Truth parameters are bounded as the prior settings are (R/prior.R), so
+# that the variances, means and densities computed from them stay finite:
+# noise standard deviations in [1e-50, 1e50] (variances in [1e-100, 1e100],
+# the sampler's bounds), other parameters at most 1e100 in absolute value.
+check_truth_range <- function(x, arg, positive = FALSE, call = NULL) {
+  # non-finite values are reported by check_finite_numeric()
+  if (!is.numeric(x) || !length(x) || any(!is.finite(x))) return(invisible(x))
+  bad <- if (positive) x > 1e50 | x < 1e-50 else abs(x) > 1e100
+  if (any(bad)) {
+    abort(sprintf("`%s` must lie between %s (beyond, the variances, means and densities derived from the truth overflow), not %s.",
+                  arg, if (positive) "1e-50 and 1e50" else "-1e100 and 1e100",
+                  format(x[which(bad)[1L]], digits = 7)),
+          kind = "input", call = call, arg = arg)
+  }
+  invisible(x)
 }
 
 truth_is_ffn <- function(truth) inherits(truth$expert, "moe_expert_ffn")
@@ -198,7 +219,10 @@ new_moe_truth <- function(beta0, beta1, a, b, sigma, call = NULL) {
                   K, if (K > 1L) "s" else "", describe(as.numeric(sigma))),
           call = call, arg = "sigma")
   }
+  check_truth_range(sigma, "sigma", positive = TRUE, call = call)
+  check_truth_range(b, "b", call = call)
   a <- as_slope_matrix(a, "a", K, call)
+  check_truth_range(a, "a", call = call)
   d <- nrow(a)
   beta0 <- check_finite_numeric(beta0, "beta0", call, allow_empty = K == 1L)
   if (is.matrix(beta0) && min(dim(beta0)) > 1L || !length(beta0) %in% c(K - 1L, K)) {
@@ -206,7 +230,9 @@ new_moe_truth <- function(beta0, beta1, a, b, sigma, call = NULL) {
                   paste(unique(c(K - 1L, K)), collapse = " or "), describe(beta0)),
           call = call, arg = "beta0")
   }
+  check_truth_range(beta0, "beta0", call = call)
   beta1 <- as_slope_matrix(beta1, "beta1", c(K - 1L, K), call)
+  check_truth_range(beta1, "beta1", call = call)
   if (!length(beta1)) beta1 <- matrix(0, d, 0L)
   if (nrow(beta1) != d) {
     abort(sprintf("`beta1` must have %d row%s (one per covariate, as `a`), not %d.",
@@ -294,6 +320,10 @@ moe_truth_example <- function(name = "p4") {
 # Which columns of a fit's designs hold the intercept and the covariates;
 # the experts and the gating must use an intercept and the same covariates.
 fit_layout <- function(fit, call = NULL) {
+  if (!is.null(fit$offset)) {
+    abort("`fit` must not have an `offset()` in its formula: truths and losses compare the expert coefficients of models without offsets.",
+          kind = "design", call = call, arg = "fit")
+  }
   xn <- colnames(fit$X)
   zn <- colnames(fit$Z)
   if (!"(Intercept)" %in% xn || !identical(sort(xn), sort(zn))) {

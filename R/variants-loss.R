@@ -40,7 +40,8 @@
 #'   coefficients, intercept first, column K zero), e.g.
 #'   `coef(fit, matrix = TRUE)`; or a fit of [moe_em()] with a top-k or
 #'   softmax gate, whose coefficients, `k` and gating covariates are used.
-#' @param truth The true parameters, a list like `par` with k* columns.
+#' @param truth The true parameters, a list like `par` with k* columns, or a
+#'   [moe_truth()] with linear experts.
 #' @param k The number of experts kept at each z (the fitted gate's `k` for
 #'   a fit; `K` for a softmax gate).
 #' @param Z The gating covariates (rows) at which the selection is
@@ -72,6 +73,8 @@ topk_loss <- function(par, truth, k = NULL, Z = NULL, rbar = c(1, 4, 6)) {
     if (is.null(Z)) Z <- par$Z
     par <- coef(par, matrix = TRUE)
   }
+  par <- topk_truth_par(par, "par", call)
+  truth <- topk_truth_par(truth, "truth", call)
   check_loss_par(par, "par", call)
   check_loss_par(truth, "truth", call)
   K <- ncol(par$alpha)
@@ -153,6 +156,17 @@ topk_loss <- function(par, truth, k = NULL, Z = NULL, rbar = c(1, 4, 6)) {
     }
   }
   structure(loss, active = active, cells = stats::setNames(cell, active))
+}
+
+# A moe_truth() given to topk_loss() as `par` or `truth`: its parameter
+# list (linear experts only); anything else is returned as it is.
+topk_truth_par <- function(p, arg, call) {
+  if (!inherits(p, "moe_truth")) return(p)
+  if (truth_is_ffn(p)) {
+    abort(sprintf("`%s` must have linear experts for `topk_loss()`, not %s.", arg,
+                  expert_label(p$expert)), kind = "expert", call = call, arg = arg)
+  }
+  truth_par(p)
 }
 
 check_loss_par <- function(p, arg, call) {

@@ -104,8 +104,10 @@ test_that("a seed makes starts reproducible and leaves the global RNG alone", {
 test_that("degenerate experts are reported, never a crash or NaN", {
   set.seed(1)
   d <- data.frame(x = 1:6, y = c(1, 2, 3, 10, 10.5, 30))
-  expect_warning(fit <- moe_em(y ~ x, data = d, K = 3, starts = 3, seed = 1),
-                 class = "bayesmoe_warning_degenerate")
+  # 13 parameters on 6 rows: warned of up front, then the degenerate experts
+  expect_warning(expect_warning(fit <- moe_em(y ~ x, data = d, K = 3, starts = 3, seed = 1),
+                                class = "bayesmoe_warning_degenerate"),
+                 class = "bayesmoe_warning_overparameterised")
   expect_true(is.finite(logLik(fit)))
   expect_true(all(is.finite(unlist(fit$coefficients))))
 })
@@ -192,4 +194,26 @@ test_that("errors carry the bayesmoe classes", {
   expect_error(moe_em(tuned ~ stretchratio + s2, data = coll, K = 2),
                class = "bayesmoe_error_collinear")
   expect_error(moe_em(tuned ~ stretchratio, data = tonedata, K = 0), class = "bayesmoe_error")
+})
+
+test_that("moe_em_fit() checks init_par like the front ends check their arguments", {
+  set.seed(9)
+  d <- data.frame(x = runif(40))
+  d$y <- d$x + rnorm(40)
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  expect_snapshot(moe_em_fit(d$y, X, X, K = 2, init_par = list(list())), error = TRUE)
+  expect_snapshot(moe_em_fit(d$y, X, X, K = 2, init_par = list()), error = TRUE)
+  expect_snapshot(moe_em_fit(d$y, X, X, K = 2, init_par = list(list(alpha = 1, sigma2 = 1,
+                                                                     W = 1))), error = TRUE)
+  fit <- moe_em(y ~ x, data = d, K = 2, starts = 2, seed = 1)
+  par <- coef(fit, matrix = TRUE)
+  expect_snapshot(moe_em_fit(d$y, X, X, K = 2, init_par = list(par), expert = expert_ffn(1)),
+                  error = TRUE)
+  bad <- par
+  bad$sigma2[1] <- 0
+  expect_error(moe_em_fit(d$y, X, X, K = 2, init_par = list(par, bad)),
+               class = "bayesmoe_error_input")
+  # a valid set restarts at the estimate
+  r <- moe_em_fit(d$y, X, X, K = 2, init_par = list(par))
+  expect_equal(r$loglik, as.numeric(logLik(fit)), tolerance = 1e-6)
 })

@@ -1424,3 +1424,317 @@ test_that("error messages of the checks added for the remaining entry points", {
                          gate = structure(list(type = "topk"), class = c("moe_gate_topk", "moe_gate"))),
                   error = TRUE)
 })
+
+# ---- issue 17, second round -------------------------------------------------------------
+#
+# Each case is a row: the call, its validator and the expected outcome
+# ("value" or "classed_error"); hardening_rows() runs them and lists any
+# mismatch.
+
+hardening_rows <- function(cases) {
+  res <- do.call(rbind, lapply(cases, function(cs) {
+    out <- run_cases(cs$fn, function(v) cs$call(), list(NULL), cs$validate, label = cs$label)
+    out$expected <- cs$expected
+    if (!is.null(cs$class) && out$kind == "classed_error") {
+      got <- tryCatch({ suppressWarnings(cs$call()); "none" },
+                      error = function(e) paste(class(e), collapse = " "))
+      if (!grepl(cs$class, got, fixed = TRUE)) out$kind <- paste("wrong class:", got)
+    }
+    out
+  }))
+  bad <- res[res$kind != res$expected, , drop = FALSE]
+  expect(nrow(bad) == 0L,
+         sprintf("%d of %d cases not as expected:\n%s", nrow(bad), nrow(res),
+                 paste(sprintf("%s: %s (expected %s) %s", bad$label, bad$kind, bad$expected,
+                               bad$message), collapse = "\n")))
+  invisible(res)
+}
+
+row_case <- function(fn, label, call, expected, validate = any_value, class = NULL) {
+  list(fn = fn, label = label, call = call, expected = expected, validate = validate,
+       class = class)
+}
+
+test_that("issue 17, item 1: offsets are fitted, predicted with, or refused", {
+  set.seed(171)
+  d <- base_data()
+  d$o <- 10 * d$x
+  fit <- moe_em(y ~ x + offset(o), data = d, K = 2, starts = 1, seed = 1)
+  nd <- data.frame(x = c(0.2, 0.7), z = 0, o = c(10, -5), y = c(3, -6))
+  hardening_rows(list(
+    row_case("moe_em", "moe_em(y ~ x + offset(10 * x))", function()
+      moe_em(y ~ x + offset(10 * x), data = d, K = 2, starts = 1, seed = 1), "value",
+      function(f) valid_fit(f) && !isTRUE(all.equal(coef(f), coef(moe_em(y ~ x, data = d, K = 2,
+                                                                             starts = 1, seed = 1))))),
+    row_case("moe_em", "moe_em(y ~ x + offset(o), K = 1) equals lm()", function()
+      moe_em(y ~ x + offset(o), data = d, K = 1), "value",
+      function(f) isTRUE(all.equal(unname(coef(f)[1:2]),
+                                   unname(coef(lm(y ~ x + offset(o), data = d))), tolerance = 1e-8))),
+    row_case("moe_mcmc", "moe_mcmc(y ~ x + offset(o))", function()
+      moe_mcmc(y ~ x + offset(o), data = d, K = 1, chains = 1, iter = 20, seed = 1,
+               progress = FALSE), "value", valid_mcmc),
+    row_case("moe_ls", "moe_ls(y ~ x + offset(o))", function()
+      moe_ls(y ~ x + offset(o), data = d, K = 1), "value",
+      function(f) valid_ls(f) && isTRUE(all.equal(unname(coef(f)[1:2]),
+                                   unname(coef(lm(y ~ x + offset(o), data = d))), tolerance = 1e-6))),
+    row_case("moe_em", "moe_em(gating = ~ x + offset(x))", function()
+      moe_em(y ~ x, gating = ~ x + offset(x), data = d, K = 2), "classed_error",
+      class = "bayesmoe_error_formula"),
+    row_case("moe_mcmc", "moe_mcmc(gating = ~ x + offset(x))", function()
+      moe_mcmc(y ~ x, gating = ~ x + offset(x), data = d, K = 2), "classed_error",
+      class = "bayesmoe_error_formula"),
+    row_case("moe_ls", "moe_ls(gating = ~ offset(x))", function()
+      moe_ls(y ~ x, gating = ~ offset(x), data = d, K = 2), "classed_error",
+      class = "bayesmoe_error_formula"),
+    row_case("moe_em", "moe_em(y ~ x + offset(o * Inf))", function()
+      moe_em(y ~ x + offset(o * Inf), data = d, K = 1), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("predict.moe_fit", "predict(offset fit, newdata) carries the offset", function()
+      predict(fit, nd), "value",
+      function(p) isTRUE(all.equal(unname(p - predict(fit, transform(nd, o = 0))), nd$o))),
+    row_case("predict.moe_fit", "predict(offset fit, newdata with an infinite offset)", function()
+      predict(fit, transform(nd, o = Inf)), "classed_error", class = "bayesmoe_error_data"),
+    row_case("log_lik.moe_mcmc", "log_lik(offset fit, newdata) at y - offset", function() {
+      m <- moe_mcmc(y ~ x + offset(o), data = d, K = 1, chains = 1, iter = 20, seed = 1,
+                    progress = FALSE)
+      log_lik(m, newdata = nd) - log_lik(m, newdata = transform(nd, o = 0, y = y - o))
+    }, "value", function(x) all(abs(x) < 1e-10)),
+    row_case("simulate.moe_fit", "simulate(offset fit)", function()
+      rowMeans(simulate(fit, nsim = 50, seed = 1)) - fitted(fit), "value",
+      function(x) all(abs(x) < 2)),
+    row_case("density_loss", "density_loss(offset fit, truth)", function()
+      density_loss(fit, moe_truth_example("p4")), "classed_error",
+      class = "bayesmoe_error_design")))
+})
+
+test_that("issue 17, item 2: arguments of moe_mcmc() in moe_contraction(mcmc = ) are checked first", {
+  set.seed(172)
+  tr <- moe_truth_example("p4")
+  run <- function(m, method = "mcmc") function() moe_contraction(tr, n = c(20, 30), reps = 2,
+                                                                 method = method, mcmc = m)
+  bad <- list(list(iter = -1), list(bogus = 1), list(chains = 0), list(iter = 10, warmup = 10),
+              list(thin = 0), list(init = "foo"), list(prior = 1), list(control = list()),
+              list(gate = 3), list(seed = 1), list(K = 3), list(iter = 20, iter = 30),
+              list(progress = NA))
+  hardening_rows(c(
+    lapply(bad, function(m) row_case("moe_contraction", sprintf("mcmc = %s", deparse1(m)),
+                                      run(m), "classed_error", class = "bayesmoe_error")),
+    list(row_case("moe_contraction", "mcmc = list(iter = 20) with method = \"em\"",
+                  run(list(iter = 20), "em"), "classed_error", class = "bayesmoe_error_input"),
+         row_case("moe_contraction", "mcmc = list(iter = 30, chains = 1)",
+                  function() moe_contraction(tr, n = c(20, 30), reps = 1, method = "mcmc",
+                                             mcmc = list(iter = 30, chains = 1), seed = 1),
+                  "value", function(st) inherits(st, "moe_contraction") &&
+                    all(is.finite(st$results$value))))))
+})
+
+test_that("issue 17, item 3: exact least-squares fits warn instead of returning Inf silently", {
+  set.seed(173)
+  # the value is valid when it is finite, or warned of as an exact fit
+  warned_exact <- function(expr) function() {
+    w <- NULL
+    val <- withCallingHandlers(expr(), bayesmoe_warning_exact_fit = function(c) {
+      w <<- c
+      invokeRestart("muffleWarning")
+    })
+    list(val = val, warned = !is.null(w))
+  }
+  ok <- function(r) r$warned && isTRUE(r$val$exact) && identical(as.numeric(logLik(r$val)), Inf)
+  hardening_rows(list(
+    row_case("moe_ls", "moe_ls on y = 2x", warned_exact(function()
+      moe_ls(y ~ x, data = data.frame(x = 1:100, y = 2 * (1:100)), K = 1)), "value", ok),
+    row_case("moe_ls", "moe_ls on two y-values at two x-values", warned_exact(function()
+      moe_ls(y ~ x, data = data.frame(x = c(1, 1, 2, 2), y = c(1, 1, 3, 3)), K = 1)), "value", ok),
+    row_case("moe_ls", "moe_ls on y = 2x, K = 2", warned_exact(function()
+      moe_ls(y ~ x, data = data.frame(x = 1:100, y = 2 * (1:100)), K = 2, seed = 1)), "value", ok),
+    row_case("summary.moe_ls", "summary of an exact fit", warned_exact(function()
+      summary(moe_ls(y ~ x, data = data.frame(x = 1:100, y = 2 * (1:100)), K = 1))), "value",
+      function(r) r$warned && isTRUE(r$val$exact)),
+    row_case("moe_ls", "moe_ls with noise: finite", function()
+      moe_ls(y ~ x, data = data.frame(x = 1:100, y = 2 * (1:100) + sin(1:100)), K = 1),
+      "value", function(f) valid_ls(f) && !f$exact)))
+})
+
+test_that("issue 17, item 4: densities far out and covariates beyond range", {
+  set.seed(174)
+  d <- base_data()
+  fit <- moe_em(y ~ x, data = d, K = 2, starts = 1, seed = 1)
+  mc <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 20, seed = 1, progress = FALSE,
+                 control = tiny_mcmc_control())
+  nd <- data.frame(x = 0.5)
+  very_negative <- function(x) all(is.finite(x)) && all(x < -1e100)
+  hardening_rows(list(
+    row_case("predict.moe_fit", "predict(type = \"density\", y = 1e100, log = TRUE)", function()
+      predict(fit, newdata = nd, type = "density", y = 1e100, log = TRUE), "value", very_negative),
+    row_case("predict.moe_mcmc", "predict(mcmc, type = \"density\", y = -1e100, log = TRUE)",
+             function() predict(mc, newdata = nd, type = "density", y = -1e100, log = TRUE),
+             "value", very_negative),
+    row_case("log_lik.moe_mcmc", "log_lik(newdata = data.frame(x = 0.5, y = 1e100))", function()
+      log_lik(mc, newdata = data.frame(x = 0.5, y = 1e100)), "value", very_negative),
+    row_case("predict.moe_fit", "predict(type = \"density\", y = 1e300, log = TRUE)", function()
+      predict(fit, newdata = nd, type = "density", y = 1e300, log = TRUE), "classed_error",
+      class = "bayesmoe_error_input"),
+    row_case("predict.moe_mcmc", "predict(mcmc, type = \"density\", y = 1e300)", function()
+      predict(mc, newdata = nd, type = "density", y = 1e300, log = TRUE), "classed_error",
+      class = "bayesmoe_error_input"),
+    row_case("predict.moe_fit", "predict(newdata = data.frame(x = 0.5, y = 1e300), type = \"density\")",
+             function() predict(fit, newdata = data.frame(x = 0.5, y = 1e300), type = "density",
+                                log = TRUE), "classed_error", class = "bayesmoe_error_data"),
+    row_case("log_lik.moe_mcmc", "log_lik(newdata = data.frame(x = 0.5, y = 1e300))", function()
+      log_lik(mc, newdata = data.frame(x = 0.5, y = 1e300)), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("predict.moe_fit", "predict(newdata = data.frame(x = c(1e307, -1e307)))", function()
+      predict(fit, newdata = data.frame(x = c(1e307, -1e307))), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("predict.moe_mcmc", "predict(mcmc, newdata = data.frame(x = c(1e307, -1e307)))",
+             function() predict(mc, newdata = data.frame(x = c(1e307, -1e307))), "classed_error",
+             class = "bayesmoe_error_data"),
+    row_case("predict.moe_fit", "predict(newdata = data.frame(x = c(1e99, -1e99)))", function()
+      predict(fit, newdata = data.frame(x = c(1e99, -1e99))), "value", finite_value),
+    row_case("predict.moe_fit", "predict(type = \"quantile\", newdata = x = 1e99)", function()
+      predict(fit, newdata = data.frame(x = 1e99), type = "quantile"), "value", finite_value)))
+})
+
+test_that("issue 17, item 5: truths with extreme values are refused or give finite results", {
+  set.seed(175)
+  targs <- list(beta0 = -8, beta1 = 25, a = c(-20, 20), b = c(15, -5), sigma = c(0.3, 0.4))
+  tr <- function(...) do.call(moe_truth, utils::modifyList(targs, list(...)))
+  p4 <- moe_truth_example("p4")
+  nonneg <- function(x) is.numeric(x) && all(is.finite(x)) && all(x >= 0)
+  err <- function(label, f, cls = "bayesmoe_error_input")
+    row_case("moe_truth", label, f, "classed_error", class = cls)
+  hardening_rows(list(
+    err("moe_truth(sigma = c(1e300, 1))", function() tr(sigma = c(1e300, 1))),
+    err("moe_truth(sigma = c(1e-300, 1))", function() tr(sigma = c(1e-300, 1))),
+    err("moe_truth(b = c(1e200, 1))", function() tr(b = c(1e200, 1))),
+    err("moe_truth(a = c(1e200, 1))", function() tr(a = c(1e200, 1))),
+    err("moe_truth(beta1 = -1e200)", function() tr(beta1 = -1e200)),
+    err("moe_truth(beta0 = 1e200)", function() tr(beta0 = 1e200)),
+    row_case("density_loss", "density_loss(p4, list with sigma2 = 1e300)", function()
+      density_loss(p4, list(beta0 = c(-8, 0), beta1 = c(25, 0), a = c(-20, 20), b = c(15, -5),
+                            sigma2 = c(1e300, 1))), "classed_error", class = "bayesmoe_error"),
+    row_case("rmoe", "rmoe() from a truth at the bounds", function()
+      rmoe(100, tr(sigma = c(1e50, 1), a = c(1e100, 1))), "value",
+      function(x) all(is.finite(x$y))),
+    row_case("density_loss", "density_loss() against a truth at the bounds", function()
+      density_loss(p4, tr(sigma = c(1e50, 1e-50), a = c(1e100, 1))), "value", nonneg),
+    row_case("voronoi_loss", "voronoi_loss() against a truth at the bounds", function()
+      voronoi_loss(p4, tr(sigma = c(1e50, 1e-50), b = c(1e100, 1))), "value", nonneg),
+    row_case("voronoi_loss", "voronoi_loss() with beta0 = 1e5", function()
+      voronoi_loss(p4, tr(beta0 = 1e5)), "classed_error", class = "bayesmoe_error_numerical")))
+})
+
+test_that("issue 17, item 6: the messages say what is wrong", {
+  set.seed(176)
+  d <- base_data()
+  fit <- moe_em(y ~ x + f, data = d, K = 1)
+  tru <- moe_truth_example("p4")
+  st <- list(alpha = cbind(c(1, 2), c(-1, 0.5)), W = cbind(c(0.5, 3), c(0, 0)))
+  tk <- list(alpha = cbind(c(1, 2), c(-1, 1), c(0, -2)), sigma2 = c(0.1, 0.2, 0.15),
+             W = cbind(c(0.5, -3), c(0, 3), 0))
+  Z <- cbind(1, seq(-2, 2, length.out = 20))
+  msg <- function(pattern) function() NULL
+  rows <- hardening_rows(list(
+    row_case("moe_em", "na.pass with an NA response", function()
+      moe_em(y ~ x, data = within(d, y[3] <- NA), K = 1, na.action = na.pass),
+      "classed_error", class = "bayesmoe_error_data"),
+    row_case("predict.moe_fit", "a new factor level in newdata", function()
+      predict(fit, data.frame(x = 0.5, f = "c")), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("voronoi_loss_strong", "voronoi_loss_strong(list, moe_truth)", function()
+      voronoi_loss_strong(st, tru), "value", function(x) all(is.finite(x))),
+    row_case("voronoi_loss_strong", "voronoi_loss_strong(list, ffn truth)", function()
+      voronoi_loss_strong(st, moe_truth(beta0 = 0, beta1 = 1, eta = matrix(0.1, 4, 2),
+                                        sigma = c(1, 1), expert = expert_ffn(1))),
+      "classed_error", class = "bayesmoe_error_expert"),
+    row_case("topk_loss", "topk_loss(list, moe_truth)", function()
+      topk_loss(tk, tru, k = 2, Z = Z), "value", function(x) all(is.finite(x))),
+    row_case("topk_loss", "topk_loss(moe_truth, list)", function()
+      topk_loss(tru, tk, k = 2, Z = Z), "value", function(x) all(is.finite(x)))))
+  expect_match(rows$message[1], "1 missing value", fixed = TRUE)
+  expect_match(rows$message[2], "level of factor `f`", fixed = TRUE)
+})
+
+test_that("issue 17, item 7: sizes beyond memory are refused before allocating", {
+  set.seed(177)
+  old <- options(bayesmoe.max_bytes = 4 * 2^30)
+  on.exit(options(old), add = TRUE)
+  d <- base_data()
+  fit <- moe_em(y ~ x, data = d, K = 1)
+  m <- moe_mcmc(y ~ x, data = d, K = 1, chains = 1, iter = 40, seed = 1, progress = FALSE)
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  size_err <- function(fn, label, f) row_case(fn, label, f, "classed_error",
+                                              class = "bayesmoe_error_size")
+  hardening_rows(list(
+    size_err("moe_em", "moe_em(starts = 1e8)", function()
+      moe_em(y ~ x, data = d, K = 2, starts = 1e8)),
+    size_err("moe_em_fit", "moe_em_fit(starts = 2e8)", function()
+      moe_em_fit(d$y, X, X, K = 2, starts = 2e8)),
+    size_err("simulate.moe_fit", "simulate(nsim = 1e7)", function() simulate(fit, nsim = 1e7)),
+    size_err("moe_marglik", "moe_marglik(n_prop = 1e9)", function()
+      moe_marglik(m, n_prop = 1e9)),
+    size_err("moe_mcmc", "check_mcmc_size(chains = 1e9)", function()
+      check_mcmc_size(1e9, 2000, 1000, 1)),
+    size_err("moe_mcmc", "check_mcmc_size(chains = 1e6, iter = 3e6)", function()
+      check_mcmc_size(1e6, 3e6, 1.5e6, 1)),
+    size_err("moe_mcmc", "check_mcmc_size(iter = 1e9)", function()
+      check_mcmc_size(4, 1e9, 5e8, 1)),
+    row_case("density_loss", "density_loss(min_points = 2^31 - 1)", function()
+      density_loss(fit, moe_truth_example("p4"), min_points = 2^31 - 1), "classed_error",
+      class = "bayesmoe_error_input"),
+    row_case("simulate.moe_fit", "simulate(nsim = 10)", function() simulate(fit, nsim = 10),
+             "value", finite_value),
+    row_case("moe_marglik", "moe_marglik(n_prop = 100)", function()
+      moe_marglik(m, n_prop = 100, seed = 1), "value", function(x) is.finite(x$logml)),
+    row_case("moe_mcmc", "check_mcmc_size(4 chains, 2000 iterations, 100 parameters)",
+             function() check_mcmc_size(4, 2000, 1000, 1, npar = 100), "value")))
+})
+
+test_that("issue 17, item 8: more parameters than observations is refused or warned of up front", {
+  set.seed(178)
+  d <- data.frame(x = runif(100))
+  d$y <- d$x + rnorm(100)
+  fr <- list(X = cbind("(Intercept)" = 1, x = d$x), Z = cbind("(Intercept)" = 1, x = d$x),
+             weights = rep(1, 100))
+  warned <- function(f) function() {
+    w <- NULL
+    val <- withCallingHandlers(f(), bayesmoe_warning_overparameterised = function(c) {
+      w <<- c
+      invokeRestart("muffleWarning")
+    })
+    list(val = val, warned = !is.null(w))
+  }
+  hardening_rows(list(
+    row_case("moe_em", "moe_em(K = 50) on n = 100", warned(function()
+      moe_em(y ~ x, data = d, K = 50, starts = 1, seed = 1)), "value",
+      function(r) r$warned && valid_fit(r$val)),
+    row_case("moe_em", "moe_em(expert = expert_ffn(hidden = 500)) on n = 100", function()
+      moe_em(y ~ x, data = d, K = 2, expert = expert_ffn(hidden = 500), starts = 1),
+      "classed_error", class = "bayesmoe_error_input"),
+    row_case("moe_mcmc", "check_npar(K = 50, mcmc) on n = 100 (moe_mcmc's check)",
+             warned(function() check_npar(gate_softmax(), expert_linear(), 50, fr, "mcmc")),
+             "value", function(r) r$warned && r$val == 248L),
+    row_case("moe_mcmc", "check_npar(expert_ffn(hidden = 500), mcmc) on n = 100", function()
+      check_npar(gate_softmax(), expert_ffn(hidden = 500), 2, fr, "mcmc"), "classed_error",
+      class = "bayesmoe_error_input"),
+    row_case("moe_em", "moe_em(K = 20) on n = 100 (98 parameters)", function()
+      moe_em(y ~ x, data = d, K = 20, starts = 1, seed = 1), "value", valid_fit)))
+})
+
+test_that("issue 17, item 9: malformed init_par of moe_em_fit() is a classed error", {
+  set.seed(179)
+  d <- base_data()
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  par <- coef(moe_em(y ~ x, data = d, K = 2, starts = 1, seed = 1), matrix = TRUE)
+  bad <- list(list(list()), list(), list(1), list(NULL), list(list(alpha = 1, sigma2 = 1, W = 1)),
+              list(within(par, alpha[1] <- NA)), list(within(par, sigma2[1] <- -1)),
+              list(within(par, W <- W[, 1])), list(within(par, alpha <- alpha[, 1])),
+              list(within(par, sigma2 <- c(sigma2, 1))), list(within(par, W[1] <- 1e300)),
+              list(par, "a"))
+  hardening_rows(c(
+    lapply(bad, function(v) row_case("moe_em_fit", sprintf("init_par = %s", deparse1(v, nlines = 1L)),
+                                      function() moe_em_fit(d$y, X, X, K = 2, init_par = v),
+                                      "classed_error", class = "bayesmoe_error_input")),
+    list(row_case("moe_em_fit", "init_par = list(coef(fit, matrix = TRUE))", function()
+      moe_em_fit(d$y, X, X, K = 2, init_par = list(par)), "value", valid_par))))
+})

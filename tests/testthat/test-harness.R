@@ -339,3 +339,16 @@ test_that("errors of method = \"ls\"", {
     moe_contraction(tru, n = 100, method = "ls", control = moe_em_control())
   })
 })
+
+test_that("arguments meant for moe_mcmc() are checked before any fit", {
+  tr <- moe_truth_example("p4")
+  run <- function(m, method = "mcmc") moe_contraction(tr, n = c(20, 30), reps = 2,
+                                                       method = method, mcmc = m)
+  expect_snapshot(run(list(iter = -1)), error = TRUE)
+  expect_snapshot(run(list(bogus = 1)), error = TRUE)
+  expect_snapshot(run(list(iter = 10, warmup = 10)), error = TRUE)
+  expect_snapshot(run(list(prior = 1)), error = TRUE)
+  expect_snapshot(run(list(iter = 20), method = "em"), error = TRUE)
+  expect_error(run(list(seed = 1)), class = "bayesmoe_error_input")
+  expect_error(run(list(gate = 3)), class = "bayesmoe_error_input")
+})

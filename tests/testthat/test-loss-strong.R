@@ -127,3 +127,19 @@ test_that("the least-squares contraction study: losses shrink with n for FFN exp
   expect_named(sl, c("loss", "l2"))
   expect_lt(sl[["l2"]], 0)
 })
+
+test_that("a moe_truth() is accepted as the truth of voronoi_loss_strong() and topk_loss()", {
+  tru <- moe_truth_example("p4")
+  st <- list(alpha = cbind(c(1, 2), c(-1, 0.5)), W = cbind(c(0.5, 3), c(0, 0)))
+  p <- truth_par <- list(alpha = rbind(tru$b, tru$a), W = rbind(tru$beta0, tru$beta1))
+  expect_equal(voronoi_loss_strong(st, tru), voronoi_loss_strong(st, p))
+  expect_snapshot(voronoi_loss_strong(st, moe_truth(beta0 = 0, beta1 = 1,
+                                                    eta = matrix(0.1, 4, 2), sigma = c(1, 1),
+                                                    expert = expert_ffn(1))), error = TRUE)
+  expect_snapshot(voronoi_loss_strong(st, 1:3), error = TRUE)
+  tk <- list(alpha = cbind(c(1, 2), c(-1, 1), c(0, -2)), sigma2 = c(0.1, 0.2, 0.15),
+             W = cbind(c(0.5, -3), c(0, 3), 0))
+  Z <- cbind(1, seq(-2, 2, length.out = 20))
+  expect_equal(topk_loss(tk, tru, k = 2, Z = Z),
+               topk_loss(tk, c(p, list(sigma2 = tru$sigma2)), k = 2, Z = Z), ignore_attr = TRUE)
+})

@@ -371,3 +371,11 @@ test_that("voronoi_loss() hands least-squares and FFN fits to voronoi_loss_stron
     voronoi_cells(mc, tru)
   })
 })
+
+test_that("an overflowing Voronoi loss is a classed error, not Inf", {
+  targs <- list(beta0 = 1e5, beta1 = 25, a = c(-20, 20), b = c(15, -5), sigma = c(0.3, 0.4))
+  tr5 <- do.call(moe_truth, targs)
+  expect_snapshot(voronoi_loss(moe_truth_example("p4"), tr5), error = TRUE)
+  expect_error(voronoi_loss(moe_truth_example("p4"), tr5, type = "over"),
+               class = "bayesmoe_error_numerical")
+})

@@ -118,3 +118,23 @@ test_that("moe_ls() print, summary and errors", {
   expect_snapshot(error = TRUE, moe_ls_control(maxit = 0))
   expect_snapshot(error = TRUE, predict(fit, type = "density"))
 })
+
+test_that("an exact least-squares fit warns: variance 0, infinite log-likelihood, NA errors", {
+  d <- data.frame(x = 1:100, y = 2 * (1:100))
+  expect_snapshot(fit <- moe_ls(y ~ x, data = d, K = 1))
+  expect_true(fit$exact)
+  expect_identical(fit$coefficients$sigma2, 0)
+  expect_identical(as.numeric(logLik(fit)), Inf)
+  expect_equal(unname(coef(fit)[1:2]), c(0, 2), tolerance = 1e-8)
+  expect_warning(vcov(fit), class = "bayesmoe_warning_exact_fit")
+  expect_snapshot(print(summary(fit)))
+  expect_warning(moe_ls(y ~ x, data = data.frame(x = c(1, 1, 2, 2), y = c(1, 1, 3, 3)), K = 1),
+                 class = "bayesmoe_warning_exact_fit")
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  expect_warning(r <- moe_ls_fit(d$y, X, X, K = 1), class = "bayesmoe_warning_exact_fit")
+  expect_true(r$exact)
+  # noisy data: no warning
+  set.seed(1)
+  expect_no_warning(f2 <- moe_ls(y ~ x, data = transform(d, y = y + rnorm(100)), K = 1))
+  expect_false(f2$exact)
+})

@@ -147,3 +147,22 @@ test_that("print and summary are stable", {
   expect_snapshot(print(fit_na))
   expect_identical(nobs(fit_na), 148L)
 })
+
+test_that("densities far out are finite in log space; larger values are refused", {
+  set.seed(41)
+  d <- data.frame(x = runif(40))
+  d$y <- 1 + d$x + rnorm(40, sd = 0.1)
+  fit <- moe_em(y ~ x, data = d, K = 1)
+  nd <- data.frame(x = 0.5)
+  ld <- predict(fit, newdata = nd, type = "density", y = 1e100, log = TRUE)
+  s2 <- coef(fit, matrix = TRUE)$sigma2
+  mu <- predict(fit, nd)
+  expect_true(is.finite(ld))
+  expect_equal(unname(ld[1, 1]), dnorm(1e100, mu, sqrt(s2), log = TRUE))
+  expect_snapshot(predict(fit, newdata = nd, type = "density", y = 1e300, log = TRUE),
+                  error = TRUE)
+  expect_snapshot(predict(fit, newdata = data.frame(x = 0.5, y = 1e300), type = "density"),
+                  error = TRUE)
+  expect_snapshot(predict(fit, newdata = data.frame(x = c(1e307, -1e307))), error = TRUE)
+  expect_true(all(is.finite(predict(fit, newdata = data.frame(x = c(1e99, -1e99))))))
+})

@@ -205,3 +205,22 @@ test_that("errors of truths with FFN experts", {
     moe_truth(fit)
   })
 })
+
+test_that("truth parameters are bounded like the prior settings", {
+  targs <- list(beta0 = -8, beta1 = 25, a = c(-20, 20), b = c(15, -5), sigma = c(0.3, 0.4))
+  tr <- function(...) do.call(moe_truth, utils::modifyList(targs, list(...)))
+  expect_snapshot(tr(sigma = c(1e300, 1)), error = TRUE)
+  expect_snapshot(tr(sigma = c(1e-300, 1)), error = TRUE)
+  expect_snapshot(tr(b = c(1e200, 1)), error = TRUE)
+  expect_error(tr(a = c(-1e101, 1)), class = "bayesmoe_error_input")
+  expect_error(tr(beta1 = 1e101), class = "bayesmoe_error_input")
+  expect_error(tr(beta0 = -1e101), class = "bayesmoe_error_input")
+  expect_error(moe_truth(beta0 = 0, beta1 = 1, eta = matrix(c(1e200, 0, 0, 0, 0), 5, 2),
+                         sigma = c(1, 1), expert = expert_ffn(1)),
+               class = "bayesmoe_error_input")
+  # at the bounds: finite simulations
+  set.seed(1)
+  big <- tr(sigma = c(1e50, 1), a = c(1e100, 1), b = c(-1e100, 0))
+  expect_true(all(is.finite(rmoe(50, big)$y)))
+  expect_true(is.finite(density_loss(moe_truth_example("p4"), big)))
+})
