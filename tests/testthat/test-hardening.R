@@ -1047,8 +1047,11 @@ test_that("experts without observations are drawn from the prior: finite draws, 
   # with InvGamma(0.01, 0.01) the empty experts' variances reach the
   # astronomically large values of their prior (the chain keeps going: draws
   # beyond 1e100 times the response variance are rejected)
-  fit <- quiet_stall(moe_mcmc(y ~ x, data = d, K = 6, chains = 1, iter = 300, seed = 2,
-                              prior = moe_prior(c0 = 0.01, C0 = 0.01), progress = FALSE))
+  # (6 experts on 12 rows: more parameters than rows, which warns)
+  expect_warning(
+    fit <- quiet_stall(moe_mcmc(y ~ x, data = d, K = 6, chains = 1, iter = 300, seed = 2,
+                                prior = moe_prior(c0 = 0.01, C0 = 0.01), progress = FALSE)),
+    class = "bayesmoe_warning_overparameterised")
   s2 <- fit$draws[, , grep("sigma2", dimnames(fit$draws)[[3L]])] / fit$scaling$sy^2
   expect_gt(max(s2), 1e50)
   expect_true(all(is.finite(predict(fit, d, type = "density", interval = "credible"))))
