@@ -1741,3 +1741,102 @@ test_that("issue 17, item 9: malformed init_par of moe_em_fit() is a classed err
     list(row_case("moe_em_fit", "init_par = list(coef(fit, matrix = TRUE))", function()
       moe_em_fit(d$y, X, X, K = 2, init_par = list(par)), "value", valid_par))))
 })
+
+test_that("issue 17, scaling: covariates from 1e-200 to 1e100 fit as at scale 1", {
+  skip_under_valgrind()
+  set.seed(1710)
+  d <- base_data(80)
+  d$z <- d$z / max(abs(d$z)) # |z| <= 1, so 1e100 * z is in range
+  em <- moe_em(y ~ x, gating = ~ z, data = d, K = 2, starts = 3, seed = 1)
+  mc <- moe_mcmc(y ~ x, gating = ~ z, data = d, K = 2, chains = 1, iter = 200, seed = 1,
+                 progress = FALSE)
+  a <- em$coefficients
+  for (s in c(1e-200, 1e17, 1e50, 1e100)) {
+    ds <- transform(d, x = s * x, z = s * z)
+    es <- moe_em(y ~ x, gating = ~ z, data = ds, K = 2, starts = 3, seed = 1)
+    b <- es$coefficients
+    # the labels may come out in another order
+    b <- bayesmoe:::permute_experts(b, order(b$alpha[1L, ])[order(order(a$alpha[1L, ]))])
+    expect_equal(b$alpha, a$alpha * c(1, 1 / s), tolerance = 1e-6, ignore_attr = TRUE)
+    expect_equal(b$sigma2, a$sigma2, tolerance = 1e-6, ignore_attr = TRUE)
+    expect_equal(b$W, a$W * c(1, 1 / s), tolerance = 1e-6, ignore_attr = TRUE)
+    expect_equal(as.numeric(logLik(es)), as.numeric(logLik(em)), tolerance = 1e-8)
+    expect_equal(fitted(es), fitted(em), tolerance = 1e-6)
+    ms <- moe_mcmc(y ~ x, gating = ~ z, data = ds, K = 2, chains = 1, iter = 200, seed = 1,
+                   progress = FALSE)
+    expect_true(valid_mcmc(ms))
+    # the same posterior: the chain may start from the EM solution with its
+    # experts in another order (then it is another chain), so posterior means
+    # of the experts are compared loosely, sorted by intercept, and
+    # predictive means agree
+    pa <- coef(mc, matrix = TRUE)
+    pb <- coef(ms, matrix = TRUE)
+    pb <- bayesmoe:::permute_experts(pb, order(pb$alpha[1L, ])[order(order(pa$alpha[1L, ]))])
+    expect_equal(pb$alpha, pa$alpha * c(1, 1 / s), tolerance = 0.1, ignore_attr = TRUE)
+    expect_equal(pb$sigma2, pa$sigma2, tolerance = 0.2, ignore_attr = TRUE)
+    expect_equal(fitted(ms), fitted(mc), tolerance = 0.15)
+    expect_true(all(is.finite(predict(ms, ds[1:5, ], interval = "credible"))))
+  }
+  # the matrix interfaces
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  r1 <- moe_em_fit(d$y, X, X, K = 2, starts = 3)
+  r2 <- moe_em_fit(d$y, X * c(1, 1e17)[col(X)], X * c(1, 1e17)[col(X)], K = 2, starts = 3)
+  expect_equal(r2$loglik, r1$loglik, tolerance = 1e-8)
+  r3 <- moe_mcmc_fit(d$y, X * c(1, 1e-200)[col(X)], X, K = 2, chains = 1, iter = 50,
+                     seed = 1, control = tiny_mcmc_control())
+  expect_true(valid_par(r3))
+})
+
+test_that("issue 17, scaling: denormal covariates and responses are refused by name", {
+  skip_under_valgrind()
+  set.seed(1711)
+  d <- base_data()
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  Xt <- X
+  Xt[, 2] <- 1e-310 * Xt[, 2]
+  Xn <- X
+  Xn[, 2] <- 1e-299 * (1 + 1e-3 * Xn[, 2])
+  tiny <- within(d, x <- 1e-310 * x)
+  rows <- hardening_rows(list(
+    row_case("moe_em", "moe_em(x = 1e-310 * x)", function()
+      moe_em(y ~ x, data = tiny, K = 2, starts = 1, seed = 1), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("moe_mcmc", "moe_mcmc(x = 1e-310 * x)", function()
+      moe_mcmc(y ~ x, data = tiny, K = 2, chains = 1, iter = 20, seed = 1, progress = FALSE),
+      "classed_error", class = "bayesmoe_error_data"),
+    row_case("moe_em", "moe_em(gating = ~ z, z = 1e-305 * z)", function()
+      moe_em(y ~ x, gating = ~ z, data = within(d, z <- 1e-305 * z), K = 2), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("moe_em", "moe_em(x = 1e-299 * (1 + 1e-3 * x)): spread below 1e-300", function()
+      moe_em(y ~ x, data = within(d, x <- 1e-299 * (1 + 1e-3 * x)), K = 2), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("moe_em", "moe_em(y = 1e-310 * y)", function()
+      moe_em(y ~ x, data = within(d, y <- 1e-310 * y), K = 2), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("moe_mcmc", "moe_mcmc(y = 1e-200 * y): the variance underflows", function()
+      moe_mcmc(y ~ x, data = within(d, y <- 1e-200 * y), K = 2, chains = 1, iter = 20,
+               seed = 1, progress = FALSE), "classed_error", class = "bayesmoe_error_data"),
+    row_case("moe_em_fit", "moe_em_fit(X[, 2] * 1e-310)", function()
+      moe_em_fit(d$y, Xt, X, K = 2), "classed_error", class = "bayesmoe_error_data"),
+    row_case("moe_mcmc_fit", "moe_mcmc_fit(Z[, 2] * 1e-310)", function()
+      moe_mcmc_fit(d$y, X, Xt, K = 2, chains = 1, iter = 20, seed = 1), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("moe_em_fit", "moe_em_fit(X[, 2] spread below 1e-300)", function()
+      moe_em_fit(d$y, Xn, X, K = 2), "classed_error", class = "bayesmoe_error_data"),
+    row_case("moe_mcmc_fit", "moe_mcmc_fit(y = 1e-310 * y)", function()
+      moe_mcmc_fit(1e-310 * d$y, X, X, K = 2, chains = 1, iter = 20, seed = 1),
+      "classed_error", class = "bayesmoe_error_data"),
+    row_case("moe_em", "moe_em(x = 1e-250 * x)", function()
+      moe_em(y ~ x, data = within(d, x <- 1e-250 * x), K = 2, starts = 1, seed = 1), "value",
+      valid_fit),
+    row_case("moe_em", "moe_em(y = 1e-100 * y, x = 1e100 * x)", function()
+      moe_em(y ~ x, data = within(d, { y <- 1e-100 * y; x <- 1e100 * x }), K = 2, starts = 1,
+             seed = 1), "value", valid_fit)))
+  expect_match(rows$message[1], "column `x` has smaller nonzero values", fixed = TRUE)
+  expect_snapshot(moe_em(y ~ x, data = tiny, K = 2), error = TRUE)
+  expect_snapshot(moe_em(y ~ x, data = within(d, x <- 1e-299 * (1 + 1e-3 * x)), K = 2),
+                  error = TRUE)
+  expect_snapshot(moe_em(y ~ x, data = within(d, y <- 1e-200 * y), K = 2), error = TRUE)
+  expect_snapshot(moe_em_fit(d$y, Xt, X, K = 2), error = TRUE)
+})
+
