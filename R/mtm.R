@@ -149,6 +149,7 @@ moe_mtm <- function(fit, omega = NULL, c = 0.5, r = 2, ...) {
 moe_mtm.moe_mcmc <- function(fit, omega = NULL, c = 0.5, r = 2,
                              weights = c("intercept", "gate"), seed = NULL, ...) {
   call <- sys.call()
+  validate_moe_fit(fit, "fit", call)
   weights <- check_choice(weights, c("intercept", "gate"), "weights", call)
   set <- mtm_settings(omega, c, r, seed, call)
   n <- sum(fit$weights)

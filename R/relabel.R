@@ -333,6 +333,7 @@ moe_relabel <- function(fit, method = c("kmeans", "pivot"), pivot = "auto", maxi
     abort(sprintf("`fit` must be a fit from `moe_mcmc()`, not %s.", describe_fit(fit)),
           call = call, arg = "fit")
   }
+  validate_moe_fit(fit, "fit", call)
   method <- check_choice(method, c("kmeans", "pivot"), "method", call)
   maxit <- check_number(maxit, "maxit", lower = 1, whole = TRUE, call = call)
   relabel_fit(fit, method, pivot, maxit, call = call)

@@ -1840,3 +1840,141 @@ test_that("issue 17, scaling: denormal covariates and responses are refused by n
   expect_snapshot(moe_em_fit(d$y, Xt, X, K = 2), error = TRUE)
 })
 
+# Fits whose fields were changed by hand: every method ends in one classed
+# error (validate_moe_fit(), class bayesmoe_error_fit), never in an unclassed
+# error from indexing, matrix products or the C entry points.
+tampered_fits <- function(em, mc) {
+  set <- function(fit, ...) {
+    v <- list(...)
+    for (f in names(v)) fit[f] <- list(v[[f]])
+    fit
+  }
+  st <- function(fit, ch, field, value) {
+    fit$state[[ch]][field] <- list(value)
+    fit
+  }
+  S <- dim(mc$draws)[1L]
+  list(
+    em = list(
+      em_as_mcmc = structure(em, class = class(mc)),
+      em_alpha_short = set(em, coefficients = within(em$coefficients, alpha <- alpha[, 1L])),
+      em_alpha_wide = set(em, coefficients = within(em$coefficients, alpha <- cbind(alpha, 1))),
+      em_sigma2_long = set(em, coefficients = within(em$coefficients, sigma2 <- c(sigma2, 1))),
+      em_W_rows = set(em, coefficients = within(em$coefficients, W <- W[1L, , drop = FALSE])),
+      em_no_coefficients = set(em, coefficients = NULL),
+      em_K_changed = set(em, K = 3),
+      em_K_fraction = set(em, K = 1.5),
+      em_X_rows = set(em, X = em$X[-1L, , drop = FALSE]),
+      em_y_short = set(em, y = em$y[-1L]),
+      em_weights_short = set(em, weights = em$weights[-1L]),
+      em_resp_wide = set(em, resp = cbind(em$resp, 0)),
+      em_no_status = set(em, status = NULL),
+      em_two_classes = structure(em, class = c("moe_em", "moe_mcmc", "moe_fit")),
+      em_gate_list = set(em, gate = list(type = "softmax"))),
+    mcmc = list(
+      mcmc_as_em = structure(mc, class = class(em)),
+      draws_chains = set(mc, draws = mc$draws[, c(1L, 2L, 2L), ]),
+      draws_params = set(mc, draws = mc$draws[, , -1L]),
+      draws_short = set(mc, draws = mc$draws[-1L, , ]),
+      draws_matrix = set(mc, draws = mc$draws[, 1L, ]),
+      draws_renamed = set(mc, draws = {
+        D <- mc$draws
+        dimnames(D)[[3L]] <- rev(dimnames(D)[[3L]])
+        D
+      }),
+      chains_changed = set(mc, chains = 3L),
+      chains_fewer = set(mc, chains = 1L),
+      iter_changed = set(mc, iter = mc$iter + 10L),
+      warmup_changed = set(mc, warmup = mc$warmup - 4L),
+      warmup_beyond_iter = set(mc, warmup = mc$iter + 1L),
+      thin_zero = set(mc, thin = 0L),
+      loglik_draws_short = set(mc, loglik_draws = mc$loglik_draws[-1L, ]),
+      no_draws = set(mc, draws = NULL),
+      state_short = set(mc, state = mc$state[1L]),
+      state_alpha = st(mc, 2L, "alpha", mc$state[[2L]]$alpha[, 1L]),
+      state_sigma2 = st(mc, 1L, "sigma2", 1),
+      state_W = st(mc, 1L, "W", mc$state[[1L]]$W[-1L, , drop = FALSE]),
+      state_rng_short = st(mc, 1L, "rng", mc$state[[1L]]$rng[1:3]),
+      state_rng_double = st(mc, 1L, "rng", as.double(mc$state[[1L]]$rng)),
+      state_iterations = st(mc, 2L, "iterations_done", mc$iter + 5),
+      gating_moves_rows = set(mc, gating_moves = mc$gating_moves[1L, , drop = FALSE]),
+      mcmc_coefficients = set(mc, coefficients = within(mc$coefficients, W <- W[, 1L])),
+      mcmc_K_changed = set(mc, K = 3L),
+      mcmc_X_columns = set(mc, X = mc$X[, 1L, drop = FALSE])))
+}
+
+test_that("issue 17, tampered fits: every method gives one classed error", {
+  set.seed(1712)
+  d <- base_data()
+  em <- moe_em(y ~ x, gating = ~ z, data = d, K = 2, starts = 1, seed = 1)
+  mc <- moe_mcmc(y ~ x, gating = ~ z, data = d, K = 2, chains = 2, iter = 40, seed = 1,
+                 progress = FALSE, control = tiny_mcmc_control())
+  tru <- moe_truth_example("p4")
+  nd <- d[1:3, ]
+  shared <- list(
+    print = function(f) print(f), summary = function(f) summary(f),
+    print_summary = function(f) print(summary(f)), coef = function(f) coef(f),
+    vcov = function(f) vcov(f), predict = function(f) predict(f),
+    predict_newdata = function(f) predict(f, nd, type = "density"),
+    fitted = function(f) fitted(f), residuals = function(f) residuals(f),
+    simulate = function(f) simulate(f, seed = 1), logLik = function(f) logLik(f),
+    nobs = function(f) nobs(f), sigma = function(f) sigma(f),
+    model.matrix = function(f) model.matrix(f), df.residual = function(f) df.residual(f),
+    plot = function(f) {
+      grDevices::pdf(NULL)
+      on.exit(grDevices::dev.off())
+      plot(f)
+    },
+    moe_membership = function(f) moe_membership(f),
+    voronoi_loss = function(f) voronoi_loss(f, tru),
+    density_loss = function(f) density_loss(f, tru),
+    moe_truth = function(f) moe_truth(f, draw = 1),
+    moe_marglik = function(f) moe_marglik(f))
+  em_methods <- c(shared, list(deviance = function(f) deviance(f),
+                               anova = function(f) anova(f, f)))
+  mcmc_methods <- c(shared, list(
+    log_lik = function(f) log_lik(f), moe_relabel = function(f) moe_relabel(f),
+    continue = function(f) moe_mcmc(f, iter = 2, progress = FALSE),
+    as.data.frame = function(f) as.data.frame(f), confint = function(f) confint(f),
+    moe_mtm = function(f) moe_mtm(f)))
+  # the methods work on the valid fits (or refuse with a classed error)
+  ok <- rbind(
+    do.call(rbind, lapply(names(em_methods), function(m)
+      run_cases(m, function(v) em_methods[[m]](em), list(NULL), any_value,
+                label = paste(m, "of em")))),
+    do.call(rbind, lapply(names(mcmc_methods), function(m)
+      run_cases(m, function(v) mcmc_methods[[m]](mc), list(NULL), any_value,
+                label = paste(m, "of mcmc")))))
+  expect_no_defect(ok)
+  fits <- tampered_fits(em, mc)
+  fits <- c(fits$em, fits$mcmc)
+  expect_gte(length(fits), 25L)
+  res <- list()
+  for (nm in names(fits)) {
+    f <- fits[[nm]]
+    methods <- if (inherits(f, "moe_em")) em_methods else mcmc_methods
+    for (m in names(methods)) {
+      cls <- tryCatch({
+        suppressWarnings(utils::capture.output(methods[[m]](f)))
+        "no error"
+      }, error = function(e) paste(class(e), collapse = " "))
+      res[[length(res) + 1L]] <- data.frame(fit = nm, method = m, class = cls,
+                                            stringsAsFactors = FALSE)
+    }
+  }
+  res <- do.call(rbind, res)
+  # every call on a tampered fit ends in the structure check's classed error
+  bad <- res[!grepl("^bayesmoe_error_fit bayesmoe_error", res$class), ]
+  expect(nrow(bad) == 0L, sprintf("%d of %d calls did not end in bayesmoe_error_fit:\n%s",
+                                  nrow(bad), nrow(res),
+                                  paste(sprintf("%s / %s: %s", bad$fit, bad$method, bad$class),
+                                        collapse = "\n")))
+  expect_snapshot(print(fits$draws_chains), error = TRUE)
+  expect_snapshot(coef(fits$em_as_mcmc), error = TRUE)
+  expect_snapshot(predict(fits$mcmc_as_em), error = TRUE)
+  expect_snapshot(summary(fits$iter_changed), error = TRUE)
+  expect_snapshot(moe_mcmc(fits$state_rng_short, iter = 2), error = TRUE)
+  expect_snapshot(vcov(fits$em_alpha_short), error = TRUE)
+  expect_snapshot(log_lik(fits$draws_params), error = TRUE)
+  expect_snapshot(moe_relabel(fits$state_short), error = TRUE)
+})
