@@ -91,6 +91,7 @@ NULL
 # The draws with the log-likelihood as one more variable (iterations x
 # chains x variables).
 draws_with_loglik <- function(x, relabel) {
+  validate_moe_fit(x, "x")
   draws <- if (isTRUE(relabel)) relabelled_draws(x) else x$draws
   d <- dim(draws)
   array(c(draws, x$loglik_draws), c(d[1L], d[2L], d[3L] + 1L),
@@ -245,6 +246,7 @@ NULL
 # The design of `newdata` (the fit's data when NULL) and the draws (rows of
 # the N x P matrix of complete draws as sampled) chosen by `draws`.
 predictive_setup <- function(object, newdata, draws, call) {
+  validate_moe_fit(object, "object", call)
   des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
     new_design(object, newdata)
   D <- draws_matrix(object, complete = TRUE)
@@ -425,6 +427,7 @@ waic.moe_mcmc <- function(x, ...) {
 #' @importFrom stats confint
 #' @export
 confint.moe_mcmc <- function(object, parm, level = 0.95, ...) {
+  validate_moe_fit(object, "object")
   call <- sys.call()
   level <- check_level(level, call)
   D <- draws_matrix(object, relabel = TRUE, complete = TRUE)
@@ -451,5 +454,6 @@ confint.moe_mcmc <- function(object, parm, level = 0.95, ...) {
 #' @rdname confint.moe_mcmc
 #' @export
 vcov.moe_mcmc <- function(object, ...) {
+  validate_moe_fit(object, "object")
   stats::cov(draws_matrix(object, relabel = TRUE, complete = TRUE))
 }

@@ -58,7 +58,12 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' feasible requests are never refused.
 #'
 #' The data are centred and scaled internally; all results are on the
-#' original scale. Starts are: a deterministic split of the observations by
+#' original scale. Covariates and the response must be at most 1e100 in
+#' absolute value and their nonzero values at least 1e-300 (denormal
+#' numbers are refused); a covariate must vary by 0 or at least 1e-300, the
+#' response by at least 1e-150 (its variance must be a normal number).
+#' Within these bounds fits are equivariant: multiplying a covariate by
+#' 1e17 divides its coefficients by 1e17. Starts are: a deterministic split of the observations by
 #' their least-squares residual, then alternately k-means++ partitions of the
 #' standardised (covariates, response) and random Voronoi partitions (K
 #' random observations as centres).

@@ -197,7 +197,10 @@ moe_information <- function(par, y, X, Z, w) {
 }
 
 #' @export
-nobs.moe_fit <- function(object, ...) sum(object$weights > 0)
+nobs.moe_fit <- function(object, ...) {
+  validate_moe_fit(object, "object")
+  sum(object$weights > 0)
+}
 
 # The sample size of the likelihood, the `nobs` of logLik() and so the
 # log(n) of BIC(): observation i enters sum_i w_i log p(y_i | ...) with its
@@ -212,6 +215,7 @@ loglik_nobs <- function(object) {
 
 #' @export
 logLik.moe_fit <- function(object, ...) {
+  validate_moe_fit(object, "object")
   structure(object$loglik, df = moe_df(object), nobs = loglik_nobs(object), class = "logLik")
 }
 

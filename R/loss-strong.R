@@ -55,6 +55,7 @@
 voronoi_loss_strong <- function(fit, truth, translate = c("infimum", "reference", "none"),
                                 expert = expert_linear()) {
   call <- sys.call()
+  validate_if_fit(fit, "fit", call)
   translate <- check_choice(translate, c("infimum", "reference", "none"), "translate", call)
   sets <- strong_param_sets(fit, expert, call)
   expert <- sets$expert

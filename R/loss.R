@@ -291,6 +291,7 @@ voronoi_loss <- function(fit, truth, type = c("auto", "exact", "over"),
                          rbar = c(1, 4, 6), norm = c("euclidean", "l1"),
                          reference = c("best", "fixed"), translation = FALSE) {
   call <- sys.call()
+  validate_if_fit(fit, "fit", call)
   if (inherits(fit, "moe_ls") ||
       inherits(fit, "moe_fit") && inherits(fit_spec(fit)$expert, "moe_expert_ffn")) {
     return(voronoi_strong_handoff(fit, truth, reference, translation, call))
@@ -410,6 +411,7 @@ voronoi_cells <- function(fit, truth, type = c("auto", "exact", "over"), rbar = 
                           norm = c("euclidean", "l1"), reference = c("best", "fixed"),
                           translation = FALSE) {
   call <- sys.call()
+  validate_if_fit(fit, "fit", call)
   truth <- check_truth(truth, call)
   at <- loss_atoms(fit, "fit", call)
   check_same_d(at, truth, call)
@@ -487,6 +489,7 @@ cells_from_atoms <- function(at, truth, shift, nrm) {
 density_loss <- function(fit, truth, type = c("hellinger", "tv", "hellinger_joint"),
                          x = NULL, min_points = 2000) {
   call <- sys.call()
+  validate_if_fit(fit, "fit", call)
   type <- check_choice(type, c("hellinger", "tv", "hellinger_joint"), "type", call)
   # the node count per piece is computed in C int arithmetic (min_points +
   # pieces); 2^30 keeps it far from overflow (memory does not grow with it)

@@ -216,7 +216,7 @@ moe_ls_fit <- function(y, X, Z, w = rep(1, length(y)), K, expert = expert_linear
   }
   if (!is.null(init)) {
     th0 <- c(as.vector(expert_to_internal(expert, sc, as.matrix(init$alpha))),
-             if (K > 1L) as.vector(solve(sc$z$T, as.matrix(init$W))[, -K, drop = FALSE]))
+             if (K > 1L) as.vector((scaling_inverse(sc$z) %*% as.matrix(init$W))[, -K, drop = FALSE]))
     runs[[starts + 1L]] <- .Call(ffi_ls, s$y, s$X, s$Z, w, Xf, as.double(th0), K,
                                  ls_type(expert), ls_hidden(expert), ls_act(expert), pen,
                                  as.double(c(control$maxit, control$tol)))

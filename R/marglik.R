@@ -184,6 +184,7 @@ moe_marglik <- function(fit, method = c("bridge", "exact"), prior = NULL,
     abort(sprintf("`fit` must be a fit from `moe_mcmc()` or `moe_em()`, not %s.",
                   describe(fit)), call = call, arg = "fit")
   }
+  validate_moe_fit(fit, "fit", call)
   is_mcmc <- inherits(fit, "moe_mcmc")
   if (!is.null(prior)) {
     if (is_mcmc) {

@@ -189,6 +189,7 @@ NULL
 #' @rdname moe_mcmc_loglik
 #' @export
 logLik.moe_mcmc <- function(object, ...) {
+  validate_moe_fit(object, "object")
   ll <- if (all(is.na(object$loglik_draws))) NA_real_ else
     max(object$loglik_draws, na.rm = TRUE)
   structure(ll, df = moe_df(object), nobs = loglik_nobs(object), class = "logLik")
@@ -197,6 +198,7 @@ logLik.moe_mcmc <- function(object, ...) {
 #' @rdname moe_mcmc_loglik
 #' @export
 residuals.moe_mcmc <- function(object, type = c("response", "pearson"), ...) {
+  validate_moe_fit(object, "object")
   type <- check_choice(type, c("response", "pearson"), "type", sys.call())
   D <- draws_matrix(object, complete = TRUE)
   p <- ncol(object$X)
@@ -265,6 +267,7 @@ residuals.moe_mcmc <- function(object, type = c("response", "pearson"), ...) {
 #' s$loglik
 #' @export
 summary.moe_mcmc <- function(object, probs = c(0.025, 0.5, 0.975), ...) {
+  validate_moe_fit(object, "object")
   call <- sys.call()
   if (!is.numeric(probs) || !length(probs) || anyNA(probs) || any(probs < 0 | probs > 1)) {
     abort(sprintf("`probs` must be probabilities between 0 and 1, not %s.", describe(probs)),
@@ -442,6 +445,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
                                       "membership"),
                              interval = c("none", "credible"), level = 0.95, ndraws = NULL,
                              y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE, ...) {
+  validate_moe_fit(object, "object")
   call <- sys.call()
   type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert",
                                "membership"), "type", call)
@@ -561,6 +565,7 @@ simulation_pars.moe_mcmc <- function(object, nsim) {
 #' @export
 plot.moe_mcmc <- function(x, what = c("trace", "density", "fit", "gating"), pars = NULL,
                           covariate = NULL, level = 0.95, ...) {
+  validate_moe_fit(x, "x")
   call <- sys.call()
   what <- check_choice(what, c("trace", "density", "fit", "gating"), "what", call)
   level <- check_level(level, call)
@@ -667,6 +672,7 @@ log_lik.default <- function(object, ...) {
 #' @rdname log_lik
 #' @export
 log_lik.moe_mcmc <- function(object, newdata = NULL, ...) {
+  validate_moe_fit(object, "object")
   call <- sys.call()
   if (is.null(newdata)) {
     des <- list(X = object$X, Z = object$Z, y = object$y)

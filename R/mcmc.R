@@ -597,6 +597,7 @@ mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w, spec = NULL) {
 
 # Continue every chain of `fit` for `iter` iterations and append the draws.
 mcmc_continue <- function(fit, iter, progress, call) {
+  validate_moe_fit(fit, "fit", call, continue = TRUE)
   iter <- check_number(iter, "iter", lower = 1, whole = TRUE, call = call)
   check_mcmc_size(length(fit$state), iter, 0, fit$thin, npar = dim(fit$draws)[3L], call = call)
   K <- fit$K
@@ -683,6 +684,7 @@ fit_title.moe_mcmc <- function(x) {
 
 #' @export
 print.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  validate_moe_fit(x, "x")
   digits <- check_digits(digits, call = sys.call())
   cat(fit_title(x), "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")

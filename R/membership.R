@@ -78,6 +78,7 @@ moe_membership <- function(fit, newdata = NULL, type = c("prob", "hard"),
     abort(sprintf("`fit` must be a fit from `moe_em()` or `moe_mcmc()`, not %s.",
                   describe_fit(fit)), call = call, arg = "fit")
   }
+  validate_moe_fit(fit, "fit", call)
   type <- check_choice(type, c("prob", "hard"), "type", call)
   interval <- check_choice(interval, c("none", "credible"), "interval", call)
   level <- check_level(level, call)

@@ -35,6 +35,7 @@ NULL
 #' @rdname moe_coef
 #' @export
 coef.moe_fit <- function(object, matrix = FALSE, ...) {
+  validate_moe_fit(object, "object")
   par <- moe_point(object)
   if (isTRUE(matrix)) return(par)
   setNames(par_flatten(par), par_names(colnames(object$X), colnames(object$Z), object$K,
@@ -44,6 +45,7 @@ coef.moe_fit <- function(object, matrix = FALSE, ...) {
 #' @rdname moe_coef
 #' @export
 vcov.moe_em <- function(object, ...) {
+  validate_moe_fit(object, "object")
   info <- moe_information(object$coefficients, object$y, object$X, object$Z,
                           object$weights)
   nm <- par_names(colnames(object$X), colnames(object$Z), object$K, fit_spec(object))
@@ -61,12 +63,14 @@ vcov.moe_em <- function(object, ...) {
 #' @rdname moe_coef
 #' @export
 fitted.moe_fit <- function(object, ...) {
+  validate_moe_fit(object, "object")
   drop(predict(object, type = "mean"))
 }
 
 #' @rdname moe_coef
 #' @export
 residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
+  validate_moe_fit(object, "object")
   type <- check_choice(type, c("response", "pearson"), "type")
   # object$y is the response minus the offset; fitted() includes it
   r <- object$y + fit_offset(object) - fitted(object)
@@ -115,6 +119,7 @@ predict.moe_fit <- function(object, newdata = NULL,
                             type = c("mean", "gating", "density", "quantile", "expert",
                                      "membership"),
                             y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE, ...) {
+  validate_moe_fit(object, "object")
   type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert",
                                "membership"), "type")
   log <- check_flag(log, "log")
@@ -201,6 +206,7 @@ check_density_y <- function(y, call = NULL) {
 #' head(sims)
 #' @export
 simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
+  validate_moe_fit(object, "object")
   nsim <- check_number(nsim, "nsim", lower = 1, whole = TRUE)
   # the simulated vectors, then their data frame: two copies
   n <- nrow(object$X)
@@ -234,6 +240,7 @@ simulation_pars.moe_em <- function(object, nsim) rep(list(object$coefficients), 
 
 #' @export
 print.moe_fit <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  validate_moe_fit(x, "x")
   digits <- check_digits(digits, call = sys.call())
   cat(fit_title(x), "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
@@ -282,6 +289,7 @@ fit_footer <- function(x) {
 #' summary(fit)
 #' @export
 summary.moe_em <- function(object, ...) {
+  validate_moe_fit(object, "object")
   est <- coef(object)
   V <- suppressWarnings(vcov(object))
   se <- sqrt(diag(V))

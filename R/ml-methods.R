@@ -63,6 +63,7 @@ NULL
 #' @rdname moe_ml_methods
 #' @export
 sigma.moe_fit <- function(object, ...) {
+  validate_moe_fit(object, "object")
   s2 <- moe_point(object)$sigma2
   setNames(sqrt(as.numeric(s2)), paste0("expert", seq_along(s2)))
 }
@@ -70,6 +71,7 @@ sigma.moe_fit <- function(object, ...) {
 #' @rdname moe_ml_methods
 #' @export
 model.matrix.moe_fit <- function(object, which = c("expert", "gating"), ...) {
+  validate_moe_fit(object, "object")
   which <- check_choice(which, c("expert", "gating"), "which", call = sys.call())
   if (which == "expert") object$X else object$Z
 }
@@ -77,6 +79,7 @@ model.matrix.moe_fit <- function(object, which = c("expert", "gating"), ...) {
 #' @rdname moe_ml_methods
 #' @export
 df.residual.moe_fit <- function(object, ...) {
+  validate_moe_fit(object, "object")
   ll <- logLik(object)
   attr(ll, "nobs") - attr(ll, "df")
 }
@@ -96,6 +99,7 @@ anova.moe_em <- function(object, ...) {
       abort(sprintf("`%s` must be a fit from `moe_em()`, not %s.", labels[i],
                     describe_fit(fits[[i]])), kind = "input", call = call, arg = labels[i])
     }
+    validate_moe_fit(fits[[i]], labels[i], call)
   }
   if (length(fits) < 2L) {
     abort("`anova()` needs at least two fits from `moe_em()` to compare: likelihood-ratio tests are between nested fits.",

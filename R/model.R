@@ -131,6 +131,7 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
                   format(max(abs(y)), digits = 3)),
           kind = "data", call = call, arg = "formula")
   }
+  check_response_range(y, "The response of `formula`", "formula", call)
   offset <- model_offset(mf, length(y), "formula", call)
   if (!is.null(offset)) y <- y - offset
   w <- model.weights(mf)
@@ -154,6 +155,21 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
        xlevels = .getXlevels(mt, mf), zlevels = .getXlevels(mtz, mf),
        contrasts = attr(X, "contrasts"), zcontrasts = attr(Z, "contrasts"),
        na.action = attr(mf, "na.action"), model = mf)
+}
+
+# Tiny responses (see data_min): nonzero values below 1e-300 in absolute
+# value, or values spanning less than 1e-150 (the variance, a square,
+# underflows). `what` starts the message.
+check_response_range <- function(y, what, arg, call) {
+  if (any(y != 0 & abs(y) < data_min)) {
+    abort(sprintf("%s must be 0 or at least 1e-300 in absolute value (rescale it); it has smaller nonzero values.",
+                  what), kind = "data", call = call, arg = arg)
+  }
+  rg <- max(y) - min(y)
+  if (rg > 0 && rg < resp_spread_min) {
+    abort(sprintf("%s must vary by at least 1e-150 (rescale it) so that its variance is a normal number; its values span %s.",
+                  what, format(rg, digits = 3)), kind = "data", call = call, arg = arg)
+  }
 }
 
 # The offset of a model frame (the sum of its offset() terms), NULL when
@@ -210,6 +226,37 @@ build_design <- function(tt, mf, arg, what, call) {
 # spell it "1e100".)
 data_max <- 1e100
 
+# Smallest absolute value of a nonzero datum (covariates and response), and
+# of the spread of a covariate column: below it numbers are denormal or
+# close to it (from 2.2e-308), lose precision, and the coefficients on the
+# original scale (divided by the spread of their covariate) overflow. The
+# response must vary by at least `resp_spread_min`: its variance (the square)
+# must be a normal number. (The messages spell them "1e-300" and "1e-150".)
+data_min <- 1e-300
+resp_spread_min <- 1e-150
+
+# Covariate columns the arithmetic cannot carry: nonzero values below
+# data_min in absolute value, or values that differ by less than data_min
+# without being equal. `subject` starts the message ("The expert covariates
+# of `formula`"); `names` names the columns of M.
+check_column_range <- function(M, names, subject, arg, call) {
+  cols <- function(bad) paste0("column", if (sum(bad) > 1L) "s" else "", " ",
+                               paste0("`", names[bad], "`", collapse = ", "))
+  tiny <- colSums(M != 0 & abs(M) < data_min) > 0
+  if (any(tiny)) {
+    abort(sprintf("%s must be 0 or at least 1e-300 in absolute value (rescale them); %s ha%s smaller nonzero values.",
+                  subject, cols(tiny), if (sum(tiny) > 1L) "ve" else "s"),
+          kind = "data", call = call, arg = arg)
+  }
+  rg <- apply(M, 2L, function(v) max(v) - min(v))
+  narrow <- rg > 0 & rg < data_min
+  if (any(narrow)) {
+    abort(sprintf("%s must vary by 0 or at least 1e-300 (rescale or centre them); the values of %s differ by less.",
+                  subject, cols(narrow)),
+          kind = "data", call = call, arg = arg)
+  }
+}
+
 check_design <- function(M, arg, what, call) {
   bad <- colSums(!is.finite(M)) > 0
   if (any(bad)) {
@@ -231,6 +278,7 @@ check_design <- function(M, arg, what, call) {
     abort(sprintf("`%s` gives no %s covariates; use `~ 1` for an intercept only.", arg, what),
           kind = "formula", call = call, arg = arg)
   }
+  check_column_range(M, colnames(M), sprintf("The %s covariates of `%s`", what, arg), arg, call)
   qrM <- qr(M)
   if (qrM$rank < ncol(M)) {
     drop <- colnames(M)[qrM$pivot[seq.int(qrM$rank + 1L, ncol(M))]]
@@ -251,6 +299,7 @@ check_matrix_data <- function(y, X, Z, w, K, call = NULL) {
                   describe(y)),
           kind = "data", call = call, arg = "y")
   }
+  check_response_range(y, "`y`", "y", call)
   n <- length(y)
   for (arg in c("X", "Z")) {
     M <- if (arg == "X") X else Z
@@ -262,6 +311,11 @@ check_matrix_data <- function(y, X, Z, w, K, call = NULL) {
                     else describe(M)),
             kind = "data", call = call, arg = arg)
     }
+  }
+  for (arg in c("X", "Z")) {
+    M <- if (arg == "X") X else Z
+    check_column_range(M, if (is.null(colnames(M))) seq_len(ncol(M)) else colnames(M),
+                       sprintf("The values of `%s`", arg), arg, call)
   }
   if (!is.numeric(w) || is.matrix(w) || length(w) != n || any(!is.finite(w)) || any(w < 0)) {
     abort(sprintf("`w` must be %d finite non-negative weight%s (one per element of `y`), not %s.",
@@ -391,12 +445,12 @@ design_scaling <- function(M) {
   p <- ncol(M)
   if (length(int) == 1L) {
     ctr <- colMeans(M)
-    scl <- sqrt(colMeans(sweep(M, 2L, ctr)^2))
+    scl <- col_rms(sweep(M, 2L, ctr))
     ctr[int] <- 0
     scl[int] <- 1
   } else {
     ctr <- rep(0, p)
-    scl <- sqrt(colMeans(M^2))
+    scl <- col_rms(M)
   }
   scl[!(scl > 0)] <- 1
   Tm <- diag(1 / scl, p)
@@ -405,16 +459,45 @@ design_scaling <- function(M) {
   list(center = ctr, scale = scl, T = Tm, intercept = if (length(int)) int else 0L)
 }
 
+# Root mean squares of the columns of D. Squares underflow below about
+# 1e-154 and overflow above 1e154: such columns are divided by their largest
+# absolute value first (the data checks keep values within 1e-300 to 1e100).
+col_rms <- function(D) {
+  out <- sqrt(colMeans(D^2))
+  redo <- which(!(out > 1e-140 & out < 1e140))
+  for (j in redo) out[j] <- rms(D[, j])
+  out
+}
+
+rms <- function(v) {
+  m <- max(abs(v))
+  if (!(m > 0)) return(0)
+  m * sqrt(mean((v / m)^2))
+}
+
+# The inverse of the map T of design_scaling(), which takes internal to
+# original coefficients: beta_int = scaling_inverse(s) %*% beta_orig. In
+# closed form (diagonal `scale`, the `center` in the intercept row):
+# solve(T) refuses T as computationally singular once the scales of the
+# columns span 1 / .Machine$double.eps (a covariate of magnitude 1e17 next
+# to the intercept).
+scaling_inverse <- function(s) {
+  p <- length(s$scale)
+  Ti <- diag(s$scale, p)
+  int <- s$intercept
+  if (int > 0L) {
+    Ti[int, ] <- s$center
+    Ti[int, int] <- 1
+  }
+  Ti
+}
+
 moe_scaling <- function(y, X, Z) {
   sx <- design_scaling(X)
   sz <- design_scaling(Z)
-  if (sx$intercept > 0L) {
-    my <- mean(y)
-    sy <- sqrt(mean((y - my)^2))
-  } else {
-    my <- 0
-    sy <- sqrt(mean(y^2))
-  }
+  my <- if (sx$intercept > 0L) mean(y) else 0
+  sy <- sqrt(mean((y - my)^2))
+  if (!(sy > 1e-140 && sy < 1e140)) sy <- rms(y - my)
   if (!(sy > 0)) sy <- 1
   list(x = sx, z = sz, my = my, sy = sy)
 }
@@ -450,8 +533,8 @@ par_to_internal <- function(sc, par) {
   }
   alpha <- par$alpha
   if (sc$x$intercept > 0L) alpha[sc$x$intercept, ] <- alpha[sc$x$intercept, ] - sc$my
-  list(alpha = solve(sc$x$T, alpha) / sc$sy, sigma2 = par$sigma2 / sc$sy^2,
-       W = solve(sc$z$T, par$W))
+  list(alpha = scaling_inverse(sc$x) %*% alpha / sc$sy, sigma2 = par$sigma2 / sc$sy^2,
+       W = scaling_inverse(sc$z) %*% par$W)
 }
 
 # Number of parameters against the number of usable rows, checked up front

@@ -149,6 +149,7 @@ moe_mtm <- function(fit, omega = NULL, c = 0.5, r = 2, ...) {
 moe_mtm.moe_mcmc <- function(fit, omega = NULL, c = 0.5, r = 2,
                              weights = c("intercept", "gate"), seed = NULL, ...) {
   call <- sys.call()
+  validate_moe_fit(fit, "fit", call)
   weights <- check_choice(weights, c("intercept", "gate"), "weights", call)
   set <- mtm_settings(omega, c, r, seed, call)
   n <- sum(fit$weights)
@@ -346,13 +347,13 @@ draws_internal <- function(fit) {
   sc <- fit$scaling
   A <- matrix(ex[seq_len(p), , , drop = FALSE], p, K * S)
   if (sc$x$intercept > 0L) A[sc$x$intercept, ] <- A[sc$x$intercept, ] - sc$my
-  A <- solve(sc$x$T, A) / sc$sy
+  A <- scaling_inverse(sc$x) %*% A / sc$sy
   W <- matrix(0, q, K * S)
   if (K > 1L) {
     Wf <- array(th[(p + 1L) * K + seq_len(q * (K - 1L)), , drop = FALSE], c(q, K - 1L, S))
     Wa <- array(0, c(q, K, S))
     Wa[, -K, ] <- Wf
-    W <- solve(sc$z$T, matrix(Wa, q, K * S))
+    W <- scaling_inverse(sc$z) %*% matrix(Wa, q, K * S)
   }
   list(alpha = array(A, c(p, K, S)),
        sigma2 = matrix(ex[p + 1L, , ], K, S) / sc$sy^2,

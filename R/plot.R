@@ -22,6 +22,7 @@
 #' plot(fit, what = "loglik")
 #' @export
 plot.moe_em <- function(x, what = c("fit", "gating", "loglik"), covariate = NULL, ...) {
+  validate_moe_fit(x, "x")
   what <- check_choice(what, c("fit", "gating", "loglik"), "what")
   switch(what,
     fit = plot_fit(x, covariate, ...),

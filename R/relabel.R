@@ -92,8 +92,8 @@ relabel_features <- function(D, sc, xnames, znames, K, spec = NULL) {
   p <- length(xnames)
   q <- length(znames)
   N <- nrow(D)
-  Tx_inv <- t(solve(sc$x$T))
-  Tz_inv <- t(solve(sc$z$T))
+  Tx_inv <- t(scaling_inverse(sc$x))
+  Tz_inv <- t(scaling_inverse(sc$z))
   shift <- rep(0, p)
   if (sc$x$intercept > 0L) shift[sc$x$intercept] <- sc$my
   W <- array(0, c(N, q, K))
@@ -126,7 +126,7 @@ relabel_features_spec <- function(D, sc, xnames, znames, K, spec) {
   gate <- spec_gate(spec)
   expert <- spec_expert(spec)
   pe <- expert_npar(expert, p)
-  Tz_inv <- t(solve(sc$z$T))
+  Tz_inv <- t(scaling_inverse(sc$z))
   pars <- lapply(seq_len(N), function(i) par_unflatten(D[i, ], p, q, K, spec))
   W <- array(0, c(N, q, K))
   for (i in seq_len(N)) {
@@ -333,6 +333,7 @@ moe_relabel <- function(fit, method = c("kmeans", "pivot"), pivot = "auto", maxi
     abort(sprintf("`fit` must be a fit from `moe_mcmc()`, not %s.", describe_fit(fit)),
           call = call, arg = "fit")
   }
+  validate_moe_fit(fit, "fit", call)
   method <- check_choice(method, c("kmeans", "pivot"), "method", call)
   maxit <- check_number(maxit, "maxit", lower = 1, whole = TRUE, call = call)
   relabel_fit(fit, method, pivot, maxit, call = call)

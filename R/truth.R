@@ -96,6 +96,7 @@
 moe_truth <- function(beta0, beta1, a, b, sigma, draw = NULL, expert = expert_linear(),
                       eta = NULL, sd = NULL) {
   call <- sys.call()
+  if (!missing(beta0)) validate_if_fit(beta0, "beta0", call)
   if (!missing(beta0) && inherits(beta0, "moe_fit")) {
     if (!missing(beta1) || !missing(a) || !missing(b) || !missing(sigma)) {
       abort("`beta1`, `a`, `b` and `sigma` must be missing when `beta0` is a fit.",

@@ -63,6 +63,7 @@
 #' @export
 topk_loss <- function(par, truth, k = NULL, Z = NULL, rbar = c(1, 4, 6)) {
   call <- sys.call()
+  validate_if_fit(par, "par", call)
   if (inherits(par, "moe_fit")) {
     gate <- if (is.null(par$gate)) gate_softmax() else par$gate
     if (!gate$type %in% c("softmax", "topk")) {

@@ -489,8 +489,8 @@ gate_to_original.moe_gate <- function(gate, sc, par) {
 }
 gate_to_internal <- function(gate, sc, par) UseMethod("gate_to_internal")
 gate_to_internal.moe_gate <- function(gate, sc, par) {
-  par$W <- solve(sc$z$T, par$W)
-  if (!is.null(par$V)) par$V <- solve(sc$z$T, par$V)
+  par$W <- scaling_inverse(sc$z) %*% par$W
+  if (!is.null(par$V)) par$V <- scaling_inverse(sc$z) %*% par$V
   par
 }
 
@@ -515,7 +515,7 @@ expert_to_original.moe_expert_linear <- function(expert, sc, alpha) {
 expert_to_internal <- function(expert, sc, alpha) UseMethod("expert_to_internal")
 expert_to_internal.moe_expert_linear <- function(expert, sc, alpha) {
   if (sc$x$intercept > 0L) alpha[sc$x$intercept, ] <- alpha[sc$x$intercept, ] - sc$my
-  solve(sc$x$T, alpha) / sc$sy
+  scaling_inverse(sc$x) %*% alpha / sc$sy
 }
 
 # Relabelling features of one expert over N draws: A is N x P_e (original

@@ -1741,3 +1741,240 @@ test_that("issue 17, item 9: malformed init_par of moe_em_fit() is a classed err
     list(row_case("moe_em_fit", "init_par = list(coef(fit, matrix = TRUE))", function()
       moe_em_fit(d$y, X, X, K = 2, init_par = list(par)), "value", valid_par))))
 })
+
+test_that("issue 17, scaling: covariates from 1e-200 to 1e100 fit as at scale 1", {
+  skip_under_valgrind()
+  set.seed(1710)
+  d <- base_data(80)
+  d$z <- d$z / max(abs(d$z)) # |z| <= 1, so 1e100 * z is in range
+  em <- moe_em(y ~ x, gating = ~ z, data = d, K = 2, starts = 3, seed = 1)
+  mc <- moe_mcmc(y ~ x, gating = ~ z, data = d, K = 2, chains = 1, iter = 200, seed = 1,
+                 progress = FALSE)
+  a <- em$coefficients
+  for (s in c(1e-200, 1e17, 1e50, 1e100)) {
+    ds <- transform(d, x = s * x, z = s * z)
+    es <- moe_em(y ~ x, gating = ~ z, data = ds, K = 2, starts = 3, seed = 1)
+    b <- es$coefficients
+    # the labels may come out in another order
+    b <- bayesmoe:::permute_experts(b, order(b$alpha[1L, ])[order(order(a$alpha[1L, ]))])
+    expect_equal(b$alpha, a$alpha * c(1, 1 / s), tolerance = 1e-6, ignore_attr = TRUE)
+    expect_equal(b$sigma2, a$sigma2, tolerance = 1e-6, ignore_attr = TRUE)
+    expect_equal(b$W, a$W * c(1, 1 / s), tolerance = 1e-6, ignore_attr = TRUE)
+    expect_equal(as.numeric(logLik(es)), as.numeric(logLik(em)), tolerance = 1e-8)
+    expect_equal(fitted(es), fitted(em), tolerance = 1e-6)
+    ms <- moe_mcmc(y ~ x, gating = ~ z, data = ds, K = 2, chains = 1, iter = 200, seed = 1,
+                   progress = FALSE)
+    expect_true(valid_mcmc(ms))
+    # the same posterior: the chain may start from the EM solution with its
+    # experts in another order (then it is another chain), so posterior means
+    # of the experts are compared loosely, sorted by intercept, and
+    # predictive means agree
+    pa <- coef(mc, matrix = TRUE)
+    pb <- coef(ms, matrix = TRUE)
+    pb <- bayesmoe:::permute_experts(pb, order(pb$alpha[1L, ])[order(order(pa$alpha[1L, ]))])
+    expect_equal(pb$alpha, pa$alpha * c(1, 1 / s), tolerance = 0.1, ignore_attr = TRUE)
+    expect_equal(pb$sigma2, pa$sigma2, tolerance = 0.2, ignore_attr = TRUE)
+    expect_equal(fitted(ms), fitted(mc), tolerance = 0.15)
+    expect_true(all(is.finite(predict(ms, ds[1:5, ], interval = "credible"))))
+  }
+  # the matrix interfaces
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  r1 <- moe_em_fit(d$y, X, X, K = 2, starts = 3)
+  r2 <- moe_em_fit(d$y, X * c(1, 1e17)[col(X)], X * c(1, 1e17)[col(X)], K = 2, starts = 3)
+  expect_equal(r2$loglik, r1$loglik, tolerance = 1e-8)
+  r3 <- moe_mcmc_fit(d$y, X * c(1, 1e-200)[col(X)], X, K = 2, chains = 1, iter = 50,
+                     seed = 1, control = tiny_mcmc_control())
+  expect_true(valid_par(r3))
+})
+
+test_that("issue 17, scaling: denormal covariates and responses are refused by name", {
+  skip_under_valgrind()
+  set.seed(1711)
+  d <- base_data()
+  X <- cbind("(Intercept)" = 1, x = d$x)
+  Xt <- X
+  Xt[, 2] <- 1e-310 * Xt[, 2]
+  Xn <- X
+  Xn[, 2] <- 1e-299 * (1 + 1e-3 * Xn[, 2])
+  tiny <- within(d, x <- 1e-310 * x)
+  rows <- hardening_rows(list(
+    row_case("moe_em", "moe_em(x = 1e-310 * x)", function()
+      moe_em(y ~ x, data = tiny, K = 2, starts = 1, seed = 1), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("moe_mcmc", "moe_mcmc(x = 1e-310 * x)", function()
+      moe_mcmc(y ~ x, data = tiny, K = 2, chains = 1, iter = 20, seed = 1, progress = FALSE),
+      "classed_error", class = "bayesmoe_error_data"),
+    row_case("moe_em", "moe_em(gating = ~ z, z = 1e-305 * z)", function()
+      moe_em(y ~ x, gating = ~ z, data = within(d, z <- 1e-305 * z), K = 2), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("moe_em", "moe_em(x = 1e-299 * (1 + 1e-3 * x)): spread below 1e-300", function()
+      moe_em(y ~ x, data = within(d, x <- 1e-299 * (1 + 1e-3 * x)), K = 2), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("moe_em", "moe_em(y = 1e-310 * y)", function()
+      moe_em(y ~ x, data = within(d, y <- 1e-310 * y), K = 2), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("moe_mcmc", "moe_mcmc(y = 1e-200 * y): the variance underflows", function()
+      moe_mcmc(y ~ x, data = within(d, y <- 1e-200 * y), K = 2, chains = 1, iter = 20,
+               seed = 1, progress = FALSE), "classed_error", class = "bayesmoe_error_data"),
+    row_case("moe_em_fit", "moe_em_fit(X[, 2] * 1e-310)", function()
+      moe_em_fit(d$y, Xt, X, K = 2), "classed_error", class = "bayesmoe_error_data"),
+    row_case("moe_mcmc_fit", "moe_mcmc_fit(Z[, 2] * 1e-310)", function()
+      moe_mcmc_fit(d$y, X, Xt, K = 2, chains = 1, iter = 20, seed = 1), "classed_error",
+      class = "bayesmoe_error_data"),
+    row_case("moe_em_fit", "moe_em_fit(X[, 2] spread below 1e-300)", function()
+      moe_em_fit(d$y, Xn, X, K = 2), "classed_error", class = "bayesmoe_error_data"),
+    row_case("moe_mcmc_fit", "moe_mcmc_fit(y = 1e-310 * y)", function()
+      moe_mcmc_fit(1e-310 * d$y, X, X, K = 2, chains = 1, iter = 20, seed = 1),
+      "classed_error", class = "bayesmoe_error_data"),
+    row_case("moe_em", "moe_em(x = 1e-250 * x)", function()
+      moe_em(y ~ x, data = within(d, x <- 1e-250 * x), K = 2, starts = 1, seed = 1), "value",
+      valid_fit),
+    row_case("moe_em", "moe_em(y = 1e-100 * y, x = 1e100 * x)", function()
+      moe_em(y ~ x, data = within(d, { y <- 1e-100 * y; x <- 1e100 * x }), K = 2, starts = 1,
+             seed = 1), "value", valid_fit)))
+  expect_match(rows$message[1], "column `x` has smaller nonzero values", fixed = TRUE)
+  expect_snapshot(moe_em(y ~ x, data = tiny, K = 2), error = TRUE)
+  expect_snapshot(moe_em(y ~ x, data = within(d, x <- 1e-299 * (1 + 1e-3 * x)), K = 2),
+                  error = TRUE)
+  expect_snapshot(moe_em(y ~ x, data = within(d, y <- 1e-200 * y), K = 2), error = TRUE)
+  expect_snapshot(moe_em_fit(d$y, Xt, X, K = 2), error = TRUE)
+})
+
+# Fits whose fields were changed by hand: every method ends in one classed
+# error (validate_moe_fit(), class bayesmoe_error_fit), never in an unclassed
+# error from indexing, matrix products or the C entry points.
+tampered_fits <- function(em, mc) {
+  set <- function(fit, ...) {
+    v <- list(...)
+    for (f in names(v)) fit[f] <- list(v[[f]])
+    fit
+  }
+  st <- function(fit, ch, field, value) {
+    fit$state[[ch]][field] <- list(value)
+    fit
+  }
+  S <- dim(mc$draws)[1L]
+  list(
+    em = list(
+      em_as_mcmc = structure(em, class = class(mc)),
+      em_alpha_short = set(em, coefficients = within(em$coefficients, alpha <- alpha[, 1L])),
+      em_alpha_wide = set(em, coefficients = within(em$coefficients, alpha <- cbind(alpha, 1))),
+      em_sigma2_long = set(em, coefficients = within(em$coefficients, sigma2 <- c(sigma2, 1))),
+      em_W_rows = set(em, coefficients = within(em$coefficients, W <- W[1L, , drop = FALSE])),
+      em_no_coefficients = set(em, coefficients = NULL),
+      em_K_changed = set(em, K = 3),
+      em_K_fraction = set(em, K = 1.5),
+      em_X_rows = set(em, X = em$X[-1L, , drop = FALSE]),
+      em_y_short = set(em, y = em$y[-1L]),
+      em_weights_short = set(em, weights = em$weights[-1L]),
+      em_resp_wide = set(em, resp = cbind(em$resp, 0)),
+      em_no_status = set(em, status = NULL),
+      em_two_classes = structure(em, class = c("moe_em", "moe_mcmc", "moe_fit")),
+      em_gate_list = set(em, gate = list(type = "softmax"))),
+    mcmc = list(
+      mcmc_as_em = structure(mc, class = class(em)),
+      draws_chains = set(mc, draws = mc$draws[, c(1L, 2L, 2L), ]),
+      draws_params = set(mc, draws = mc$draws[, , -1L]),
+      draws_short = set(mc, draws = mc$draws[-1L, , ]),
+      draws_matrix = set(mc, draws = mc$draws[, 1L, ]),
+      draws_renamed = set(mc, draws = {
+        D <- mc$draws
+        dimnames(D)[[3L]] <- rev(dimnames(D)[[3L]])
+        D
+      }),
+      chains_changed = set(mc, chains = 3L),
+      chains_fewer = set(mc, chains = 1L),
+      iter_changed = set(mc, iter = mc$iter + 10L),
+      warmup_changed = set(mc, warmup = mc$warmup - 4L),
+      warmup_beyond_iter = set(mc, warmup = mc$iter + 1L),
+      thin_zero = set(mc, thin = 0L),
+      loglik_draws_short = set(mc, loglik_draws = mc$loglik_draws[-1L, ]),
+      no_draws = set(mc, draws = NULL),
+      state_short = set(mc, state = mc$state[1L]),
+      state_alpha = st(mc, 2L, "alpha", mc$state[[2L]]$alpha[, 1L]),
+      state_sigma2 = st(mc, 1L, "sigma2", 1),
+      state_W = st(mc, 1L, "W", mc$state[[1L]]$W[-1L, , drop = FALSE]),
+      state_rng_short = st(mc, 1L, "rng", mc$state[[1L]]$rng[1:3]),
+      state_rng_double = st(mc, 1L, "rng", as.double(mc$state[[1L]]$rng)),
+      state_iterations = st(mc, 2L, "iterations_done", mc$iter + 5),
+      gating_moves_rows = set(mc, gating_moves = mc$gating_moves[1L, , drop = FALSE]),
+      mcmc_coefficients = set(mc, coefficients = within(mc$coefficients, W <- W[, 1L])),
+      mcmc_K_changed = set(mc, K = 3L),
+      mcmc_X_columns = set(mc, X = mc$X[, 1L, drop = FALSE])))
+}
+
+test_that("issue 17, tampered fits: every method gives one classed error", {
+  set.seed(1712)
+  d <- base_data()
+  em <- moe_em(y ~ x, gating = ~ z, data = d, K = 2, starts = 1, seed = 1)
+  mc <- moe_mcmc(y ~ x, gating = ~ z, data = d, K = 2, chains = 2, iter = 40, seed = 1,
+                 progress = FALSE, control = tiny_mcmc_control())
+  tru <- moe_truth_example("p4")
+  nd <- d[1:3, ]
+  shared <- list(
+    print = function(f) print(f), summary = function(f) summary(f),
+    print_summary = function(f) print(summary(f)), coef = function(f) coef(f),
+    vcov = function(f) vcov(f), predict = function(f) predict(f),
+    predict_newdata = function(f) predict(f, nd, type = "density"),
+    fitted = function(f) fitted(f), residuals = function(f) residuals(f),
+    simulate = function(f) simulate(f, seed = 1), logLik = function(f) logLik(f),
+    nobs = function(f) nobs(f), sigma = function(f) sigma(f),
+    model.matrix = function(f) model.matrix(f), df.residual = function(f) df.residual(f),
+    plot = function(f) {
+      grDevices::pdf(NULL)
+      on.exit(grDevices::dev.off())
+      plot(f)
+    },
+    moe_membership = function(f) moe_membership(f),
+    voronoi_loss = function(f) voronoi_loss(f, tru),
+    density_loss = function(f) density_loss(f, tru),
+    moe_truth = function(f) moe_truth(f, draw = 1),
+    moe_marglik = function(f) moe_marglik(f))
+  em_methods <- c(shared, list(deviance = function(f) deviance(f),
+                               anova = function(f) anova(f, f)))
+  mcmc_methods <- c(shared, list(
+    log_lik = function(f) log_lik(f), moe_relabel = function(f) moe_relabel(f),
+    continue = function(f) moe_mcmc(f, iter = 2, progress = FALSE),
+    as.data.frame = function(f) as.data.frame(f), confint = function(f) confint(f),
+    moe_mtm = function(f) moe_mtm(f)))
+  # the methods work on the valid fits (or refuse with a classed error)
+  ok <- rbind(
+    do.call(rbind, lapply(names(em_methods), function(m)
+      run_cases(m, function(v) em_methods[[m]](em), list(NULL), any_value,
+                label = paste(m, "of em")))),
+    do.call(rbind, lapply(names(mcmc_methods), function(m)
+      run_cases(m, function(v) mcmc_methods[[m]](mc), list(NULL), any_value,
+                label = paste(m, "of mcmc")))))
+  expect_no_defect(ok)
+  fits <- tampered_fits(em, mc)
+  fits <- c(fits$em, fits$mcmc)
+  expect_gte(length(fits), 25L)
+  res <- list()
+  for (nm in names(fits)) {
+    f <- fits[[nm]]
+    methods <- if (inherits(f, "moe_em")) em_methods else mcmc_methods
+    for (m in names(methods)) {
+      cls <- tryCatch({
+        suppressWarnings(utils::capture.output(methods[[m]](f)))
+        "no error"
+      }, error = function(e) paste(class(e), collapse = " "))
+      res[[length(res) + 1L]] <- data.frame(fit = nm, method = m, class = cls,
+                                            stringsAsFactors = FALSE)
+    }
+  }
+  res <- do.call(rbind, res)
+  # every call on a tampered fit ends in the structure check's classed error
+  bad <- res[!grepl("^bayesmoe_error_fit bayesmoe_error", res$class), ]
+  expect(nrow(bad) == 0L, sprintf("%d of %d calls did not end in bayesmoe_error_fit:\n%s",
+                                  nrow(bad), nrow(res),
+                                  paste(sprintf("%s / %s: %s", bad$fit, bad$method, bad$class),
+                                        collapse = "\n")))
+  expect_snapshot(print(fits$draws_chains), error = TRUE)
+  expect_snapshot(coef(fits$em_as_mcmc), error = TRUE)
+  expect_snapshot(predict(fits$mcmc_as_em), error = TRUE)
+  expect_snapshot(summary(fits$iter_changed), error = TRUE)
+  expect_snapshot(moe_mcmc(fits$state_rng_short, iter = 2), error = TRUE)
+  expect_snapshot(vcov(fits$em_alpha_short), error = TRUE)
+  expect_snapshot(log_lik(fits$draws_params), error = TRUE)
+  expect_snapshot(moe_relabel(fits$state_short), error = TRUE)
+})

@@ -87,16 +87,18 @@ test_that("moe_truth(fit) recovers the parameters of an EM fit", {
                unname(predict(fit, nd)))
 })
 
-# A minimal object with the documented structure of an MCMC fit.
+# An EM fit turned into an object with the documented structure of an MCMC
+# fit (the fields validate_moe_fit() checks) with hand-made draws.
 fake_mcmc <- function(fit, iter = 4, chains = 2, sd = 0.01) {
   th <- coef(fit)
   P <- length(th)
   dr <- array(rep(th, each = iter * chains), c(iter, chains, P))
   dr <- dr + array(rnorm(iter * chains * P, sd = sd), dim(dr))
   dimnames(dr) <- list(NULL, NULL, names(th))
-  structure(list(draws = dr, K = fit$K, X = fit$X, Z = fit$Z, y = fit$y,
-                 loglik_draws = matrix(0, iter, chains)),
-            class = c("moe_mcmc", "moe_fit"))
+  f <- unclass(fit)
+  f[c("draws", "loglik_draws", "chains", "iter", "warmup", "thin")] <-
+    list(dr, matrix(0, iter, chains), chains, iter, 0L, 1L)
+  structure(f, class = c("moe_mcmc", "moe_fit"))
 }
 
 test_that("moe_truth(fit, draw) takes one posterior draw", {
