@@ -419,7 +419,8 @@ fmt_null <- function(v) if (is.null(v) || !length(v)) "NA" else paste(format(v),
 #' @param ndraws `NULL` (all draws) or the number of draws to use, evenly
 #'   spread over the chains and iterations (faster, reproducible).
 #' @param y,probs,log As in [predict.moe_fit()].
-#' @param ... Unused.
+#' @param ... Must be empty: an unknown argument (such as `se.fit`) is an
+#'   error (class `bayesmoe_error_input`), never ignored.
 #' @return With `interval = "none"`, the same shape as for EM fits: a vector
 #'   for `"mean"` (and `"density"` at the observed response), otherwise a
 #'   matrix with one row per observation. With `interval = "credible"` one
@@ -443,6 +444,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
                              interval = c("none", "credible"), level = 0.95, ndraws = NULL,
                              y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE, ...) {
   call <- sys.call()
+  check_dots_empty(call, ...)
   type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert",
                                "membership"), "type", call)
   interval <- check_choice(interval, c("none", "credible"), "interval", call)

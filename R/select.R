@@ -39,11 +39,7 @@
 #' @export
 prior_K <- function(type = c("poisson", "geometric", "uniform"), lambda = 1, K_max = 6, ...) {
   call <- sys.call()
-  if (...length()) {
-    abort(sprintf("`...` must be empty; unknown argument%s %s.",
-                  if (...length() > 1L) "s" else "",
-                  paste0("`", names(list(...)), "`", collapse = ", ")), call = call, arg = "...")
-  }
+  check_dots_empty(call, ...)
   type <- check_choice(type, c("poisson", "geometric", "uniform"), "type", call)
   lambda <- check_number(lambda, "lambda", lower = 0, strict_lower = TRUE, call = call)
   K_max <- check_number(K_max, "K_max", lower = 1, upper = 100, whole = TRUE, call = call)
