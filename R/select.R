@@ -94,7 +94,13 @@ print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...
 #' the fits (empty or collapsed experts, which are expected when \eqn{k} is
 #' too large) are collected in the component `warnings` instead of being
 #' signalled; an unreliable marginal likelihood is signalled once, as a
-#' warning of class `bayesmoe_warning_marglik`.
+#' warning of class `bayesmoe_warning_marglik`. When the selected \eqn{K}
+#' rests on a degenerate fit (for `"bic"` and `"icl"` an EM fit warned of as
+#' degenerate, see "Degenerate fits" in [moe_em()]; for `"posterior"` an
+#' MCMC fit whose smallest expert variance has a posterior median below
+#' 0.001 times the residual variance of a one-expert fit), a warning of class
+#' `bayesmoe_warning_degenerate` says so: spike experts make the likelihood,
+#' and so every criterion, favour too many experts.
 #'
 #' Arguments in `...` are passed on by name: `chains`, `iter`, `warmup`,
 #' `thin`, `init`, `progress` and a `control` from [moe_mcmc_control()] to
@@ -124,7 +130,8 @@ print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...
 #'   BIC and ICL), `fits` (lists `mcmc` and `em` of the fits by \eqn{k}, and
 #'   `mtm`, the over-fitted fit), `marglik` (the [moe_marglik()] results),
 #'   `mtm` (the [moe_mtm()] result), `prior_K`, `cpu` (CPU seconds per
-#'   method) and `warnings`.
+#'   method), `warnings` and `degenerate` (the values of \eqn{K} whose fit
+#'   for the first method is degenerate; see Details).
 #' @seealso [moe_marglik()], [moe_mtm()], [prior_K()]
 #' @examples
 #' sel <- moe_select(tuned ~ stretchratio, data = tonedata, K = 1:3,
@@ -162,10 +169,14 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
   seeds <- with_seed(seed, sample.int(.Machine$integer.max, 2L * length(Ks) + 1L))
   warns <- character()
   unreliable <- integer()
+  degenerate_em <- integer()
   collect <- function(expr, label, K = NA_integer_) {
     withCallingHandlers(expr, bayesmoe_warning = function(w) {
       warns <<- c(warns, sprintf("%s: %s", label, conditionMessage(w)))
       if (inherits(w, "bayesmoe_warning_marglik")) unreliable <<- c(unreliable, K)
+      if (inherits(w, "bayesmoe_warning_degenerate") && grepl("^EM", label)) {
+        degenerate_em <<- c(degenerate_em, K)
+      }
       invokeRestart("muffleWarning")
     })
   }
@@ -181,7 +192,7 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
     collect(do.call("moe_em", c(list(formula = formula, data = quote(data), K = Ks[i],
                                    gating = gating, seed = seeds[i]), dots$em),
                     envir = env),
-            sprintf("EM, K = %d", Ks[i]))
+            sprintf("EM, K = %d", Ks[i]), Ks[i])
   }))
   em <- setNames(em_run$value, paste0("K", Ks))
   cpu[["em"]] <- em_run$cpu
@@ -257,13 +268,35 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
                  paste(unreliable, collapse = ", ")), kind = "marglik", call = ecall)
   }
   primary <- methods[1L]
+  # a choice resting on a spike expert (a variance near zero that the
+  # likelihood rewards) is not to be trusted
+  degenerate <- sort(unique(c(if (primary %in% c("bic", "icl")) degenerate_em,
+                              if (primary == "posterior")
+                                Ks[vapply(mcmc, mcmc_has_spike, TRUE)])))
+  K_sel <- unname(K_hats[[primary]])
+  if (K_sel %in% degenerate) {
+    warn(sprintf("The selected K = %d (%s) rests on a degenerate fit (an expert with a variance below %g times the residual variance of a one-expert fit, or fewer observations than parameters), which inflates the likelihood of larger K; compare smaller K, bound the variances (`moe_em_control(var_floor =)`, `moe_prior(c0 =, C0 =)`) and see `$warnings`.",
+                 K_sel, primary, spike_ratio), kind = "degenerate", call = ecall)
+  }
   probs <- switch(primary, posterior = post, mtm = mtm_freq, rep(NA_real_, length(Ks)))
   structure(list(call = call, method = primary, methods = methods, K = Ks,
                  probs = setNames(probs, Ks), K_hat = unname(K_hats[[primary]]),
                  K_hats = K_hats[unique(c(methods, "bic", "icl"))], table = tab,
                  fits = list(mcmc = mcmc, em = em, mtm = mtm_fit), marglik = ml, mtm = mtm,
-                 prior_K = pk, cpu = cpu, warnings = warns, n = nobs(em[[1L]])),
+                 prior_K = pk, cpu = cpu, warnings = warns, degenerate = degenerate,
+                 n = nobs(em[[1L]])),
             class = "moe_select")
+}
+
+# Whether the posterior of an MCMC fit sits on a spike expert: the median
+# over the draws of the smallest expert variance is below spike_ratio times
+# the residual variance of the least-squares fit (R/em.R).
+mcmc_has_spike <- function(fit) {
+  nm <- dimnames(fit$draws)[[3L]]
+  s2 <- fit$draws[, , grepl(":sigma2$", nm), drop = FALSE]
+  smallest <- apply(s2, c(1L, 2L), min)
+  ref <- ls_residual_variance(fit$y, fit$X, fit$weights)
+  ref > 0 && isTRUE(stats::median(smallest, na.rm = TRUE) < spike_ratio * ref)
 }
 
 select_check_K <- function(K, call) {

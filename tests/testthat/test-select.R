@@ -140,3 +140,9 @@ test_that("slow: both strategies find the true number of experts", {
     expect_gt(sel$table$mtm_freq[case$k], 0.8)
   }
 })
+
+test_that("moe_select() warns when the selected K rests on a degenerate fit", {
+  expect_snapshot(sel <- moe_select(tuned ~ stretchratio, data = tonedata, K = 1:3,
+                                    method = "bic", seed = 1))
+  expect_true(3L %in% sel$degenerate)
+})
