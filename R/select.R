@@ -103,11 +103,21 @@ print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...
 #' and so every criterion, favour too many experts.
 #'
 #' Arguments in `...` are passed on by name: `chains`, `iter`, `warmup`,
-#' `thin`, `init`, `progress` and a `control` from [moe_mcmc_control()] to
+#' `thin`, `init` and a `control` from [moe_mcmc_control()] to
 #' [moe_mcmc()]; `starts` and a `control` from [moe_em_control()] to
 #' [moe_em()]; `omega`, `c`, `r` and `weights` to [moe_mtm()];
 #' `proposal`, `n_comp` and `n_prop` to [moe_marglik()]. Prepare `subset`s
 #' and case weights in `data` beforehand.
+#'
+#' Progress: when the progressr package is installed, a call reports one
+#' step per fit (the EM fit, the MCMC fit and the marginal likelihood of each
+#' \eqn{K}, the MTM post-processing) through one [progressr::progressor()]
+#' labelled with the values of \eqn{K} and the methods, each step named
+#' ("MCMC, K = 3"), and the chains of each MCMC fit as messages; nothing is
+#' shown until handlers are enabled (`progressr::handlers(global = TRUE)` or
+#' `progressr::with_progress()`). `progress = TRUE` in `...` prints the same
+#' steps as messages, one line each ("moe_select(): MCMC, K = 3 done"); the
+#' chains' own progress lines are never printed.
 #'
 #' @inheritParams moe_em
 #' @param K The numbers of experts to compare: distinct whole numbers >= 1
@@ -165,6 +175,21 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
   }
   dots <- select_split_dots(list(...), ecall)
   if (missing(data)) data <- NULL
+  # progress: one progressor step per fit (R/progress.R); `progress = TRUE`
+  # prints a line per step instead of every chain's lines
+  show <- if (is.null(dots$mcmc$progress)) FALSE else
+    check_flag(dots$mcmc$progress, "progress", ecall)
+  dots$mcmc$progress <- FALSE
+  post <- "posterior" %in% methods
+  n_steps <- length(Ks) * (1L + 2L * post) + ("mtm" %in% methods) * (2L - post)
+  tick <- progress_open(n_steps, sprintf("moe_select(): K in {%s}, %s",
+                                         paste(Ks, collapse = ", "),
+                                         paste(methods, collapse = ", ")))
+  on.exit(progress_close(tick), add = TRUE)
+  step <- function(what) {
+    tick(what)
+    if (show) message(sprintf("moe_select(): %s done", what))
+  }
   env <- environment()
   seeds <- with_seed(seed, sample.int(.Machine$integer.max, 2L * length(Ks) + 1L))
   warns <- character()
@@ -189,10 +214,12 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
 
   # EM fits: BIC and ICL
   em_run <- timed(lapply(seq_along(Ks), function(i) {
-    collect(do.call("moe_em", c(list(formula = formula, data = quote(data), K = Ks[i],
-                                   gating = gating, seed = seeds[i]), dots$em),
-                    envir = env),
-            sprintf("EM, K = %d", Ks[i]), Ks[i])
+    f <- collect(do.call("moe_em", c(list(formula = formula, data = quote(data), K = Ks[i],
+                                        gating = gating, seed = seeds[i]), dots$em),
+                         envir = env),
+                 sprintf("EM, K = %d", Ks[i]), Ks[i])
+    step(sprintf("EM, K = %d", Ks[i]))
+    f
   }))
   em <- setNames(em_run$value, paste0("K", Ks))
   cpu[["em"]] <- em_run$cpu
@@ -207,16 +234,21 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
   if ("posterior" %in% methods) {
     run <- timed({
       fits <- lapply(seq_along(Ks), function(i) {
-        collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data), K = Ks[i],
-                                         gating = gating, prior = quote(prior),
-                                         seed = seeds[length(Ks) + i]), dots$mcmc),
-                        envir = env),
-                sprintf("MCMC, K = %d", Ks[i]))
+        f <- collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data),
+                                              K = Ks[i], gating = gating, prior = quote(prior),
+                                              seed = seeds[length(Ks) + i]), dots$mcmc),
+                             envir = env),
+                     sprintf("MCMC, K = %d", Ks[i]))
+        step(sprintf("MCMC, K = %d", Ks[i]))
+        f
       })
       mls <- lapply(seq_along(Ks), function(i) {
-        if (Ks[i] == 1L) return(moe_marglik(fits[[i]], method = "exact"))
-        collect(do.call(moe_marglik, c(list(fits[[i]], seed = seeds[length(Ks) + i]), dots$ml)),
-                sprintf("marginal likelihood, K = %d", Ks[i]), Ks[i])
+        m <- if (Ks[i] == 1L) moe_marglik(fits[[i]], method = "exact") else
+          collect(do.call(moe_marglik, c(list(fits[[i]], seed = seeds[length(Ks) + i]),
+                                         dots$ml)),
+                  sprintf("marginal likelihood, K = %d", Ks[i]), Ks[i])
+        step(sprintf("marginal likelihood, K = %d", Ks[i]))
+        m
       })
       list(fits = fits, mls = mls)
     })
@@ -238,13 +270,19 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
     run <- timed({
       # the over-fitted fit is the posterior route's fit with max(K) experts
       # when that was run (same seed), else it is fitted here
-      f <- if (!is.null(mcmc)) mcmc[[which.max(Ks)]] else
-        collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data), K = max(Ks),
-                                         gating = gating, prior = quote(prior),
-                                         seed = seeds[length(Ks) + which.max(Ks)]),
-                                    dots$mcmc), envir = env),
-                sprintf("MCMC, K = %d (over-fitted, for MTM)", max(Ks)))
-      list(fit = f, mtm = do.call(moe_mtm, c(list(f, seed = seeds[length(seeds)]), dots$mtm)))
+      f <- if (!is.null(mcmc)) mcmc[[which.max(Ks)]] else {
+        f <- collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data),
+                                              K = max(Ks), gating = gating,
+                                              prior = quote(prior),
+                                              seed = seeds[length(Ks) + which.max(Ks)]),
+                                         dots$mcmc), envir = env),
+                     sprintf("MCMC, K = %d (over-fitted, for MTM)", max(Ks)))
+        step(sprintf("MCMC, K = %d (over-fitted, for MTM)", max(Ks)))
+        f
+      }
+      m <- do.call(moe_mtm, c(list(f, seed = seeds[length(seeds)]), dots$mtm))
+      step("Merge-Truncate-Merge")
+      list(fit = f, mtm = m)
     })
     cpu[["mtm"]] <- run$cpu
     mtm_fit <- run$value$fit

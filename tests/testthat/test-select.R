@@ -35,7 +35,8 @@ test_that("moe_select() with the EM criteria returns the documented structure", 
   sel <- moe_select(y ~ x, data = d, K = 1:4, method = c("bic", "icl"), seed = 1, starts = 3)
   expect_s3_class(sel, "moe_select")
   expect_named(sel, c("call", "method", "methods", "K", "probs", "K_hat", "K_hats", "table",
-                      "fits", "marglik", "mtm", "prior_K", "cpu", "warnings", "n"))
+                      "fits", "marglik", "mtm", "prior_K", "cpu", "warnings", "degenerate",
+                      "n"))
   expect_identical(sel$method, "bic")
   expect_identical(sel$K, 1:4)
   expect_true(all(is.na(sel$probs)))
