@@ -400,6 +400,7 @@ em_report <- function(fit, call) {
         paste(format(signif(nk[small], 3)), collapse = ", "),
         if (length(small) > 1) "their" else "its", deg$npar))
     floor_hint <- signif(spike_ratio * deg$ref / fit$scaling$sy^2, 1)
+    if (!(floor_hint > 0 && floor_hint <= 1)) floor_hint <- spike_ratio
     warn(sprintf("Degenerate fit: %s. Use fewer experts, a variance floor (`control = moe_em_control(var_floor = %s)` keeps variances above %g times the residual variance and ranks starts reaching it last), or the Bayesian fit `moe_mcmc()`, whose inverse-gamma prior on the variances (`moe_prior(c0, C0)`) pulls them away from zero.",
                  paste(what, collapse = "; "), format(floor_hint), spike_ratio),
          kind = "degenerate", call = call)
