@@ -160,12 +160,12 @@ predict.moe_fit <- function(object, newdata = NULL,
   level <- check_level(level, call)  # R/mcmc-methods.R
   se.fit <- check_flag(se.fit, "se.fit", call)
   if (interval == "prediction" && type != "mean") {
-    abort(sprintf("`interval = \"prediction\"` needs `type = \"mean\"`, not `type = \"%s\"`; for other limits of the predictive distribution use `type = \"quantile\"`.",
+    abort(sprintf("`interval = \"prediction\"` needs `type` \"mean\", not \"%s\"; for limits of the predictive distribution use `type = \"quantile\"`.",
                   type), call = call, arg = "interval")
   }
   delta <- interval == "confidence" || se.fit
   if (delta && !(type %in% c("mean", "gating", "expert"))) {
-    abort(sprintf("`%s` needs `type = \"mean\"`, \"gating\" or \"expert\", not `type = \"%s\"`.",
+    abort(sprintf("`%s` needs `type` \"mean\", \"gating\" or \"expert\", not \"%s\".",
                   if (se.fit) "se.fit = TRUE" else "interval = \"confidence\"", type),
           call = call, arg = if (se.fit) "se.fit" else "interval")
   }
