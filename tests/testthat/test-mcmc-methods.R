@@ -403,6 +403,6 @@ test_that("predict() of an MCMC fit refuses unknown arguments, as for EM fits", 
   expect_error(predict(f, se.fit = TRUE), class = "bayesmoe_error_input")
   expect_snapshot(error = TRUE, {
     predict(f, se.fit = TRUE)
-    predict(f, interval = "credible", levels = 0.9, 2)
+    predict(f, interval = "credible", levels = 0.9)
   })
 })

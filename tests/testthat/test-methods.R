@@ -131,7 +131,8 @@ test_that("simulate() is reproducible, leaves the RNG alone and matches the mode
 
 test_that("update() refits with changed arguments", {
   fit <- fit_tone()
-  f3 <- update(fit, K = 3)
+  # tonedata with three experts has a spike expert (see test-em.R)
+  expect_warning(f3 <- update(fit, K = 3), class = "bayesmoe_warning_degenerate")
   expect_identical(f3$K, 3L)
   f1 <- update(fit, . ~ 1, K = 1)
   expect_identical(colnames(f1$X), "(Intercept)")
@@ -235,10 +236,12 @@ test_that("confidence and prediction intervals have the lm() layout", {
 test_that("unknown and unsupported prediction arguments are errors", {
   fit <- fit_tone()
   nd <- data.frame(stretchratio = 2)
-  expect_error(predict(fit, nd, se = TRUE), class = "bayesmoe_error_input")
+  expect_error(predict(fit, nd, standard_errors = TRUE), class = "bayesmoe_error_input")
+  # `se` partially matches `se.fit`, as for predict.lm()
+  expect_identical(predict(fit, nd, se = TRUE), predict(fit, nd, se.fit = TRUE))
   expect_snapshot(error = TRUE, {
-    predict(fit, nd, se = TRUE)
-    predict(fit, nd, intervals = "confidence", se = TRUE)
+    predict(fit, nd, standard_errors = TRUE)
+    predict(fit, nd, intervals = "confidence", ci = TRUE)
     predict(fit, nd, interval = "credible")
     predict(fit, nd, type = "gating", interval = "prediction")
     predict(fit, nd, type = "density", se.fit = TRUE)

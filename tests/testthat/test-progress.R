@@ -13,7 +13,7 @@ progressions <- function(expr) {
        types = vapply(log, function(c) c$type, ""),
        steps = sum(vapply(log, function(c) if (c$type == "update") c$amount else 0, 0)),
        messages = unlist(lapply(log, function(c) if (c$type == "update" && c$amount > 0)
-         conditionMessage(c)))),
+         conditionMessage(c))),
        initiate = Filter(function(c) c$type == "initiate", log))
 }
 
