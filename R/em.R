@@ -57,6 +57,12 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' physical memory of the machine (64 GiB when it cannot be read); long but
 #' feasible requests are never refused.
 #'
+#' The data are centred and scaled internally; all results are on the
+#' original scale. Starts are: a deterministic split of the observations by
+#' their least-squares residual, then alternately k-means++ partitions of the
+#' standardised (covariates, response) and random Voronoi partitions (K
+#' random observations as centres).
+#'
 #' @section Degenerate fits:
 #' The likelihood of a mixture grows without bound as an expert's variance
 #' shrinks onto a few observations it fits exactly, and EM finds such
@@ -73,14 +79,9 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #'   a line. With `tonedata`, `K = 3` gives an expert with variance 1.8e-05
 #'   (the mean squared residual of `lm()` is 0.052) and raises the log-likelihood
 #'   from 143 to 240, so that BIC prefers it.
+#'
 #' The `status` of each start (`fit$starts`) reports `"empty"` and
 #' `"var_floor"`, and starts with those flags are ranked after all others.
-#'
-#' The data are centred and scaled internally; all results are on the
-#' original scale. Starts are: a deterministic split of the observations by
-#' their least-squares residual, then alternately k-means++ partitions of the
-#' standardised (covariates, response) and random Voronoi partitions (K
-#' random observations as centres).
 #'
 #' @param formula A two-sided formula: the response and the expert
 #'   covariates, as in [lm()]. Factors, interactions and `poly()` work.
