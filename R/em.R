@@ -398,7 +398,8 @@ em_report <- function(fit, call) {
         "expert%s %s hold%s fewer observations (%s) than %s parameters (%d)",
         if (length(small) > 1) "s" else "", paste(small, collapse = ", "),
         if (length(small) > 1) "" else "s",
-        paste(format(signif(nk[small], 3)), collapse = ", "),
+        # rounded down, so that a size just below the count does not print as it
+        paste(format(floor(100 * nk[small]) / 100), collapse = ", "),
         if (length(small) > 1) "their" else "its", deg$npar))
     floor_hint <- signif(spike_ratio * deg$ref / fit$scaling$sy^2, 1)
     if (!(floor_hint > 0 && floor_hint <= 1)) floor_hint <- spike_ratio

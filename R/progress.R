@@ -9,25 +9,25 @@
 #
 # Calls made inside a reporting call (the fits of moe_select() or of a
 # contraction task) open no progressor of their own: their messages go to
-# the outer one without advancing it (amount 0), so there is one bar.
-
-# The reporter of the call in progress in this R process (NULL when none).
-progress_state <- new.env(parent = emptyenv())
+# the outer one without advancing it (amount 0), so there is one bar. The
+# reporter of the call in progress is the option `bayesmoe.progress` of the
+# R process (NULL when none), so that the calls in a future's worker find
+# the one their task set, whatever version of the package the worker loads.
 
 # A reporter `tick(message, amount = 1)` for a call of `steps` steps labelled
 # `label`; its progressor finishes when the frame `envir` exits. The caller
 # must `on.exit(progress_close(tick), add = TRUE)`.
 progress_open <- function(steps, label, envir = parent.frame()) {
-  outer <- progress_state$tick
-  if (!is.null(outer)) return(nested_tick(outer))
+  outer <- getOption("bayesmoe.progress")
+  if (is.function(outer)) return(nested_tick(outer))
   if (!requireNamespace("progressr", quietly = TRUE)) return(void_tick)
   tick <- progressor_tick(progressr::progressor(steps = steps, label = label, envir = envir))
-  progress_state$tick <- tick
+  options(bayesmoe.progress = tick)
   tick
 }
 
 progress_close <- function(tick) {
-  if (identical(progress_state$tick, tick)) progress_state$tick <- NULL
+  if (identical(getOption("bayesmoe.progress"), tick)) options(bayesmoe.progress = NULL)
   invisible()
 }
 
@@ -50,15 +50,16 @@ nested_tick <- function(outer) {
 
 # `FUN(i, ...)` for lapply() / future_lapply() that reports a step with
 # message `labels[i]` when it returns, and makes the calls inside it (also in
-# a future's worker, where progress_state starts empty) report to `tick`.
+# a future's worker) report to `tick`. The returned function refers only to
+# base R and to the objects in its environment.
 progress_wrap <- function(FUN, tick, labels) {
   force(FUN)
   force(tick)
   force(labels)
+  nest <- nested_tick
   function(i, ...) {
-    old <- progress_state$tick
-    progress_state$tick <- nested_tick(tick)
-    on.exit(progress_state$tick <- old, add = TRUE)
+    old <- options(bayesmoe.progress = nest(tick))
+    on.exit(options(old), add = TRUE)
     res <- FUN(i, ...)
     tick(labels[i])
     res

@@ -79,13 +79,17 @@ test_that("moe_contraction() reports one step per task", {
 
 test_that("the reporter of a call is closed when it exits, also on error", {
   skip_if_not_installed("progressr")
-  expect_null(bayesmoe:::progress_state$tick)
+  expect_null(getOption("bayesmoe.progress"))
   f <- function() {
     tick <- bayesmoe:::progress_open(2, "test")
     on.exit(bayesmoe:::progress_close(tick), add = TRUE)
-    expect_identical(bayesmoe:::progress_state$tick, tick)
+    expect_identical(getOption("bayesmoe.progress"), tick)
+    # a call inside reports to it without opening a progressor
+    inner <- bayesmoe:::progress_open(5, "inner")
+    expect_false(identical(inner, tick))
+    expect_identical(getOption("bayesmoe.progress"), tick)
     stop("boom")
   }
   expect_error(progressions(f()), "boom")
-  expect_null(bayesmoe:::progress_state$tick)
+  expect_null(getOption("bayesmoe.progress"))
 })
