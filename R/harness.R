@@ -49,7 +49,8 @@
 #' installed, each finished (n, replicate) task is a step of one
 #' [progressr::progressor()] ("n = 200, replicate 3 of 10"), shown once
 #' handlers are enabled (`progressr::handlers(global = TRUE)` or
-#' `progressr::with_progress()`). Each (n, replicate) task has its own
+#' `progressr::with_progress()`; under `Rscript` also
+#' `options(progressr.enable = TRUE)`). Each (n, replicate) task has its own
 #' L'Ecuyer-CMRG random number stream derived from `seed`, so the results
 #' are identical whatever the plan. The caller's random number state is left
 #' untouched.

@@ -227,8 +227,9 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
 #'   finished chain through a [progressr::progressor()] labelled with `K` and the
 #'   number of chains, which shows nothing until handlers are enabled:
 #'   `progressr::handlers(global = TRUE)` once per session, or a call wrapped
-#'   in `progressr::with_progress()`. This works the same from `Rscript`
-#'   and with chains in parallel workers.
+#'   in `progressr::with_progress()`; under `Rscript` also
+#'   `options(progressr.enable = TRUE)` (progressr reports in interactive
+#'   sessions only by default). Chains in parallel workers report too.
 #' @param subset,na.action,weights As in [lm()]; `weights` must be whole
 #'   numbers (see Details).
 #' @return An object of class `c("moe_mcmc", "moe_fit")`. Besides the

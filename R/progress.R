@@ -4,7 +4,8 @@
 # (n, replicate) task), labelled with the call and its size, each step with
 # a message saying what was done. progressr only signals conditions: nothing
 # is shown unless the user enables handlers (`progressr::handlers(global =
-# TRUE)` or `progressr::with_progress()`), and the steps reach the user from
+# TRUE)` or `progressr::with_progress()`, and in batch mode
+# `options(progressr.enable = TRUE)`), and the steps reach the user from
 # future workers too.
 #
 # Calls made inside a reporting call (the fits of moe_select() or of a

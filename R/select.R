@@ -115,7 +115,8 @@ print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...
 #' labelled with the values of \eqn{K} and the methods, each step named
 #' ("MCMC, K = 3"), and the chains of each MCMC fit as messages; nothing is
 #' shown until handlers are enabled (`progressr::handlers(global = TRUE)` or
-#' `progressr::with_progress()`). `progress = TRUE` in `...` prints the same
+#' `progressr::with_progress()`; under `Rscript` also
+#' `options(progressr.enable = TRUE)`). `progress = TRUE` in `...` prints the same
 #' steps as messages, one line each ("moe_select(): MCMC, K = 3 done"); the
 #' chains' own progress lines are never printed.
 #'
