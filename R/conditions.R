@@ -119,6 +119,21 @@ check_digits <- function(digits, call = NULL) {
   check_number(digits, "digits", lower = 1, upper = 22, whole = TRUE, call = call)
 }
 
+# `...` of a function that takes no further arguments must be empty: a
+# misspelt or unsupported argument (`se = TRUE`, `interval = "confidence"`
+# where there is none) is an error naming it, never silently ignored. Call
+# as `check_dots_empty(call, ...)`; the arguments are not evaluated.
+check_dots_empty <- function(call, ...) {
+  n <- ...length()
+  if (!n) return(invisible())
+  nm <- names(match.call(expand.dots = FALSE)$...)
+  if (is.null(nm)) nm <- character(n)
+  nm[!nzchar(nm)] <- paste0("..", which(!nzchar(nm)))
+  abort(sprintf("`...` must be empty; unknown argument%s %s.", if (n > 1L) "s" else "",
+                paste0("`", nm, "`", collapse = ", ")),
+        call = call, arg = "...", dots = nm)
+}
+
 # `control` must come from its constructor `ctor` (a function name).
 check_control <- function(control, ctor, call = NULL) {
   if (!inherits(control, ctor)) {

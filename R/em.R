@@ -68,6 +68,26 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' standardised (covariates, response) and random Voronoi partitions (K
 #' random observations as centres).
 #'
+#' @section Degenerate fits:
+#' The likelihood of a mixture grows without bound as an expert's variance
+#' shrinks onto a few observations it fits exactly, and EM finds such
+#' solutions. Each is reported by a warning of class
+#' `bayesmoe_warning_degenerate` saying what to do (fewer experts, a larger
+#' `var_floor` in [moe_em_control()], or [moe_mcmc()]) when an expert
+#' * holds fewer effective observations (sum of its responsibilities) than
+#'   `min_size` of [moe_em_control()] (an empty expert) or than its number of
+#'   parameters (its coefficients, its variance and its gating coefficients);
+#' * has its variance at the floor `var_floor` (relative to the variance of
+#'   the response); or
+#' * has a variance below 0.001 times the residual variance of the one-expert
+#'   (least-squares) fit, a spike: its few observations lie almost exactly on
+#'   a line. With `tonedata`, `K = 3` gives an expert with variance 1.8e-05
+#'   (the mean squared residual of `lm()` is 0.052) and raises the log-likelihood
+#'   from 143 to 240, so that BIC prefers it.
+#'
+#' The `status` of each start (`fit$starts`) reports `"empty"` and
+#' `"var_floor"`, and starts with those flags are ranked after all others.
+#'
 #' @param formula A two-sided formula: the response and the expert
 #'   covariates, as in [lm()]. Factors, interactions and `poly()` work.
 #'   `offset()` terms add a known term to the mean of every expert
@@ -360,11 +380,64 @@ em_report <- function(fit, call) {
                  if (length(empty) > 1) "ve" else "s", fit$min_size),
          kind = "degenerate", call = call)
   }
-  collapsed <- which(fit$coefficients$sigma2 <= fit$var_floor * fit$scaling$sy^2 * (1 + 1e-8))
+  sigma2 <- fit$coefficients$sigma2
+  collapsed <- which(sigma2 <= fit$var_floor * fit$scaling$sy^2 * (1 + 1e-8))
   if (length(collapsed)) {
     warn(sprintf("Expert%s %s collapsed onto too few observations (variance at the floor); consider a smaller `K`.",
                  if (length(collapsed) > 1) "s" else "", paste(collapsed, collapse = ", ")),
          kind = "degenerate", call = call)
   }
+  # experts above the floor that still fit a few observations almost
+  # exactly, or hold fewer observations than they have parameters
+  deg <- degenerate_experts(sigma2, nk, fit)
+  spike <- setdiff(which(deg$spike), collapsed)
+  small <- setdiff(which(deg$small), c(empty, spike, collapsed))
+  if (length(spike) || length(small)) {
+    what <- c(if (length(spike)) sprintf(
+      "expert%s %s ha%s a variance below %g times the residual variance of a one-expert fit (%s: a spike fitting a few observations almost exactly, which inflates the likelihood and so BIC)",
+      if (length(spike) > 1) "s" else "", paste(spike, collapse = ", "),
+      if (length(spike) > 1) "ve" else "s", spike_ratio,
+      paste(sprintf("%s = %s", paste0("sigma2[", spike, "]"),
+                    format(signif(sigma2[spike], 2))), collapse = ", ")),
+      if (length(small)) sprintf(
+        "expert%s %s hold%s fewer observations (%s) than %s parameters (%d)",
+        if (length(small) > 1) "s" else "", paste(small, collapse = ", "),
+        if (length(small) > 1) "" else "s",
+        # rounded down, so that a size just below the count does not print as it
+        paste(format(floor(100 * nk[small]) / 100), collapse = ", "),
+        if (length(small) > 1) "their" else "its", deg$npar))
+    floor_hint <- signif(spike_ratio * deg$ref / fit$scaling$sy^2, 1)
+    if (!(floor_hint > 0 && floor_hint <= 1)) floor_hint <- spike_ratio
+    warn(sprintf("Degenerate fit: %s. Use fewer experts, a variance floor (`control = moe_em_control(var_floor = %s)` keeps variances above %g times the residual variance and ranks starts reaching it last), or the Bayesian fit `moe_mcmc()`, whose inverse-gamma prior on the variances (`moe_prior(c0, C0)`) pulls them away from zero.",
+                 paste(what, collapse = "; "), format(floor_hint), spike_ratio),
+         kind = "degenerate", call = call)
+  }
   invisible(fit)
+}
+
+# An expert variance below `spike_ratio` times the residual variance of a
+# one-expert (least-squares) fit is a spike: the expert fits a few
+# observations almost exactly.
+spike_ratio <- 1e-3
+
+# Which experts of a fit are degenerate beyond the EM's own flags: `spike`,
+# a variance below spike_ratio times `ref` (the weighted residual variance
+# of the least-squares fit on the expert design; no check when it is 0), and
+# `small`, an effective size `nk` (sum of the weighted responsibilities)
+# below the number of parameters of an expert, `npar` (its coefficients,
+# its variance and, for K > 1, its gating coefficients).
+degenerate_experts <- function(sigma2, nk, fit) {
+  ref <- ls_residual_variance(fit$y, fit$X, fit$weights)
+  K <- length(sigma2)
+  npar <- expert_npar(if (is.null(fit$expert)) expert_linear() else fit$expert, ncol(fit$X)) +
+    1L + if (K > 1L) ncol(fit$Z) else 0L
+  list(spike = if (ref > 0) sigma2 < spike_ratio * ref else logical(K),
+       small = if (K > 1L) nk < npar else logical(K), ref = ref, npar = npar)
+}
+
+ls_residual_variance <- function(y, X, w) {
+  keep <- w > 0
+  sw <- sqrt(w[keep])
+  r <- qr.resid(qr(X[keep, , drop = FALSE] * sw), y[keep] * sw)
+  sum(r^2) / sum(w[keep])
 }

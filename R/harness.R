@@ -45,7 +45,12 @@
 #'
 #' Replicates run through [future.apply::future_lapply()] when the
 #' future.apply package is installed (set a [future::plan()] to run them in
-#' parallel), sequentially otherwise. Each (n, replicate) task has its own
+#' parallel), sequentially otherwise. When the progressr package is
+#' installed, each finished (n, replicate) task is a step of one
+#' [progressr::progressor()] ("n = 200, replicate 3 of 10"), shown once
+#' handlers are enabled (`progressr::handlers(global = TRUE)` or
+#' `progressr::with_progress()`; under `Rscript` also
+#' `options(progressr.enable = TRUE)`). Each (n, replicate) task has its own
 #' L'Ecuyer-CMRG random number stream derived from `seed`, so the results
 #' are identical whatever the plan. The caller's random number state is left
 #' untouched.
@@ -245,12 +250,19 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
   on.exit(restore(), add = TRUE)
   settings$seed <- seed
   streams <- rng_streams(seed, nrow(tasks))
+  # one progress step per task (R/progress.R)
+  tick <- progress_open(nrow(tasks), sprintf("moe_contraction(): %s, %d sample size%s x %d replicate%s",
+                                             method, length(n), if (length(n) > 1L) "s" else "",
+                                             reps, if (reps > 1L) "s" else ""))
+  on.exit(progress_close(tick), add = TRUE)
+  task <- progress_wrap(contraction_task, tick,
+                        sprintf("n = %d, replicate %d of %d", tasks$n, tasks$rep, reps))
   out <- if (requireNamespace("future.apply", quietly = TRUE)) {
-    future.apply::future_lapply(seq_len(nrow(tasks)), contraction_task, tasks = tasks,
+    future.apply::future_lapply(seq_len(nrow(tasks)), task, tasks = tasks,
                                 truth = truth, settings = settings, streams = streams,
                                 future.seed = streams, future.packages = "bayesmoe")
   } else {
-    lapply(seq_len(nrow(tasks)), contraction_task, tasks = tasks, truth = truth,
+    lapply(seq_len(nrow(tasks)), task, tasks = tasks, truth = truth,
            settings = settings, streams = streams)
   }
   new_moe_contraction(out, tasks, truth, settings)

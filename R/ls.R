@@ -400,6 +400,7 @@ logLik.moe_ls <- function(object, ...) {
 
 #' @export
 predict.moe_ls <- function(object, newdata = NULL, type = c("mean", "gating", "expert"), ...) {
+  check_dots_empty(sys.call(), ...)
   type <- check_choice(type, c("mean", "gating", "expert"), "type")
   des <- if (is.null(newdata)) fit_design(object) else new_design(object, newdata)
   par <- object$coefficients

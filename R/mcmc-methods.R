@@ -422,7 +422,8 @@ fmt_null <- function(v) if (is.null(v) || !length(v)) "NA" else paste(format(v),
 #' @param ndraws `NULL` (all draws) or the number of draws to use, evenly
 #'   spread over the chains and iterations (faster, reproducible).
 #' @param y,probs,log As in [predict.moe_fit()].
-#' @param ... Unused.
+#' @param ... Must be empty: an unknown argument (such as `se.fit`) is an
+#'   error (class `bayesmoe_error_input`), never ignored.
 #' @return With `interval = "none"`, the same shape as for EM fits: a vector
 #'   for `"mean"` (and `"density"` at the observed response), otherwise a
 #'   matrix with one row per observation. With `interval = "credible"` one
@@ -447,6 +448,7 @@ predict.moe_mcmc <- function(object, newdata = NULL,
                              y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE, ...) {
   validate_moe_fit(object, "object")
   call <- sys.call()
+  check_dots_empty(call, ...)
   type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert",
                                "membership"), "type", call)
   interval <- check_choice(interval, c("none", "credible"), "interval", call)
@@ -537,13 +539,15 @@ simulation_pars.moe_mcmc <- function(object, nsim) {
 #' Plot a Bayesian mixture-of-experts fit
 #'
 #' `what = "trace"` draws the draws of the chosen parameters against the
-#' iteration, one colour per chain; `"density"` their kernel density per
-#' chain. Parameters are relabelled (see [moe_relabel()]); the total
+#' iteration, one colour per chain (named in a legend); `"density"` their
+#' kernel density per chain. Parameters are relabelled (see [moe_relabel()]); the total
 #' log-likelihood (`"loglik"`) is label invariant and shown as sampled.
 #' `"fit"` draws the data, the posterior mean of every expert's mean and of
 #' the predictive mean, with a credible band of the predictive mean;
 #' `"gating"` the posterior mean gating probabilities with their credible
-#' bands.
+#' bands. The bands are named in the legends, and point colours and line
+#' opacities are as in [plot.moe_em()] (the most probable expert; the
+#' gating probability).
 #'
 #' @param x A fit from [moe_mcmc()].
 #' @param what Which plot.
@@ -579,11 +583,13 @@ plot.moe_mcmc <- function(x, what = c("trace", "density", "fit", "gating"), pars
   grid <- covariate_grid(x, covariate)
   if (what == "fit") {
     b <- predict(x, grid, type = "mean", interval = "credible", level = level)
-    plot_fit(x, covariate, bands = b[, c("lwr", "upr")], ...)
+    plot_fit(x, covariate, bands = b[, c("lwr", "upr")],
+             band_label = sprintf("%s%% credible band of the mean", format(100 * level)), ...)
   } else {
     b <- predict(x, grid, type = "gating", interval = "credible", level = level)
     plot_gating(x, covariate, bands = list(lower = matrix(b[, , "lwr"], nrow(grid)),
-                                           upper = matrix(b[, , "upr"], nrow(grid))), ...)
+                                           upper = matrix(b[, , "upr"], nrow(grid))),
+                band_label = sprintf("%s%% credible bands", format(100 * level)), ...)
   }
   invisible(fit)
 }
@@ -606,19 +612,27 @@ plot_draws <- function(x, what, pars, call, ...) {
     op <- graphics::par(mfrow = grDevices::n2mfrow(length(pars)), mar = c(4, 4, 2, 1))
     on.exit(graphics::par(op))
   }
+  chain_names <- paste("chain", seq_len(d[2L]))
   for (v in pars) {
     y <- if (v == "loglik") matrix(x$loglik_draws, d[1L], d[2L]) else
       matrix(draws[, , v], d[1L], d[2L])
     if (what == "trace") {
       graphics::matplot(it, y, type = "l", lty = 1, col = cols, xlab = "iteration",
                         ylab = v, main = v, ...)
+      occupied <- cbind(rep(it, d[2L]), as.vector(y), as.vector(y))
     } else {
       dens <- lapply(seq_len(d[2L]), function(j) stats::density(y[, j], na.rm = TRUE))
       graphics::plot(NULL, xlim = range(vapply(dens, function(e) range(e$x), numeric(2L))),
                      ylim = c(0, max(vapply(dens, function(e) max(e$y), 0))),
                      xlab = v, ylab = "density", main = v, ...)
       for (j in seq_along(dens)) graphics::lines(dens[[j]], col = cols[j], lwd = 1.5)
+      occupied <- do.call(rbind, lapply(dens, function(e) cbind(e$x, e$y, e$y)))
     }
+    # a legend of the chains in every panel, where it covers the least
+    args <- list(legend = chain_names, col = cols, lty = 1, lwd = 1.5, bty = "o",
+                 bg = grDevices::adjustcolor("white", 0.8), box.col = NA, cex = 0.7,
+                 inset = 0.01, horiz = d[2L] <= 4L)
+    do.call(graphics::legend, c(list(legend_spot(args, occupied)), args)) # R/plot.R
   }
 }
 

@@ -221,7 +221,15 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
 #' @param seed `NULL` or a whole number from which the random number streams
 #'   of the EM starts and of the chains are derived (see Details).
 #' @param control Settings from [moe_mcmc_control()].
-#' @param progress Print progress of each chain.
+#' @param progress Print the progress of each chain from the sampler (a line
+#'   "chain c: iteration i" every `refresh` iterations). Independently of it,
+#'   when the progressr package is installed every call reports one step per
+#'   finished chain through a [progressr::progressor()] labelled with `K` and the
+#'   number of chains, which shows nothing until handlers are enabled:
+#'   `progressr::handlers(global = TRUE)` once per session, or a call wrapped
+#'   in `progressr::with_progress()`; under `Rscript` also
+#'   `options(progressr.enable = TRUE)` (progressr reports in interactive
+#'   sessions only by default). Chains in parallel workers report too.
 #' @param subset,na.action,weights As in [lm()]; `weights` must be whole
 #'   numbers (see Details).
 #' @return An object of class `c("moe_mcmc", "moe_fit")`. Besides the
@@ -497,19 +505,26 @@ with_rng_state <- function(state, expr) {
   list(value = value, state = get(".Random.seed", envir = genv))
 }
 
-# Run the chains, in parallel through future.apply when it is installed.
+# Run the chains, in parallel through future.apply when it is installed,
+# reporting a progress step per finished chain (R/progress.R).
 run_chains <- function(chains, s, pc, K, inits, states, streams, warmup, iter,
                        thin, offsets, refresh, gate_mode, spec = NULL) {
   args <- list(s = s, pc = pc, K = K, inits = inits, states = states,
                streams = streams, warmup = warmup, iter = iter, thin = thin,
                offsets = offsets, refresh = refresh, gate_mode = gate_mode)
   if (!is.null(spec)) args$spec <- spec
+  tick <- progress_open(chains, sprintf("moe_mcmc(): K = %d, %d chain%s of %d iterations",
+                                        K, chains, if (chains > 1L) "s" else "",
+                                        warmup + iter))
+  on.exit(progress_close(tick), add = TRUE)
+  fun <- progress_wrap(mcmc_chain, tick,
+                       sprintf("K = %d: chain %d of %d done", K, seq_len(chains), chains))
   if (requireNamespace("future.apply", quietly = TRUE)) {
     do.call(future.apply::future_lapply,
-            c(list(X = seq_len(chains), FUN = mcmc_chain), args,
+            c(list(X = seq_len(chains), FUN = fun), args,
               list(future.seed = FALSE)))
   } else {
-    do.call(lapply, c(list(X = seq_len(chains), FUN = mcmc_chain), args))
+    do.call(lapply, c(list(X = seq_len(chains), FUN = fun), args))
   }
 }
 

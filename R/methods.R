@@ -87,6 +87,22 @@ residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
 
 #' Predictions from a mixture-of-experts fit
 #'
+#' With `interval = "confidence"` or `se.fit = TRUE` the uncertainty of the
+#' estimate is propagated by the delta method: the standard error of a
+#' prediction \eqn{f(\hat\theta)} is \eqn{\sqrt{J V J^\top}}, with
+#' \eqn{J} the gradient of \eqn{f} in the parameters (analytic for softmax
+#' gating with linear experts, central differences for the variants) and
+#' \eqn{V} = [vcov()], the inverse observed information. Confidence limits
+#' are \eqn{f \pm z_{(1+level)/2}\,\mathrm{se}}, except for the gating
+#' probabilities, whose limits are computed on the logit scale and
+#' transformed back, so that they stay in \eqn{(0, 1)}. With
+#' `interval = "prediction"` (for `type = "mean"`) the limits are the
+#' \eqn{(1 - level)/2} and \eqn{(1 + level)/2} quantiles of the fitted
+#' predictive distribution (the mixture; `type = "quantile"`), which
+#' ignore the estimation error, small beside the noise unless `n` is small.
+#' The standard errors are `NA` (with a warning of `vcov()`) when the
+#' observed information is not invertible.
+#'
 #' @param object A fit from [moe_em()] or `moe_mcmc()`.
 #' @param newdata A data frame with the covariates; `NULL` uses the data of
 #'   the fit.
@@ -104,28 +120,166 @@ residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
 #'   matrix with one row per observation and one column per value of `y`.
 #' @param probs For `type = "quantile"`: the probabilities.
 #' @param log For `type = "density"`: return the log density.
-#' @param ... Passed to methods (for MCMC fits: `interval`, `level`).
-#' @return A vector (`"mean"`, `"density"` at the observed response) or a
-#'   matrix with one row per observation.
+#' @param interval `"none"`, `"confidence"` (for `type = "mean"`,
+#'   `"gating"` and `"expert"`; EM fits) or `"prediction"` (for
+#'   `type = "mean"`). For MCMC fits see [predict.moe_mcmc()] (`"credible"`).
+#' @param level Probability of the interval.
+#' @param se.fit If `TRUE` (for `type = "mean"`, `"gating"` and `"expert"`
+#'   of EM fits), return the delta-method standard errors too, as
+#'   [predict.lm()] does.
+#' @param ... Must be empty: an unknown argument is an error (class
+#'   `bayesmoe_error_input`), never ignored.
+#' @return With `interval = "none"` and `se.fit = FALSE`, a vector
+#'   (`"mean"`, `"density"` at the observed response) or a matrix with one
+#'   row per observation. With an interval, as [predict.lm()]: for `"mean"`
+#'   a matrix with columns `fit`, `lwr` and `upr`; for `"gating"` and
+#'   `"expert"` an observations x experts x 3 array whose third dimension is
+#'   `c("fit", "lwr", "upr")` (the layout of [predict.moe_mcmc()]). With
+#'   `se.fit = TRUE` a list with `fit` (the above) and `se.fit` (a vector
+#'   for `"mean"`, an observations x experts matrix otherwise).
 #' @examples
 #' fit <- moe_em(tuned ~ stretchratio, data = tonedata, K = 2, seed = 1)
 #' nd <- data.frame(stretchratio = c(1.5, 2, 2.5))
 #' predict(fit, nd)
-#' predict(fit, nd, type = "gating")
+#' predict(fit, nd, interval = "confidence")
+#' predict(fit, nd, interval = "prediction", level = 0.9)
+#' predict(fit, nd, se.fit = TRUE)
+#' g <- predict(fit, nd, type = "gating", interval = "confidence")
+#' g[, , "lwr"]
 #' predict(fit, nd, type = "quantile", probs = c(0.1, 0.9))
 #' predict(fit, nd, type = "density", y = c(1.5, 2, 2.5))
 #' @export
 predict.moe_fit <- function(object, newdata = NULL,
                             type = c("mean", "gating", "density", "quantile", "expert",
                                      "membership"),
-                            y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE, ...) {
+                            y = NULL, probs = c(0.025, 0.5, 0.975), log = FALSE,
+                            interval = c("none", "confidence", "prediction"), level = 0.95,
+                            se.fit = FALSE, ...) {
   validate_moe_fit(object, "object")
+  call <- sys.call()
+  check_dots_empty(call, ...)
   type <- check_choice(type, c("mean", "gating", "density", "quantile", "expert",
-                               "membership"), "type")
-  log <- check_flag(log, "log")
+                               "membership"), "type", call)
+  log <- check_flag(log, "log", call)
+  interval <- check_choice(interval, c("none", "confidence", "prediction"), "interval", call)
+  level <- check_level(level, call)  # R/mcmc-methods.R
+  se.fit <- check_flag(se.fit, "se.fit", call)
+  if (interval == "prediction" && type != "mean") {
+    abort(sprintf("`interval = \"prediction\"` needs `type` \"mean\", not \"%s\"; for limits of the predictive distribution use `type = \"quantile\"`.",
+                  type), call = call, arg = "interval")
+  }
+  delta <- interval == "confidence" || se.fit
+  if (delta && !(type %in% c("mean", "gating", "expert"))) {
+    abort(sprintf("`%s` needs `type` \"mean\", \"gating\" or \"expert\", not \"%s\".",
+                  if (se.fit) "se.fit = TRUE" else "interval = \"confidence\"", type),
+          call = call, arg = if (se.fit) "se.fit" else "interval")
+  }
+  if (delta && !inherits(object, "moe_em")) {
+    abort(sprintf("`%s` needs a fit from `moe_em()` (standard errors from the observed information), not %s.",
+                  if (se.fit) "se.fit = TRUE" else "interval = \"confidence\"",
+                  describe_fit(object)), call = call, arg = if (se.fit) "se.fit" else "interval")
+  }
   des <- if (is.null(newdata)) fit_design(object) else new_design(object, newdata)
   if (type == "membership") return(membership_em(object, des)) # R/membership.R
-  predict_par(moe_point(object), des, type, y, probs, log, object$K)
+  par <- moe_point(object)
+  fit <- predict_par(par, des, type, y, probs, log, object$K)
+  if (interval == "none" && !se.fit) return(fit)
+  se <- NULL
+  if (delta) se <- predict_se(object, par, des, type)
+  if (interval != "none") {
+    z <- stats::qnorm((1 + level) / 2)
+    lim <- switch(interval,
+      prediction = predict_par(par, des, "quantile", probs = c(1 - level, 1 + level) / 2,
+                               K = object$K),
+      confidence = if (type == "gating") {
+        # on the logit scale: d logit(g) = dg / (g (1 - g))
+        s_eta <- se / (fit * (1 - fit))
+        l <- stats::plogis(stats::qlogis(fit) - z * s_eta)
+        u <- stats::plogis(stats::qlogis(fit) + z * s_eta)
+        edge <- !is.na(fit) & (fit <= 0 | fit >= 1)
+        l[edge] <- u[edge] <- fit[edge]
+        list(l, u)
+      } else list(fit - z * se, fit + z * se))
+    if (type == "mean") {
+      lim <- if (is.list(lim)) cbind(lim[[1L]], lim[[2L]]) else lim
+      fit <- matrix(c(fit, lim), length(fit), 3L,
+                    dimnames = list(rownames(des$X), c("fit", "lwr", "upr")))
+    } else {
+      fit <- array(c(fit, lim[[1L]], lim[[2L]]), c(dim(fit), 3L),
+                   c(dimnames(fit), list(c("fit", "lwr", "upr"))))
+    }
+  }
+  if (se.fit) list(fit = fit, se.fit = se) else fit
+}
+
+# Delta-method standard errors of predict_par(type) at the EM estimate `par`
+# (a vector for "mean", an n x K matrix for "gating" and "expert").
+predict_se <- function(object, par, des, type) {
+  V <- vcov(object)
+  J <- predict_jacobian(par, des, type, object$K)
+  se <- vapply(J, function(Jk) sqrt(pmax(rowSums((Jk %*% V) * Jk), 0)), numeric(nrow(des$X)))
+  se <- matrix(se, nrow(des$X))
+  if (type == "mean") return(setNames(se[, 1L], rownames(des$X)))
+  dimnames(se) <- list(rownames(des$X), paste0("expert", seq_len(object$K)))
+  se
+}
+
+# Gradients of predict_par(type) in the parameters (par_flatten() layout):
+# a list with one n x P matrix per column of the prediction (one for
+# "mean", K for "gating" and "expert"). Analytic for softmax gating with
+# linear experts (mean m = sum_k g_k mu_k, dm/da_k = g_k x,
+# dm/dw_j = g_j (mu_j - m) z; dg_k/dw_j = g_k (1{k = j} - g_j) z;
+# dmu_k/da_k = x), central differences of predict_par() for the variants.
+predict_jacobian <- function(par, des, type, K) {
+  if (!is.null(par$spec)) return(predict_jacobian_numeric(par, des, type, K))
+  X <- des$X
+  Z <- des$Z
+  n <- nrow(X)
+  p <- ncol(X)
+  q <- ncol(Z)
+  P <- (p + 1L) * K + q * (K - 1L)
+  ia <- function(k) (k - 1L) * (p + 1L) + seq_len(p)
+  iw <- function(j) (p + 1L) * K + (j - 1L) * q + seq_len(q)
+  cm <- moe_components(par, X, Z)
+  G <- exp(cm$log_gate)
+  switch(type,
+    mean = {
+      m <- rowSums(G * cm$mean)
+      J <- matrix(0, n, P)
+      for (k in seq_len(K)) J[, ia(k)] <- X * G[, k]
+      for (j in seq_len(K - 1L)) J[, iw(j)] <- Z * (G[, j] * (cm$mean[, j] - m))
+      list(J)
+    },
+    gating = lapply(seq_len(K), function(k) {
+      J <- matrix(0, n, P)
+      for (j in seq_len(K - 1L)) J[, iw(j)] <- Z * (G[, k] * ((k == j) - G[, j]))
+      J
+    }),
+    expert = lapply(seq_len(K), function(k) {
+      J <- matrix(0, n, P)
+      J[, ia(k)] <- X
+      J
+    }))
+}
+
+predict_jacobian_numeric <- function(par, des, type, K) {
+  theta <- par_flatten(par)
+  P <- length(theta)
+  p <- ncol(des$X)
+  q <- ncol(des$Z)
+  f <- function(th) matrix(predict_par(par_unflatten(th, p, q, K, par$spec), des, type, K = K),
+                           nrow(des$X))
+  h <- 1e-5 * pmax(1, abs(theta))
+  # variances stay positive
+  is_s2 <- seq_len(K) * nrow(as.matrix(par$alpha)) + seq_len(K)
+  h[is_s2] <- pmin(h[is_s2], 1e-3 * theta[is_s2])
+  D <- lapply(seq_len(P), function(j) {
+    e <- replace(numeric(P), j, h[j])
+    (f(theta + e) - f(theta - e)) / (2 * h[j])
+  })
+  m <- ncol(D[[1L]])
+  lapply(seq_len(m), function(k) matrix(vapply(D, function(d) d[, k], numeric(nrow(des$X))),
+                                        nrow(des$X), P))
 }
 
 # Prediction for one parameter set `par` on design `des` (list X, Z, y and

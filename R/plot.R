@@ -3,11 +3,15 @@
 
 #' Plot a mixture-of-experts fit
 #'
-#' `what = "fit"` draws the data against one covariate, coloured by the most
-#' likely expert, with every expert's mean and the predictive mean;
-#' `"gating"` the gating probabilities against the covariate; `"loglik"`
-#' (EM fits) the log-likelihood over the EM iterations. MCMC fits add
-#' credible bands and the `"trace"` and `"density"` plots of the draws.
+#' `what = "fit"` draws the data against one covariate, each point coloured
+#' by its most probable expert (largest membership probability), every
+#' expert's mean in its colour with an opacity equal to its gating
+#' probability (a line fades out where its gate carries no weight) and the
+#' predictive mean dashed; `"gating"` the gating probabilities against the
+#' covariate; `"loglik"` (EM fits) the log-likelihood over the EM
+#' iterations. MCMC fits add credible bands (named in the legend) and the
+#' `"trace"` and `"density"` plots of the draws. Legends go to the corner or
+#' side where they cover the fewest points, lines and bands.
 #'
 #' @param x A fit from [moe_em()] or `moe_mcmc()`.
 #' @param what Which plot.
@@ -73,9 +77,13 @@ covariate_grid <- function(x, covariate, length.out = 200L) {
   grid
 }
 
-# `main` is short enough for a panel of half the usual figure width; the
-# legend tells the expert means from the predictive mean.
-plot_fit <- function(x, covariate = NULL, bands = NULL,
+# Data against the covariate, each point coloured by its most probable
+# expert (largest membership probability); each expert's mean drawn with an
+# opacity equal to its gating probability, so a line fades out where its gate
+# carries no weight; the predictive mean dashed; the band `bands` (columns
+# lower, upper on the grid) shaded and named `band_label` in the legend. The
+# legend goes where it covers the fewest points, lines and band.
+plot_fit <- function(x, covariate = NULL, bands = NULL, band_label = NULL,
                      main = "Fitted means", ...) {
   covariate <- plot_covariate(x, covariate)
   xv <- x$model[[covariate]]
@@ -83,41 +91,95 @@ plot_fit <- function(x, covariate = NULL, bands = NULL,
   cols <- expert_colours(K)
   map <- max.col(responsibilities(moe_point(x), x$X, x$Z, x$y), ties.method = "first")
   grid <- covariate_grid(x, covariate)
+  gx <- grid[[covariate]]
   em <- predict(x, grid, type = "expert")
   pm <- predict(x, grid, type = "mean")
+  g <- predict(x, grid, type = "gating")
   yobs <- x$y + fit_offset(x)  # x$y is the response minus the offset
-  ylim <- range(yobs, if (!is.null(bands)) bands)
+  ylim <- range(yobs, if (!is.null(bands)) bands, finite = TRUE)
   plot(xv, yobs, col = grDevices::adjustcolor(cols[map], 0.7), pch = 19, cex = 0.6,
        xlab = covariate, ylab = deparse(x$formula[[2L]]), ylim = ylim,
        main = main, ...)
   if (!is.null(bands)) {
-    graphics::polygon(c(grid[[covariate]], rev(grid[[covariate]])),
-                      c(bands[, 1L], rev(bands[, 2L])),
+    graphics::polygon(c(gx, rev(gx)), c(bands[, 1L], rev(bands[, 2L])),
                       col = grDevices::adjustcolor("grey40", 0.25), border = NA)
   }
-  for (k in seq_len(K)) graphics::lines(grid[[covariate]], em[, k], col = cols[k], lty = 2, lwd = 2)
-  graphics::lines(grid[[covariate]], pm, lwd = 2)
-  graphics::legend("topleft", legend = c(paste("expert", seq_len(K)), "predictive mean"),
-                   col = c(cols, "black"), lty = c(rep(2, K), 1), lwd = 2, bty = "n", cex = 0.8)
+  m <- length(gx)
+  for (k in seq_len(K)) {
+    # opacity of each segment: the gating probability at its midpoint
+    a <- pmin(1, pmax(0.03, (g[-1L, k] + g[-m, k]) / 2))
+    rgbk <- grDevices::col2rgb(cols[k]) / 255
+    graphics::segments(gx[-m], em[-m, k], gx[-1L], em[-1L, k], lwd = 2.5,
+                       col = grDevices::rgb(rep(rgbk[1L], m - 1L), rep(rgbk[2L], m - 1L),
+                                            rep(rgbk[3L], m - 1L), alpha = a))
+  }
+  graphics::lines(gx, pm, lwd = 2, lty = 2)
+  leg <- c(paste("expert", seq_len(K)), "predictive mean")
+  lcol <- c(cols, "black")
+  lty <- c(rep(1, K), 2)
+  pch <- c(rep(19, K), NA)
+  fill <- NULL
+  if (!is.null(bands)) {
+    leg <- c(leg, if (is.null(band_label)) "band" else band_label)
+    lcol <- c(lcol, grDevices::adjustcolor("grey40", 0.25))
+    lty <- c(lty, NA)
+    pch <- c(pch, 15)
+  }
+  occupied <- rbind(cbind(xv, yobs, yobs),
+                    cbind(rep(gx, K + 1L), c(em, pm), c(em, pm)),
+                    if (!is.null(bands)) cbind(gx, bands[, 1L], bands[, 2L]))
+  args <- list(legend = leg, col = lcol, lty = lty, pch = pch, lwd = 2, pt.cex = 1.2,
+               bty = "n", cex = 0.8, inset = 0.01,
+               title = "points: most probable expert", title.adj = 0)
+  do.call(graphics::legend, c(list(legend_spot(args, occupied)), args))
   invisible(grid)
 }
 
-plot_gating <- function(x, covariate = NULL, bands = NULL, main = "Gating probabilities", ...) {
+# The legend position (a keyword of legend()) whose box covers the fewest of
+# the `occupied` items: rows (x, low, high), a point when low = high, a
+# vertical stretch of a band otherwise. Needs the plot to be drawn.
+legend_spot <- function(args, occupied,
+                        spots = c("topright", "topleft", "bottomright", "bottomleft",
+                                  "top", "bottom", "right", "left")) {
+  ok <- stats::complete.cases(occupied)
+  occupied <- occupied[ok, , drop = FALSE]
+  hits <- vapply(spots, function(s) {
+    r <- do.call(graphics::legend, c(list(s), args, list(plot = FALSE)))$rect
+    sum(occupied[, 1L] >= r$left & occupied[, 1L] <= r$left + r$w &
+          occupied[, 3L] >= r$top - r$h & occupied[, 2L] <= r$top)
+  }, 0)
+  spots[which.min(hits)]
+}
+
+plot_gating <- function(x, covariate = NULL, bands = NULL, band_label = NULL,
+                        main = "Gating probabilities", ...) {
   covariate <- plot_covariate(x, covariate)
   grid <- covariate_grid(x, covariate)
+  gx <- grid[[covariate]]
   g <- predict(x, grid, type = "gating")
-  cols <- expert_colours(x$K)
-  graphics::matplot(grid[[covariate]], g, type = "l", lty = 1, lwd = 2, col = cols,
+  K <- x$K
+  cols <- expert_colours(K)
+  graphics::matplot(gx, g, type = "l", lty = 1, lwd = 2, col = cols,
                     ylim = c(0, 1), xlab = covariate, ylab = "gating probability",
                     main = main, ...)
   if (!is.null(bands)) {
-    for (k in seq_len(x$K)) {
-      graphics::polygon(c(grid[[covariate]], rev(grid[[covariate]])),
-                        c(bands$lower[, k], rev(bands$upper[, k])),
+    for (k in seq_len(K)) {
+      graphics::polygon(c(gx, rev(gx)), c(bands$lower[, k], rev(bands$upper[, k])),
                         col = grDevices::adjustcolor(cols[k], 0.2), border = NA)
     }
   }
-  graphics::legend("right", legend = paste("expert", seq_len(x$K)), col = cols,
-                   lty = 1, lwd = 2, bty = "n", cex = 0.8)
+  leg <- paste("expert", seq_len(K))
+  pch <- NA
+  if (!is.null(bands)) {
+    leg <- c(leg, if (is.null(band_label)) "band" else band_label)
+    cols <- c(cols, grDevices::adjustcolor("grey40", 0.3))
+    pch <- c(rep(NA, K), 15)
+  }
+  occupied <- rbind(cbind(rep(gx, K), as.vector(g), as.vector(g)),
+                    if (!is.null(bands)) cbind(rep(gx, K), as.vector(bands$lower),
+                                               as.vector(bands$upper)))
+  args <- list(legend = leg, col = cols, lty = c(rep(1, K), if (!is.null(bands)) NA),
+               pch = pch, pt.cex = 1.5, lwd = 2, bty = "n", cex = 0.8, inset = 0.01)
+  do.call(graphics::legend, c(list(legend_spot(args, occupied)), args))
   invisible(grid)
 }

@@ -39,11 +39,7 @@
 #' @export
 prior_K <- function(type = c("poisson", "geometric", "uniform"), lambda = 1, K_max = 6, ...) {
   call <- sys.call()
-  if (...length()) {
-    abort(sprintf("`...` must be empty; unknown argument%s %s.",
-                  if (...length() > 1L) "s" else "",
-                  paste0("`", names(list(...)), "`", collapse = ", ")), call = call, arg = "...")
-  }
+  check_dots_empty(call, ...)
   type <- check_choice(type, c("poisson", "geometric", "uniform"), "type", call)
   lambda <- check_number(lambda, "lambda", lower = 0, strict_lower = TRUE, call = call)
   K_max <- check_number(K_max, "K_max", lower = 1, upper = 100, whole = TRUE, call = call)
@@ -98,14 +94,31 @@ print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...
 #' the fits (empty or collapsed experts, which are expected when \eqn{k} is
 #' too large) are collected in the component `warnings` instead of being
 #' signalled; an unreliable marginal likelihood is signalled once, as a
-#' warning of class `bayesmoe_warning_marglik`.
+#' warning of class `bayesmoe_warning_marglik`. When the selected \eqn{K}
+#' rests on a degenerate fit (for `"bic"` and `"icl"` an EM fit warned of as
+#' degenerate, see "Degenerate fits" in [moe_em()]; for `"posterior"` an
+#' MCMC fit whose smallest expert variance has a posterior median below
+#' 0.001 times the residual variance of a one-expert fit), a warning of class
+#' `bayesmoe_warning_degenerate` says so: spike experts make the likelihood,
+#' and so every criterion, favour too many experts.
 #'
 #' Arguments in `...` are passed on by name: `chains`, `iter`, `warmup`,
-#' `thin`, `init`, `progress` and a `control` from [moe_mcmc_control()] to
+#' `thin`, `init` and a `control` from [moe_mcmc_control()] to
 #' [moe_mcmc()]; `starts` and a `control` from [moe_em_control()] to
 #' [moe_em()]; `omega`, `c`, `r` and `weights` to [moe_mtm()];
 #' `proposal`, `n_comp` and `n_prop` to [moe_marglik()]. Prepare `subset`s
 #' and case weights in `data` beforehand.
+#'
+#' Progress: when the progressr package is installed, a call reports one
+#' step per fit (the EM fit, the MCMC fit and the marginal likelihood of each
+#' \eqn{K}, the MTM post-processing) through one [progressr::progressor()]
+#' labelled with the values of \eqn{K} and the methods, each step named
+#' ("MCMC, K = 3"), and the chains of each MCMC fit as messages; nothing is
+#' shown until handlers are enabled (`progressr::handlers(global = TRUE)` or
+#' `progressr::with_progress()`; under `Rscript` also
+#' `options(progressr.enable = TRUE)`). `progress = TRUE` in `...` prints the same
+#' steps as messages, one line each ("moe_select(): MCMC, K = 3 done"); the
+#' chains' own progress lines are never printed.
 #'
 #' @inheritParams moe_em
 #' @param K The numbers of experts to compare: distinct whole numbers >= 1
@@ -128,7 +141,8 @@ print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...
 #'   BIC and ICL), `fits` (lists `mcmc` and `em` of the fits by \eqn{k}, and
 #'   `mtm`, the over-fitted fit), `marglik` (the [moe_marglik()] results),
 #'   `mtm` (the [moe_mtm()] result), `prior_K`, `cpu` (CPU seconds per
-#'   method) and `warnings`.
+#'   method), `warnings` and `degenerate` (the values of \eqn{K} whose fit
+#'   for the first method is degenerate; see Details).
 #' @seealso [moe_marglik()], [moe_mtm()], [prior_K()]
 #' @examples
 #' sel <- moe_select(tuned ~ stretchratio, data = tonedata, K = 1:3,
@@ -162,14 +176,33 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
   }
   dots <- select_split_dots(list(...), ecall)
   if (missing(data)) data <- NULL
+  # progress: one progressor step per fit (R/progress.R); `progress = TRUE`
+  # prints a line per step instead of every chain's lines
+  show <- if (is.null(dots$mcmc$progress)) FALSE else
+    check_flag(dots$mcmc$progress, "progress", ecall)
+  dots$mcmc$progress <- FALSE
+  post <- "posterior" %in% methods
+  n_steps <- length(Ks) * (1L + 2L * post) + ("mtm" %in% methods) * (2L - post)
+  tick <- progress_open(n_steps, sprintf("moe_select(): K in {%s}, %s",
+                                         paste(Ks, collapse = ", "),
+                                         paste(methods, collapse = ", ")))
+  on.exit(progress_close(tick), add = TRUE)
+  step <- function(what) {
+    tick(what)
+    if (show) message(sprintf("moe_select(): %s done", what))
+  }
   env <- environment()
   seeds <- with_seed(seed, sample.int(.Machine$integer.max, 2L * length(Ks) + 1L))
   warns <- character()
   unreliable <- integer()
+  degenerate_em <- integer()
   collect <- function(expr, label, K = NA_integer_) {
     withCallingHandlers(expr, bayesmoe_warning = function(w) {
       warns <<- c(warns, sprintf("%s: %s", label, conditionMessage(w)))
       if (inherits(w, "bayesmoe_warning_marglik")) unreliable <<- c(unreliable, K)
+      if (inherits(w, "bayesmoe_warning_degenerate") && grepl("^EM", label)) {
+        degenerate_em <<- c(degenerate_em, K)
+      }
       invokeRestart("muffleWarning")
     })
   }
@@ -182,10 +215,12 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
 
   # EM fits: BIC and ICL
   em_run <- timed(lapply(seq_along(Ks), function(i) {
-    collect(do.call("moe_em", c(list(formula = formula, data = quote(data), K = Ks[i],
-                                   gating = gating, seed = seeds[i]), dots$em),
-                    envir = env),
-            sprintf("EM, K = %d", Ks[i]))
+    f <- collect(do.call("moe_em", c(list(formula = formula, data = quote(data), K = Ks[i],
+                                        gating = gating, seed = seeds[i]), dots$em),
+                         envir = env),
+                 sprintf("EM, K = %d", Ks[i]), Ks[i])
+    step(sprintf("EM, K = %d", Ks[i]))
+    f
   }))
   em <- setNames(em_run$value, paste0("K", Ks))
   cpu[["em"]] <- em_run$cpu
@@ -200,16 +235,21 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
   if ("posterior" %in% methods) {
     run <- timed({
       fits <- lapply(seq_along(Ks), function(i) {
-        collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data), K = Ks[i],
-                                         gating = gating, prior = quote(prior),
-                                         seed = seeds[length(Ks) + i]), dots$mcmc),
-                        envir = env),
-                sprintf("MCMC, K = %d", Ks[i]))
+        f <- collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data),
+                                              K = Ks[i], gating = gating, prior = quote(prior),
+                                              seed = seeds[length(Ks) + i]), dots$mcmc),
+                             envir = env),
+                     sprintf("MCMC, K = %d", Ks[i]))
+        step(sprintf("MCMC, K = %d", Ks[i]))
+        f
       })
       mls <- lapply(seq_along(Ks), function(i) {
-        if (Ks[i] == 1L) return(moe_marglik(fits[[i]], method = "exact"))
-        collect(do.call(moe_marglik, c(list(fits[[i]], seed = seeds[length(Ks) + i]), dots$ml)),
-                sprintf("marginal likelihood, K = %d", Ks[i]), Ks[i])
+        m <- if (Ks[i] == 1L) moe_marglik(fits[[i]], method = "exact") else
+          collect(do.call(moe_marglik, c(list(fits[[i]], seed = seeds[length(Ks) + i]),
+                                         dots$ml)),
+                  sprintf("marginal likelihood, K = %d", Ks[i]), Ks[i])
+        step(sprintf("marginal likelihood, K = %d", Ks[i]))
+        m
       })
       list(fits = fits, mls = mls)
     })
@@ -231,13 +271,19 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
     run <- timed({
       # the over-fitted fit is the posterior route's fit with max(K) experts
       # when that was run (same seed), else it is fitted here
-      f <- if (!is.null(mcmc)) mcmc[[which.max(Ks)]] else
-        collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data), K = max(Ks),
-                                         gating = gating, prior = quote(prior),
-                                         seed = seeds[length(Ks) + which.max(Ks)]),
-                                    dots$mcmc), envir = env),
-                sprintf("MCMC, K = %d (over-fitted, for MTM)", max(Ks)))
-      list(fit = f, mtm = do.call(moe_mtm, c(list(f, seed = seeds[length(seeds)]), dots$mtm)))
+      f <- if (!is.null(mcmc)) mcmc[[which.max(Ks)]] else {
+        f <- collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data),
+                                              K = max(Ks), gating = gating,
+                                              prior = quote(prior),
+                                              seed = seeds[length(Ks) + which.max(Ks)]),
+                                         dots$mcmc), envir = env),
+                     sprintf("MCMC, K = %d (over-fitted, for MTM)", max(Ks)))
+        step(sprintf("MCMC, K = %d (over-fitted, for MTM)", max(Ks)))
+        f
+      }
+      m <- do.call(moe_mtm, c(list(f, seed = seeds[length(seeds)]), dots$mtm))
+      step("Merge-Truncate-Merge")
+      list(fit = f, mtm = m)
     })
     cpu[["mtm"]] <- run$cpu
     mtm_fit <- run$value$fit
@@ -261,13 +307,35 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
                  paste(unreliable, collapse = ", ")), kind = "marglik", call = ecall)
   }
   primary <- methods[1L]
+  # a choice resting on a spike expert (a variance near zero that the
+  # likelihood rewards) is not to be trusted
+  degenerate <- sort(unique(c(if (primary %in% c("bic", "icl")) degenerate_em,
+                              if (primary == "posterior")
+                                Ks[vapply(mcmc, mcmc_has_spike, TRUE)])))
+  K_sel <- unname(K_hats[[primary]])
+  if (K_sel %in% degenerate) {
+    warn(sprintf("The selected K = %d (%s) rests on a degenerate fit (an expert with a variance below %g times the residual variance of a one-expert fit, or fewer observations than parameters), which inflates the likelihood of larger K; compare smaller K, bound the variances (`moe_em_control(var_floor =)`, `moe_prior(c0 =, C0 =)`) and see `$warnings`.",
+                 K_sel, primary, spike_ratio), kind = "degenerate", call = ecall)
+  }
   probs <- switch(primary, posterior = post, mtm = mtm_freq, rep(NA_real_, length(Ks)))
   structure(list(call = call, method = primary, methods = methods, K = Ks,
                  probs = setNames(probs, Ks), K_hat = unname(K_hats[[primary]]),
                  K_hats = K_hats[unique(c(methods, "bic", "icl"))], table = tab,
                  fits = list(mcmc = mcmc, em = em, mtm = mtm_fit), marglik = ml, mtm = mtm,
-                 prior_K = pk, cpu = cpu, warnings = warns, n = nobs(em[[1L]])),
+                 prior_K = pk, cpu = cpu, warnings = warns, degenerate = degenerate,
+                 n = nobs(em[[1L]])),
             class = "moe_select")
+}
+
+# Whether the posterior of an MCMC fit sits on a spike expert: the median
+# over the draws of the smallest expert variance is below spike_ratio times
+# the residual variance of the least-squares fit (R/em.R).
+mcmc_has_spike <- function(fit) {
+  nm <- dimnames(fit$draws)[[3L]]
+  s2 <- fit$draws[, , grepl(":sigma2$", nm), drop = FALSE]
+  smallest <- apply(s2, c(1L, 2L), min)
+  ref <- ls_residual_variance(fit$y, fit$X, fit$weights)
+  ref > 0 && isTRUE(stats::median(smallest, na.rm = TRUE) < spike_ratio * ref)
 }
 
 select_check_K <- function(K, call) {

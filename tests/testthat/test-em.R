@@ -105,9 +105,16 @@ test_that("degenerate experts are reported, never a crash or NaN", {
   set.seed(1)
   d <- data.frame(x = 1:6, y = c(1, 2, 3, 10, 10.5, 30))
   # 13 parameters on 6 rows: warned of up front, then the degenerate experts
-  expect_warning(expect_warning(fit <- moe_em(y ~ x, data = d, K = 3, starts = 3, seed = 1),
-                                class = "bayesmoe_warning_degenerate"),
-                 class = "bayesmoe_warning_overparameterised")
+  # (empty or floored, and smaller than their parameter count)
+  warned <- character()
+  fit <- withCallingHandlers(moe_em(y ~ x, data = d, K = 3, starts = 3, seed = 1),
+                             warning = function(w) {
+                               warned <<- c(warned, class(w)[1L])
+                               invokeRestart("muffleWarning")
+                             })
+  expect_identical(warned[1L], "bayesmoe_warning_overparameterised")
+  expect_true(length(warned) >= 2L)
+  expect_true(all(warned[-1L] == "bayesmoe_warning_degenerate"))
   expect_true(is.finite(logLik(fit)))
   expect_true(all(is.finite(unlist(fit$coefficients))))
 })
@@ -216,4 +223,33 @@ test_that("moe_em_fit() checks init_par like the front ends check their argument
   # a valid set restarts at the estimate
   r <- moe_em_fit(d$y, X, X, K = 2, init_par = list(par))
   expect_equal(r$loglik, as.numeric(logLik(fit)), tolerance = 1e-6)
+})
+
+test_that("a spike expert (variance near zero above the floor) is a classed warning", {
+  set.seed(1)
+  expect_snapshot(fit <- moe_em(tuned ~ stretchratio, data = tonedata, K = 3, seed = 1))
+  expect_warning(moe_em(tuned ~ stretchratio, data = tonedata, K = 3, seed = 1),
+                 class = "bayesmoe_warning_degenerate")
+  ref <- mean(residuals(lm(tuned ~ stretchratio, data = tonedata))^2)
+  expect_true(min(fit$coefficients$sigma2) < 1e-3 * ref)
+  # K = 2 has no spike and no warning
+  expect_no_warning(moe_em(tuned ~ stretchratio, data = tonedata, K = 2, seed = 1))
+})
+
+test_that("degenerate_experts() flags spikes and experts smaller than their parameter count", {
+  fit <- list(y = c(1, 3, 2, 5, 4, 6), X = cbind(1, 1:6), Z = cbind(1, 1:6), weights = rep(1, 6),
+              expert = expert_linear())
+  ref <- mean(qr.resid(qr(fit$X), fit$y)^2)
+  d <- bayesmoe:::degenerate_experts(c(ref, 0.5e-3 * ref, 2e-3 * ref), c(1, 4.9, 5), fit)
+  expect_equal(d$ref, ref)
+  expect_equal(d$npar, 2L + 1L + 2L)
+  expect_equal(d$spike, c(FALSE, TRUE, FALSE))
+  expect_equal(d$small, c(TRUE, TRUE, FALSE))
+  # weights enter the reference variance
+  fit$weights <- c(2, 1, 1, 1, 1, 0)
+  w <- fit$weights
+  lmw <- lm(fit$y ~ fit$X[, 2], weights = w)
+  d <- bayesmoe:::degenerate_experts(1, 10, fit)
+  expect_equal(d$ref, sum(w * residuals(lmw)^2) / sum(w))
+  expect_equal(d$small, FALSE)
 })

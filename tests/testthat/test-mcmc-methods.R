@@ -396,3 +396,13 @@ test_that("relabelling makes the chains of a real 3-expert fit agree", {
   expect_equal(sort(unname(coef(r)[grep(":\\(Intercept\\)$", names(coef(r)))][1:3])),
                c(-4, 0, 4), tolerance = 0.1)
 })
+
+test_that("predict() of an MCMC fit refuses unknown arguments, as for EM fits", {
+  set.seed(15)
+  f <- fake_tone()
+  expect_error(predict(f, se.fit = TRUE), class = "bayesmoe_error_input")
+  expect_snapshot(error = TRUE, {
+    predict(f, se.fit = TRUE)
+    predict(f, interval = "credible", levels = 0.9)
+  })
+})

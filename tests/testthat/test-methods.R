@@ -131,7 +131,8 @@ test_that("simulate() is reproducible, leaves the RNG alone and matches the mode
 
 test_that("update() refits with changed arguments", {
   fit <- fit_tone()
-  f3 <- update(fit, K = 3)
+  # tonedata with three experts has a spike expert (see test-em.R)
+  expect_warning(f3 <- update(fit, K = 3), class = "bayesmoe_warning_degenerate")
   expect_identical(f3$K, 3L)
   f1 <- update(fit, . ~ 1, K = 1)
   expect_identical(colnames(f1$X), "(Intercept)")
@@ -165,4 +166,85 @@ test_that("densities far out are finite in log space; larger values are refused"
                   error = TRUE)
   expect_snapshot(predict(fit, newdata = data.frame(x = c(1e307, -1e307))), error = TRUE)
   expect_true(all(is.finite(predict(fit, newdata = data.frame(x = c(1e99, -1e99))))))
+})
+
+test_that("delta-method standard errors match finite differences times vcov()", {
+  set.seed(1)
+  fit <- fit_tone()
+  nd <- data.frame(stretchratio = c(1.2, 1.8, 2.4, 3))
+  V <- vcov(fit)
+  theta <- coef(fit)
+  p <- ncol(fit$X); q <- ncol(fit$Z); K <- fit$K
+  X <- cbind(1, nd$stretchratio)
+  # plain-R predictive mean and gating probabilities at a parameter vector
+  pred <- function(th) {
+    alpha <- matrix(th[c(1, 2, 4, 5)], 2)
+    eta <- cbind(X %*% th[7:8], 0)
+    g <- exp(eta - apply(eta, 1, max))
+    g <- g / rowSums(g)
+    cbind(mean = rowSums(g * (X %*% alpha)), g)
+  }
+  h <- 1e-6 * pmax(abs(theta), 1)
+  J <- lapply(seq_along(theta), function(j) {
+    e <- replace(numeric(length(theta)), j, h[j])
+    (pred(theta + e) - pred(theta - e)) / (2 * h[j])
+  })
+  se_ref <- sapply(1:3, function(col) {
+    Jc <- sapply(J, function(d) d[, col])
+    sqrt(rowSums((Jc %*% V) * Jc))
+  })
+  out <- predict(fit, nd, se.fit = TRUE)
+  expect_named(out, c("fit", "se.fit"))
+  expect_equal(out$fit, predict(fit, nd))
+  expect_equal(unname(out$se.fit), se_ref[, 1], tolerance = 1e-6)
+  g <- predict(fit, nd, type = "gating", se.fit = TRUE)
+  expect_equal(unname(g$se.fit), se_ref[, 2:3], tolerance = 1e-6)
+  expect_equal(g$se.fit[, 1], g$se.fit[, 2])
+  # expert means: the usual x' V_k x
+  e <- predict(fit, nd, type = "expert", se.fit = TRUE)
+  expect_equal(unname(e$se.fit[, 2]), sqrt(rowSums((X %*% V[4:5, 4:5]) * X)))
+})
+
+test_that("confidence and prediction intervals have the lm() layout", {
+  fit <- fit_tone()
+  nd <- data.frame(stretchratio = c(1.5, 2, 2.5))
+  ci <- predict(fit, nd, interval = "confidence", level = 0.9)
+  expect_equal(dimnames(ci), list(c("1", "2", "3"), c("fit", "lwr", "upr")))
+  se <- predict(fit, nd, se.fit = TRUE)$se.fit
+  expect_equal(ci[, "upr"] - ci[, "fit"], qnorm(0.95) * se)
+  expect_equal(ci[, "fit"], predict(fit, nd))
+  pi <- predict(fit, nd, interval = "prediction")
+  expect_equal(unname(pi[, c("lwr", "upr")]),
+               unname(predict(fit, nd, type = "quantile", probs = c(0.025, 0.975))))
+  expect_true(all(pi[, "lwr"] < ci[, "lwr"] & pi[, "upr"] > ci[, "upr"]))
+  # gating limits on the logit scale stay in (0, 1) and surround the estimate
+  g <- predict(fit, nd, type = "gating", interval = "confidence")
+  expect_equal(dim(g), c(3L, 2L, 3L))
+  expect_equal(dimnames(g)[[3L]], c("fit", "lwr", "upr"))
+  expect_equal(g[, , "fit"], predict(fit, nd, type = "gating"))
+  expect_true(all(g[, , "lwr"] > 0 & g[, , "lwr"] <= g[, , "fit"] &
+                    g[, , "upr"] < 1 & g[, , "upr"] >= g[, , "fit"]))
+  both <- predict(fit, nd, interval = "confidence", se.fit = TRUE)
+  expect_equal(both$fit, predict(fit, nd, interval = "confidence"))
+  # K = 1: the confidence band of the mean is lm()'s with the ML variance
+  f1 <- moe_em(tuned ~ stretchratio, data = tonedata, K = 1)
+  l1 <- lm(tuned ~ stretchratio, data = tonedata)
+  s_ml <- predict(l1, nd, se.fit = TRUE)$se.fit * sqrt(nrow(tonedata) / l1$df.residual)^-1
+  expect_equal(predict(f1, nd, se.fit = TRUE)$se.fit, s_ml, tolerance = 1e-6)
+})
+
+test_that("unknown and unsupported prediction arguments are errors", {
+  fit <- fit_tone()
+  nd <- data.frame(stretchratio = 2)
+  expect_error(predict(fit, nd, standard_errors = TRUE), class = "bayesmoe_error_input")
+  # `se` partially matches `se.fit`, as for predict.lm()
+  expect_identical(predict(fit, nd, se = TRUE), predict(fit, nd, se.fit = TRUE))
+  expect_snapshot(error = TRUE, {
+    predict(fit, nd, standard_errors = TRUE)
+    predict(fit, nd, intervals = "confidence", ci = TRUE)
+    predict(fit, nd, interval = "credible")
+    predict(fit, nd, type = "gating", interval = "prediction")
+    predict(fit, nd, type = "density", se.fit = TRUE)
+    predict(fit, nd, interval = "confidence", level = 95)
+  })
 })

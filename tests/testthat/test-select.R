@@ -35,7 +35,8 @@ test_that("moe_select() with the EM criteria returns the documented structure", 
   sel <- moe_select(y ~ x, data = d, K = 1:4, method = c("bic", "icl"), seed = 1, starts = 3)
   expect_s3_class(sel, "moe_select")
   expect_named(sel, c("call", "method", "methods", "K", "probs", "K_hat", "K_hats", "table",
-                      "fits", "marglik", "mtm", "prior_K", "cpu", "warnings", "n"))
+                      "fits", "marglik", "mtm", "prior_K", "cpu", "warnings", "degenerate",
+                      "n"))
   expect_identical(sel$method, "bic")
   expect_identical(sel$K, 1:4)
   expect_true(all(is.na(sel$probs)))
@@ -139,4 +140,10 @@ test_that("slow: both strategies find the true number of experts", {
     expect_gt(sel$table$post_prob[case$k], 0.8)
     expect_gt(sel$table$mtm_freq[case$k], 0.8)
   }
+})
+
+test_that("moe_select() warns when the selected K rests on a degenerate fit", {
+  expect_snapshot(sel <- moe_select(tuned ~ stretchratio, data = tonedata, K = 1:3,
+                                    method = "bic", seed = 1))
+  expect_true(3L %in% sel$degenerate)
 })
