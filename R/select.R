@@ -94,13 +94,15 @@ print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...
 #' the fits (empty or collapsed experts, which are expected when \eqn{k} is
 #' too large) are collected in the component `warnings` instead of being
 #' signalled; an unreliable marginal likelihood is signalled once, as a
-#' warning of class `bayesmoe_warning_marglik`. When the selected \eqn{K}
-#' rests on a degenerate fit (for `"bic"` and `"icl"` an EM fit warned of as
-#' degenerate, see "Degenerate fits" in [moe_em()]; for `"posterior"` an
-#' MCMC fit whose smallest expert variance has a posterior median below
-#' 0.001 times the residual variance of a one-expert fit), a warning of class
-#' `bayesmoe_warning_degenerate` says so: spike experts make the likelihood,
-#' and so every criterion, favour too many experts.
+#' warning of class `bayesmoe_warning_marglik`. When the \eqn{K} chosen by
+#' any of the methods (BIC and ICL included) rests on a degenerate fit (an
+#' EM fit warned of as degenerate, see "Degenerate fits" in [moe_em()]: the
+#' chains start from it, and the marginal likelihood and MTM inherit its
+#' spike; or an MCMC fit whose smallest expert variance has a posterior
+#' median below 0.001 times the residual variance of a one-expert fit), a
+#' warning of class `bayesmoe_warning_degenerate` names the methods: spike
+#' experts make the likelihood, and so every criterion, favour too many
+#' experts.
 #'
 #' Arguments in `...` are passed on by name: `chains`, `iter`, `warmup`,
 #' `thin`, `init` and a `control` from [moe_mcmc_control()] to
@@ -141,8 +143,8 @@ print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...
 #'   BIC and ICL), `fits` (lists `mcmc` and `em` of the fits by \eqn{k}, and
 #'   `mtm`, the over-fitted fit), `marglik` (the [moe_marglik()] results),
 #'   `mtm` (the [moe_mtm()] result), `prior_K`, `cpu` (CPU seconds per
-#'   method), `warnings` and `degenerate` (the values of \eqn{K} whose fit
-#'   for the first method is degenerate; see Details).
+#'   method), `warnings` and `degenerate` (the values of \eqn{K} whose EM
+#'   or MCMC fit is degenerate; see Details).
 #' @seealso [moe_marglik()], [moe_mtm()], [prior_K()]
 #' @examples
 #' sel <- moe_select(tuned ~ stretchratio, data = tonedata, K = 1:3,
@@ -308,14 +310,17 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
   }
   primary <- methods[1L]
   # a choice resting on a spike expert (a variance near zero that the
-  # likelihood rewards) is not to be trusted
-  degenerate <- sort(unique(c(if (primary %in% c("bic", "icl")) degenerate_em,
-                              if (primary == "posterior")
-                                Ks[vapply(mcmc, mcmc_has_spike, TRUE)])))
-  K_sel <- unname(K_hats[[primary]])
-  if (K_sel %in% degenerate) {
-    warn(sprintf("The selected K = %d (%s) rests on a degenerate fit (an expert with a variance below %g times the residual variance of a one-expert fit, or fewer observations than parameters), which inflates the likelihood of larger K; compare smaller K, bound the variances (`moe_em_control(var_floor =)`, `moe_prior(c0 =, C0 =)`) and see `$warnings`.",
-                 K_sel, primary, spike_ratio), kind = "degenerate", call = ecall)
+  # likelihood rewards) is not to be trusted: the K whose EM fit is
+  # degenerate (the chains start from it, and the marginal likelihood and
+  # MTM inherit its spike) or whose posterior sits on a spike
+  spiky <- if (length(mcmc)) Ks[vapply(mcmc, mcmc_has_spike, TRUE)] else integer()
+  degenerate <- sort(unique(c(degenerate_em, spiky)))
+  chosen <- K_hats[unique(c(methods, "bic", "icl"))]
+  hit <- chosen[!is.na(chosen) & chosen %in% degenerate]
+  if (length(hit)) {
+    warn(sprintf("The K chosen by %s rests on a degenerate fit (an expert with a variance below %g times the residual variance of a one-expert fit, or fewer observations than parameters), which inflates the likelihood of larger K; compare smaller K, bound the variances (`moe_em_control(var_floor =)`, `moe_prior(c0 =, C0 =)`) and see `$warnings`.",
+                 paste(sprintf("%s (K = %d)", names(hit), hit), collapse = ", "), spike_ratio),
+         kind = "degenerate", call = ecall)
   }
   probs <- switch(primary, posterior = post, mtm = mtm_freq, rep(NA_real_, length(Ks)))
   structure(list(call = call, method = primary, methods = methods, K = Ks,

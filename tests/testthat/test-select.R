@@ -147,3 +147,12 @@ test_that("moe_select() warns when the selected K rests on a degenerate fit", {
                                     method = "bic", seed = 1))
   expect_true(3L %in% sel$degenerate)
 })
+
+test_that("moe_select() warns when the posterior's choice rests on a degenerate EM fit", {
+  # tonedata with K up to 4: the EM fits of K = 3 and 4 have spike experts,
+  # and the posterior over K (chains started from them) picks K = 4
+  expect_warning(sel <- moe_select(tuned ~ stretchratio, data = tonedata, K = 1:4, seed = 1,
+                                   chains = 2, iter = 400),
+                 "posterior \\(K = 4\\)", class = "bayesmoe_warning_degenerate")
+  expect_true(all(c(3L, 4L) %in% sel$degenerate))
+})
