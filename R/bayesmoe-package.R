@@ -6,7 +6,7 @@
 #' @keywords internal
 #' @useDynLib bayesmoe, .registration = TRUE
 #' @importFrom stats AIC BIC coef dnorm fitted logLik median model.frame
-#'   model.matrix model.response model.weights nobs pnorm predict
+#'   model.matrix model.offset model.response model.weights nobs pnorm predict
 #'   printCoefmat rnorm runif sd setNames simulate terms
 #'   delete.response .getXlevels na.pass vcov residuals
 #' @importFrom utils head tail

@@ -161,7 +161,7 @@ moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
 #'   `coef(fit, matrix = TRUE)`); each one is a start, through the
 #'   responsibilities at those parameters, and `starts` is ignored. Used by
 #'   [moe_contraction()] for near-truth starts. Linear experts only; each set
-#'   is checked (shapes, finite values, variances in [1e-100, 1e100]).
+#'   is checked (shapes, finite values, variances between 1e-100 and 1e100).
 #' @export
 moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                        control = moe_em_control(), init_par = NULL,
