@@ -366,13 +366,14 @@ print.summary.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 4L)
     cat("\n")
   }
   s <- x$settings
-  cat(sprintf("Sampler: %d chain%s, %s iterations (%s warm-up), thin %s: %d draws kept per chain.\n",
-              s$chains, if (s$chains > 1L) "s" else "", fmt_null(s$iter), fmt_null(s$warmup),
-              fmt_null(s$thin), s$draws))
-  cat(sprintf("Initial values: %s; seed: %s; n = %d.\n", fmt_null(s$init), fmt_null(s$seed),
-              x$nobs))
+  wrap80 <- function(text) cat(strwrap(text, width = 80, exdent = 2), sep = "\n")
+  wrap80(sprintf("Sampler: %d chain%s, %s iterations (%s warm-up), thin %s: %d draws kept per chain.",
+                 s$chains, if (s$chains > 1L) "s" else "", fmt_null(s$iter), fmt_null(s$warmup),
+                 fmt_null(s$thin), s$draws))
+  wrap80(sprintf("Initial values: %s; seed: %s; n = %d.", fmt_null(s$init), fmt_null(s$seed),
+                 x$nobs))
   if (x$K > 1L && length(x$relabel)) {
-    cat(sprintf("Labels: %s relabelling against the %s pivot; %s of the draws relabelled%s.\n",
+    wrap80(sprintf("Labels: %s relabelling against the %s pivot; %s of the draws relabelled%s.",
                 x$relabel$method,
                 switch(x$relabel$pivot, em = "EM", maxlik = "highest log-likelihood draw",
                        user = "user-supplied"),
@@ -382,8 +383,8 @@ print.summary.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 4L)
   rh <- c(x$coefficients[, "rhat"], x$loglik[["rhat"]])
   bad <- sum(rh > 1.01, na.rm = TRUE)
   if (bad) {
-    cat(sprintf("Warning: Rhat > 1.01 for %d of %d quantities; the chains disagree (run longer, or see plot(fit, \"trace\")).\n",
-                bad, length(rh)))
+    wrap80(sprintf("Warning: Rhat > 1.01 for %d of %d quantities; the chains disagree (run longer, or see plot(fit, \"trace\")).",
+                   bad, length(rh)))
   }
   invisible(x)
 }
