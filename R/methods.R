@@ -46,15 +46,41 @@ coef.moe_fit <- function(object, matrix = FALSE, ...) {
 #' @export
 vcov.moe_em <- function(object, ...) {
   validate_moe_fit(object, "object")
-  info <- moe_information(object$coefficients, object$y, object$X, object$Z,
-                          object$weights)
   nm <- par_names(colnames(object$X), colnames(object$Z), object$K, fit_spec(object))
+  # The information is computed and inverted on the internal (centred and
+  # scaled) scale, where it is well conditioned whatever the units of the
+  # data, and mapped back by the Jacobian of the linear map
+  # par_to_original(); on the original scale covariates of 1e17 or 1e-200
+  # make it numerically singular.
+  sc <- object$scaling
+  s <- scale_data(sc, object$y, object$X, object$Z)
+  spec <- fit_spec(object)
+  p <- ncol(object$X)
+  q <- ncol(object$Z)
+  K <- object$K
+  par_int <- par_to_internal(sc, object$coefficients)
+  info <- moe_information(par_int, s$y, s$X, s$Z, object$weights)
   V <- tryCatch(solve(info), error = function(e) NULL)
   if (is.null(V) || any(!is.finite(diag(V))) || any(diag(V) < 0) ||
       rcond(info) < .Machine$double.eps) {
     warn("The observed information is not invertible (a degenerate or weakly identified fit); standard errors are NA.",
          kind = "information")
     V <- matrix(NA_real_, nrow(info), ncol(info))
+  } else {
+    theta <- par_flatten(par_int)
+    to_orig <- function(th) par_flatten(par_to_original(sc, par_unflatten(th, p, q, K, spec)))
+    base <- to_orig(0 * theta)
+    J <- vapply(seq_along(theta), function(j) {
+      e <- 0 * theta
+      e[j] <- 1
+      to_orig(e) - base
+    }, numeric(length(base)))
+    V <- J %*% V %*% t(J)
+    V <- (V + t(V)) / 2
+    if (any(!is.finite(V))) {
+      warn("Some variances of the estimates overflow double precision on the original scale of the data (covariates of extreme magnitude); those entries are infinite. Rescale the covariates for finite standard errors.",
+           kind = "information")
+    }
   }
   dimnames(V) <- list(nm, nm)
   V

@@ -248,3 +248,22 @@ test_that("unknown and unsupported prediction arguments are errors", {
     predict(fit, nd, interval = "confidence", level = 95)
   })
 })
+
+test_that("vcov() of EM fits is computed on the internal scale: finite at extreme covariate scales", {
+  set.seed(71)
+  d <- rmoe(300, moe_truth_example("p4"))
+  f1 <- moe_em(y ~ x, data = d, K = 2, seed = 1)
+  for (s in c(1e-8, 1e17, 1e50)) {
+    ds <- d
+    ds$x <- d$x * s
+    fs <- moe_em(y ~ x, data = ds, K = 2, seed = 1)
+    # the same optimum up to the order of the experts, so compare the
+    # standard errors as sets per parameter kind
+    se1 <- sqrt(diag(vcov(f1)))
+    ses <- sqrt(diag(vcov(fs)))
+    slope <- grepl(":x$", names(se1))
+    expect_true(all(is.finite(ses)))
+    expect_equal(unname(sort(ses[slope] * s)), unname(sort(se1[slope])), tolerance = 1e-4)
+    expect_equal(unname(sort(ses[!slope])), unname(sort(se1[!slope])), tolerance = 1e-4)
+  }
+})
