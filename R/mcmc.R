@@ -654,11 +654,17 @@ mcmc_continue <- function(fit, iter, progress, call) {
 }
 
 # Share of the gating Metropolis-Hastings moves accepted after warm-up, one
-# per chain, from the move counts (chains x gating_move_names); NULL when
-# the sampler makes none.
+# per chain, from the move counts (chains x gating_move_names; 0 for a
+# chain that proposed none).
+move_rate <- function(moves) {
+  setNames(moves[, "accepted"] / pmax(moves[, "proposed"], 1L), rownames(moves))
+}
+
+# The fit's `accept`: move_rate(), or NULL when the sampler makes no
+# Metropolis-Hastings move of the gating.
 gating_accept <- function(moves, mode, K) {
   if (mode[1L] == 0L || K < 2L) return(NULL)
-  setNames(moves[, "accepted"] / pmax(moves[, "proposed"], 1L), rownames(moves))
+  move_rate(moves)
 }
 
 # Classed warnings for numerical trouble in the chains, and for chains whose
@@ -666,8 +672,7 @@ gating_accept <- function(moves, mode, K) {
 # (`moves`: the gating move counts, NULL for the variant sampler).
 mcmc_report <- function(status, call, moves = NULL) {
   if (!is.null(moves) && any(moves[, "proposed"] > 0L)) {
-    rate <- moves[, "accepted"] / pmax(moves[, "proposed"], 1L)
-    stuck <- which(moves[, "proposed"] > 0L & rate < 0.01)
+    stuck <- which(moves[, "proposed"] > 0L & move_rate(moves) < 0.01)
     if (length(stuck)) {
       warn(sprintf("Chain%s %s accepted %s of %s gating Metropolis-Hastings moves after warm-up (less than 1%%): %s gating coefficients moved only by Polya-Gamma draws (see `?moe_mcmc_control`). Check the mixing (`summary()`, trace plots); a longer warm-up or `init = \"em\"` may help.",
                    if (length(stuck) > 1L) "s" else "", paste(stuck, collapse = ", "),

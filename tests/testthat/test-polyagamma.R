@@ -58,6 +58,20 @@ pg_zscores <- function(x, b, z) {
     var = (var(x) - pg_var(b, z)) / (sd((x - m)^2) / sqrt(N)))
 }
 
+# For every (b, z) of the grid, N draws of PG(b, z): finite, positive, and
+# sample mean and variance within 5 standard errors of the exact moments.
+expect_pg_moments <- function(N, bs, zs) {
+  for (b in bs) {
+    for (z in zs) {
+      x <- rpolyagamma(N, b = b, z = z)
+      expect_true(all(is.finite(x) & x > 0))
+      zsc <- pg_zscores(x, b, z)
+      expect_lt(abs(zsc[["mean"]]), 5, label = sprintf("mean z-score (b = %g, z = %g)", b, z))
+      expect_lt(abs(zsc[["var"]]), 5, label = sprintf("var z-score (b = %g, z = %g)", b, z))
+    }
+  }
+}
+
 # KS p-value of draws against the exact CDF. R's uniforms have 32-bit
 # resolution, so 1e4+ draws can contain a tie; ks.test() warns about it,
 # harmlessly for a continuous law.
@@ -84,16 +98,7 @@ test_that("the reference CDF series agree and integrate to the mean", {
 
 test_that("PG(b, z) draws have the exact mean and variance", {
   set.seed(20240101)
-  N <- 1e5
-  for (b in c(1, 3)) {
-    for (z in c(0, 0.1, 1, 2.5, 10, 50, -3)) {
-      x <- rpolyagamma(N, b = b, z = z)
-      expect_true(all(is.finite(x) & x > 0))
-      zs <- pg_zscores(x, b, z)
-      expect_lt(abs(zs[["mean"]]), 5, label = sprintf("mean z-score (b = %g, z = %g)", b, z))
-      expect_lt(abs(zs[["var"]]), 5, label = sprintf("var z-score (b = %g, z = %g)", b, z))
-    }
-  }
+  expect_pg_moments(N = 1e5, bs = c(1, 3), zs = c(0, 0.1, 1, 2.5, 10, 50, -3))
 })
 
 test_that("PG(1, z) draws follow the exact CDF (KS test)", {
@@ -149,16 +154,8 @@ test_that("b and z are recycled and PG(b, z) is a sum of b PG(1, z)", {
 
 test_that("large b: the exact mean and variance for b up to 1e8 and a range of z", {
   set.seed(20240105)
-  N <- 4e4
-  for (b in c(21, 50, 1e3, 1e6, 1e8, 2^28, .Machine$integer.max)) {
-    for (z in c(0, 0.05, 1, 4, -12, 60, 400, 3e3, 1e9)) {
-      x <- rpolyagamma(N, b = b, z = z)
-      expect_true(all(is.finite(x) & x > 0))
-      zs <- pg_zscores(x, b, z)
-      expect_lt(abs(zs[["mean"]]), 5, label = sprintf("mean z-score (b = %g, z = %g)", b, z))
-      expect_lt(abs(zs[["var"]]), 5, label = sprintf("var z-score (b = %g, z = %g)", b, z))
-    }
-  }
+  expect_pg_moments(N = 4e4, bs = c(21, 50, 1e3, 1e6, 1e8, 2^28, .Machine$integer.max),
+                    zs = c(0, 0.05, 1, 4, -12, 60, 400, 3e3, 1e9))
 })
 
 test_that("the switch points are continuous: KS tests against the exact sum", {
