@@ -35,3 +35,12 @@ resp_ref <- function(par, X, Z, y) {
   num <- g * matrix(dens, length(y))
   num / rowSums(num)
 }
+
+# Plain-R gating probabilities g and expert means mu (rows of the design
+# `des`, K = 2 experts, 2 coefficients each) of one flat draw `theta`, and
+# its variances.
+draw_components <- function(theta, des) {
+  par <- bayesmoe:::par_unflatten(theta, 2, 2, 2)
+  eta <- des$Z %*% par$W
+  list(g = exp(eta) / rowSums(exp(eta)), mu = des$X %*% par$alpha, sigma2 = par$sigma2)
+}

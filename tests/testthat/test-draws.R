@@ -85,10 +85,8 @@ test_that("posterior_epred() gives the predictive mean of every draw", {
   D <- draws_matrix(f)
   des <- new_design(f, nd)
   ref <- t(vapply(1:200, function(i) {
-    par <- par_unflatten(D[i, ], 2, 2, 2)
-    eta <- des$Z %*% par$W
-    g <- exp(eta) / rowSums(exp(eta))
-    rowSums(g * (des$X %*% par$alpha))
+    cm <- draw_components(D[i, ], des)
+    rowSums(cm$g * cm$mu)
   }, numeric(3)))
   expect_equal(mu, ref, ignore_attr = TRUE)
   expect_true(all(is.na(mu[, 2])))
@@ -116,10 +114,8 @@ test_that("posterior_predict() draws from the posterior predictive distribution"
   D <- draws_matrix(f)
   des <- new_design(f, nd)
   m2 <- rowMeans(vapply(1:2000, function(i) {
-    par <- par_unflatten(D[i, ], 2, 2, 2)
-    eta <- des$Z %*% par$W
-    g <- exp(eta) / rowSums(exp(eta))
-    rowSums(g * (rep(par$sigma2, each = 3) + (des$X %*% par$alpha)^2))
+    cm <- draw_components(D[i, ], des)
+    rowSums(cm$g * (rep(cm$sigma2, each = 3) + cm$mu^2))
   }, numeric(3)))
   v <- m2 - colMeans(mu)^2
   z <- (colMeans(yrep) - colMeans(mu)) / sqrt(v / 2000)
