@@ -210,12 +210,7 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
     R0 <- if (is.null(init_par)) start_resp(types[j], s$y, s$X, feats, K) else
       .Call(ffi_estep, y, X, Z, w, init_par[[j]]$alpha, init_par[[j]]$sigma2,
             init_par[[j]]$W)$resp
-    rj <- if (is.null(spec)) {
-      .Call(ffi_em, s$y, s$X, s$Z, w, R0, control$maxit, control$tol,
-            control$var_floor, min_size, control$gate_steps, control$ridge)
-    } else {
-      em_variant_run(s, w, R0, control, min_size, spec)
-    }
+    rj <- em_run(s, w, R0, control, min_size, spec_gate(spec), spec_expert(spec))
     kj <- key(rj)
     if (is.null(keep) || kj[1L] < keep$key[1L] ||
         kj[1L] == keep$key[1L] && kj[2L] < keep$key[2L]) {
@@ -293,21 +288,20 @@ run_par <- function(r, spec) {
   c(par, list(spec = spec))
 }
 
-# One EM run of a gating or expert variant: the generic EM of
-# src/em_variants.c (softmax gating with linear experts uses the fused EM of
-# src/em.c).
-em_variant_run <- function(s, w, R0, control, min_size, spec) {
-  if (is_ffn_softmax(spec)) return(ffn_em_run(s, w, R0, control, min_size, spec_expert(spec)))
-  if (!inherits(spec_expert(spec), "moe_expert_linear")) {
-    abort_unavailable(sprintf("`gate = %s` with `expert = %s`", gate_call(spec_gate(spec)),
-                              expert_call(spec_expert(spec))), "moe_em")
+# One EM run from starting responsibilities R0 (n x K) on the internal-scale
+# data `s`: the one EM driver of src/em.c, for every gate and expert family
+# (it picks the fused kernel for the softmax gate with linear experts).
+em_run <- function(s, w, R0, control, min_size, gate, expert) {
+  if (!inherits(expert, "moe_expert_linear") && !inherits(gate, "moe_gate_softmax")) {
+    abort_unavailable(sprintf("`gate = %s` with `expert = %s`", gate_call(gate),
+                              expert_call(expert)), "moe_em")
   }
-  gate <- spec_gate(spec)
   K <- ncol(R0)
+  X <- expert_design(expert, s$X)
   ctl <- as.double(c(control$maxit, control$tol, control$var_floor, min_size,
                      control$gate_steps, control$ridge))
-  .Call(ffi_em_variant, s$y, s$X, s$Z, w, R0, ctl, gate_c(gate, K),
-        expert_c(spec_expert(spec)), if (isTRUE(gate$learn)) as.double(gate$prior))
+  .Call(ffi_em, s$y, X, s$Z, as.double(w), R0, expert_start(expert, ncol(X), K), ctl,
+        gate_c(gate, K), expert_c(expert), if (isTRUE(gate$learn)) as.double(gate$prior))
 }
 
 start_types <- function(starts) {

@@ -251,36 +251,8 @@ expert_prior_npar <- function(expert, p) UseMethod("expert_prior_npar")
 expert_prior_npar.default <- function(expert, p) p
 expert_prior_npar.moe_expert_ffn <- function(expert, p) expert$hidden + 1L
 
-# One EM run with FFN experts from starting responsibilities R0 on the
-# internal-scale data `s` (the interface of em_variant_run()): random hidden
-# layers A, d ~ N(0, 1), output layers from the first M-step.
-ffn_em_run <- function(s, w, R0, control, min_size, expert) {
-  Xf <- ffn_inputs(s$X)
-  H <- expert$hidden
-  K <- ncol(R0)
-  th0 <- ffn_start_theta(expert, ncol(Xf), K)
-  ctl <- c(control$maxit, control$tol, control$var_floor, min_size,
-           control$gate_steps, control$ridge, expert$lm_steps)
-  r <- .Call(ffi_ffn_em, s$y, Xf, s$Z, as.double(w), th0, as.integer(H),
-             ffn_act_code(expert), R0, as.double(ctl))
-  names(r)[names(r) == "theta"] <- "alpha"
-  r
-}
-
 # ---------------------------------------------------------------------------
 # MCMC with FFN experts (softmax gating)
-
-# The prior of the C sampler: the conjugate output-layer prior of
-# prior_internal() (built for H + 1 coefficients), the hidden-layer variance
-# and the gating prior.
-ffn_prior_internal <- function(pc, expert) {
-  m <- expert$hidden + 1L
-  if (length(pc$m_a) != m) {
-    stop("internal error in bayesmoe: the FFN prior needs ", m, " output coefficients")
-  }
-  c(pc[c("m_a", "Va_inv", "Va_inv_m", "m_Va_inv_m", "c0", "C0", "s_w2", "exchangeable")],
-    list(s_hid2 = expert$prior_sd^2, mh_steps = expert$mh_steps))
-}
 
 # A draw from the prior (internal scale): list(alpha (P_e x K), sigma2, W).
 ffn_prior_draw <- function(pc, expert, D, K) {
@@ -301,39 +273,19 @@ expert_state_init <- function(expert, K) UseMethod("expert_state_init")
 expert_state_init.default <- function(expert, K) numeric()
 expert_state_init.moe_expert_ffn <- function(expert, K) c(rep(log(0.1), K), rep(0, K))
 
-# One chain with FFN experts (the signature of mcmc_chain()): from
-# `states[[chain]]` (continuation) or `inits[[chain]]` (NULL: a prior draw).
-# The random-walk scales of the hidden layers are part of the state.
-ffn_mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
-                           thin, offsets, refresh, gate_mode, spec) {
-  expert <- spec_expert(spec)
-  Xf <- ffn_inputs(s$X)
-  D <- ncol(Xf)
-  H <- expert$hidden
-  P <- ffn_npar(H, D)
-  pr <- ffn_prior_internal(pc, expert)
-  st <- if (is.null(states)) NULL else states[[chain]]
-  rng <- if (is.null(st)) streams[[chain]] else st$rng
-  run <- with_rng_state(rng, {
-    par <- if (!is.null(st)) st[c("alpha", "sigma2", "W", "mh_state")] else
-      if (is.null(inits[[chain]])) ffn_prior_draw(pc, expert, D, K) else inits[[chain]]
-    if (is.null(par$mh_state)) par$mh_state <- expert_state_init(expert, K)
-    ctl <- as.integer(c(warmup, iter, thin, offsets[chain], refresh, chain))
-    t0 <- proc.time()
-    res <- .Call(ffi_ffn_chain, s$y, Xf, s$Z, s$w, as.double(par$alpha),
-                 as.double(par$sigma2), as.double(par$W), as.double(par$mh_state),
-                 as.integer(H), ffn_act_code(expert), pr, ctl)
-    res$cpu <- sum((proc.time() - t0)[1:2])
-    res
-  })
-  res <- run$value
-  # accepted steps in units of sweeps: the rate per step times the sweeps
-  res$accept <- setNames(as.numeric(res$accept) / expert$mh_steps, paste0("expert", seq_len(K)))
-  q <- ncol(s$Z)
-  list(res = res, rng = run$state, p = ncol(s$X), q = q,
-       state = list(alpha = matrix(res$alpha_end, P, K), sigma2 = res$sigma2_end,
-                    W = matrix(res$W_end, q, K), mh_state = res$state_end,
-                    rng = run$state,
-                    iterations_done = (if (is.null(st)) 0L else st$iterations_done) +
-                      res$done))
+# The family in the form the C engine takes (make_family() in src/ffi.c).
+expert_c.moe_expert_ffn <- function(expert) {
+  list(type = 1L, H = as.integer(expert$hidden), act = ffn_act_code(expert),
+       lm_steps = as.integer(expert$lm_steps), mh_steps = as.integer(expert$mh_steps),
+       s_hid2 = expert$prior_sd^2)
 }
+
+# The family's design: the network inputs.
+expert_design.moe_expert_ffn <- function(expert, X) ffn_inputs(X)
+
+# Starting parameters of an EM run: random hidden layers, zero output layers.
+expert_start.moe_expert_ffn <- function(expert, D, K) ffn_start_theta(expert, D, K)
+
+# The Metropolis blocks of the family: one per expert; rates per step.
+expert_accept_names.moe_expert_ffn <- function(expert, K) paste0("expert", seq_len(K))
+expert_accept_scale.moe_expert_ffn <- function(expert) expert$mh_steps

@@ -530,35 +530,88 @@ run_chains <- function(chains, s, pc, K, inits, states, streams, warmup, iter,
 
 # One chain (runs in a future): from `states[[chain]]` (continuation, with
 # its RNG state) or from `inits[[chain]]` (NULL: a draw from the prior) with
-# the stream `streams[[chain]]`.
+# the stream `streams[[chain]]`. Every gate and expert family runs through
+# the one Gibbs driver of src/gibbs.c (gibbs_chain_c()).
 mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
                        thin, offsets, refresh, gate_mode, spec = NULL) {
-  if (!is.null(spec)) {
-    return(mcmc_variant_chain(chain, s, pc, K, inits, states, streams, warmup, iter,
-                              thin, offsets, refresh, gate_mode, spec))
-  }
+  gate <- spec_gate(spec)
+  expert <- spec_expert(spec)
+  mode <- chain_gate_mode(spec, gate_mode)
   st <- if (is.null(states)) NULL else states[[chain]]
   rng <- if (is.null(st)) streams[[chain]] else st$rng
+  p <- ncol(s$X)
+  q <- ncol(s$Z)
+  blocks <- if (is.null(spec)) character() else variant_blocks(spec, K, mode[1L])
+  nbg <- length(blocks) - length(expert_accept_names(expert, K))
   run <- with_rng_state(rng, {
-    par <- if (!is.null(st)) st[c("alpha", "sigma2", "W")] else
-      if (is.null(inits[[chain]])) prior_draw(pc, K) else inits[[chain]]
+    par <- if (!is.null(st)) st else
+      if (is.null(inits[[chain]])) chain_prior_draw(pc, K, spec, s$X) else inits[[chain]]
+    adapt <- if (!is.null(st$adapt)) st$adapt else variant_adapt_init(spec, q, K)
+    xstate <- if (!is.null(st$xstate)) st$xstate else expert_state_init(expert, K)
     # a continued chain keeps the Polya-Gamma schedule its warm-up chose
-    if (!is.null(st$pg_every)) gate_mode[3L] <- st$pg_every
-    ctl <- as.integer(c(warmup, iter, thin, offsets[chain], refresh, chain, gate_mode))
+    if (!is.null(st$pg_every)) mode[3L] <- st$pg_every
+    ctl <- c(warmup, iter, thin, offsets[chain], refresh, chain, mode)
     t0 <- proc.time()
-    res <- .Call(ffi_mcmc_chain, s$y, s$X, s$Z, s$w, as.double(par$alpha),
-                 as.double(par$sigma2), as.double(par$W), pc, ctl)
+    res <- gibbs_chain_c(s, pc, K, par, gate, expert, adapt, xstate, ctl, nbg)
     res$cpu <- sum((proc.time() - t0)[1:2])
     res
   })
   res <- run$value
-  p <- ncol(s$X)
-  q <- ncol(s$Z)
-  list(res = res, rng = run$state, p = p, q = q,
-       state = list(alpha = matrix(res$alpha_end, p, K), sigma2 = res$sigma2_end,
-                    W = matrix(res$W_end, q, K), rng = run$state, pg_every = res$pg_every,
-                    iterations_done = (if (is.null(st)) 0L else st$iterations_done) +
-                      res$done))
+  if (!is.null(spec)) {
+    res$accept <- setNames(as.numeric(res$accept) /
+                             rep(c(1, expert_accept_scale(expert)),
+                                 c(nbg, length(res$accept) - nbg)), blocks)
+  }
+  pe <- expert_npar(expert, p)
+  state <- list(alpha = matrix(res$alpha_end, pe, K), sigma2 = res$sigma2_end,
+                W = matrix(res$W_end, q, K))
+  if (gate$type == "hierarchical") state$V <- matrix(res$V_end, q, gate$G)
+  if (isTRUE(gate$learn)) state$tau <- res$tau_end
+  if (!is.null(spec)) state$spec <- spec
+  if (length(res$state_end)) state$adapt <- res$state_end
+  if (length(res$xstate_end)) state$xstate <- res$xstate_end
+  state <- c(state, list(rng = run$state, pg_every = res$pg_every,
+                         iterations_done = (if (is.null(st)) 0L else st$iterations_done) +
+                           res$done))
+  list(res = res, rng = run$state, p = p, q = q, state = state)
+}
+
+# The gating update of a chain: c(mode, gate_steps, pg_every) of gate_mode()
+# as the C driver takes it. The collapsed update (mode 3) is the fused
+# kernel's (softmax gate, linear experts): other models run it as "pg+mh"
+# (mode 1); FFN experts, whose expert moves dominate the mixing, draw the
+# gating by Polya-Gamma draws alone (mode 0).
+chain_gate_mode <- function(spec, gate_mode) {
+  if (is.null(spec) || gate_mode[1L] != 3L) return(gate_mode)
+  gate_mode[1L] <- if (inherits(spec_expert(spec), "moe_expert_ffn")) 0L else 1L
+  gate_mode
+}
+
+# A draw from the prior on the internal scale (the starting state of a chain
+# without EM starting values).
+chain_prior_draw <- function(pc, K, spec, X) {
+  if (is.null(spec)) return(prior_draw(pc, K))
+  expert <- spec_expert(spec)
+  if (inherits(expert, "moe_expert_ffn")) {
+    return(ffn_prior_draw(pc, expert, ncol(ffn_inputs(X)), K))
+  }
+  prior_draw_spec(pc, K, spec)
+}
+
+# The C call of one chain (the caller holds the RNG state): data `s`
+# (internal scale, whole weights >= 1), prior `pc` (prior_internal()),
+# starting parameters `par` (internal scale), the gate's adaptation state,
+# the expert family's state, the controls c(warmup, iter, thin, offset,
+# refresh, chain, gate_mode, gate_steps, pg_every) and the number of
+# Metropolis blocks of the gate.
+gibbs_chain_c <- function(s, pc, K, par, gate, expert, adapt, xstate, ctl, nbg) {
+  tau <- if (isTRUE(gate$learn)) par$tau else if (is.null(gate$tau)) 1 else gate$tau
+  .Call(ffi_gibbs, as.double(s$y), expert_design(expert, s$X), s$Z, as.double(s$w),
+        as.double(par$alpha), as.double(par$sigma2), as.double(par$W),
+        if (gate$type == "hierarchical") as.double(par$V),
+        as.double(tau), gate_c(gate, K), expert_c(expert),
+        if (isTRUE(gate$learn)) as.double(gate$prior), pc, as.integer(ctl),
+        as.double(adapt), as.double(xstate), as.integer(nbg))
 }
 
 # Kept draws of one chain on the original scale: an S x P matrix in the
@@ -602,7 +655,7 @@ mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w, spec = NULL) {
        loglik = if (all(is.na(ll))) NA_real_ else max(ll, na.rm = TRUE),
        state = lapply(runs, `[[`, "state"),
        accept = if (is.null(spec)) {
-         matrix(vapply(runs, function(r) r$res$accept, integer(length(gating_move_names))),
+         matrix(vapply(runs, function(r) r$res$moves, integer(length(gating_move_names))),
                 chains, byrow = TRUE,
                 dimnames = list(paste0("chain", seq_len(chains)), gating_move_names))
        } else do.call(rbind, lapply(runs, function(r) r$res$accept)),

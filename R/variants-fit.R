@@ -7,8 +7,7 @@
 mcmc_variant_check <- function(spec, set, call = NULL) {
   if (is_ffn_softmax(spec)) return(invisible(TRUE))
   expert <- spec_expert(spec)
-  if (!inherits(expert, "moe_expert_linear") &&
-      !isTRUE(tryCatch(is.list(expert_c(expert)), error = function(e) FALSE))) {
+  if (!inherits(expert, "moe_expert_linear")) {
     what <- if (inherits(spec_gate(spec), "moe_gate_softmax")) {
       sprintf("`expert = %s`", expert_call(expert))
     } else {
@@ -33,11 +32,16 @@ variant_blocks <- function(spec, K, mode) {
         paste0("refresh:group", which(sizes >= 2L)))
     },
     if (refresh) "refresh")
-  c(gb, expert_accept_names(spec_expert(spec)))
+  c(gb, expert_accept_names(spec_expert(spec), K))
 }
 
-expert_accept_names <- function(expert) UseMethod("expert_accept_names")
-expert_accept_names.moe_expert <- function(expert) character()
+expert_accept_names <- function(expert, K) UseMethod("expert_accept_names")
+expert_accept_names.moe_expert <- function(expert, K) character()
+
+# What an expert family's accepted-proposal counts are divided by, besides
+# the sweeps: its Metropolis steps per sweep.
+expert_accept_scale <- function(expert) UseMethod("expert_accept_scale")
+expert_accept_scale.moe_expert <- function(expert) 1
 
 # Starting adaptation state of a chain (moe_mcmcv_state_size() doubles): for
 # top-k, per free gating vector the log scale and an identity Cholesky
@@ -75,69 +79,6 @@ prior_draw_spec <- function(pc, K, spec) {
   if (isTRUE(gate$learn)) par$tau <- exp(stats::rnorm(1L, gate$prior[1L], gate$prior[2L]))
   par$spec <- spec
   par
-}
-
-# One chain of the variant sampler (runs in a future), as mcmc_chain().
-mcmc_variant_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
-                               thin, offsets, refresh, gate_mode, spec) {
-  if (is_ffn_softmax(spec)) {
-    # softmax gating with FFN experts: the sampler of src/ffn.c
-    return(ffn_mcmc_chain(chain, s, pc, K, inits, states, streams, warmup, iter, thin,
-                          offsets, refresh, gate_mode, spec))
-  }
-  # the variant sampler has no collapsed update: "collapsed" (code 3) runs
-  # as "pg+mh" (code 1); gate_steps does not apply; "mh" (code 2) adds the
-  # Polya-Gamma draws in warm-up and every pg_every-th sweep after
-  pg_every <- gate_mode[3L]
-  gate_mode <- gate_mode[1L]
-  if (gate_mode == 3L) gate_mode <- 1L
-  st <- if (is.null(states)) NULL else states[[chain]]
-  rng <- if (is.null(st)) streams[[chain]] else st$rng
-  gate <- spec_gate(spec)
-  expert <- spec_expert(spec)
-  p <- ncol(s$X)
-  q <- ncol(s$Z)
-  blocks <- variant_blocks(spec, K, gate_mode)
-  nbg <- length(blocks) - length(expert_accept_names(expert))
-  run <- with_rng_state(rng, {
-    par <- if (!is.null(st)) st else
-      if (is.null(inits[[chain]])) prior_draw_spec(pc, K, spec) else inits[[chain]]
-    adapt <- if (!is.null(st)) st$adapt else variant_adapt_init(spec, q, K)
-    xstate <- if (!is.null(st)) st$xstate else expert_state_init(expert, p)
-    ctl <- c(warmup, iter, thin, offsets[chain], refresh, chain, gate_mode, nbg, pg_every)
-    t0 <- proc.time()
-    res <- variant_chain_c(s, pc, K, par, spec, adapt, xstate, ctl)
-    res$cpu <- sum((proc.time() - t0)[1:2])
-    res
-  })
-  res <- run$value
-  names(res$accept) <- blocks
-  pe <- expert_npar(expert, p)
-  state <- list(alpha = matrix(res$alpha_end, pe, K), sigma2 = res$sigma2_end,
-                W = matrix(res$W_end, q, K))
-  if (gate$type == "hierarchical") state$V <- matrix(res$V_end, q, gate$G)
-  if (isTRUE(gate$learn)) state$tau <- res$tau_end
-  state$spec <- spec
-  state <- c(state, list(adapt = res$state_end, xstate = res$xstate_end, rng = run$state,
-                         iterations_done = (if (is.null(st)) 0L else st$iterations_done) +
-                           res$done))
-  list(res = res, rng = run$state, p = p, q = q, state = state)
-}
-
-# The C call of one variant chain (the caller holds the RNG state): data
-# `s` (internal scale, whole weights >= 1), prior `pc` (prior_internal()),
-# starting parameters `par` (internal scale), adaptation state and expert
-# state, controls c(warmup, iter, thin, offset, refresh, chain, gate_mode,
-# number of gate blocks).
-variant_chain_c <- function(s, pc, K, par, spec, adapt, xstate, ctl) {
-  gate <- spec_gate(spec)
-  tau <- if (isTRUE(gate$learn)) par$tau else if (is.null(gate$tau)) 1 else gate$tau
-  .Call(ffi_mcmc_variant, as.double(s$y), s$X, s$Z, as.double(s$w), as.double(par$alpha),
-        as.double(par$sigma2), as.double(par$W),
-        if (gate$type == "hierarchical") as.double(par$V),
-        as.double(tau), gate_c(gate, K), expert_c(spec_expert(spec)),
-        if (isTRUE(gate$learn)) as.double(gate$prior), pc, as.integer(ctl),
-        as.double(adapt), as.double(xstate))
 }
 
 # Kept draws of one variant chain on the original scale: an S x P matrix in

@@ -372,6 +372,14 @@ gate_c <- function(gate, K) {
 expert_c <- function(expert) UseMethod("expert_c")
 expert_c.moe_expert_linear <- function(expert) list(type = 0L)
 
+# The design the family's C kernels take (the expert design for linear
+# experts) and the starting expert parameters of an EM run (zeros: the first
+# M-step solves them).
+expert_design <- function(expert, X) UseMethod("expert_design")
+expert_design.moe_expert <- function(expert, X) X
+expert_start <- function(expert, p, K) UseMethod("expert_start")
+expert_start.moe_expert <- function(expert, p, K) matrix(0, p, K)
+
 # Plain-R log gating probabilities of every gate (the reference of the C
 # evaluation).
 gate_log_prob_r <- function(gate, Z, par) {

@@ -144,56 +144,6 @@ SEXP ffi_gate_newton(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R, SEXP W,
   return out;
 }
 
-/* One EM run from starting responsibilities R0 (n x K). */
-#define EM_TRACE_MAX 100000
-SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP maxit, SEXP tol,
-            SEXP var_floor, SEXP min_size, SEXP gate_steps, SEXP ridge)
-{
-  int K = ncols(R0);
-  moe_data d = make_data(y, X, Z, wt, K);
-  FFI_CHECK(TYPEOF(R0) == REALSXP && nrows(R0) == d.n);
-  moe_em_control ctl;
-  ctl.maxit = Rf_asInteger(maxit);
-  ctl.tol = Rf_asReal(tol);
-  ctl.var_floor = Rf_asReal(var_floor);
-  ctl.min_size = Rf_asReal(min_size);
-  ctl.gate_steps = Rf_asInteger(gate_steps);
-  ctl.ridge = Rf_asReal(ridge);
-  FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0);
-  FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0);
-
-  const char *names[] = {"alpha", "sigma2", "W", "loglik", "iter", "status",
-                         "trace", "resp"};
-  SEXP out = PROTECT(named_list(8, names));
-  SEXP alpha = PROTECT(alloc_matrix(d.p, K));
-  SEXP sigma2 = PROTECT(Rf_allocVector(REALSXP, K));
-  SEXP W = PROTECT(alloc_matrix(d.q, K));
-  SEXP R = PROTECT(alloc_matrix(d.n, K));
-  /* the trace keeps at most EM_TRACE_MAX iterations (maxit may be huge) */
-  ctl.trace_len = ctl.maxit < EM_TRACE_MAX ? ctl.maxit : EM_TRACE_MAX;
-  double *trace = alloc_work(ctl.trace_len);
-  for (int t = 0; t < d.p * K; t++) REAL(alpha)[t] = 0.0;
-  moe_par par = { REAL(alpha), REAL(sigma2), REAL(W) };
-  double *work = alloc_work(moe_em_work_size(&d));
-  int iter = 0;
-  double ll = R_NegInf;
-  int st = moe_em_run(&d, &par, REAL(R0), &ctl, REAL(R), trace, &iter, &ll,
-                      work);
-  int ntr = iter < ctl.trace_len ? iter : ctl.trace_len;
-  SEXP tr = PROTECT(Rf_allocVector(REALSXP, ntr));
-  for (int t = 0; t < ntr; t++) REAL(tr)[t] = trace[t];
-  SET_VECTOR_ELT(out, 0, alpha);
-  SET_VECTOR_ELT(out, 1, sigma2);
-  SET_VECTOR_ELT(out, 2, W);
-  SET_VECTOR_ELT(out, 3, Rf_ScalarReal(ll));
-  SET_VECTOR_ELT(out, 4, Rf_ScalarInteger(iter));
-  SET_VECTOR_ELT(out, 5, Rf_ScalarInteger(st));
-  SET_VECTOR_ELT(out, 6, tr);
-  SET_VECTOR_ELT(out, 7, R);
-  UNPROTECT(6);
-  return out;
-}
-
 /* ---- losses (loss.c) ----
  * atoms: double (2d + 3) x K x S, S parameter sets one after the other;
  * truth: double (2d + 3) x kstar; d, K: integer scalars. */
@@ -418,7 +368,7 @@ SEXP ffi_assign(SEXP cost, SEXP duals)
   return out;
 }
 
-/* ---- Gibbs sampler ---- */
+/* ---- list and length helpers ---- */
 
 static SEXP list_get(SEXP list, const char *name)
 {
@@ -434,84 +384,6 @@ static const double *real_of_length(SEXP x, R_xlen_t len)
 {
   FFI_CHECK(TYPEOF(x) == REALSXP && XLENGTH(x) == len);
   return REAL(x);
-}
-
-/*
- * One chain of the Gibbs sampler (mcmc.c) from the starting parameters
- * alpha (p x K), sigma2 (K), W (q x K, last column zero), on internal-scale
- * data with whole case weights >= 1. prior: list(m_a, Va_inv, Va_inv_m,
- * m_Va_inv_m, c0, C0, s_w2, exchangeable) as made by prior_internal() in R.
- * control: integer (warmup, iter, thin, offset, refresh, chain, gate_mode,
- * gate_steps, pg_every), the fields of moe_mcmc_control in that order.
- * Returns list(alpha = p x K x S, sigma2 = K x S, W = q x K x S,
- * loglik = S, alpha_end, sigma2_end, W_end, status, done, accept (integer
- * MOE_NACC: the gating move counts of moe.h, accepted and proposed
- * Metropolis-Hastings moves and Polya-Gamma sweeps, warm-up and after),
- * pg_every (the schedule after warm-up, see moe_mcmc_draws)).
- */
-SEXP ffi_mcmc_chain(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
-                    SEXP W, SEXP prior, SEXP control)
-{
-  moe_data d = make_data(y, X, Z, wt, Rf_length(sigma2));
-  check_par(&d, alpha, sigma2, W);
-  int p = d.p, q = d.q, K = d.K;
-  for (int i = 0; i < d.n; i++) FFI_CHECK(d.wt[i] >= 1.0 && d.wt[i] <= INT_MAX);
-  FFI_CHECK(TYPEOF(prior) == VECSXP);
-  moe_mcmc_prior pr;
-  pr.m_a = real_of_length(list_get(prior, "m_a"), p);
-  pr.Va_inv = real_of_length(list_get(prior, "Va_inv"), (R_xlen_t) p * p);
-  pr.Va_inv_m = real_of_length(list_get(prior, "Va_inv_m"), p);
-  pr.m_Va_inv_m = Rf_asReal(list_get(prior, "m_Va_inv_m"));
-  pr.c0 = Rf_asReal(list_get(prior, "c0"));
-  pr.C0 = Rf_asReal(list_get(prior, "C0"));
-  pr.s_w2 = real_of_length(list_get(prior, "s_w2"), q);
-  pr.exchangeable = Rf_asLogical(list_get(prior, "exchangeable"));
-  FFI_CHECK(pr.c0 > 0 && pr.C0 > 0 && pr.exchangeable != NA_LOGICAL);
-  for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
-
-  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 9);
-  const int *ci = INTEGER(control);
-  moe_mcmc_control ctl = { ci[0], ci[1], ci[2], ci[3], ci[4], ci[5], ci[6],
-                           ci[7], ci[8] };
-  FFI_CHECK(ctl.warmup >= 0 && ctl.iter >= 0 && ctl.thin >= 1 &&
-            ctl.offset >= 0 && ctl.refresh >= 0 && ctl.gate_mode >= 0 &&
-            ctl.gate_mode <= 3 && ctl.gate_steps >= 1 && ctl.pg_every >= 0);
-  int S = (ctl.offset + ctl.iter) / ctl.thin - ctl.offset / ctl.thin;
-
-  const char *names[] = {"alpha", "sigma2", "W", "loglik", "alpha_end",
-                         "sigma2_end", "W_end", "status", "done", "accept",
-                         "pg_every"};
-  SEXP out = PROTECT(named_list(11, names));
-  SEXP a_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) p * K * S));
-  SEXP s_draws = PROTECT(alloc_matrix(K, S));
-  SEXP w_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) q * K * S));
-  SEXP ll = PROTECT(Rf_allocVector(REALSXP, S));
-  SEXP a_end = PROTECT(Rf_duplicate(alpha));
-  SEXP s_end = PROTECT(Rf_duplicate(sigma2));
-  SEXP w_end = PROTECT(Rf_duplicate(W));
-  moe_par par = { REAL(a_end), REAL(s_end), REAL(w_end) };
-  SEXP acc = PROTECT(Rf_allocVector(INTSXP, MOE_NACC));
-  moe_mcmc_draws dr = { REAL(a_draws), REAL(s_draws), REAL(w_draws), REAL(ll),
-                        INTEGER(acc), S, 0, ctl.pg_every };
-  R_xlen_t nd, ni;
-  moe_mcmc_work_size(&d, &nd, &ni);
-  moe_mcmc_work w;
-  moe_mcmc_work_init(&d, alloc_work(nd), (int *) R_alloc(ni, sizeof(int)), &w);
-  int st = moe_mcmc_run(&d, &pr, &ctl, &par, &dr, &w);
-  for (int s = dr.nkeep; s < S; s++) REAL(ll)[s] = NA_REAL;
-  SET_VECTOR_ELT(out, 0, a_draws);
-  SET_VECTOR_ELT(out, 1, s_draws);
-  SET_VECTOR_ELT(out, 2, w_draws);
-  SET_VECTOR_ELT(out, 3, ll);
-  SET_VECTOR_ELT(out, 4, a_end);
-  SET_VECTOR_ELT(out, 5, s_end);
-  SET_VECTOR_ELT(out, 6, w_end);
-  SET_VECTOR_ELT(out, 7, Rf_ScalarInteger(st));
-  SET_VECTOR_ELT(out, 8, Rf_ScalarInteger(dr.done));
-  SET_VECTOR_ELT(out, 9, acc);
-  SET_VECTOR_ELT(out, 10, Rf_ScalarInteger(dr.pg_every));
-  UNPROTECT(9);
-  return out;
 }
 
 /* Merge-Truncate-Merge over S atom sets (src/mtm.c).
@@ -598,77 +470,6 @@ SEXP ffi_mtm(SEXP theta, SEXP w, SEXP natoms, SEXP order, SEXP dims, SEXP par)
   return out;
 }
 
-/* ---- gating and expert variants (gate_variants.c, em_variants.c,
- * mcmc_variants.c) ----
- *
- * A gate comes from R (gate_c() in R/variants.R) as list(type = integer
- * code of moe_gate_type, k = integer, tau = double, G = integer, group =
- * integer vector of length K, 0-based); an expert family as list(type =
- * integer code: 0 linear). */
-
-static moe_gate make_gate(SEXP gate, int K)
-{
-  FFI_CHECK(TYPEOF(gate) == VECSXP);
-  moe_gate g;
-  g.type = (moe_gate_type) Rf_asInteger(list_get(gate, "type"));
-  g.topk = Rf_asInteger(list_get(gate, "k"));
-  g.tau = Rf_asReal(list_get(gate, "tau"));
-  g.G = Rf_asInteger(list_get(gate, "G"));
-  SEXP grp = list_get(gate, "group");
-  FFI_CHECK(g.type >= GATE_SOFTMAX && g.type <= GATE_HIER);
-  FFI_CHECK(g.topk >= 1 && g.topk <= K && R_FINITE(g.tau) && g.tau > 0);
-  g.group = NULL;
-  if (g.type == GATE_HIER) {
-    FFI_CHECK(TYPEOF(grp) == INTSXP && Rf_length(grp) == K && g.G >= 1);
-    g.group = INTEGER(grp);
-    for (int k = 0; k < K; k++) FFI_CHECK(g.group[k] >= 0 && g.group[k] < g.G);
-  }
-  return g;
-}
-
-static void make_family(SEXP expert, int p, moe_expert_family *f)
-{
-  FFI_CHECK(TYPEOF(expert) == VECSXP);
-  int type = Rf_asInteger(list_get(expert, "type"));
-  switch (type) {
-  case 0:
-    moe_expert_family_linear(f, p);
-    break;
-  default:
-    FFI_CHECK(0 && "unknown expert family");
-  }
-}
-
-/* Log gating probabilities (n x K) of a gate at W (q x K) and, for a
- * hierarchical gate, V (q x G; anything else otherwise). */
-SEXP ffi_gate_logprob(SEXP Z, SEXP W, SEXP V, SEXP gate)
-{
-  FFI_CHECK(TYPEOF(Z) == REALSXP && Rf_isMatrix(Z) && TYPEOF(W) == REALSXP);
-  int n = Rf_nrows(Z), q = Rf_ncols(Z);
-  FFI_CHECK(q >= 1 && Rf_length(W) % q == 0);
-  int K = Rf_length(W) / q;
-  FFI_CHECK(K >= 1);
-  moe_gate g = make_gate(gate, K);
-  moe_data d;
-  d.n = n; d.p = 1; d.q = q; d.K = K;
-  d.y = d.X = d.wt = NULL;
-  d.Z = REAL(Z);
-  SEXP out = PROTECT(alloc_matrix(n, K));
-  double *eta = alloc_work((R_xlen_t) n * K), *etaV = NULL;
-  gate_logits(&d, REAL(W), eta);
-  if (g.type == GATE_HIER) {
-    FFI_CHECK(TYPEOF(V) == REALSXP && Rf_length(V) == q * g.G);
-    moe_data dv = d;
-    dv.K = g.G;
-    etaV = alloc_work((R_xlen_t) n * g.G);
-    gate_logits(&dv, REAL(V), etaV);
-  }
-  int *active = (int *) R_alloc(K, sizeof(int));
-  gate_logprob(&g, n, K, eta, etaV, REAL(out), active);
-  UNPROTECT(1);
-  return out;
-}
-
 /* Log density of the symmetrised complete-data mixture (src/marglik.c) at N
  * points. dims = int c(N, K, p, q, M); the array arguments are as in
  * mix_logdens(), q may be 0 (then d, gm, G and gcst are ignored). */
@@ -703,194 +504,7 @@ SEXP ffi_mix_logdens(SEXP a, SEXP s2, SEXP d, SEXP em, SEXP E, SEXP ec,
   return out;
 }
 
-/*
- * One EM run of a variant (em_variants.c) from starting responsibilities
- * R0 (n x K). control: double (maxit, tol, var_floor, min_size, gate_steps,
- * ridge); tau_prior: NULL (temperature fixed or no temperature) or double
- * (m, s). Returns list(alpha, sigma2, W, V (q x G or NULL), tau, loglik,
- * iter, status, trace, resp).
- */
-SEXP ffi_em_variant(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP control,
-                    SEXP gate, SEXP expert, SEXP tau_prior)
-{
-  int K = ncols(R0);
-  moe_data d = make_data(y, X, Z, wt, K);
-  FFI_CHECK(TYPEOF(R0) == REALSXP && nrows(R0) == d.n);
-  FFI_CHECK(TYPEOF(control) == REALSXP && Rf_length(control) == 6);
-  const double *cv = REAL(control);
-  moe_em_control ctl;
-  ctl.maxit = (int) cv[0];
-  ctl.tol = cv[1];
-  ctl.var_floor = cv[2];
-  ctl.min_size = cv[3];
-  ctl.gate_steps = (int) cv[4];
-  ctl.ridge = cv[5];
-  FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0);
-  FFI_CHECK(ctl.gate_steps >= 1 && ctl.ridge >= 0);
-  moe_gate g = make_gate(gate, K);
-  moe_expert_family f;
-  make_family(expert, d.p, &f);
-  const double *tp = NULL;
-  if (!Rf_isNull(tau_prior)) {
-    tp = real_of_length(tau_prior, 2);
-    FFI_CHECK(R_FINITE(tp[0]) && tp[1] > 0 && g.type == GATE_TEMPERATURE);
-  }
-  int G = g.type == GATE_HIER ? g.G : 0;
-
-  const char *names[] = {"alpha", "sigma2", "W", "V", "tau", "loglik", "iter",
-                         "status", "trace", "resp"};
-  SEXP out = PROTECT(named_list(10, names));
-  SEXP alpha = PROTECT(alloc_matrix(f.npar, K));
-  SEXP sigma2 = PROTECT(Rf_allocVector(REALSXP, K));
-  SEXP W = PROTECT(alloc_matrix(d.q, K));
-  SEXP V = PROTECT(G ? alloc_matrix(d.q, G) : R_NilValue);
-  SEXP R = PROTECT(alloc_matrix(d.n, K));
-  for (R_xlen_t t = 0; t < (R_xlen_t) f.npar * K; t++) REAL(alpha)[t] = 0.0;
-  moe_vpar par = { REAL(alpha), REAL(sigma2), REAL(W), G ? REAL(V) : NULL };
-  double *trace = alloc_work(ctl.maxit);
-  double *work = alloc_work(moe_em_variant_work_size(&d, &g, &f));
-  int *iwork = (int *) R_alloc(K + 1, sizeof(int));
-  int iter = 0;
-  double ll = R_NegInf;
-  int st = moe_em_variant_run(&d, &g, &f, &par, tp, REAL(R0), &ctl, REAL(R),
-                              trace, &iter, &ll, work, iwork);
-  SEXP tr = PROTECT(Rf_allocVector(REALSXP, iter));
-  for (int t = 0; t < iter; t++) REAL(tr)[t] = trace[t];
-  SET_VECTOR_ELT(out, 0, alpha);
-  SET_VECTOR_ELT(out, 1, sigma2);
-  SET_VECTOR_ELT(out, 2, W);
-  SET_VECTOR_ELT(out, 3, V);
-  SET_VECTOR_ELT(out, 4, Rf_ScalarReal(g.tau));
-  SET_VECTOR_ELT(out, 5, Rf_ScalarReal(ll));
-  SET_VECTOR_ELT(out, 6, Rf_ScalarInteger(iter));
-  SET_VECTOR_ELT(out, 7, Rf_ScalarInteger(st));
-  SET_VECTOR_ELT(out, 8, tr);
-  SET_VECTOR_ELT(out, 9, R);
-  UNPROTECT(7);
-  return out;
-}
-
-/*
- * One chain of the variant sampler (mcmc_variants.c) on internal-scale data
- * with whole case weights >= 1. Starting values alpha (npar x K), sigma2
- * (K), W (q x K), V (q x G or NULL), tau (1); gate, expert as above;
- * tau_prior NULL or (m, s); prior as for ffi_mcmc_chain(); control: integer
- * (warmup, iter, thin, offset, refresh, chain, gate_mode, nblocks_gate,
- * pg_every);
- * state: double, the adaptation settings (moe_mcmcv_state_size()); xstate:
- * double, the expert family's state. Returns list(alpha = npar x K x S,
- * sigma2 = K x S, W = q x K x S, V = q x G x S or NULL, tau = S, loglik = S,
- * alpha_end, sigma2_end, W_end, V_end, tau_end, state_end, xstate_end,
- * status, done, accept (integer, accepted proposals after warm-up per
- * block)).
- */
-SEXP ffi_mcmc_variant(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
-                      SEXP W, SEXP V, SEXP tau, SEXP gate, SEXP expert,
-                      SEXP tau_prior, SEXP prior, SEXP control, SEXP state,
-                      SEXP xstate)
-{
-  moe_data d = make_data(y, X, Z, wt, Rf_length(sigma2));
-  int q = d.q, K = d.K;
-  for (int i = 0; i < d.n; i++) FFI_CHECK(d.wt[i] >= 1.0 && d.wt[i] <= INT_MAX);
-  moe_gate g = make_gate(gate, K);
-  g.tau = Rf_asReal(tau);
-  FFI_CHECK(R_FINITE(g.tau) && g.tau > 0);
-  moe_expert_family f;
-  make_family(expert, d.p, &f);
-  int np = f.npar, G = g.type == GATE_HIER ? g.G : 0;
-  FFI_CHECK(TYPEOF(alpha) == REALSXP && Rf_length(alpha) == np * K);
-  FFI_CHECK(TYPEOF(W) == REALSXP && Rf_length(W) == q * K);
-  FFI_CHECK(TYPEOF(sigma2) == REALSXP);
-  if (G) FFI_CHECK(TYPEOF(V) == REALSXP && Rf_length(V) == q * G);
-  const double *tp = NULL;
-  if (!Rf_isNull(tau_prior)) {
-    tp = real_of_length(tau_prior, 2);
-    FFI_CHECK(R_FINITE(tp[0]) && tp[1] > 0 && g.type == GATE_TEMPERATURE);
-  }
-  FFI_CHECK(TYPEOF(prior) == VECSXP);
-  moe_mcmc_prior pr;
-  pr.m_a = real_of_length(list_get(prior, "m_a"), d.p);
-  pr.Va_inv = real_of_length(list_get(prior, "Va_inv"), (R_xlen_t) d.p * d.p);
-  pr.Va_inv_m = real_of_length(list_get(prior, "Va_inv_m"), d.p);
-  pr.m_Va_inv_m = Rf_asReal(list_get(prior, "m_Va_inv_m"));
-  pr.c0 = Rf_asReal(list_get(prior, "c0"));
-  pr.C0 = Rf_asReal(list_get(prior, "C0"));
-  pr.s_w2 = real_of_length(list_get(prior, "s_w2"), q);
-  pr.exchangeable = Rf_asLogical(list_get(prior, "exchangeable"));
-  FFI_CHECK(pr.c0 > 0 && pr.C0 > 0 && pr.exchangeable != NA_LOGICAL);
-  for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
-
-  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 9);
-  const int *ci = INTEGER(control);
-  moe_mcmc_control ctl = { ci[0], ci[1], ci[2], ci[3], ci[4], ci[5], ci[6], 1, ci[8] };
-  int nbg = ci[7];
-  FFI_CHECK(ctl.warmup >= 0 && ctl.iter >= 0 && ctl.thin >= 1 &&
-            ctl.offset >= 0 && ctl.refresh >= 0 && ctl.gate_mode >= 0 &&
-            ctl.gate_mode <= 2 && nbg >= 0 && ctl.pg_every >= 0);
-  int ns = moe_mcmcv_state_size(&g, q, K, tp != NULL);
-  FFI_CHECK(TYPEOF(state) == REALSXP && Rf_length(state) == ns);
-  FFI_CHECK(TYPEOF(xstate) == REALSXP && Rf_length(xstate) == f.nstate);
-  int S = (ctl.offset + ctl.iter) / ctl.thin - ctl.offset / ctl.thin;
-
-  const char *names[] = {"alpha", "sigma2", "W", "V", "tau", "loglik",
-                         "alpha_end", "sigma2_end", "W_end", "V_end",
-                         "tau_end", "state_end", "xstate_end", "status",
-                         "done", "accept"};
-  SEXP out = PROTECT(named_list(16, names));
-  SEXP a_dr = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) np * K * S));
-  SEXP s_dr = PROTECT(alloc_matrix(K, S));
-  SEXP w_dr = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) q * K * S));
-  SEXP v_dr = PROTECT(G ? Rf_allocVector(REALSXP, (R_xlen_t) q * G * S) : R_NilValue);
-  SEXP t_dr = PROTECT(Rf_allocVector(REALSXP, S));
-  SEXP ll = PROTECT(Rf_allocVector(REALSXP, S));
-  SEXP a_end = PROTECT(Rf_duplicate(alpha));
-  SEXP s_end = PROTECT(Rf_duplicate(sigma2));
-  SEXP w_end = PROTECT(Rf_duplicate(W));
-  SEXP v_end = PROTECT(G ? Rf_duplicate(V) : R_NilValue);
-  SEXP st_end = PROTECT(Rf_duplicate(state));
-  SEXP xs_end = PROTECT(Rf_duplicate(xstate));
-  int nblocks = nbg + f.naccept;
-  SEXP acc = PROTECT(Rf_allocVector(INTSXP, nblocks));
-  moe_vpar par = { REAL(a_end), REAL(s_end), REAL(w_end), G ? REAL(v_end) : NULL };
-  moe_mcmcv_draws dr;
-  dr.alpha = REAL(a_dr);
-  dr.sigma2 = REAL(s_dr);
-  dr.W = REAL(w_dr);
-  dr.V = G ? REAL(v_dr) : NULL;
-  dr.tau = REAL(t_dr);
-  dr.loglik = REAL(ll);
-  dr.accept = INTEGER(acc);
-  dr.nblocks = nblocks;
-  dr.expert_slot = nbg;
-  dr.nkeep = S;
-  dr.done = 0;
-  R_xlen_t nd, ni;
-  moe_mcmcv_work_size(&d, &g, &f, nblocks, &nd, &ni);
-  int st = moe_mcmcv_run(&d, &g, &f, &pr, tp, &ctl, &par, REAL(st_end),
-                         REAL(xs_end), &dr, alloc_work(nd),
-                         (int *) R_alloc(ni, sizeof(int)));
-  for (int s = dr.nkeep; s < S; s++) REAL(ll)[s] = NA_REAL;
-  SET_VECTOR_ELT(out, 0, a_dr);
-  SET_VECTOR_ELT(out, 1, s_dr);
-  SET_VECTOR_ELT(out, 2, w_dr);
-  SET_VECTOR_ELT(out, 3, v_dr);
-  SET_VECTOR_ELT(out, 4, t_dr);
-  SET_VECTOR_ELT(out, 5, ll);
-  SET_VECTOR_ELT(out, 6, a_end);
-  SET_VECTOR_ELT(out, 7, s_end);
-  SET_VECTOR_ELT(out, 8, w_end);
-  SET_VECTOR_ELT(out, 9, v_end);
-  SET_VECTOR_ELT(out, 10, Rf_ScalarReal(g.tau));
-  SET_VECTOR_ELT(out, 11, st_end);
-  SET_VECTOR_ELT(out, 12, xs_end);
-  SET_VECTOR_ELT(out, 13, Rf_ScalarInteger(st));
-  SET_VECTOR_ELT(out, 14, Rf_ScalarInteger(dr.done));
-  SET_VECTOR_ELT(out, 15, acc);
-  UNPROTECT(14);
-  return out;
-}
-
-/* ---- FFN experts and the least-squares form (ffn helper) ----
+/* ---- FFN experts and the least-squares form ----
  * Network arguments: Xf double n x D (the network inputs: the non-intercept
  * columns of the expert design), H (int >= 1) hidden units, act (int:
  * 0 tanh, 1 sigmoid, 2 GELU); theta double P x K with P = H D + 2 H + 1. */
@@ -906,6 +520,315 @@ static ffn_net make_net(SEXP Xf, SEXP H, SEXP act)
   FFI_CHECK(net.D >= 1 && net.H >= 1 && net.act >= 0 && net.act <= 2);
   net.X = REAL(Xf);
   return net;
+}
+
+/* ---- the engine: EM (em.c) and Gibbs (gibbs.c) for any gate and family ----
+ *
+ * A gate comes from R (gate_c() in R/variants.R) as list(type = integer
+ * code of moe_gate_type, k = integer, tau = double, G = integer, group =
+ * integer vector of length K, 0-based); an expert family (expert_c()) as
+ * list(type = integer code of moe_family_type, ...): FFN experts add H
+ * (hidden units), act (activation code), lm_steps, mh_steps and s_hid2 (the
+ * prior variance of the hidden layer). The family's design is X: the expert
+ * design for linear experts, the network inputs for FFN experts. */
+
+static moe_gate make_gate(SEXP gate, int K)
+{
+  FFI_CHECK(TYPEOF(gate) == VECSXP);
+  moe_gate g;
+  g.type = (moe_gate_type) Rf_asInteger(list_get(gate, "type"));
+  g.topk = Rf_asInteger(list_get(gate, "k"));
+  g.tau = Rf_asReal(list_get(gate, "tau"));
+  g.G = Rf_asInteger(list_get(gate, "G"));
+  SEXP grp = list_get(gate, "group");
+  FFI_CHECK(g.type >= GATE_SOFTMAX && g.type < GATE_NTYPES);
+  FFI_CHECK(g.topk >= 1 && g.topk <= K && R_FINITE(g.tau) && g.tau > 0);
+  g.group = NULL;
+  if (g.type == GATE_HIER) {
+    FFI_CHECK(TYPEOF(grp) == INTSXP && Rf_length(grp) == K && g.G >= 1);
+    g.group = INTEGER(grp);
+    for (int k = 0; k < K; k++) FFI_CHECK(g.group[k] >= 0 && g.group[k] < g.G);
+  }
+  moe_gate_init(&g);
+  return g;
+}
+
+/* The family table of `expert` on the design X (n x p); `info` must outlive
+ * `f`. For FFN experts with a prior list (Gibbs), its output-layer prior
+ * comes from `prior` (moe_mcmc_prior, H + 1 coefficients). */
+static void make_family(SEXP expert, SEXP X, int K, const moe_mcmc_prior *pr,
+                        ffn_family_info *info, moe_expert_family *f)
+{
+  FFI_CHECK(TYPEOF(expert) == VECSXP);
+  int type = Rf_asInteger(list_get(expert, "type"));
+  switch (type) {
+  case FAMILY_GAUSSIAN_LINEAR:
+    moe_family_gaussian(f, ncols(X));
+    break;
+  case FAMILY_FFN:
+    info->net = make_net(X, list_get(expert, "H"), list_get(expert, "act"));
+    info->lm_steps = Rf_asInteger(list_get(expert, "lm_steps"));
+    info->mh_steps = Rf_asInteger(list_get(expert, "mh_steps"));
+    FFI_CHECK(info->lm_steps >= 0 && info->mh_steps >= 1);
+    memset(&info->prior, 0, sizeof(ffn_prior));
+    if (pr) {
+      info->prior.m_a = pr->m_a;
+      info->prior.Va_inv = pr->Va_inv;
+      info->prior.Va_inv_m = pr->Va_inv_m;
+      info->prior.m_Va_inv_m = pr->m_Va_inv_m;
+      info->prior.c0 = pr->c0;
+      info->prior.C0 = pr->C0;
+      info->prior.s_hid2 = Rf_asReal(list_get(expert, "s_hid2"));
+      FFI_CHECK(info->prior.s_hid2 > 0);
+    }
+    moe_family_ffn(f, info, K);
+    break;
+  default:
+    FFI_CHECK(0 && "unknown expert family");
+  }
+}
+
+/* Coefficients of one expert's conjugate prior: p (linear), H + 1 (FFN). */
+static int family_prior_npar(SEXP expert, int p)
+{
+  int type = Rf_asInteger(list_get(expert, "type"));
+  return type == FAMILY_FFN ? Rf_asInteger(list_get(expert, "H")) + 1 : p;
+}
+
+/* The prior list of prior_internal() in R: m_a, Va_inv, Va_inv_m (np
+ * coefficients), m_Va_inv_m, c0, C0, s_w2 (q), exchangeable. */
+static moe_mcmc_prior make_prior(SEXP prior, int np, int q)
+{
+  FFI_CHECK(TYPEOF(prior) == VECSXP);
+  moe_mcmc_prior pr;
+  pr.m_a = real_of_length(list_get(prior, "m_a"), np);
+  pr.Va_inv = real_of_length(list_get(prior, "Va_inv"), (R_xlen_t) np * np);
+  pr.Va_inv_m = real_of_length(list_get(prior, "Va_inv_m"), np);
+  pr.m_Va_inv_m = Rf_asReal(list_get(prior, "m_Va_inv_m"));
+  pr.c0 = Rf_asReal(list_get(prior, "c0"));
+  pr.C0 = Rf_asReal(list_get(prior, "C0"));
+  pr.s_w2 = real_of_length(list_get(prior, "s_w2"), q);
+  pr.exchangeable = Rf_asLogical(list_get(prior, "exchangeable"));
+  FFI_CHECK(pr.c0 > 0 && pr.C0 > 0 && pr.exchangeable != NA_LOGICAL);
+  for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
+  return pr;
+}
+
+static const double *tau_prior_of(SEXP tau_prior, const moe_gate *g)
+{
+  if (Rf_isNull(tau_prior)) return NULL;
+  const double *tp = real_of_length(tau_prior, 2);
+  FFI_CHECK(R_FINITE(tp[0]) && tp[1] > 0 && g->type == GATE_TEMPERATURE);
+  return tp;
+}
+
+/*
+ * One EM run (moe_em_run()) from starting responsibilities R0 (n x K) and
+ * starting expert parameters alpha0 (npar x K; zeros for linear experts,
+ * random hidden layers for FFN experts). control: double, the MOE_EMCTL_*
+ * fields of moe.h (maxit, tol, var_floor, min_size, gate_steps, ridge);
+ * tau_prior: NULL or double (m, s). Returns list(alpha, sigma2, W, V (q x G
+ * or NULL), tau, loglik, iter, status, trace, resp).
+ */
+#define EM_TRACE_MAX 100000
+SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP alpha0,
+            SEXP control, SEXP gate, SEXP expert, SEXP tau_prior)
+{
+  int K = ncols(R0);
+  moe_data d = make_data(y, X, Z, wt, K);
+  FFI_CHECK(TYPEOF(R0) == REALSXP && nrows(R0) == d.n);
+  const double *cv = real_of_length(control, MOE_EMCTL_LEN);
+  moe_em_control ctl;
+  ctl.maxit = (int) cv[MOE_EMCTL_MAXIT];
+  ctl.tol = cv[MOE_EMCTL_TOL];
+  ctl.var_floor = cv[MOE_EMCTL_VAR_FLOOR];
+  ctl.min_size = cv[MOE_EMCTL_MIN_SIZE];
+  ctl.gate_steps = (int) cv[MOE_EMCTL_GATE_STEPS];
+  ctl.ridge = cv[MOE_EMCTL_RIDGE];
+  FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0);
+  FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0);
+  /* the trace keeps at most EM_TRACE_MAX iterations (maxit may be huge) */
+  ctl.trace_len = ctl.maxit < EM_TRACE_MAX ? ctl.maxit : EM_TRACE_MAX;
+  moe_gate g = make_gate(gate, K);
+  ffn_family_info info;
+  moe_expert_family f;
+  make_family(expert, X, K, NULL, &info, &f);
+  const double *tp = tau_prior_of(tau_prior, &g);
+  FFI_CHECK(TYPEOF(alpha0) == REALSXP && XLENGTH(alpha0) == (R_xlen_t) f.npar * K);
+  int G = g.type == GATE_HIER ? g.G : 0;
+
+  const char *names[] = {"alpha", "sigma2", "W", "V", "tau", "loglik", "iter",
+                         "status", "trace", "resp"};
+  SEXP out = PROTECT(named_list(10, names));
+  SEXP alpha = PROTECT(alloc_matrix(f.npar, K));
+  memcpy(REAL(alpha), REAL(alpha0), sizeof(double) * (size_t) f.npar * K);
+  SEXP sigma2 = PROTECT(Rf_allocVector(REALSXP, K));
+  SEXP W = PROTECT(alloc_matrix(d.q, K));
+  SEXP V = PROTECT(G ? alloc_matrix(d.q, G) : R_NilValue);
+  SEXP R = PROTECT(alloc_matrix(d.n, K));
+  moe_vpar par = { REAL(alpha), REAL(sigma2), REAL(W), G ? REAL(V) : NULL };
+  double *trace = alloc_work(ctl.trace_len);
+  double *work = alloc_work(moe_em_work_size(&d, &g, &f));
+  int *iwork = (int *) R_alloc(K + 1, sizeof(int));
+  int iter = 0;
+  double ll = R_NegInf;
+  int st = moe_em_run(&d, &g, &f, &par, tp, REAL(R0), &ctl, REAL(R), trace,
+                      &iter, &ll, work, iwork);
+  int ntr = iter < ctl.trace_len ? iter : ctl.trace_len;
+  SEXP tr = PROTECT(Rf_allocVector(REALSXP, ntr));
+  for (int t = 0; t < ntr; t++) REAL(tr)[t] = trace[t];
+  SET_VECTOR_ELT(out, 0, alpha);
+  SET_VECTOR_ELT(out, 1, sigma2);
+  SET_VECTOR_ELT(out, 2, W);
+  SET_VECTOR_ELT(out, 3, V);
+  SET_VECTOR_ELT(out, 4, Rf_ScalarReal(g.tau));
+  SET_VECTOR_ELT(out, 5, Rf_ScalarReal(ll));
+  SET_VECTOR_ELT(out, 6, Rf_ScalarInteger(iter));
+  SET_VECTOR_ELT(out, 7, Rf_ScalarInteger(st));
+  SET_VECTOR_ELT(out, 8, tr);
+  SET_VECTOR_ELT(out, 9, R);
+  UNPROTECT(7);
+  return out;
+}
+
+/*
+ * One chain of the Gibbs sampler (moe_gibbs_run()) on internal-scale data
+ * with whole case weights >= 1. Starting values alpha (npar x K), sigma2
+ * (K), W (q x K), V (q x G or NULL), tau (1); gate, expert as above;
+ * tau_prior NULL or (m, s); prior: the list of make_prior(); control:
+ * integer, the MOE_MCTL_* fields of moe.h (warmup, iter, thin, offset,
+ * refresh, chain, gate_mode, gate_steps, pg_every); state: double, the
+ * gate's adaptation state (moe_gibbs_state_size()); xstate: double, the
+ * family's state; nbg: the number of Metropolis blocks of the gate.
+ * Returns list(alpha = npar x K x S, sigma2 = K x S, W = q x K x S, V =
+ * q x G x S or NULL, tau = S, loglik = S, alpha_end, sigma2_end, W_end,
+ * V_end, tau_end, state_end, xstate_end, status, done, accept (integer,
+ * accepted proposals after warm-up per block: the gate's, then the
+ * family's), moves (integer MOE_NACC: the gating move counts of moe.h),
+ * pg_every (the schedule after warm-up, see moe_gibbs_draws)).
+ */
+SEXP ffi_gibbs(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
+               SEXP W, SEXP V, SEXP tau, SEXP gate, SEXP expert,
+               SEXP tau_prior, SEXP prior, SEXP control, SEXP state,
+               SEXP xstate, SEXP nbg)
+{
+  moe_data d = make_data(y, X, Z, wt, Rf_length(sigma2));
+  int q = d.q, K = d.K;
+  for (int i = 0; i < d.n; i++) FFI_CHECK(d.wt[i] >= 1.0 && d.wt[i] <= INT_MAX);
+  moe_gate g = make_gate(gate, K);
+  g.tau = Rf_asReal(tau);
+  FFI_CHECK(R_FINITE(g.tau) && g.tau > 0);
+  moe_mcmc_prior pr = make_prior(prior, family_prior_npar(expert, d.p), q);
+  ffn_family_info info;
+  moe_expert_family f;
+  make_family(expert, X, K, &pr, &info, &f);
+  int np = f.npar, G = g.type == GATE_HIER ? g.G : 0;
+  FFI_CHECK(TYPEOF(alpha) == REALSXP && Rf_length(alpha) == np * K);
+  FFI_CHECK(TYPEOF(W) == REALSXP && Rf_length(W) == q * K);
+  FFI_CHECK(TYPEOF(sigma2) == REALSXP);
+  for (int k = 0; k < K; k++) FFI_CHECK(REAL(sigma2)[k] > 0);
+  if (G) FFI_CHECK(TYPEOF(V) == REALSXP && Rf_length(V) == q * G);
+  const double *tp = tau_prior_of(tau_prior, &g);
+
+  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == MOE_MCTL_LEN);
+  const int *ci = INTEGER(control);
+  moe_mcmc_control ctl = {
+    ci[MOE_MCTL_WARMUP], ci[MOE_MCTL_ITER], ci[MOE_MCTL_THIN],
+    ci[MOE_MCTL_OFFSET], ci[MOE_MCTL_REFRESH], ci[MOE_MCTL_CHAIN],
+    ci[MOE_MCTL_GATE_MODE], ci[MOE_MCTL_GATE_STEPS], ci[MOE_MCTL_PG_EVERY] };
+  int nbgate = Rf_asInteger(nbg);
+  FFI_CHECK(ctl.warmup >= 0 && ctl.iter >= 0 && ctl.thin >= 1 &&
+            ctl.offset >= 0 && ctl.refresh >= 0 && ctl.gate_mode >= 0 &&
+            ctl.gate_mode <= 3 && ctl.gate_steps >= 1 && ctl.pg_every >= 0 &&
+            nbgate >= 0);
+  int ns = moe_gibbs_state_size(&g, q, K, tp != NULL);
+  FFI_CHECK(TYPEOF(state) == REALSXP && Rf_length(state) == ns);
+  FFI_CHECK(TYPEOF(xstate) == REALSXP && Rf_length(xstate) == f.nstate);
+  int S = (ctl.offset + ctl.iter) / ctl.thin - ctl.offset / ctl.thin;
+
+  const char *names[] = {"alpha", "sigma2", "W", "V", "tau", "loglik",
+                         "alpha_end", "sigma2_end", "W_end", "V_end",
+                         "tau_end", "state_end", "xstate_end", "status",
+                         "done", "accept", "moves", "pg_every"};
+  SEXP out = PROTECT(named_list(18, names));
+  SEXP a_dr = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) np * K * S));
+  SEXP s_dr = PROTECT(alloc_matrix(K, S));
+  SEXP w_dr = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) q * K * S));
+  SEXP v_dr = PROTECT(G ? Rf_allocVector(REALSXP, (R_xlen_t) q * G * S) : R_NilValue);
+  SEXP t_dr = PROTECT(Rf_allocVector(REALSXP, S));
+  SEXP ll = PROTECT(Rf_allocVector(REALSXP, S));
+  SEXP a_end = PROTECT(Rf_duplicate(alpha));
+  SEXP s_end = PROTECT(Rf_duplicate(sigma2));
+  SEXP w_end = PROTECT(Rf_duplicate(W));
+  SEXP v_end = PROTECT(G ? Rf_duplicate(V) : R_NilValue);
+  SEXP st_end = PROTECT(Rf_duplicate(state));
+  SEXP xs_end = PROTECT(Rf_duplicate(xstate));
+  int nblocks = nbgate + f.naccept;
+  SEXP acc = PROTECT(Rf_allocVector(INTSXP, nblocks));
+  SEXP moves = PROTECT(Rf_allocVector(INTSXP, MOE_NACC));
+  moe_vpar par = { REAL(a_end), REAL(s_end), REAL(w_end), G ? REAL(v_end) : NULL };
+  moe_gibbs_draws dr;
+  dr.alpha = REAL(a_dr);
+  dr.sigma2 = REAL(s_dr);
+  dr.W = REAL(w_dr);
+  dr.V = G ? REAL(v_dr) : NULL;
+  dr.tau = REAL(t_dr);
+  dr.loglik = REAL(ll);
+  dr.moves = INTEGER(moves);
+  dr.accept = INTEGER(acc);
+  dr.nblocks = nblocks;
+  dr.expert_slot = nbgate;
+  dr.nkeep = S;
+  dr.done = 0;
+  dr.pg_every = ctl.pg_every;
+  R_xlen_t nd, ni;
+  moe_gibbs_work_size(&d, &g, &f, nblocks, &nd, &ni);
+  int st = moe_gibbs_run(&d, &g, &f, &pr, tp, &ctl, &par, REAL(st_end),
+                         REAL(xs_end), &dr, alloc_work(nd),
+                         (int *) R_alloc(ni, sizeof(int)));
+  for (int s = dr.nkeep; s < S; s++) REAL(ll)[s] = NA_REAL;
+  SEXP vals[] = {a_dr, s_dr, w_dr, v_dr, t_dr, ll, a_end, s_end, w_end, v_end};
+  for (int i = 0; i < 10; i++) SET_VECTOR_ELT(out, i, vals[i]);
+  SET_VECTOR_ELT(out, 10, Rf_ScalarReal(g.tau));
+  SET_VECTOR_ELT(out, 11, st_end);
+  SET_VECTOR_ELT(out, 12, xs_end);
+  SET_VECTOR_ELT(out, 13, Rf_ScalarInteger(st));
+  SET_VECTOR_ELT(out, 14, Rf_ScalarInteger(dr.done));
+  SET_VECTOR_ELT(out, 15, acc);
+  SET_VECTOR_ELT(out, 16, moves);
+  SET_VECTOR_ELT(out, 17, Rf_ScalarInteger(dr.pg_every));
+  UNPROTECT(15);
+  return out;
+}
+
+/* Log gating probabilities (n x K) of a gate at W (q x K) and, for a
+ * hierarchical gate, V (q x G; anything else otherwise). */
+SEXP ffi_gate_logprob(SEXP Z, SEXP W, SEXP V, SEXP gate)
+{
+  FFI_CHECK(TYPEOF(Z) == REALSXP && Rf_isMatrix(Z) && TYPEOF(W) == REALSXP);
+  int n = Rf_nrows(Z), q = Rf_ncols(Z);
+  FFI_CHECK(q >= 1 && Rf_length(W) % q == 0);
+  int K = Rf_length(W) / q;
+  FFI_CHECK(K >= 1);
+  moe_gate g = make_gate(gate, K);
+  moe_data d;
+  d.n = n; d.p = 1; d.q = q; d.K = K;
+  d.y = d.X = d.wt = NULL;
+  d.Z = REAL(Z);
+  SEXP out = PROTECT(alloc_matrix(n, K));
+  double *eta = alloc_work((R_xlen_t) n * K), *etaV = NULL;
+  gate_logits(&d, REAL(W), eta);
+  if (g.type == GATE_HIER) {
+    FFI_CHECK(TYPEOF(V) == REALSXP && Rf_length(V) == q * g.G);
+    moe_data dv = d;
+    dv.K = g.G;
+    etaV = alloc_work((R_xlen_t) n * g.G);
+    gate_logits(&dv, REAL(V), etaV);
+  }
+  int *active = (int *) R_alloc(K, sizeof(int));
+  gate_logprob(&g, n, K, eta, etaV, REAL(out), active);
+  UNPROTECT(1);
+  return out;
 }
 
 /* Means of K FFN experts (n x K); with jac = TRUE and K = 1 also the
@@ -967,98 +890,8 @@ SEXP ffi_ffn_mstep(SEXP y, SEXP Xf, SEXP v, SEXP theta, SEXP H, SEXP act,
   return out;
 }
 
-static ffn_prior make_ffn_prior(SEXP prior, int H);
-
-/* The FFN expert family (ffn_family_init()) for network inputs Xf, H hidden
- * units, activation act, lm_steps Levenberg-Marquardt steps per M-step,
- * mh_steps Metropolis steps per expert and sweep, and the prior list `prior` (see make_ffn_prior(); R_NilValue for EM, which
- * does not use it). `info` must outlive `f`. For the generic variant paths
- * too. */
-static void make_ffn_family(SEXP Xf, SEXP H, SEXP act, int lm_steps,
-                            int mh_steps, SEXP prior, int K,
-                            ffn_family_info *info, moe_expert_family *f)
-{
-  info->net = make_net(Xf, H, act);
-  info->lm_steps = lm_steps;
-  info->mh_steps = mh_steps;
-  if (prior == R_NilValue) {
-    memset(&info->prior, 0, sizeof(ffn_prior));
-  } else {
-    info->prior = make_ffn_prior(prior, info->net.H);
-  }
-  ffn_family_init(f, info, K);
-}
-
-/* One EM run with FFN experts and softmax gating from responsibilities R0
- * (n x K) and hidden layers in theta (P x K). control: double (maxit, tol,
- * var_floor, min_size, gate_steps, ridge, lm_steps). */
-SEXP ffi_ffn_em(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP H,
-                SEXP act, SEXP R0, SEXP control)
-{
-  int K = ncols(R0);
-  moe_data d = make_data(y, Xf, Z, wt, K);
-  const double *c = real_of_length(control, 7);
-  moe_em_control ctl;
-  ctl.maxit = (int) c[0];
-  ctl.tol = c[1];
-  ctl.var_floor = c[2];
-  ctl.min_size = c[3];
-  ctl.gate_steps = (int) c[4];
-  ctl.ridge = c[5];
-  int lm_steps = (int) c[6];
-  FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0);
-  FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0 && lm_steps >= 0);
-  ffn_family_info info;
-  moe_expert_family fam;
-  make_ffn_family(Xf, H, act, lm_steps, 1, R_NilValue, K, &info, &fam);
-  int P = fam.npar;
-  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P * K);
-
-  const char *names[] = {"theta", "sigma2", "W", "loglik", "iter", "status",
-                         "trace", "resp"};
-  SEXP out = PROTECT(named_list(8, names));
-  SEXP th = PROTECT(alloc_matrix(P, K));
-  memcpy(REAL(th), REAL(theta), sizeof(double) * (size_t) P * K);
-  SEXP sigma2 = PROTECT(Rf_allocVector(REALSXP, K));
-  SEXP W = PROTECT(alloc_matrix(d.q, K));
-  SEXP R = PROTECT(alloc_matrix(d.n, K));
-  double *trace = alloc_work(ctl.maxit);
-  int iter = 0;
-  double ll = R_NegInf;
-  int st = ffn_em_run(&d, &fam, REAL(th), REAL(sigma2), REAL(W), REAL(R0),
-                      &ctl, REAL(R), trace, &iter, &ll,
-                      alloc_work(ffn_em_work_size(&d, &fam)));
-  SEXP tr = PROTECT(Rf_allocVector(REALSXP, iter));
-  for (int t = 0; t < iter; t++) REAL(tr)[t] = trace[t];
-  SET_VECTOR_ELT(out, 0, th);
-  SET_VECTOR_ELT(out, 1, sigma2);
-  SET_VECTOR_ELT(out, 2, W);
-  SET_VECTOR_ELT(out, 3, Rf_ScalarReal(ll));
-  SET_VECTOR_ELT(out, 4, Rf_ScalarInteger(iter));
-  SET_VECTOR_ELT(out, 5, Rf_ScalarInteger(st));
-  SET_VECTOR_ELT(out, 6, tr);
-  SET_VECTOR_ELT(out, 7, R);
-  UNPROTECT(6);
-  return out;
-}
-
-/* Log-likelihood of a mixture of FFN experts with softmax gating. */
-SEXP ffi_ffn_loglik(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP sigma2,
-                    SEXP W, SEXP H, SEXP act)
-{
-  int K = Rf_length(sigma2);
-  ffn_net net = make_net(Xf, H, act);
-  moe_data d = make_data(y, Xf, Z, wt, K);
-  FFI_CHECK(TYPEOF(theta) == REALSXP &&
-            Rf_length(theta) == FFN_NPAR(net.D, net.H) * K);
-  FFI_CHECK(TYPEOF(sigma2) == REALSXP && TYPEOF(W) == REALSXP &&
-            Rf_length(W) == d.q * K);
-  R_xlen_t nK = (R_xlen_t) d.n * K;
-  double *work = alloc_work(3 * nK + 2 * (R_xlen_t) d.n * net.H + 2 * K);
-  return Rf_ScalarReal(ffn_loglik(&d, &net, REAL(theta), REAL(sigma2), REAL(W),
-                                  work));
-}
-
+/* The prior of one FFN expert (ffn_prior) from list(m_a, Va_inv, Va_inv_m,
+ * m_Va_inv_m, c0, C0, s_hid2) with H + 1 output coefficients. */
 static ffn_prior make_ffn_prior(SEXP prior, int H)
 {
   int m = H + 1;
@@ -1218,103 +1051,64 @@ SEXP ffi_voronoi_strong(SEXP atoms, SEXP K, SEXP truth, SEXP d, SEXP mode,
   return out;
 }
 
-/* Cells and distances (2 x K x S: ||d beta1||, ||d eta||) of S parameter
- * sets after the translations shift ((d + 1) x S). */
-SEXP ffi_voronoi_strong_cells(SEXP atoms, SEXP K, SEXP truth, SEXP d,
-                              SEXP shift)
+/* ---- the R <-> C code tables ----
+ * Every code or layout R and C share, as named integer vectors (names as
+ * the R side spells them); test-tables.R compares them with the R tables,
+ * so neither side can drift alone. */
+static SEXP named_ints(int n, const char **names, const int *vals)
 {
-  int Kf = Rf_asInteger(K), dd = Rf_asInteger(d);
-  FFI_CHECK(TYPEOF(atoms) == REALSXP && TYPEOF(truth) == REALSXP);
-  FFI_CHECK(Rf_isMatrix(truth) && Kf >= 1 && dd >= 0);
-  int L = Rf_nrows(truth), kstar = Rf_ncols(truth), m = L - 1 - dd;
-  FFI_CHECK(m >= 1 && XLENGTH(atoms) % ((R_xlen_t) L * Kf) == 0);
-  R_xlen_t S = XLENGTH(atoms) / ((R_xlen_t) L * Kf);
-  const double *sh = real_of_length(shift, (dd + 1) * S);
-  const char *names[] = {"cell", "dist"};
-  SEXP out = PROTECT(named_list(2, names));
-  SEXP cell = PROTECT(Rf_allocVector(INTSXP, Kf * S));
-  SEXP dist = PROTECT(Rf_allocVector(REALSXP, 2 * Kf * S));
-  double *work = alloc_work((R_xlen_t) L * Kf);
-  for (R_xlen_t s = 0; s < S; s++) {
-    voronoi_strong_cells(dd, m, Kf, REAL(atoms) + s * L * Kf, kstar,
-                         REAL(truth), sh + s * (dd + 1), INTEGER(cell) + s * Kf,
-                         REAL(dist) + 2 * s * Kf, work);
-    for (int i = 0; i < Kf; i++) INTEGER(cell)[s * Kf + i] += 1;
+  SEXP v = PROTECT(Rf_allocVector(INTSXP, n));
+  SEXP nm = PROTECT(Rf_allocVector(STRSXP, n));
+  for (int i = 0; i < n; i++) {
+    INTEGER(v)[i] = vals[i];
+    SET_STRING_ELT(nm, i, Rf_mkChar(names[i]));
   }
-  SET_VECTOR_ELT(out, 0, cell);
-  SET_VECTOR_ELT(out, 1, dist);
-  UNPROTECT(3);
-  return out;
+  Rf_setAttrib(v, R_NamesSymbol, nm);
+  UNPROTECT(2);
+  return v;
 }
 
-/* One chain of the Gibbs sampler with FFN experts and softmax gating from
- * theta (P x K), sigma2 (K), W (q x K), state (2 K: log random-walk
- * scales and counts of adaptation steps), on internal-scale data with whole weights >= 1. prior: the list
- * of make_ffn_prior() plus s_w2 (q) and exchangeable. control: integer
- * (warmup, iter, thin, offset, refresh, chain). Returns list(alpha (P x K x
- * S), sigma2 (K x S), W (q x K x S), loglik (S), alpha_end, sigma2_end,
- * W_end, state_end, status, done, accept (K)). */
-SEXP ffi_ffn_chain(SEXP y, SEXP Xf, SEXP Z, SEXP wt, SEXP theta, SEXP sigma2,
-                   SEXP W, SEXP state, SEXP H, SEXP act, SEXP prior,
-                   SEXP control)
+SEXP ffi_code_tables(void)
 {
-  int K = Rf_length(sigma2);
-  moe_data d = make_data(y, Xf, Z, wt, K);
-  FFI_CHECK(TYPEOF(prior) == VECSXP);
-  ffn_family_info info;
-  moe_expert_family fam;
-  int mh_steps = Rf_asInteger(list_get(prior, "mh_steps"));
-  FFI_CHECK(mh_steps >= 1);
-  make_ffn_family(Xf, H, act, 0, mh_steps, prior, K, &info, &fam);
-  int P = fam.npar, q = d.q;
-  for (int i = 0; i < d.n; i++) FFI_CHECK(d.wt[i] >= 1.0 && d.wt[i] <= INT_MAX);
-  FFI_CHECK(TYPEOF(theta) == REALSXP && Rf_length(theta) == P * K);
-  FFI_CHECK(TYPEOF(sigma2) == REALSXP && TYPEOF(W) == REALSXP &&
-            Rf_length(W) == q * K);
-  real_of_length(state, 2 * K);
-  const double *s_w2 = real_of_length(list_get(prior, "s_w2"), q);
-  int exch = Rf_asLogical(list_get(prior, "exchangeable"));
-  FFI_CHECK(exch != NA_LOGICAL);
-  for (int a = 0; a < q; a++) FFI_CHECK(s_w2[a] > 0);
-  FFI_CHECK(TYPEOF(control) == INTSXP && Rf_length(control) == 6);
-  const int *ci = INTEGER(control);
-  int warmup = ci[0], iter = ci[1], thin = ci[2], offset = ci[3];
-  FFI_CHECK(warmup >= 0 && iter >= 0 && thin >= 1 && offset >= 0 && ci[4] >= 0);
-  int S = (offset + iter) / thin - offset / thin;
-
-  const char *names[] = {"alpha", "sigma2", "W", "loglik", "alpha_end",
-                         "sigma2_end", "W_end", "state_end", "status",
-                         "done", "accept"};
-  SEXP out = PROTECT(named_list(11, names));
-  SEXP a_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) P * K * S));
-  SEXP s_draws = PROTECT(alloc_matrix(K, S));
-  SEXP w_draws = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) q * K * S));
-  SEXP ll = PROTECT(Rf_allocVector(REALSXP, S));
-  SEXP a_end = PROTECT(Rf_duplicate(theta));
-  SEXP s_end = PROTECT(Rf_duplicate(sigma2));
-  SEXP w_end = PROTECT(Rf_duplicate(W));
-  SEXP ls_end = PROTECT(Rf_duplicate(state));
-  SEXP acc = PROTECT(Rf_allocVector(INTSXP, K));
-  R_xlen_t nd, ni;
-  ffn_gibbs_work_size(&d, &fam, &nd, &ni);
-  int kept = 0, done = 0;
-  int st = ffn_gibbs_run(&d, &fam, s_w2, exch, warmup, iter, thin, offset,
-                         ci[4], ci[5], REAL(a_end), REAL(s_end), REAL(w_end),
-                         REAL(ls_end), REAL(a_draws), REAL(s_draws),
-                         REAL(w_draws), REAL(ll), S, INTEGER(acc), &kept, &done,
-                         alloc_work(nd), (int *) R_alloc(ni, sizeof(int)));
-  for (int s = kept; s < S; s++) REAL(ll)[s] = NA_REAL;
-  SET_VECTOR_ELT(out, 0, a_draws);
-  SET_VECTOR_ELT(out, 1, s_draws);
-  SET_VECTOR_ELT(out, 2, w_draws);
-  SET_VECTOR_ELT(out, 3, ll);
-  SET_VECTOR_ELT(out, 4, a_end);
-  SET_VECTOR_ELT(out, 5, s_end);
-  SET_VECTOR_ELT(out, 6, w_end);
-  SET_VECTOR_ELT(out, 7, ls_end);
-  SET_VECTOR_ELT(out, 8, Rf_ScalarInteger(st));
-  SET_VECTOR_ELT(out, 9, Rf_ScalarInteger(done));
-  SET_VECTOR_ELT(out, 10, acc);
-  UNPROTECT(10);
+  const char *tabs[] = {"status", "gate", "family", "activation", "em_control",
+                        "mcmc_control", "moves", "gate_mode", "limits"};
+  SEXP out = PROTECT(named_list(9, tabs));
+  const char *sn[] = {"maxit", "empty", "var_floor", "not_pd", "nonfinite",
+                      "gate_step", "decrease"};
+  const int sv[] = {MOE_MAXIT, MOE_EMPTY, MOE_VAR_FLOOR, MOE_NOT_PD,
+                    MOE_NONFINITE, MOE_GATE_STEP, MOE_DECREASE};
+  SET_VECTOR_ELT(out, 0, named_ints(7, sn, sv));
+  const char *gn[] = {"softmax", "topk", "temperature", "hierarchical"};
+  const int gv[] = {GATE_SOFTMAX, GATE_TOPK, GATE_TEMPERATURE, GATE_HIER};
+  SET_VECTOR_ELT(out, 1, named_ints(GATE_NTYPES, gn, gv));
+  const char *fn[] = {"linear", "ffn"};
+  const int fv[] = {FAMILY_GAUSSIAN_LINEAR, FAMILY_FFN};
+  SET_VECTOR_ELT(out, 2, named_ints(FAMILY_NTYPES, fn, fv));
+  const char *an[] = {"tanh", "sigmoid", "gelu"};
+  const int av[] = {FFN_TANH, FFN_SIGMOID, FFN_GELU};
+  SET_VECTOR_ELT(out, 3, named_ints(3, an, av));
+  const char *en[] = {"maxit", "tol", "var_floor", "min_size", "gate_steps",
+                      "ridge"};
+  const int ev[] = {MOE_EMCTL_MAXIT, MOE_EMCTL_TOL, MOE_EMCTL_VAR_FLOOR,
+                    MOE_EMCTL_MIN_SIZE, MOE_EMCTL_GATE_STEPS, MOE_EMCTL_RIDGE};
+  SET_VECTOR_ELT(out, 4, named_ints(MOE_EMCTL_LEN, en, ev));
+  const char *mn[] = {"warmup", "iter", "thin", "offset", "refresh", "chain",
+                      "gate_mode", "gate_steps", "pg_every"};
+  const int mv[] = {MOE_MCTL_WARMUP, MOE_MCTL_ITER, MOE_MCTL_THIN,
+                    MOE_MCTL_OFFSET, MOE_MCTL_REFRESH, MOE_MCTL_CHAIN,
+                    MOE_MCTL_GATE_MODE, MOE_MCTL_GATE_STEPS, MOE_MCTL_PG_EVERY};
+  SET_VECTOR_ELT(out, 5, named_ints(MOE_MCTL_LEN, mn, mv));
+  const char *vn[] = {"accepted_warmup", "proposed_warmup", "accepted",
+                      "proposed", "pg_warmup", "pg"};
+  const int vv[] = {MOE_ACC_WARMUP, MOE_PROP_WARMUP, MOE_ACC_SAMPLING,
+                    MOE_PROP_SAMPLING, MOE_PG_WARMUP, MOE_PG_SAMPLING};
+  SET_VECTOR_ELT(out, 6, named_ints(MOE_NACC, vn, vv));
+  const char *on[] = {"pg", "pg+mh", "mh", "collapsed"};
+  const int ov[] = {0, 1, 2, 3};
+  SET_VECTOR_ELT(out, 7, named_ints(4, on, ov));
+  const char *ln[] = {"stall_sweeps", "pg_exact_max", "pg_normal_min"};
+  const int lv[] = {MOE_STALL_SWEEPS, PG_EXACT_MAX, PG_NORMAL_MIN};
+  SET_VECTOR_ELT(out, 8, named_ints(3, ln, lv));
+  UNPROTECT(1);
   return out;
 }

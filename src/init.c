@@ -11,30 +11,21 @@ extern SEXP ffi_loglik(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_moe_exp(SEXP);
 extern SEXP ffi_estep(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_gate_newton(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
-extern SEXP ffi_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
-                   SEXP);
-/* losses (loss.c) */
 extern SEXP ffi_voronoi(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_voronoi_cells(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_density_loss(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_rpolyagamma(SEXP, SEXP, SEXP);
 extern SEXP ffi_assign(SEXP, SEXP);
-extern SEXP ffi_mcmc_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
-                           SEXP);
+extern SEXP ffi_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_gibbs(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
+                      SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+extern SEXP ffi_code_tables(void);
 extern SEXP ffi_mtm(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_mix_logdens(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                             SEXP, SEXP, SEXP, SEXP);
-/* gating variants */
 extern SEXP ffi_gate_logprob(SEXP, SEXP, SEXP, SEXP);
-extern SEXP ffi_em_variant(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
-extern SEXP ffi_mcmc_variant(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
-                             SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
-/* ffn helper: FFN experts and the least-squares form */
 extern SEXP ffi_ffn_eval(SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_ffn_mstep(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
-extern SEXP ffi_ffn_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
-extern SEXP ffi_ffn_loglik(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
-                           SEXP);
 extern SEXP ffi_ffn_mh(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                        SEXP);
 extern SEXP ffi_ls_eval(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
@@ -42,37 +33,29 @@ extern SEXP ffi_ls_eval(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
 extern SEXP ffi_ls(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
                    SEXP, SEXP);
 extern SEXP ffi_voronoi_strong(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
-extern SEXP ffi_voronoi_strong_cells(SEXP, SEXP, SEXP, SEXP, SEXP);
-extern SEXP ffi_ffn_chain(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
-                          SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef call_methods[] = {
   {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
   {"ffi_moe_exp", (DL_FUNC) &ffi_moe_exp, 1},
   {"ffi_estep", (DL_FUNC) &ffi_estep, 7},
   {"ffi_gate_newton", (DL_FUNC) &ffi_gate_newton, 7},
-  {"ffi_em", (DL_FUNC) &ffi_em, 11},
   {"ffi_voronoi", (DL_FUNC) &ffi_voronoi, 9},
   {"ffi_voronoi_cells", (DL_FUNC) &ffi_voronoi_cells, 6},
   {"ffi_density_loss", (DL_FUNC) &ffi_density_loss, 7},
   {"ffi_rpolyagamma", (DL_FUNC) &ffi_rpolyagamma, 3},
   {"ffi_assign", (DL_FUNC) &ffi_assign, 2},
-  {"ffi_mcmc_chain", (DL_FUNC) &ffi_mcmc_chain, 9},
+  {"ffi_em", (DL_FUNC) &ffi_em, 10},
+  {"ffi_gibbs", (DL_FUNC) &ffi_gibbs, 17},
+  {"ffi_code_tables", (DL_FUNC) &ffi_code_tables, 0},
   {"ffi_mtm", (DL_FUNC) &ffi_mtm, 6},
   {"ffi_mix_logdens", (DL_FUNC) &ffi_mix_logdens, 13},
   {"ffi_gate_logprob", (DL_FUNC) &ffi_gate_logprob, 4},
-  {"ffi_em_variant", (DL_FUNC) &ffi_em_variant, 9},
-  {"ffi_mcmc_variant", (DL_FUNC) &ffi_mcmc_variant, 16},
   {"ffi_ffn_eval", (DL_FUNC) &ffi_ffn_eval, 5},
   {"ffi_ffn_mstep", (DL_FUNC) &ffi_ffn_mstep, 7},
-  {"ffi_ffn_em", (DL_FUNC) &ffi_ffn_em, 9},
-  {"ffi_ffn_loglik", (DL_FUNC) &ffi_ffn_loglik, 9},
   {"ffi_ffn_mh", (DL_FUNC) &ffi_ffn_mh, 10},
   {"ffi_ls_eval", (DL_FUNC) &ffi_ls_eval, 11},
   {"ffi_ls", (DL_FUNC) &ffi_ls, 12},
   {"ffi_voronoi_strong", (DL_FUNC) &ffi_voronoi_strong, 6},
-  {"ffi_voronoi_strong_cells", (DL_FUNC) &ffi_voronoi_strong_cells, 5},
-  {"ffi_ffn_chain", (DL_FUNC) &ffi_ffn_chain, 12},
   {NULL, NULL, 0}
 };
 

@@ -1,6 +1,22 @@
 /*
  * moe.h: shared types and kernel prototypes of bayesmoe's C core.
  *
+ * The engine: ONE EM driver (em.c, moe_em_run()) and ONE Gibbs driver
+ * (gibbs.c, moe_gibbs_run()) serve every model. What varies is plugged in:
+ *  - a gate (moe_gate with its table of operations moe_gate_ops: log
+ *    probabilities, EM M-step, Gibbs update, adaptation state, penalty):
+ *    gate.c (softmax, and the softmax-level machinery every gate reuses),
+ *    gate_temperature.c, gate_hier.c, gate_topk.c;
+ *  - an expert family (moe_expert_family: mean, log-density, weighted
+ *    M-step, Gibbs update, work size): family_gaussian.c (linear Gaussian
+ *    experts), family_ffn.c (feed-forward network experts);
+ *  - the gating prior (moe_mcmc_prior; prior.c: log density, gradient,
+ *    Hessian, conditional of one column), which every sampler and update
+ *    calls.
+ * Speed lives in specialised kernels the drivers select, never in a second
+ * driver: the fused softmax x linear-Gaussian EM pass (em_fused.c) and the
+ * fused, sized sweep of the same model (gibbs_fused.c).
+ *
  * Conventions used by every kernel:
  *  - matrices are column-major doubles, as R stores them: element (i, j) of an
  *    n x m matrix M is M[i + (R_xlen_t) j * n];
@@ -28,7 +44,8 @@
 #endif
 
 /* Status bit flags returned by kernels; R turns them into classed conditions
- * (see R/status.R). Keep the two lists in sync. */
+ * (R/status.R). ffi_code_tables() exports them and test-tables.R fails when
+ * the R list drifts. */
 typedef enum {
   MOE_OK = 0,
   MOE_MAXIT = 1,        /* iteration limit reached before convergence */
@@ -40,17 +57,23 @@ typedef enum {
   MOE_DECREASE = 64     /* the EM log-likelihood decreased (beyond rounding) */
 } moe_status;
 
-/* Gating and expert families. Extended by the variants (top-k, temperature,
- * hierarchical gates; feed-forward experts). */
+/* Gate type codes (gate_c() in R/variants.R sends them; exported by
+ * ffi_code_tables()). */
 typedef enum { GATE_SOFTMAX = 0, GATE_TOPK = 1, GATE_TEMPERATURE = 2,
-               GATE_HIER = 3 } moe_gate_type;
+               GATE_HIER = 3, GATE_NTYPES = 4 } moe_gate_type;
 
+/* Expert family codes (expert_c() in R). */
+typedef enum { FAMILY_GAUSSIAN_LINEAR = 0, FAMILY_FFN = 1,
+               FAMILY_NTYPES = 2 } moe_family_type;
+
+struct moe_gate_ops;
 typedef struct {
   moe_gate_type type;
   int topk;          /* GATE_TOPK: number of experts kept at each z */
   double tau;        /* GATE_TEMPERATURE: logits are divided by tau */
   int G;             /* GATE_HIER: number of groups */
   const int *group;  /* GATE_HIER: group (0-based) of each expert, length K */
+  const struct moe_gate_ops *ops; /* the gate's operations (moe_gate_init()) */
 } moe_gate;
 
 #define LOG_2PI 1.837877066409345483560659472811
@@ -64,26 +87,6 @@ typedef struct {
   const double *wt;  /* n non-negative case weights */
 } moe_data;
 
-/* Parameters of a softmax-gated linear-Gaussian MoE. */
-typedef struct {
-  double *alpha;     /* p x K expert coefficients */
-  double *sigma2;    /* K expert variances */
-  double *W;         /* q x K gating coefficients, column K - 1 zero */
-} moe_par;
-
-/* EM controls (see moe_em_control() in R). */
-typedef struct {
-  int maxit;
-  double tol;        /* relative log-likelihood change for convergence */
-  double var_floor;  /* lower bound of every expert variance */
-  double min_size;   /* minimum effective number of observations of an expert */
-  int gate_steps;    /* Newton steps on the gating per M-step */
-  double ridge;      /* ridge added to the gating Hessian (penalised ML) */
-  int trace_len;     /* (harden) length of the trace buffer: only the first
-                        trace_len log-likelihoods are recorded, so that a
-                        huge maxit does not allocate maxit doubles */
-} moe_em_control;
-
 /* ---- linalg.c ---- */
 double moe_lse(const double *v, int m);
 int chol_solve(int m, double *A, double *b, int nrhs, double *work);
@@ -94,31 +97,16 @@ double log_det_chol(int m, const double *L);
 void mvn_draw_chol(int m, const double *L, const double *mean, double *out,
                    double *work);
 
-/* ---- gating.c ---- */
-void gate_logits(const moe_data *d, const double *W, double *eta);
-void gate_logprob_softmax(int n, int K, const double *eta, double *logg);
-double gate_expected_loglik(const moe_data *d, const double *R,
-                            const double *logg);
-int gate_newton_step(const moe_data *d, const double *R, double *W,
-                     double *eta, double *logg, double ridge, double *work);
-
-/* ---- experts.c ---- */
-void expert_means(const moe_data *d, const double *alpha, double *mu);
-double log_dnorm(double y, double mu, double sigma2);
-int expert_wls(const moe_data *d, const double *R, int k, double *alpha_k,
-               double *sigma2_k, double *mu_k, const moe_em_control *ctl,
-               double *work);
-
-/* ---- em.c ---- */
-double moe_estep(const moe_data *d, const double *logg, const double *mu,
-                 const double *sigma2, double *R, double *ll_i, double *kwork);
-double moe_loglik(const moe_data *d, const moe_par *par, double *work);
-int moe_em_run(const moe_data *d, moe_par *par, const double *R0,
-               const moe_em_control *ctl, double *R, double *trace,
-               int *iter, double *loglik, double *work);
-R_xlen_t moe_em_work_size(const moe_data *d);
-
-/* ---- loss.c (Voronoi and density losses; owner: losses/harness) ----
+/* ---- polyagamma.c ---- */
+double rpg1(double z);          /* one PG(1, z) draw; caller holds GetRNGstate() */
+/* PG(b, z) for an integer b >= 1: the exact sum of b PG(1, z) draws for
+ * b <= PG_EXACT_MAX, an accurate approximation whose cost does not grow with
+ * b above (series with a moment-matched tail; the normal law for b >=
+ * PG_NORMAL_MIN). Caller holds GetRNGstate(). */
+#define PG_EXACT_MAX 20
+#define PG_NORMAL_MIN 268435456   /* 2^28 */
+double rpg(int b, double z);
+/* ---- loss.c (Voronoi and density losses) ----
  * One parameter set with d covariates is a (2d + 3) x K column-major matrix
  * of atoms; column k = [beta0, beta1 (d), a (d), b, sigma2]. */
 #define LOSS_ATOM_LEN(d) (2 * (d) + 3)
@@ -172,22 +160,69 @@ R_xlen_t lap_work_size(int K);
 R_xlen_t lap_iwork_size(int K);
 void lap_solve(int K, const double *C, int *perm, double *u, double *v,
                double *work, int *iwork);
-/* ---- polyagamma.c ---- */
-double rpg1(double z);          /* one PG(1, z) draw; caller holds GetRNGstate() */
-/* PG(b, z) for an integer b >= 1: the exact sum of b PG(1, z) draws for
- * b <= PG_EXACT_MAX, an accurate approximation whose cost does not grow with
- * b above (series with a moment-matched tail; the normal law for b >=
- * PG_NORMAL_MIN). Caller holds GetRNGstate(). */
-#define PG_EXACT_MAX 20
-#define PG_NORMAL_MIN 268435456   /* 2^28 */
-double rpg(int b, double z);
-/* ---- gating.c: the Newton direction shared by gate_newton_step() and the
- * fused EM of em.c (bench helper) ---- */
-int gate_newton_direction(int q, int K, const double *grad, const double *hess,
-                          const double *W, double ridge, double *g,
-                          double *delta, double *work);
+/* ---- mtm.c (choosing the number of experts): Merge-Truncate-Merge of one
+ * atom set; see the head of mtm.c ---- */
+int mtm_one(int d, int K, const double *theta, const double *w,
+            const int *order, double omega, double thr, double r,
+            double *out_theta, double *out_w, int *assign, int *iwork,
+            double *qw);
 
-/* ---- mcmc.c: the Gibbs sampler (one chain per call) ---- */
+/* ---- marglik.c (marginal likelihood by bridge sampling): the symmetrised
+ * complete-data mixture importance density; see the head of marglik.c ---- */
+double log_permanent(int K, const double *L, double *f);
+void mix_logdens(int N, int K, int p, int q, int M, const double *a,
+                 const double *s2, const double *d, const double *em,
+                 const double *E, const double *ec, const double *eC,
+                 const double *ecst, const double *gm, const double *G,
+                 const double *gcst, const double *cst, double *out,
+                 double *L, double *f, double *lm, double *u);
+/* ---- numerical safety bounds ---- */
+/* Range of every expert variance on the internal scale (in units of the
+ * variance of the response) allowed by the Gibbs sampler: draws outside are
+ * rejected (gaussian_conjugate_draw()), so squares, inverses and logs of the
+ * variances and the expert coefficients drawn with them stay finite. Keep
+ * in sync with s2_bounds in R/prior.R. */
+#define MOE_S2_MIN 1e-100
+#define MOE_S2_MAX 1e100
+
+
+/* ==== the engine ========================================================= */
+
+/* Parameters of a fitted model: expert parameters (npar rows per expert,
+ * the family's layout), dispersions, gating coefficients and, for a
+ * hierarchical gate, the group coefficients V (q x G, column G - 1 zero;
+ * NULL otherwise). The temperature lives in moe_gate.tau. Reference
+ * columns: column K - 1 of W for the softmax, top-k and temperature gates;
+ * for a hierarchical gate, in W the column of the last expert of each group.
+ * moe_par is the softmax x linear-Gaussian view the fused kernels take (the
+ * same arrays). */
+typedef struct {
+  double *alpha;     /* npar x K expert parameters */
+  double *sigma2;    /* K expert variances (dispersions) */
+  double *W;         /* q x K gating coefficients */
+  double *V;         /* q x G group gating coefficients, or NULL */
+} moe_vpar;
+
+typedef struct {
+  double *alpha;     /* p x K expert coefficients */
+  double *sigma2;    /* K expert variances */
+  double *W;         /* q x K gating coefficients, column K - 1 zero */
+} moe_par;
+
+/* EM controls (moe_em_control() in R; the packed form of ffi_em() is
+ * MOE_EMCTL_*). */
+typedef struct {
+  int maxit;
+  double tol;        /* relative change of the objective for convergence */
+  double var_floor;  /* lower bound of every expert variance */
+  double min_size;   /* minimum effective number of observations of an expert */
+  int gate_steps;    /* Newton steps on the gating per M-step */
+  double ridge;      /* ridge added to the gating Hessian (penalised ML) */
+  int trace_len;     /* only the first trace_len objectives are recorded */
+} moe_em_control;
+enum { MOE_EMCTL_MAXIT = 0, MOE_EMCTL_TOL, MOE_EMCTL_VAR_FLOOR,
+       MOE_EMCTL_MIN_SIZE, MOE_EMCTL_GATE_STEPS, MOE_EMCTL_RIDGE,
+       MOE_EMCTL_LEN };
 
 /* Prior on the internal (centred and scaled) scale; see moe_prior() in R. */
 typedef struct {
@@ -211,7 +246,8 @@ typedef struct {
   int chain;              /* chain number, for progress messages */
   int gate_mode;          /* gating update: 0 Polya-Gamma draws, 1 those and
                              a joint Metropolis-Hastings refresh, 2 the
-                             refresh only, 3 the collapsed update */
+                             refresh only, 3 the collapsed update (fused
+                             kernel only; the generic sweep runs it as 1) */
   int gate_steps;         /* mode 3: Metropolis-Hastings steps per sweep */
   int pg_every;           /* modes 2 and 3: a Polya-Gamma draw of the gating
                              on every pg_every-th sweep after warm-up (0:
@@ -225,10 +261,10 @@ typedef struct {
  * move after which every warm-up sweep also makes a Polya-Gamma draw. */
 #define MOE_STALL_SWEEPS 10
 /* Acceptance rate of those moves in the second half of warm-up below which
- * every sweep after warm-up makes the Polya-Gamma draw (moe_mcmc_run()). */
+ * every sweep after warm-up makes the Polya-Gamma draw (moe_gibbs_run()). */
 #define MOE_STALL_RATE 0.05
 
-/* Gating move counts of one chain (moe_mcmc_draws.accept), by index. */
+/* Gating move counts of one chain (moe_gibbs_draws.moves), by index. */
 enum {
   MOE_ACC_WARMUP = 0,     /* accepted Metropolis-Hastings moves, warm-up */
   MOE_PROP_WARMUP,        /* proposals made, warm-up */
@@ -239,80 +275,88 @@ enum {
   MOE_NACC                /* length of the count vector */
 };
 
-/* Kept draws (internal scale), filled by moe_mcmc_run(). */
-typedef struct {
-  double *alpha;          /* p x K x nkeep */
-  double *sigma2;         /* K x nkeep */
-  double *W;              /* q x K x nkeep (reference column zero) */
-  double *loglik;         /* nkeep: sum_i wt_i log p(y_i | x_i, z_i, draw) */
-  int *accept;            /* MOE_NACC gating move counts (enum above) */
-  int nkeep;              /* capacity; on return the number filled */
-  int done;               /* sweeps done in this call */
-  int pg_every;           /* on return: the schedule of Polya-Gamma draws
-                             after warm-up (ctl->pg_every, or 1 when the
-                             warm-up found the Metropolis-Hastings moves
-                             stuck); a continuation passes it back */
-} moe_mcmc_draws;
+/* The packed MCMC control vector of ffi_gibbs(): integer, these indices. */
+enum { MOE_MCTL_WARMUP = 0, MOE_MCTL_ITER, MOE_MCTL_THIN, MOE_MCTL_OFFSET,
+       MOE_MCTL_REFRESH, MOE_MCTL_CHAIN, MOE_MCTL_GATE_MODE,
+       MOE_MCTL_GATE_STEPS, MOE_MCTL_PG_EVERY, MOE_MCTL_LEN };
 
-/* Sampler work space: carved by moe_mcmc_work_init() out of blocks of
- * moe_mcmc_work_size() doubles and ints allocated by the caller. */
-typedef struct {
-  double *Xr, *Zr;        /* p x n and q x n: X and Z by rows */
-  int *wi;                /* n integer case weights (frequency weights) */
-  double *eta;            /* K x n gating logits, observation-major */
-  int *N;                 /* K x n allocation counts (sum_k N_ki = wi_i) */
-  double *XtX, *Xty, *yty, *nk; /* per expert: p x p (lower), p, 1, 1 */
-  double *lk, *cst, *hp;  /* K each */
-  double *A, *Asave, *b, *m, *z, *zero; /* expert block: p x p, p x p, p, p, p, p */
-  double *P, *Psave, *r, *mw, *zq, *zeroq; /* gating block: q x q, q x q, q, q, q, q */
-  /* joint gating Metropolis-Hastings refresh, m = q (K - 1): */
-  double *H0, *H1, *Hsave; /* m x m each */
-  double *g, *mu, *tm;    /* m, m, m + 1 */
-  double *Ws;             /* q x K proposal (reference column zero) */
-  /* collapsed gating update: */
-  double *F, *rA, *rB, *pA, *pB; /* K x n each: scaled expert densities;
-                             responsibilities and gating probabilities at
-                             the current point (A) and the proposal (B) */
-  double *lmx;            /* n: log of the largest expert density */
-  double *zz;             /* q (q + 1) / 2 */
-  double *hg;             /* K (K - 1) / 2 packed q x q blocks */
-  double *g1, *mu1;       /* m each: gradient and Newton point at the proposal */
-} moe_mcmc_work;
+/* ---- expert families ---- */
 
-void moe_mcmc_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint);
-void moe_mcmc_work_init(const moe_data *d, double *dbl, int *ints,
-                        moe_mcmc_work *w);
-int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
-                 const moe_mcmc_control *ctl, moe_par *par,
-                 moe_mcmc_draws *out, moe_mcmc_work *w);
+/*
+ * An expert family: its number of parameters per expert and its kernels.
+ * `info` points to the family's constants (NULL for linear experts). Every
+ * kernel takes its scratch from `work`, of work_size(f, d) doubles.
+ *  - mean: mu (n x K, column-major) <- the mean of every expert at alpha
+ *    (npar x K);
+ *  - logdens: lN[i si + k sk] <- log density of y_i under expert k with mean
+ *    mu (n x K, column-major) and dispersion sigma2[k] (the noise model is
+ *    the family's, not the driver's);
+ *  - mstep: EM M-step of expert k with weights wt_i R_ik (R n x K): updates
+ *    alpha_k (npar), *sigma2_k (floored at ctl->var_floor) and mu_k (n, the
+ *    new means); returns moe_status flags (MOE_EMPTY when the effective size
+ *    is below ctl->min_size: nothing is updated);
+ *  - draw: one Gibbs / Metropolis-within-Gibbs update of every expert given
+ *    the allocation counts N (K x n, observation-major) under the prior pr;
+ *    `state` (nstate doubles) persists across sweeps and calls (adaptive
+ *    proposal scales, adapted only when `adapt` is 1, i.e. in warm-up),
+ *    accepted[naccept] counts accepted proposals; returns moe_status flags.
+ * `fused` is 1 for the linear Gaussian family, which the fused kernels
+ * (em_fused.c, gibbs_fused.c) serve when the gate is the softmax.
+ */
+typedef struct moe_expert_family moe_expert_family;
+struct moe_expert_family {
+  moe_family_type type;
+  int npar;
+  int nstate, naccept;
+  int fused;
+  const void *info;
+  void (*mean)(const moe_expert_family *f, const moe_data *d,
+               const double *alpha, double *mu, double *work);
+  void (*logdens)(const moe_expert_family *f, const moe_data *d,
+                  const double *mu, const double *sigma2, double *lN,
+                  R_xlen_t si, R_xlen_t sk);
+  int (*mstep)(const moe_expert_family *f, const moe_data *d, const double *R,
+               int k, double *alpha_k, double *sigma2_k, double *mu_k,
+               const moe_em_control *ctl, double *work);
+  int (*draw)(const moe_expert_family *f, const moe_data *d,
+              const moe_mcmc_prior *pr, const int *N, double *alpha,
+              double *sigma2, double *state, int adapt, int *accepted,
+              double *work);
+  R_xlen_t (*work_size)(const moe_expert_family *f, const moe_data *d);
+};
 
-/* ---- mtm.c (choosing the number of experts): Merge-Truncate-Merge of one
- * atom set; see the head of mtm.c ---- */
-int mtm_one(int d, int K, const double *theta, const double *w,
-            const int *order, double omega, double thr, double r,
-            double *out_theta, double *out_w, int *assign, int *iwork,
-            double *qw);
+/* ---- family_gaussian.c: linear experts with Gaussian noise ---- */
+void moe_family_gaussian(moe_expert_family *f, int p);
+void expert_means(const moe_data *d, const double *alpha, double *mu);
+double log_dnorm(double y, double mu, double sigma2);
+void gaussian_logdens(const moe_expert_family *f, const moe_data *d,
+                      const double *mu, const double *sigma2, double *lN,
+                      R_xlen_t si, R_xlen_t sk);
+int expert_wls(const moe_data *d, const double *R, int k, double *alpha_k,
+               double *sigma2_k, double *mu_k, const moe_em_control *ctl,
+               double *work);
+/* The conjugate draw of one linear expert from its sufficient statistics
+ * S (p x p, lower triangle of sum N x x'), sy (p), yty, nk; work: 2 p^2 +
+ * 4 p. Returns moe_status flags; a variance outside [MOE_S2_MIN,
+ * MOE_S2_MAX] is rejected (the expert keeps its values). */
+int gaussian_conjugate_draw(int p, const double *S, const double *sy,
+                            double yty, double nk, const moe_mcmc_prior *pr,
+                            double *alpha_k, double *sigma2_k, double *work);
+#define GAUSSIAN_DRAW_WORK(p) (2 * (R_xlen_t) (p) * (p) + 4 * (R_xlen_t) (p))
 
-/* ---- marglik.c (marginal likelihood by bridge sampling): the symmetrised
- * complete-data mixture importance density; see the head of marglik.c ---- */
-double log_permanent(int K, const double *L, double *f);
-void mix_logdens(int N, int K, int p, int q, int M, const double *a,
-                 const double *s2, const double *d, const double *em,
-                 const double *E, const double *ec, const double *eC,
-                 const double *ecst, const double *gm, const double *G,
-                 const double *gcst, const double *cst, double *out,
-                 double *L, double *f, double *lm, double *u);
-/* ---- hardening: numerical safety bounds ---- */
-/* Range of every expert variance on the internal scale (in units of the
- * variance of the response) allowed by the Gibbs sampler: draws outside are
- * rejected (mcmc.c, update_experts), so squares, inverses and logs of the
- * variances and the expert coefficients drawn with them stay finite. Keep
- * in sync with s2_bounds in R/prior.R. */
-#define MOE_S2_MIN 1e-100
-#define MOE_S2_MAX 1e100
+/* ---- prior.c: the gating prior ----
+ * On a softmax level of Kl categories with free coefficients Wf (q x (Kl -
+ * 1)), per coordinate a the precision (I - 11'/Kl) / s_a^2 (exchangeable)
+ * or I / s_a^2 (independent). */
+double gprior_logdens(const moe_mcmc_prior *pr, int q, int Kl, const double *Wf);
+void gprior_grad(const moe_mcmc_prior *pr, int q, int Kl, const double *Wf,
+                 double *g, double *lp);
+void gprior_hess(const moe_mcmc_prior *pr, int q, int Kl, double *H);
+void gprior_cond(const moe_mcmc_prior *pr, int q, int Kl, const double *Wl,
+                 int k, int a, double *b0, double *v);
 
-/* ---- ffn.c and ls.c: feed-forward network experts and the least-squares
- * (regression) form of the mixture of experts (ffn helper) ---- */
+/* ---- family_ffn.c and ls.c: feed-forward network experts and the
+ * least-squares (regression) form of the mixture of experts ---- */
 
 typedef enum { FFN_TANH = 0, FFN_SIGMOID = 1, FFN_GELU = 2 } ffn_activation;
 
@@ -362,8 +406,6 @@ R_xlen_t ffn_mstep_work_size(int n, int D, int H);
 int ffn_mstep(const ffn_net *net, const double *y, const double *v,
               double *theta, double *sigma2, double *mu, int steps,
               double var_floor, double min_size, double *lambda, double *work);
-double ffn_loglik(const moe_data *d, const ffn_net *net, const double *theta,
-                  const double *sigma2, const double *W, double *work);
 R_xlen_t ffn_mh_work_size(int n, int D, int H);
 int ffn_mh_expert(const ffn_net *net, const double *y, const double *v,
                   const ffn_prior *pr, double *theta, double *sigma2,
@@ -376,33 +418,17 @@ void ls_model_eval(void *ctx, const double *theta, double *f, double *J);
 R_xlen_t ls_work_size(const ls_model *m);
 int ls_run(ls_model *m, double *theta, const double *pen, int maxit,
            double tol, double *rss, int *iter, double *work);
-/* The FFN expert family of the generic variant paths (moe_expert_family,
- * defined in the variants block below): ffn_family_init() fills the table
- * from `info`, which must outlive it. State per chain: K log random-walk
- * scales of the hidden layers, then K counts of adaptation steps. */
+
+/* The FFN expert family: moe_family_ffn() fills the table from `info`, which
+ * must outlive it. State per chain: K log random-walk scales of the hidden
+ * layers, then K counts of adaptation steps. */
 typedef struct {
   ffn_net net;
   int lm_steps;      /* Levenberg-Marquardt steps per EM M-step */
   int mh_steps;      /* Metropolis steps per expert and sweep */
   ffn_prior prior;   /* prior of the Metropolis-within-Gibbs update */
 } ffn_family_info;
-
-struct moe_expert_family;
-void ffn_family_init(struct moe_expert_family *f, const ffn_family_info *info,
-                     int K);
-R_xlen_t ffn_em_work_size(const moe_data *d, const struct moe_expert_family *f);
-int ffn_em_run(const moe_data *d, const struct moe_expert_family *f,
-               double *theta, double *sigma2, double *W, const double *R0,
-               const moe_em_control *ctl, double *R, double *trace, int *iter,
-               double *loglik, double *work);
-void ffn_gibbs_work_size(const moe_data *d, const struct moe_expert_family *f,
-                         R_xlen_t *ndouble, R_xlen_t *nint);
-int ffn_gibbs_run(const moe_data *d, const struct moe_expert_family *f,
-                  const double *s_w2, int exchangeable, int warmup, int iter,
-                  int thin, int offset, int refresh, int chain, double *theta,
-                  double *sigma2, double *W, double *state, double *th_out,
-                  double *s2_out, double *W_out, double *ll_out, int nkeep,
-                  int *accept, int *nkept, int *done, double *work, int *iwork);
+void moe_family_ffn(moe_expert_family *f, const ffn_family_info *info, int K);
 
 /* loss_strong.c: the Voronoi loss for strongly identifiable experts */
 int voronoi_strong(int d, int m, int K, const double *atoms, int kstar,
@@ -410,66 +436,159 @@ int voronoi_strong(int d, int m, int K, const double *atoms, int kstar,
                    double *loss, int *max_cell, double *shift, double *work,
                    int *iwork);
 R_xlen_t voronoi_strong_work_size(int d, int m, int K, int kstar);
-void voronoi_strong_cells(int d, int m, int K, const double *atoms, int kstar,
-                          const double *truth, const double *shift, int *cell,
-                          double *dist, double *work);
-/* ---- end of the ffn helper's block ---- */
 
-/* ==== Gating and expert variants (gates helper, issue 6) ====================
- * The generic paths of the variants: src/gate_variants.c evaluates every
- * gate, src/em_variants.c and src/mcmc_variants.c are the EM and the Gibbs
- * sampler for any gate (moe_gate above) and any expert family below. The
- * fused src/em.c and src/mcmc.c stay the softmax / linear fast paths.
- *
- * Parameters of a variant (moe_vpar): as moe_par, with alpha holding npar
- * rows per expert, plus V (q x G, hierarchical gates only, column G - 1
- * zero; NULL otherwise). The temperature lives in moe_gate.tau. For a
- * hierarchical gate, the last expert of each group is that group's
- * reference (its column of W is zero).
- */
+/* ---- gates ---- */
+
+/* Work of the EM's gate M-steps (carved by em.c, moe_em_work_size()). */
 typedef struct {
-  double *alpha;     /* npar x K expert parameters */
-  double *sigma2;    /* K expert variances */
-  double *W;         /* q x K gating coefficients */
-  double *V;         /* q x G group gating coefficients, or NULL */
-} moe_vpar;
+  double *eta, *etaV, *logg, *mu, *lN, *Zs;   /* n x K, n x G, n x K, n x K, n x K, n x q */
+  double *Rl, *wtl, *etal, *loggl, *Wl;       /* n x K, n, n x K, n x K, q x K */
+  double *nwork;                              /* gate_newton_step(): 2 m^2 + 3 m + 2 n + n K */
+  double *g, *delta, *H, *Hsave, *Wold;       /* m, m, m x m, m x m, m */
+  double *kwork, *xwork;                      /* 2 K, the expert family's work */
+} moe_em_work;
+
+/* Work of the Gibbs sampler's generic sweep and gate updates (gibbs.c);
+ * observation-major arrays (K x n) unless said otherwise. */
+typedef struct {
+  double *Zr, *Zsr;       /* q x n rows of Z and of Z / tau */
+  int *wi, *N, *Nl, *bl;  /* n; K x n counts; level counts K x n; trials n */
+  int *active;            /* K */
+  double *eta, *etaV;     /* K x n and G x n logits */
+  double *logg, *lN, *mu; /* K x n each; mu n x K column-major */
+  double *etal, *Wl;      /* level logits K x n; level coefficients q x K */
+  double *Wp, *etap, *loggp; /* top-k proposal: q x K, K x n, K x n */
+  double *P, *Psave, *r, *mw, *zq; /* Polya-Gamma block: q x q, q x q, q, q, q */
+  double *H0, *H1, *Hsave, *g, *mu2, *tm, *Ws, *pk; /* refresh: m x m x 3, m, m, m + 1, q x K, K */
+  double *cov;            /* adaptation: q x q */
+  double *asums;          /* top-k adaptation sums: (K - 1) (1 + q + q^2) */
+  int *acc_warm;          /* accepted counts during warm-up (discarded) */
+  double *xwork;          /* the expert family's work */
+} moe_gibbs_work;
+
+/* What one gate update of a sweep does and where it counts. */
+typedef struct {
+  int pg;          /* make the Polya-Gamma draws of the softmax levels */
+  int mh;          /* make the joint Metropolis-Hastings refresh */
+  int warm, t;     /* a warm-up sweep (adaptation on); the sweep number */
+  int *block;      /* accepted proposals per Metropolis block of the gate */
+  int *acc, *prop; /* accepted / proposed joint refreshes (stall counts) */
+} moe_gibbs_step;
 
 /*
- * An expert family for the generic paths: its number of parameters per
- * expert and a table of kernels, filled in src/ffi.c. `info` points to the
- * family's constants (NULL for linear experts). Every kernel takes its
- * scratch from `work`, of work_size(f, d) doubles.
- *  - mean: mu (n x K, column-major) <- the mean of every expert at alpha
- *    (npar x K);
- *  - mstep: EM M-step of expert k with weights wt_i R_ik (R n x K): updates
- *    alpha_k (npar), *sigma2_k (floored at ctl->var_floor) and mu_k (n, the
- *    new means); returns moe_status flags (MOE_EMPTY when the effective size
- *    is below ctl->min_size: nothing is updated);
- *  - draw: one Gibbs / Metropolis-within-Gibbs update of every expert given
- *    the allocation counts N (K x n, observation-major, as in mcmc.c) under
- *    the prior pr; `state` (nstate doubles) persists across sweeps and calls
- *    (e.g. adaptive proposal scales, adapted only when `adapt` is 1, i.e.
- *    during warm-up), accepted[naccept] counts accepted proposals; returns
- *    moe_status flags.
+ * The operations of a gate (one const table per gate type):
+ *  - logprob: log gating probabilities of one observation from its logits
+ *    eta[k se] (and group logits etaV[h sv]) into logg[k sl]; `active`: K
+ *    ints of scratch;
+ *  - state_size: doubles of adaptation state of the Gibbs update;
+ *  - penalty: what the EM objective subtracts from the log-likelihood
+ *    (ridge on the free coefficients, prior of a learned temperature);
+ *  - em_mstep: the gate's part of the M-step given responsibilities R
+ *    (n x K) (first = 1: the first M-step, from the starting R);
+ *  - gibbs: the gate's update in a sweep, given the allocation counts
+ *    s->N (and the family, for updates that integrate them out).
  */
-typedef struct moe_expert_family moe_expert_family;
-struct moe_expert_family {
-  int npar;
-  int nstate, naccept;
-  const void *info;
-  void (*mean)(const moe_expert_family *f, const moe_data *d,
-               const double *alpha, double *mu, double *work);
-  int (*mstep)(const moe_expert_family *f, const moe_data *d, const double *R,
-               int k, double *alpha_k, double *sigma2_k, double *mu_k,
-               const moe_em_control *ctl, double *work);
-  int (*draw)(const moe_expert_family *f, const moe_data *d,
-              const moe_mcmc_prior *pr, const int *N, double *alpha,
-              double *sigma2, double *state, int adapt, int *accepted,
-              double *work);
-  R_xlen_t (*work_size)(const moe_expert_family *f, const moe_data *d);
-};
+typedef struct moe_gate_ops {
+  void (*logprob)(const moe_gate *g, int K, const double *eta, R_xlen_t se,
+                  const double *etaV, R_xlen_t sv, double *logg, R_xlen_t sl,
+                  int *active);
+  int (*state_size)(const moe_gate *g, int q, int K, int learn_tau);
+  double (*penalty)(const moe_data *d, const moe_gate *g, const moe_vpar *par,
+                    double ridge, const double *tau_prior);
+  int (*em_mstep)(const moe_data *d, moe_gate *g, moe_vpar *par,
+                  const double *tau_prior, const double *R,
+                  const moe_em_control *ctl, int first, moe_em_work *s,
+                  int *iwork);
+  int (*gibbs)(const moe_data *d, const moe_mcmc_prior *pr, moe_gate *g,
+               const moe_expert_family *ef, moe_vpar *par,
+               const double *tau_prior, double *state,
+               const moe_gibbs_step *st, moe_gibbs_work *s);
+} moe_gate_ops;
 
-/* Kept draws of a variant chain (internal scale), filled by moe_mcmcv_run(). */
+extern const moe_gate_ops gate_softmax_ops, gate_temperature_ops,
+  gate_hier_ops, gate_topk_ops;
+/* Set g->ops from g->type. */
+void moe_gate_init(moe_gate *g);
+
+/* ---- gate.c: the softmax and the softmax-level machinery ---- */
+void gate_logits(const moe_data *d, const double *W, double *eta);
+void gate_logprob_softmax(int n, int K, const double *eta, double *logg);
+void gate_logprob(const moe_gate *g, int n, int K, const double *eta,
+                  const double *etaV, double *logg, int *active);
+double gate_expected_loglik(const moe_data *d, const double *R,
+                            const double *logg);
+int gate_newton_direction(int q, int K, const double *grad, const double *hess,
+                          const double *W, double ridge, double *g,
+                          double *delta, double *work);
+int gate_newton_step(const moe_data *d, const double *R, double *W,
+                     double *eta, double *logg, double ridge, double *work);
+double lse_strided(int K, const double *v, R_xlen_t s, const int *keep,
+                   double scale);
+double sumsq(const double *v, R_xlen_t m);
+/* EM: ctl->gate_steps Newton steps on a softmax level (design Zl, weights
+ * wtl, responsibilities Rl n x Kl, coefficients Wl q x Kl). */
+int level_newton(const moe_data *d, const double *Zl, const double *wtl,
+                 int Kl, const double *Rl, double *Wl, double ridge, int steps,
+                 moe_em_work *s);
+/* Gibbs, on a softmax level of Kl categories with counts Nl (Kl x n) out of
+ * bl (n) trials, design rows Zr (q x n), coefficients Wl (q x Kl, last
+ * column zero) and logits etal (Kl x n): */
+void eta_rows(int n, int q, int K, const double *Zr, const double *W,
+              double *eta);
+void eta_col(int n, int q, int K, const double *Zr, const double *W, int k,
+             double *eta);
+int level_pg(int n, int q, const moe_mcmc_prior *pr, int Kl, const int *Nl,
+             const int *bl, const double *Zr, double *Wl, double *etal,
+             double *P, double *Psave, double *r, double *mw, double *zq);
+double level_logpost(int n, int q, const moe_mcmc_prior *pr, int Kl,
+                     const int *Nl, const int *bl, const double *Zr,
+                     const double *Wf, double *g, double *H, double *pk);
+double chol_quad(int m, const double *L, const double *x, const double *mu,
+                 double *tmp);
+int level_refresh(int n, int q, const moe_mcmc_prior *pr, int Kl,
+                  const int *Nl, const int *bl, const double *Zr, double *Wl,
+                  moe_gibbs_work *s);
+int level_update(const moe_data *d, const moe_mcmc_prior *pr, int Kl,
+                 const int *Nl, const int *bl, const double *Zr, double *Wl,
+                 double *etal, const moe_gibbs_step *st, int *block,
+                 moe_gibbs_work *s);
+void adapt_scale(double *logl, double accept_prob, int t);
+int gate_no_state(const moe_gate *g, int q, int K, int learn_tau);
+double gate_ridge_penalty(const moe_data *d, const moe_gate *g,
+                          const moe_vpar *par, double ridge,
+                          const double *tau_prior);
+void gate_topk_active(int K, int k, const double *eta, R_xlen_t s, int *active);
+
+/* ---- em.c: the EM driver ---- */
+double estep_logdens(const moe_data *d, const double *logg, const double *lN,
+                     double *R);
+R_xlen_t moe_em_work_size(const moe_data *d, const moe_gate *g,
+                          const moe_expert_family *ef);
+int moe_em_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
+               moe_vpar *par, const double *tau_prior, const double *R0,
+               const moe_em_control *ctl, double *R, double *trace, int *iter,
+               double *loglik, double *work, int *iwork);
+
+/* ---- em_fused.c: the fused softmax x linear-Gaussian kernels ---- */
+double moe_estep(const moe_data *d, const double *logg, const double *mu,
+                 const double *sigma2, double *R, double *ll_i, double *kwork);
+double moe_loglik(const moe_data *d, const moe_par *par, double *work);
+R_xlen_t em_fused_work_size(const moe_data *d);
+/* The EM kernel interface (em.c): an M-step from the current
+ * responsibilities (first = 1: from R0), an E-step returning the
+ * log-likelihood at the current parameters, the final responsibilities. */
+typedef struct {
+  void *ctx;
+  int (*mstep)(void *ctx, int first);
+  double (*estep)(void *ctx, int *mstatus);
+  void (*finish)(void *ctx, double *R);
+} em_kernel;
+void em_fused_init(em_kernel *k, const moe_data *d, moe_vpar *par,
+                   const double *R0, const moe_em_control *ctl, double *work);
+
+/* ---- gibbs.c: the Gibbs driver ---- */
+
+/* Kept draws (internal scale), filled by moe_gibbs_run(). */
 typedef struct {
   double *alpha;     /* npar x K x nkeep */
   double *sigma2;    /* K x nkeep */
@@ -477,44 +596,42 @@ typedef struct {
   double *V;         /* q x G x nkeep (hierarchical gates), else unused */
   double *tau;       /* nkeep temperatures (gate->tau, also when fixed) */
   double *loglik;    /* nkeep total log-likelihoods */
+  int *moves;        /* MOE_NACC gating move counts (enum above) */
   int *accept;       /* nblocks: accepted proposals after warm-up per block */
   int nblocks;       /* gate blocks first, then the expert family's */
   int expert_slot;   /* index of the expert family's first block */
   int nkeep, done;   /* capacity, then the number filled; sweeps done */
-} moe_mcmcv_draws;
+  int pg_every;      /* on return: the schedule of Polya-Gamma draws after
+                        warm-up (ctl->pg_every, or 1 when the warm-up found
+                        the Metropolis-Hastings moves stuck) */
+} moe_gibbs_draws;
 
-/* ---- gate_variants.c ---- */
-void gate_topk_active(int K, int k, const double *eta, R_xlen_t s, int *active);
-void gate_logprob_obs(const moe_gate *g, int K, const double *eta, R_xlen_t se,
-                      const double *etaV, R_xlen_t sv, double *logg,
-                      R_xlen_t sl, int *active);
-void gate_logprob(const moe_gate *g, int n, int K, const double *eta,
-                  const double *etaV, double *logg, int *active);
+/* The sweep kernel interface (gibbs.c): one sweep of the chosen kernel,
+ * returning the log-likelihood of the state it started from when need_ll;
+ * the kept state; the log-likelihood at the current state (no random
+ * numbers). */
+typedef struct {
+  void *ctx;
+  double (*sweep)(void *ctx, const moe_gibbs_step *st, int need_ll,
+                  int *status);
+  void (*store)(void *ctx, moe_gibbs_draws *out, int slot);
+  double (*loglik)(void *ctx);
+} gibbs_kernel;
 
-/* ---- em_variants.c ---- */
-void moe_expert_family_linear(moe_expert_family *f, int p);
-R_xlen_t moe_em_variant_work_size(const moe_data *d, const moe_gate *g,
-                                  const moe_expert_family *ef);
-int moe_em_variant_run(const moe_data *d, moe_gate *g,
-                       const moe_expert_family *ef, moe_vpar *par,
-                       const double *tau_prior, const double *R0,
-                       const moe_em_control *ctl, double *R, double *trace,
-                       int *iter, double *loglik, double *work, int *iwork);
-
-/* ---- mcmc_variants.c ---- */
-int linear_expert_draw(const moe_expert_family *f, const moe_data *d,
-                       const moe_mcmc_prior *pr, const int *N, double *alpha,
-                       double *sigma2, double *state, int adapt, int *accepted,
-                       double *work);
-int moe_mcmcv_state_size(const moe_gate *g, int q, int K, int learn_tau);
-void moe_mcmcv_work_size(const moe_data *d, const moe_gate *g,
+void moe_gibbs_work_size(const moe_data *d, const moe_gate *g,
                          const moe_expert_family *ef, int nblocks,
                          R_xlen_t *ndouble, R_xlen_t *nint);
-int moe_mcmcv_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
+int moe_gibbs_state_size(const moe_gate *g, int q, int K, int learn_tau);
+int moe_gibbs_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
                   const moe_mcmc_prior *pr, const double *tau_prior,
                   const moe_mcmc_control *ctl, moe_vpar *par, double *state,
-                  double *xstate, moe_mcmcv_draws *out, double *work, int *iwork);
-/* ==== end of the variants block ============================================ */
+                  double *xstate, moe_gibbs_draws *out, double *work,
+                  int *iwork);
 
+/* ---- gibbs_fused.c: the fused softmax x linear-Gaussian sweep ---- */
+void gibbs_fused_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint);
+void gibbs_fused_init(gibbs_kernel *k, const moe_data *d,
+                      const moe_mcmc_prior *pr, const moe_mcmc_control *ctl,
+                      moe_vpar *par, double *work, int *iwork);
 
 #endif

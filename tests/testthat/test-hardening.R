@@ -999,8 +999,10 @@ test_that("gating logits beyond 1e4 in the sampler: finite draws, predictions an
   zx <- range(s$Z[, 2])
   w1 <- c(-1e4 * sum(zx) / diff(zx), 2e4 / diff(zx))
   for (sgn in c(1, -1)) {
-    res <- .Call(bayesmoe:::ffi_mcmc_chain, s$y, s$X, s$Z, s$w, c(0, 1, 0, -1), c(1, 1),
-                 c(sgn * w1, 0, 0), pc, as.integer(c(0, 50, 1, 0, 0, 1, 1, 1, 0)))
+    res <- bayesmoe:::gibbs_chain_c(s, pc, 2L, list(alpha = c(0, 1, 0, -1), sigma2 = c(1, 1),
+                                                    W = c(sgn * w1, 0, 0)),
+                                    gate_softmax(), expert_linear(), numeric(), numeric(),
+                                    c(0, 50, 1, 0, 0, 1, 1, 1, 0), 0L)
     expect_equal(res$status, 0L)
     expect_true(all(is.finite(res$alpha)) && all(is.finite(res$W)) &&
                   all(is.finite(res$loglik)) && all(res$sigma2 > 0))

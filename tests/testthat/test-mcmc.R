@@ -18,15 +18,20 @@ sim_three <- function(n) {
   data.frame(x = x, y = a[1L, k] + a[2L, k] * x + c(0.3, 0.4, 0.5)[k] * rnorm(n))
 }
 
-# One chain of the C sampler on data taken as already on the internal scale.
+# One chain of the C sampler (softmax gate, linear experts: the fused
+# kernel) on data taken as already on the internal scale.
 # mode: 0 Polya-Gamma gating draws, 1 those and the Metropolis-Hastings
 # refresh, 2 the refresh only, 3 `steps` collapsed steps and the refresh
-# (moe_mcmc_control(gate_update =, gate_steps =)).
+# (moe_mcmc_control(gate_update =, gate_steps =)). `accept` holds the gating
+# move counts (gating_move_names).
 run_c_chain <- function(y, X, Z, w, init, pc, warmup, iter, thin, mode = 1L,
                         steps = 2L, pg_every = 20L) {
-  .Call(bayesmoe:::ffi_mcmc_chain, as.double(y), X, Z, as.double(w),
-        as.double(init$alpha), as.double(init$sigma2), as.double(init$W), pc,
-        as.integer(c(warmup, iter, thin, 0, 0, 1, mode, steps, pg_every)))
+  res <- bayesmoe:::gibbs_chain_c(list(y = y, X = X, Z = Z, w = w), pc,
+                                  length(init$sigma2), init, gate_softmax(),
+                                  expert_linear(), numeric(), numeric(),
+                                  c(warmup, iter, thin, 0, 0, 1, mode, steps, pg_every), 0L)
+  res$accept <- res$moves
+  res
 }
 
 # ---- exact results --------------------------------------------------------

@@ -211,8 +211,9 @@ sbc_variant_ranks <- function(spec, K, n, pc, warmup, iter, thin) {
   s <- list(y = y, X = X, Z = X, w = rep(1, n))
   init <- prior_draw_spec(pc, K, spec)
   nb <- length(variant_blocks(spec, K, 1L))
-  res <- variant_chain_c(s, pc, K, init, spec, variant_adapt_init(spec, 2L, K), numeric(),
-                         c(warmup, iter, thin, 0, 0, 1, 1, nb, 20))
+  res <- gibbs_chain_c(s, pc, K, init, spec$gate, spec$expert,
+                       variant_adapt_init(spec, 2L, K), numeric(),
+                       c(warmup, iter, thin, 0, 0, 1, 1, 1, 20), nb)
   S <- length(res$loglik)
   x0 <- rbind(c(1, 0.5))
   fun <- function(par) {

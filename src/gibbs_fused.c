@@ -1,7 +1,9 @@
 /*
- * mcmc.c: one chain of the Gibbs sampler for the softmax-gated
- * linear-Gaussian mixture of experts, with Polya-Gamma augmentation of the
- * gating network (Holmes-Held updates, one gating vector at a time).
+ * gibbs_fused.c: the fused sweep kernel of the Gibbs driver (gibbs.c) for
+ * the softmax-gated linear-Gaussian mixture of experts, which the driver
+ * selects for that model: allocations, expert statistics, expert draws and
+ * the gating updates in a few passes over row copies of the data, with
+ * sized copies of the passes for the common small models.
  *
  * Data (moe_data, internal centred/scaled scale): y (n), X (n x p),
  * Z (n x q), column-major; wt (n) case weights that are whole numbers >= 1
@@ -10,8 +12,8 @@
  * Parameters (moe_par): alpha (p x K), sigma2 (K), W (q x K, column K - 1
  * zero); on entry the starting values, on exit the final state.
  * Prior (moe_mcmc_prior), controls (moe_mcmc_control): see moe.h.
- * Writes: the kept draws and the total log-likelihood of each kept draw
- * (moe_mcmc_draws), the final parameters into par.
+ * The driver keeps the draws and their log-likelihoods, the schedule of
+ * the Polya-Gamma draws (st->pg) and the move counts.
  *
  * One sweep, in this order (a systematic-scan Gibbs sampler):
  *  1. update_alloc: allocation counts N_ki of every observation,
@@ -31,7 +33,7 @@
  *     B0 = K / (K - 1) diag(s_w2); independent prior: b0 = 0, B0 = diag(s_w2);
  *     with ctl->gate_mode 1 the Polya-Gamma draws are
  *     followed by a joint Metropolis-Hastings step on p(W | N)
- *     (gate_mh_step(): Gamerman's Fisher-scoring proposal), which speeds
+ *     (level_refresh() of gate.c: Gamerman's Fisher-scoring proposal), which speeds
  *     mixing of steep gates and of correlated gating vectors; with 2 only
  *     that step is made (no Polya-Gamma draws), with 0 only the Polya-Gamma
  *     draws.
@@ -41,11 +43,13 @@
  *     a Newton proposal (marg_pass(), marg_proposal()), then the
  *     allocations given the new W and the experts; the first pass gives
  *     the log-likelihood of the previous draw;
- *  2'. cond_refresh: the step of gate_mh_step() given the allocations; its
+ *  2'. cond_refresh: the step of level_refresh() given the allocations; its
  *     log target, gradient and information at the current W come from the
  *     pass that drew the allocations (cond_logpost() with `draw`), so it
  *     makes one more pass, at its proposal;
  *  3'. update_experts as in 2.
+ * With st->pg in modes 2 and 3 the Polya-Gamma draws of 3 are added (mode 3:
+ * after 2', given the allocations of 1').
  * The gating probabilities at the current W (w->pA) are kept from sweep to
  * sweep; they depend on W alone and are computed by the same operations at
  * the start of a run, so this does not break exact continuation.
@@ -57,15 +61,41 @@
  * Expert variances are kept in [MOE_S2_MIN, MOE_S2_MAX] (moe.h) by
  * rejecting draws outside, so the prior is truncated to that range.
  * Preconditions: n >= 1, K >= 1, wt_i >= 1 whole, sigma2 > 0, prior
- * variances > 0, Va_inv positive definite. The caller does not hold the RNG:
- * moe_mcmc_run() calls GetRNGstate() / PutRNGstate() once around the loop.
- * Returns moe_status flags: MOE_NOT_PD when a conditional precision needed a
- * ridge, MOE_NONFINITE when a draw or log-likelihood was not finite (the
- * chain then stops; out->done and out->nkeep say how far it got).
+ * variances > 0, Va_inv positive definite. The driver holds the RNG.
+ * Status flags: MOE_NOT_PD when a conditional precision needed a ridge,
+ * MOE_NONFINITE when a draw or log-likelihood was not finite (the driver
+ * then stops the chain).
  */
 #include "moe.h"
 #include "moe_exp.h"
 #include <stdint.h>
+
+/* Work space of the fused sweep: carved by work_init() out of blocks of
+ * gibbs_fused_work_size() doubles and ints allocated by the caller. */
+typedef struct {
+  double *Xr, *Zr;        /* p x n and q x n: X and Z by rows */
+  int *wi;                /* n integer case weights (frequency weights) */
+  double *eta;            /* K x n gating logits, observation-major */
+  int *N;                 /* K x n allocation counts (sum_k N_ki = wi_i) */
+  double *XtX, *Xty, *yty, *nk; /* per expert: p x p (lower), p, 1, 1 */
+  double *lk, *cst, *hp;  /* K each */
+  double *A, *Asave, *b, *m, *z, *zero; /* expert block: p x p, p x p, p, p, p, p */
+  double *P, *Psave, *r, *mw, *zq, *zeroq; /* gating block: q x q, q x q, q, q, q, q */
+  /* joint gating Metropolis-Hastings refresh, m = q (K - 1): */
+  double *H0, *H1, *Hsave; /* m x m each */
+  double *g, *mu, *tm;    /* m, m, m + 1 */
+  double *Ws;             /* q x K proposal (reference column zero) */
+  /* collapsed gating update: */
+  double *F, *rA, *rB, *pA, *pB; /* K x n each: scaled expert densities;
+                             responsibilities and gating probabilities at
+                             the current point (A) and the proposal (B) */
+  double *lmx;            /* n: log of the largest expert density */
+  double *zz;             /* q (q + 1) / 2 */
+  double *hg;             /* K (K - 1) / 2 packed q x q blocks */
+  double *g1, *mu1;       /* m each: gradient and Newton point at the proposal */
+  moe_gibbs_work view;    /* the refresh's arrays, as level_refresh() takes them */
+} moe_mcmc_work;
+
 
 #if defined(__GNUC__)
 #define MOE_INLINE static inline __attribute__((always_inline))
@@ -129,7 +159,7 @@ static inline double alloc_unif(alloc_rng *r)
   return ((double) (res >> 11) + 0.5) * 0x1.0p-53;
 }
 
-void moe_mcmc_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint)
+void gibbs_fused_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint)
 {
   R_xlen_t n = d->n, p = d->p, q = d->q, K = d->K;
   R_xlen_t m = q * (K - 1);
@@ -140,8 +170,8 @@ void moe_mcmc_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint)
   *nint = n + K * n;
 }
 
-void moe_mcmc_work_init(const moe_data *d, double *dbl, int *ints,
-                        moe_mcmc_work *w)
+static void work_init(const moe_data *d, double *dbl, int *ints,
+                      moe_mcmc_work *w)
 {
   int n = d->n, p = d->p, q = d->q, K = d->K;
   double *t = dbl;
@@ -186,6 +216,9 @@ void moe_mcmc_work_init(const moe_data *d, double *dbl, int *ints,
   w->hg = t;    t += (R_xlen_t) K * (K - 1) / 2 * (q * (q + 1) / 2);
   w->g1 = t;    t += m;
   w->mu1 = t;
+  w->view.H0 = w->H0; w->view.H1 = w->H1; w->view.Hsave = w->Hsave;
+  w->view.g = w->g; w->view.mu2 = w->mu; w->view.tm = w->tm; w->view.Ws = w->Ws;
+  w->view.pk = w->lk;
   w->wi = ints;
   w->N = ints + n;
   for (int i = 0; i < n; i++) {
@@ -321,223 +354,42 @@ static double update_alloc(const moe_data *d, moe_mcmc_work *w,
   return ll;
 }
 
-/* Conjugate draw of every (a_k, sigma2_k) given the sufficient statistics. */
+/* Conjugate draw of every (a_k, sigma2_k) given the sufficient statistics
+ * (gaussian_conjugate_draw() of family_gaussian.c). */
 static int update_experts(const moe_data *d, const moe_mcmc_prior *pr,
                           moe_mcmc_work *w, moe_par *par)
 {
   int p = d->p, K = d->K, status = MOE_OK;
-  double *A = w->A, *b = w->b, *m = w->m, *z = w->z;
   for (int k = 0; k < K; k++) {
-    const double *S = w->XtX + (R_xlen_t) k * p * p, *sy = w->Xty + (R_xlen_t) k * p;
-    for (int a = 0; a < p; a++) {
-      for (int c = 0; c <= a; c++)
-        A[a + c * p] = S[a + c * p] + pr->Va_inv[a + c * p];
-      b[a] = sy[a] + pr->Va_inv_m[a];
-    }
-    int rc = chol_factor_ridge(p, A, w->Asave, 1e-10);
-    if (rc < 0) return status | MOE_NOT_PD | MOE_NONFINITE;
-    if (rc > 0) status |= MOE_NOT_PD;
-    for (int a = 0; a < p; a++) m[a] = b[a];
-    chol_solve_factored(p, A, m, 1);
-    double bm = 0.0;
-    for (int a = 0; a < p; a++) bm += b[a] * m[a];
-    double Q = w->yty[k] + pr->m_Va_inv_m - bm;
-    double shape = pr->c0 + 0.5 * w->nk[k], scale = pr->C0 + 0.5 * (Q > 0.0 ? Q : 0.0);
-    double s2 = scale / rgamma(shape, 1.0);
-    mvn_draw_chol(p, A, w->zero, z, b);
-    /* A variance outside [MOE_S2_MIN, MOE_S2_MAX] is rejected and the expert
-     * keeps its values: a Metropolis-Hastings step, with the untruncated
-     * conditional as proposal, that is exact for the prior truncated to that
-     * range. Only vague priors reach it, for empty experts: a draw from
-     * InvGamma(0.01, 0.01) exceeds 1e100 with probability 0.1 and
-     * overflows double precision with probability 0.0008. */
-    if (!(s2 >= MOE_S2_MIN && s2 <= MOE_S2_MAX)) continue;
-    double sd = sqrt(s2);
-    double *ak = par->alpha + (R_xlen_t) k * p;
-    for (int a = 0; a < p; a++) ak[a] = m[a] + sd * z[a];
-    par->sigma2[k] = s2;
+    status |= gaussian_conjugate_draw(p, w->XtX + (R_xlen_t) k * p * p,
+                                      w->Xty + (R_xlen_t) k * p, w->yty[k],
+                                      w->nk[k], pr, par->alpha + (R_xlen_t) k * p,
+                                      par->sigma2 + k, w->A);
+    if (status & MOE_NONFINITE) return status;
   }
   return status;
 }
 
-/*
- * Log density of p(W | allocations) up to a constant (a multinomial logistic
- * regression): sum_i sum_k N_ki eta_ik - wt_i log sum_k exp(eta_ik), eta = Z W,
- * plus the gating prior. Wf holds the m = q (K - 1) free coefficients,
- * column k of W at Wf + k q. Writes the gradient g (m) and the negative
- * Hessian H (m x m, lower triangle; the Fisher information, as the model is
- * a multinomial logit), rows and columns ordered (k, a) -> k q + a.
- * pk: K doubles of scratch.
- */
-static double gate_joint_logpost(const moe_data *d, const moe_mcmc_prior *pr,
-                                 const moe_mcmc_work *w, const double *Wf,
-                                 double *g, double *H, double *pk)
-{
-  int n = d->n, q = d->q, K = d->K, m = q * (K - 1);
-  double lp = 0.0;
-  for (int t = 0; t < m; t++) g[t] = 0.0;
-  for (R_xlen_t t = 0; t < (R_xlen_t) m * m; t++) H[t] = 0.0;
-  for (int i = 0; i < n; i++) {
-    const double *zi = w->Zr + (R_xlen_t) i * q;
-    const int *Ni = w->N + (R_xlen_t) i * K;
-    double wi = w->wi[i], mx = 0.0, s = 0.0;  /* the reference logit is 0 */
-    int km = K - 1;
-    for (int k = 0; k < K - 1; k++) {
-      double e = 0.0;
-      for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
-      pk[k] = e;
-      lp += Ni[k] * e;
-      if (e > mx) { mx = e; km = k; }
-    }
-    pk[K - 1] = 0.0;
-    for (int k = 0; k < K; k++) {
-      pk[k] = k == km ? 1.0 : exp(pk[k] - mx);
-      s += pk[k];
-    }
-    lp -= wi * (mx + log(s));
-    for (int k = 0; k < K - 1; k++) {
-      pk[k] /= s;
-      double r = Ni[k] - wi * pk[k];
-      for (int a = 0; a < q; a++) g[k * q + a] += r * zi[a];
-    }
-    for (int k = 0; k < K - 1; k++) {
-      for (int l = 0; l <= k; l++) {
-        double h = wi * pk[k] * ((k == l ? 1.0 : 0.0) - pk[l]);
-        for (int a = 0; a < q; a++) {
-          double hz = h * zi[a];
-          double *Hc = H + (R_xlen_t) (l * q) * m + k * q + a;
-          int bmax = k == l ? a : q - 1;  /* lower triangle only */
-          for (int b = 0; b <= bmax; b++) Hc[(R_xlen_t) b * m] += hz * zi[b];
-        }
-      }
-    }
-  }
-  /* prior: per coordinate a, precision (I - 11'/K) / s_a^2 over the free
-   * experts (exchangeable) or I / s_a^2 (independent) */
-  double off = pr->exchangeable ? 1.0 / K : 0.0;
-  for (int a = 0; a < q; a++) {
-    double prec = 1.0 / pr->s_w2[a], sum = 0.0, ss = 0.0;
-    for (int k = 0; k < K - 1; k++) {
-      sum += Wf[a + k * q];
-      ss += Wf[a + k * q] * Wf[a + k * q];
-    }
-    lp -= 0.5 * prec * (ss - off * sum * sum);
-    for (int k = 0; k < K - 1; k++) {
-      g[k * q + a] -= prec * (Wf[a + k * q] - off * sum);
-      for (int l = 0; l <= k; l++)
-        H[(k * q + a) + (R_xlen_t) (l * q + a) * m] += prec * ((k == l) - off);
-    }
-  }
-  return lp;
-}
 
-/* (x - mu)' L L' (x - mu) for a lower Cholesky factor L (m x m); tmp: m. */
-static double chol_quad(int m, const double *L, const double *x, const double *mu,
-                        double *tmp)
-{
-  int one = 1;
-  for (int a = 0; a < m; a++) tmp[a] = x[a] - mu[a];
-  F77_CALL(dtrmv)("L", "T", "N", &m, L, &m, tmp, &one FCONE FCONE FCONE);
-  double s = 0.0;
-  for (int a = 0; a < m; a++) s += tmp[a] * tmp[a];
-  return s;
-}
 
-/*
- * Metropolis-Hastings refresh of all gating vectors at once, targeting
- * p(W | allocations) with Gamerman's (1997) proposal: one Fisher-scoring
- * step from the current value, W* ~ N(W + H^{-1} g, H^{-1}) (g, H at W),
- * accepted with the Metropolis-Hastings ratio, whose reverse move uses the
- * step from W*. It leaves that conditional (and so the posterior) invariant.
- * It complements the one-vector-at-a-time Polya-Gamma steps where they mix
- * slowly: steep gates, whose augmented precision is dominated by the
- * observations far from the gating boundaries, and gating vectors that are
- * correlated a posteriori (the proposal uses the joint information).
- * Returns 1 when the proposal was accepted, -1 when a precision could not
- * be factorised (nothing changed), 0 otherwise.
- */
-static int gate_mh_step(const moe_data *d, const moe_mcmc_prior *pr,
-                        moe_mcmc_work *w, double *W)
-{
-  int q = d->q, K = d->K, m = q * (K - 1);
-  double *H0 = w->H0, *H1 = w->H1, *g = w->g, *Ws = w->Ws, *mu = w->mu,
-         *tm = w->tm, *pk = w->lk;
-  double lp0 = gate_joint_logpost(d, pr, w, W, g, H0, pk);
-  if (chol_factor_ridge(m, H0, w->Hsave, 0.0) != 0) return -1;
-  for (int t = 0; t < m; t++) mu[t] = g[t];
-  chol_solve_factored(m, H0, mu, 1);
-  for (int t = 0; t < m; t++) mu[t] += W[t];
-  mvn_draw_chol(m, H0, mu, Ws, tm);
-  double lq_fwd = 0.5 * log_det_chol(m, H0) - 0.5 * chol_quad(m, H0, Ws, mu, tm);
-  double lp1 = gate_joint_logpost(d, pr, w, Ws, g, H1, pk);
-  if (!R_FINITE(lp1) || chol_factor_ridge(m, H1, w->Hsave, 0.0) != 0) return 0;
-  for (int t = 0; t < m; t++) mu[t] = g[t];
-  chol_solve_factored(m, H1, mu, 1);
-  for (int t = 0; t < m; t++) mu[t] += Ws[t];
-  double lq_rev = 0.5 * log_det_chol(m, H1) - 0.5 * chol_quad(m, H1, W, mu, tm);
-  double log_ratio = lp1 - lp0 + lq_rev - lq_fwd;
-  if (log(unif_rand()) < log_ratio) {
-    for (int t = 0; t < m; t++) W[t] = Ws[t];
-    return 1;
-  }
-  return 0;
-}
 
 /* Gating update given the allocations: with `pg`, a Polya-Gamma draw of
- * each non-reference gating vector in turn (w->eta must hold the logits at
- * the current W; it is kept up to date); with `mh`, then a joint
- * Metropolis-Hastings refresh of all of them. *accepted and *proposed count
- * the refreshes. */
+ * each non-reference gating vector in turn (level_pg(); w->eta must hold the
+ * logits at the current W; it is kept up to date); with `mh`, then the joint
+ * Metropolis-Hastings refresh of all of them (level_refresh(): Gamerman's
+ * Fisher-scoring proposal). *accepted and *proposed count the refreshes. */
 static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
                          moe_mcmc_work *w, moe_par *par, int pg, int mh,
                          int *accepted, int *proposed)
 {
   int n = d->n, q = d->q, K = d->K, status = MOE_OK;
   if (K < 2) return status;
-  double *P = w->P, *r = w->r, *mw = w->mw;
-  double vfac = pr->exchangeable ? (double) K / (K - 1) : 1.0;
-  for (int k = 0; k < K - 1 && pg; k++) {
-    for (int t = 0; t < q * q; t++) P[t] = 0.0;
-    for (int a = 0; a < q; a++) r[a] = 0.0;
-    for (int i = 0; i < n; i++) {
-      const double *ei = w->eta + (R_xlen_t) i * K, *zi = w->Zr + (R_xlen_t) i * q;
-      int wi = w->wi[i];
-      /* C = log sum_{j != k} exp(eta_ij); its largest term is exp(0) = 1 */
-      double mx = R_NegInf, s = 0.0;
-      int jm = -1;
-      for (int j = 0; j < K; j++) if (j != k && ei[j] > mx) { mx = ei[j]; jm = j; }
-      for (int j = 0; j < K; j++) if (j != k && j != jm) s += exp(ei[j] - mx);
-      double C = mx + log1p(s), psi = ei[k] - C;
-      double om = wi == 1 ? rpg1(psi) : rpg(wi, psi);
-      double t = (w->N[k + (R_xlen_t) i * K] - 0.5 * wi) + om * C;
-      for (int a = 0; a < q; a++) {
-        double oz = om * zi[a];
-        r[a] += t * zi[a];
-        for (int b = 0; b <= a; b++) P[a + b * q] += oz * zi[b];
-      }
-    }
-    for (int a = 0; a < q; a++) {
-      double b0 = 0.0, v = vfac * pr->s_w2[a];
-      if (pr->exchangeable && K > 2) {
-        for (int j = 0; j < K - 1; j++) if (j != k) b0 += par->W[a + j * q];
-        b0 /= (K - 1);
-      }
-      P[a + a * q] += 1.0 / v;
-      r[a] += b0 / v;
-    }
-    int rc = chol_factor_ridge(q, P, w->Psave, 1e-10);
-    if (rc < 0) return status | MOE_NOT_PD | MOE_NONFINITE;
-    if (rc > 0) status |= MOE_NOT_PD;
-    for (int a = 0; a < q; a++) mw[a] = r[a];
-    chol_solve_factored(q, P, mw, 1);
-    double *wk = par->W + (R_xlen_t) k * q;
-    mvn_draw_chol(q, P, mw, wk, w->zq);
-    for (int a = 0; a < q; a++) if (!R_FINITE(wk[a])) status |= MOE_NONFINITE;
-    eta_column(d, w, par->W, k);
-  }
+  if (pg)
+    status |= level_pg(n, q, pr, K, w->N, w->wi, w->Zr, par->W, w->eta, w->P,
+                       w->Psave, w->r, w->mw, w->zq);
   if (mh && !(status & MOE_NONFINITE)) {
     (*proposed)++;
-    int acc = gate_mh_step(d, pr, w, par->W);
+    int acc = level_refresh(n, q, pr, K, w->N, w->wi, w->Zr, par->W, &w->view);
     if (acc > 0) {
       (*accepted)++;
       for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
@@ -562,23 +414,6 @@ static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
  * allocations.
  */
 
-/* Gating prior: adds log prior(W) (up to a constant) to *lp and its
- * gradient to g (m). Per coordinate a the precision over the free experts is
- * (I - 11'/K) / s_a^2 (exchangeable) or I / s_a^2 (independent). */
-static void gate_prior_grad(const moe_mcmc_prior *pr, int q, int K,
-                            const double *Wf, double *g, double *lp)
-{
-  double off = pr->exchangeable ? 1.0 / K : 0.0;
-  for (int a = 0; a < q; a++) {
-    double prec = 1.0 / pr->s_w2[a], sum = 0.0, ss = 0.0;
-    for (int k = 0; k < K - 1; k++) {
-      sum += Wf[a + k * q];
-      ss += Wf[a + k * q] * Wf[a + k * q];
-    }
-    *lp -= 0.5 * prec * (ss - off * sum * sum);
-    for (int k = 0; k < K - 1; k++) g[k * q + a] -= prec * (Wf[a + k * q] - off * sum);
-  }
-}
 
 /*
  * One pass over the observations at gating coefficients Wf (m = q (K - 1)
@@ -603,9 +438,8 @@ static void gate_prior_grad(const moe_mcmc_prior *pr, int q, int K,
 /* size of the stack accumulators of the passes */
 #define MOE_NLOC 32
 /*
- * Speed of the passes (they are nearly all of a collapsed chain's time);
- * one chain of 2000 sweeps, n = 1000, K = 3, went 0.31 -> 0.28 s with the
- * stages, -> 0.18 s with the unrolling and -> 0.17 s with moe_exp():
+ * Speed of the passes (they are nearly all of a collapsed chain's time;
+ * bench/results/ has the timings):
  * - each pass runs over blocks of MOE_BLOCK observations in stages: the
  *   exp() calls first, then the probabilities and the log-likelihood, then
  *   the accumulation, which reads the stored probabilities in a separate
@@ -825,7 +659,7 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
   }
   *ll = lsum + (lacc + log(prod));
   double lp = *ll;
-  gate_prior_grad(pr, q, K, Wf, g, &lp);
+  gprior_grad(pr, q, K, Wf, g, &lp);
   return lp;
 }
 
@@ -887,13 +721,7 @@ static void marg_hessian(const moe_mcmc_prior *pr, const moe_mcmc_work *w,
       }
     }
   }
-  double off = pr->exchangeable ? 1.0 / K : 0.0;
-  for (int a = 0; a < q; a++) {
-    double prec = 1.0 / pr->s_w2[a];
-    for (int k = 0; k < K - 1; k++)
-      for (int l = 0; l <= k; l++)
-        H[(k * q + a) + (R_xlen_t) (l * q + a) * m] += prec * ((k == l) - off);
-  }
+  gprior_hess(pr, q, K, H);
 }
 
 /*
@@ -939,7 +767,7 @@ static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
  * also gives the refresh its log target (*lp_cond), gradient (w->g) and
  * information (w->hg). (W, c) is thus drawn jointly given (alpha, sigma2)
  * (exactly, up to the Metropolis-Hastings step), a valid block of the
- * Gibbs sampler; see moe_mcmc_run(). Returns the log-likelihood at the
+ * Gibbs sampler; see fused_sweep(). Returns the log-likelihood at the
  * entry values (W, alpha, sigma2); *accepted and *proposed count accepted
  * and proposed steps; *status gets MOE_NOT_PD when no proposal precision
  * could be factorised.
@@ -985,7 +813,7 @@ static double update_gating_alloc_marg(const moe_data *d, const moe_mcmc_prior *
 
 /*
  * The refresh given the allocations in the collapsed mode: the move of
- * gate_mh_step() (target p(W | allocations), proposal one Fisher-scoring
+ * level_refresh() (target p(W | allocations), proposal one Fisher-scoring
  * step), computed from the gating probabilities the collapsed update keeps
  * (w->pA, at the current W) so that only the proposal costs a pass with
  * exp(). The complete-data log-likelihood of observation i is written
@@ -1109,7 +937,7 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
     for (int t = 0; t < P * Tq; t++) w->hg[t] = hg[t];
   }
   lp += log(prod);
-  gate_prior_grad(pr, q, K, Wf, g, &lp);
+  gprior_grad(pr, q, K, Wf, g, &lp);
   return lp;
 }
 
@@ -1170,131 +998,119 @@ static int cond_refresh(const moe_data *d, const moe_mcmc_prior *pr,
   return 0;
 }
 
-static void store_draw(const moe_data *d, const moe_par *par,
-                       moe_mcmc_draws *out, int slot)
+
+/* ---- the kernel of the Gibbs driver (gibbs.c) ---- */
+
+typedef struct {
+  const moe_data *d;
+  const moe_mcmc_prior *pr;
+  moe_mcmc_work w;
+  moe_par par;
+  int collapsed, mh, gate_steps;
+} gibbs_fused;
+
+/*
+ * One sweep (see the head of this file): st->pg asks for the Polya-Gamma
+ * draw of the gating (always made in modes 0 and 1; in modes 2 and 3 when
+ * the driver schedules it), st->acc / st->prop count the Metropolis-Hastings
+ * moves of the gating. Returns the log-likelihood of the state the sweep
+ * started from when need_ll.
+ */
+static double fused_sweep(void *ctx, const moe_gibbs_step *st, int need_ll,
+                          int *status)
 {
-  int p = d->p, q = d->q, K = d->K;
-  R_xlen_t pa = (R_xlen_t) p * K, qa = (R_xlen_t) q * K;
-  for (R_xlen_t t = 0; t < pa; t++) out->alpha[t + slot * pa] = par->alpha[t];
-  for (int k = 0; k < K; k++) out->sigma2[k + (R_xlen_t) slot * K] = par->sigma2[k];
-  for (R_xlen_t t = 0; t < qa; t++) out->W[t + slot * qa] = par->W[t];
+  gibbs_fused *f = (gibbs_fused *) ctx;
+  const moe_data *d = f->d;
+  const moe_mcmc_prior *pr = f->pr;
+  moe_mcmc_work *w = &f->w;
+  moe_par *par = &f->par;
+  int n = d->n, q = d->q, K = d->K, pg = st->pg;
+  double ll;
+  if (f->collapsed) {
+    double lpc = 0.0;
+    ll = K > 1 ? update_gating_alloc_marg(d, pr, w, par, f->gate_steps, st->acc,
+                                          st->prop, status, &lpc)
+               : update_alloc(d, w, par, 1, need_ll);
+    /* the refresh given the allocations: the target of the collapsed
+     * steps need not be log-concave; given the allocations it is */
+    if (K > 1) {
+      (*st->prop)++;
+      int rc = cond_refresh(d, pr, w, par->W, lpc);
+      if (rc > 0) (*st->acc)++;
+      if (rc < 0) *status |= MOE_NOT_PD;
+    }
+  } else {
+    ll = update_alloc(d, w, par, 1, need_ll);
+  }
+  if (need_ll && !R_FINITE(ll)) *status |= MOE_NONFINITE;
+  if (f->collapsed && K > 1 && pg && !(*status & MOE_NONFINITE)) {
+    /* the Polya-Gamma draw given the allocations just drawn, from the
+     * logits at the current W; then the gating probabilities at the new W
+     * that the next sweep's pass takes as known (gate_probs_obs() makes
+     * the operations of the passes, so the bits are the same) */
+    for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
+    *status |= update_gating(d, pr, w, par, 1, 0, st->acc, st->prop);
+    for (int i = 0; i < n; i++)
+      gate_probs_obs(w->Zr + (R_xlen_t) i * q, par->W, q, K, w->lk,
+                     w->pA + (R_xlen_t) i * K);
+  }
+  *status |= update_experts(d, pr, w, par);
+  if (!f->collapsed && !(*status & MOE_NONFINITE))
+    *status |= update_gating(d, pr, w, par, pg, f->mh, st->acc, st->prop);
+  return ll;
 }
 
-int moe_mcmc_run(const moe_data *d, const moe_mcmc_prior *pr,
-                 const moe_mcmc_control *ctl, moe_par *par,
-                 moe_mcmc_draws *out, moe_mcmc_work *w)
+static void fused_store(void *ctx, moe_gibbs_draws *out, int slot)
 {
-  int n = d->n, q = d->q, K = d->K, status = MOE_OK;
-  int total = ctl->warmup + ctl->iter, kept = 0, pending = -1, t;
-  int collapsed = ctl->gate_mode == 3, stalled = 0;
-  int pg_every = ctl->pg_every, acc_late = 0, prop_late = 0;
-  int *cnt = out->accept;
-  for (int a = 0; a < MOE_NACC; a++) cnt[a] = 0;
-  for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
-  for (int i = 0; i < n; i++) w->eta[K - 1 + (R_xlen_t) i * K] = 0.0;
-  if (collapsed && K > 1) {
-    /* the gating probabilities at the starting W, computed by the same code
-     * as in every later pass, so a continued chain sees identical values */
-    double ll0;
-    marg_pass(d, pr, w, par, par->W, 1, 0, w->pA, w->rA, w->g, &ll0);
-  }
+  gibbs_fused *f = (gibbs_fused *) ctx;
+  int p = f->d->p, q = f->d->q, K = f->d->K;
+  R_xlen_t pa = (R_xlen_t) p * K, qa = (R_xlen_t) q * K;
+  for (R_xlen_t t = 0; t < pa; t++) out->alpha[t + slot * pa] = f->par.alpha[t];
+  for (int k = 0; k < K; k++) out->sigma2[k + (R_xlen_t) slot * K] = f->par.sigma2[k];
+  for (R_xlen_t t = 0; t < qa; t++) out->W[t + slot * qa] = f->par.W[t];
+  out->tau[slot] = 1.0;
+}
 
-  GetRNGstate();
-  for (t = 1; t <= total; t++) {
-    R_CheckUserInterrupt();
-    int warm = t <= ctl->warmup;
-    int *acc = cnt + (warm ? MOE_ACC_WARMUP : MOE_ACC_SAMPLING);
-    int *prop = cnt + (warm ? MOE_PROP_WARMUP : MOE_PROP_SAMPLING);
-    int acc0 = *acc, prop0 = *prop;
-    /* Polya-Gamma draw of the gating in this sweep (modes 2 and 3): on a
-     * fixed schedule after warm-up, and in warm-up while the Metropolis-
-     * Hastings moves are stuck (see below) */
-    int pg = ctl->gate_mode <= 1 ||
-      (K > 1 && (warm ? stalled >= MOE_STALL_SWEEPS :
-                 pg_every > 0 && (ctl->offset + t - ctl->warmup) % pg_every == 0));
-    double ll;
-    if (collapsed) {
-      double lpc = 0.0;
-      ll = K > 1 ? update_gating_alloc_marg(d, pr, w, par, ctl->gate_steps, acc, prop,
-                                            &status, &lpc)
-                 : update_alloc(d, w, par, 1, pending >= 0);
-      /* the refresh given the allocations: the target of the collapsed
-       * steps need not be log-concave; given the allocations it is */
-      if (K > 1) {
-        (*prop)++;
-        int rc = cond_refresh(d, pr, w, par->W, lpc);
-        if (rc > 0) (*acc)++;
-        if (rc < 0) status |= MOE_NOT_PD;
-      }
-    } else {
-      ll = update_alloc(d, w, par, 1, pending >= 0);
-    }
-    if (pending >= 0) {
-      out->loglik[pending] = ll;
-      if (!R_FINITE(ll)) status |= MOE_NONFINITE;
-      pending = -1;
-    }
-    if (collapsed && K > 1 && pg && !(status & MOE_NONFINITE)) {
-      /* the Polya-Gamma draw given the allocations just drawn, from the
-       * logits at the current W; then the gating probabilities at the new W
-       * that the next sweep's pass takes as known (gate_probs_obs() makes
-       * the operations of the passes, so the bits are the same) */
-      for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
-      status |= update_gating(d, pr, w, par, 1, 0, acc, prop);
-      for (int i = 0; i < n; i++)
-        gate_probs_obs(w->Zr + (R_xlen_t) i * q, par->W, q, K, w->lk,
-                       w->pA + (R_xlen_t) i * K);
-    }
-    status |= update_experts(d, pr, w, par);
-    if (!collapsed && !(status & MOE_NONFINITE))
-      status |= update_gating(d, pr, w, par, pg, ctl->gate_mode >= 1, acc, prop);
-    if (K > 1 && pg && ctl->gate_mode >= 2) cnt[warm ? MOE_PG_WARMUP : MOE_PG_SAMPLING]++;
-    /* A Metropolis-Hastings proposal built from the current point (a Newton
-     * or Fisher-scoring step) can overshoot so far from a poor start that
-     * the reverse move is never proposed, and the chain would stay there
-     * for ever. Warm-up sweeps after MOE_STALL_SWEEPS sweeps in a row
-     * without an accepted move therefore also make the Polya-Gamma draw, a
-     * Gibbs step that always moves; warm-up draws are discarded, so this
-     * history-dependent choice does not change the posterior. After warm-up
-     * the schedule is fixed (every pg_every-th sweep), which keeps the
-     * chain irreducible and the kernel invariant. */
-    stalled = *acc > acc0 ? 0 : stalled + 1;
-    /* Where the moves are stuck in the second half of warm-up (fewer than
-     * MOE_STALL_RATE accepted), the chain sits where the proposals do not
-     * fit the target (typically an expert with nearly no gate weight,
-     * where the gating prior is flat up to a steep wall); its sampling
-     * phase then makes the Polya-Gamma draw in every sweep. Chosen once,
-     * at the end of warm-up, and kept by continuations. */
-    if (warm && 2 * t > ctl->warmup) {
-      acc_late += *acc - acc0;
-      prop_late += *prop - prop0;
-      if (t == ctl->warmup && K > 1 && ctl->gate_mode >= 2 && prop_late > 0 &&
-          acc_late < MOE_STALL_RATE * prop_late)
-        pg_every = 1;
-    }
-    if (status & MOE_NONFINITE) break;
-    if (!warm && (ctl->offset + t - ctl->warmup) % ctl->thin == 0 &&
-        kept < out->nkeep) {
-      store_draw(d, par, out, kept);
-      pending = kept++;
-    }
-    if (ctl->refresh > 0 && (t % ctl->refresh == 0 || t == total))
-      Rprintf("chain %d: iteration %d / %d (%s)\n", ctl->chain, t, total,
-              warm ? "warm-up" : "sampling");
+static double fused_loglik(void *ctx)
+{
+  gibbs_fused *f = (gibbs_fused *) ctx;
+  if (f->collapsed && f->d->K > 1) {
+    double llf;
+    marg_pass(f->d, f->pr, &f->w, &f->par, f->par.W, 1, 1, f->w.pA, f->w.rA,
+              f->w.g, &llf);
+    return llf;
   }
-  PutRNGstate();
-  if (pending >= 0) {
-    if (collapsed && K > 1) {
-      double llf;
-      marg_pass(d, pr, w, par, par->W, 1, 1, w->pA, w->rA, w->g, &llf);
-      out->loglik[pending] = llf;
-    } else {
-      out->loglik[pending] = update_alloc(d, w, par, 0, 1);
-    }
-    if (!R_FINITE(out->loglik[pending])) status |= MOE_NONFINITE;
+  return update_alloc(f->d, &f->w, &f->par, 0, 1);
+}
+
+/* Set up the kernel for one chain: the row copies of the data, the logits
+ * at the starting W and, in the collapsed mode, the gating probabilities at
+ * it, computed by the same code as in every later pass, so a continued
+ * chain sees identical values. work, iwork: gibbs_fused_work_size(). */
+void gibbs_fused_init(gibbs_kernel *k, const moe_data *d,
+                      const moe_mcmc_prior *pr, const moe_mcmc_control *ctl,
+                      moe_vpar *par, double *work, int *iwork)
+{
+  gibbs_fused *f = (gibbs_fused *) R_alloc(1, sizeof(gibbs_fused));
+  int n = d->n, K = d->K;
+  f->d = d;
+  f->pr = pr;
+  f->par.alpha = par->alpha;
+  f->par.sigma2 = par->sigma2;
+  f->par.W = par->W;
+  f->collapsed = ctl->gate_mode == 3;
+  f->mh = ctl->gate_mode >= 1;
+  f->gate_steps = ctl->gate_steps;
+  moe_mcmc_work *w = &f->w;
+  work_init(d, work, iwork, w);
+  for (int j = 0; j < K - 1; j++) eta_column(d, w, f->par.W, j);
+  for (int i = 0; i < n; i++) w->eta[K - 1 + (R_xlen_t) i * K] = 0.0;
+  if (f->collapsed && K > 1) {
+    double ll0;
+    marg_pass(d, pr, w, &f->par, f->par.W, 1, 0, w->pA, w->rA, w->g, &ll0);
   }
-  out->nkeep = kept;
-  out->done = t > total ? total : t;
-  out->pg_every = pg_every;
-  return status;
+  k->ctx = f;
+  k->sweep = fused_sweep;
+  k->store = fused_store;
+  k->loglik = fused_loglik;
 }

@@ -1,5 +1,6 @@
 /*
- * ffn.c: two-layer feed-forward network (FFN) experts
+ * family_ffn.c: two-layer feed-forward network (FFN) experts with Gaussian
+ * noise
  *
  *     h(x; theta) = sum_h c_h act(A_h' x + d_h) + e,   act = tanh, sigmoid or GELU,
  *
@@ -30,13 +31,9 @@
  *    (A, d) accepted with the output layer and variance integrated out (they
  *    are a conjugate linear regression on [F, 1]), then an exact draw of
  *    (c, e, sigma2) from their conditional;
- *  - the FFN expert family (moe_expert_family of moe.h, ffn_family_init()):
- *    mean, M-step and Metropolis-within-Gibbs update of all experts in the
- *    form the generic variant paths call;
- *  - ffn_em_run() and ffn_gibbs_run(): EM and the Gibbs sampler for FFN
- *    experts with softmax gating, on that family (gating M-step by
- *    gate_newton_step() of gating.c; gating draws by Polya-Gamma
- *    augmentation, as src/mcmc.c).
+ *  - the FFN expert family (moe_expert_family of moe.h, moe_family_ffn()):
+ *    mean, Gaussian log-density, M-step and Metropolis-within-Gibbs update
+ *    of all experts, in the form the EM and Gibbs drivers call.
  * Preconditions: n >= 1, D >= 1, H >= 1, finite inputs; weights >= 0.
  * Scratch memory is supplied by the caller (R_alloc in ffi.c).
  */
@@ -360,7 +357,7 @@ int ffn_mstep(const ffn_net *net, const double *y, const double *v,
   return status;
 }
 
-/* ---- the FFN expert family of the generic variant paths (moe.h) ---- */
+/* ---- the FFN expert family (moe_expert_family, moe.h) ---- */
 
 static void fam_mean(const moe_expert_family *f, const moe_data *d,
                      const double *alpha, double *mu, double *work)
@@ -424,8 +421,11 @@ static R_xlen_t fam_work_size(const moe_expert_family *f, const moe_data *d)
 
 /* Fill the kernel table of FFN experts for K experts; info must outlive f.
  * State: 2 K doubles (expert_state_init() in R). */
-void ffn_family_init(moe_expert_family *f, const ffn_family_info *info, int K)
+void moe_family_ffn(moe_expert_family *f, const ffn_family_info *info, int K)
 {
+  f->type = FAMILY_FFN;
+  f->fused = 0;
+  f->logdens = gaussian_logdens;
   f->npar = FFN_NPAR(info->net.D, info->net.H);
   f->nstate = 2 * K;
   f->naccept = K;
@@ -435,103 +435,6 @@ void ffn_family_init(moe_expert_family *f, const ffn_family_info *info, int K)
   f->draw = fam_draw;
   f->work_size = fam_work_size;
 }
-
-/* ---- EM with FFN experts and softmax gating ---- */
-
-R_xlen_t ffn_em_work_size(const moe_data *d, const moe_expert_family *f)
-{
-  R_xlen_t n = d->n, K = d->K, m = (K - 1) * (R_xlen_t) d->q;
-  R_xlen_t gate = 2 * m * m + 3 * m + 2 * n + n * K;
-  R_xlen_t ms = f->work_size(f, d);
-  return 4 * n * K + 2 * K + (gate > ms ? gate : ms);
-}
-
-static int ffn_em_mstep(const moe_data *d, const moe_expert_family *f,
-                        double *theta, double *sigma2, double *W,
-                        const double *R, double *mu, double *eta, double *logg,
-                        const moe_em_control *ctl, double *work)
-{
-  int n = d->n, K = d->K, P = f->npar, status = MOE_OK;
-  for (int k = 0; k < K; k++)
-    status |= f->mstep(f, d, R, k, theta + (R_xlen_t) k * P, sigma2 + k,
-                       mu + (R_xlen_t) k * n, ctl, work);
-  for (int s = 0; s < ctl->gate_steps; s++)
-    status |= gate_newton_step(d, R, W, eta, logg, ctl->ridge, work);
-  return status;
-}
-
-/*
- * EM with FFN experts (family f, ffn_family_init()) and softmax gating, from
- * starting responsibilities R0 (n x K) and starting parameters theta
- * (P x K; only the hidden layers (A, d) matter: the first M-step solves the
- * output layers). W (q x K) and sigma2 (K) are set here. Each iteration is
- * an E-step (moe_estep()) and an M-step: fam_mstep() for every expert, then
- * ctl->gate_steps damped Newton steps on the gating (gate_newton_step());
- * neither decreases the expected complete-data log-likelihood, so the
- * log-likelihood never decreases. Stops when its relative change is below
- * ctl->tol or after ctl->maxit E-steps. Writes theta, sigma2, W, R (the
- * responsibilities at the final parameters), trace[0 .. iter - 1] (the
- * log-likelihood at each E-step; the last one is that of the final
- * parameters), *iter, *loglik. work: ffn_em_work_size() doubles.
- */
-int ffn_em_run(const moe_data *d, const moe_expert_family *f, double *theta,
-               double *sigma2, double *W, const double *R0,
-               const moe_em_control *ctl, double *R, double *trace, int *iter,
-               double *loglik, double *work)
-{
-  int n = d->n, q = d->q, K = d->K;
-  R_xlen_t nK = (R_xlen_t) n * K;
-  double *mu = work, *eta = mu + nK, *logg = eta + nK, *Rw = logg + nK;
-  double *kw = Rw + nK, *rest = kw + 2 * K;
-  for (R_xlen_t t = 0; t < nK; t++) Rw[t] = R0[t];
-  for (int k = 0; k < K; k++) {
-    sigma2[k] = 1.0;
-    for (int a = 0; a < q; a++) W[a + k * q] = 0.0;
-  }
-  gate_logits(d, W, eta);
-  gate_logprob_softmax(n, K, eta, logg);
-  int mstatus = ffn_em_mstep(d, f, theta, sigma2, W, Rw, mu, eta, logg, ctl,
-                             rest);
-  int status = MOE_OK, it;
-  double ll = R_NegInf, ll_old = R_NegInf;
-  for (it = 1; ; it++) {
-    R_CheckUserInterrupt();
-    f->mean(f, d, theta, mu, rest);
-    ll = moe_estep(d, logg, mu, sigma2, Rw, NULL, kw);
-    trace[it - 1] = ll;
-    if (!R_FINITE(ll)) { status |= MOE_NONFINITE; break; }
-    if (it > 1) {
-      if (ll < ll_old - 1e-10 * (1.0 + fabs(ll_old))) status |= MOE_DECREASE;
-      if (fabs(ll - ll_old) <= ctl->tol * (fabs(ll) + ctl->tol)) break;
-    }
-    if (it >= ctl->maxit) { status |= MOE_MAXIT; break; }
-    ll_old = ll;
-    mstatus = ffn_em_mstep(d, f, theta, sigma2, W, Rw, mu, eta, logg, ctl,
-                           rest);
-  }
-  for (R_xlen_t t = 0; t < nK; t++) R[t] = Rw[t];
-  *iter = it;
-  *loglik = ll;
-  return status | mstatus;
-}
-
-/* Log-likelihood of a mixture of FFN experts with softmax gating.
- * work: 3 n K + 2 n H + 2 K doubles. */
-double ffn_loglik(const moe_data *d, const ffn_net *net, const double *theta,
-                  const double *sigma2, const double *W, double *work)
-{
-  int n = d->n, K = d->K;
-  R_xlen_t nK = (R_xlen_t) n * K;
-  double *mu = work, *eta = mu + nK, *logg = eta + nK, *kw = logg + nK;
-  double *rest = kw + 2 * K;
-  gate_logits(d, W, eta);
-  gate_logprob_softmax(n, K, eta, logg);
-  ffn_means(net, K, theta, mu, rest);
-  /* moe_estep() writes responsibilities; eta is no longer needed */
-  return moe_estep(d, logg, mu, sigma2, eta, NULL, kw);
-}
-
-/* ---- Metropolis-within-Gibbs update of one FFN expert ---- */
 
 /*
  * Conjugate posterior of the output layer b = (c, e) and sigma2 given the
@@ -654,185 +557,3 @@ int ffn_mh_expert(const ffn_net *net, const double *y, const double *v,
   return R_FINITE(s2) ? MOE_OK : MOE_NONFINITE;
 }
 
-/* ---- the Gibbs sampler for FFN experts with softmax gating ---- */
-
-/*
- * Softmax gating given allocation counts N (K x n, observation-major): for k < K
- * in turn, Polya-Gamma draws omega_i ~ PG(wi_i, eta_ik - C_ik), C_ik =
- * log sum_{j != k} exp(eta_ij), then w_k ~ N(m_k, V_k) with V_k^{-1} =
- * Z' Omega Z + B0^{-1} and m_k = V_k (Z'(N_k - wi / 2 + Omega C_k) +
- * B0^{-1} b0), (b0, B0) the conditional prior of w_k given the others (the
- * exchangeable prior of moe_prior(): b0 the mean of the other free columns,
- * B0 = K / (K - 1) diag(s_w2); or b0 = 0, B0 = diag(s_w2)). The same update
- * as src/mcmc.c (without its Metropolis-Hastings refresh), on column-major
- * data. eta (n x K) holds Z W on entry and on exit. work: 2 q^2 + 3 q.
- */
-static int ffn_update_gating(const moe_data *d, const int *N, const int *wi,
-                             const double *s_w2, int exchangeable, double *W,
-                             double *eta, double *work)
-{
-  int n = d->n, q = d->q, K = d->K, status = MOE_OK;
-  if (K < 2) return status;
-  double *P = work, *Psave = P + q * q, *r = Psave + q * q, *mw = r + q;
-  double *zq = mw + q;
-  double vfac = exchangeable ? (double) K / (K - 1) : 1.0;
-  for (int k = 0; k < K - 1; k++) {
-    for (int t = 0; t < q * q; t++) P[t] = 0.0;
-    for (int a = 0; a < q; a++) r[a] = 0.0;
-    for (int i = 0; i < n; i++) {
-      double mx = R_NegInf, s = 0.0;
-      int jm = -1;
-      for (int j = 0; j < K; j++) {
-        double e = eta[i + (R_xlen_t) j * n];
-        if (j != k && e > mx) { mx = e; jm = j; }
-      }
-      for (int j = 0; j < K; j++)
-        if (j != k && j != jm) s += exp(eta[i + (R_xlen_t) j * n] - mx);
-      double C = mx + log1p(s), psi = eta[i + (R_xlen_t) k * n] - C;
-      double om = wi[i] == 1 ? rpg1(psi) : rpg(wi[i], psi);
-      double t = (N[k + (R_xlen_t) i * K] - 0.5 * wi[i]) + om * C;
-      for (int a = 0; a < q; a++) {
-        double za = d->Z[i + (R_xlen_t) a * n], oz = om * za;
-        r[a] += t * za;
-        for (int b = 0; b <= a; b++) P[a + b * q] += oz * d->Z[i + (R_xlen_t) b * n];
-      }
-    }
-    for (int a = 0; a < q; a++) {
-      double b0 = 0.0, v = vfac * s_w2[a];
-      if (exchangeable && K > 2) {
-        for (int j = 0; j < K - 1; j++) if (j != k) b0 += W[a + j * q];
-        b0 /= (K - 1);
-      }
-      P[a + a * q] += 1.0 / v;
-      r[a] += b0 / v;
-    }
-    int rc = chol_factor_ridge(q, P, Psave, 1e-10);
-    if (rc < 0) return status | MOE_NOT_PD | MOE_NONFINITE;
-    if (rc > 0) status |= MOE_NOT_PD;
-    for (int a = 0; a < q; a++) mw[a] = r[a];
-    chol_solve_factored(q, P, mw, 1);
-    double *wk = W + (R_xlen_t) k * q;
-    mvn_draw_chol(q, P, mw, wk, zq);
-    for (int a = 0; a < q; a++) if (!R_FINITE(wk[a])) status |= MOE_NONFINITE;
-    double *ek = eta + (R_xlen_t) k * n;
-    for (int i = 0; i < n; i++) {
-      double e = 0.0;
-      for (int a = 0; a < q; a++) e += d->Z[i + (R_xlen_t) a * n] * wk[a];
-      ek[i] = e;
-    }
-  }
-  return status;
-}
-
-void ffn_gibbs_work_size(const moe_data *d, const moe_expert_family *f,
-                         R_xlen_t *ndouble, R_xlen_t *nint)
-{
-  const ffn_family_info *in = (const ffn_family_info *) f->info;
-  R_xlen_t n = d->n, K = d->K, q = d->q;
-  R_xlen_t ms = f->work_size(f, d), ll = 3 * n * K + 2 * n * in->net.H + 2 * K;
-  *ndouble = 2 * n * K + 2 * K + 2 * q * q + 3 * q + (ms > ll ? ms : ll);
-  *nint = n * K + n + K;
-}
-
-/*
- * One chain of the Gibbs sampler for FFN experts (family f) with softmax
- * gating, on internal-scale data with whole case weights wt_i >= 1. Each
- * sweep: (1) allocation counts N_ki ~ Multinomial(wt_i, p_i.), log p_ik =
- * log g_k(z_i) + log N(y_i; h(x_i; theta_k), sigma2_k) + const (K x n,
- * observation-major); (2) every expert by f->draw (fam_draw(): the
- * collapsed random-walk Metropolis step of the hidden layer, then the
- * conjugate output layer and variance), adapting the proposal scales in
- * `state` during the warm-up sweeps only; (3) the gating by Polya-Gamma
- * draws (ffn_update_gating()). Kept draws (after the warm-up, (offset + t) %
- * thin == 0) go to th_out (P x K x S), s2_out (K x S), W_out (q x K x S)
- * with their total log-likelihood ll_out (S). accept (K) counts accepted
- * hidden-layer proposals after the warm-up. theta, sigma2, W, state (2 K)
- * hold the state on entry and exit, so a continued chain (warmup 0) is one
- * long run. Holds the RNG itself. *done: sweeps done. Returns status flags
- * (MOE_NONFINITE stops the chain).
- */
-int ffn_gibbs_run(const moe_data *d, const moe_expert_family *f,
-                  const double *s_w2, int exchangeable, int warmup, int iter,
-                  int thin, int offset, int refresh, int chain, double *theta,
-                  double *sigma2, double *W, double *state, double *th_out,
-                  double *s2_out, double *W_out, double *ll_out, int nkeep,
-                  int *accept, int *nkept, int *done, double *work, int *iwork)
-{
-  const ffn_family_info *in = (const ffn_family_info *) f->info;
-  int n = d->n, q = d->q, K = d->K, P = f->npar;
-  R_xlen_t nK = (R_xlen_t) n * K;
-  double *mu = work, *eta = mu + nK, *lk = eta + nK, *cst = lk + K;
-  double *gw = cst + K, *rest = gw + 2 * q * q + 3 * q;
-  int *N = iwork, *wi = N + nK, *acc_w = wi + n;
-  int status = MOE_OK, kept = 0, t, total = warmup + iter;
-  for (int i = 0; i < n; i++) wi[i] = (int) d->wt[i];
-  for (int k = 0; k < K; k++) accept[k] = 0;
-  gate_logits(d, W, eta);
-
-  GetRNGstate();
-  for (t = 1; t <= total; t++) {
-    R_CheckUserInterrupt();
-    /* (1) allocations */
-    f->mean(f, d, theta, mu, rest);
-    for (int k = 0; k < K; k++) cst[k] = -0.5 * (LOG_2PI + log(sigma2[k]));
-    for (int i = 0; i < n; i++) {
-      int *Ni = N + (R_xlen_t) i * K;
-      double mx = R_NegInf;
-      for (int k = 0; k < K; k++) {
-        double r = d->y[i] - mu[i + (R_xlen_t) k * n];
-        lk[k] = eta[i + (R_xlen_t) k * n] + cst[k] - 0.5 * r * r / sigma2[k];
-        if (lk[k] > mx) mx = lk[k];
-      }
-      double s = 0.0;
-      for (int k = 0; k < K; k++) {
-        lk[k] = exp(lk[k] - mx);
-        s += lk[k];
-      }
-      for (int k = 0; k < K; k++) Ni[k] = 0;
-      if (K == 1) {
-        Ni[0] = wi[i];
-      } else if (wi[i] == 1) {
-        double u = unif_rand() * s, acc = lk[0];
-        int k = 0;
-        while (acc < u && k < K - 1) acc += lk[++k];
-        Ni[k] = 1;
-      } else {
-        int rem = wi[i];
-        double rs = s;
-        for (int k = 0; k < K - 1 && rem > 0; k++) {
-          double pk = rs > 0.0 ? lk[k] / rs : 0.0;
-          int c = pk >= 1.0 ? rem : (pk <= 0.0 ? 0 : (int) rbinom(rem, pk));
-          Ni[k] = c;
-          rem -= c;
-          rs -= lk[k];
-        }
-        Ni[K - 1] += rem;
-      }
-    }
-    /* (2) experts; acceptances of the warm-up are not counted */
-    int sampling = t > warmup;
-    status |= f->draw(f, d, NULL, N, theta, sigma2, state, !sampling,
-                      sampling ? accept : acc_w, rest);
-    /* (3) gating */
-    if (!(status & MOE_NONFINITE))
-      status |= ffn_update_gating(d, N, wi, s_w2, exchangeable, W, eta, gw);
-    if (status & MOE_NONFINITE) break;
-    if (sampling && (offset + t - warmup) % thin == 0 && kept < nkeep) {
-      R_xlen_t PK = (R_xlen_t) P * K, qK = (R_xlen_t) q * K;
-      for (R_xlen_t u = 0; u < PK; u++) th_out[u + kept * PK] = theta[u];
-      for (int k = 0; k < K; k++) s2_out[k + (R_xlen_t) kept * K] = sigma2[k];
-      for (R_xlen_t u = 0; u < qK; u++) W_out[u + kept * qK] = W[u];
-      ll_out[kept] = ffn_loglik(d, &in->net, theta, sigma2, W, rest);
-      if (!R_FINITE(ll_out[kept])) status |= MOE_NONFINITE;
-      kept++;
-      if (status & MOE_NONFINITE) break;
-    }
-    if (refresh > 0 && (t % refresh == 0 || t == total))
-      Rprintf("chain %d: iteration %d / %d (%s)\n", chain, t, total,
-              t <= warmup ? "warm-up" : "sampling");
-  }
-  PutRNGstate();
-  *nkept = kept;
-  *done = t > total ? total : t;
-  return status;
-}
