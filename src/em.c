@@ -99,24 +99,16 @@ static void carve(const moe_data *d, const moe_gate *g, double *w, moe_em_work *
 {
   R_xlen_t n = d->n, q = d->q, K = d->K, G = g->type == GATE_HIER ? g->G : 0;
   R_xlen_t m = (K - 1) * q;
-  s->eta = w;            w += n * K;
-  s->etaV = w;           w += n * G;
-  s->logg = w;           w += n * K;
-  s->mu = w;             w += n * K;
-  s->lN = w;             w += n * K;
-  s->Zs = w;             w += n * q;
-  s->Rl = w;             w += n * K;
-  s->wtl = w;            w += n;
-  s->etal = w;           w += n * K;
-  s->loggl = w;          w += n * K;
-  s->Wl = w;             w += q * K;
-  s->nwork = w;          w += 2 * m * m + 3 * m + 2 * n + n * K;
-  s->g = w;              w += m;
-  s->delta = w;          w += m;
-  s->Wold = w;           w += m;
-  s->H = w;              w += m * m;
-  s->Hsave = w;          w += m * m;
-  s->kwork = w;          w += 2 * K;
+  s->eta = moe_take(&w, n * K);  s->etaV = moe_take(&w, n * G);
+  s->logg = moe_take(&w, n * K);  s->mu = moe_take(&w, n * K);
+  s->lN = moe_take(&w, n * K);  s->Zs = moe_take(&w, n * q);
+  s->Rl = moe_take(&w, n * K);  s->wtl = moe_take(&w, n);
+  s->etal = moe_take(&w, n * K);  s->loggl = moe_take(&w, n * K);
+  s->Wl = moe_take(&w, q * K);
+  s->nwork = moe_take(&w, 2 * m * m + 3 * m + 2 * n + n * K);
+  s->g = moe_take(&w, m);  s->delta = moe_take(&w, m);  s->Wold = moe_take(&w, m);
+  s->H = moe_take(&w, m * m);  s->Hsave = moe_take(&w, m * m);
+  s->kwork = moe_take(&w, 2 * K);
   s->xwork = w;
 }
 
@@ -193,15 +185,10 @@ static void generic_init(em_kernel *k, const moe_data *d, moe_gate *g,
 
 /* ---- the driver ---- */
 
-static int use_fused(const moe_gate *g, const moe_expert_family *ef)
-{
-  return g->type == GATE_SOFTMAX && ef->fused;
-}
-
 R_xlen_t moe_em_work_size(const moe_data *d, const moe_gate *g,
                           const moe_expert_family *ef)
 {
-  return use_fused(g, ef) ? em_fused_work_size(d) : generic_work_size(d, g, ef);
+  return moe_use_fused(g, ef) ? em_fused_work_size(d) : generic_work_size(d, g, ef);
 }
 
 int moe_em_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
@@ -210,7 +197,7 @@ int moe_em_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
                double *loglik, double *work, int *iwork)
 {
   em_kernel k;
-  if (use_fused(g, ef)) em_fused_init(&k, d, par, R0, ctl, work);
+  if (moe_use_fused(g, ef)) em_fused_init(&k, d, par, R0, ctl, work);
   else generic_init(&k, d, g, ef, par, tau_prior, R0, ctl, R, work, iwork);
 
   int mstatus = k.mstep(k.ctx, 1);

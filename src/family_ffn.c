@@ -423,17 +423,11 @@ static R_xlen_t fam_work_size(const moe_expert_family *f, const moe_data *d)
  * State: 2 K doubles (expert_state_init() in R). */
 void moe_family_ffn(moe_expert_family *f, const ffn_family_info *info, int K)
 {
-  f->type = FAMILY_FFN;
-  f->fused = 0;
-  f->logdens = gaussian_logdens;
-  f->npar = FFN_NPAR(info->net.D, info->net.H);
-  f->nstate = 2 * K;
-  f->naccept = K;
-  f->info = info;
-  f->mean = fam_mean;
-  f->mstep = fam_mstep;
-  f->draw = fam_draw;
-  f->work_size = fam_work_size;
+  /* type, npar, nstate, naccept, fused, info, then the kernels (the noise is
+   * Gaussian: gaussian_logdens() of family_gaussian.c) */
+  moe_expert_family fam = { FAMILY_FFN, FFN_NPAR(info->net.D, info->net.H), 2 * K, K,
+    0, info, fam_mean, gaussian_logdens, fam_mstep, fam_draw, fam_work_size };
+  *f = fam;
 }
 
 /*

@@ -206,15 +206,8 @@ static R_xlen_t linear_work_size(const moe_expert_family *f, const moe_data *d)
 
 void moe_family_gaussian(moe_expert_family *f, int p)
 {
-  f->type = FAMILY_GAUSSIAN_LINEAR;
-  f->npar = p;
-  f->nstate = 0;
-  f->naccept = 0;
-  f->fused = 1;
-  f->info = NULL;
-  f->mean = linear_mean;
-  f->logdens = gaussian_logdens;
-  f->mstep = linear_mstep;
-  f->draw = linear_draw;
-  f->work_size = linear_work_size;
+  /* type, npar, nstate, naccept, fused, info, then the kernels */
+  moe_expert_family fam = { FAMILY_GAUSSIAN_LINEAR, p, 0, 0, 1, NULL, linear_mean,
+    gaussian_logdens, linear_mstep, linear_draw, linear_work_size };
+  *f = fam;
 }

@@ -553,6 +553,43 @@ static moe_gate make_gate(SEXP gate, int K)
   return g;
 }
 
+/* The conjugate expert prior of prior_internal() in R (m_a, Va_inv,
+ * Va_inv_m with np coefficients, m_Va_inv_m, c0, C0) into pr. */
+static void make_expert_prior(SEXP prior, int np, moe_mcmc_prior *pr)
+{
+  FFI_CHECK(TYPEOF(prior) == VECSXP);
+  pr->m_a = real_of_length(list_get(prior, "m_a"), np);
+  pr->Va_inv = real_of_length(list_get(prior, "Va_inv"), (R_xlen_t) np * np);
+  pr->Va_inv_m = real_of_length(list_get(prior, "Va_inv_m"), np);
+  pr->m_Va_inv_m = Rf_asReal(list_get(prior, "m_Va_inv_m"));
+  pr->c0 = Rf_asReal(list_get(prior, "c0"));
+  pr->C0 = Rf_asReal(list_get(prior, "C0"));
+  FFI_CHECK(pr->c0 > 0 && pr->C0 > 0);
+}
+
+/* The prior list of prior_internal(): the expert prior and the gating
+ * prior s_w2 (q), exchangeable. */
+static moe_mcmc_prior make_prior(SEXP prior, int np, int q)
+{
+  moe_mcmc_prior pr;
+  make_expert_prior(prior, np, &pr);
+  pr.s_w2 = real_of_length(list_get(prior, "s_w2"), q);
+  pr.exchangeable = Rf_asLogical(list_get(prior, "exchangeable"));
+  FFI_CHECK(pr.exchangeable != NA_LOGICAL);
+  for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
+  return pr;
+}
+
+/* The prior of one FFN expert: the output layer's conjugate prior pr and the
+ * hidden layer's variance s_hid2. */
+static ffn_prior ffn_prior_of(const moe_mcmc_prior *pr, double s_hid2)
+{
+  ffn_prior fp = { pr->m_a, pr->Va_inv, pr->Va_inv_m, pr->m_Va_inv_m, pr->c0,
+                   pr->C0, s_hid2 };
+  FFI_CHECK(s_hid2 > 0);
+  return fp;
+}
+
 /* The family table of `expert` on the design X (n x p); `info` must outlive
  * `f`. For FFN experts with a prior list (Gibbs), its output-layer prior
  * comes from `prior` (moe_mcmc_prior, H + 1 coefficients). */
@@ -571,16 +608,7 @@ static void make_family(SEXP expert, SEXP X, int K, const moe_mcmc_prior *pr,
     info->mh_steps = Rf_asInteger(list_get(expert, "mh_steps"));
     FFI_CHECK(info->lm_steps >= 0 && info->mh_steps >= 1);
     memset(&info->prior, 0, sizeof(ffn_prior));
-    if (pr) {
-      info->prior.m_a = pr->m_a;
-      info->prior.Va_inv = pr->Va_inv;
-      info->prior.Va_inv_m = pr->Va_inv_m;
-      info->prior.m_Va_inv_m = pr->m_Va_inv_m;
-      info->prior.c0 = pr->c0;
-      info->prior.C0 = pr->C0;
-      info->prior.s_hid2 = Rf_asReal(list_get(expert, "s_hid2"));
-      FFI_CHECK(info->prior.s_hid2 > 0);
-    }
+    if (pr) info->prior = ffn_prior_of(pr, Rf_asReal(list_get(expert, "s_hid2")));
     moe_family_ffn(f, info, K);
     break;
   default:
@@ -593,25 +621,6 @@ static int family_prior_npar(SEXP expert, int p)
 {
   int type = Rf_asInteger(list_get(expert, "type"));
   return type == FAMILY_FFN ? Rf_asInteger(list_get(expert, "H")) + 1 : p;
-}
-
-/* The prior list of prior_internal() in R: m_a, Va_inv, Va_inv_m (np
- * coefficients), m_Va_inv_m, c0, C0, s_w2 (q), exchangeable. */
-static moe_mcmc_prior make_prior(SEXP prior, int np, int q)
-{
-  FFI_CHECK(TYPEOF(prior) == VECSXP);
-  moe_mcmc_prior pr;
-  pr.m_a = real_of_length(list_get(prior, "m_a"), np);
-  pr.Va_inv = real_of_length(list_get(prior, "Va_inv"), (R_xlen_t) np * np);
-  pr.Va_inv_m = real_of_length(list_get(prior, "Va_inv_m"), np);
-  pr.m_Va_inv_m = Rf_asReal(list_get(prior, "m_Va_inv_m"));
-  pr.c0 = Rf_asReal(list_get(prior, "c0"));
-  pr.C0 = Rf_asReal(list_get(prior, "C0"));
-  pr.s_w2 = real_of_length(list_get(prior, "s_w2"), q);
-  pr.exchangeable = Rf_asLogical(list_get(prior, "exchangeable"));
-  FFI_CHECK(pr.c0 > 0 && pr.C0 > 0 && pr.exchangeable != NA_LOGICAL);
-  for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
-  return pr;
 }
 
 static const double *tau_prior_of(SEXP tau_prior, const moe_gate *g)
@@ -894,17 +903,9 @@ SEXP ffi_ffn_mstep(SEXP y, SEXP Xf, SEXP v, SEXP theta, SEXP H, SEXP act,
  * m_Va_inv_m, c0, C0, s_hid2) with H + 1 output coefficients. */
 static ffn_prior make_ffn_prior(SEXP prior, int H)
 {
-  int m = H + 1;
-  ffn_prior pr;
-  pr.m_a = real_of_length(list_get(prior, "m_a"), m);
-  pr.Va_inv = real_of_length(list_get(prior, "Va_inv"), (R_xlen_t) m * m);
-  pr.Va_inv_m = real_of_length(list_get(prior, "Va_inv_m"), m);
-  pr.m_Va_inv_m = Rf_asReal(list_get(prior, "m_Va_inv_m"));
-  pr.c0 = Rf_asReal(list_get(prior, "c0"));
-  pr.C0 = Rf_asReal(list_get(prior, "C0"));
-  pr.s_hid2 = Rf_asReal(list_get(prior, "s_hid2"));
-  FFI_CHECK(pr.c0 > 0 && pr.C0 > 0 && pr.s_hid2 > 0);
-  return pr;
+  moe_mcmc_prior pr;
+  make_expert_prior(prior, H + 1, &pr);
+  return ffn_prior_of(&pr, Rf_asReal(list_get(prior, "s_hid2")));
 }
 
 /* `iter` successive Metropolis-within-Gibbs updates of one FFN expert with

@@ -240,20 +240,14 @@ int level_newton(const moe_data *d, const double *Zl, const double *wtl,
 
 /* ---- Gibbs on a softmax level ---- */
 
-/* ---- gate evaluation, observation-major ---- */
+/* ---- gate evaluation, observation-major ----
+ * eta (K x n) holds the logits z_i'w_k (z_i the rows Zr, q x n); eta_col()
+ * updates one expert k. */
 
 void eta_rows(int n, int q, int K, const double *Zr, const double *W,
-                     double *eta)
+              double *eta)
 {
-  for (int i = 0; i < n; i++) {
-    const double *zi = Zr + (R_xlen_t) i * q;
-    for (int k = 0; k < K; k++) {
-      const double *wk = W + (R_xlen_t) k * q;
-      double e = 0.0;
-      for (int a = 0; a < q; a++) e += zi[a] * wk[a];
-      eta[k + (R_xlen_t) i * K] = e;
-    }
-  }
+  for (int k = 0; k < K; k++) eta_col(n, q, K, Zr, W, k, eta);
 }
 
 void eta_col(int n, int q, int K, const double *Zr, const double *W,

@@ -35,6 +35,22 @@ static void hier_logprob(const moe_gate *g, int K, const double *eta,
   }
 }
 
+/* Copy the coefficients of group h's experts between W (q x K) and the
+ * level's Wl (q x Kl, in expert order): to_level 1 W -> Wl, 0 Wl -> W. */
+static void group_columns(const moe_gate *g, int h, int q, int K, double *W,
+                          double *Wl, int to_level)
+{
+  for (int k = 0, j = 0; k < K; k++) {
+    if (g->group[k] != h) continue;
+    double *wk = W + (R_xlen_t) k * q, *wj = Wl + (R_xlen_t) j * q;
+    for (int a = 0; a < q; a++) {
+      if (to_level) wj[a] = wk[a];
+      else wk[a] = wj[a];
+    }
+    j++;
+  }
+}
+
 /* The ridge on V and on W (its reference columns are zero). */
 static double hier_penalty(const moe_data *d, const moe_gate *g,
                            const moe_vpar *par, double ridge,
@@ -80,17 +96,12 @@ static int mstep_hier(const moe_data *d, const moe_gate *g, moe_vpar *par,
       double *Rj = s->Rl + (R_xlen_t) j * n;
       for (int i = 0; i < n; i++)
         Rj[i] = s->wtl[i] > 0.0 ? Rk[i] / s->wtl[i] : 1.0 / Kl;
-      for (int a = 0; a < q; a++) s->Wl[a + j * q] = par->W[a + (R_xlen_t) k * q];
       j++;
     }
+    group_columns(g, h, q, K, par->W, s->Wl, 1);
     for (int i = 0; i < n; i++) s->wtl[i] *= d->wt[i];
     status |= level_newton(d, d->Z, s->wtl, Kl, s->Rl, s->Wl, ridge, steps, s);
-    j = 0;
-    for (int k = 0; k < K; k++) {
-      if (g->group[k] != h) continue;
-      for (int a = 0; a < q; a++) par->W[a + (R_xlen_t) k * q] = s->Wl[a + j * q];
-      j++;
-    }
+    group_columns(g, h, q, K, par->W, s->Wl, 0);
   }
   return status;
 }
@@ -142,22 +153,12 @@ static int hier_gibbs(const moe_data *d, const moe_mcmc_prior *pr,
       }
       s->bl[i] = tot;
     }
-    int j = 0;
-    for (int k = 0; k < K; k++) {
-      if (g->group[k] != h) continue;
-      for (int a = 0; a < q; a++) s->Wl[a + j * q] = par->W[a + (R_xlen_t) k * q];
-      j++;
-    }
+    group_columns(g, h, q, K, par->W, s->Wl, 1);
     eta_rows(n, q, Kl, s->Zr, s->Wl, s->etal);
     status |= level_update(d, pr, Kl, s->Nl, s->bl, s->Zr, s->Wl, s->etal, st,
                            acc ? acc + slot : NULL, s);
     slot++;
-    j = 0;
-    for (int k = 0; k < K; k++) {
-      if (g->group[k] != h) continue;
-      for (int a = 0; a < q; a++) par->W[a + (R_xlen_t) k * q] = s->Wl[a + j * q];
-      j++;
-    }
+    group_columns(g, h, q, K, par->W, s->Wl, 0);
   }
   return status;
 }

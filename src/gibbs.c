@@ -53,6 +53,22 @@
  */
 #include "moe.h"
 
+/* Counts Ni (K, zero on entry) ~ Multinomial(wi, pk / s), pk >= 0
+ * unnormalised with sum s, by conditional binomials. */
+void alloc_multinomial(int K, int wi, const double *pk, double s, int *Ni)
+{
+  int rem = wi;
+  double rs = s;
+  for (int k = 0; k < K - 1 && rem > 0; k++) {
+    double pr = rs > 0.0 ? pk[k] / rs : 0.0;
+    int c = pr >= 1.0 ? rem : (pr <= 0.0 ? 0 : (int) rbinom(rem, pr));
+    Ni[k] = c;
+    rem -= c;
+    rs -= pk[k];
+  }
+  Ni[K - 1] += rem;
+}
+
 /* ---- the generic kernel ---- */
 
 typedef struct {
@@ -85,40 +101,25 @@ static void carve(const moe_data *d, const moe_gate *g, double *w, int *iw,
   int G = g->type == GATE_HIER ? g->G : 0;
   R_xlen_t n = d->n, q = d->q, K = d->K, m = (K - 1) * q;
   R_xlen_t KG = K > G ? K : G;
-  s->Zr = w;     w += q * n;
-  s->Zsr = w;    w += q * n;
-  s->eta = w;    w += K * n;
-  s->etaV = w;   w += G * n;
-  s->logg = w;   w += K * n;
-  s->lN = w;     w += K * n;
-  s->mu = w;     w += n * K;
-  s->etal = w;   w += KG * n;
-  s->Wl = w;     w += q * KG;
-  s->Wp = w;     w += q * K;
-  s->etap = w;   w += K * n;
-  s->loggp = w;  w += K * n;
-  s->P = w;      w += q * q;
-  s->Psave = w;  w += q * q;
-  s->r = w;      w += q;
-  s->mw = w;     w += q;
-  s->zq = w;     w += q;
-  s->H0 = w;     w += m * m;
-  s->H1 = w;     w += m * m;
-  s->Hsave = w;  w += m * m;
-  s->g = w;      w += m;
-  s->mu2 = w;    w += m;
-  s->tm = w;     w += m + 1;
-  s->Ws = w;     w += q * K;
-  s->pk = w;     w += K;
-  s->cov = w;    w += q * q;
-  s->asums = w;  w += (K - 1) * (1 + q + q * q);
+  s->Zr = moe_take(&w, q * n);  s->Zsr = moe_take(&w, q * n);
+  s->eta = moe_take(&w, K * n);  s->etaV = moe_take(&w, G * n);
+  s->logg = moe_take(&w, K * n);  s->lN = moe_take(&w, K * n);
+  s->mu = moe_take(&w, n * K);  s->etal = moe_take(&w, KG * n);
+  s->Wl = moe_take(&w, q * KG);  s->Wp = moe_take(&w, q * K);
+  s->etap = moe_take(&w, K * n);  s->loggp = moe_take(&w, K * n);
+  s->P = moe_take(&w, q * q);  s->Psave = moe_take(&w, q * q);
+  s->r = moe_take(&w, q);  s->mw = moe_take(&w, q);  s->zq = moe_take(&w, q);
+  s->H0 = moe_take(&w, m * m);  s->H1 = moe_take(&w, m * m);
+  s->Hsave = moe_take(&w, m * m);
+  s->g = moe_take(&w, m);  s->mu2 = moe_take(&w, m);  s->tm = moe_take(&w, m + 1);
+  s->Ws = moe_take(&w, q * K);  s->pk = moe_take(&w, K);
+  s->cov = moe_take(&w, q * q);  s->asums = moe_take(&w, (K - 1) * (1 + q + q * q));
   s->xwork = w;
   s->wi = iw;    iw += n;
   s->N = iw;     iw += K * n;
   s->Nl = iw;    iw += KG * n;
   s->bl = iw;    iw += n;
-  s->active = iw; iw += K;
-  s->acc_warm = iw;
+  s->active = iw;
 }
 
 /* Logits and log probabilities of the gate at the current parameters. */
@@ -178,16 +179,7 @@ static double alloc_pass(const moe_data *d, const moe_expert_family *ef,
       }
       Ni[k] = 1;
     } else {
-      int rem = wi;
-      double rs = acc;
-      for (int k = 0; k < K - 1 && rem > 0; k++) {
-        double pk = rs > 0.0 ? lk[k] / rs : 0.0;
-        int c = pk >= 1.0 ? rem : (pk <= 0.0 ? 0 : (int) rbinom(rem, pk));
-        Ni[k] = c;
-        rem -= c;
-        rs -= lk[k];
-      }
-      Ni[K - 1] += rem;
+      alloc_multinomial(K, wi, lk, acc, Ni);
     }
   }
   return ll;
@@ -268,16 +260,11 @@ static void generic_init(gibbs_kernel *k, const moe_data *d, moe_gate *g,
 
 /* ---- the driver ---- */
 
-static int use_fused(const moe_gate *g, const moe_expert_family *ef)
-{
-  return g->type == GATE_SOFTMAX && ef->fused;
-}
-
 void moe_gibbs_work_size(const moe_data *d, const moe_gate *g,
                          const moe_expert_family *ef, int nblocks,
                          R_xlen_t *ndouble, R_xlen_t *nint)
 {
-  if (use_fused(g, ef)) gibbs_fused_work_size(d, ndouble, nint);
+  if (moe_use_fused(g, ef)) gibbs_fused_work_size(d, ndouble, nint);
   else generic_work_size(d, g, ef, nblocks, ndouble, nint);
 }
 
@@ -294,7 +281,7 @@ int moe_gibbs_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
 {
   int K = d->K, status = MOE_OK, mode = ctl->gate_mode;
   gibbs_kernel k;
-  if (use_fused(g, ef)) {
+  if (moe_use_fused(g, ef)) {
     gibbs_fused_init(&k, d, pr, ctl, par, work, iwork);
   } else {
     if (mode == 3) mode = 1;  /* the collapsed update is the fused kernel's */

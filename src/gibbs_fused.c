@@ -79,8 +79,8 @@ typedef struct {
   int *N;                 /* K x n allocation counts (sum_k N_ki = wi_i) */
   double *XtX, *Xty, *yty, *nk; /* per expert: p x p (lower), p, 1, 1 */
   double *lk, *cst, *hp;  /* K each */
-  double *A, *Asave, *b, *m, *z, *zero; /* expert block: p x p, p x p, p, p, p, p */
-  double *P, *Psave, *r, *mw, *zq, *zeroq; /* gating block: q x q, q x q, q, q, q, q */
+  double *A;              /* expert draw: GAUSSIAN_DRAW_WORK(p) */
+  double *P, *Psave, *r, *mw, *zq; /* gating block: q x q, q x q, q, q, q */
   /* joint gating Metropolis-Hastings refresh, m = q (K - 1): */
   double *H0, *H1, *Hsave; /* m x m each */
   double *g, *mu, *tm;    /* m, m, m + 1 */
@@ -175,47 +175,25 @@ static void work_init(const moe_data *d, double *dbl, int *ints,
 {
   int n = d->n, p = d->p, q = d->q, K = d->K;
   double *t = dbl;
-  w->Xr = t;    t += (R_xlen_t) p * n;
-  w->Zr = t;    t += (R_xlen_t) q * n;
-  w->eta = t;   t += (R_xlen_t) K * n;
-  w->XtX = t;   t += (R_xlen_t) K * p * p;
-  w->Xty = t;   t += (R_xlen_t) K * p;
-  w->yty = t;   t += K;
-  w->nk = t;    t += K;
-  w->lk = t;    t += K;
-  w->cst = t;   t += K;
-  w->hp = t;    t += K;
-  w->A = t;     t += (R_xlen_t) p * p;
-  w->Asave = t; t += (R_xlen_t) p * p;
-  w->b = t;     t += p;
-  w->m = t;     t += p;
-  w->z = t;     t += p;
-  w->zero = t;  t += p;
-  w->P = t;     t += (R_xlen_t) q * q;
-  w->Psave = t; t += (R_xlen_t) q * q;
-  w->r = t;     t += q;
-  w->mw = t;    t += q;
-  w->zq = t;    t += q;
-  w->zeroq = t; t += q;
-  R_xlen_t m = (R_xlen_t) q * (K - 1);
-  w->H0 = t;    t += m * m;
-  w->H1 = t;    t += m * m;
-  w->Hsave = t; t += m * m;
-  w->g = t;     t += m;
-  w->mu = t;    t += m;
-  w->tm = t;    t += m + 1;
-  w->Ws = t;    t += (R_xlen_t) q * K; /* the proposal, reference column zero */
+  R_xlen_t m = (R_xlen_t) q * (K - 1), nK = (R_xlen_t) K * n;
+  R_xlen_t Tq = q * (q + 1) / 2;
+  w->Xr = moe_take(&t, (R_xlen_t) p * n);  w->Zr = moe_take(&t, (R_xlen_t) q * n);
+  w->eta = moe_take(&t, nK);
+  w->XtX = moe_take(&t, (R_xlen_t) K * p * p);  w->Xty = moe_take(&t, (R_xlen_t) K * p);
+  w->yty = moe_take(&t, K);  w->nk = moe_take(&t, K);  w->lk = moe_take(&t, K);
+  w->cst = moe_take(&t, K);  w->hp = moe_take(&t, K);
+  w->A = moe_take(&t, GAUSSIAN_DRAW_WORK(p));  /* gaussian_conjugate_draw() */
+  w->P = moe_take(&t, (R_xlen_t) q * q);  w->Psave = moe_take(&t, (R_xlen_t) q * q);
+  w->r = moe_take(&t, q);  w->mw = moe_take(&t, q);  w->zq = moe_take(&t, q);
+  w->H0 = moe_take(&t, m * m);  w->H1 = moe_take(&t, m * m);  w->Hsave = moe_take(&t, m * m);
+  w->g = moe_take(&t, m);  w->mu = moe_take(&t, m);  w->tm = moe_take(&t, m + 1);
+  /* the proposal, reference column zero */
+  w->Ws = moe_take(&t, (R_xlen_t) q * K);
   for (R_xlen_t u = 0; u < (R_xlen_t) q * K; u++) w->Ws[u] = 0.0;
-  w->F = t;     t += (R_xlen_t) K * n;
-  w->rA = t;    t += (R_xlen_t) K * n;
-  w->rB = t;    t += (R_xlen_t) K * n;
-  w->lmx = t;   t += n;
-  w->pA = t;    t += (R_xlen_t) K * n;
-  w->pB = t;    t += (R_xlen_t) K * n;
-  w->zz = t;    t += q * (q + 1) / 2;
-  w->hg = t;    t += (R_xlen_t) K * (K - 1) / 2 * (q * (q + 1) / 2);
-  w->g1 = t;    t += m;
-  w->mu1 = t;
+  w->F = moe_take(&t, nK);  w->rA = moe_take(&t, nK);  w->rB = moe_take(&t, nK);
+  w->lmx = moe_take(&t, n);  w->pA = moe_take(&t, nK);  w->pB = moe_take(&t, nK);
+  w->zz = moe_take(&t, Tq);  w->hg = moe_take(&t, (R_xlen_t) K * (K - 1) / 2 * Tq);
+  w->g1 = moe_take(&t, m);  w->mu1 = t;
   w->view.H0 = w->H0; w->view.H1 = w->H1; w->view.Hsave = w->Hsave;
   w->view.g = w->g; w->view.mu2 = w->mu; w->view.tm = w->tm; w->view.Ws = w->Ws;
   w->view.pk = w->lk;
@@ -228,8 +206,6 @@ static void work_init(const moe_data *d, double *dbl, int *ints,
       w->Zr[a + (R_xlen_t) i * q] = d->Z[i + (R_xlen_t) a * n];
     w->wi[i] = (int) d->wt[i];
   }
-  for (int a = 0; a < p; a++) w->zero[a] = 0.0;
-  for (int a = 0; a < q; a++) w->zeroq[a] = 0.0;
 }
 
 /* eta_ik = z_i' w_k for every i; the only place logits are computed, so a
@@ -270,17 +246,7 @@ static void alloc_draw(int K, int wi, const double *pk, double s, int *Ni,
     while (acc < u && k < K - 1) acc += pk[++k];
     Ni[k] = 1;
   } else {
-    /* multinomial by conditional binomials */
-    int rem = wi;
-    double rs = s;
-    for (int k = 0; k < K - 1 && rem > 0; k++) {
-      double pr = rs > 0.0 ? pk[k] / rs : 0.0;
-      int c = pr >= 1.0 ? rem : (pr <= 0.0 ? 0 : (int) rbinom(rem, pr));
-      Ni[k] = c;
-      rem -= c;
-      rs -= pk[k];
-    }
-    Ni[K - 1] += rem;
+    alloc_multinomial(K, wi, pk, s, Ni);
   }
 }
 
@@ -724,6 +690,15 @@ static void marg_hessian(const moe_mcmc_prior *pr, const moe_mcmc_work *w,
   gprior_hess(pr, q, K, H);
 }
 
+/* The Newton point mu = Wf + (L L')^{-1} g (m) of a factorised precision. */
+static void newton_point(int m, const double *L, const double *g,
+                         const double *Wf, double *mu)
+{
+  for (int t = 0; t < m; t++) mu[t] = g[t];
+  chol_solve_factored(m, L, mu, 1);
+  for (int t = 0; t < m; t++) mu[t] += Wf[t];
+}
+
 /*
  * The proposal at a point, after marg_pass() there: the lower Cholesky
  * factor L (m x m) of the proposal precision and its mean mu = W + (L L')^{-1}
@@ -747,9 +722,7 @@ static int marg_proposal(const moe_data *d, const moe_mcmc_prior *pr,
     marg_hessian(pr, w, q, K, L);
     if (chol_factor_ridge(m, L, w->Hsave, 0.0) != 0) return -1;
   }
-  for (int t = 0; t < m; t++) mu[t] = g[t];
-  chol_solve_factored(m, L, mu, 1);
-  for (int t = 0; t < m; t++) mu[t] += Wf[t];
+  newton_point(m, L, g, Wf, mu);
   return 0;
 }
 
@@ -967,9 +940,7 @@ static int cond_proposal(const moe_data *d, const moe_mcmc_prior *pr,
   int q = d->q, K = d->K, m = q * (K - 1);
   marg_hessian(pr, w, q, K, L);
   if (chol_factor_ridge(m, L, w->Hsave, 0.0) != 0) return -1;
-  for (int t = 0; t < m; t++) mu[t] = g[t];
-  chol_solve_factored(m, L, mu, 1);
-  for (int t = 0; t < m; t++) mu[t] += Wf[t];
+  newton_point(m, L, g, Wf, mu);
   return 0;
 }
 

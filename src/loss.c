@@ -196,6 +196,23 @@ double voronoi_loss(const voronoi_spec *sp, int K, const double *atoms,
   return loss;
 }
 
+/* A candidate translation t (len) with loss v and largest cell mc: kept in
+ * shift when it beats *best; a NaN loss (a cell too large for the
+ * exponents) only raises *mc_na, the largest such cell. */
+static void keep_best(double v, int mc, const double *t, int len, double *best,
+                      int *max_cell, int *mc_na, double *shift)
+{
+  if (ISNAN(v)) {
+    if (mc > *mc_na) *mc_na = mc;
+    return;
+  }
+  if (ISNAN(*best) || v < *best) {
+    *best = v;
+    *max_cell = mc;
+    for (int c = 0; c < len; c++) shift[c] = t[c];
+  }
+}
+
 /* The smallest loss over the K choices of the fitted reference expert (the
  * translations t = -(beta0_r, beta1_r)), trying the fit's own reference
  * (K - 1) first so that it wins ties. shift (d + 1) receives the chosen
@@ -213,15 +230,7 @@ double voronoi_loss_best(const voronoi_spec *sp, int K, const double *atoms,
     for (int c = 0; c <= d; c++) w->tvec[c] = -atoms[(R_xlen_t) r * m + c];
     voronoi_translate(d, K, atoms, w->tvec, w->shifted);
     double v = voronoi_loss(sp, K, w->shifted, &mc, w);
-    if (ISNAN(v)) {
-      if (mc > mc_na) mc_na = mc;
-      continue;
-    }
-    if (ISNAN(best) || v < best) {
-      best = v;
-      *max_cell = mc;
-      for (int c = 0; c <= d; c++) shift[c] = w->tvec[c];
-    }
+    keep_best(v, mc, w->tvec, d + 1, &best, max_cell, &mc_na, shift);
   }
   if (ISNAN(best)) *max_cell = mc_na;
   return best;
@@ -298,15 +307,7 @@ double voronoi_loss_translated(const voronoi_spec *sp, int K,
         w->t1[c] = sp->truth[(R_xlen_t) j * m + LOSS_BETA1 + c] -
                    atoms[(R_xlen_t) i * m + LOSS_BETA1 + c];
       double v = voronoi_loss_shift(sp, K, atoms, w->t1, w->tbest, &mc, w);
-      if (ISNAN(v)) {
-        if (mc > mc_na) mc_na = mc;
-        continue;
-      }
-      if (ISNAN(best) || v < best) {
-        best = v;
-        *max_cell = mc;
-        for (int c = 0; c <= d; c++) shift[c] = w->tbest[c];
-      }
+      keep_best(v, mc, w->tbest, d + 1, &best, max_cell, &mc_na, shift);
     }
   }
   if (ISNAN(best)) *max_cell = mc_na;

@@ -184,35 +184,3 @@ R_xlen_t voronoi_strong_work_size(int d, int m, int K, int kstar)
 {
   return d + 2 * (R_xlen_t) (1 + d + m) * K + 3 * (R_xlen_t) K + 2 * kstar;
 }
-
-/* Cells and distances after the translation `shift` (d + 1): cell[i] (0-based
- * true atom) and dist[2 i], dist[2 i + 1] = ||d beta1||, ||d eta|| of fitted
- * atom i to its cell's true atom. work: L K doubles. */
-void voronoi_strong_cells(int d, int m, int K, const double *atoms, int kstar,
-                          const double *truth, const double *shift, int *cell,
-                          double *dist, double *work)
-{
-  int L = 1 + d + m;
-  translate(L, d, K, atoms, shift[0], shift + 1, work);
-  for (int i = 0; i < K; i++) {
-    const double *u = work + (R_xlen_t) i * L;
-    int best = 0;
-    double bd = R_PosInf;
-    for (int j = 0; j < kstar; j++) {
-      const double *v = truth + (R_xlen_t) j * L;
-      double s = 0.0;
-      for (int c = 1; c < L; c++) s += (u[c] - v[c]) * (u[c] - v[c]);
-      if (s < bd) {
-        bd = s;
-        best = j;
-      }
-    }
-    cell[i] = best;
-    const double *v = truth + (R_xlen_t) best * L;
-    double s1 = 0.0, se = 0.0;
-    for (int c = 1; c <= d; c++) s1 += (u[c] - v[c]) * (u[c] - v[c]);
-    for (int c = 1 + d; c < L; c++) se += (u[c] - v[c]) * (u[c] - v[c]);
-    dist[2 * i] = sqrt(s1);
-    dist[2 * i + 1] = sqrt(se);
-  }
-}

@@ -87,6 +87,14 @@ typedef struct {
   const double *wt;  /* n non-negative case weights */
 } moe_data;
 
+/* The next `len` doubles of a work block *t (which moves past them). */
+static inline double *moe_take(double **t, R_xlen_t len)
+{
+  double *p = *t;
+  *t += len;
+  return p;
+}
+
 /* ---- linalg.c ---- */
 double moe_lse(const double *v, int m);
 int chol_solve(int m, double *A, double *b, int nrhs, double *work);
@@ -462,7 +470,6 @@ typedef struct {
   double *H0, *H1, *Hsave, *g, *mu2, *tm, *Ws, *pk; /* refresh: m x m x 3, m, m, m + 1, q x K, K */
   double *cov;            /* adaptation: q x q */
   double *asums;          /* top-k adaptation sums: (K - 1) (1 + q + q^2) */
-  int *acc_warm;          /* accepted counts during warm-up (discarded) */
   double *xwork;          /* the expert family's work */
 } moe_gibbs_work;
 
@@ -559,6 +566,13 @@ double gate_ridge_penalty(const moe_data *d, const moe_gate *g,
                           const double *tau_prior);
 void gate_topk_active(int K, int k, const double *eta, R_xlen_t s, int *active);
 
+/* The model the fused kernels serve: the softmax gate with linear Gaussian
+ * experts (both drivers select them for it). */
+static inline int moe_use_fused(const moe_gate *g, const moe_expert_family *ef)
+{
+  return g->type == GATE_SOFTMAX && ef->fused;
+}
+
 /* ---- em.c: the EM driver ---- */
 double estep_logdens(const moe_data *d, const double *logg, const double *lN,
                      double *R);
@@ -587,6 +601,7 @@ void em_fused_init(em_kernel *k, const moe_data *d, moe_vpar *par,
                    const double *R0, const moe_em_control *ctl, double *work);
 
 /* ---- gibbs.c: the Gibbs driver ---- */
+void alloc_multinomial(int K, int wi, const double *pk, double s, int *Ni);
 
 /* Kept draws (internal scale), filled by moe_gibbs_run(). */
 typedef struct {

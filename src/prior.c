@@ -21,17 +21,25 @@
  */
 #include "moe.h"
 
+/* Sum and sum of squares of coordinate a over the free columns. */
+static void coord_sums(int q, int Kl, const double *Wf, int a, double *sum,
+                       double *ss)
+{
+  double s = 0.0, s2 = 0.0;
+  for (int k = 0; k < Kl - 1; k++) {
+    s += Wf[a + k * q];
+    s2 += Wf[a + k * q] * Wf[a + k * q];
+  }
+  *sum = s;
+  *ss = s2;
+}
+
 double gprior_logdens(const moe_mcmc_prior *pr, int q, int Kl, const double *Wf)
 {
-  double lp = 0.0;
-  double off = pr->exchangeable ? 1.0 / Kl : 0.0;
+  double lp = 0.0, off = pr->exchangeable ? 1.0 / Kl : 0.0, sum, ss;
   for (int a = 0; a < q; a++) {
-    double prec = 1.0 / pr->s_w2[a], sum = 0.0, ss = 0.0;
-    for (int k = 0; k < Kl - 1; k++) {
-      sum += Wf[a + k * q];
-      ss += Wf[a + k * q] * Wf[a + k * q];
-    }
-    lp -= 0.5 * prec * (ss - off * sum * sum);
+    coord_sums(q, Kl, Wf, a, &sum, &ss);
+    lp -= 0.5 * (1.0 / pr->s_w2[a]) * (ss - off * sum * sum);
   }
   return lp;
 }
@@ -39,13 +47,10 @@ double gprior_logdens(const moe_mcmc_prior *pr, int q, int Kl, const double *Wf)
 void gprior_grad(const moe_mcmc_prior *pr, int q, int Kl, const double *Wf,
                  double *g, double *lp)
 {
-  double off = pr->exchangeable ? 1.0 / Kl : 0.0;
+  double off = pr->exchangeable ? 1.0 / Kl : 0.0, sum, ss;
   for (int a = 0; a < q; a++) {
-    double prec = 1.0 / pr->s_w2[a], sum = 0.0, ss = 0.0;
-    for (int k = 0; k < Kl - 1; k++) {
-      sum += Wf[a + k * q];
-      ss += Wf[a + k * q] * Wf[a + k * q];
-    }
+    double prec = 1.0 / pr->s_w2[a];
+    coord_sums(q, Kl, Wf, a, &sum, &ss);
     *lp -= 0.5 * prec * (ss - off * sum * sum);
     for (int k = 0; k < Kl - 1; k++) g[k * q + a] -= prec * (Wf[a + k * q] - off * sum);
   }
