@@ -532,15 +532,29 @@ static ffn_net make_net(SEXP Xf, SEXP H, SEXP act)
  * prior variance of the hidden layer). The family's design is X: the expert
  * design for linear experts, the network inputs for FFN experts. */
 
+/* Field names of the lists R sends (one source: these arrays, which
+ * ffi_code_tables() exports and test-tables.R compares with gate_c(),
+ * expert_c() and prior_internal()). */
+enum { GF_TYPE, GF_K, GF_TAU, GF_G, GF_GROUP, GF_N };
+static const char *gate_fields[GF_N] = {"type", "k", "tau", "G", "group"};
+enum { FF_TYPE, FF_H, FF_ACT, FF_LM_STEPS, FF_MH_STEPS, FF_S_HID2, FF_N };
+static const char *family_fields[FF_N] = {"type", "H", "act", "lm_steps",
+                                          "mh_steps", "s_hid2"};
+enum { PF_M_A, PF_VA_INV, PF_VA_INV_M, PF_M_VA_INV_M, PF_C0, PF_CC0, PF_S_W2,
+       PF_EXCH, PF_N };
+static const char *prior_fields[PF_N] = {"m_a", "Va_inv", "Va_inv_m",
+                                         "m_Va_inv_m", "c0", "C0", "s_w2",
+                                         "exchangeable"};
+
 static moe_gate make_gate(SEXP gate, int K)
 {
   FFI_CHECK(TYPEOF(gate) == VECSXP);
   moe_gate g;
-  g.type = (moe_gate_type) Rf_asInteger(list_get(gate, "type"));
-  g.topk = Rf_asInteger(list_get(gate, "k"));
-  g.tau = Rf_asReal(list_get(gate, "tau"));
-  g.G = Rf_asInteger(list_get(gate, "G"));
-  SEXP grp = list_get(gate, "group");
+  g.type = (moe_gate_type) Rf_asInteger(list_get(gate, gate_fields[GF_TYPE]));
+  g.topk = Rf_asInteger(list_get(gate, gate_fields[GF_K]));
+  g.tau = Rf_asReal(list_get(gate, gate_fields[GF_TAU]));
+  g.G = Rf_asInteger(list_get(gate, gate_fields[GF_G]));
+  SEXP grp = list_get(gate, gate_fields[GF_GROUP]);
   FFI_CHECK(g.type >= GATE_SOFTMAX && g.type < GATE_NTYPES);
   FFI_CHECK(g.topk >= 1 && g.topk <= K && R_FINITE(g.tau) && g.tau > 0);
   g.group = NULL;
@@ -558,12 +572,12 @@ static moe_gate make_gate(SEXP gate, int K)
 static void make_expert_prior(SEXP prior, int np, moe_mcmc_prior *pr)
 {
   FFI_CHECK(TYPEOF(prior) == VECSXP);
-  pr->m_a = real_of_length(list_get(prior, "m_a"), np);
-  pr->Va_inv = real_of_length(list_get(prior, "Va_inv"), (R_xlen_t) np * np);
-  pr->Va_inv_m = real_of_length(list_get(prior, "Va_inv_m"), np);
-  pr->m_Va_inv_m = Rf_asReal(list_get(prior, "m_Va_inv_m"));
-  pr->c0 = Rf_asReal(list_get(prior, "c0"));
-  pr->C0 = Rf_asReal(list_get(prior, "C0"));
+  pr->m_a = real_of_length(list_get(prior, prior_fields[PF_M_A]), np);
+  pr->Va_inv = real_of_length(list_get(prior, prior_fields[PF_VA_INV]), (R_xlen_t) np * np);
+  pr->Va_inv_m = real_of_length(list_get(prior, prior_fields[PF_VA_INV_M]), np);
+  pr->m_Va_inv_m = Rf_asReal(list_get(prior, prior_fields[PF_M_VA_INV_M]));
+  pr->c0 = Rf_asReal(list_get(prior, prior_fields[PF_C0]));
+  pr->C0 = Rf_asReal(list_get(prior, prior_fields[PF_CC0]));
   FFI_CHECK(pr->c0 > 0 && pr->C0 > 0);
 }
 
@@ -573,8 +587,8 @@ static moe_mcmc_prior make_prior(SEXP prior, int np, int q)
 {
   moe_mcmc_prior pr;
   make_expert_prior(prior, np, &pr);
-  pr.s_w2 = real_of_length(list_get(prior, "s_w2"), q);
-  pr.exchangeable = Rf_asLogical(list_get(prior, "exchangeable"));
+  pr.s_w2 = real_of_length(list_get(prior, prior_fields[PF_S_W2]), q);
+  pr.exchangeable = Rf_asLogical(list_get(prior, prior_fields[PF_EXCH]));
   FFI_CHECK(pr.exchangeable != NA_LOGICAL);
   for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
   return pr;
@@ -597,18 +611,18 @@ static void make_family(SEXP expert, SEXP X, int K, const moe_mcmc_prior *pr,
                         ffn_family_info *info, moe_expert_family *f)
 {
   FFI_CHECK(TYPEOF(expert) == VECSXP);
-  int type = Rf_asInteger(list_get(expert, "type"));
+  int type = Rf_asInteger(list_get(expert, family_fields[FF_TYPE]));
   switch (type) {
   case FAMILY_GAUSSIAN_LINEAR:
     moe_family_gaussian(f, ncols(X));
     break;
   case FAMILY_FFN:
-    info->net = make_net(X, list_get(expert, "H"), list_get(expert, "act"));
-    info->lm_steps = Rf_asInteger(list_get(expert, "lm_steps"));
-    info->mh_steps = Rf_asInteger(list_get(expert, "mh_steps"));
+    info->net = make_net(X, list_get(expert, family_fields[FF_H]), list_get(expert, family_fields[FF_ACT]));
+    info->lm_steps = Rf_asInteger(list_get(expert, family_fields[FF_LM_STEPS]));
+    info->mh_steps = Rf_asInteger(list_get(expert, family_fields[FF_MH_STEPS]));
     FFI_CHECK(info->lm_steps >= 0 && info->mh_steps >= 1);
     memset(&info->prior, 0, sizeof(ffn_prior));
-    if (pr) info->prior = ffn_prior_of(pr, Rf_asReal(list_get(expert, "s_hid2")));
+    if (pr) info->prior = ffn_prior_of(pr, Rf_asReal(list_get(expert, family_fields[FF_S_HID2])));
     moe_family_ffn(f, info, K);
     break;
   default:
@@ -619,8 +633,8 @@ static void make_family(SEXP expert, SEXP X, int K, const moe_mcmc_prior *pr,
 /* Coefficients of one expert's conjugate prior: p (linear), H + 1 (FFN). */
 static int family_prior_npar(SEXP expert, int p)
 {
-  int type = Rf_asInteger(list_get(expert, "type"));
-  return type == FAMILY_FFN ? Rf_asInteger(list_get(expert, "H")) + 1 : p;
+  int type = Rf_asInteger(list_get(expert, family_fields[FF_TYPE]));
+  return type == FAMILY_FFN ? Rf_asInteger(list_get(expert, family_fields[FF_H])) + 1 : p;
 }
 
 static const double *tau_prior_of(SEXP tau_prior, const moe_gate *g)
@@ -1053,9 +1067,9 @@ SEXP ffi_voronoi_strong(SEXP atoms, SEXP K, SEXP truth, SEXP d, SEXP mode,
 }
 
 /* ---- the R <-> C code tables ----
- * Every code or layout R and C share, as named integer vectors (names as
- * the R side spells them); test-tables.R compares them with the R tables,
- * so neither side can drift alone. */
+ * Every code or layout R and C share: codes as named integer vectors (names
+ * as the R side spells them), list fields as character vectors;
+ * test-tables.R compares them with the R side, so neither can drift alone. */
 static SEXP named_ints(int n, const char **names, const int *vals)
 {
   SEXP v = PROTECT(Rf_allocVector(INTSXP, n));
@@ -1069,11 +1083,20 @@ static SEXP named_ints(int n, const char **names, const int *vals)
   return v;
 }
 
+static SEXP strings(int n, const char **v)
+{
+  SEXP out = PROTECT(Rf_allocVector(STRSXP, n));
+  for (int i = 0; i < n; i++) SET_STRING_ELT(out, i, Rf_mkChar(v[i]));
+  UNPROTECT(1);
+  return out;
+}
+
 SEXP ffi_code_tables(void)
 {
   const char *tabs[] = {"status", "gate", "family", "activation", "em_control",
-                        "mcmc_control", "moves", "gate_mode", "limits"};
-  SEXP out = PROTECT(named_list(9, tabs));
+                        "mcmc_control", "moves", "gate_mode", "gate_fields",
+                        "family_fields", "prior_fields"};
+  SEXP out = PROTECT(named_list(11, tabs));
   const char *sn[] = {"maxit", "empty", "var_floor", "not_pd", "nonfinite",
                       "gate_step", "decrease"};
   const int sv[] = {MOE_MAXIT, MOE_EMPTY, MOE_VAR_FLOOR, MOE_NOT_PD,
@@ -1107,9 +1130,9 @@ SEXP ffi_code_tables(void)
   const char *on[] = {"pg", "pg+mh", "mh", "collapsed"};
   const int ov[] = {0, 1, 2, 3};
   SET_VECTOR_ELT(out, 7, named_ints(4, on, ov));
-  const char *ln[] = {"stall_sweeps", "pg_exact_max", "pg_normal_min"};
-  const int lv[] = {MOE_STALL_SWEEPS, PG_EXACT_MAX, PG_NORMAL_MIN};
-  SET_VECTOR_ELT(out, 8, named_ints(3, ln, lv));
+  SET_VECTOR_ELT(out, 8, strings(GF_N, gate_fields));
+  SET_VECTOR_ELT(out, 9, strings(FF_N, family_fields));
+  SET_VECTOR_ELT(out, 10, strings(PF_N, prior_fields));
   UNPROTECT(1);
   return out;
 }
