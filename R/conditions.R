@@ -78,26 +78,6 @@ check_seed <- function(seed, call = NULL) {
   check_number(seed, "seed", whole = TRUE, call = call)
 }
 
-# Run `expr` with the RNG seeded by `seed` (when not NULL), leaving the
-# caller's RNG state (kind and .Random.seed) as it was.
-with_seed <- function(seed, expr, kind = "default") {
-  if (is.null(seed)) return(expr)
-  old_kind <- RNGkind()
-  had_seed <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
-  if (had_seed) old_seed <- get(".Random.seed", envir = globalenv())
-  on.exit({
-    RNGkind(old_kind[1L], old_kind[2L], old_kind[3L])
-    if (had_seed) {
-      assign(".Random.seed", old_seed, envir = globalenv())
-    } else if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
-      rm(".Random.seed", envir = globalenv())
-    }
-  }, add = TRUE)
-  RNGkind(kind, "Inversion", "Rejection")
-  set.seed(seed)
-  expr
-}
-
 # match.arg() with a classed error naming the argument: `x` is the user's
 # value (the whole default vector means "the first choice"), exact or unique
 # partial matches are accepted.

@@ -277,34 +277,6 @@ check_drop <- function(drop, n_sizes, call = NULL) {
   drop
 }
 
-# Record the caller's RNG kind and state; the returned function restores them.
-save_rng <- function() {
-  old_kind <- RNGkind()
-  had_seed <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
-  old_seed <- if (had_seed) get(".Random.seed", envir = globalenv())
-  function() {
-    RNGkind(old_kind[1L], old_kind[2L], old_kind[3L])
-    if (had_seed) {
-      assign(".Random.seed", old_seed, envir = globalenv())
-    } else if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
-      rm(".Random.seed", envir = globalenv())
-    }
-  }
-}
-
-# m independent L'Ecuyer-CMRG streams (values of .Random.seed) from a seed.
-rng_streams <- function(seed, m) {
-  with_seed(seed, {
-    s <- get(".Random.seed", envir = globalenv())
-    out <- vector("list", m)
-    for (i in seq_len(m)) {
-      out[[i]] <- s
-      s <- parallel::nextRNGStream(s)
-    }
-    out
-  }, kind = "L'Ecuyer-CMRG")
-}
-
 # Near-truth (oracle) starting parameters for K fitted experts at sample size
 # n (LITERATURE 8.5), on the original scale: list(alpha, sigma2, W).
 near_truth_par <- function(truth, K, n) {
