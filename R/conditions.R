@@ -122,3 +122,18 @@ check_control <- function(control, ctor, call = NULL) {
   }
   invisible(control)
 }
+
+# A short description of a fit (its class) or of any other value, for error
+# messages.
+describe_fit <- function(x) {
+  if (is.object(x)) sprintf("an object of class \"%s\"", class(x)[1L]) else describe(x)
+}
+
+# `level` of an interval: a number strictly between 0 and 1.
+check_level <- function(level, call = NULL) {
+  if (!is.numeric(level) || length(level) != 1L || is.na(level) || !(level > 0 && level < 1)) {
+    abort(sprintf("`level` must be a number strictly between 0 and 1, not %s.",
+                  describe(level)), call = call, arg = "level")
+  }
+  level
+}

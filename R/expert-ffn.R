@@ -337,3 +337,18 @@ ffn_mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter
                     iterations_done = (if (is.null(st)) 0L else st$iterations_done) +
                       res$done))
 }
+
+# FFN experts need an intercept column in the expert design (which the
+# network ignores) and at least one other column.
+check_expert_design <- function(expert, X, call) {
+  if (!inherits(expert, "moe_expert_ffn")) return(invisible())
+  if (!"(Intercept)" %in% colnames(X)) {
+    abort("`formula` must keep its intercept with `expert_ffn()` experts (the network's output bias takes its place).",
+          kind = "formula", call = call, arg = "formula")
+  }
+  if (ncol(X) < 2L) {
+    abort("`formula` must have at least one covariate besides the intercept with `expert_ffn()` experts.",
+          kind = "formula", call = call, arg = "formula")
+  }
+  invisible()
+}

@@ -149,21 +149,6 @@ check_ls_expert <- function(expert, call) {
   }
 }
 
-# FFN experts need an intercept column in the expert design (which the
-# network ignores) and at least one other column.
-check_expert_design <- function(expert, X, call) {
-  if (!inherits(expert, "moe_expert_ffn")) return(invisible())
-  if (!"(Intercept)" %in% colnames(X)) {
-    abort("`formula` must keep its intercept with `expert_ffn()` experts (the network's output bias takes its place).",
-          kind = "formula", call = call, arg = "formula")
-  }
-  if (ncol(X) < 2L) {
-    abort("`formula` must have at least one covariate besides the intercept with `expert_ffn()` experts.",
-          kind = "formula", call = call, arg = "formula")
-  }
-  invisible()
-}
-
 # Codes of src/ls.c.
 ls_type <- function(expert) if (inherits(expert, "moe_expert_ffn")) 1L else 0L
 ls_hidden <- function(expert) if (inherits(expert, "moe_expert_ffn")) as.integer(expert$hidden) else 0L

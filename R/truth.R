@@ -475,3 +475,31 @@ rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid")) {
   attr(out, "expert") <- as.integer(k)
   out
 }
+
+# The Voronoi and density losses compare gates that are softmaxes of
+# logits linear in the covariates: the softmax, the temperature gate (logits
+# W / tau), top-k with k = K and the hierarchical gate with one group. Other
+# gates are refused (their losses would be computed for the wrong model).
+loss_gate <- function(fit, call = NULL) {
+  g <- fit$gate
+  ok <- is.null(g) || inherits(g, "moe_gate_softmax") || inherits(g, "moe_gate_temperature") ||
+    (inherits(g, "moe_gate_topk") && g$k >= fit$K) ||
+    (inherits(g, "moe_gate_hierarchical") && g$G == 1L)
+  if (!ok) {
+    abort(sprintf("`fit` must have softmax gating (logits linear in the covariates) for the Voronoi and density losses and `moe_truth()`, not %s; use `topk_loss()` for top-k gates, and densities from `predict(type = \"density\")` otherwise.",
+                  gate_label(g)), kind = "gate", call = call, arg = "fit")
+  }
+  g
+}
+
+# A parameter list (alpha, sigma2, W, maybe tau) of a fit with gate `g` as
+# the equivalent softmax parameters: W / tau for a temperature gate.
+softmax_par <- function(par, g) {
+  if (inherits(g, "moe_gate_temperature")) {
+    tau <- if (isTRUE(g$learn)) par$tau else g$tau
+    par$W <- par$W / tau
+  }
+  par
+}
+
+truth_expert <- function(truth) if (is.null(truth$expert)) expert_linear() else truth$expert
