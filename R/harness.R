@@ -367,8 +367,8 @@ loss_values <- function(at, truth, st, fit_stat) {
     sub <- at
     sub$atoms <- at$atoms[, , idx, drop = FALSE]
     sub$S <- length(idx)
-    vals[[ty]] <- .Call(ffi_density_loss, sub$atoms, at$K, loss_atoms(truth)$atoms, at$d,
-                        density_x(NULL, truth$d), match(ty, c("hellinger", "tv")) - 1L, 2000L)
+    vals[[ty]] <- density_loss_atoms(sub, loss_atoms(truth)$atoms, density_x(NULL, truth$d),
+                                     match(ty, c("hellinger", "tv")) - 1L, 2000L)
   }
   values <- do.call(rbind, lapply(names(vals), function(nm) {
     fs <- fit_stat(vals[[nm]])

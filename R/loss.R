@@ -472,9 +472,16 @@ density_loss <- function(fit, truth, type = c("hellinger", "tv", "hellinger_join
   check_same_d(at, truth, call)
   x <- density_x(x, truth$d, call)
   ty <- match(type, c("hellinger", "tv", "hellinger_joint")) - 1L
-  v <- .Call(ffi_density_loss, at$atoms, at$K, loss_atoms(truth)$atoms, at$d, x, ty,
-             min_points)
+  v <- density_loss_atoms(at, loss_atoms(truth)$atoms, x, ty, min_points)
   shape_draws(v, at)
+}
+
+# The density distance of every parameter set of `at` (loss_atoms()) to the
+# true atoms `truth_atoms` ((2d + 3) x K*), averaged over the covariate rows
+# of `x` (density_x()): `type` 0 Hellinger, 1 total variation, 2 joint
+# Hellinger (src/loss.c); a vector of length at$S.
+density_loss_atoms <- function(at, truth_atoms, x, type, min_points) {
+  .Call(ffi_density_loss, at$atoms, at$K, truth_atoms, at$d, x, type, min_points)
 }
 
 # The covariate values averaged over by density_loss().
