@@ -562,8 +562,7 @@ plot_draws <- function(x, what, pars, call, ...) {
                   avail[2L], describe(bad)), call = call, arg = "pars")
   }
   pars <- unique(pars)
-  it <- (if (is.null(x$warmup)) 0 else x$warmup) +
-    seq_len(d[1L]) * (if (is.null(x$thin)) 1 else x$thin)
+  it <- x$warmup + seq_len(d[1L]) * x$thin
   cols <- grDevices::hcl.colors(max(d[2L], 2L), palette = "Dark 3")[seq_len(d[2L])]
   if (length(pars) > 1L) {
     op <- graphics::par(mfrow = grDevices::n2mfrow(length(pars)), mar = c(4, 4, 2, 1))

@@ -253,8 +253,8 @@ make_spec <- function(gate = NULL, expert = NULL) {
 spec_gate <- function(spec) if (is.null(spec$gate)) gate_softmax() else spec$gate
 spec_expert <- function(spec) if (is.null(spec$expert)) expert_linear() else spec$expert
 
-# The spec of a fit (NULL for the defaults and for fits made before the
-# variants, which store no gate).
+# The spec of a fit or truth: NULL for softmax gating with linear experts
+# (and for objects that store no gate or expert).
 fit_spec <- function(fit) make_spec(fit$gate, fit$expert)
 
 gate_resolve <- function(gate, K, call = NULL) UseMethod("gate_resolve")
@@ -325,29 +325,6 @@ gate_c <- function(gate, K) {
 # src/ffi.c): its integer code.
 expert_c <- function(expert) UseMethod("expert_c")
 expert_c.moe_expert_linear <- function(expert) list(type = 0L)
-
-# Plain-R log gating probabilities of every gate (the reference of the C
-# evaluation).
-gate_log_prob_r <- function(gate, Z, par) {
-  eta <- Z %*% par$W
-  switch(gate$type,
-    softmax = log_softmax_rows(eta),
-    topk = {
-      K <- ncol(eta)
-      if (gate$k < K) eta[!topk_mask(eta, gate$k)] <- -Inf
-      log_softmax_rows(eta)
-    },
-    temperature = log_softmax_rows(eta / gate_tau(gate, par)),
-    hierarchical = {
-      lv <- log_softmax_rows(Z %*% par$V)
-      out <- eta
-      for (g in seq_len(gate$G)) {
-        idx <- which(gate$groups == g)
-        out[, idx] <- lv[, g] + log_softmax_rows(eta[, idx, drop = FALSE])
-      }
-      out
-    })
-}
 
 # TRUE where expert k is among the k largest logits of row i (ties: the
 # lower index first).
