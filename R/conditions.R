@@ -123,6 +123,18 @@ check_control <- function(control, ctor, call = NULL) {
   invisible(control)
 }
 
+# The arguments the fitting front ends share: `K` (required), `starts`,
+# `seed` and a `control` made by `ctor`, checked in that order. Returns
+# list(K, starts, seed).
+check_fit_args <- function(K, starts, seed, control, ctor, call = NULL) {
+  if (missing(K)) abort("`K` must be supplied: the number of experts.", call = call, arg = "K")
+  K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
+  starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = call)
+  seed <- check_seed(seed, call)
+  check_control(control, ctor, call)
+  list(K = K, starts = starts, seed = seed)
+}
+
 # A short description of a fit (its class) or of any other value, for error
 # messages.
 describe_fit <- function(x) {

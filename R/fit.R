@@ -65,15 +65,20 @@ name_par <- function(par, xnames, znames) {
 new_moe_fit <- function(fr, res, call, class) {
   K <- length(res$par$sigma2)
   par <- name_par(res$par, colnames(fr$X), colnames(fr$Z))
-  fit <- c(list(call = call, K = K, coefficients = par,
-                formula = fr$formula, gating = fr$gating,
-                terms = fr$terms, gating_terms = fr$gating_terms,
-                xlevels = fr$xlevels, zlevels = fr$zlevels,
-                contrasts = fr$contrasts, zcontrasts = fr$zcontrasts,
-                na.action = fr$na.action, y = fr$y, X = fr$X, Z = fr$Z,
-                weights = fr$weights, offset = fr$offset, model = fr$model),
+  fit <- c(list(call = call, K = K, coefficients = par), frame_fields(fr),
            res[setdiff(names(res), "par")])
   structure(fit, class = c(class, "moe_fit"))
+}
+
+# The fields of a fit that come from the model frame `fr` (moe_frame()), in
+# the order every fit stores them.
+frame_fields <- function(fr) {
+  list(formula = fr$formula, gating = fr$gating,
+       terms = fr$terms, gating_terms = fr$gating_terms,
+       xlevels = fr$xlevels, zlevels = fr$zlevels,
+       contrasts = fr$contrasts, zcontrasts = fr$zcontrasts,
+       na.action = fr$na.action, y = fr$y, X = fr$X, Z = fr$Z,
+       weights = fr$weights, offset = fr$offset, model = fr$model)
 }
 
 # Log gating probabilities and expert means at designs X, Z for one

@@ -490,15 +490,7 @@ density_x <- function(x, d, call = NULL) {
     if (d == 1L) return(matrix((seq_len(200L) - 0.5) / 200, ncol = 1L))
     return(with_seed(20230517L, matrix(runif(1000L * d), ncol = d)))
   }
-  if (!is.numeric(x) || !length(x) || any(!is.finite(x))) {
-    abort(sprintf("`x` must be a finite numeric vector or matrix, not %s.", describe(x)),
-          call = call, arg = "x")
-  }
-  x <- if (is.matrix(x)) x else matrix(x, ncol = 1L)
-  if (ncol(x) != d) {
-    abort(sprintf("`x` must have %d column%s (the covariates of `truth`), not %d.",
-                  d, if (d > 1L) "s" else "", ncol(x)), call = call, arg = "x")
-  }
+  x <- check_truth_x(x, d, call, empty = FALSE)
   storage.mode(x) <- "double"
   x
 }

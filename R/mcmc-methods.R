@@ -281,12 +281,7 @@ gating_move_table <- function(moves) {
 #' @export
 print.summary.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 4L), ...) {
   digits <- check_digits(digits, call = sys.call())
-  cat(x$title, "\n\n", sep = "")
-  cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
-  if (length(x$na.action)) {
-    cat(sprintf("(%d observation%s deleted due to missingness)\n\n", length(x$na.action),
-                if (length(x$na.action) > 1) "s" else ""))
-  }
+  print_summary_header(x)
   fmt <- function(tab) {
     num <- setdiff(colnames(tab), c("rhat", "ess_bulk", "ess_tail"))
     out <- matrix("", nrow(tab), ncol(tab), dimnames = dimnames(tab))

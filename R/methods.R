@@ -56,11 +56,8 @@ vcov.moe_em <- function(object, ...) {
   K <- object$K
   par_int <- par_to_internal(sc, object$coefficients)
   info <- moe_information(par_int, s$y, s$X, s$Z, object$weights)
-  V <- tryCatch(solve(info), error = function(e) NULL)
-  if (is.null(V) || any(!is.finite(diag(V))) || any(diag(V) < 0) ||
-      rcond(info) < .Machine$double.eps) {
-    warn("The observed information is not invertible (a degenerate or weakly identified fit); standard errors are NA.",
-         kind = "information")
+  V <- invert_information(info, "The observed information is not invertible (a degenerate or weakly identified fit); standard errors are NA.")
+  if (is.null(V)) {
     V <- matrix(NA_real_, nrow(info), ncol(info))
   } else {
     theta <- par_flatten(par_int)
@@ -434,12 +431,7 @@ summary.moe_em <- function(object, ...) {
 #' @export
 print.summary.moe_em <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   digits <- check_digits(digits, call = sys.call())
-  cat(x$title, "\n\n", sep = "")
-  cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
-  if (length(x$na.action)) {
-    cat(sprintf("(%d observation%s deleted due to missingness)\n\n", length(x$na.action),
-                if (length(x$na.action) > 1) "s" else ""))
-  }
+  print_summary_header(x)
   groups <- sub(":.*$", "", rownames(x$coefficients))
   for (g in unique(groups)) {
     cat(coef_group_label(g, x$K, x$gate), "\n")

@@ -190,6 +190,32 @@ print_experts <- function(x, par, digits, title) {
   invisible(sz)
 }
 
+# The inverse of an information matrix (vcov() of EM and least-squares
+# fits), or NULL after a warning of class bayesmoe_warning_information with
+# `message` when it is singular, ill-conditioned or gives a negative or
+# non-finite variance.
+invert_information <- function(info, message) {
+  V <- tryCatch(solve(info), error = function(e) NULL)
+  if (is.null(V) || any(!is.finite(diag(V))) || any(diag(V) < 0) ||
+      rcond(info) < .Machine$double.eps) {
+    warn(message, kind = "information")
+    return(NULL)
+  }
+  V
+}
+
+# The head of print(summary()): the title, the call and the count of rows
+# dropped for missing values.
+print_summary_header <- function(x) {
+  cat(x$title, "\n\n", sep = "")
+  cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
+  if (length(x$na.action)) {
+    cat(sprintf("(%d observation%s deleted due to missingness)\n\n", length(x$na.action),
+                if (length(x$na.action) > 1) "s" else ""))
+  }
+  invisible(x)
+}
+
 print_sizes <- function(sz) {
   cat("Expert sizes (sum of membership probabilities) and mean gating weights:\n")
   print(rbind(size = format(round(sz["size", ], 1), nsmall = 1),

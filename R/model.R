@@ -258,22 +258,20 @@ check_column_range <- function(M, names, subject, arg, call) {
 }
 
 check_design <- function(M, arg, what, call) {
-  bad <- colSums(!is.finite(M)) > 0
-  if (any(bad)) {
-    abort(sprintf("The %s covariates of `%s` must be finite; column%s %s ha%s infinite values.",
-                  what, arg, if (sum(bad) > 1) "s" else "",
-                  paste0("`", colnames(M)[bad], "`", collapse = ", "),
-                  if (sum(bad) > 1) "ve" else "s"),
+  # refuse the columns flagged in `cols`: they must be `rule`, they have
+  # `values` values
+  refuse <- function(cols, rule, values) {
+    if (!any(cols)) return(invisible())
+    many <- sum(cols) > 1
+    abort(sprintf("The %s covariates of `%s` must be %s; column%s %s ha%s %s values.",
+                  what, arg, rule, if (many) "s" else "",
+                  paste0("`", colnames(M)[cols], "`", collapse = ", "),
+                  if (many) "ve" else "s", values),
           kind = "data", call = call, arg = arg)
   }
-  big <- colSums(abs(M) > data_max) > 0
-  if (any(big)) {
-    abort(sprintf("The %s covariates of `%s` must be at most 1e100 in absolute value (rescale them); column%s %s ha%s larger values.",
-                  what, arg, if (sum(big) > 1) "s" else "",
-                  paste0("`", colnames(M)[big], "`", collapse = ", "),
-                  if (sum(big) > 1) "ve" else "s"),
-          kind = "data", call = call, arg = arg)
-  }
+  refuse(colSums(!is.finite(M)) > 0, "finite", "infinite")
+  refuse(colSums(abs(M) > data_max) > 0, "at most 1e100 in absolute value (rescale them)",
+         "larger")
   if (ncol(M) == 0L) {
     abort(sprintf("`%s` gives no %s covariates; use `~ 1` for an intercept only.", arg, what),
           kind = "formula", call = call, arg = arg)

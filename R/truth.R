@@ -426,15 +426,7 @@ rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid")) {
   x_design <- check_choice(x_design, c("uniform", "grid"), "x_design", call)
   d <- truth$d
   if (!is.null(x)) {
-    if (!is.numeric(x) || any(!is.finite(x))) {
-      abort(sprintf("`x` must be a finite numeric vector or matrix, not %s.", describe(x)),
-            call = call, arg = "x")
-    }
-    x <- if (is.matrix(x)) x else matrix(x, ncol = 1L)
-    if (ncol(x) != d) {
-      abort(sprintf("`x` must have %d column%s (the covariates of `truth`), not %d.",
-                    d, if (d > 1L) "s" else "", ncol(x)), call = call, arg = "x")
-    }
+    x <- check_truth_x(x, d, call)
     if (!missing(n)) {
       n <- check_number(n, "n", lower = 1, whole = TRUE, call = call)
       if (n != nrow(x)) {
@@ -503,3 +495,19 @@ softmax_par <- function(par, g) {
 }
 
 truth_expert <- function(truth) if (is.null(truth$expert)) expert_linear() else truth$expert
+
+# `x`, covariate values for a truth with `d` covariates: a finite numeric
+# vector (one covariate) or a matrix with `d` columns, returned as a matrix;
+# `empty = FALSE` refuses an empty one.
+check_truth_x <- function(x, d, call = NULL, empty = TRUE) {
+  if (!is.numeric(x) || (!empty && !length(x)) || any(!is.finite(x))) {
+    abort(sprintf("`x` must be a finite numeric vector or matrix, not %s.", describe(x)),
+          call = call, arg = "x")
+  }
+  x <- if (is.matrix(x)) x else matrix(x, ncol = 1L)
+  if (ncol(x) != d) {
+    abort(sprintf("`x` must have %d column%s (the covariates of `truth`), not %d.",
+                  d, if (d > 1L) "s" else "", ncol(x)), call = call, arg = "x")
+  }
+  x
+}
