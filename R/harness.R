@@ -1,4 +1,4 @@
-# The contraction-rate harness (DESIGN section 5, LITERATURE 7.4): for every
+# The contraction-rate harness (Nguyen, Nguyen and Ho, 2023): for every
 # sample size n and replicate, simulate from a truth, fit (EM or MCMC),
 # compute the losses, and fit the log-log slope of the mean loss on n.
 #
@@ -278,7 +278,8 @@ check_drop <- function(drop, n_sizes, call = NULL) {
 }
 
 # Near-truth (oracle) starting parameters for K fitted experts at sample size
-# n (LITERATURE 8.5), on the original scale: list(alpha, sigma2, W).
+# n (as the published simulation code of Nguyen, Nguyen and Ho, 2023, draws
+# them), on the original scale: list(alpha, sigma2, W).
 near_truth_par <- function(truth, K, n) {
   ks <- truth$K
   d <- truth$d

@@ -1,5 +1,5 @@
 # Voronoi losses (D1, D2) and covariate-averaged density distances between
-# fitted and true mixtures of experts (DESIGN section 5, LITERATURE 4).
+# fitted and true mixtures of experts (Nguyen, Nguyen and Ho, 2023).
 #
 # Every loss works on "atoms": for each parameter set (an EM estimate, a
 # truth, a parameter list, or every posterior draw of an MCMC fit) the

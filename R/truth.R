@@ -9,7 +9,8 @@
 # stored as beta0 (K), beta1 (d x K), a (d x K), b (K), sigma (K, noise s.d.)
 # and sigma2 (K, variances). The last expert is the gating reference:
 # beta0[K] = 0 and beta1[, K] = 0. The atoms of the mixing measure are
-# (beta1_k, a_k, b_k, sigma2_k) with weights exp(beta0_k) (LITERATURE 1.1).
+# (beta1_k, a_k, b_k, sigma2_k) with weights exp(beta0_k) (Nguyen, Nguyen and
+# Ho, 2023).
 
 #' A true parameter set of a mixture of experts
 #'

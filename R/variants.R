@@ -1,6 +1,6 @@
 # Gating and expert variants: the gate and expert objects, the generics every
 # function that receives a parameter list dispatches on, and the helpers that
-# thread them through fits (issue 6; the shared interface is VARIANTS.md).
+# thread them through fits (the interface is listed below).
 #
 # A parameter list `par` holds `alpha` (P_e x K expert parameters), `sigma2`
 # (K), `W` (q x K gating), plus `V` (q x G, hierarchical gates only) and `tau`

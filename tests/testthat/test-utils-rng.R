@@ -12,7 +12,13 @@ test_that("with_seed() restores the RNG kind and state, or its absence", {
   expect_false(exists(".Random.seed", envir = globalenv(), inherits = FALSE))
 })
 
+test_that("the tests above leave the default RNG kind", {
+  expect_identical(RNGkind()[1L], "Mersenne-Twister")
+})
+
 test_that("with_rng_state() runs from a state and restores the caller's", {
+  restore <- bayesmoe:::save_rng()
+  on.exit(restore(), add = TRUE)
   set.seed(2)
   before <- .Random.seed
   st <- bayesmoe:::rng_streams(4L, 1L)[[1L]]
@@ -21,10 +27,11 @@ test_that("with_rng_state() runs from a state and restores the caller's", {
   assign(".Random.seed", st, envir = globalenv())
   expect_identical(run$value, runif(3))
   expect_identical(run$state, .Random.seed)
-  set.seed(2)
 })
 
 test_that("rng_streams() are the seeded L'Ecuyer-CMRG state and its successors", {
+  restore <- bayesmoe:::save_rng()
+  on.exit(restore(), add = TRUE)
   old <- RNGkind()
   set.seed(3)
   before <- .Random.seed
