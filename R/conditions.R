@@ -78,26 +78,6 @@ check_seed <- function(seed, call = NULL) {
   check_number(seed, "seed", whole = TRUE, call = call)
 }
 
-# Run `expr` with the RNG seeded by `seed` (when not NULL), leaving the
-# caller's RNG state (kind and .Random.seed) as it was.
-with_seed <- function(seed, expr, kind = "default") {
-  if (is.null(seed)) return(expr)
-  old_kind <- RNGkind()
-  had_seed <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
-  if (had_seed) old_seed <- get(".Random.seed", envir = globalenv())
-  on.exit({
-    RNGkind(old_kind[1L], old_kind[2L], old_kind[3L])
-    if (had_seed) {
-      assign(".Random.seed", old_seed, envir = globalenv())
-    } else if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
-      rm(".Random.seed", envir = globalenv())
-    }
-  }, add = TRUE)
-  RNGkind(kind, "Inversion", "Rejection")
-  set.seed(seed)
-  expr
-}
-
 # match.arg() with a classed error naming the argument: `x` is the user's
 # value (the whole default vector means "the first choice"), exact or unique
 # partial matches are accepted.
@@ -141,4 +121,31 @@ check_control <- function(control, ctor, call = NULL) {
           call = call, arg = "control")
   }
   invisible(control)
+}
+
+# The arguments the fitting front ends share: `K` (required), `starts`,
+# `seed` and a `control` made by `ctor`, checked in that order. Returns
+# list(K, starts, seed).
+check_fit_args <- function(K, starts, seed, control, ctor, call = NULL) {
+  if (missing(K)) abort("`K` must be supplied: the number of experts.", call = call, arg = "K")
+  K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
+  starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = call)
+  seed <- check_seed(seed, call)
+  check_control(control, ctor, call)
+  list(K = K, starts = starts, seed = seed)
+}
+
+# A short description of a fit (its class) or of any other value, for error
+# messages.
+describe_fit <- function(x) {
+  if (is.object(x)) sprintf("an object of class \"%s\"", class(x)[1L]) else describe(x)
+}
+
+# `level` of an interval: a number strictly between 0 and 1.
+check_level <- function(level, call = NULL) {
+  if (!is.numeric(level) || length(level) != 1L || is.na(level) || !(level > 0 && level < 1)) {
+    abort(sprintf("`level` must be a number strictly between 0 and 1, not %s.",
+                  describe(level)), call = call, arg = "level")
+  }
+  level
 }

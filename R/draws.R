@@ -150,8 +150,8 @@ as_draws_rvars.moe_mcmc <- function(x, relabel = TRUE, ...) {
 as.mcmc.list.moe_mcmc <- function(x, relabel = TRUE, ...) {
   relabel <- check_relabel_arg(relabel, sys.call())
   a <- draws_with_loglik(x, relabel)
-  thin <- if (is.null(x$thin)) 1L else x$thin
-  start <- (if (is.null(x$warmup)) 0L else x$warmup) + thin
+  thin <- x$thin
+  start <- x$warmup + thin
   coda::mcmc.list(lapply(seq_len(dim(a)[2L]), function(j) {
     coda::mcmc(matrix(a[, j, ], dim(a)[1L], dim(a)[3L],
                       dimnames = list(NULL, dimnames(a)[[3L]])),

@@ -133,11 +133,10 @@ moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
                    control = moe_em_control(), subset, na.action, weights) {
   call <- match.call()
   ecall <- sys.call()
-  if (missing(K)) abort("`K` must be supplied: the number of experts.", call = ecall, arg = "K")
-  K <- check_number(K, "K", lower = 1, whole = TRUE, call = ecall)
-  starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = ecall)
-  seed <- check_seed(seed, ecall)
-  check_control(control, "moe_em_control", ecall)
+  args <- check_fit_args(K, starts, seed, control, "moe_em_control", ecall)
+  K <- args$K
+  starts <- args$starts
+  seed <- args$seed
   vr <- check_variants(gate, expert, K, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)

@@ -156,22 +156,18 @@ ffn_input_scaling <- function(sc) {
 # A_orig = A_int / scale (by column), d_orig = d_int - A_int (center / scale),
 # c_orig = sy c_int, e_orig = sy e_int + my.
 expert_to_original.moe_expert_ffn <- function(expert, sc, alpha) {
-  alpha <- as.matrix(alpha)
-  H <- expert$hidden
-  s <- ffn_input_scaling(sc)
-  D <- length(s$center)
-  ix <- ffn_index(H, D)
-  for (k in seq_len(ncol(alpha))) {
-    A <- matrix(alpha[ix$A, k], H, D)
-    alpha[ix$d, k] <- alpha[ix$d, k] - drop(A %*% (s$center / s$scale))
-    alpha[ix$A, k] <- A %*% diag(1 / s$scale, D)
-    alpha[ix$c, k] <- sc$sy * alpha[ix$c, k]
-    alpha[ix$e, k] <- sc$sy * alpha[ix$e, k] + sc$my
-  }
-  ffn_canonical(alpha, expert, D)
+  alpha <- ffn_rescale(expert, sc, alpha, to_original = TRUE)
+  ffn_canonical(alpha, expert, length(ffn_input_scaling(sc)$center))
 }
 
 expert_to_internal.moe_expert_ffn <- function(expert, sc, alpha) {
+  ffn_rescale(expert, sc, alpha, to_original = FALSE)
+}
+
+# The network parameters of every expert (the columns of `alpha`) mapped
+# from the internal to the original scale (`to_original`) or back, by the
+# formulas above.
+ffn_rescale <- function(expert, sc, alpha, to_original) {
   alpha <- as.matrix(alpha)
   H <- expert$hidden
   s <- ffn_input_scaling(sc)
@@ -179,10 +175,17 @@ expert_to_internal.moe_expert_ffn <- function(expert, sc, alpha) {
   ix <- ffn_index(H, D)
   for (k in seq_len(ncol(alpha))) {
     A <- matrix(alpha[ix$A, k], H, D)
-    alpha[ix$d, k] <- alpha[ix$d, k] + drop(A %*% s$center)
-    alpha[ix$A, k] <- A %*% diag(s$scale, D)
-    alpha[ix$c, k] <- alpha[ix$c, k] / sc$sy
-    alpha[ix$e, k] <- (alpha[ix$e, k] - sc$my) / sc$sy
+    if (to_original) {
+      alpha[ix$d, k] <- alpha[ix$d, k] - drop(A %*% (s$center / s$scale))
+      alpha[ix$A, k] <- A %*% diag(1 / s$scale, D)
+      alpha[ix$c, k] <- sc$sy * alpha[ix$c, k]
+      alpha[ix$e, k] <- sc$sy * alpha[ix$e, k] + sc$my
+    } else {
+      alpha[ix$d, k] <- alpha[ix$d, k] + drop(A %*% s$center)
+      alpha[ix$A, k] <- A %*% diag(s$scale, D)
+      alpha[ix$c, k] <- alpha[ix$c, k] / sc$sy
+      alpha[ix$e, k] <- (alpha[ix$e, k] - sc$my) / sc$sy
+    }
   }
   alpha
 }
@@ -289,3 +292,18 @@ expert_start.moe_expert_ffn <- function(expert, D, K) ffn_start_theta(expert, D,
 # The Metropolis blocks of the family: one per expert; rates per step.
 expert_accept_names.moe_expert_ffn <- function(expert, K) paste0("expert", seq_len(K))
 expert_accept_scale.moe_expert_ffn <- function(expert) expert$mh_steps
+
+# FFN experts need an intercept column in the expert design (which the
+# network ignores) and at least one other column.
+check_expert_design <- function(expert, X, call) {
+  if (!inherits(expert, "moe_expert_ffn")) return(invisible())
+  if (!"(Intercept)" %in% colnames(X)) {
+    abort("`formula` must keep its intercept with `expert_ffn()` experts (the network's output bias takes its place).",
+          kind = "formula", call = call, arg = "formula")
+  }
+  if (ncol(X) < 2L) {
+    abort("`formula` must have at least one covariate besides the intercept with `expert_ffn()` experts.",
+          kind = "formula", call = call, arg = "formula")
+  }
+  invisible()
+}

@@ -65,23 +65,20 @@ name_par <- function(par, xnames, znames) {
 new_moe_fit <- function(fr, res, call, class) {
   K <- length(res$par$sigma2)
   par <- name_par(res$par, colnames(fr$X), colnames(fr$Z))
-  fit <- c(list(call = call, K = K, coefficients = par,
-                formula = fr$formula, gating = fr$gating,
-                terms = fr$terms, gating_terms = fr$gating_terms,
-                xlevels = fr$xlevels, zlevels = fr$zlevels,
-                contrasts = fr$contrasts, zcontrasts = fr$zcontrasts,
-                na.action = fr$na.action, y = fr$y, X = fr$X, Z = fr$Z,
-                weights = fr$weights, offset = fr$offset, model = fr$model),
+  fit <- c(list(call = call, K = K, coefficients = par), frame_fields(fr),
            res[setdiff(names(res), "par")])
   structure(fit, class = c(class, "moe_fit"))
 }
 
-# Row-wise log-softmax of an n x K matrix of logits, by log-sum-exp.
-log_softmax_rows <- function(eta) {
-  mx <- eta[, 1L]
-  if (ncol(eta) > 1L) for (k in 2:ncol(eta)) mx <- pmax(mx, eta[, k])
-  lse <- mx + log(rowSums(exp(eta - mx)))
-  eta - lse
+# The fields of a fit that come from the model frame `fr` (moe_frame()), in
+# the order every fit stores them.
+frame_fields <- function(fr) {
+  list(formula = fr$formula, gating = fr$gating,
+       terms = fr$terms, gating_terms = fr$gating_terms,
+       xlevels = fr$xlevels, zlevels = fr$zlevels,
+       contrasts = fr$contrasts, zcontrasts = fr$zcontrasts,
+       na.action = fr$na.action, y = fr$y, X = fr$X, Z = fr$Z,
+       weights = fr$weights, offset = fr$offset, model = fr$model)
 }
 
 # Log gating probabilities and expert means at designs X, Z for one
@@ -194,29 +191,6 @@ moe_information <- function(par, y, X, Z, w) {
   }
   H <- H - crossprod(S * w, S)
   -(H + t(H)) / 2
-}
-
-#' @export
-nobs.moe_fit <- function(object, ...) {
-  validate_moe_fit(object, "object")
-  sum(object$weights > 0)
-}
-
-# The sample size of the likelihood, the `nobs` of logLik() and so the
-# log(n) of BIC(): observation i enters sum_i w_i log p(y_i | ...) with its
-# weight, so a weighted fit has sum(w) observations' worth of information
-# (nobs() counts the rows with positive weight).
-loglik_nobs <- function(object) {
-  n <- sum(object$weights)
-  if (n <= .Machine$integer.max && all(object$weights == round(object$weights))) {
-    as.integer(n)
-  } else n
-}
-
-#' @export
-logLik.moe_fit <- function(object, ...) {
-  validate_moe_fit(object, "object")
-  structure(object$loglik, df = moe_df(object), nobs = loglik_nobs(object), class = "logLik")
 }
 
 moe_df <- function(object) {

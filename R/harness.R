@@ -1,4 +1,4 @@
-# The contraction-rate harness (DESIGN section 5, LITERATURE 7.4): for every
+# The contraction-rate harness (Nguyen, Nguyen and Ho, 2023): for every
 # sample size n and replicate, simulate from a truth, fit (EM or MCMC),
 # compute the losses, and fit the log-log slope of the mean loss on n.
 #
@@ -277,36 +277,9 @@ check_drop <- function(drop, n_sizes, call = NULL) {
   drop
 }
 
-# Record the caller's RNG kind and state; the returned function restores them.
-save_rng <- function() {
-  old_kind <- RNGkind()
-  had_seed <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
-  old_seed <- if (had_seed) get(".Random.seed", envir = globalenv())
-  function() {
-    RNGkind(old_kind[1L], old_kind[2L], old_kind[3L])
-    if (had_seed) {
-      assign(".Random.seed", old_seed, envir = globalenv())
-    } else if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
-      rm(".Random.seed", envir = globalenv())
-    }
-  }
-}
-
-# m independent L'Ecuyer-CMRG streams (values of .Random.seed) from a seed.
-rng_streams <- function(seed, m) {
-  with_seed(seed, {
-    s <- get(".Random.seed", envir = globalenv())
-    out <- vector("list", m)
-    for (i in seq_len(m)) {
-      out[[i]] <- s
-      s <- parallel::nextRNGStream(s)
-    }
-    out
-  }, kind = "L'Ecuyer-CMRG")
-}
-
 # Near-truth (oracle) starting parameters for K fitted experts at sample size
-# n (LITERATURE 8.5), on the original scale: list(alpha, sigma2, W).
+# n (as the published simulation code of Nguyen, Nguyen and Ho, 2023, draws
+# them), on the original scale: list(alpha, sigma2, W).
 near_truth_par <- function(truth, K, n) {
   ks <- truth$K
   d <- truth$d
@@ -395,8 +368,8 @@ loss_values <- function(at, truth, st, fit_stat) {
     sub <- at
     sub$atoms <- at$atoms[, , idx, drop = FALSE]
     sub$S <- length(idx)
-    vals[[ty]] <- .Call(ffi_density_loss, sub$atoms, at$K, loss_atoms(truth)$atoms, at$d,
-                        density_x(NULL, truth$d), match(ty, c("hellinger", "tv")) - 1L, 2000L)
+    vals[[ty]] <- density_loss_atoms(sub, loss_atoms(truth)$atoms, density_x(NULL, truth$d),
+                                     match(ty, c("hellinger", "tv")) - 1L, 2000L)
   }
   values <- do.call(rbind, lapply(names(vals), function(nm) {
     fs <- fit_stat(vals[[nm]])

@@ -181,37 +181,6 @@ ls_l2 <- function(par, truth) {
   sqrt(mean((f(par, truth$expert) - f(truth, truth$expert))^2))
 }
 
-# For every n and replicate: simulate from `truth`, fit by moe_ls_fit() with
-# K experts of the truth's kind, record the strong Voronoi loss and the L2
-# distance of the regression functions. Returns a data frame (n, rep, loss,
-# l2, max_cell, status, seconds).
-# With near_truth = TRUE the truth is one more start (for K > k*, its first
-# expert split in two of half the gating weight each), so that the study
-# measures the statistical error of the least-squares estimator, not the
-# failures of the optimiser to find it.
-ls_contraction <- function(truth, n, reps, K, starts = 3, seed = 1, near_truth = TRUE,
-                           control = moe_ls_control(maxit = 500, tol = 1e-10)) {
-  tru <- strong_atoms(truth$alpha, truth$W, truth$expert)
-  init <- if (near_truth) ls_split_truth(truth, K)
-  out <- vector("list", length(n) * reps)
-  i <- 0L
-  for (nn in n) for (r in seq_len(reps)) {
-    i <- i + 1L
-    res <- with_seed(seed * 100000 + nn + r, {
-      s <- ls_simulate(truth, nn)
-      tm <- system.time(fit <- moe_ls_fit(s$y, s$X, s$X, K = K, expert = truth$expert,
-                                          starts = starts, control = control, init = init))
-      at <- strong_atoms(fit$par$alpha, fit$par$W, truth$expert)
-      loss <- strong_loss_atoms(at, K, tru, 1L, "infimum")
-      data.frame(n = nn, rep = r, loss = as.numeric(loss), l2 = ls_l2(fit$par, truth),
-                 max_cell = attr(loss, "max_cell"), status = fit$status,
-                 seconds = unname(tm[1] + tm[2]))
-    })
-    out[[i]] <- res
-  }
-  do.call(rbind, out)
-}
-
 # The truth with K experts (K >= k*): the first true expert repeated
 # K - k* + 1 times, its gating weight split equally (reference column kept
 # last and zero).
@@ -223,16 +192,6 @@ ls_split_truth <- function(truth, K) {
   W <- truth$W[, idx, drop = FALSE]
   W[1L, seq_len(m)] <- W[1L, seq_len(m)] - log(m)
   list(alpha = truth$alpha[, idx, drop = FALSE], W = W - W[, K])
-}
-
-# OLS slope of log(median or mean loss over the replicates) on log(n), per
-# column of `cols`.
-ls_contraction_slopes <- function(res, cols = c("loss", "l2"), statistic = "median") {
-  stat <- match.fun(statistic)
-  vapply(cols, function(cl) {
-    m <- tapply(res[[cl]], res$n, stat, na.rm = TRUE)
-    unname(stats::coef(stats::lm(log(m) ~ log(as.numeric(names(m)))))[2L])
-  }, 0)
 }
 
 # The parameters (alpha, W) of a moe_truth() for the strong loss, whose

@@ -1,5 +1,5 @@
 # Voronoi losses (D1, D2) and covariate-averaged density distances between
-# fitted and true mixtures of experts (DESIGN section 5, LITERATURE 4).
+# fitted and true mixtures of experts (Nguyen, Nguyen and Ho, 2023).
 #
 # Every loss works on "atoms": for each parameter set (an EM estimate, a
 # truth, a parameter list, or every posterior draw of an MCMC fit) the
@@ -92,32 +92,6 @@ loss_atoms.moe_mcmc <- function(x, arg = "fit", call = NULL) {
     atoms[m, k, ] <- th[, ex + p + 1L]
   }
   list(atoms = atoms, d = d, K = K, S = S, draw_dim = dim(dr)[1:2])
-}
-
-# The Voronoi and density losses compare gates that are softmaxes of
-# logits linear in the covariates: the softmax, the temperature gate (logits
-# W / tau), top-k with k = K and the hierarchical gate with one group. Other
-# gates are refused (their losses would be computed for the wrong model).
-loss_gate <- function(fit, call = NULL) {
-  g <- fit$gate
-  ok <- is.null(g) || inherits(g, "moe_gate_softmax") || inherits(g, "moe_gate_temperature") ||
-    (inherits(g, "moe_gate_topk") && g$k >= fit$K) ||
-    (inherits(g, "moe_gate_hierarchical") && g$G == 1L)
-  if (!ok) {
-    abort(sprintf("`fit` must have softmax gating (logits linear in the covariates) for the Voronoi and density losses and `moe_truth()`, not %s; use `topk_loss()` for top-k gates, and densities from `predict(type = \"density\")` otherwise.",
-                  gate_label(g)), kind = "gate", call = call, arg = "fit")
-  }
-  g
-}
-
-# A parameter list (alpha, sigma2, W, maybe tau) of a fit with gate `g` as
-# the equivalent softmax parameters: W / tau for a temperature gate.
-softmax_par <- function(par, g) {
-  if (inherits(g, "moe_gate_temperature")) {
-    tau <- if (isTRUE(g$learn)) par$tau else g$tau
-    par$W <- par$W / tau
-  }
-  par
 }
 
 # Shape per-parameter-set results like the input: a number for a single
@@ -333,8 +307,6 @@ voronoi_strong_handoff <- function(fit, truth, reference, translation, call) {
   l
 }
 
-truth_expert <- function(truth) if (is.null(truth$expert)) expert_linear() else truth$expert
-
 # Check the options of voronoi_loss() and compute the loss of every
 # parameter set of `at` (loss_atoms()): list(loss, max_cell, shift (the
 # translation (t0, t1) of the fit used, (d + 1) x S), name).
@@ -500,9 +472,16 @@ density_loss <- function(fit, truth, type = c("hellinger", "tv", "hellinger_join
   check_same_d(at, truth, call)
   x <- density_x(x, truth$d, call)
   ty <- match(type, c("hellinger", "tv", "hellinger_joint")) - 1L
-  v <- .Call(ffi_density_loss, at$atoms, at$K, loss_atoms(truth)$atoms, at$d, x, ty,
-             min_points)
+  v <- density_loss_atoms(at, loss_atoms(truth)$atoms, x, ty, min_points)
   shape_draws(v, at)
+}
+
+# The density distance of every parameter set of `at` (loss_atoms()) to the
+# true atoms `truth_atoms` ((2d + 3) x K*), averaged over the covariate rows
+# of `x` (density_x()): `type` 0 Hellinger, 1 total variation, 2 joint
+# Hellinger (src/loss.c); a vector of length at$S.
+density_loss_atoms <- function(at, truth_atoms, x, type, min_points) {
+  .Call(ffi_density_loss, at$atoms, at$K, truth_atoms, at$d, x, type, min_points)
 }
 
 # The covariate values averaged over by density_loss().
@@ -511,15 +490,7 @@ density_x <- function(x, d, call = NULL) {
     if (d == 1L) return(matrix((seq_len(200L) - 0.5) / 200, ncol = 1L))
     return(with_seed(20230517L, matrix(runif(1000L * d), ncol = d)))
   }
-  if (!is.numeric(x) || !length(x) || any(!is.finite(x))) {
-    abort(sprintf("`x` must be a finite numeric vector or matrix, not %s.", describe(x)),
-          call = call, arg = "x")
-  }
-  x <- if (is.matrix(x)) x else matrix(x, ncol = 1L)
-  if (ncol(x) != d) {
-    abort(sprintf("`x` must have %d column%s (the covariates of `truth`), not %d.",
-                  d, if (d > 1L) "s" else "", ncol(x)), call = call, arg = "x")
-  }
+  x <- check_truth_x(x, d, call, empty = FALSE)
   storage.mode(x) <- "double"
   x
 }

@@ -101,11 +101,10 @@ moe_ls <- function(formula, data, K, gating = NULL, expert = expert_linear(),
                    subset, na.action, weights) {
   call <- match.call()
   ecall <- sys.call()
-  if (missing(K)) abort("`K` must be supplied: the number of experts.", call = ecall, arg = "K")
-  K <- check_number(K, "K", lower = 1, whole = TRUE, call = ecall)
-  starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = ecall)
-  seed <- check_seed(seed, ecall)
-  check_control(control, "moe_ls_control", ecall)
+  args <- check_fit_args(K, starts, seed, control, "moe_ls_control", ecall)
+  K <- args$K
+  starts <- args$starts
+  seed <- args$seed
   check_ls_expert(expert, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
@@ -130,13 +129,7 @@ new_moe_ls <- function(fr, res, call) {
   par$alpha <- matrix(par$alpha, ncol = K,
                       dimnames = list(expert_par_names(res$expert, colnames(fr$X)), ek))
   par$W <- matrix(par$W, ncol(fr$Z), K, dimnames = list(colnames(fr$Z), ek))
-  fit <- c(list(call = call, K = K, coefficients = par,
-                formula = fr$formula, gating = fr$gating,
-                terms = fr$terms, gating_terms = fr$gating_terms,
-                xlevels = fr$xlevels, zlevels = fr$zlevels,
-                contrasts = fr$contrasts, zcontrasts = fr$zcontrasts,
-                na.action = fr$na.action, y = fr$y, X = fr$X, Z = fr$Z,
-                weights = fr$weights, offset = fr$offset, model = fr$model),
+  fit <- c(list(call = call, K = K, coefficients = par), frame_fields(fr),
            res[setdiff(names(res), "par")])
   structure(fit, class = c("moe_ls", "moe_fit"))
 }
@@ -147,21 +140,6 @@ check_ls_expert <- function(expert, call) {
     abort(sprintf("`expert` must be made by `expert_linear()` or `expert_ffn()`, not %s.",
                   describe_object(expert)), call = call, arg = "expert")
   }
-}
-
-# FFN experts need an intercept column in the expert design (which the
-# network ignores) and at least one other column.
-check_expert_design <- function(expert, X, call) {
-  if (!inherits(expert, "moe_expert_ffn")) return(invisible())
-  if (!"(Intercept)" %in% colnames(X)) {
-    abort("`formula` must keep its intercept with `expert_ffn()` experts (the network's output bias takes its place).",
-          kind = "formula", call = call, arg = "formula")
-  }
-  if (ncol(X) < 2L) {
-    abort("`formula` must have at least one covariate besides the intercept with `expert_ffn()` experts.",
-          kind = "formula", call = call, arg = "formula")
-  }
-  invisible()
 }
 
 # Codes of src/ls.c.
@@ -381,13 +359,8 @@ vcov.moe_ls <- function(object, ...) {
   J <- ls_eval(object, object$X, object$Z, jac = TRUE)$J
   info <- crossprod(J * object$weights, J) / object$coefficients$sigma2
   nm <- ls_coef_names(object)
-  V <- tryCatch(solve(info), error = function(e) NULL)
-  if (is.null(V) || any(!is.finite(diag(V))) || any(diag(V) < 0) ||
-      rcond(info) < .Machine$double.eps) {
-    warn("The Gauss-Newton information is not invertible (an over-fitted or weakly identified fit); standard errors are NA.",
-         kind = "information")
-    V <- matrix(NA_real_, nrow(info), ncol(info))
-  }
+  V <- invert_information(info, "The Gauss-Newton information is not invertible (an over-fitted or weakly identified fit); standard errors are NA.")
+  if (is.null(V)) V <- matrix(NA_real_, nrow(info), ncol(info))
   dimnames(V) <- list(nm, nm)
   V
 }

@@ -323,7 +323,7 @@ par_from_phi <- function(Phi, p, q, K) {
 }
 
 # Largest K of bridge sampling: the draws are relabelled by enumerating the
-# K! permutations (K = 8 takes about 15 s for 1000 draws, K = 9 minutes).
+# K! permutations, whose cost grows by a factor K + 1 from K to K + 1.
 marglik_kmax <- function(proposal) if (proposal == "normal") 7L else 8L
 
 # Relabel the rows of Phi: new expert k is old expert perm[k], and the gating

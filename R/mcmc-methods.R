@@ -13,36 +13,6 @@
 # ---------------------------------------------------------------------------
 # Small helpers
 
-describe_fit <- function(x) {
-  if (is.object(x)) sprintf("an object of class \"%s\"", class(x)[1L]) else describe(x)
-}
-
-check_level <- function(level, call = NULL) {
-  if (!is.numeric(level) || length(level) != 1L || is.na(level) || !(level > 0 && level < 1)) {
-    abort(sprintf("`level` must be a number strictly between 0 and 1, not %s.",
-                  describe(level)), call = call, arg = "level")
-  }
-  level
-}
-
-# The draws of a fit as an N x P matrix (chains stacked), raw or relabelled;
-# with `complete = TRUE` without the rows a stopped chain left NA.
-draws_matrix <- function(fit, relabel = FALSE, complete = FALSE) {
-  draws <- if (relabel) relabelled_draws(fit) else fit$draws
-  d <- dim(draws)
-  D <- matrix(draws, d[1L] * d[2L], d[3L], dimnames = list(NULL, dimnames(draws)[[3L]]))
-  if (complete) D <- D[stats::complete.cases(D), , drop = FALSE]
-  D
-}
-
-# Indices of `ndraws` draws evenly spread over the N stacked draws (all when
-# NULL); deterministic, so predictions are reproducible.
-draw_index <- function(N, ndraws, call = NULL) {
-  if (is.null(ndraws)) return(seq_len(N))
-  ndraws <- check_number(ndraws, "ndraws", lower = 1, upper = N, whole = TRUE, call = call)
-  unique(round(seq(1, N, length.out = ndraws)))
-}
-
 # Per-observation log density log p(y_i | x_i, z_i) for one parameter set
 # (the same as moe_log_density(), with the row maxima taken column-wise).
 log_density_rows <- function(par, X, Z, y) {
@@ -136,22 +106,8 @@ draw_values <- function(D, des, type, y, probs, p, q, K, spec = NULL) {
   out
 }
 
-# Equal-tailed credible limits of each column of an S x C matrix.
-column_limits <- function(V, level) {
-  a <- (1 - level) / 2
-  vapply(seq_len(ncol(V)), function(j) stats::quantile(V[, j], c(a, 1 - a), names = FALSE),
-         numeric(2L))
-}
-
 # ---------------------------------------------------------------------------
 # Point estimate, print, logLik, residuals
-
-moe_point.moe_mcmc <- function(object) {
-  D <- draws_matrix(object, relabel = TRUE, complete = TRUE)
-  par <- par_unflatten(colMeans(D), ncol(object$X), ncol(object$Z), object$K,
-                       fit_spec(object))
-  name_par(par, colnames(object$X), colnames(object$Z))
-}
 
 #' Log-likelihood, fitted values and residuals of a Bayesian fit
 #'
@@ -325,12 +281,7 @@ gating_move_table <- function(moves) {
 #' @export
 print.summary.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 4L), ...) {
   digits <- check_digits(digits, call = sys.call())
-  cat(x$title, "\n\n", sep = "")
-  cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
-  if (length(x$na.action)) {
-    cat(sprintf("(%d observation%s deleted due to missingness)\n\n", length(x$na.action),
-                if (length(x$na.action) > 1) "s" else ""))
-  }
+  print_summary_header(x)
   fmt <- function(tab) {
     num <- setdiff(colnames(tab), c("rhat", "ess_bulk", "ess_tail"))
     out <- matrix("", nrow(tab), ncol(tab), dimnames = dimnames(tab))
@@ -606,8 +557,7 @@ plot_draws <- function(x, what, pars, call, ...) {
                   avail[2L], describe(bad)), call = call, arg = "pars")
   }
   pars <- unique(pars)
-  it <- (if (is.null(x$warmup)) 0 else x$warmup) +
-    seq_len(d[1L]) * (if (is.null(x$thin)) 1 else x$thin)
+  it <- x$warmup + seq_len(d[1L]) * x$thin
   cols <- grDevices::hcl.colors(max(d[2L], 2L), palette = "Dark 3")[seq_len(d[2L])]
   if (length(pars) > 1L) {
     op <- graphics::par(mfrow = grDevices::n2mfrow(length(pars)), mar = c(4, 4, 2, 1))

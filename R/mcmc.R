@@ -475,36 +475,6 @@ permute_experts <- function(par, perm) {
        W = W - W[, K])
 }
 
-# L'Ecuyer-CMRG streams of the chains: the c-th nextRNGStream() after
-# set.seed(seed) with that kind.
-chain_streams <- function(seed, chains) {
-  s <- with_seed(seed, get(".Random.seed", envir = globalenv()), kind = "L'Ecuyer-CMRG")
-  streams <- vector("list", chains)
-  for (ch in seq_len(chains)) {
-    s <- parallel::nextRNGStream(s)
-    streams[[ch]] <- s
-  }
-  streams
-}
-
-# Evaluate `expr` with .Random.seed set to `state`; return its value and the
-# RNG state after it, leaving the caller's RNG state as it was.
-with_rng_state <- function(state, expr) {
-  genv <- globalenv()
-  had_seed <- exists(".Random.seed", envir = genv, inherits = FALSE)
-  if (had_seed) old_seed <- get(".Random.seed", envir = genv)
-  on.exit({
-    if (had_seed) {
-      assign(".Random.seed", old_seed, envir = genv)
-    } else if (exists(".Random.seed", envir = genv, inherits = FALSE)) {
-      rm(".Random.seed", envir = genv)
-    }
-  }, add = TRUE)
-  assign(".Random.seed", state, envir = genv)
-  value <- expr
-  list(value = value, state = get(".Random.seed", envir = genv))
-}
-
 # Run the chains, in parallel through future.apply when it is installed,
 # reporting a progress step per finished chain (R/progress.R).
 run_chains <- function(chains, s, pc, K, inits, states, streams, warmup, iter,

@@ -2,10 +2,6 @@
 # ones (class "moe_em"). Point estimates come from `moe_point()`: the EM
 # estimate, or the posterior mean of the relabelled draws for MCMC fits.
 
-moe_point <- function(object) UseMethod("moe_point")
-
-moe_point.moe_fit <- function(object) object$coefficients
-
 #' Coefficients, covariance and fitted values of a mixture-of-experts fit
 #'
 #' `coef()` returns the parameter vector in the layout used throughout the
@@ -60,11 +56,8 @@ vcov.moe_em <- function(object, ...) {
   K <- object$K
   par_int <- par_to_internal(sc, object$coefficients)
   info <- moe_information(par_int, s$y, s$X, s$Z, object$weights)
-  V <- tryCatch(solve(info), error = function(e) NULL)
-  if (is.null(V) || any(!is.finite(diag(V))) || any(diag(V) < 0) ||
-      rcond(info) < .Machine$double.eps) {
-    warn("The observed information is not invertible (a degenerate or weakly identified fit); standard errors are NA.",
-         kind = "information")
+  V <- invert_information(info, "The observed information is not invertible (a degenerate or weakly identified fit); standard errors are NA.")
+  if (is.null(V)) {
     V <- matrix(NA_real_, nrow(info), ncol(info))
   } else {
     theta <- par_flatten(par_int)
@@ -308,65 +301,6 @@ predict_jacobian_numeric <- function(par, des, type, K) {
                                         nrow(des$X), P))
 }
 
-# Prediction for one parameter set `par` on design `des` (list X, Z, y and
-# optionally offset; des$y is the response minus the offset): expert means
-# are shifted by the offset, densities at given `y` taken at y - offset.
-predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
-  cm <- moe_components(par, des$X, des$Z)
-  o <- des_offset(des)
-  cm$mean <- cm$mean + o
-  n <- nrow(des$X)
-  ek <- paste0("expert", seq_len(K))
-  switch(type,
-    mean = rowSums(exp(cm$log_gate) * cm$mean),
-    gating = {
-      g <- exp(cm$log_gate)
-      dimnames(g) <- list(rownames(des$X), ek)
-      g
-    },
-    expert = {
-      m <- cm$mean
-      dimnames(m) <- list(rownames(des$X), ek)
-      m
-    },
-    density = {
-      if (is.null(y)) {
-        if (is.null(des$y)) {
-          abort("`y` must be given for `type = \"density\"` when `newdata` has no response.",
-                kind = "input", arg = "y")
-        }
-        ld <- moe_log_density(par, des$X, des$Z, des$y)
-        if (log) ld else exp(ld)
-      } else {
-        check_density_y(y)
-        out <- vapply(y, function(v) moe_log_density(par, des$X, des$Z, v - rep_len(o, n)),
-                      numeric(n))
-        out <- matrix(out, n, length(y), dimnames = list(rownames(des$X), format(y)))
-        if (log) out else exp(out)
-      }
-    },
-    quantile = {
-      if (!is.numeric(probs) || !length(probs) || anyNA(probs) || any(!(probs > 0 & probs < 1))) {
-        abort(sprintf("`probs` must be probabilities strictly between 0 and 1, not %s.",
-                      describe(probs)), kind = "input", arg = "probs")
-      }
-      q <- mixture_quantile(cm$log_gate, cm$mean, cm$sd, probs)
-      rownames(q) <- rownames(des$X)
-      q
-    })
-}
-
-# `y` of predict(type = "density"): finite numbers at most 1e100 in
-# absolute value, the bound of the response of a fit (beyond it the squared
-# standardised residual, and so the log density, overflows).
-check_density_y <- function(y, call = NULL) {
-  if (!is.numeric(y) || !length(y) || any(!is.finite(y)) || any(abs(y) > data_max)) {
-    abort(sprintf("`y` must be a vector of finite numbers at most 1e100 in absolute value (the bound of the response of a fit), not %s.",
-                  describe(y)), call = call, arg = "y")
-  }
-  invisible(y)
-}
-
 #' Simulate responses from a fitted mixture of experts
 #'
 #' Draws new responses at the covariates of the fit from the fitted
@@ -497,12 +431,7 @@ summary.moe_em <- function(object, ...) {
 #' @export
 print.summary.moe_em <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   digits <- check_digits(digits, call = sys.call())
-  cat(x$title, "\n\n", sep = "")
-  cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
-  if (length(x$na.action)) {
-    cat(sprintf("(%d observation%s deleted due to missingness)\n\n", length(x$na.action),
-                if (length(x$na.action) > 1) "s" else ""))
-  }
+  print_summary_header(x)
   groups <- sub(":.*$", "", rownames(x$coefficients))
   for (g in unique(groups)) {
     cat(coef_group_label(g, x$K, x$gate), "\n")

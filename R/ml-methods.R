@@ -178,37 +178,6 @@ spans <- function(M, N) {
   all(abs(res) <= 1e-7 * pmax(1, abs(N)))
 }
 
-# Expert sizes (the sum over observations of the case weight times the
-# membership probability, flexmix's "size") and mean gating weights
-# (weighted means of the gating probabilities, flexmix's "prior") of a
-# fit, as a 2 x K matrix. MCMC fits average memberships and gating
-# probabilities over at most 200 evenly spread draws.
-expert_sizes <- function(x) {
-  des <- list(X = x$X, Z = x$Z, y = x$y)
-  w <- x$weights
-  K <- x$K
-  if (inherits(x, "moe_mcmc")) {
-    D <- draws_matrix(x, relabel = TRUE, complete = TRUE)
-    D <- D[unique(round(seq(1, nrow(D), length.out = min(200L, nrow(D))))), , drop = FALSE]
-    spec <- fit_spec(x)
-    g <- r <- matrix(0, length(w), K)
-    for (s in seq_len(nrow(D))) {
-      par <- par_unflatten(D[s, ], ncol(x$X), ncol(x$Z), K, spec)
-      g <- g + predict_par(par, des, "gating", K = K)
-      r <- r + responsibilities(par, x$X, x$Z, x$y)
-    }
-    g <- g / nrow(D)
-    r <- r / nrow(D)
-  } else {
-    par <- moe_point(x)
-    g <- predict_par(par, des, "gating", K = K)
-    r <- responsibilities(par, x$X, x$Z, x$y)
-  }
-  out <- rbind(size = colSums(w * r), weight = colSums(w * g) / sum(w))
-  colnames(out) <- paste0("expert", seq_len(K))
-  out
-}
-
 # The experts table of print(): coefficients, sigma2 and sigma, then the
 # expert sizes and mean gating weights. `title` heads the table.
 print_experts <- function(x, par, digits, title) {
@@ -221,10 +190,59 @@ print_experts <- function(x, par, digits, title) {
   invisible(sz)
 }
 
+# The inverse of an information matrix (vcov() of EM and least-squares
+# fits), or NULL after a warning of class bayesmoe_warning_information with
+# `message` when it is singular, ill-conditioned or gives a negative or
+# non-finite variance.
+invert_information <- function(info, message) {
+  V <- tryCatch(solve(info), error = function(e) NULL)
+  if (is.null(V) || any(!is.finite(diag(V))) || any(diag(V) < 0) ||
+      rcond(info) < .Machine$double.eps) {
+    warn(message, kind = "information")
+    return(NULL)
+  }
+  V
+}
+
+# The head of print(summary()): the title, the call and the count of rows
+# dropped for missing values.
+print_summary_header <- function(x) {
+  cat(x$title, "\n\n", sep = "")
+  cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
+  if (length(x$na.action)) {
+    cat(sprintf("(%d observation%s deleted due to missingness)\n\n", length(x$na.action),
+                if (length(x$na.action) > 1) "s" else ""))
+  }
+  invisible(x)
+}
+
 print_sizes <- function(sz) {
   cat("Expert sizes (sum of membership probabilities) and mean gating weights:\n")
   print(rbind(size = format(round(sz["size", ], 1), nsmall = 1),
               weight = format(round(sz["weight", ], 3), nsmall = 3)), quote = FALSE,
         right = TRUE)
   invisible(sz)
+}
+
+#' @export
+nobs.moe_fit <- function(object, ...) {
+  validate_moe_fit(object, "object")
+  sum(object$weights > 0)
+}
+
+# The sample size of the likelihood, the `nobs` of logLik() and so the
+# log(n) of BIC(): observation i enters sum_i w_i log p(y_i | ...) with its
+# weight, so a weighted fit has sum(w) observations' worth of information
+# (nobs() counts the rows with positive weight).
+loglik_nobs <- function(object) {
+  n <- sum(object$weights)
+  if (n <= .Machine$integer.max && all(object$weights == round(object$weights))) {
+    as.integer(n)
+  } else n
+}
+
+#' @export
+logLik.moe_fit <- function(object, ...) {
+  validate_moe_fit(object, "object")
+  structure(object$loglik, df = moe_df(object), nobs = loglik_nobs(object), class = "logLik")
 }

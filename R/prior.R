@@ -237,3 +237,67 @@ prior_draw <- function(pc, K) {
   }
   list(alpha = alpha, sigma2 = sigma2, W = W)
 }
+
+#' Prior on the number of experts
+#'
+#' A prior on the number of experts \eqn{K}, for the posterior over \eqn{K}
+#' of [moe_select()] (a mixture of finite mixtures, Miller and Harrison
+#' 2018). Pass it as `moe_prior(K = prior_K(...))`.
+#'
+#' * `"poisson"`: \eqn{K - 1 \sim \mathrm{Poisson}(\lambda)}, truncated to
+#'   \eqn{K \le K_{max}};
+#' * `"geometric"`: \eqn{P(K - 1 = j) \propto (1 - \rho)^j} with
+#'   \eqn{\rho = 1 / (1 + \lambda)}, so that \eqn{\lambda} is again the
+#'   (untruncated) mean of \eqn{K - 1}, truncated to \eqn{K \le K_{max}};
+#' * `"uniform"`: uniform on \eqn{1, \dots, K_{max}} (`lambda` unused).
+#'
+#' The theory of posterior contraction with a prior on the number of
+#' components asks for \eqn{p(k) > 0} for every \eqn{k} and an
+#' exponential-type tail, which the Poisson and geometric priors have; the
+#' truncation at `K_max` only limits the experts that are fitted.
+#'
+#' @param type `"poisson"`, `"geometric"` or `"uniform"`.
+#' @param lambda Mean of \eqn{K - 1} before truncation, a number > 0.
+#' @param K_max Largest number of experts, a whole number >= 1.
+#' @param ... Must be empty.
+#' @return An object of class `moe_prior_K` with `type`, `lambda`, `K_max`
+#'   and `probs`, the prior probabilities of \eqn{K = 1, \dots, K_{max}}.
+#' @references
+#' Miller, J. W. and Harrison, M. T. (2018). Mixture models with a prior on
+#' the number of components. *Journal of the American Statistical
+#' Association* 113, 340-356.
+#' @seealso [moe_select()], [moe_prior()]
+#' @examples
+#' prior_K()
+#' prior_K("geometric", lambda = 0.5, K_max = 8)
+#' prior_K("uniform", K_max = 4)$probs
+#' @export
+prior_K <- function(type = c("poisson", "geometric", "uniform"), lambda = 1, K_max = 6, ...) {
+  call <- sys.call()
+  check_dots_empty(call, ...)
+  type <- check_choice(type, c("poisson", "geometric", "uniform"), "type", call)
+  lambda <- check_number(lambda, "lambda", lower = 0, strict_lower = TRUE, call = call)
+  K_max <- check_number(K_max, "K_max", lower = 1, upper = 100, whole = TRUE, call = call)
+  j <- seq_len(K_max) - 1L
+  lp <- switch(type,
+               poisson = stats::dpois(j, lambda, log = TRUE),
+               geometric = stats::dgeom(j, 1 / (1 + lambda), log = TRUE),
+               uniform = rep(0, K_max))
+  probs <- exp(lp - max(lp))
+  probs <- setNames(probs / sum(probs), seq_len(K_max))
+  structure(list(type = type, lambda = lambda, K_max = K_max, probs = probs),
+            class = "moe_prior_K")
+}
+
+#' @export
+print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- check_digits(digits, call = sys.call())
+  desc <- switch(x$type,
+                 poisson = sprintf("K - 1 ~ Poisson(%s), truncated to K <= %d", format(x$lambda), x$K_max),
+                 geometric = sprintf("K - 1 ~ Geometric(mean %s), truncated to K <= %d",
+                                     format(x$lambda), x$K_max),
+                 uniform = sprintf("K uniform on 1, ..., %d", x$K_max))
+  cat("Prior on the number of experts: ", desc, "\n", sep = "")
+  print(signif(x$probs, digits))
+  invisible(x)
+}

@@ -11,21 +11,6 @@
 # the gating is re-referenced, w'_k = w_{pi[k]} - w_{pi[K]} (w_K = 0), so the
 # gating probabilities satisfy g'_k(z) = g_{pi[k]}(z).
 
-# All permutations of 1..K as the rows of a K! x K matrix, the identity first,
-# in lexicographic order.
-all_perms <- function(K) {
-  if (K == 1L) return(matrix(1L, 1L, 1L))
-  sub <- all_perms(K - 1L)
-  out <- lapply(seq_len(K), function(first) {
-    rest <- setdiff(seq_len(K), first)
-    cbind(first, matrix(rest[sub], nrow(sub)))
-  })
-  out <- do.call(rbind, out)
-  dimnames(out) <- NULL
-  storage.mode(out) <- "integer"
-  out
-}
-
 # The P x P matrix M with theta' = M %*% theta for the permutation `pi` of
 # the parameter vector theta (par_flatten() layout, p expert coefficients,
 # q gating coefficients, K experts).
@@ -70,15 +55,6 @@ permute_rows <- function(D, perms, p, q, K, spec = NULL) {
     out[rows, ] <- D[rows, , drop = FALSE] %*% t(perm_matrix(pi, p, q, K, spec))
   }
   out
-}
-
-# Apply permutations to a draws array (iterations x chains x P) with a
-# permutation array (iterations x chains x K).
-permute_draws <- function(draws, perms, p, q, K, spec = NULL) {
-  d <- dim(draws)
-  N <- d[1L] * d[2L]
-  D <- permute_rows(matrix(draws, N, d[3L]), matrix(perms, N, K), p, q, K, spec)
-  array(D, d, dimnames(draws))
 }
 
 # Relabelling features of every expert in every draw, on the internal

@@ -9,7 +9,8 @@
 # stored as beta0 (K), beta1 (d x K), a (d x K), b (K), sigma (K, noise s.d.)
 # and sigma2 (K, variances). The last expert is the gating reference:
 # beta0[K] = 0 and beta1[, K] = 0. The atoms of the mixing measure are
-# (beta1_k, a_k, b_k, sigma2_k) with weights exp(beta0_k) (LITERATURE 1.1).
+# (beta1_k, a_k, b_k, sigma2_k) with weights exp(beta0_k) (Nguyen, Nguyen and
+# Ho, 2023).
 
 #' A true parameter set of a mixture of experts
 #'
@@ -426,15 +427,7 @@ rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid")) {
   x_design <- check_choice(x_design, c("uniform", "grid"), "x_design", call)
   d <- truth$d
   if (!is.null(x)) {
-    if (!is.numeric(x) || any(!is.finite(x))) {
-      abort(sprintf("`x` must be a finite numeric vector or matrix, not %s.", describe(x)),
-            call = call, arg = "x")
-    }
-    x <- if (is.matrix(x)) x else matrix(x, ncol = 1L)
-    if (ncol(x) != d) {
-      abort(sprintf("`x` must have %d column%s (the covariates of `truth`), not %d.",
-                    d, if (d > 1L) "s" else "", ncol(x)), call = call, arg = "x")
-    }
+    x <- check_truth_x(x, d, call)
     if (!missing(n)) {
       n <- check_number(n, "n", lower = 1, whole = TRUE, call = call)
       if (n != nrow(x)) {
@@ -474,4 +467,48 @@ rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid")) {
   out <- data.frame(x, y = y)
   attr(out, "expert") <- as.integer(k)
   out
+}
+
+# The Voronoi and density losses compare gates that are softmaxes of
+# logits linear in the covariates: the softmax, the temperature gate (logits
+# W / tau), top-k with k = K and the hierarchical gate with one group. Other
+# gates are refused (their losses would be computed for the wrong model).
+loss_gate <- function(fit, call = NULL) {
+  g <- fit$gate
+  ok <- is.null(g) || inherits(g, "moe_gate_softmax") || inherits(g, "moe_gate_temperature") ||
+    (inherits(g, "moe_gate_topk") && g$k >= fit$K) ||
+    (inherits(g, "moe_gate_hierarchical") && g$G == 1L)
+  if (!ok) {
+    abort(sprintf("`fit` must have softmax gating (logits linear in the covariates) for the Voronoi and density losses and `moe_truth()`, not %s; use `topk_loss()` for top-k gates, and densities from `predict(type = \"density\")` otherwise.",
+                  gate_label(g)), kind = "gate", call = call, arg = "fit")
+  }
+  g
+}
+
+# A parameter list (alpha, sigma2, W, maybe tau) of a fit with gate `g` as
+# the equivalent softmax parameters: W / tau for a temperature gate.
+softmax_par <- function(par, g) {
+  if (inherits(g, "moe_gate_temperature")) {
+    tau <- if (isTRUE(g$learn)) par$tau else g$tau
+    par$W <- par$W / tau
+  }
+  par
+}
+
+truth_expert <- function(truth) if (is.null(truth$expert)) expert_linear() else truth$expert
+
+# `x`, covariate values for a truth with `d` covariates: a finite numeric
+# vector (one covariate) or a matrix with `d` columns, returned as a matrix;
+# `empty = FALSE` refuses an empty one.
+check_truth_x <- function(x, d, call = NULL, empty = TRUE) {
+  if (!is.numeric(x) || (!empty && !length(x)) || any(!is.finite(x))) {
+    abort(sprintf("`x` must be a finite numeric vector or matrix, not %s.", describe(x)),
+          call = call, arg = "x")
+  }
+  x <- if (is.matrix(x)) x else matrix(x, ncol = 1L)
+  if (ncol(x) != d) {
+    abort(sprintf("`x` must have %d column%s (the covariates of `truth`), not %d.",
+                  d, if (d > 1L) "s" else "", ncol(x)), call = call, arg = "x")
+  }
+  x
 }

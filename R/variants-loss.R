@@ -1,7 +1,6 @@
-# Voronoi loss of a top-k gated fit (issue 6, LITERATURE.md section 4.4):
-# the D1/D2 structure of the softmax losses, restricted to the experts that
-# the top-k selection can activate at the given covariates. Plain R; the
-# softmax D1/D2 losses of issue 5 live in R/loss.R on their own branch.
+# Voronoi loss of a top-k gated fit: the D1/D2 structure of the softmax
+# losses, restricted to the experts that the top-k selection can activate at
+# the given covariates. Plain R; the softmax D1/D2 losses are in R/loss.R.
 
 #' Voronoi loss for top-k sparse gating
 #'

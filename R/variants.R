@@ -1,6 +1,6 @@
 # Gating and expert variants: the gate and expert objects, the generics every
 # function that receives a parameter list dispatches on, and the helpers that
-# thread them through fits (issue 6; the shared interface is VARIANTS.md).
+# thread them through fits (the interface is listed below).
 #
 # A parameter list `par` holds `alpha` (P_e x K expert parameters), `sigma2`
 # (K), `W` (q x K gating), plus `V` (q x G, hierarchical gates only) and `tau`
@@ -25,31 +25,6 @@
 
 # ---------------------------------------------------------------------------
 # Gate objects
-
-# A gate or expert object rebuilt by its constructor from its own fields:
-# NULL unless the object is exactly what the constructor makes (hand-built or
-# edited objects with unknown types or invalid fields are refused before any
-# C code sees them).
-rebuild_variant <- function(obj) {
-  type <- obj$type
-  if (!is.character(type) || length(type) != 1L || is.na(type)) return(NULL)
-  make <- if (inherits(obj, "moe_gate")) {
-    switch(type, softmax = function(o) gate_softmax(),
-           topk = function(o) gate_topk(o$k),
-           temperature = function(o) gate_temperature(o$tau, o$learn, o$prior),
-           hierarchical = function(o) gate_hierarchical(if (is.null(o$groups)) o$G else o$groups),
-           NULL)
-  } else {
-    switch(type, linear = function(o) expert_linear(),
-           ffn = function(o) expert_ffn(o$hidden, o$activation, o$lm_steps, o$mh_steps,
-                                        o$prior_sd),
-           NULL)
-  }
-  if (is.null(make)) return(NULL)
-  new <- tryCatch(make(obj), error = function(e) NULL)
-  if (is.null(new) || !identical(new, obj)) return(NULL)
-  new
-}
 
 new_gate <- function(type, ...) {
   structure(list(type = type, ...), class = c(paste0("moe_gate_", type), "moe_gate"))
@@ -278,30 +253,9 @@ make_spec <- function(gate = NULL, expert = NULL) {
 spec_gate <- function(spec) if (is.null(spec$gate)) gate_softmax() else spec$gate
 spec_expert <- function(spec) if (is.null(spec$expert)) expert_linear() else spec$expert
 
-# The spec of a fit (NULL for the defaults and for fits made before the
-# variants, which store no gate).
+# The spec of a fit or truth: NULL for softmax gating with linear experts
+# (and for objects that store no gate or expert).
 fit_spec <- function(fit) make_spec(fit$gate, fit$expert)
-
-# Check the `gate` and `expert` arguments of a front end against K and the
-# designs; returns list(gate, expert) with the gate resolved (the groups of
-# a hierarchical gate as a vector of length K).
-check_variants <- function(gate, expert, K, call = NULL) {
-  if (!inherits(gate, "moe_gate") || is.null(rebuild_variant(gate))) {
-    abort(sprintf("`gate` must be made by `gate_softmax()`, `gate_topk()`, `gate_temperature()` or `gate_hierarchical()`, not %s.",
-                  describe_object(gate)), call = call, arg = "gate")
-  }
-  if (!inherits(expert, "moe_expert") || is.null(rebuild_variant(expert))) {
-    abort(sprintf("`expert` must be made by `expert_linear()` or another `expert_*()` constructor, not %s.",
-                  describe_object(expert)), call = call, arg = "expert")
-  }
-  list(gate = gate_resolve(gate, K, call), expert = expert)
-}
-
-describe_object <- function(x) {
-  if (is.object(x) && !is.data.frame(x) && !inherits(x, "formula")) {
-    sprintf("an object of class \"%s\"", class(x)[1L])
-  } else describe(x)
-}
 
 gate_resolve <- function(gate, K, call = NULL) UseMethod("gate_resolve")
 gate_resolve.moe_gate <- function(gate, K, call = NULL) gate
@@ -379,29 +333,6 @@ expert_design <- function(expert, X) UseMethod("expert_design")
 expert_design.moe_expert <- function(expert, X) X
 expert_start <- function(expert, p, K) UseMethod("expert_start")
 expert_start.moe_expert <- function(expert, p, K) matrix(0, p, K)
-
-# Plain-R log gating probabilities of every gate (the reference of the C
-# evaluation).
-gate_log_prob_r <- function(gate, Z, par) {
-  eta <- Z %*% par$W
-  switch(gate$type,
-    softmax = log_softmax_rows(eta),
-    topk = {
-      K <- ncol(eta)
-      if (gate$k < K) eta[!topk_mask(eta, gate$k)] <- -Inf
-      log_softmax_rows(eta)
-    },
-    temperature = log_softmax_rows(eta / gate_tau(gate, par)),
-    hierarchical = {
-      lv <- log_softmax_rows(Z %*% par$V)
-      out <- eta
-      for (g in seq_len(gate$G)) {
-        idx <- which(gate$groups == g)
-        out[, idx] <- lv[, g] + log_softmax_rows(eta[, idx, drop = FALSE])
-      }
-      out
-    })
-}
 
 # TRUE where expert k is among the k largest logits of row i (ties: the
 # lower index first).
@@ -623,3 +554,11 @@ gate_call <- function(gate) {
     sprintf("gate_%s()", gate$type))
 }
 expert_call <- function(expert) sprintf("expert_%s()", expert$type)
+
+# Row-wise log-softmax of an n x K matrix of logits, by log-sum-exp.
+log_softmax_rows <- function(eta) {
+  mx <- eta[, 1L]
+  if (ncol(eta) > 1L) for (k in 2:ncol(eta)) mx <- pmax(mx, eta[, k])
+  lse <- mx + log(rowSums(exp(eta - mx)))
+  eta - lse
+}

@@ -17,7 +17,8 @@
 #   experts fitted by linear experts, both exactly specified (K = 2) and
 #   over-specified (K = 3); for every n, replicates of moe_ls_fit() and the
 #   strong Voronoi loss (voronoi_loss_strong(), gating translation infimum)
-#   plus the L2 distance of the regression functions. Slopes: OLS of the log
+#   plus the L2 distance of the regression functions, all by
+#   moe_contraction(method = "ls"). Slopes: OLS of the log
 #   median (and of the log mean) over the replicates on log n.
 
 library(bayesmoe)
@@ -59,18 +60,25 @@ sub <- curved[seq_len(600), ]
 # Two experts with well separated gating regions (gate slope -4 in x), each
 # expert curved inside its own region; noise sd 0.05; x ~ Uniform(-1, 1).
 truths <- list(
-  ffn = list(alpha = cbind(c(5, 2.5, 1.5, 0), c(-5, 2.5, 1, 0.5)),
-             W = cbind(c(0, -4), c(0, 0)), sd = 0.05, expert = expert_ffn(1)),
-  linear = list(alpha = cbind(c(1, 2), c(-0.5, -1)),
-                W = cbind(c(0, -4), c(0, 0)), sd = 0.05, expert = expert_linear()))
-truths$ffn$alpha <- bayesmoe:::ffn_canonical(truths$ffn$alpha, truths$ffn$expert)
+  ffn = moe_truth(beta0 = c(0, 0), beta1 = c(-4, 0),
+                  eta = cbind(c(5, 2.5, 1.5, 0), c(-5, 2.5, 1, 0.5)), sigma = c(0.05, 0.05),
+                  expert = expert_ffn(1), sd = 0.05),
+  linear = moe_truth(beta0 = c(0, 0), beta1 = c(-4, 0), a = c(2, -1), b = c(1, -0.5),
+                     sigma = c(0.05, 0.05), sd = 0.05))
 ns <- if (quick) c(500, 2000) else c(500, 1000, 2000, 4000, 8000)
 reps <- if (quick) 2 else 16
 runs <- list()
 for (kind in names(truths)) for (K in c(2L, 3L)) {
   # two data-driven starts plus the (split) truth; the smallest RSS is kept
-  res <- bayesmoe:::ls_contraction(truths[[kind]], n = ns, reps = reps, K = K, starts = 2,
-                                   seed = 7)
+  st <- moe_contraction(truths[[kind]], n = ns, reps = reps, K = K, method = "ls",
+                        losses = c("D", "l2"), starts = 2, seed = 7,
+                        control = moe_ls_control(maxit = 500, tol = 1e-10))
+  r <- st$results
+  res <- merge(data.frame(n = r$n[r$loss == "D_strong"], rep = r$rep[r$loss == "D_strong"],
+                          loss = r$value[r$loss == "D_strong"]),
+               data.frame(n = r$n[r$loss == "l2"], rep = r$rep[r$loss == "l2"],
+                          l2 = r$value[r$loss == "l2"]))
+  res <- merge(res, st$runs[c("n", "rep", "status", "seconds")])
   res$truth <- kind
   res$K <- K
   runs[[paste(kind, K)]] <- res
@@ -78,9 +86,16 @@ for (kind in names(truths)) for (K in c(2L, 3L)) {
 }
 contraction <- do.call(rbind, runs)
 rownames(contraction) <- NULL
+# OLS slopes of log(median or mean loss over the replicates) on log(n)
+ls_slopes <- function(res, statistic) {
+  vapply(c("loss", "l2"), function(cl) {
+    m <- tapply(res[[cl]], res$n, statistic, na.rm = TRUE)
+    unname(stats::coef(stats::lm(log(m) ~ log(as.numeric(names(m)))))[2L])
+  }, 0)
+}
 slopes <- do.call(rbind, lapply(runs, function(r) {
-  s <- bayesmoe:::ls_contraction_slopes(r)
-  m <- bayesmoe:::ls_contraction_slopes(r, statistic = "mean")
+  s <- ls_slopes(r, median)
+  m <- ls_slopes(r, mean)
   data.frame(truth = r$truth[1], K = r$K[1], slope_loss = s[["loss"]], slope_l2 = s[["l2"]],
              slope_loss_mean = m[["loss"]], slope_l2_mean = m[["l2"]])
 }))

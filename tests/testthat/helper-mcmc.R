@@ -52,7 +52,7 @@ fake_mcmc_fit <- function(em, iter = 100, chains = 2, switch = 0, spread = 1, se
     se <- sqrt(diag(V))[is_s2]
     D[, is_s2] <- exp(log(rep(theta[is_s2], each = N)) +
                         spread * Zn[, is_s2] * rep(se / theta[is_s2], each = N))
-    perms <- all_perms(K)
+    perms <- all_permutations(K)
     which_perm <- ifelse(runif(N) < switch & K > 1,
                          sample.int(max(nrow(perms) - 1L, 1L), N, replace = TRUE) + 1L, 1L)
   })

@@ -9,20 +9,6 @@ test_that("check_number() accepts and rejects as documented", {
   expect_snapshot(error = TRUE, bayesmoe:::check_flag(NA, "progress"))
 })
 
-test_that("with_seed() restores the RNG kind and state, or its absence", {
-  set.seed(1)
-  before <- .Random.seed
-  a <- bayesmoe:::with_seed(5, runif(2))
-  expect_identical(.Random.seed, before)
-  expect_identical(a, bayesmoe:::with_seed(5, runif(2)))
-  old <- RNGkind()
-  bayesmoe:::with_seed(5, runif(1), kind = "L'Ecuyer-CMRG")
-  expect_identical(RNGkind(), old)
-  rm(".Random.seed", envir = globalenv())
-  bayesmoe:::with_seed(5, runif(1))
-  expect_false(exists(".Random.seed", envir = globalenv(), inherits = FALSE))
-})
-
 test_that("status flags decode", {
   expect_identical(bayesmoe:::decode_status(0L), character())
   expect_identical(bayesmoe:::decode_status(1L + 4L), c("maxit", "var_floor"))

@@ -1433,7 +1433,7 @@ test_that("error messages of the checks added for the remaining entry points", {
                   error = TRUE)
 })
 
-# ---- issue 17, second round -------------------------------------------------------------
+# ---- second round of hardening -------------------------------------------------------------
 #
 # Each case is a row: the call, its validator and the expected outcome
 # ("value" or "classed_error"); hardening_rows() runs them and lists any
@@ -1463,7 +1463,7 @@ row_case <- function(fn, label, call, expected, validate = any_value, class = NU
        class = class)
 }
 
-test_that("issue 17, item 1: offsets are fitted, predicted with, or refused", {
+test_that("offsets are fitted, predicted with, or refused", {
   set.seed(171)
   d <- base_data()
   d$o <- 10 * d$x
@@ -1515,7 +1515,7 @@ test_that("issue 17, item 1: offsets are fitted, predicted with, or refused", {
       class = "bayesmoe_error_design")))
 })
 
-test_that("issue 17, item 2: arguments of moe_mcmc() in moe_contraction(mcmc = ) are checked first", {
+test_that("arguments of moe_mcmc() in moe_contraction(mcmc = ) are checked first", {
   set.seed(172)
   tr <- moe_truth_example("p4")
   run <- function(m, method = "mcmc") function() moe_contraction(tr, n = c(20, 30), reps = 2,
@@ -1536,7 +1536,7 @@ test_that("issue 17, item 2: arguments of moe_mcmc() in moe_contraction(mcmc = )
                     all(is.finite(st$results$value))))))
 })
 
-test_that("issue 17, item 3: exact least-squares fits warn instead of returning Inf silently", {
+test_that("exact least-squares fits warn instead of returning Inf silently", {
   set.seed(173)
   # the value is valid when it is finite, or warned of as an exact fit
   warned_exact <- function(expr) function() {
@@ -1563,7 +1563,7 @@ test_that("issue 17, item 3: exact least-squares fits warn instead of returning 
       "value", function(f) valid_ls(f) && !f$exact)))
 })
 
-test_that("issue 17, item 4: densities far out and covariates beyond range", {
+test_that("densities far out and covariates beyond range", {
   set.seed(174)
   d <- base_data()
   fit <- moe_em(y ~ x, data = d, K = 2, starts = 1, seed = 1)
@@ -1603,7 +1603,7 @@ test_that("issue 17, item 4: densities far out and covariates beyond range", {
       predict(fit, newdata = data.frame(x = 1e99), type = "quantile"), "value", finite_value)))
 })
 
-test_that("issue 17, item 5: truths with extreme values are refused or give finite results", {
+test_that("truths with extreme values are refused or give finite results", {
   set.seed(175)
   targs <- list(beta0 = -8, beta1 = 25, a = c(-20, 20), b = c(15, -5), sigma = c(0.3, 0.4))
   tr <- function(...) do.call(moe_truth, utils::modifyList(targs, list(...)))
@@ -1632,7 +1632,7 @@ test_that("issue 17, item 5: truths with extreme values are refused or give fini
       voronoi_loss(p4, tr(beta0 = 1e5)), "classed_error", class = "bayesmoe_error_numerical")))
 })
 
-test_that("issue 17, item 6: the messages say what is wrong", {
+test_that("the messages say what is wrong", {
   set.seed(176)
   d <- base_data()
   fit <- moe_em(y ~ x + f, data = d, K = 1)
@@ -1663,7 +1663,7 @@ test_that("issue 17, item 6: the messages say what is wrong", {
   expect_match(rows$message[2], "level of factor `f`", fixed = TRUE)
 })
 
-test_that("issue 17, item 7: sizes beyond memory are refused before allocating", {
+test_that("sizes beyond memory are refused before allocating", {
   set.seed(177)
   old <- options(bayesmoe.max_bytes = 4 * 2^30)
   on.exit(options(old), add = TRUE)
@@ -1698,7 +1698,7 @@ test_that("issue 17, item 7: sizes beyond memory are refused before allocating",
              function() check_mcmc_size(4, 2000, 1000, 1, npar = 100), "value")))
 })
 
-test_that("issue 17, item 8: more parameters than observations is refused or warned of up front", {
+test_that("more parameters than observations is refused or warned of up front", {
   set.seed(178)
   d <- data.frame(x = runif(100))
   d$y <- d$x + rnorm(100)
@@ -1729,7 +1729,7 @@ test_that("issue 17, item 8: more parameters than observations is refused or war
       moe_em(y ~ x, data = d, K = 20, starts = 1, seed = 1), "value", valid_fit)))
 })
 
-test_that("issue 17, item 9: malformed init_par of moe_em_fit() is a classed error", {
+test_that("malformed init_par of moe_em_fit() is a classed error", {
   set.seed(179)
   d <- base_data()
   X <- cbind("(Intercept)" = 1, x = d$x)
@@ -1747,7 +1747,7 @@ test_that("issue 17, item 9: malformed init_par of moe_em_fit() is a classed err
       moe_em_fit(d$y, X, X, K = 2, init_par = list(par)), "value", valid_par))))
 })
 
-test_that("issue 17, scaling: covariates from 1e-200 to 1e100 fit as at scale 1", {
+test_that("scaling: covariates from 1e-200 to 1e100 fit as at scale 1", {
   skip_under_valgrind()
   set.seed(1710)
   d <- base_data(80)
@@ -1792,7 +1792,7 @@ test_that("issue 17, scaling: covariates from 1e-200 to 1e100 fit as at scale 1"
   expect_true(valid_par(r3))
 })
 
-test_that("issue 17, scaling: denormal covariates and responses are refused by name", {
+test_that("scaling: denormal covariates and responses are refused by name", {
   skip_under_valgrind()
   set.seed(1711)
   d <- base_data()
@@ -1908,7 +1908,7 @@ tampered_fits <- function(em, mc) {
       mcmc_X_columns = set(mc, X = mc$X[, 1L, drop = FALSE])))
 }
 
-test_that("issue 17, tampered fits: every method gives one classed error", {
+test_that("tampered fits: every method gives one classed error", {
   set.seed(1712)
   d <- base_data()
   em <- moe_em(y ~ x, gating = ~ z, data = d, K = 2, starts = 1, seed = 1)

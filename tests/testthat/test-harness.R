@@ -164,7 +164,7 @@ test_that("print(), summary() and plot()", {
   expect_silent(plot(st3, losses = "D2", drop = 0))
 })
 
-test_that("EM D1 slope on the reference truth lies in [-0.7, -0.35] (issue acceptance check)", {
+test_that("EM D1 slope on the reference truth lies in [-0.7, -0.35] (acceptance check)", {
   # 10 log-spaced n from 500 to 20,000, 8 replicates; about 7 s of CPU
   n <- round(exp(seq(log(500), log(20000), length.out = 10)))
   st <- moe_contraction(p4(), n = n, reps = 8, seed = 1, losses = "D")

@@ -103,7 +103,7 @@ test_that("the strong Voronoi loss of moe_ls(), moe_em() and moe_mcmc() fits", {
                                                               W = truth$W)))
 })
 
-test_that("the least-squares contraction study: losses shrink with n for FFN experts", {
+test_that("the least-squares regression form: split truths and starts at the truth", {
   truth <- list(alpha = cbind(c(2, 0.5, 1.5, -0.5), c(-3, 1, 1, 0.5)),
                 W = cbind(c(0.5, 3), c(0, 0)), sd = 0.1, expert = expert_ffn(1))
   # the split truth of an over-specified start has the truth's regression
@@ -118,14 +118,6 @@ test_that("the least-squares contraction study: losses shrink with n for FFN exp
                   init = truth[c("alpha", "W")])
   expect_equal(f$starts$type, c("residual", "init"))
   expect_lte(f$rss, min(f$starts$rss) + 1e-10)
-  res <- bayesmoe:::ls_contraction(truth, n = c(200, 3200), reps = 2, K = 2, starts = 2)
-  expect_equal(nrow(res), 4L)
-  expect_true(all(is.finite(res$loss) & is.finite(res$l2)))
-  m <- tapply(res$l2, res$n, mean)
-  expect_lt(m[["3200"]], m[["200"]])
-  sl <- bayesmoe:::ls_contraction_slopes(res)
-  expect_named(sl, c("loss", "l2"))
-  expect_lt(sl[["l2"]], 0)
 })
 
 test_that("a moe_truth() is accepted as the truth of voronoi_loss_strong() and topk_loss()", {

@@ -1,5 +1,5 @@
 # Plain-R reference implementations (deliberately written from the
-# definitions in LITERATURE 4.1-4.3 and 4.6, not from the C code).
+# definitions of Nguyen, Nguyen and Ho (2023), not from the C code).
 
 ref_par <- function(tr) {
   list(beta0 = unname(tr$beta0), beta1 = unname(tr$beta1), a = unname(tr$a),

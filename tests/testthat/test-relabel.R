@@ -1,7 +1,7 @@
-test_that("all_perms() enumerates every permutation, the identity first", {
+test_that("all_permutations() enumerates every permutation, the identity first", {
   set.seed(1)
   for (K in 1:5) {
-    P <- all_perms(K)
+    P <- all_permutations(K)
     expect_equal(nrow(P), factorial(K))
     expect_equal(P[1, ], seq_len(K))
     expect_equal(nrow(unique(P)), nrow(P))
@@ -22,8 +22,8 @@ test_that("permutation matrices match the plain-R permutation with re-referencin
     q <- pq[2]
     par <- random_par(p, q, K)
     theta <- par_flatten(par)
-    for (m in seq_len(nrow(all_perms(K)))) {
-      pi <- all_perms(K)[m, ]
+    for (m in seq_len(nrow(all_permutations(K)))) {
+      pi <- all_permutations(K)[m, ]
       ref <- par_flatten(permute_par_ref(par, pi))
       expect_equal(drop(perm_matrix(pi, p, q, K) %*% theta), ref)
     }
@@ -40,7 +40,7 @@ test_that("re-referencing keeps gating probabilities, expert means and the densi
   y <- rnorm(50)
   par <- random_par(p, q, K)
   D <- matrix(par_flatten(par), 6, length(par_flatten(par)), byrow = TRUE)
-  perms <- all_perms(K)[c(1, 5, 9, 13, 20, 24), ]
+  perms <- all_permutations(K)[c(1, 5, 9, 13, 20, 24), ]
   Dp <- permute_rows(D, perms, p, q, K)
   g0 <- exp(moe_components(par, X, Z)$log_gate)
   m0 <- moe_components(par, X, Z)$mean
@@ -150,7 +150,7 @@ test_that("a relabelled fit is trusted only for its own draws; relabelling compo
 # assignment improved by pairwise swaps that the package used for K > 7.
 brute_assignment <- function(C) {
   K <- nrow(C)
-  P <- all_perms(K)
+  P <- all_permutations(K)
   tot <- vapply(seq_len(nrow(P)), function(m) sum(C[cbind(seq_len(K), P[m, ])]), 0)
   list(perm = P[which.min(tot), ], cost = min(tot))
 }
@@ -197,7 +197,7 @@ test_that("the assignment solver equals brute force for K <= 7, ties included", 
       expect_equal(assignment_cost(C, got), bf$cost, tolerance = 1e-12,
                    info = paste(K, r))
       # a unique optimum is found exactly; the identity is kept when optimal
-      costs <- apply(all_perms(K), 1L, function(p) assignment_cost(C, p))
+      costs <- apply(all_permutations(K), 1L, function(p) assignment_cost(C, p))
       if (sum(costs == bf$cost) == 1L || assignment_cost(C, seq_len(K)) == bf$cost) {
         expect_identical(got, bf$perm, info = paste(K, r))
       }

@@ -190,7 +190,7 @@ test_that("assignments under a hierarchical gate keep the groups", {
     expect_identical(pm[i, 5], 5L)
   }
   # against brute force over the allowed permutations
-  allowed <- all_perms(5)
+  allowed <- all_permutations(5)
   ok <- apply(allowed, 1, function(pi) {
     g <- groups[pi]
     all(vapply(1:3, function(h) length(unique(g[groups == h])) == 1L, TRUE))
