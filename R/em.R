@@ -287,6 +287,13 @@ run_par <- function(r, spec) {
   c(par, list(spec = spec))
 }
 
+# The EM controls as ffi_em() takes them (MOE_EMCTL_* in src/moe.h).
+em_control_c <- function(control, min_size) {
+  c(maxit = as.double(control$maxit), tol = control$tol, var_floor = control$var_floor,
+    min_size = as.double(min_size), gate_steps = as.double(control$gate_steps),
+    ridge = control$ridge)
+}
+
 # One EM run from starting responsibilities R0 (n x K) on the internal-scale
 # data `s`: the one EM driver of src/em.c, for every gate and expert family
 # (it picks the fused kernel for the softmax gate with linear experts).
@@ -297,8 +304,7 @@ em_run <- function(s, w, R0, control, min_size, gate, expert) {
   }
   K <- ncol(R0)
   X <- expert_design(expert, s$X)
-  ctl <- as.double(c(control$maxit, control$tol, control$var_floor, min_size,
-                     control$gate_steps, control$ridge))
+  ctl <- em_control_c(control, min_size)
   .Call(ffi_em, s$y, X, s$Z, as.double(w), R0, expert_start(expert, ncol(X), K), ctl,
         gate_c(gate, K), expert_c(expert), if (isTRUE(gate$learn)) as.double(gate$prior))
 }

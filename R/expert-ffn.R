@@ -106,8 +106,11 @@ expert_label.moe_expert_ffn <- function(expert) {
 
 # The activation code of src/ffn.c.
 ffn_act_code <- function(expert) {
-  match(expert$activation, c("tanh", "sigmoid", "gelu")) - 1L
+  match(expert$activation, ffn_activations) - 1L
 }
+
+# The activations in the order of their codes (ffn_activation in src/moe.h).
+ffn_activations <- c("tanh", "sigmoid", "gelu")
 
 # The network inputs: the non-intercept columns of an expert design, as a
 # double matrix. The front ends check the design (check_expert_design()).
@@ -278,7 +281,7 @@ expert_state_init.moe_expert_ffn <- function(expert, K) c(rep(log(0.1), K), rep(
 
 # The family in the form the C engine takes (make_family() in src/ffi.c).
 expert_c.moe_expert_ffn <- function(expert) {
-  list(type = 1L, H = as.integer(expert$hidden), act = ffn_act_code(expert),
+  list(type = family_codes[["ffn"]], H = as.integer(expert$hidden), act = ffn_act_code(expert),
        lm_steps = as.integer(expert$lm_steps), mh_steps = as.integer(expert$mh_steps),
        s_hid2 = expert$prior_sd^2)
 }

@@ -347,9 +347,19 @@ mcmc_settings <- function(prior, chains, iter, warmup, thin, init, seed, control
 # The gating fields of the C control (moe_mcmc_control in src/moe.h):
 # gate_mode, gate_steps, pg_every (0: never).
 gate_mode <- function(control) {
-  mode <- match(control$gate_update, c("pg", "pg+mh", "mh", "collapsed")) - 1L
+  mode <- gate_update_codes[[control$gate_update]]
   pg <- if (is.infinite(control$pg_every)) 0L else as.integer(control$pg_every)
   c(mode, as.integer(control$gate_steps), pg)
+}
+
+# Codes of the gating updates (moe_mcmc_control.gate_mode in src/moe.h).
+gate_update_codes <- c(pg = 0L, "pg+mh" = 1L, mh = 2L, collapsed = 3L)
+
+# The controls of one chain as ffi_gibbs() takes them (MOE_MCTL_* in
+# src/moe.h); `mode` is c(gate_mode, gate_steps, pg_every).
+mcmc_control_c <- function(warmup, iter, thin, offset, refresh, chain, mode) {
+  c(warmup = warmup, iter = iter, thin = thin, offset = offset, refresh = refresh,
+    chain = chain, gate_mode = mode[1L], gate_steps = mode[2L], pg_every = mode[3L])
 }
 
 # Names of the gating move counts a chain returns (MOE_ACC_* in src/moe.h).
@@ -520,7 +530,7 @@ mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
     xstate <- if (!is.null(st$xstate)) st$xstate else expert_state_init(expert, K)
     # a continued chain keeps the Polya-Gamma schedule its warm-up chose
     if (!is.null(st$pg_every)) mode[3L] <- st$pg_every
-    ctl <- c(warmup, iter, thin, offsets[chain], refresh, chain, mode)
+    ctl <- mcmc_control_c(warmup, iter, thin, offsets[chain], refresh, chain, mode)
     t0 <- proc.time()
     res <- gibbs_chain_c(s, pc, K, par, gate, expert, adapt, xstate, ctl, nbg)
     res$cpu <- sum((proc.time() - t0)[1:2])

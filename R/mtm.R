@@ -274,19 +274,40 @@ mtm_check_sets <- function(x, call) {
   x
 }
 
+# Uniformly random visiting orders (0-based, Kmax x S) of the natoms[s]
+# atoms of every set: Fisher-Yates shuffles from one runif() stream.
+mtm_orders <- function(natoms, Kmax) {
+  u <- stats::runif(sum(natoms - 1L))
+  out <- matrix(0L, Kmax, length(natoms))
+  pos <- 0L
+  for (s in seq_along(natoms)) {
+    K <- natoms[s]
+    ord <- seq_len(K) - 1L
+    if (K > 1L) {
+      for (i in (K - 1L):1L) {
+        pos <- pos + 1L
+        j <- min(as.integer(u[pos] * (i + 1L)), i)
+        tmp <- ord[i + 1L]
+        ord[i + 1L] <- ord[j + 1L]
+        ord[j + 1L] <- tmp
+      }
+    }
+    out[seq_len(K), s] <- ord
+  }
+  out
+}
+
 # Run the C kernel over atom sets theta (d x Kmax x S) with weights (Kmax x
-# S), natoms per set and visiting orders (NULL: random).
+# S), natoms per set and visiting orders (NULL: random, mtm_orders()).
 mtm_run <- function(theta, w, natoms, order, set) {
   d <- dim(theta)[1L]
   Kmax <- dim(theta)[2L]
+  if (is.null(order)) order <- mtm_orders(natoms, Kmax)
   storage.mode(theta) <- "double"
   storage.mode(w) <- "double"
   thr <- (set$c * set$omega)^set$r
-  res <- .Call(ffi_mtm, theta, w, as.integer(natoms),
-               if (is.null(order)) NULL else {
-                 storage.mode(order) <- "integer"
-                 order
-               },
+  storage.mode(order) <- "integer"
+  res <- .Call(ffi_mtm, theta, w, as.integer(natoms), order,
                as.integer(c(d, Kmax)), as.double(c(set$omega, thr, set$r)))
   res$theta <- array(res$theta, c(d, Kmax, length(natoms)))
   res$threshold <- thr

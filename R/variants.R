@@ -312,9 +312,15 @@ gate_log_prob.moe_gate <- function(gate, Z, par) {
   .Call(ffi_gate_logprob, Z, W, V, gate_c(gate, ncol(W)))
 }
 
+# Type codes of the gates and expert families (moe_gate_type and
+# moe_family_type in src/moe.h; test-tables.R compares them with
+# ffi_code_tables()).
+gate_codes <- c(softmax = 0L, topk = 1L, temperature = 2L, hierarchical = 3L)
+family_codes <- c(linear = 0L, ffn = 1L)
+
 # The gate in the form the C code takes (moe_gate in src/moe.h).
 gate_c <- function(gate, K) {
-  list(type = match(gate$type, c("softmax", "topk", "temperature", "hierarchical")) - 1L,
+  list(type = gate_codes[[gate$type]],
        k = if (is.null(gate$k)) as.integer(K) else as.integer(min(gate$k, K)),
        tau = if (is.null(gate$tau)) 1 else as.double(gate$tau),
        G = if (is.null(gate$G)) 1L else as.integer(gate$G),
@@ -324,7 +330,7 @@ gate_c <- function(gate, K) {
 # The expert family in the form the C code takes (make_family() in
 # src/ffi.c): its integer code.
 expert_c <- function(expert) UseMethod("expert_c")
-expert_c.moe_expert_linear <- function(expert) list(type = 0L)
+expert_c.moe_expert_linear <- function(expert) list(type = family_codes[["linear"]])
 
 # The design the family's C kernels take (the expert design for linear
 # experts) and the starting expert parameters of an EM run (zeros: the first

@@ -392,8 +392,8 @@ static const double *real_of_length(SEXP x, R_xlen_t len)
  *   natoms  int S: number of atoms of each set (1..Kmax); columns beyond it
  *           are ignored;
  *   order   int Kmax x S of 0-based visiting orders (the first natoms[s]
- *           entries of column s are a permutation of 0..natoms[s]-1), or
- *           NULL: uniformly random orders drawn with unif_rand();
+ *           entries of column s are a permutation of 0..natoms[s]-1;
+ *           random orders are drawn in R, mtm_orders());
  *   dims    int c(d, Kmax);  par  double c(omega, thr, r).
  * Returns list(K = int S, theta = double d x Kmax x S, weights = double
  * Kmax x S, assign = int Kmax x S (1-based output column of each input atom);
@@ -410,11 +410,7 @@ SEXP ffi_mtm(SEXP theta, SEXP w, SEXP natoms, SEXP order, SEXP dims, SEXP par)
   FFI_CHECK(XLENGTH(w) == (R_xlen_t) Kmax * S);
   const int *na = INTEGER(natoms);
   for (int s = 0; s < S; s++) FFI_CHECK(na[s] >= 1 && na[s] <= Kmax);
-  int random = Rf_isNull(order);
-  if (!random) {
-    FFI_CHECK(TYPEOF(order) == INTSXP &&
-              XLENGTH(order) == (R_xlen_t) Kmax * S);
-  }
+  FFI_CHECK(TYPEOF(order) == INTSXP && XLENGTH(order) == (R_xlen_t) Kmax * S);
   double omega = REAL(par)[0], thr = REAL(par)[1], r = REAL(par)[2];
   FFI_CHECK(omega > 0 && thr > 0 && r >= 1);
 
@@ -439,24 +435,12 @@ SEXP ffi_mtm(SEXP theta, SEXP w, SEXP natoms, SEXP order, SEXP dims, SEXP par)
   int *iwork = (int *) R_alloc(7 * (size_t) Kmax, sizeof(int));
   int *ord = iwork + 6 * Kmax;
   double *qw = alloc_work(Kmax);
-  if (random) GetRNGstate();
   for (int s = 0; s < S; s++) {
     int K = na[s];
-    if (random) {
-      for (int i = 0; i < K; i++) ord[i] = i;
-      for (int i = K - 1; i > 0; i--) {
-        int j = (int) (unif_rand() * (i + 1));
-        if (j > i) j = i;
-        int tmp = ord[i];
-        ord[i] = ord[j];
-        ord[j] = tmp;
-      }
-    } else {
-      const int *os = INTEGER(order) + (R_xlen_t) s * Kmax;
-      for (int i = 0; i < K; i++) {
-        FFI_CHECK(os[i] >= 0 && os[i] < K);
-        ord[i] = os[i];
-      }
+    const int *os = INTEGER(order) + (R_xlen_t) s * Kmax;
+    for (int i = 0; i < K; i++) {
+      FFI_CHECK(os[i] >= 0 && os[i] < K);
+      ord[i] = os[i];
     }
     R_xlen_t off = (R_xlen_t) s * Kmax;
     Ko[s] = mtm_one(d, K, REAL(theta) + off * d, REAL(w) + off, ord, omega,
@@ -465,7 +449,6 @@ SEXP ffi_mtm(SEXP theta, SEXP w, SEXP natoms, SEXP order, SEXP dims, SEXP par)
     for (int i = Ko[s]; i < K; i++) wo[off + i] = NA_REAL;
     if (s % 1024 == 1023) R_CheckUserInterrupt();
   }
-  if (random) PutRNGstate();
   UNPROTECT(1);
   return out;
 }
