@@ -223,7 +223,7 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   st <- vapply(runs, `[[`, 0L, "status")
   best <- keep$j
   r <- keep$run
-  par <- par_to_original(sc, run_par(r, spec))
+  par <- user_par(par_to_original(sc, run_par(r, spec)))
   # the log-likelihood of the original response differs by the Jacobian of
   # the scaling y -> (y - my) / sy
   jac <- -sum(w) * log(sc$sy)
@@ -236,7 +236,7 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                            status = vapply(st, status_text, ""),
                            stringsAsFactors = FALSE),
        best = best,
-       start_par = lapply(runs, function(r) par_to_original(sc, run_par(r, spec))),
+       start_par = lapply(runs, function(r) user_par(par_to_original(sc, run_par(r, spec)))),
        gate = gate, expert = expert)
 }
 
@@ -279,7 +279,6 @@ check_init_par <- function(init_par, p, q, K, expert, call = NULL) {
 # The parameter list of one EM run (or chain state): list(alpha, sigma2, W)
 # plus V, tau and the spec of a variant.
 run_par <- function(r, spec) {
-  if (is.null(spec)) return(r[c("alpha", "sigma2", "W")])
   gate <- spec_gate(spec)
   par <- list(alpha = r$alpha, sigma2 = r$sigma2, W = r$W)
   if (inherits(gate, "moe_gate_hierarchical")) par$V <- r$V

@@ -6,7 +6,7 @@
 
 moe_point <- function(object) UseMethod("moe_point")
 
-moe_point.moe_fit <- function(object) object$coefficients
+moe_point.moe_fit <- function(object) with_spec(object$coefficients, fit_spec(object))
 
 moe_point.moe_mcmc <- function(object) {
   D <- draws_matrix(object, relabel = TRUE, complete = TRUE)

@@ -7,56 +7,50 @@
 # coefficients "gate<k>:<column>". The reference expert K has w_K = 0.
 
 #
-# With gating or expert variants (a `spec`, R/variants.R) the expert block
-# holds the P_e = expert_npar() parameters of each expert (names from
-# expert_par_names()) and the gating block is gate_flatten() /
-# gate_par_names() of the gate; without one (spec NULL) the layout is the
-# one above.
+# The expert block holds the P_e = expert_npar() parameters of each expert
+# (names from expert_par_names(): the p columns for linear experts) and the
+# gating block is gate_flatten() / gate_par_names() of the gate (the layout
+# above for the softmax). A parameter list carries the `spec` (R/variants.R)
+# of its model: list(gate, expert).
 
-par_names <- function(xnames, znames, K, spec = NULL) {
-  if (!is.null(spec)) xnames <- expert_par_names(spec_expert(spec), xnames)
+par_names <- function(xnames, znames, K, spec = make_spec()) {
+  xnames <- expert_par_names(spec_expert(spec), xnames)
   ex <- unlist(lapply(seq_len(K), function(k)
     c(paste0("expert", k, ":", xnames), paste0("expert", k, ":sigma2"))))
-  if (!is.null(spec)) return(c(ex, gate_par_names(spec_gate(spec), znames, K)))
-  gt <- if (K > 1L) unlist(lapply(seq_len(K - 1L), function(k)
-    paste0("gate", k, ":", znames))) else character()
-  c(ex, gt)
+  c(ex, gate_par_names(spec_gate(spec), znames, K))
 }
 
 par_flatten <- function(par) {
-  K <- length(par$sigma2)
-  if (!is.null(par$spec)) {
-    return(c(as.vector(rbind(par$alpha, par$sigma2)), gate_flatten(spec_gate(par$spec), par)))
-  }
-  c(as.vector(rbind(par$alpha, par$sigma2)),
-    if (K > 1L) as.vector(par$W[, -K, drop = FALSE]) else NULL)
+  c(as.vector(rbind(par$alpha, par$sigma2)), gate_flatten(spec_gate(par$spec), par))
 }
 
 # `p` is the number of columns of the expert design (the number of
 # parameters per expert is expert_npar(expert, p)).
-par_unflatten <- function(theta, p, q, K, spec = NULL) {
-  if (!is.null(spec)) {
-    pe <- expert_npar(spec_expert(spec), p)
-    ex <- matrix(theta[seq_len((pe + 1L) * K)], pe + 1L, K)
-    gt <- gate_unflatten(spec_gate(spec), theta[-seq_len((pe + 1L) * K)], q, K)
-    return(c(list(alpha = ex[seq_len(pe), , drop = FALSE], sigma2 = ex[pe + 1L, ]), gt,
-             list(spec = spec)))
-  }
-  ex <- matrix(theta[seq_len((p + 1L) * K)], p + 1L, K)
-  W <- matrix(0, q, K)
-  if (K > 1L) W[, -K] <- theta[(p + 1L) * K + seq_len(q * (K - 1L))]
-  list(alpha = ex[seq_len(p), , drop = FALSE], sigma2 = ex[p + 1L, ], W = W)
+par_unflatten <- function(theta, p, q, K, spec = make_spec()) {
+  pe <- expert_npar(spec_expert(spec), p)
+  ex <- matrix(theta[seq_len((pe + 1L) * K)], pe + 1L, K)
+  gt <- gate_unflatten(spec_gate(spec), theta[-seq_len((pe + 1L) * K)], q, K)
+  c(list(alpha = ex[seq_len(pe), , drop = FALSE], sigma2 = ex[pe + 1L, ]), gt,
+    list(spec = spec))
 }
 
 # Dimension names of the parameter matrices.
 name_par <- function(par, xnames, znames) {
   K <- length(par$sigma2)
   ek <- paste0("expert", seq_len(K))
-  if (!is.null(par$spec)) xnames <- expert_par_names(spec_expert(par$spec), xnames)
+  xnames <- expert_par_names(spec_expert(par$spec), xnames)
   par$alpha <- matrix(par$alpha, length(xnames), K, dimnames = list(xnames, ek))
   par$sigma2 <- setNames(as.numeric(par$sigma2), ek)
   par$W <- matrix(par$W, length(znames), K, dimnames = list(znames, ek))
-  if (!is.null(par$spec)) par <- name_gate_par(par, znames)
+  name_gate_par(par, znames)
+}
+
+# Parameter lists handed to users (fit$coefficients, the `par` of the
+# workhorses, coef(matrix = TRUE)) hold the parameters only; internal ones
+# carry their model's `spec` as well (with_spec()).
+user_par <- function(par) par[names(par) != "spec"]
+with_spec <- function(par, spec) {
+  par$spec <- spec
   par
 }
 
@@ -64,7 +58,8 @@ name_par <- function(par, xnames, znames) {
 # result `res`; `class` is "moe_em" or "moe_mcmc".
 new_moe_fit <- function(fr, res, call, class) {
   K <- length(res$par$sigma2)
-  par <- name_par(res$par, colnames(fr$X), colnames(fr$Z))
+  par <- user_par(name_par(with_spec(res$par, make_spec(res$gate, res$expert)),
+                           colnames(fr$X), colnames(fr$Z)))
   fit <- c(list(call = call, K = K, coefficients = par), frame_fields(fr),
            res[setdiff(names(res), "par")])
   structure(fit, class = c(class, "moe_fit"))
@@ -84,12 +79,8 @@ frame_fields <- function(fr) {
 # Log gating probabilities and expert means at designs X, Z for one
 # parameter set.
 moe_components <- function(par, X, Z) {
-  if (!is.null(par$spec)) {
-    return(list(log_gate = gate_log_prob(spec_gate(par$spec), Z, par),
-                mean = expert_mean(spec_expert(par$spec), X, par$alpha),
-                sd = sqrt(par$sigma2)))
-  }
-  list(log_gate = log_softmax_rows(Z %*% par$W), mean = X %*% par$alpha,
+  list(log_gate = gate_log_prob(spec_gate(par$spec), Z, par),
+       mean = expert_mean(spec_expert(par$spec), X, par$alpha),
        sd = sqrt(par$sigma2))
 }
 
@@ -156,7 +147,7 @@ mixture_quantile <- function(log_gate, mean, sd, probs) {
 # averaged over the responsibilities plus the variance of the complete-data
 # score (Louis' identity), computed per observation.
 moe_information <- function(par, y, X, Z, w) {
-  if (!is.null(par$spec)) return(moe_information_numeric(par, y, X, Z, w))
+  if (!is_softmax_linear(par$spec)) return(moe_information_numeric(par, y, X, Z, w))
   n <- length(y)
   p <- ncol(X)
   q <- ncol(Z)
@@ -194,10 +185,7 @@ moe_information <- function(par, y, X, Z, w) {
 }
 
 moe_df <- function(object) {
-  K <- object$K
-  spec <- fit_spec(object)
-  if (!is.null(spec)) return(length(par_names(colnames(object$X), colnames(object$Z), K, spec)))
-  K * (ncol(object$X) + 1L) + (K - 1L) * ncol(object$Z)
+  length(par_names(colnames(object$X), colnames(object$Z), object$K, fit_spec(object)))
 }
 
 # Observed information of a variant (any `spec`): minus the Hessian of the

@@ -57,9 +57,10 @@ loss_atoms.moe_fit <- function(x, arg = "fit", call = NULL) {
 loss_atoms.moe_mcmc <- function(x, arg = "fit", call = NULL) {
   if (inherits(fit_spec(x)$expert, "moe_expert_ffn")) truth_from_fit(x, NULL, call)
   loss_gate(x, call)
-  if (!is.null(fit_spec(x))) {
+  if (!is_softmax_linear(fit_spec(x))) {
     # gate variants equivalent to a softmax: draw by draw through the
-    # parameter lists (temperature: logits W / tau)
+    # parameter lists (temperature: logits W / tau); the softmax gate with
+    # linear experts vectorised below
     S <- prod(dim(x$draws)[1:2])
     ats <- lapply(seq_len(S), function(s) loss_atoms(truth_from_fit(x, s, call)))
     at1 <- ats[[1L]]

@@ -211,9 +211,7 @@ moe_ls_fit <- function(y, X, Z, w = rep(1, length(y)), K, expert = expert_linear
     if (K > 1L) W[, -K] <- th[pe * K + seq_len(q * (K - 1L))]
     alpha <- expert_to_original(expert, sc, alpha)
     if (ffn) alpha <- ffn_canonical(alpha, expert, ncol(Xf))
-    list(alpha = alpha, W = sc$z$T %*% W,
-         sigma2 = sc$sy^2 * r$rss / sum(w),
-         spec = make_spec(gate_softmax(), expert))
+    list(alpha = alpha, W = sc$z$T %*% W, sigma2 = sc$sy^2 * r$rss / sum(w))
   }
   par <- to_par(r)
   sw <- sum(w)

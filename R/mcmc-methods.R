@@ -71,7 +71,7 @@ mixture_quantile_newton <- function(g, mu, s, prob, tol = 1e-11, maxit = 200L) {
 # Values of a predictive quantity for the draws in the rows of D on the
 # design `des`: an S x n x m array (m = 1 for vector-valued types). Density
 # values are on the log scale.
-draw_values <- function(D, des, type, y, probs, p, q, K, spec = NULL) {
+draw_values <- function(D, des, type, y, probs, p, q, K, spec = make_spec()) {
   S <- nrow(D)
   n <- nrow(des$X)
   if (type == "quantile") {

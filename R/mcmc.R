@@ -388,7 +388,7 @@ mcmc_fit <- function(y, X, Z, w, K, set, call) {
   seed <- set$seed
   if (is.null(seed)) seed <- sample.int(.Machine$integer.max, 1L)
   spec <- make_spec(set$gate, set$expert)
-  if (!is.null(spec)) mcmc_variant_check(spec, set, call)
+  mcmc_variant_check(spec, set, call)
   sc <- moe_scaling(y, X, Z)
   s <- mcmc_data(sc, y, X, Z, w)
   pc <- prior_internal(set$prior, expert_prior_npar(set$expert, ncol(X)), ncol(Z), call)
@@ -408,19 +408,18 @@ mcmc_fit <- function(y, X, Z, w, K, set, call) {
                      refresh = mcmc_refresh(set, set$iter),
                      gate_mode = gate_mode(set$control), spec = spec)
   out <- mcmc_collect(runs, sc, colnames(X), colnames(Z), K, sum(w), spec)
-  accept <- if (is.null(spec)) {
-    gating_accept(out$accept, gate_mode(set$control), K)
+  fused <- is_softmax_linear(spec)
+  accept <- if (fused) {
+    gating_accept(out$moves, gate_mode(set$control), K)
   } else {
     variant_accept_rates(NULL, 0, out$accept, set$iter - set$warmup)
   }
-  res <- list(par = out$par, loglik = out$loglik, draws = out$draws,
+  res <- list(par = user_par(out$par), loglik = out$loglik, draws = out$draws,
               loglik_draws = out$loglik_draws, prior = set$prior, control = set$control,
               iter = set$iter, warmup = set$warmup, thin = set$thin, chains = set$chains,
               seed = seed, init = set$init, scaling = sc, state = out$state,
-              accept = accept, gating_moves = if (is.null(spec)) out$accept,
-              timing = out$timing, em = em,
-              gate = if (is.null(set$gate)) gate_softmax() else set$gate,
-              expert = if (is.null(set$expert)) expert_linear() else set$expert)
+              accept = accept, gating_moves = if (fused) out$moves,
+              timing = out$timing, em = em, gate = spec$gate, expert = spec$expert)
   list(res = res, status = out$status, accept = accept)
 }
 
@@ -454,7 +453,8 @@ em_inits <- function(em, sc, chains, tol) {
     if (degenerate[j] || !(ll[j] >= ll[best] - tol)) next
     if (all(abs(ll[j] - ll[cand]) > 1e-6 * (1 + abs(ll[j])))) cand <- c(cand, j)
   }
-  pars <- lapply(em$start_par[cand], function(par) par_to_internal(sc, par))
+  spec <- make_spec(em$gate, em$expert)
+  pars <- lapply(em$start_par[cand], function(par) par_to_internal(sc, with_spec(par, spec)))
   pars <- lapply(pars, align_labels, ref = pars[[1L]])
   pars[(seq_len(chains) - 1L) %% length(pars) + 1L]
 }
@@ -477,22 +477,15 @@ align_labels <- function(par, ref) {
 
 # par with expert k taking the parameters of expert perm[k]; the gating is
 # re-referenced so that the new last expert has w = 0.
-permute_experts <- function(par, perm) {
-  if (!is.null(par$spec)) return(permute_par(par, perm))
-  K <- length(perm)
-  W <- par$W[, perm, drop = FALSE]
-  list(alpha = par$alpha[, perm, drop = FALSE], sigma2 = par$sigma2[perm],
-       W = W - W[, K])
-}
+permute_experts <- function(par, perm) permute_par(par, perm)
 
 # Run the chains, in parallel through future.apply when it is installed,
 # reporting a progress step per finished chain (R/progress.R).
 run_chains <- function(chains, s, pc, K, inits, states, streams, warmup, iter,
-                       thin, offsets, refresh, gate_mode, spec = NULL) {
+                       thin, offsets, refresh, gate_mode, spec) {
   args <- list(s = s, pc = pc, K = K, inits = inits, states = states,
                streams = streams, warmup = warmup, iter = iter, thin = thin,
-               offsets = offsets, refresh = refresh, gate_mode = gate_mode)
-  if (!is.null(spec)) args$spec <- spec
+               offsets = offsets, refresh = refresh, gate_mode = gate_mode, spec = spec)
   tick <- progress_open(chains, sprintf("moe_mcmc(): K = %d, %d chain%s of %d iterations",
                                         K, chains, if (chains > 1L) "s" else "",
                                         warmup + iter))
@@ -513,7 +506,7 @@ run_chains <- function(chains, s, pc, K, inits, states, streams, warmup, iter,
 # the stream `streams[[chain]]`. Every gate and expert family runs through
 # the one Gibbs driver of src/gibbs.c (gibbs_chain_c()).
 mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
-                       thin, offsets, refresh, gate_mode, spec = NULL) {
+                       thin, offsets, refresh, gate_mode, spec) {
   gate <- spec_gate(spec)
   expert <- spec_expert(spec)
   mode <- chain_gate_mode(spec, gate_mode)
@@ -521,7 +514,10 @@ mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
   rng <- if (is.null(st)) streams[[chain]] else st$rng
   p <- ncol(s$X)
   q <- ncol(s$Z)
-  blocks <- if (is.null(spec)) character() else variant_blocks(spec, K, mode[1L])
+  # the fused kernel (softmax gate, linear experts) reports its gating moves
+  # (res$moves); the generic one also its Metropolis blocks (res$accept)
+  fused <- is_softmax_linear(spec)
+  blocks <- if (fused) character() else variant_blocks(spec, K, mode[1L])
   nbg <- length(blocks) - length(expert_accept_names(expert, K))
   run <- with_rng_state(rng, {
     par <- if (!is.null(st)) st else
@@ -537,7 +533,7 @@ mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
     res
   })
   res <- run$value
-  if (!is.null(spec)) {
+  if (!fused) {
     res$accept <- setNames(as.numeric(res$accept) /
                              rep(c(1, expert_accept_scale(expert)),
                                  c(nbg, length(res$accept) - nbg)), blocks)
@@ -547,7 +543,6 @@ mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
                 W = matrix(res$W_end, q, K))
   if (gate$type == "hierarchical") state$V <- matrix(res$V_end, q, gate$G)
   if (isTRUE(gate$learn)) state$tau <- res$tau_end
-  if (!is.null(spec)) state$spec <- spec
   if (length(res$state_end)) state$adapt <- res$state_end
   if (length(res$xstate_end)) state$xstate <- res$xstate_end
   state <- c(state, list(rng = run$state, pg_every = res$pg_every,
@@ -562,7 +557,7 @@ mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
 # (mode 1); FFN experts, whose expert moves dominate the mixing, draw the
 # gating by Polya-Gamma draws alone (mode 0).
 chain_gate_mode <- function(spec, gate_mode) {
-  if (is.null(spec) || gate_mode[1L] != 3L) return(gate_mode)
+  if (is_softmax_linear(spec) || gate_mode[1L] != 3L) return(gate_mode)
   gate_mode[1L] <- if (inherits(spec_expert(spec), "moe_expert_ffn")) 0L else 1L
   gate_mode
 }
@@ -570,7 +565,6 @@ chain_gate_mode <- function(spec, gate_mode) {
 # A draw from the prior on the internal scale (the starting state of a chain
 # without EM starting values).
 chain_prior_draw <- function(pc, K, spec, X) {
-  if (is.null(spec)) return(prior_draw(pc, K))
   expert <- spec_expert(spec)
   if (inherits(expert, "moe_expert_ffn")) {
     return(ffn_prior_draw(pc, expert, ncol(ffn_inputs(X)), K))
@@ -610,7 +604,7 @@ draws_to_original <- function(sc, res, p, q, K) {
 }
 
 # Gather the chains' results into the fit's draws, log-likelihoods, states.
-mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w, spec = NULL) {
+mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w, spec) {
   chains <- length(runs)
   p <- length(xnames)
   q <- length(znames)
@@ -623,7 +617,7 @@ mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w, spec = NULL) {
   status <- integer(chains)
   for (ch in seq_len(chains)) {
     r <- runs[[ch]]$res
-    draws[, ch, ] <- if (is.null(spec)) draws_to_original(sc, r, p, q, K) else
+    draws[, ch, ] <- if (is_softmax_linear(spec)) draws_to_original(sc, r, p, q, K) else
       variant_draws_to_original(sc, r, p, q, K, spec)
     ll[, ch] <- r$loglik + jac
     draws[is.na(r$loglik), ch, ] <- NA_real_ # slots a stopped chain did not fill
@@ -634,11 +628,10 @@ mcmc_collect <- function(runs, sc, xnames, znames, K, sum_w, spec = NULL) {
        par = par_unflatten(theta, p, q, K, spec),
        loglik = if (all(is.na(ll))) NA_real_ else max(ll, na.rm = TRUE),
        state = lapply(runs, `[[`, "state"),
-       accept = if (is.null(spec)) {
-         matrix(vapply(runs, function(r) r$res$moves, integer(length(gating_move_names))),
-                chains, byrow = TRUE,
-                dimnames = list(paste0("chain", seq_len(chains)), gating_move_names))
-       } else do.call(rbind, lapply(runs, function(r) r$res$accept)),
+       moves = matrix(vapply(runs, function(r) r$res$moves, integer(length(gating_move_names))),
+                      chains, byrow = TRUE,
+                      dimnames = list(paste0("chain", seq_len(chains)), gating_move_names)),
+       accept = do.call(rbind, lapply(runs, function(r) r$res$accept)),
        timing = vapply(runs, function(r) r$res$cpu, 0),
        status = status)
 }
@@ -670,11 +663,12 @@ mcmc_continue <- function(fit, iter, progress, call) {
   fit$loglik_draws <- rbind(fit$loglik_draws, out$loglik_draws)
   P <- dim(draws)[3L]
   theta <- colMeans(matrix(draws, dim(draws)[1L] * fit$chains, P), na.rm = TRUE)
-  fit$coefficients <- name_par(par_unflatten(theta, ncol(fit$X), ncol(fit$Z), K, spec),
-                               colnames(fit$X), colnames(fit$Z))
+  fit$coefficients <- user_par(name_par(par_unflatten(theta, ncol(fit$X), ncol(fit$Z), K, spec),
+                                        colnames(fit$X), colnames(fit$Z)))
   fit$loglik <- max(fit$loglik_draws, na.rm = TRUE)
-  fit$accept <- if (is.null(spec)) {
-    fit$gating_moves <- fit$gating_moves + out$accept
+  fused <- is_softmax_linear(spec)
+  fit$accept <- if (fused) {
+    fit$gating_moves <- fit$gating_moves + out$moves
     gating_accept(fit$gating_moves, gate_mode(fit$control), K)
   } else {
     variant_accept_rates(fit$accept, fit$iter - fit$warmup, out$accept, iter)
@@ -682,7 +676,7 @@ mcmc_continue <- function(fit, iter, progress, call) {
   fit$iter <- fit$iter + iter
   fit$state <- out$state
   fit$timing <- fit$timing + out$timing
-  mcmc_report(out$status, call, if (is.null(spec)) out$accept)
+  mcmc_report(out$status, call, if (fused) out$moves)
   fit
 }
 
@@ -748,12 +742,7 @@ print.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   par <- moe_point(x)
   print_experts(x, par, digits,
                 "Posterior means -- expert coefficients, variance sigma2 and sd sigma:")
-  if (!is.null(fit_spec(x))) {
-    print_gating(x$gate, par, x$K, digits, prefix = "Posterior means -- ")
-  } else if (x$K > 1L) {
-    cat("\nPosterior means -- gating coefficients (expert ", x$K, " is the reference):\n", sep = "")
-    print(par$W[, -x$K, drop = FALSE], digits = digits)
-  }
+  print_gating(x$gate, par, x$K, digits, prefix = "Posterior means -- ")
   na <- if (length(x$na.action)) sprintf(" (%d observation%s deleted due to missingness)",
                                          length(x$na.action),
                                          if (length(x$na.action) > 1) "s" else "") else ""

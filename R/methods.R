@@ -16,7 +16,8 @@
 #' @param object A fit from [moe_em()] or `moe_mcmc()`.
 #' @param matrix If `TRUE`, return a list with the `alpha` (expert
 #'   coefficients, p x K), `sigma2` and `W` (gating, q x K with a zero
-#'   reference column) matrices.
+#'   reference column) matrices, and `V` (group gating) and `tau` (a learned
+#'   temperature) for the gates that have them.
 #' @param type For `residuals()`: `"response"` or `"pearson"`.
 #' @param ... Unused.
 #' @return See Description.
@@ -33,7 +34,7 @@ NULL
 coef.moe_fit <- function(object, matrix = FALSE, ...) {
   validate_moe_fit(object, "object")
   par <- moe_point(object)
-  if (isTRUE(matrix)) return(par)
+  if (isTRUE(matrix)) return(user_par(par))
   setNames(par_flatten(par), par_names(colnames(object$X), colnames(object$Z), object$K,
                                        fit_spec(object)))
 }
@@ -54,7 +55,7 @@ vcov.moe_em <- function(object, ...) {
   p <- ncol(object$X)
   q <- ncol(object$Z)
   K <- object$K
-  par_int <- par_to_internal(sc, object$coefficients)
+  par_int <- par_to_internal(sc, moe_point(object))
   info <- moe_information(par_int, s$y, s$X, s$Z, object$weights)
   V <- invert_information(info, "The observed information is not invertible (a degenerate or weakly identified fit); standard errors are NA.")
   if (is.null(V)) {
@@ -250,7 +251,7 @@ predict_se <- function(object, par, des, type) {
 # dm/dw_j = g_j (mu_j - m) z; dg_k/dw_j = g_k (1{k = j} - g_j) z;
 # dmu_k/da_k = x), central differences of predict_par() for the variants.
 predict_jacobian <- function(par, des, type, K) {
-  if (!is.null(par$spec)) return(predict_jacobian_numeric(par, des, type, K))
+  if (!is_softmax_linear(par$spec)) return(predict_jacobian_numeric(par, des, type, K))
   X <- des$X
   Z <- des$Z
   n <- nrow(X)
@@ -350,7 +351,7 @@ simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
 
 simulation_pars <- function(object, nsim) UseMethod("simulation_pars")
 
-simulation_pars.moe_em <- function(object, nsim) rep(list(object$coefficients), nsim)
+simulation_pars.moe_em <- function(object, nsim) rep(list(moe_point(object)), nsim)
 
 #' @export
 print.moe_fit <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
@@ -360,12 +361,7 @@ print.moe_fit <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
   par <- moe_point(x)
   print_experts(x, par, digits, "Experts (columns) -- coefficients, variance sigma2 and sd sigma:")
-  if (!is.null(fit_spec(x))) {
-    print_gating(x$gate, par, x$K, digits)
-  } else if (x$K > 1L) {
-    cat("\nGating coefficients (expert ", x$K, " is the reference):\n", sep = "")
-    print(par$W[, -x$K, drop = FALSE], digits = digits)
-  }
+  print_gating(x$gate, par, x$K, digits)
   cat("\n", fit_footer(x), "\n", sep = "")
   invisible(x)
 }

@@ -431,33 +431,24 @@ check_new_levels <- function(newdata, levels) {
   }
 }
 
-# Map parameters between the internal and the original scale.
-# par: list(alpha = p x K, sigma2 = K, W = q x K).
-# With a `spec` (R/variants.R) the expert and gate generics map their own
-# parameters and the spec is kept.
+# Map parameters between the internal and the original scale: the expert
+# and gate generics of the parameter list's `spec` (R/variants.R; the
+# softmax gate with linear experts when it has none) map their own
+# parameters; the result carries the spec.
 par_to_original <- function(sc, par) {
-  if (!is.null(par$spec)) {
-    out <- gate_to_original(spec_gate(par$spec), sc, par)
-    out$alpha <- expert_to_original(spec_expert(par$spec), sc, par$alpha)
-    out$sigma2 <- sc$sy^2 * par$sigma2
-    return(out)
-  }
-  alpha <- sc$sy * (sc$x$T %*% par$alpha)
-  if (sc$x$intercept > 0L) alpha[sc$x$intercept, ] <- alpha[sc$x$intercept, ] + sc$my
-  list(alpha = alpha, sigma2 = sc$sy^2 * par$sigma2, W = sc$z$T %*% par$W)
+  out <- gate_to_original(spec_gate(par$spec), sc, par)
+  out$alpha <- expert_to_original(spec_expert(par$spec), sc, par$alpha)
+  out$sigma2 <- sc$sy^2 * par$sigma2
+  out$spec <- make_spec(spec_gate(par$spec), spec_expert(par$spec))
+  out
 }
 
 par_to_internal <- function(sc, par) {
-  if (!is.null(par$spec)) {
-    out <- gate_to_internal(spec_gate(par$spec), sc, par)
-    out$alpha <- expert_to_internal(spec_expert(par$spec), sc, par$alpha)
-    out$sigma2 <- par$sigma2 / sc$sy^2
-    return(out)
-  }
-  alpha <- par$alpha
-  if (sc$x$intercept > 0L) alpha[sc$x$intercept, ] <- alpha[sc$x$intercept, ] - sc$my
-  list(alpha = scaling_inverse(sc$x) %*% alpha / sc$sy, sigma2 = par$sigma2 / sc$sy^2,
-       W = scaling_inverse(sc$z) %*% par$W)
+  out <- gate_to_internal(spec_gate(par$spec), sc, par)
+  out$alpha <- expert_to_internal(spec_expert(par$spec), sc, par$alpha)
+  out$sigma2 <- par$sigma2 / sc$sy^2
+  out$spec <- make_spec(spec_gate(par$spec), spec_expert(par$spec))
+  out
 }
 
 # Number of parameters against the number of usable rows, checked up front

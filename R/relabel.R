@@ -14,8 +14,8 @@
 # The P x P matrix M with theta' = M %*% theta for the permutation `pi` of
 # the parameter vector theta (par_flatten() layout, p expert coefficients,
 # q gating coefficients, K experts).
-perm_matrix <- function(pi, p, q, K, spec = NULL) {
-  if (!is.null(spec)) return(perm_matrix_spec(pi, p, q, K, spec))
+perm_matrix <- function(pi, p, q, K, spec = make_spec()) {
+  if (!is_softmax_linear(spec)) return(perm_matrix_spec(pi, p, q, K, spec))
   P <- (p + 1L) * K + q * (K - 1L)
   M <- matrix(0, P, P)
   ex <- function(k) (k - 1L) * (p + 1L) + seq_len(p + 1L)
@@ -44,7 +44,7 @@ perm_matrix_spec <- function(pi, p, q, K, spec) {
 
 # Apply one permutation per row of the draws matrix D (N x P); `perms` is
 # N x K. Rows sharing a permutation are transformed together.
-permute_rows <- function(D, perms, p, q, K, spec = NULL) {
+permute_rows <- function(D, perms, p, q, K, spec = make_spec()) {
   if (K == 1L) return(D)
   key <- apply(perms, 1L, paste, collapse = ",")
   out <- D
@@ -63,8 +63,8 @@ permute_rows <- function(D, perms, p, q, K, spec = NULL) {
 # gating features permute like the expert features: under `pi` the centred
 # vector of the new expert k is the centred vector of the old expert pi[k],
 # whatever expert becomes the reference. Returns an N x K x d array.
-relabel_features <- function(D, sc, xnames, znames, K, spec = NULL) {
-  if (!is.null(spec)) return(relabel_features_spec(D, sc, xnames, znames, K, spec))
+relabel_features <- function(D, sc, xnames, znames, K, spec = make_spec()) {
+  if (!is_softmax_linear(spec)) return(relabel_features_spec(D, sc, xnames, znames, K, spec))
   p <- length(xnames)
   q <- length(znames)
   N <- nrow(D)
@@ -218,7 +218,7 @@ em_pivot <- function(fit) {
   # parameter list
   par <- if (inherits(em, "moe_fit")) em$coefficients else if (is.list(em$par)) em$par else em
   if (is.list(par) && all(c("alpha", "sigma2", "W") %in% names(par)) &&
-      length(par$sigma2) == fit$K) par else NULL
+      length(par$sigma2) == fit$K) with_spec(par, fit_spec(fit)) else NULL
 }
 
 #' Relabel the draws of a Bayesian mixture-of-experts fit
@@ -394,12 +394,7 @@ relabel_pivot <- function(fit, pivot, call = NULL) {
       abort(sprintf("`pivot` must be a parameter list `list(alpha, sigma2, W)` of a %d-expert fit with these covariates, as from `coef(fit, matrix = TRUE)`.",
                     fit$K), call = call, arg = "pivot")
     }
-    W <- as.matrix(pivot$W)
-    spec <- fit_spec(fit)
-    if (!is.null(spec)) return(list(type = "user", par = pivot_spec(pivot, spec, fit, call)))
-    W <- W - W[, fit$K]
-    return(list(type = "user", par = list(alpha = as.matrix(pivot$alpha),
-                                          sigma2 = as.numeric(pivot$sigma2), W = W)))
+    return(list(type = "user", par = pivot_spec(pivot, fit_spec(fit), fit, call)))
   }
   if (!is.character(pivot) || length(pivot) != 1L || is.na(pivot) ||
       !pivot %in% c("auto", "em", "maxlik")) {
@@ -476,7 +471,7 @@ relabel_key <- function(fit) {
              if (!is.null(piv)) draws_checksum(unlist(piv[c("alpha", "sigma2", "W")])),
              if (!is.null(fit$scaling)) draws_checksum(unlist(fit$scaling)))
   paste(c(class(fit)[1L], format(parts, digits = 17L), dimnames(fit$draws)[[3L]],
-          if (!is.null(fit_spec(fit))) paste(deparse(fit_spec(fit)), collapse = "")),
+          paste(deparse(fit_spec(fit)), collapse = "")),
         collapse = "|")
 }
 

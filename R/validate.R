@@ -90,7 +90,7 @@ validate_moe_fit <- function(fit, arg = "fit", call = NULL, continue = FALSE) {
   p <- ncol(fit$X)
   q <- ncol(fit$Z)
   spec <- fit_spec(fit)
-  pe <- if (is.null(spec)) p else expert_npar(spec_expert(spec), p)
+  pe <- expert_npar(spec_expert(spec), p)
   co <- fit$coefficients
   if (!is.list(co)) bad("%s must be a list of parameters, not %s.", fld("coefficients"),
                         describe_shape(co))

@@ -241,20 +241,25 @@ expert_label.moe_expert <- function(expert) paste(expert$type, "Gaussian")
 # ---------------------------------------------------------------------------
 # Specifications: checks at fit time and the `spec` of parameter lists
 
-# The `spec` of a parameter list: NULL for softmax gating with linear experts
-# (the parameter lists of the original package), else list(gate, expert).
+# The `spec` of a fit and of its parameter lists: list(gate, expert), the
+# softmax gate and linear experts unless given.
 make_spec <- function(gate = NULL, expert = NULL) {
-  if ((is.null(gate) || inherits(gate, "moe_gate_softmax")) &&
-      (is.null(expert) || inherits(expert, "moe_expert_linear"))) return(NULL)
   list(gate = if (is.null(gate)) gate_softmax() else gate,
        expert = if (is.null(expert)) expert_linear() else expert)
+}
+
+# TRUE for the softmax gate with linear experts: the model that closed forms
+# (observed information, prediction Jacobians) and vectorised code paths
+# (draws, relabelling) serve, as the fused kernels of src/ serve it in C.
+is_softmax_linear <- function(spec) {
+  inherits(spec_gate(spec), "moe_gate_softmax") &&
+    inherits(spec_expert(spec), "moe_expert_linear")
 }
 
 spec_gate <- function(spec) if (is.null(spec$gate)) gate_softmax() else spec$gate
 spec_expert <- function(spec) if (is.null(spec$expert)) expert_linear() else spec$expert
 
-# The spec of a fit or truth: NULL for softmax gating with linear experts
-# (and for objects that store no gate or expert).
+# The spec of a fit or truth.
 fit_spec <- function(fit) make_spec(fit$gate, fit$expert)
 
 gate_resolve <- function(gate, K, call = NULL) UseMethod("gate_resolve")

@@ -4,7 +4,9 @@ test_that("the parameter vector round-trips", {
               W = cbind(matrix(rnorm(4), 2), 0))
   th <- bayesmoe:::par_flatten(par)
   expect_length(th, 3 * 3 + 2 * 2)
-  expect_equal(bayesmoe:::par_unflatten(th, 2, 2, 3), par)
+  back <- bayesmoe:::par_unflatten(th, 2, 2, 3)
+  expect_equal(bayesmoe:::user_par(back), par)
+  expect_identical(back$spec, bayesmoe:::make_spec(gate_softmax(), expert_linear()))
   expect_identical(bayesmoe:::par_names(c("a", "b"), "c", 2),
                    c("expert1:a", "expert1:b", "expert1:sigma2",
                      "expert2:a", "expert2:b", "expert2:sigma2", "gate1:c"))

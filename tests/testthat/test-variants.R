@@ -58,15 +58,25 @@ test_that("gates are checked against the number of experts", {
   expect_identical(g$groups, c(1L, 1L, 2L, 2L))
 })
 
-test_that("the default spec is NULL and keeps the original layout", {
-  expect_null(make_spec(gate_softmax(), expert_linear()))
-  expect_null(make_spec(NULL, NULL))
+test_that("every parameter list has a spec; the default keeps the original layout", {
+  sp <- make_spec(NULL, NULL)
+  expect_identical(sp, make_spec(gate_softmax(), expert_linear()))
+  expect_true(is_softmax_linear(sp))
+  expect_false(is_softmax_linear(make_spec(gate_topk(1), NULL)))
+  expect_false(is_softmax_linear(make_spec(NULL, expert_ffn())))
   set.seed(1)
   th <- rnorm(3 * 3 + 2 * 2)
   a <- par_unflatten(th, 2, 2, 3)
-  expect_identical(par_unflatten(th, 2, 2, 3, NULL), a)
-  expect_identical(par_names(c("a", "b"), c("a", "b"), 3, NULL),
-                   par_names(c("a", "b"), c("a", "b"), 3))
+  expect_identical(a$spec, sp)
+  expect_identical(par_flatten(a), th)
+  # the original layout: expert blocks (coefficients, variance), then the
+  # free gating columns
+  expect_identical(a$alpha, matrix(th[c(1, 2, 4, 5, 7, 8)], 2))
+  expect_identical(a$sigma2, th[c(3, 6, 9)])
+  expect_identical(a$W, cbind(matrix(th[10:13], 2), 0))
+  expect_identical(par_names(c("a", "b"), c("a", "b"), 3),
+                   c(paste0("expert", rep(1:3, each = 3), ":", c("a", "b", "sigma2")),
+                     paste0("gate", rep(1:2, each = 2), ":", c("a", "b"))))
 })
 
 test_that("flatten and unflatten are inverse for every gate", {
