@@ -10,7 +10,7 @@
 # The expert block holds the P_e = expert_npar() parameters of each expert
 # (names from expert_par_names(): the p columns for linear experts) and the
 # gating block is gate_flatten() / gate_par_names() of the gate (the layout
-# above for the softmax). A parameter list carries the `spec` (R/variants.R)
+# above for the softmax). A parameter list carries the `spec` (R/spec.R)
 # of its model: list(gate, expert).
 
 par_names <- function(xnames, znames, K, spec = make_spec()) {

@@ -504,7 +504,7 @@ run_chains <- function(chains, s, pc, K, inits, states, streams, warmup, iter,
 # One chain (runs in a future): from `states[[chain]]` (continuation, with
 # its RNG state) or from `inits[[chain]]` (NULL: a draw from the prior) with
 # the stream `streams[[chain]]`. Every gate and expert family runs through
-# the one Gibbs driver of src/gibbs.c (gibbs_chain_c()).
+# the one Gibbs driver of src/mcmc.c (gibbs_chain_c()).
 mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
                        thin, offsets, refresh, gate_mode, spec) {
   gate <- spec_gate(spec)

@@ -432,7 +432,7 @@ check_new_levels <- function(newdata, levels) {
 }
 
 # Map parameters between the internal and the original scale: the expert
-# and gate generics of the parameter list's `spec` (R/variants.R; the
+# and gate generics of the parameter list's `spec` (R/spec.R; the
 # softmax gate with linear experts when it has none) map their own
 # parameters; the result carries the spec.
 par_to_original <- function(sc, par) {

@@ -28,7 +28,7 @@ perm_matrix <- function(pi, p, q, K, spec = make_spec()) {
   M
 }
 
-# The same for a variant (R/variants.R): relabelling is linear in the flat
+# The same for a variant (R/gate.R): relabelling is linear in the flat
 # parameters (permutation and re-referencing of the gating, the identity on
 # a learned temperature), so column j of M is the image of the j-th unit
 # vector.

@@ -1,7 +1,7 @@
 # Checks of the gate and expert objects a user passes to a front end. They
 # rebuild each object with its constructor, so they sit above every variant
-# (R/variants.R for the generics and the built-in gates and linear experts,
-# R/expert-ffn.R for the network experts).
+# (R/gate.R and R/family.R for the generics, the gates and linear experts,
+# R/family-ffn.R for the network experts).
 
 # Check the `gate` and `expert` arguments of a front end against K and the
 # designs; returns list(gate, expert) with the gate resolved (the groups of

@@ -1,7 +1,8 @@
-# Fitting the gating and expert variants: the R side of the generic Gibbs
-# sampler (src/mcmc_variants.c) and the pieces moe_mcmc_fit() and the chain
-# runner of R/mcmc.R call for a fit with a `spec` (R/variants.R). The EM of
-# the variants is em_variant_run() in R/em.R (src/em_variants.c).
+# The pieces of moe_mcmc_fit() and the chain runner of R/mcmc.R for the
+# models the generic kernel of src/mcmc.c samples (any gate or expert
+# family other than the softmax with linear experts): the Metropolis blocks
+# and their acceptance rates, the adaptation state, prior draws, draws
+# mapped to the original scale.
 
 # Check that the sampler offers the variant before any work is done.
 mcmc_variant_check <- function(spec, set, call = NULL) {
@@ -19,7 +20,7 @@ mcmc_variant_check <- function(spec, set, call = NULL) {
 }
 
 # Names of the Metropolis-Hastings blocks of the variant sampler (in the
-# order of src/mcmc_variants.c): the gate's, then the expert family's.
+# order of the gate updates of src/gate*.c): the gate's, then the expert family's.
 variant_blocks <- function(spec, K, mode) {
   gate <- spec_gate(spec)
   refresh <- mode > 0L && K >= 2L
@@ -56,7 +57,7 @@ variant_adapt_init <- function(spec, q, K) {
 }
 
 # The expert family's starting state (moe_expert_family.nstate doubles).
-# (the generic expert_state_init() and its methods are in R/expert-ffn.R)
+# (the generic expert_state_init() and its methods are in R/family-ffn.R)
 
 # One draw from the prior of a variant (internal scale): the experts and W
 # as prior_draw(); a hierarchical gate draws each level from the gating

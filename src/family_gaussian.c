@@ -15,7 +15,7 @@
  *  - draw: the conjugate Normal / inverse-gamma draw of every expert given
  *    its allocated observations (an empty expert is drawn from its prior).
  * gaussian_conjugate_draw() is the draw from sufficient statistics, shared
- * with the fused sweep of gibbs_fused.c.
+ * with the fused sweep of mcmc_fused.c.
  */
 #include "moe.h"
 

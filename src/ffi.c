@@ -505,9 +505,9 @@ static ffn_net make_net(SEXP Xf, SEXP H, SEXP act)
   return net;
 }
 
-/* ---- the engine: EM (em.c) and Gibbs (gibbs.c) for any gate and family ----
+/* ---- the engine: EM (em.c) and Gibbs (mcmc.c) for any gate and family ----
  *
- * A gate comes from R (gate_c() in R/variants.R) as list(type = integer
+ * A gate comes from R (gate_c() in R/gate.R) as list(type = integer
  * code of moe_gate_type, k = integer, tau = double, G = integer, group =
  * integer vector of length K, 0-based); an expert family (expert_c()) as
  * list(type = integer code of moe_family_type, ...): FFN experts add H

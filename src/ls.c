@@ -3,15 +3,15 @@
  *
  *     f(x, z) = sum_k g_k(z) h(x; eta_k),   g = softmax(z' W),
  *
- * with linear experts h(x; a) = x'a or FFN experts (ffn.c), fitted by
+ * with linear experts h(x; a) = x'a or FFN experts (family_ffn.c), fitted by
  * minimising the weighted residual sum of squares sum_i wt_i (y_i - f_i)^2
- * with Levenberg-Marquardt (moe_lm() in ffn.c).
+ * with Levenberg-Marquardt (moe_lm() in family_ffn.c).
  *
  * Inputs (ls_model): data d (y n, X n x p, Z n x q, wt n; column-major),
  * the expert type (LS_LINEAR or LS_FFN) and for FFN experts the network
  * inputs net (X n x D, H hidden units). Parameter vector theta: the P_e
  * expert parameters of expert 1, ..., K (P_e = p for linear experts, the
- * FFN layout of ffn.c otherwise), then the free gating columns W[, 1..K-1]
+ * FFN layout of family_ffn.c otherwise), then the free gating columns W[, 1..K-1]
  * (q each); W[, K] = 0 is the reference.
  * ls_model_eval() writes the regression function f (n) and, when asked, its
  * Jacobian d f / d theta (n x P). ls_run() minimises the weighted residual

@@ -2,7 +2,7 @@
  * moe.h: shared types and kernel prototypes of bayesmoe's C core.
  *
  * The engine: ONE EM driver (em.c, moe_em_run()) and ONE Gibbs driver
- * (gibbs.c, moe_gibbs_run()) serve every model. What varies is plugged in:
+ * (mcmc.c, moe_gibbs_run()) serve every model. What varies is plugged in:
  *  - a gate (moe_gate with its table of operations moe_gate_ops: log
  *    probabilities, EM M-step, Gibbs update, adaptation state, penalty):
  *    gate.c (softmax, and the softmax-level machinery every gate reuses),
@@ -15,7 +15,7 @@
  *    calls.
  * Speed lives in specialised kernels the drivers select, never in a second
  * driver: the fused softmax x linear-Gaussian EM pass (em_fused.c) and the
- * fused, sized sweep of the same model (gibbs_fused.c).
+ * fused, sized sweep of the same model (mcmc_fused.c).
  *
  * Conventions used by every kernel:
  *  - matrices are column-major doubles, as R stores them: element (i, j) of an
@@ -57,7 +57,7 @@ typedef enum {
   MOE_DECREASE = 64     /* the EM log-likelihood decreased (beyond rounding) */
 } moe_status;
 
-/* Gate type codes (gate_c() in R/variants.R sends them; exported by
+/* Gate type codes (gate_c() in R/gate.R sends them; exported by
  * ffi_code_tables()). */
 typedef enum { GATE_SOFTMAX = 0, GATE_TOPK = 1, GATE_TEMPERATURE = 2,
                GATE_HIER = 3, GATE_NTYPES = 4 } moe_gate_type;
@@ -309,7 +309,7 @@ enum { MOE_MCTL_WARMUP = 0, MOE_MCTL_ITER, MOE_MCTL_THIN, MOE_MCTL_OFFSET,
  *    proposal scales, adapted only when `adapt` is 1, i.e. in warm-up),
  *    accepted[naccept] counts accepted proposals; returns moe_status flags.
  * `fused` is 1 for the linear Gaussian family, which the fused kernels
- * (em_fused.c, gibbs_fused.c) serve when the gate is the softmax.
+ * (em_fused.c, mcmc_fused.c) serve when the gate is the softmax.
  */
 typedef struct moe_expert_family moe_expert_family;
 struct moe_expert_family {
@@ -456,7 +456,7 @@ typedef struct {
   double *kwork, *xwork;                      /* 2 K, the expert family's work */
 } moe_em_work;
 
-/* Work of the Gibbs sampler's generic sweep and gate updates (gibbs.c);
+/* Work of the Gibbs sampler's generic sweep and gate updates (mcmc.c);
  * observation-major arrays (K x n) unless said otherwise. */
 typedef struct {
   double *Zr, *Zsr;       /* q x n rows of Z and of Z / tau */
@@ -600,7 +600,7 @@ typedef struct {
 void em_fused_init(em_kernel *k, const moe_data *d, moe_vpar *par,
                    const double *R0, const moe_em_control *ctl, double *work);
 
-/* ---- gibbs.c: the Gibbs driver ---- */
+/* ---- mcmc.c: the Gibbs driver ---- */
 void alloc_multinomial(int K, int wi, const double *pk, double s, int *Ni);
 
 /* Kept draws (internal scale), filled by moe_gibbs_run(). */
@@ -621,7 +621,7 @@ typedef struct {
                         the Metropolis-Hastings moves stuck) */
 } moe_gibbs_draws;
 
-/* The sweep kernel interface (gibbs.c): one sweep of the chosen kernel,
+/* The sweep kernel interface (mcmc.c): one sweep of the chosen kernel,
  * returning the log-likelihood of the state it started from when need_ll;
  * the kept state; the log-likelihood at the current state (no random
  * numbers). */
@@ -643,9 +643,9 @@ int moe_gibbs_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
                   double *xstate, moe_gibbs_draws *out, double *work,
                   int *iwork);
 
-/* ---- gibbs_fused.c: the fused softmax x linear-Gaussian sweep ---- */
-void gibbs_fused_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint);
-void gibbs_fused_init(gibbs_kernel *k, const moe_data *d,
+/* ---- mcmc_fused.c: the fused softmax x linear-Gaussian sweep ---- */
+void mcmc_fused_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint);
+void mcmc_fused_init(gibbs_kernel *k, const moe_data *d,
                       const moe_mcmc_prior *pr, const moe_mcmc_control *ctl,
                       moe_vpar *par, double *work, int *iwork);
 

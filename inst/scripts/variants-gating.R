@@ -89,7 +89,7 @@ param_error <- function(par, l) {
 # published rate experiments start near the truth: the study measures the
 # estimator, not the search for it. From generic starts the top-k EM can end
 # in a poorer local optimum, which would blur the rates. The fit is the
-# package's generic EM (src/em_variants.c) on the internal scale.
+# package's EM (src/em.c, its generic kernel) on the internal scale.
 nsb <- asNamespace("bayesmoe")
 fit_from <- function(d, R0, gate) {
   X <- cbind("(Intercept)" = 1, x = d$x)

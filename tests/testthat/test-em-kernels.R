@@ -1,5 +1,5 @@
 # Plain-R reference implementations of the C kernels of the EM fit
-# (src/em.c, src/gating.c), compared on edge cases, and properties of the
+# (src/em_fused.c, src/gate.c), compared on edge cases, and properties of the
 # fused EM loop: monotone log-likelihood, K = 1 equals lm(), agreement with a
 # plain-R EM iteration by iteration.
 

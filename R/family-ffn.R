@@ -1,6 +1,6 @@
 # Feed-forward network (FFN) experts: the expert object, its methods of the
-# expert generics of R/variants.R, canonicalisation, and the EM workhorse
-# for FFN experts (src/ffn.c).
+# expert generics of R/family.R, canonicalisation, and the EM workhorse
+# for FFN experts (src/family_ffn.c).
 #
 # The mean of expert k is h(x) = sum_h c_h act(A_h' x + d_h) + e, with x the
 # non-intercept columns of the expert design X (D of them) and H hidden
@@ -104,7 +104,7 @@ expert_label.moe_expert_ffn <- function(expert) {
           if (expert$hidden > 1L) "s" else "")
 }
 
-# The activation code of src/ffn.c.
+# The activation code of src/family_ffn.c.
 ffn_act_code <- function(expert) {
   match(expert$activation, ffn_activations) - 1L
 }
@@ -244,8 +244,9 @@ ffn_start_theta <- function(expert, D, K) {
   th
 }
 
-# Softmax gating with FFN experts: the combination with its own EM loop and
-# sampler in src/ffn.c.
+# Softmax gating with FFN experts: the one gate FFN experts are offered
+# with (the C engine takes any gate; prior draws, starting values and
+# relabelling of FFN experts are written for the softmax only).
 is_ffn_softmax <- function(spec) {
   inherits(spec_expert(spec), "moe_expert_ffn") && inherits(spec_gate(spec), "moe_gate_softmax")
 }

@@ -1,4 +1,4 @@
-# The generic EM (src/em_variants.c) and Gibbs sampler (src/mcmc_variants.c)
+# The generic kernels of the EM (src/em.c) and the Gibbs sampler (src/mcmc.c)
 # of the gating variants: exact identities with the softmax, monotone EM,
 # every gate under both, simulation-based calibration of the Metropolis
 # blocks, continuation, methods.

@@ -1,30 +1,22 @@
-# Gating and expert variants: the gate and expert objects, the generics every
-# function that receives a parameter list dispatches on, and the helpers that
-# thread them through fits (the interface is listed below).
+# Gates: the gate objects (gate_softmax(), gate_topk(), gate_temperature(),
+# gate_hierarchical()) and the generics every function that receives a
+# parameter list dispatches on for its gating part; their C side is
+# src/gate*.c (gate_codes and gate_c() are what C receives).
 #
 # A parameter list `par` holds `alpha` (P_e x K expert parameters), `sigma2`
 # (K), `W` (q x K gating), plus `V` (q x G, hierarchical gates only) and `tau`
-# (a learned temperature only), and `spec = list(gate = , expert = )`. A
-# missing or NULL `spec` means softmax gating and linear experts: those
-# parameter lists, and the code paths that handle them, are exactly the ones
-# the package had before the variants, so default results are unchanged.
+# (a learned temperature only), and `spec = list(gate = , expert = )`
+# (R/spec.R).
 #
-# Generics (S3 on the gate and expert objects):
+# Generics (S3 on the gate objects):
 #   gate_log_prob(gate, Z, par)         n x K log gating probabilities
 #   gate_par_names(gate, znames, K)     names of the flat gating parameters
 #   gate_flatten(gate, par)             flat gating parameters
 #   gate_unflatten(gate, theta, q, K)   list(W, [V], [tau]) from them
 #   gate_permute(gate, par, perm)       relabel the gate (new k = old perm[k])
 #   gate_to_original(gate, sc, par), gate_to_internal(gate, sc, par)
-#   expert_mean(expert, X, alpha)       n x K expert means
-#   expert_npar(expert, p)              P_e, parameters per expert (no sigma2)
-#   expert_par_names(expert, xnames)    their names
-#   expert_to_original(expert, sc, alpha), expert_to_internal(expert, sc, alpha)
-#   expert_features(expert, sc, A)      relabelling features of one expert
-#                                       over draws (rows of A, original scale)
-
-# ---------------------------------------------------------------------------
-# Gate objects
+#   gate_resolve(gate, K)               the gate checked against K
+#   gate_label(), gate_details(), gate_call()   descriptions for printing
 
 new_gate <- function(type, ...) {
   structure(list(type = type, ...), class = c(paste0("moe_gate_", type), "moe_gate"))
@@ -174,96 +166,46 @@ print.moe_gate <- function(x, ...) {
 
 # One-line description (fit titles) and further lines (print()).
 gate_label <- function(gate) UseMethod("gate_label")
+
 gate_label.NULL <- function(gate) "softmax gating"
+
 gate_label.moe_gate_softmax <- function(gate) "softmax gating"
+
 gate_label.moe_gate_topk <- function(gate) sprintf("top-%d sparse softmax gating", gate$k)
+
 gate_label.moe_gate_temperature <- function(gate) {
   if (isTRUE(gate$learn)) "softmax gating with a learned temperature" else
     sprintf("softmax gating with temperature %s", format(signif(gate$tau, 4)))
 }
+
 gate_label.moe_gate_hierarchical <- function(gate) {
   sprintf("hierarchical softmax gating (%d group%s)", gate$G, if (gate$G > 1L) "s" else "")
 }
 
 gate_details <- function(gate) UseMethod("gate_details")
+
 gate_details.moe_gate <- function(gate) character()
+
 gate_details.moe_gate_topk <- function(gate) {
   "only the k largest gating logits keep their weight at each z (ties: lower index first)"
 }
+
 gate_details.moe_gate_temperature <- function(gate) {
   if (isTRUE(gate$learn)) {
     sprintf("logits divided by tau; prior log(tau) ~ N(%s, %s^2), starting value tau = %s",
             format(gate$prior[1L]), format(gate$prior[2L]), format(signif(gate$tau, 4)))
   } else "logits divided by tau (fixed)"
 }
+
 gate_details.moe_gate_hierarchical <- function(gate) {
   if (is.null(gate$groups)) sprintf("%d groups of equal size of consecutive experts", gate$G) else
     sprintf("group of each expert: %s", paste(gate$groups, collapse = " "))
 }
 
-# ---------------------------------------------------------------------------
-# Expert objects
-
-#' Experts of a mixture of experts
-#'
-#' Expert objects choose the form of each expert's mean; pass one as
-#' `expert =` to [moe_em()] or [moe_mcmc()]. `expert_linear()`, the default,
-#' is the linear-Gaussian expert \eqn{y \mid x \sim N(x^\top a_k,
-#' \sigma_k^2)} with the covariates of the model formula.
-#'
-#' @param x An expert object.
-#' @param ... Unused.
-#' @return An object of class `c("moe_expert_<type>", "moe_expert")`.
-#' @seealso [gate_softmax()] and the other gates.
-#' @examples
-#' expert_linear()
-#' @name moe_experts
-NULL
-
-#' @rdname moe_experts
-#' @export
-expert_linear <- function() {
-  structure(list(type = "linear"), class = c("moe_expert_linear", "moe_expert"))
-}
-
-#' @rdname moe_experts
-#' @export
-print.moe_expert <- function(x, ...) {
-  cat("<moe_expert> ", expert_label(x), " experts\n", sep = "")
-  invisible(x)
-}
-
-expert_label <- function(expert) UseMethod("expert_label")
-expert_label.NULL <- function(expert) "linear-Gaussian"
-expert_label.moe_expert_linear <- function(expert) "linear-Gaussian"
-expert_label.moe_expert <- function(expert) paste(expert$type, "Gaussian")
-
-# ---------------------------------------------------------------------------
-# Specifications: checks at fit time and the `spec` of parameter lists
-
-# The `spec` of a fit and of its parameter lists: list(gate, expert), the
-# softmax gate and linear experts unless given.
-make_spec <- function(gate = NULL, expert = NULL) {
-  list(gate = if (is.null(gate)) gate_softmax() else gate,
-       expert = if (is.null(expert)) expert_linear() else expert)
-}
-
-# TRUE for the softmax gate with linear experts: the model that closed forms
-# (observed information, prediction Jacobians) and vectorised code paths
-# (draws, relabelling) serve, as the fused kernels of src/ serve it in C.
-is_softmax_linear <- function(spec) {
-  inherits(spec_gate(spec), "moe_gate_softmax") &&
-    inherits(spec_expert(spec), "moe_expert_linear")
-}
-
-spec_gate <- function(spec) if (is.null(spec$gate)) gate_softmax() else spec$gate
-spec_expert <- function(spec) if (is.null(spec$expert)) expert_linear() else spec$expert
-
-# The spec of a fit or truth.
-fit_spec <- function(fit) make_spec(fit$gate, fit$expert)
-
 gate_resolve <- function(gate, K, call = NULL) UseMethod("gate_resolve")
+
 gate_resolve.moe_gate <- function(gate, K, call = NULL) gate
+
 gate_resolve.moe_gate_topk <- function(gate, K, call = NULL) {
   if (gate$k > K) {
     abort(sprintf("`k` of `gate_topk()` must be at most the number of experts `K` = %d, not %d.",
@@ -271,6 +213,7 @@ gate_resolve.moe_gate_topk <- function(gate, K, call = NULL) {
   }
   gate
 }
+
 gate_resolve.moe_gate_hierarchical <- function(gate, K, call = NULL) {
   if (is.null(gate$groups)) {
     if (K %% gate$G != 0L) {
@@ -285,24 +228,13 @@ gate_resolve.moe_gate_hierarchical <- function(gate, K, call = NULL) {
   gate
 }
 
-# An error for a variant a code path does not offer.
-abort_unavailable <- function(what, where, call = NULL) {
-  abort(sprintf("%s is not available in `%s()`.", what, where),
-        kind = "unavailable", call = call, arg = "gate")
-}
-
-# ---------------------------------------------------------------------------
-# Hierarchical gates: groups and references
-
 # Reference (last) expert of every group, and whether each expert is one.
 hier_refs <- function(groups) {
   G <- max(groups)
   vapply(seq_len(G), function(g) max(which(groups == g)), 0L)
 }
-hier_free <- function(groups) setdiff(seq_along(groups), hier_refs(groups))
 
-# ---------------------------------------------------------------------------
-# Gate generics
+hier_free <- function(groups) setdiff(seq_along(groups), hier_refs(groups))
 
 gate_log_prob <- function(gate, Z, par) UseMethod("gate_log_prob")
 
@@ -321,7 +253,6 @@ gate_log_prob.moe_gate <- function(gate, Z, par) {
 # moe_family_type in src/moe.h; test-tables.R compares them with
 # ffi_code_tables()).
 gate_codes <- c(softmax = 0L, topk = 1L, temperature = 2L, hierarchical = 3L)
-family_codes <- c(linear = 0L, ffn = 1L)
 
 # The gate in the form the C code takes (moe_gate in src/moe.h).
 gate_c <- function(gate, K) {
@@ -331,19 +262,6 @@ gate_c <- function(gate, K) {
        G = if (is.null(gate$G)) 1L else as.integer(gate$G),
        group = if (is.null(gate$groups)) integer() else as.integer(gate$groups) - 1L)
 }
-
-# The expert family in the form the C code takes (make_family() in
-# src/ffi.c): its integer code.
-expert_c <- function(expert) UseMethod("expert_c")
-expert_c.moe_expert_linear <- function(expert) list(type = family_codes[["linear"]])
-
-# The design the family's C kernels take (the expert design for linear
-# experts) and the starting expert parameters of an EM run (zeros: the first
-# M-step solves them).
-expert_design <- function(expert, X) UseMethod("expert_design")
-expert_design.moe_expert <- function(expert, X) X
-expert_start <- function(expert, p, K) UseMethod("expert_start")
-expert_start.moe_expert <- function(expert, p, K) matrix(0, p, K)
 
 # TRUE where expert k is among the k largest logits of row i (ties: the
 # lower index first).
@@ -363,12 +281,14 @@ gate_tau <- function(gate, par) {
 }
 
 gate_par_names <- function(gate, znames, K) UseMethod("gate_par_names")
+
 gate_par_names.moe_gate <- function(gate, znames, K) {
   nm <- if (K > 1L) unlist(lapply(seq_len(K - 1L), function(k) paste0("gate", k, ":", znames))) else
     character()
   if (isTRUE(gate$learn)) nm <- c(nm, "tau")
   nm
 }
+
 gate_par_names.moe_gate_hierarchical <- function(gate, znames, K) {
   G <- gate$G
   c(if (G > 1L) unlist(lapply(seq_len(G - 1L), function(g) paste0("group", g, ":", znames))),
@@ -376,10 +296,12 @@ gate_par_names.moe_gate_hierarchical <- function(gate, znames, K) {
 }
 
 gate_flatten <- function(gate, par) UseMethod("gate_flatten")
+
 gate_flatten.moe_gate <- function(gate, par) {
   K <- ncol(par$W)
   c(if (K > 1L) as.vector(par$W[, -K, drop = FALSE]), if (isTRUE(gate$learn)) par$tau)
 }
+
 gate_flatten.moe_gate_hierarchical <- function(gate, par) {
   G <- gate$G
   c(if (G > 1L) as.vector(par$V[, -G, drop = FALSE]),
@@ -387,6 +309,7 @@ gate_flatten.moe_gate_hierarchical <- function(gate, par) {
 }
 
 gate_unflatten <- function(gate, theta, q, K) UseMethod("gate_unflatten")
+
 gate_unflatten.moe_gate <- function(gate, theta, q, K) {
   W <- matrix(0, q, K)
   if (K > 1L) W[, -K] <- theta[seq_len(q * (K - 1L))]
@@ -394,6 +317,7 @@ gate_unflatten.moe_gate <- function(gate, theta, q, K) {
   if (isTRUE(gate$learn)) out$tau <- theta[q * (K - 1L) + 1L]
   out
 }
+
 gate_unflatten.moe_gate_hierarchical <- function(gate, theta, q, K) {
   G <- gate$G
   V <- matrix(0, q, G)
@@ -406,12 +330,14 @@ gate_unflatten.moe_gate_hierarchical <- function(gate, theta, q, K) {
 
 # Relabel: new expert k is old expert perm[k]; the gating is re-referenced.
 gate_permute <- function(gate, par, perm) UseMethod("gate_permute")
+
 gate_permute.moe_gate <- function(gate, par, perm) {
   K <- length(perm)
   W <- par$W[, perm, drop = FALSE]
   par$W <- W - W[, K]
   par
 }
+
 gate_permute.moe_gate_hierarchical <- function(gate, par, perm) {
   groups <- gate$groups
   G <- gate$G
@@ -432,67 +358,18 @@ gate_permute.moe_gate_hierarchical <- function(gate, par, perm) {
 }
 
 gate_to_original <- function(gate, sc, par) UseMethod("gate_to_original")
+
 gate_to_original.moe_gate <- function(gate, sc, par) {
   par$W <- sc$z$T %*% par$W
   if (!is.null(par$V)) par$V <- sc$z$T %*% par$V
   par
 }
+
 gate_to_internal <- function(gate, sc, par) UseMethod("gate_to_internal")
+
 gate_to_internal.moe_gate <- function(gate, sc, par) {
   par$W <- scaling_inverse(sc$z) %*% par$W
   if (!is.null(par$V)) par$V <- scaling_inverse(sc$z) %*% par$V
-  par
-}
-
-# ---------------------------------------------------------------------------
-# Expert generics
-
-expert_mean <- function(expert, X, alpha) UseMethod("expert_mean")
-expert_mean.moe_expert_linear <- function(expert, X, alpha) X %*% alpha
-
-expert_npar <- function(expert, p) UseMethod("expert_npar")
-expert_npar.moe_expert_linear <- function(expert, p) p
-
-expert_par_names <- function(expert, xnames) UseMethod("expert_par_names")
-expert_par_names.moe_expert_linear <- function(expert, xnames) xnames
-
-expert_to_original <- function(expert, sc, alpha) UseMethod("expert_to_original")
-expert_to_original.moe_expert_linear <- function(expert, sc, alpha) {
-  alpha <- sc$sy * (sc$x$T %*% alpha)
-  if (sc$x$intercept > 0L) alpha[sc$x$intercept, ] <- alpha[sc$x$intercept, ] + sc$my
-  alpha
-}
-expert_to_internal <- function(expert, sc, alpha) UseMethod("expert_to_internal")
-expert_to_internal.moe_expert_linear <- function(expert, sc, alpha) {
-  if (sc$x$intercept > 0L) alpha[sc$x$intercept, ] <- alpha[sc$x$intercept, ] - sc$my
-  scaling_inverse(sc$x) %*% alpha / sc$sy
-}
-
-# Relabelling features of one expert over N draws: A is N x P_e (original
-# scale, one row per draw); returns an N x f matrix on the internal scale.
-expert_features <- function(expert, sc, A) UseMethod("expert_features")
-expert_features.moe_expert_linear <- function(expert, sc, A) {
-  t(expert_to_internal(expert, sc, t(A)))
-}
-
-# ---------------------------------------------------------------------------
-# Parameter lists with a spec
-
-# Permute the experts of a parameter list (new expert k = old perm[k]).
-permute_par <- function(par, perm) {
-  spec <- par$spec
-  out <- gate_permute(spec_gate(spec), par, perm)
-  out$alpha <- par$alpha[, perm, drop = FALSE]
-  out$sigma2 <- par$sigma2[perm]
-  out
-}
-
-# Names of the gating parameter matrices of a parameter list.
-name_gate_par <- function(par, znames) {
-  if (!is.null(par$V)) {
-    par$V <- matrix(par$V, length(znames), ncol(as.matrix(par$V)),
-                    dimnames = list(znames, paste0("group", seq_len(ncol(as.matrix(par$V))))))
-  }
   par
 }
 
@@ -564,7 +441,6 @@ gate_call <- function(gate) {
                              paste0("c(", paste(gate$groups, collapse = ", "), ")")),
     sprintf("gate_%s()", gate$type))
 }
-expert_call <- function(expert) sprintf("expert_%s()", expert$type)
 
 # Row-wise log-softmax of an n x K matrix of logits, by log-sum-exp.
 log_softmax_rows <- function(eta) {

@@ -1,4 +1,4 @@
-# topk_loss(): the Voronoi loss of top-k gating (R/variants-loss.R).
+# topk_loss(): the Voronoi loss of top-k gating (R/loss-topk.R).
 
 truth3 <- function() {
   list(alpha = cbind(c(1, 2), c(-1, 1), c(0, -2)), sigma2 = c(0.1, 0.2, 0.15),

@@ -1,5 +1,5 @@
 # Plain-R references of the gate evaluations in C, used by the tests of
-# R/variants.R, R/variants-fit.R and R/variants-loss.R.
+# R/gate.R, R/variants-fit.R and R/loss-topk.R.
 
 # Plain-R log gating probabilities of every gate (the reference of the C
 # evaluation).

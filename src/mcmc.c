@@ -1,5 +1,5 @@
 /*
- * gibbs.c: THE Gibbs driver, one chain for any gate (moe_gate and its
+ * mcmc.c: THE Gibbs driver, one chain for any gate (moe_gate and its
  * moe_gate_ops) and any expert family (moe_expert_family), and its generic
  * sweep kernel.
  *
@@ -20,7 +20,7 @@
  * moe_gibbs_run() runs `warmup` + `iter` sweeps; a sweep is made by the
  * kernel chosen here:
  *  - the softmax gate with linear Gaussian experts: the fused kernel of
- *    gibbs_fused.c (also the collapsed gating update, gate_mode 3);
+ *    mcmc_fused.c (also the collapsed gating update, gate_mode 3);
  *  - anything else: the generic kernel below. One sweep: (1) allocations
  *    N_ki ~ Multinomial(wt_i, p_i.), log p_ik = log g_k(z_i) + the family's
  *    log density (top-k: -Inf off the active experts, so allocations stay on
@@ -264,7 +264,7 @@ void moe_gibbs_work_size(const moe_data *d, const moe_gate *g,
                          const moe_expert_family *ef, int nblocks,
                          R_xlen_t *ndouble, R_xlen_t *nint)
 {
-  if (moe_use_fused(g, ef)) gibbs_fused_work_size(d, ndouble, nint);
+  if (moe_use_fused(g, ef)) mcmc_fused_work_size(d, ndouble, nint);
   else generic_work_size(d, g, ef, nblocks, ndouble, nint);
 }
 
@@ -282,7 +282,7 @@ int moe_gibbs_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
   int K = d->K, status = MOE_OK, mode = ctl->gate_mode;
   gibbs_kernel k;
   if (moe_use_fused(g, ef)) {
-    gibbs_fused_init(&k, d, pr, ctl, par, work, iwork);
+    mcmc_fused_init(&k, d, pr, ctl, par, work, iwork);
   } else {
     if (mode == 3) mode = 1;  /* the collapsed update is the fused kernel's */
     generic_init(&k, d, g, ef, pr, tau_prior, par, state, xstate,

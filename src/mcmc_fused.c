@@ -1,5 +1,5 @@
 /*
- * gibbs_fused.c: the fused sweep kernel of the Gibbs driver (gibbs.c) for
+ * mcmc_fused.c: the fused sweep kernel of the Gibbs driver (mcmc.c) for
  * the softmax-gated linear-Gaussian mixture of experts, which the driver
  * selects for that model: allocations, expert statistics, expert draws and
  * the gating updates in a few passes over row copies of the data, with
@@ -71,7 +71,7 @@
 #include <stdint.h>
 
 /* Work space of the fused sweep: carved by work_init() out of blocks of
- * gibbs_fused_work_size() doubles and ints allocated by the caller. */
+ * mcmc_fused_work_size() doubles and ints allocated by the caller. */
 typedef struct {
   double *Xr, *Zr;        /* p x n and q x n: X and Z by rows */
   int *wi;                /* n integer case weights (frequency weights) */
@@ -159,7 +159,7 @@ static inline double alloc_unif(alloc_rng *r)
   return ((double) (res >> 11) + 0.5) * 0x1.0p-53;
 }
 
-void gibbs_fused_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint)
+void mcmc_fused_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint)
 {
   R_xlen_t n = d->n, p = d->p, q = d->q, K = d->K;
   R_xlen_t m = q * (K - 1);
@@ -970,7 +970,7 @@ static int cond_refresh(const moe_data *d, const moe_mcmc_prior *pr,
 }
 
 
-/* ---- the kernel of the Gibbs driver (gibbs.c) ---- */
+/* ---- the kernel of the Gibbs driver (mcmc.c) ---- */
 
 typedef struct {
   const moe_data *d;
@@ -978,7 +978,7 @@ typedef struct {
   moe_mcmc_work w;
   moe_par par;
   int collapsed, mh, gate_steps;
-} gibbs_fused;
+} mcmc_fused;
 
 /*
  * One sweep (see the head of this file): st->pg asks for the Polya-Gamma
@@ -990,7 +990,7 @@ typedef struct {
 static double fused_sweep(void *ctx, const moe_gibbs_step *st, int need_ll,
                           int *status)
 {
-  gibbs_fused *f = (gibbs_fused *) ctx;
+  mcmc_fused *f = (mcmc_fused *) ctx;
   const moe_data *d = f->d;
   const moe_mcmc_prior *pr = f->pr;
   moe_mcmc_work *w = &f->w;
@@ -1033,7 +1033,7 @@ static double fused_sweep(void *ctx, const moe_gibbs_step *st, int need_ll,
 
 static void fused_store(void *ctx, moe_gibbs_draws *out, int slot)
 {
-  gibbs_fused *f = (gibbs_fused *) ctx;
+  mcmc_fused *f = (mcmc_fused *) ctx;
   int p = f->d->p, q = f->d->q, K = f->d->K;
   R_xlen_t pa = (R_xlen_t) p * K, qa = (R_xlen_t) q * K;
   for (R_xlen_t t = 0; t < pa; t++) out->alpha[t + slot * pa] = f->par.alpha[t];
@@ -1044,7 +1044,7 @@ static void fused_store(void *ctx, moe_gibbs_draws *out, int slot)
 
 static double fused_loglik(void *ctx)
 {
-  gibbs_fused *f = (gibbs_fused *) ctx;
+  mcmc_fused *f = (mcmc_fused *) ctx;
   if (f->collapsed && f->d->K > 1) {
     double llf;
     marg_pass(f->d, f->pr, &f->w, &f->par, f->par.W, 1, 1, f->w.pA, f->w.rA,
@@ -1057,12 +1057,12 @@ static double fused_loglik(void *ctx)
 /* Set up the kernel for one chain: the row copies of the data, the logits
  * at the starting W and, in the collapsed mode, the gating probabilities at
  * it, computed by the same code as in every later pass, so a continued
- * chain sees identical values. work, iwork: gibbs_fused_work_size(). */
-void gibbs_fused_init(gibbs_kernel *k, const moe_data *d,
+ * chain sees identical values. work, iwork: mcmc_fused_work_size(). */
+void mcmc_fused_init(gibbs_kernel *k, const moe_data *d,
                       const moe_mcmc_prior *pr, const moe_mcmc_control *ctl,
                       moe_vpar *par, double *work, int *iwork)
 {
-  gibbs_fused *f = (gibbs_fused *) R_alloc(1, sizeof(gibbs_fused));
+  mcmc_fused *f = (mcmc_fused *) R_alloc(1, sizeof(mcmc_fused));
   int n = d->n, K = d->K;
   f->d = d;
   f->pr = pr;

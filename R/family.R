@@ -1,0 +1,109 @@
+# Expert families: the expert objects (expert_linear() here,
+# expert_ffn() in R/family-ffn.R) and the generics every function that
+# receives a parameter list dispatches on for its expert part; their C side
+# is src/family_*.c (family_codes and expert_c() are what C receives).
+#
+# Generics (S3 on the expert objects):
+#   expert_mean(expert, X, alpha)       n x K expert means
+#   expert_npar(expert, p)              P_e, parameters per expert (no sigma2)
+#   expert_par_names(expert, xnames)    their names
+#   expert_to_original(expert, sc, alpha), expert_to_internal(expert, sc, alpha)
+#   expert_features(expert, sc, A)      relabelling features of one expert
+#                                       over draws (rows of A, original scale)
+#   expert_c(expert), expert_design(expert, X), expert_start(expert, p, K)
+#                                       the family as the C engine takes it,
+#                                       its design and EM starting values
+#   expert_label(), expert_call()       descriptions for printing
+
+#' Experts of a mixture of experts
+#'
+#' Expert objects choose the form of each expert's mean; pass one as
+#' `expert =` to [moe_em()] or [moe_mcmc()]. `expert_linear()`, the default,
+#' is the linear-Gaussian expert \eqn{y \mid x \sim N(x^\top a_k,
+#' \sigma_k^2)} with the covariates of the model formula.
+#'
+#' @param x An expert object.
+#' @param ... Unused.
+#' @return An object of class `c("moe_expert_<type>", "moe_expert")`.
+#' @seealso [gate_softmax()] and the other gates.
+#' @examples
+#' expert_linear()
+#' @name moe_experts
+NULL
+
+#' @rdname moe_experts
+#' @export
+expert_linear <- function() {
+  structure(list(type = "linear"), class = c("moe_expert_linear", "moe_expert"))
+}
+
+#' @rdname moe_experts
+#' @export
+print.moe_expert <- function(x, ...) {
+  cat("<moe_expert> ", expert_label(x), " experts\n", sep = "")
+  invisible(x)
+}
+
+expert_label <- function(expert) UseMethod("expert_label")
+
+expert_label.NULL <- function(expert) "linear-Gaussian"
+
+expert_label.moe_expert_linear <- function(expert) "linear-Gaussian"
+
+expert_label.moe_expert <- function(expert) paste(expert$type, "Gaussian")
+
+family_codes <- c(linear = 0L, ffn = 1L)
+
+# The expert family in the form the C code takes (make_family() in
+# src/ffi.c): its integer code.
+expert_c <- function(expert) UseMethod("expert_c")
+
+expert_c.moe_expert_linear <- function(expert) list(type = family_codes[["linear"]])
+
+# The design the family's C kernels take (the expert design for linear
+# experts) and the starting expert parameters of an EM run (zeros: the first
+# M-step solves them).
+expert_design <- function(expert, X) UseMethod("expert_design")
+
+expert_design.moe_expert <- function(expert, X) X
+
+expert_start <- function(expert, p, K) UseMethod("expert_start")
+
+expert_start.moe_expert <- function(expert, p, K) matrix(0, p, K)
+
+expert_mean <- function(expert, X, alpha) UseMethod("expert_mean")
+
+expert_mean.moe_expert_linear <- function(expert, X, alpha) X %*% alpha
+
+expert_npar <- function(expert, p) UseMethod("expert_npar")
+
+expert_npar.moe_expert_linear <- function(expert, p) p
+
+expert_par_names <- function(expert, xnames) UseMethod("expert_par_names")
+
+expert_par_names.moe_expert_linear <- function(expert, xnames) xnames
+
+expert_to_original <- function(expert, sc, alpha) UseMethod("expert_to_original")
+
+expert_to_original.moe_expert_linear <- function(expert, sc, alpha) {
+  alpha <- sc$sy * (sc$x$T %*% alpha)
+  if (sc$x$intercept > 0L) alpha[sc$x$intercept, ] <- alpha[sc$x$intercept, ] + sc$my
+  alpha
+}
+
+expert_to_internal <- function(expert, sc, alpha) UseMethod("expert_to_internal")
+
+expert_to_internal.moe_expert_linear <- function(expert, sc, alpha) {
+  if (sc$x$intercept > 0L) alpha[sc$x$intercept, ] <- alpha[sc$x$intercept, ] - sc$my
+  scaling_inverse(sc$x) %*% alpha / sc$sy
+}
+
+# Relabelling features of one expert over N draws: A is N x P_e (original
+# scale, one row per draw); returns an N x f matrix on the internal scale.
+expert_features <- function(expert, sc, A) UseMethod("expert_features")
+
+expert_features.moe_expert_linear <- function(expert, sc, A) {
+  t(expert_to_internal(expert, sc, t(A)))
+}
+
+expert_call <- function(expert) sprintf("expert_%s()", expert$type)
