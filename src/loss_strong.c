@@ -1,6 +1,6 @@
 /*
  * loss_strong.c: the Voronoi loss for strongly identifiable experts
- * (LITERATURE 4.4), e.g. feed-forward network experts:
+ * (Nguyen, Ho and Rinaldo, 2024), e.g. feed-forward network experts:
  *
  *   D(G, G*) = sum_j | sum_{i in A_j} w_i - exp(beta0*_j) |
  *            + sum_{j: |A_j| > 1} sum_{i in A_j} w_i (||d beta1_ij||^2 + ||d eta_ij||^2)

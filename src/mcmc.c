@@ -53,22 +53,6 @@
  */
 #include "moe.h"
 
-/* Counts Ni (K, zero on entry) ~ Multinomial(wi, pk / s), pk >= 0
- * unnormalised with sum s, by conditional binomials. */
-void alloc_multinomial(int K, int wi, const double *pk, double s, int *Ni)
-{
-  int rem = wi;
-  double rs = s;
-  for (int k = 0; k < K - 1 && rem > 0; k++) {
-    double pr = rs > 0.0 ? pk[k] / rs : 0.0;
-    int c = pr >= 1.0 ? rem : (pr <= 0.0 ? 0 : (int) rbinom(rem, pr));
-    Ni[k] = c;
-    rem -= c;
-    rs -= pk[k];
-  }
-  Ni[K - 1] += rem;
-}
-
 /* ---- the generic kernel ---- */
 
 typedef struct {
@@ -206,7 +190,7 @@ static double generic_sweep(void *ctx, const moe_gibbs_step *st, int need_ll,
 
 /* ---- the chain ---- */
 
-static void store(const moe_data *d, const moe_gate *g, int npar,
+static void store_draw(const moe_data *d, const moe_gate *g, int npar,
                   const moe_vpar *par, moe_gibbs_draws *out, int slot)
 {
   int q = d->q, K = d->K;
@@ -224,7 +208,7 @@ static void store(const moe_data *d, const moe_gate *g, int npar,
 static void generic_store(void *ctx, moe_gibbs_draws *out, int slot)
 {
   gibbs_generic *e = (gibbs_generic *) ctx;
-  store(e->d, e->g, e->ef->npar, e->par, out, slot);
+  store_draw(e->d, e->g, e->ef->npar, e->par, out, slot);
 }
 
 static double generic_loglik(void *ctx)

@@ -231,6 +231,22 @@ static void stats_reset(moe_mcmc_work *w, int p, int K)
   for (int k = 0; k < K; k++) w->yty[k] = w->nk[k] = 0.0;
 }
 
+/* Counts Ni (K, zero on entry) ~ Multinomial(wi, pk / s), pk >= 0
+ * unnormalised with sum s, by conditional binomials. */
+void alloc_multinomial(int K, int wi, const double *pk, double s, int *Ni)
+{
+  int rem = wi;
+  double rs = s;
+  for (int k = 0; k < K - 1 && rem > 0; k++) {
+    double pr = rs > 0.0 ? pk[k] / rs : 0.0;
+    int c = pr >= 1.0 ? rem : (pr <= 0.0 ? 0 : (int) rbinom(rem, pr));
+    Ni[k] = c;
+    rem -= c;
+    rs -= pk[k];
+  }
+  Ni[K - 1] += rem;
+}
+
 /* Allocation counts Ni (K) of one observation of weight wi:
  * Multinomial(wi, pk / s), pk >= 0 unnormalised with sum s (a categorical
  * draw, one uniform, when wi = 1). */

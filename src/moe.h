@@ -601,7 +601,6 @@ void em_fused_init(em_kernel *k, const moe_data *d, moe_vpar *par,
                    const double *R0, const moe_em_control *ctl, double *work);
 
 /* ---- mcmc.c: the Gibbs driver ---- */
-void alloc_multinomial(int K, int wi, const double *pk, double s, int *Ni);
 
 /* Kept draws (internal scale), filled by moe_gibbs_run(). */
 typedef struct {
@@ -643,7 +642,9 @@ int moe_gibbs_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
                   double *xstate, moe_gibbs_draws *out, double *work,
                   int *iwork);
 
-/* ---- mcmc_fused.c: the fused softmax x linear-Gaussian sweep ---- */
+/* ---- mcmc_fused.c: the fused softmax x linear-Gaussian sweep (and the
+ * multinomial allocation draw both sweeps use) ---- */
+void alloc_multinomial(int K, int wi, const double *pk, double s, int *Ni);
 void mcmc_fused_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint);
 void mcmc_fused_init(gibbs_kernel *k, const moe_data *d,
                       const moe_mcmc_prior *pr, const moe_mcmc_control *ctl,

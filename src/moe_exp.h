@@ -1,5 +1,5 @@
 /*
- * moe_exp.h: exp() for the passes of the collapsed sampler (mcmc.c).
+ * moe_exp.h: exp() for the passes of the collapsed sampler (mcmc_fused.c).
  *
  * exp(x) = 2^e * 2^(j / 128) * exp(r), x = (128 e + j) log(2) / 128 + r,
  * |r| <= log(2) / 256, with a table of 2^(j / 128) (correctly rounded) and
@@ -8,9 +8,9 @@
  * 2e7 arguments in (-700, 0), against long double expl()); it agrees with
  * the C library's exp() to 1 ulp, which is all the sampler needs: its
  * targets only have to be the same function of the state in every pass. It
- * is inlined, about 10% of a collapsed chain faster than calling exp().
+ * is inlined.
  * Arguments outside (-700, 700), and NaN, go to exp().
- * tests/testthat/test-mcmc-internals.R checks it against exp() through
+ * tests/testthat/test-mcmc.R checks it against exp() through
  * ffi_moe_exp() (ffi.c).
  */
 #ifndef BAYESMOE_MOE_EXP_H
