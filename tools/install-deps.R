@@ -7,7 +7,8 @@
 # --site adds pkgdown, for `make site` only (not a check dependency).
 args <- commandArgs(trailingOnly = TRUE)
 need <- c("knitr", "rmarkdown", "testthat", "roxygen2", "coda", "posterior",
-          "loo", "future", "future.apply", "flexmix", "pkgload", "pkgbuild", "progressr")
+          "loo", "future", "future.apply", "flexmix", "pkgload", "pkgbuild", "progressr",
+          "bayesplot", "rstantools")
 if ("--bench" %in% args) need <- c(need, "bench", "brms", "rstan")
 if ("--site" %in% args) need <- c(need, "pkgdown")
 installed <- rownames(installed.packages())
