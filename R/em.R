@@ -427,7 +427,7 @@ spike_ratio <- 1e-3
 degenerate_experts <- function(sigma2, nk, fit) {
   ref <- ls_residual_variance(fit$y, fit$X, fit$weights)
   K <- length(sigma2)
-  npar <- expert_npar(if (is.null(fit$expert)) expert_linear() else fit$expert, ncol(fit$X)) +
+  npar <- expert_npar(spec_expert(fit), ncol(fit$X)) +
     1L + if (K > 1L) ncol(fit$Z) else 0L
   list(spike = if (ref > 0) sigma2 < spike_ratio * ref else logical(K),
        small = if (K > 1L) nk < npar else logical(K), ref = ref, npar = npar)

@@ -129,10 +129,10 @@ strong_atoms <- function(alpha, W, expert, arg = "fit", call = NULL) {
 strong_param_sets <- function(fit, expert, call) {
   if (inherits(fit, "moe_mcmc")) {
     spec <- fit_spec(fit)
-    if (!is.null(spec$gate) && !inherits(spec$gate, "moe_gate_softmax")) {
+    if (!inherits(spec_gate(spec), "moe_gate_softmax")) {
       abort("`fit` must have softmax gating.", call = call, arg = "fit")
     }
-    expert <- if (is.null(spec$expert)) expert_linear() else spec$expert
+    expert <- spec_expert(spec)
     th <- matrix(fit$draws, ncol = dim(fit$draws)[3L])
     sets <- lapply(seq_len(nrow(th)), function(s) {
       par <- par_unflatten(th[s, ], ncol(fit$X), ncol(fit$Z), fit$K, spec)
@@ -143,10 +143,10 @@ strong_param_sets <- function(fit, expert, call) {
   if (inherits(fit, "moe_fit")) {
     par <- fit$coefficients
     spec <- fit_spec(fit)
-    if (!is.null(spec$gate) && !inherits(spec$gate, "moe_gate_softmax")) {
+    if (!inherits(spec_gate(spec), "moe_gate_softmax")) {
       abort("`fit` must have softmax gating.", call = call, arg = "fit")
     }
-    expert <- if (is.null(spec$expert)) expert_linear() else spec$expert
+    expert <- spec_expert(spec)
   } else if (is.list(fit) && !is.null(fit$alpha) && !is.null(fit$W)) {
     par <- fit
     if (!inherits(expert, "moe_expert")) {

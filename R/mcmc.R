@@ -11,29 +11,36 @@
 #                 labels may switch; no relabelling);
 #   loglik_draws  matrix [kept iterations, chains]: total log-likelihood
 #                 sum_i w_i log p(y_i | x_i, z_i, draw), original scale;
-#   coefficients  list(alpha, sigma2, W): posterior means of the raw draws
-#                 (coef() and summary() use relabelled draws instead, through
-#                 moe_point.moe_mcmc() in R/mcmc-methods.R);
+#   coefficients  list(alpha, sigma2, W[, V, tau]): posterior means of the
+#                 raw draws (coef() and summary() use relabelled draws
+#                 instead, through moe_point.moe_mcmc() in R/estimates.R);
+#   gate, expert  the gate and expert objects (the fit's spec, R/spec.R);
 #   loglik        max(loglik_draws), so logLik() works (a point summary, not a
 #                 maximum-likelihood value);
 #   prior         the moe_prior() used; control  the moe_mcmc_control();
 #   iter          iterations per chain so far, warm-up included; warmup, thin;
 #   chains        number of chains; seed  the seed the streams derive from;
 #   init          "em" or "random"; scaling  moe_scaling() of the data;
-#   state         one element per chain: list(alpha, sigma2, W) (internal
-#                 scale, final draw), rng (the integer .Random.seed, kind
+#   state         one element per chain: list(alpha, sigma2, W[, V, tau])
+#                 (internal scale, final draw), adapt and xstate (the
+#                 adaptation states of the gate and the expert family, when
+#                 they have one), rng (the integer .Random.seed, kind
 #                 L'Ecuyer-CMRG, after the chain), pg_every (the schedule
 #                 of Polya-Gamma gating draws after warm-up, 1 when the
 #                 warm-up found the Metropolis-Hastings moves stuck),
 #                 iterations_done (warm-up included);
-#   accept        share of the gating Metropolis-Hastings moves accepted after
-#                 warm-up, one per chain (gate_update "pg+mh", "mh" or
-#                 "collapsed"), NULL without them;
-#   gating_moves  integer matrix [chains, 6] of gating move counts
-#                 (gating_move_names: accepted and proposed Metropolis-
-#                 Hastings moves and sweeps with a Polya-Gamma draw, in
-#                 warm-up and after), summed over runs; NULL for the
-#                 sampler of the gating variants;
+#   accept        softmax gate with linear experts (the fused kernel of
+#                 src/mcmc_fused.c): the share of the gating Metropolis-
+#                 Hastings moves accepted after warm-up, one per chain
+#                 (gate_update "pg+mh", "mh" or "collapsed"), NULL without
+#                 them; other models (the generic kernel): a chains x blocks
+#                 matrix of acceptance rates of their Metropolis blocks
+#                 (variant_blocks()), NULL without blocks;
+#   gating_moves  softmax gate with linear experts: integer matrix
+#                 [chains, 6] of gating move counts (gating_move_names:
+#                 accepted and proposed Metropolis-Hastings moves and sweeps
+#                 with a Polya-Gamma draw, in warm-up and after), summed
+#                 over runs; NULL for the other models;
 #   timing        CPU seconds (user + system) of each chain, summed over runs;
 #   em            the moe_em_fit() result used to start the chains, or NULL.
 # Draws are kept from post-warm-up sweeps t = 1, 2, ... with t %% thin == 0.
