@@ -256,7 +256,7 @@ gate_codes <- c(softmax = 0L, topk = 1L, temperature = 2L, hierarchical = 3L)
 
 # The gate in the form the C code takes (moe_gate in src/moe.h).
 gate_c <- function(gate, K) {
-  list(type = gate_codes[[gate$type]],
+  list(type = gate_codes[[gate$type]], K = as.integer(K),
        k = if (is.null(gate$k)) as.integer(K) else as.integer(min(gate$k, K)),
        tau = if (is.null(gate$tau)) 1 else as.double(gate$tau),
        G = if (is.null(gate$G)) 1L else as.integer(gate$G),

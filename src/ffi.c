@@ -518,8 +518,8 @@ static ffn_net make_net(SEXP Xf, SEXP H, SEXP act)
 /* Field names of the lists R sends (one source: these arrays, which
  * ffi_code_tables() exports and test-tables.R compares with gate_c(),
  * expert_c() and prior_internal()). */
-enum { GF_TYPE, GF_K, GF_TAU, GF_G, GF_GROUP, GF_N };
-static const char *gate_fields[GF_N] = {"type", "k", "tau", "G", "group"};
+enum { GF_TYPE, GF_NEXPERTS, GF_K, GF_TAU, GF_G, GF_GROUP, GF_N };
+static const char *gate_fields[GF_N] = {"type", "K", "k", "tau", "G", "group"};
 enum { FF_TYPE, FF_H, FF_ACT, FF_LM_STEPS, FF_MH_STEPS, FF_S_HID2, FF_N };
 static const char *family_fields[FF_N] = {"type", "H", "act", "lm_steps",
                                           "mh_steps", "s_hid2"};
@@ -529,11 +529,15 @@ static const char *prior_fields[PF_N] = {"m_a", "Va_inv", "Va_inv_m",
                                          "m_Va_inv_m", "c0", "C0", "s_w2",
                                          "exchangeable"};
 
-static moe_gate make_gate(SEXP gate, int K)
+/* The gate of a model (gate_c() in R), which also says the number of
+ * experts K: every entry point takes K from it. */
+static moe_gate make_gate(SEXP gate)
 {
   FFI_CHECK(TYPEOF(gate) == VECSXP);
   moe_gate g;
   g.type = (moe_gate_type) Rf_asInteger(list_get(gate, gate_fields[GF_TYPE]));
+  int K = g.K = Rf_asInteger(list_get(gate, gate_fields[GF_NEXPERTS]));
+  FFI_CHECK(K >= 1 && K != NA_INTEGER);
   g.topk = Rf_asInteger(list_get(gate, gate_fields[GF_K]));
   g.tau = Rf_asReal(list_get(gate, gate_fields[GF_TAU]));
   g.G = Rf_asInteger(list_get(gate, gate_fields[GF_G]));
@@ -640,9 +644,10 @@ static const double *tau_prior_of(SEXP tau_prior, const moe_gate *g)
 SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP alpha0,
             SEXP control, SEXP gate, SEXP expert, SEXP tau_prior)
 {
-  int K = ncols(R0);
+  moe_gate g = make_gate(gate);
+  int K = g.K;
   moe_data d = make_data(y, X, Z, wt, K);
-  FFI_CHECK(TYPEOF(R0) == REALSXP && nrows(R0) == d.n);
+  FFI_CHECK(TYPEOF(R0) == REALSXP && nrows(R0) == d.n && ncols(R0) == K);
   const double *cv = real_of_length(control, MOE_EMCTL_LEN);
   moe_em_control ctl;
   ctl.maxit = (int) cv[MOE_EMCTL_MAXIT];
@@ -655,7 +660,6 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP alpha0,
   FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0);
   /* the trace keeps at most EM_TRACE_MAX iterations (maxit may be huge) */
   ctl.trace_len = ctl.maxit < EM_TRACE_MAX ? ctl.maxit : EM_TRACE_MAX;
-  moe_gate g = make_gate(gate, K);
   ffn_family_info info;
   moe_expert_family f;
   make_family(expert, X, K, NULL, &info, &f);
@@ -718,10 +722,11 @@ SEXP ffi_gibbs(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
                SEXP tau_prior, SEXP prior, SEXP control, SEXP state,
                SEXP xstate, SEXP nbg)
 {
-  moe_data d = make_data(y, X, Z, wt, Rf_length(sigma2));
+  moe_gate g = make_gate(gate);
+  moe_data d = make_data(y, X, Z, wt, g.K);
   int q = d.q, K = d.K;
+  FFI_CHECK(Rf_length(sigma2) == K);
   for (int i = 0; i < d.n; i++) FFI_CHECK(d.wt[i] >= 1.0 && d.wt[i] <= INT_MAX);
-  moe_gate g = make_gate(gate, K);
   g.tau = Rf_asReal(tau);
   FFI_CHECK(R_FINITE(g.tau) && g.tau > 0);
   moe_mcmc_prior pr = make_prior(prior, family_prior_npar(expert, d.p), q);
@@ -813,10 +818,9 @@ SEXP ffi_gate_logprob(SEXP Z, SEXP W, SEXP V, SEXP gate)
 {
   FFI_CHECK(TYPEOF(Z) == REALSXP && Rf_isMatrix(Z) && TYPEOF(W) == REALSXP);
   int n = Rf_nrows(Z), q = Rf_ncols(Z);
-  FFI_CHECK(q >= 1 && Rf_length(W) % q == 0);
-  int K = Rf_length(W) / q;
-  FFI_CHECK(K >= 1);
-  moe_gate g = make_gate(gate, K);
+  moe_gate g = make_gate(gate);
+  int K = g.K;
+  FFI_CHECK(q >= 1 && Rf_length(W) == q * K);
   moe_data d;
   d.n = n; d.p = 1; d.q = q; d.K = K;
   d.y = d.X = d.wt = NULL;

@@ -69,6 +69,7 @@ typedef enum { FAMILY_GAUSSIAN_LINEAR = 0, FAMILY_FFN = 1,
 struct moe_gate_ops;
 typedef struct {
   moe_gate_type type;
+  int K;             /* number of experts */
   int topk;          /* GATE_TOPK: number of experts kept at each z */
   double tau;        /* GATE_TEMPERATURE: logits are divided by tau */
   int G;             /* GATE_HIER: number of groups */
