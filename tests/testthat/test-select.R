@@ -156,3 +156,21 @@ test_that("moe_select() warns when the posterior's choice rests on a degenerate 
                  "posterior \\(K = 4\\)", class = "bayesmoe_warning_degenerate")
   expect_true(all(c(3L, 4L) %in% sel$degenerate))
 })
+
+test_that("prior_K(\"custom\") takes given probabilities and rejects bad ones", {
+  p <- prior_K("custom", probs = c(1, 3, 0))
+  expect_equal(unname(p$probs), c(0.25, 0.75, 0))
+  expect_identical(p$K_max, 3L)
+  expect_identical(prior_K("custom", probs = c(0, 1), K_max = 2)$K_max, 2L)
+  expect_snapshot(print(p))
+  expect_snapshot(error = TRUE, {
+    prior_K("custom")
+    prior_K("custom", probs = c(-1, 2))
+    prior_K("custom", probs = c(0, 0))
+    prior_K("custom", probs = c(NA, 1))
+    prior_K("custom", probs = c(1, 1), K_max = 3)
+    prior_K("poisson", probs = c(1, 1))
+  })
+  expect_error(prior_K("custom", probs = "a"), class = "bayesmoe_error_input")
+  expect_error(prior_K("custom", probs = rep(1, 101)), class = "bayesmoe_error_input")
+})
