@@ -60,7 +60,7 @@ contraction_random <- function(sim, truth, st) {
   values <- do.call(rbind, lapply(intersect(c("hellinger", "tv"), st$losses), function(ty) {
     v <- lapply(per_fit, `[[`, ty)
     data.frame(loss = ty, statistic = c("mean", qname),
-               value = c(mixture_mean(v, w[use]), mixture_quantile(v, w[use], st$probs)),
+               value = c(model_avg_mean(v, w[use]), model_avg_quantile(v, w[use], st$probs)),
                stringsAsFactors = FALSE)
   }))
   # the two strategies: posterior over K, and MTM of the largest fit
@@ -104,7 +104,7 @@ random_k_posterior <- function(fits, Ks, pk, seed) {
 
 # Posterior mean of a loss under the mixture of fits: `v` a list of per-draw
 # values (one vector per fit), `w` the fits' weights (summing to one).
-mixture_mean <- function(v, w) {
+model_avg_mean <- function(v, w) {
   if (length(v) == 1L) return(mean(v[[1L]], na.rm = TRUE))
   sum(w * vapply(v, function(z) mean(z, na.rm = TRUE), 0)) / sum(w)
 }
@@ -112,7 +112,7 @@ mixture_mean <- function(v, w) {
 # The `prob` quantile of the draws of every fit pooled, draw j of fit k
 # weighted w_k / S_k: the smallest value whose weighted distribution
 # function reaches `prob`. With one fit, stats::quantile() of its draws.
-mixture_quantile <- function(v, w, prob) {
+model_avg_quantile <- function(v, w, prob) {
   if (length(v) == 1L) return(stats::quantile(v[[1L]], prob, na.rm = TRUE, names = FALSE))
   vals <- unlist(lapply(v, function(z) z[is.finite(z)]))
   wts <- unlist(lapply(seq_along(v), function(k) {

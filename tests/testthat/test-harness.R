@@ -429,12 +429,12 @@ test_that("the model-averaged mean and quantile pool the draws with the posterio
   # draw weights 1/16 and 3/8: one copy of each first-fit draw, six of each
   # second-fit draw
   pooled <- c(v[[1]], rep(v[[2]], each = 6))
-  expect_equal(bayesmoe:::mixture_mean(v, w), mean(pooled))
+  expect_equal(bayesmoe:::model_avg_mean(v, w), mean(pooled))
   for (p in c(0.05, 0.2, 0.25, 0.3, 0.5, 0.9, 1)) {
-    expect_equal(bayesmoe:::mixture_quantile(v, w, p), unname(quantile(pooled, p, type = 1)))
+    expect_equal(bayesmoe:::model_avg_quantile(v, w, p), unname(quantile(pooled, p, type = 1)))
   }
-  expect_identical(bayesmoe:::mixture_quantile(v[1], 1, 0.9), quantile(v[[1]], 0.9, names = FALSE))
-  expect_equal(bayesmoe:::mixture_mean(list(c(1, NA, 3)), 1), 2)
+  expect_identical(bayesmoe:::model_avg_quantile(v[1], 1, 0.9), quantile(v[[1]], 0.9, names = FALSE))
+  expect_equal(bayesmoe:::model_avg_mean(list(c(1, NA, 3)), 1), 2)
 })
 
 test_that("malformed priors on K and settings a random K cannot take get classed errors", {
