@@ -182,9 +182,9 @@ random_k_reweight <- function(K_post, pk, kstar) {
 #' @seealso [moe_contraction()]
 #' @examples
 #' tru <- moe_truth_example("p4")
-#' rk <- moe_contraction(tru, n = c(200, 400), reps = 2, K = prior_K(K_max = 3),
-#'                       method = "mcmc", mcmc = list(chains = 1, iter = 200),
-#'                       density_draws = 10, seed = 1)
+#' rk <- moe_contraction(tru, n = c(150, 300), reps = 1, K = prior_K(K_max = 3),
+#'                       method = "mcmc", mcmc = list(chains = 1, iter = 100),
+#'                       density_draws = 5, seed = 1)
 #' moe_contraction_K(rk)
 #' moe_contraction_K(rk, prior = prior_K("uniform", K_max = 3))
 #' @export

@@ -184,9 +184,9 @@
 #' ls <- moe_contraction(ffn, n = c(200, 800), reps = 2, method = "ls", seed = 1)
 #' ls$slopes
 #' # a random number of experts: the model-averaged posterior
-#' rk <- moe_contraction(tru, n = c(200, 400), reps = 2, K = prior_K(K_max = 3),
-#'                       method = "mcmc", mcmc = list(chains = 1, iter = 200),
-#'                       density_draws = 10, seed = 1)
+#' rk <- moe_contraction(tru, n = c(150, 300), reps = 1, K = prior_K(K_max = 3),
+#'                       method = "mcmc", mcmc = list(chains = 1, iter = 100),
+#'                       density_draws = 5, seed = 1)
 #' rk
 #' @export
 moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "mcmc", "ls"),
