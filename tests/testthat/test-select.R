@@ -174,3 +174,16 @@ test_that("prior_K(\"custom\") takes given probabilities and rejects bad ones", 
   expect_error(prior_K("custom", probs = "a"), class = "bayesmoe_error_input")
   expect_error(prior_K("custom", probs = rep(1, 101)), class = "bayesmoe_error_input")
 })
+
+test_that("moe_select() refuses malformed priors on K before fitting", {
+  d <- data.frame(x = 1:20 / 20, y = rnorm(20))
+  bad <- prior_K(K_max = 3)
+  bad$probs <- c(0.2, 0.2, 0.2)
+  expect_snapshot(error = TRUE, {
+    moe_select(y ~ x, data = d, K = 1:3, prior = moe_prior(K = bad))
+    moe_select(y ~ x, data = d, K = 2:3, prior = moe_prior(K = prior_K("custom", probs = c(1, 0, 0))))
+  })
+  bad$probs <- c(NA, 0.5, 0.5)
+  expect_error(moe_select(y ~ x, data = d, K = 1:3, prior = moe_prior(K = bad)),
+               class = "bayesmoe_error_input")
+})
