@@ -21,7 +21,7 @@
 # "shipped" (what inst/extdata holds; sized to the CPU available when it was
 #   made): two: n = 500, 1000, 2000, 4000, 8000, 8 replicates, K_max = 5, two
 #   chains of 1,000 iterations per fit (the acceptance run of the random-K
-#   study); three: the same up to n = 4000; sw: s_w in {1, 2.5} (5 is the
+#   study); three: n up to 4000, 5 replicates; sw: s_w in {1, 2.5} (5 is the
 #   default of the main runs), n = 500, 1000, 2000, 4 replicates, K_max = 4.
 # "full": n = 500 to 20,000 (7 sizes), 10 replicates, K_max = 5; sw: s_w in
 #   {1, 2.5, 10}, the same sizes, 10 replicates, both truths.
@@ -46,7 +46,7 @@ three <- moe_truth(beta0 = c(3, -3, 0), beta1 = c(-6, 6, 0), a = c(-2, 2, 0),
                    b = c(4, -3, 0.5), sigma = c(0.3, 0.3, 0.3))
 set <- switch(size,
   shipped = list(n = c(500, 1000, 2000, 4000, 8000), n_three = c(500, 1000, 2000, 4000),
-                 reps = 8L, K_max = 5L,
+                 reps = 8L, reps_three = 5L, K_max = 5L,
                  sw = c(1, 2.5), sw_n = c(500, 1000, 2000), sw_reps = 4L, sw_K_max = 4L,
                  sw_truths = "three", mcmc = list()),
   full = list(n = c(500, 1000, 2000, 4000, 8000, 12000, 20000), reps = 10L, K_max = 5L,
@@ -80,7 +80,8 @@ if (part %in% c("two", "all")) {
 }
 if (part %in% c("three", "all")) {
   n3 <- if (is.null(set$n_three)) set$n else set$n_three
-  st <- run("random-k-three.rds", three, n = n3, reps = set$reps,
+  r3 <- if (is.null(set$reps_three)) set$reps else set$reps_three
+  st <- run("random-k-three.rds", three, n = n3, reps = r3,
             K = prior_K(K_max = set$K_max), method = "mcmc", mcmc = set$mcmc, seed = 2032L)
   saveRDS(st, file.path(out_dir, "random-k-three.rds"), compress = "xz")
   print(st)
