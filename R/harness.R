@@ -320,9 +320,13 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
   task <- progress_wrap(contraction_task, tick,
                         sprintf("n = %d, replicate %d of %d", tasks$n, tasks$rep, reps))
   out <- if (requireNamespace("future.apply", quietly = TRUE)) {
+    # MCMC tasks take seconds to minutes and grow with n (the tasks are in
+    # order of n): one future per task balances the workers; the quick EM
+    # and least-squares tasks are sent in one chunk per worker
     future.apply::future_lapply(seq_len(nrow(tasks)), task, tasks = tasks,
                                 truth = truth, settings = settings, streams = streams,
-                                future.seed = streams, future.packages = "bayesmoe")
+                                future.seed = streams, future.packages = "bayesmoe",
+                                future.scheduling = if (method == "mcmc") Inf else 1)
   } else {
     lapply(seq_len(nrow(tasks)), task, tasks = tasks, truth = truth,
            settings = settings, streams = streams)

@@ -58,6 +58,16 @@ test_that("results do not depend on the future plan", {
   future::plan(future::sequential)
   b <- moe_contraction(p4(), n = c(200, 400), reps = 2, starts = 2, seed = 4)
   expect_identical(a$results, b$results)
+  # a random K: one future per task (MCMC), same results
+  rk <- function() moe_contraction(p4(), n = c(100, 200), reps = 2, K = prior_K(K_max = 2),
+                                   method = "mcmc", mcmc = list(chains = 1, iter = 40),
+                                   density_draws = 3, seed = 4)
+  future::plan(future::multisession, workers = 2)
+  c1 <- rk()
+  future::plan(future::sequential)
+  c2 <- rk()
+  expect_identical(c1$results, c2$results)
+  expect_identical(c1$K_est, c2$K_est)
 })
 
 test_that("near-truth starts: a random onto map with the last expert on the reference", {
