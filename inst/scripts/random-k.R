@@ -29,7 +29,7 @@
 # each task; $settings$cpu_seconds and $settings$elapsed_seconds of each
 # file): two 2,607 s (37.6 min elapsed on 2 workers of a machine shared with
 # other work, with the old one-chunk-per-worker scheduling that left one
-# worker all the large n; balanced, about 22 min); three THREE_CPU s on one
+# worker all the large n; balanced, about 22 min); three 749 s on one
 # worker; sw 285 s on one worker.
 
 library(bayesmoe)
