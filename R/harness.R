@@ -69,10 +69,41 @@
 #' posterior draw (density distances on `density_draws` evenly spaced draws)
 #' and summarised by the posterior mean and the `probs` quantile.
 #'
+#' @section Random number of experts:
+#' With `K = prior_K(...)` the number of experts is random, as in the
+#' random-K regime of the theory (a mixture of finite mixtures, Miller and
+#' Harrison 2018). Each replicate fits [moe_mcmc()] with every \eqn{K}
+#' the prior charges (all with the same seed from the replicate's stream),
+#' computes the log marginal likelihoods ([moe_marglik()]: closed form for
+#' \eqn{K = 1}, bridge sampling otherwise), the posterior
+#' \eqn{P(K = k \mid y) \propto p(k) p(y \mid k)} and its Monte Carlo
+#' error, and the density losses of the **model-averaged** posterior: the
+#' mixture of the fixed-K posteriors with weights \eqn{P(K = k \mid y)},
+#' whose posterior mean of a loss is \eqn{\sum_k P(K = k \mid y) E(loss
+#' \mid K = k, y)} and whose quantile is that of the draws of all fits
+#' pooled with weights \eqn{P(K = k \mid y) / S_k} (fits with weight below
+#' 1e-10 are left out). When the prior puts all its mass on one \eqn{K}
+#' (`prior_K("custom", probs = )`), only that \eqn{K} is fitted and the
+#' study equals the fixed-K study with the same seed. The largest fit is also
+#' post-processed by Merge-Truncate-Merge ([moe_mtm()] with `weights =
+#' "gate"`, the default radius and constant), the second K-selection
+#' strategy. `losses` may be `"hellinger"` and `"tv"` (default: both); the
+#' fits use the softmax gate and linear experts, an exchangeable gating
+#' prior, and, unless `mcmc` says otherwise, 2 chains of 1000 iterations
+#' (500 warm-up) each. The result also has `K_post` (per sample size,
+#' replicate and \eqn{K}: prior, log marginal likelihood and its error,
+#' posterior probability and its error, CPU seconds of the fit), `K_est`
+#' (per replicate and strategy: \eqn{P(K = k^*)}, the mean and the mode
+#' of \eqn{K}) and `K_table` (per strategy and sample size: the mean over
+#' replicates of \eqn{P(K = k^*)} and its standard error; see
+#' [moe_contraction_K()]).
+#'
 #' @param truth A truth from [moe_truth()], e.g. [moe_truth_example()].
 #' @param n Sample sizes: whole numbers >= 10 (sorted, duplicates dropped).
 #' @param reps Number of replicates per sample size.
-#' @param K Number of fitted experts (default: as many as the truth).
+#' @param K Number of fitted experts (default: as many as the truth), or a
+#'   prior on the number of experts from [prior_K()] (`method = "mcmc"`
+#'   only; see "Random number of experts").
 #' @param method `"em"`, `"mcmc"` ([moe_mcmc()]) or `"ls"` (least squares
 #'   in the regression form, see Details).
 #' @param losses Which losses: any of `"D"` (the Voronoi loss, recorded as
@@ -130,7 +161,10 @@
 #'   * `runs`: per fit the CPU seconds, EM iterations, log-likelihood, status
 #'     and the first warning or error message;
 #'   * `truth` and `settings`.
+#'   * with a prior on K: `K_post`, `K_est` and `K_table` (see "Random
+#'     number of experts").
 #' @seealso [moe_contraction_slopes()], [plot.moe_contraction()],
+#'   [moe_contraction_K()],
 #'   `vignette("contraction", package = "bayesmoe")`.
 #' @references Nguyen, H., Nguyen, T. and Ho, N. (2023). Demystifying softmax
 #'   gating function in Gaussian mixture of experts. *NeurIPS 2023*.
@@ -149,6 +183,11 @@
 #'                  sigma = c(0.1, 0.1), expert = expert_ffn(1))
 #' ls <- moe_contraction(ffn, n = c(200, 800), reps = 2, method = "ls", seed = 1)
 #' ls$slopes
+#' # a random number of experts: the model-averaged posterior
+#' rk <- moe_contraction(tru, n = c(150, 300), reps = 1, K = prior_K(K_max = 3),
+#'                       method = "mcmc", mcmc = list(chains = 1, iter = 100),
+#'                       density_draws = 5, seed = 1)
+#' rk
 #' @export
 moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "mcmc", "ls"),
                             losses = c("D", "hellinger"), seed = NULL,
@@ -170,10 +209,27 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
   }
   n <- sort(unique(as.integer(round(n))))
   reps <- check_number(reps, "reps", lower = 1, whole = TRUE, call = call)
-  K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
+  random_K <- is.list(K) || inherits(K, "moe_prior_K")
+  prior_K <- NULL
+  if (random_K) {
+    prior_K <- check_prior_K(K, "K", call, K_max = marglik_kmax("mixture"),
+                             why = "the marginal likelihoods relabel the draws over all K! permutations")
+    K <- max(which(prior_K$probs > 0))
+  } else {
+    K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
+  }
   method <- check_choice(method, c("em", "mcmc", "ls"), "method", call)
+  if (random_K && method != "mcmc") {
+    abort(sprintf("`method` must be \"mcmc\" with a prior on the number of experts (`K = prior_K(...)`), not \"%s\": the posterior over K needs posterior draws.",
+                  method), call = call, arg = "method")
+  }
   ls <- method == "ls"
   if (ls && missing(losses)) losses <- c("D", "l2")
+  if (random_K && missing(losses)) losses <- c("hellinger", "tv")
+  if (random_K && is.character(losses) && "D" %in% losses) {
+    abort("`losses` must be among \"hellinger\", \"tv\" with a prior on the number of experts: the Voronoi loss of a draw depends on its number of experts (use a fixed `K` for it).",
+          call = call, arg = "losses")
+  }
   allowed <- if (ls) c("D", "l2") else c("D", "hellinger", "tv")
   if (!is.character(losses) || !length(losses) || !all(losses %in% allowed)) {
     abort(sprintf("`losses` must be a subset of %s%s, not %s.",
@@ -208,8 +264,12 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
           call = call, arg = "x_design")
   }
   drop_n <- check_drop(drop_n, length(n), call)
-  if (is.null(cells)) cells <- !ls && K > truth$K
+  if (is.null(cells)) cells <- !ls && !random_K && K > truth$K
   cells <- check_flag(cells, "cells", call)
+  if (random_K && cells) {
+    abort("`cells` must be FALSE with a prior on the number of experts (the Voronoi cells need a fixed `K`).",
+          call = call, arg = "cells")
+  }
   if (ls && cells) {
     abort("`cells` must be FALSE for `method = \"ls\"` (the cells of `voronoi_cells()` need linear-Gaussian atoms).",
           call = call, arg = "cells")
@@ -233,6 +293,7 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
                   describe(mcmc)), call = call, arg = "mcmc")
   }
   mcmc <- check_contraction_mcmc(mcmc, method, K, call)
+  if (random_K) mcmc <- check_random_k_mcmc(mcmc, K, call)
   density_draws <- check_number(density_draws, "density_draws", lower = 1, whole = TRUE,
                                 call = call)
 
@@ -242,7 +303,8 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
                    rbar = rbar, probs = probs,
                    control = control, mcmc = mcmc, density_draws = density_draws,
                    loss_name = if (ls) "D_strong" else voronoi_type("auto", K, truth$K),
-                   ls_truth = ls_truth)
+                   ls_truth = ls_truth, random_K = random_K, prior_K = prior_K)
+  if (random_K) settings$K <- NA_integer_
   tasks <- data.frame(n = rep(n, each = reps), rep = rep(seq_len(reps), length(n)))
   # without a seed, draw one from (and advance) the caller's stream
   if (is.null(seed)) seed <- sample.int(.Machine$integer.max, 1L)
@@ -258,9 +320,13 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
   task <- progress_wrap(contraction_task, tick,
                         sprintf("n = %d, replicate %d of %d", tasks$n, tasks$rep, reps))
   out <- if (requireNamespace("future.apply", quietly = TRUE)) {
+    # MCMC tasks take seconds to minutes and grow with n (the tasks are in
+    # order of n): one future per task balances the workers; the quick EM
+    # and least-squares tasks are sent in one chunk per worker
     future.apply::future_lapply(seq_len(nrow(tasks)), task, tasks = tasks,
                                 truth = truth, settings = settings, streams = streams,
-                                future.seed = streams, future.packages = "bayesmoe")
+                                future.seed = streams, future.packages = "bayesmoe",
+                                future.scheduling = if (method == "mcmc") Inf else 1)
   } else {
     lapply(seq_len(nrow(tasks)), task, tasks = tasks, truth = truth,
            settings = settings, streams = streams)
@@ -313,7 +379,9 @@ contraction_task <- function(i, tasks, truth, settings, streams) {
   t0 <- proc.time()
   res <- withCallingHandlers(
     tryCatch(switch(st$method, em = contraction_em(sim, n, truth, st),
-                    mcmc = contraction_mcmc(sim, truth, st), ls = contraction_ls(sim, st)),
+                    mcmc = if (isTRUE(st$random_K)) contraction_random(sim, truth, st) else
+                      contraction_mcmc(sim, truth, st),
+                    ls = contraction_ls(sim, st)),
              error = function(e) list(error = conditionMessage(e))),
     warning = function(w) {
       if (is.na(warning_msg)) warning_msg <<- conditionMessage(w)
@@ -329,6 +397,9 @@ contraction_task <- function(i, tasks, truth, settings, streams) {
   res$values <- data.frame(n = rep(n, nrow(res$values)), rep = tasks$rep[i], res$values,
                            stringsAsFactors = FALSE)
   if (!is.null(res$cells)) res$cells <- data.frame(n = n, rep = tasks$rep[i], res$cells)
+  for (tb in intersect(c("K_post", "K_est"), names(res))) {
+    res[[tb]] <- data.frame(n = n, rep = tasks$rep[i], res[[tb]], stringsAsFactors = FALSE)
+  }
   res$run <- data.frame(n = n, rep = tasks$rep[i], seconds = secs, iter = res$iter,
                         loglik = res$loglik, status = res$status, message = warning_msg,
                         stringsAsFactors = FALSE)
@@ -479,6 +550,16 @@ new_moe_contraction <- function(out, tasks, truth, settings) {
   x <- structure(list(results = results, cells = cells, runs = runs, truth = truth,
                       settings = settings),
                  class = "moe_contraction")
+  if (isTRUE(settings$random_K)) {
+    bind <- function(nm) {
+      v <- do.call(rbind, lapply(out, `[[`, nm))
+      if (!is.null(v)) rownames(v) <- NULL
+      v
+    }
+    x$K_post <- bind("K_post")
+    x$K_est <- bind("K_est")
+    x$K_table <- random_k_table(x$K_est, truth$K)
+  }
   sl <- moe_contraction_slopes(x, drop = settings$drop_n)
   is_cell <- sl$kind == "cell"
   x$slopes <- setNames(sl$slope[!is_cell], sl$loss[!is_cell])
@@ -573,6 +654,11 @@ moe_contraction_slopes <- function(x, drop = 0, statistic = NULL, cell_size = 2)
 
 contraction_title <- function(x) {
   st <- x$settings
+  if (isTRUE(st$random_K)) {
+    pk <- st$prior_K
+    return(sprintf("Contraction study: MCMC, random K (%s), model-averaged posterior; truth with %d expert%s",
+                   random_k_prior_text(pk), x$truth$K, if (x$truth$K > 1L) "s" else ""))
+  }
   sprintf("Contraction study: %s, K = %d fitted expert%s, truth with %d expert%s (%s)",
           switch(st$method, em = "EM", mcmc = "MCMC", ls = "least squares (regression form)"), st$K, if (st$K > 1L) "s" else "",
           x$truth$K, if (x$truth$K > 1L) "s" else "",
@@ -582,6 +668,15 @@ contraction_title <- function(x) {
 
 contraction_design <- function(x) {
   st <- x$settings
+  if (isTRUE(st$random_K)) {
+    Ks <- which(st$prior_K$probs > 0)
+    return(sprintf("%d sample size%s from %s to %s, %d replicate%s each; fits with K in {%s}, %s chain%s x %s iterations; seed %d",
+                   length(st$n), if (length(st$n) > 1L) "s" else "",
+                   format(min(st$n), big.mark = ","), format(max(st$n), big.mark = ","),
+                   st$reps, if (st$reps > 1L) "s" else "", paste(Ks, collapse = ", "),
+                   format(st$mcmc$chains), if (st$mcmc$chains > 1) "s" else "",
+                   format(st$mcmc$iter), st$seed))
+  }
   sprintf("%d sample size%s from %s to %s, %d replicate%s each; %s starts%s; seed %d",
           length(st$n), if (length(st$n) > 1L) "s" else "", format(min(st$n), big.mark = ","),
           format(max(st$n), big.mark = ","), st$reps, if (st$reps > 1L) "s" else "",
@@ -606,6 +701,11 @@ print.moe_contraction <- function(x, digits = 3L, ...) {
               if (x$settings$drop_n > 0L) sprintf(", %d smallest n dropped", x$settings$drop_n)
               else ""))
   print(round(x$slopes, digits))
+  if (!is.null(x$K_table)) {
+    cat(sprintf("P(K = %d | data), mean over replicates (s.e.), and mean of E(K | data):\n",
+                x$truth$K))
+    print_k_table(x$K_table, digits)
+  }
   if (!is.null(x$cell_slopes)) {
     cat("Per-parameter slopes in two-atom cells (theory: beta1, b -0.125; a, sigma2 -0.25):\n")
     print(round(x$cell_slopes, digits))
@@ -623,11 +723,15 @@ print.moe_contraction <- function(x, digits = 3L, ...) {
 #' sizes used for the fit, and a line of the theoretical slope -1/2 (blue,
 #' dashed) through the fitted curve at the middle sample size. With
 #' `what = "cells"` it draws the mean per-parameter distances in two-atom
-#' cells with reference slopes -1/8 and -1/4.
+#' cells with reference slopes -1/8 and -1/4. For a study with a prior on
+#' the number of experts, a last panel draws \eqn{P(K = k^*)} against n
+#' for both strategies (posterior over K and Merge-Truncate-Merge), with
+#' bars of two standard errors over replicates; `what = "K"` draws that
+#' panel alone.
 #'
 #' @param object,x A [moe_contraction()] study (or its summary for `print()`).
 #' @param drop Number of smallest sample sizes left out of the slope fits.
-#' @param what `"losses"` or `"cells"`.
+#' @param what `"losses"`, `"cells"` or `"K"`.
 #' @param losses Which losses to draw (default: all).
 #' @param digits Digits to print.
 #' @param ... Further graphical parameters for [plot()].
@@ -656,7 +760,8 @@ summary.moe_contraction <- function(object, drop = object$settings$drop_n, ...) 
   }
   structure(list(title = contraction_title(object), design = contraction_design(object),
                  table = tab, slopes = moe_contraction_slopes(object, drop = drop, statistic = st),
-                 drop = drop, runs = object$runs),
+                 drop = drop, runs = object$runs, K_table = object$K_table,
+                 k_true = object$truth$K),
             class = "summary.moe_contraction")
 }
 
@@ -676,6 +781,11 @@ print.summary.moe_contraction <- function(x, digits = 4L, ...) {
                              format(round(sl$slope, 3)))
   print(sl[c("loss", "kind", "slope", "theory", "fitted_curve", "n_min", "n_max", "sizes")],
         digits = digits, row.names = FALSE)
+  if (!is.null(x$K_table)) {
+    cat(sprintf("\nP(K = %d | data) per sample size (mean over replicates, its s.e.; mean_K: mean of\nE(K | data); K_hat_true: share of replicates whose most probable K is %d):\n",
+                x$k_true, x$k_true))
+    print(x$K_table, digits = digits, row.names = FALSE)
+  }
   runs <- x$runs
   cat(sprintf("\nFits: %d; failed: %d; not converged: %d; with warnings: %d (see `$runs`).\n",
               nrow(runs), sum(runs$status == "error"), sum(grepl("maxit", runs$status)),
@@ -685,9 +795,18 @@ print.summary.moe_contraction <- function(x, digits = 4L, ...) {
 
 #' @rdname summary.moe_contraction
 #' @export
-plot.moe_contraction <- function(x, what = c("losses", "cells"), losses = NULL,
+plot.moe_contraction <- function(x, what = c("losses", "cells", "K"), losses = NULL,
                                  drop = x$settings$drop_n, ...) {
-  what <- check_choice(what, c("losses", "cells"), "what", sys.call())
+  what <- check_choice(what, c("losses", "cells", "K"), "what", sys.call())
+  has_K <- !is.null(x$K_table)
+  if (what == "K") {
+    if (!has_K) {
+      abort("`x` has no posterior over K; run `moe_contraction()` with `K = prior_K(...)`.",
+            arg = "what")
+    }
+    plot_k_table(x$K_table, x$truth$K)
+    return(invisible(x))
+  }
   drop <- check_drop(drop, length(x$settings$n))
   stat <- if (x$settings$method == "mcmc") "mean" else "estimate"
   sl <- moe_contraction_slopes(x, drop = drop, statistic = stat)
@@ -706,7 +825,7 @@ plot.moe_contraction <- function(x, what = c("losses", "cells"), losses = NULL,
     abort(sprintf("`losses` must be a subset of %s, not %s.",
                   paste0("\"", avail, "\"", collapse = ", "), describe(losses)), arg = "losses")
   }
-  op <- graphics::par(mfrow = c(1L, length(losses)))
+  op <- graphics::par(mfrow = c(1L, length(losses) + has_K))
   on.exit(graphics::par(op))
   for (l in losses) {
     r <- x$results[x$results$loss == l & x$results$statistic == stat &
@@ -721,7 +840,7 @@ plot.moe_contraction <- function(x, what = c("losses", "cells"), losses = NULL,
                          col = grDevices::gray(0.6, 0.6),
                          xlab = "sample size n", ylab = sprintf("loss %s", l),
                          main = sprintf("%s (%s)", l, switch(x$settings$method,
-                                                             mcmc = "posterior mean",
+                                                             mcmc = if (has_K) "model-averaged posterior mean" else "posterior mean",
                                                              em = "EM", ls = "least squares"))),
                     args))
     graphics::lines(nn, m, type = "b", pch = 19, cex = 0.8)
@@ -745,7 +864,45 @@ plot.moe_contraction <- function(x, what = c("losses", "cells"), losses = NULL,
     graphics::legend("bottomleft", legend = leg, col = col, lty = lty, pch = pch, bty = "n",
                      cex = 0.8)
   }
+  if (has_K) plot_k_table(x$K_table, x$truth$K)
   invisible(x)
+}
+
+random_k_prior_text <- function(pk) {
+  switch(pk$type,
+         poisson = sprintf("K - 1 ~ Poisson(%s), K <= %d", format(pk$lambda), pk$K_max),
+         geometric = sprintf("K - 1 ~ geometric, mean %s, K <= %d", format(pk$lambda), pk$K_max),
+         uniform = sprintf("K uniform on 1..%d", pk$K_max),
+         custom = sprintf("given prior on 1..%d", pk$K_max))
+}
+
+print_k_table <- function(tab, digits) {
+  f <- function(v) formatC(v, digits = digits, format = "f")
+  out <- data.frame(strategy = tab$strategy, n = tab$n,
+                    `P(K = k*)` = sprintf("%s (%s)", f(tab$p_true), f(tab$se)),
+                    `E(K)` = f(tab$mean_K), check.names = FALSE)
+  print(out, row.names = FALSE, right = FALSE)
+}
+
+# P(K = k*) against n, per strategy, with +- 2 Monte Carlo standard errors.
+plot_k_table <- function(tab, kstar) {
+  strat <- unique(tab$strategy)
+  cols <- c(posterior = "black", mtm = "#d95f02")
+  lab <- c(posterior = "posterior over K", mtm = "Merge-Truncate-Merge")
+  graphics::plot(range(tab$n), c(0, 1), type = "n", log = "x", xlab = "sample size n",
+                 ylab = sprintf("P(K = %d)", kstar), main = "Probability of the true K")
+  graphics::abline(h = 1, col = "grey", lty = 3)
+  for (s in strat) {
+    r <- tab[tab$strategy == s, ]
+    graphics::lines(r$n, r$p_true, type = "b", pch = 19, col = cols[[s]])
+    se <- ifelse(is.finite(r$se), r$se, 0)
+    graphics::segments(r$n, pmax(r$p_true - 2 * se, 0), r$n, pmin(r$p_true + 2 * se, 1),
+                       col = cols[[s]])
+  }
+  graphics::legend("bottomright", legend = c(lab[strat], "+- 2 s.e. over replicates"),
+                   col = c(cols[strat], "black"), lty = 1, pch = c(rep(19, length(strat)), NA),
+                   bty = "n", cex = 0.8)
+  invisible(NULL)
 }
 
 plot_cells <- function(x, sl, keep_n, stat, ...) {
@@ -817,4 +974,29 @@ check_contraction_mcmc <- function(mcmc, method, K, call) {
           arg = "mcmc")
   })
   mcmc
+}
+
+# The settings of the fixed-K fits of a random-K study: softmax gating and
+# linear experts (those the marginal likelihoods handle), an exchangeable
+# gating prior for K >= 3, no prior on K inside `mcmc$prior` (it is `K`),
+# and lighter defaults than moe_mcmc()'s for `chains` and `iter`
+# (random_k_mcmc_defaults).
+random_k_mcmc_defaults <- list(chains = 2L, iter = 1000L)
+
+check_random_k_mcmc <- function(mcmc, K_max, call) {
+  bad <- intersect(c("gate", "expert"), names(mcmc))
+  if (length(bad)) {
+    abort(sprintf("`mcmc` must not set %s with a prior on the number of experts: the marginal likelihoods need the softmax gate and linear experts.",
+                  paste0("`", bad, "`", collapse = " or ")), call = call, arg = "mcmc")
+  }
+  pr <- mcmc$prior
+  if (!is.null(pr) && !is.null(pr$K)) {
+    abort("`mcmc$prior` must not carry a prior on the number of experts: give it as `K`.",
+          call = call, arg = "mcmc")
+  }
+  if (!is.null(pr) && K_max >= 3L && !isTRUE(pr$exchangeable)) {
+    abort("`mcmc$prior` must be exchangeable (`moe_prior(exchangeable = TRUE)`) with a prior on K reaching K >= 3: the marginal likelihoods rely on the posterior being invariant under relabelling.",
+          call = call, arg = "mcmc")
+  }
+  utils::modifyList(random_k_mcmc_defaults, mcmc)
 }

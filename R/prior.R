@@ -249,16 +249,24 @@ prior_draw <- function(pc, K) {
 #' * `"geometric"`: \eqn{P(K - 1 = j) \propto (1 - \rho)^j} with
 #'   \eqn{\rho = 1 / (1 + \lambda)}, so that \eqn{\lambda} is again the
 #'   (untruncated) mean of \eqn{K - 1}, truncated to \eqn{K \le K_{max}};
-#' * `"uniform"`: uniform on \eqn{1, \dots, K_{max}} (`lambda` unused).
+#' * `"uniform"`: uniform on \eqn{1, \dots, K_{max}} (`lambda` unused);
+#' * `"custom"`: the probabilities `probs` of \eqn{K = 1, \dots,
+#'   \code{length(probs)}} (normalised to sum to one; zeros allowed, so a
+#'   point mass \code{probs = c(0, 1)} fixes \eqn{K = 2}), for sensitivity
+#'   studies. `K_max` is `length(probs)`.
 #'
 #' The theory of posterior contraction with a prior on the number of
 #' components asks for \eqn{p(k) > 0} for every \eqn{k} and an
 #' exponential-type tail, which the Poisson and geometric priors have; the
 #' truncation at `K_max` only limits the experts that are fitted.
 #'
-#' @param type `"poisson"`, `"geometric"` or `"uniform"`.
+#' @param type `"poisson"`, `"geometric"`, `"uniform"` or `"custom"`.
 #' @param lambda Mean of \eqn{K - 1} before truncation, a number > 0.
-#' @param K_max Largest number of experts, a whole number >= 1.
+#' @param K_max Largest number of experts, a whole number >= 1 (for
+#'   `"custom"`: `length(probs)`, or leave it out).
+#' @param probs For `type = "custom"`: non-negative prior weights of
+#'   \eqn{K = 1, 2, \dots}, at least one positive (normalised to sum to
+#'   one).
 #' @param ... Must be empty.
 #' @return An object of class `moe_prior_K` with `type`, `lambda`, `K_max`
 #'   and `probs`, the prior probabilities of \eqn{K = 1, \dots, K_{max}}.
@@ -271,11 +279,32 @@ prior_draw <- function(pc, K) {
 #' prior_K()
 #' prior_K("geometric", lambda = 0.5, K_max = 8)
 #' prior_K("uniform", K_max = 4)$probs
+#' prior_K("custom", probs = c(0, 1, 0))
 #' @export
-prior_K <- function(type = c("poisson", "geometric", "uniform"), lambda = 1, K_max = 6, ...) {
+prior_K <- function(type = c("poisson", "geometric", "uniform", "custom"), lambda = 1,
+                    K_max = 6, probs = NULL, ...) {
   call <- sys.call()
   check_dots_empty(call, ...)
-  type <- check_choice(type, c("poisson", "geometric", "uniform"), "type", call)
+  type <- check_choice(type, c("poisson", "geometric", "uniform", "custom"), "type", call)
+  if (type == "custom") {
+    if (is.null(probs)) {
+      abort("`probs` must be given with `type = \"custom\"`: the prior weights of K = 1, 2, ...",
+            call = call, arg = "probs")
+    }
+    probs <- check_K_probs(probs, "probs", call)
+    if (!missing(K_max)) {
+      K_max <- check_number(K_max, "K_max", lower = 1, upper = 100, whole = TRUE, call = call)
+      if (K_max != length(probs)) {
+        abort(sprintf("`K_max` must be `length(probs)` (%d) with `type = \"custom\"`, not %d.",
+                      length(probs), K_max), call = call, arg = "K_max")
+      }
+    }
+    return(new_prior_K(type, NA_real_, length(probs), probs))
+  }
+  if (!is.null(probs)) {
+    abort(sprintf("`probs` must be NULL unless `type = \"custom\"` (the %s prior sets its own probabilities).",
+                  type), call = call, arg = "probs")
+  }
   lambda <- check_number(lambda, "lambda", lower = 0, strict_lower = TRUE, call = call)
   K_max <- check_number(K_max, "K_max", lower = 1, upper = 100, whole = TRUE, call = call)
   j <- seq_len(K_max) - 1L
@@ -284,9 +313,50 @@ prior_K <- function(type = c("poisson", "geometric", "uniform"), lambda = 1, K_m
                geometric = stats::dgeom(j, 1 / (1 + lambda), log = TRUE),
                uniform = rep(0, K_max))
   probs <- exp(lp - max(lp))
-  probs <- setNames(probs / sum(probs), seq_len(K_max))
-  structure(list(type = type, lambda = lambda, K_max = K_max, probs = probs),
+  new_prior_K(type, lambda, K_max, probs / sum(probs))
+}
+
+new_prior_K <- function(type, lambda, K_max, probs) {
+  structure(list(type = type, lambda = lambda, K_max = as.integer(K_max),
+                 probs = setNames(as.numeric(probs), seq_len(K_max))),
             class = "moe_prior_K")
+}
+
+# Prior weights of K = 1..length(x): finite, non-negative, at most 100 of
+# them, some positive; normalised to sum to one.
+check_K_probs <- function(x, arg, call = NULL) {
+  ok <- is.numeric(x) && !is.matrix(x) && length(x) >= 1L && length(x) <= 100L &&
+    !anyNA(x) && all(is.finite(x)) && all(x >= 0) && sum(x) > 0
+  if (!ok) {
+    abort(sprintf("`%s` must be 1 to 100 finite non-negative prior weights of K = 1, 2, ..., not all zero, not %s.",
+                  arg, describe(x)), call = call, arg = arg)
+  }
+  x / sum(x)
+}
+
+# Check that `x` is a prior on the number of experts as prior_K() makes it
+# (a list of class moe_prior_K whose `probs` are the probabilities of K =
+# 1..K_max, summing to one), with K_max at most `K_max`; returns it.
+check_prior_K <- function(x, arg, call = NULL, K_max = 100L, why = NULL) {
+  if (!inherits(x, "moe_prior_K")) {
+    abort(sprintf("`%s` must be made by `prior_K()`, not %s.", arg, describe(x)),
+          call = call, arg = arg)
+  }
+  p <- x$probs
+  ok <- is.list(x) && is.numeric(x$K_max) && length(x$K_max) == 1L && !is.na(x$K_max) &&
+    x$K_max >= 1 && is.numeric(p) && length(p) == x$K_max && !anyNA(p) &&
+    all(is.finite(p)) && all(p >= 0) && abs(sum(p) - 1) < 1e-8
+  if (!ok) {
+    abort(sprintf("`%s` is a malformed `prior_K()` object: its `probs` must be %s probabilities of K = 1, ..., K_max summing to one; make it with `prior_K()`.",
+                  arg, if (is.numeric(x$K_max) && length(x$K_max) == 1L) format(x$K_max) else "K_max"),
+          call = call, arg = arg)
+  }
+  if (x$K_max > K_max) {
+    abort(sprintf("`%s` must have `K_max` <= %d%s, not %d.", arg, K_max,
+                  if (is.null(why)) "" else paste0(" (", why, ")"), x$K_max),
+          call = call, arg = arg)
+  }
+  x
 }
 
 #' @export
@@ -296,7 +366,8 @@ print.moe_prior_K <- function(x, digits = max(3L, getOption("digits") - 3L), ...
                  poisson = sprintf("K - 1 ~ Poisson(%s), truncated to K <= %d", format(x$lambda), x$K_max),
                  geometric = sprintf("K - 1 ~ Geometric(mean %s), truncated to K <= %d",
                                      format(x$lambda), x$K_max),
-                 uniform = sprintf("K uniform on 1, ..., %d", x$K_max))
+                 uniform = sprintf("K uniform on 1, ..., %d", x$K_max),
+                 custom = sprintf("given probabilities of K = 1, ..., %d", x$K_max))
   cat("Prior on the number of experts: ", desc, "\n", sep = "")
   print(signif(x$probs, digits))
   invisible(x)

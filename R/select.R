@@ -103,9 +103,14 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
   }
   pk <- prior$K
   if (is.null(pk)) pk <- prior_K("poisson", lambda = 1, K_max = max(Ks))
+  pk <- check_prior_K(pk, "prior$K", ecall)
   if (max(Ks) > pk$K_max) {
     abort(sprintf("`K` goes up to %d but the prior on the number of experts stops at `K_max` = %d.",
                   max(Ks), pk$K_max), call = ecall, arg = "K")
+  }
+  if ("posterior" %in% methods && !any(pk$probs[Ks] > 0)) {
+    abort(sprintf("`prior$K` must give some prior probability to the K compared (%s).",
+                  paste(Ks, collapse = ", ")), call = ecall, arg = "prior")
   }
   seed <- check_seed(seed, ecall)
   if ("posterior" %in% methods && max(Ks) > marglik_kmax("mixture")) {

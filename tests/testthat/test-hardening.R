@@ -758,6 +758,17 @@ tables_contraction <- function() {
     run_cases("plot.moe_contraction", function(v) plot(st, what = v), nasty_values, any_value),
     run_cases("plot.moe_contraction", function(v) plot(st, losses = v), nasty_values, any_value),
     run_cases("plot.moe_contraction", function(v) plot(st, drop = v), nasty_values, any_value))
+  # a study with a prior on the number of experts
+  rk <- moe_contraction(tru, n = c(100, 200), reps = 1, K = prior_K(K_max = 2),
+                        method = "mcmc", mcmc = list(chains = 1, iter = 40),
+                        density_draws = 3, seed = 1)
+  res$random_K <- rbind(
+    run_cases("moe_contraction_K", function(v) moe_contraction_K(v),
+              c(nasty_values, list(st, rk)), any_value),
+    run_cases("moe_contraction_K", function(v) moe_contraction_K(rk, prior = v),
+              c(nasty_values, list(prior_K(K_max = 2), prior_K(K_max = 1), prior_K(K_max = 3))),
+              any_value),
+    run_cases("plot.moe_contraction", function(v) plot(rk, what = v), nasty_values, any_value))
   do.call(rbind, res)
 }
 

@@ -58,6 +58,16 @@ test_that("results do not depend on the future plan", {
   future::plan(future::sequential)
   b <- moe_contraction(p4(), n = c(200, 400), reps = 2, starts = 2, seed = 4)
   expect_identical(a$results, b$results)
+  # a random K: one future per task (MCMC), same results
+  rk <- function() moe_contraction(p4(), n = c(100, 200), reps = 2, K = prior_K(K_max = 2),
+                                   method = "mcmc", mcmc = list(chains = 1, iter = 40),
+                                   density_draws = 3, seed = 4)
+  future::plan(future::multisession, workers = 2)
+  c1 <- rk()
+  future::plan(future::sequential)
+  c2 <- rk()
+  expect_identical(c1$results, c2$results)
+  expect_identical(c1$K_est, c2$K_est)
 })
 
 test_that("near-truth starts: a random onto map with the last expert on the reference", {
@@ -351,4 +361,116 @@ test_that("arguments meant for moe_mcmc() are checked before any fit", {
   expect_snapshot(run(list(iter = 20), method = "em"), error = TRUE)
   expect_error(run(list(seed = 1)), class = "bayesmoe_error_input")
   expect_error(run(list(gate = 3)), class = "bayesmoe_error_input")
+})
+
+# ---- a random number of experts ------------------------------------------
+
+test_that("a prior on K with all its mass on one K gives the fixed-K study", {
+  tr <- moe_truth_example("p4")
+  mc <- list(chains = 1, iter = 60, control = moe_mcmc_control(em_starts = 1))
+  fixed <- moe_contraction(tr, n = c(100, 150), reps = 2, K = 2, method = "mcmc",
+                           losses = c("hellinger", "tv"), mcmc = mc, density_draws = 7,
+                           seed = 5)
+  point <- moe_contraction(tr, n = c(100, 150), reps = 2,
+                           K = prior_K("custom", probs = c(0, 1, 0)), method = "mcmc",
+                           mcmc = mc, density_draws = 7, seed = 5)
+  # same losses of every replicate (mean and 90% quantile), same slopes
+  expect_identical(point$results, fixed$results)
+  expect_identical(point$slopes, fixed$slopes)
+  expect_equal(unique(point$K_post$K), 2L)
+  expect_true(all(point$K_post$post == 1))
+  expect_true(all(point$K_est$p_true[point$K_est$strategy == "posterior"] == 1))
+  expect_equal(point$runs$loglik, fixed$runs$loglik)
+})
+
+test_that("a random-K study: posterior weights sum to one, tables agree", {
+  tr <- moe_truth_example("p4")
+  st <- moe_contraction(tr, n = c(100, 200), reps = 2, K = prior_K(K_max = 3),
+                        method = "mcmc", mcmc = list(chains = 2, iter = 60),
+                        density_draws = 5, seed = 11)
+  expect_s3_class(st, "moe_contraction")
+  kp <- st$K_post
+  expect_identical(sort(unique(kp$K)), 1:3)
+  sums <- tapply(kp$post, list(kp$n, kp$rep), sum)
+  expect_equal(as.vector(sums), rep(1, 4), tolerance = 1e-12)
+  expect_true(all(kp$post >= 0 & kp$post <= 1))
+  # the posterior is p(k) p(y | k), normalised
+  g <- kp[kp$n == 200 & kp$rep == 1, ]
+  lp <- g$logml + log(g$prior / sum(g$prior))
+  expect_equal(g$post, exp(lp - max(lp)) / sum(exp(lp - max(lp))))
+  # K = 1 is exact (no Monte Carlo error); the data favour two experts
+  expect_true(all(kp$logml_se[kp$K == 1] == 0))
+  expect_true(all(kp$post[kp$K == 1] < 1e-6))
+  est <- st$K_est
+  pe <- est[est$strategy == "posterior", ]
+  expect_equal(pe$p_true, kp$post[kp$K == 2])
+  expect_equal(pe$mean_K, as.vector(tapply(kp$post * kp$K, list(kp$rep, kp$n), sum)))
+  expect_setequal(unique(est$strategy), c("posterior", "mtm"))
+  tab <- st$K_table
+  expect_equal(tab$p_true[tab$strategy == "posterior"],
+               as.vector(tapply(pe$p_true, pe$n, mean)))
+  expect_identical(moe_contraction_K(st), tab)
+  # reweighting by the study's own prior reproduces the posterior rows
+  rw <- moe_contraction_K(st, prior = prior_K(K_max = 3))
+  expect_equal(rw[c("p_true", "mean_K")], tab[tab$strategy == "posterior", c("p_true", "mean_K")],
+               ignore_attr = TRUE)
+  # a prior favouring more experts moves mass up
+  up <- moe_contraction_K(st, prior = prior_K("custom", probs = c(0.01, 0.01, 0.98)))
+  expect_true(all(up$mean_K > rw$mean_K))
+  expect_identical(names(st$slopes), c("hellinger", "tv"))
+  expect_true(all(is.finite(st$slopes)))
+  # the same seed gives the same study
+  st2 <- moe_contraction(tr, n = c(100, 200), reps = 2, K = prior_K(K_max = 3),
+                         method = "mcmc", mcmc = list(chains = 2, iter = 60),
+                         density_draws = 5, seed = 11)
+  expect_identical(st2$results, st$results)
+  expect_identical(st2$K_post[names(kp) != "cpu"], kp[names(kp) != "cpu"])
+  expect_output(print(st), "P\\(K = 2 \\| data\\)")
+  expect_output(print(summary(st)), "K_hat_true")
+  grDevices::pdf(NULL)
+  on.exit(grDevices::dev.off())
+  expect_identical(plot(st), st)
+  expect_identical(plot(st, what = "K"), st)
+})
+
+test_that("the model-averaged mean and quantile pool the draws with the posterior weights", {
+  v <- list(c(4, 1, 3, 2), c(20, 10))
+  w <- c(0.25, 0.75)
+  # draw weights 1/16 and 3/8: one copy of each first-fit draw, six of each
+  # second-fit draw
+  pooled <- c(v[[1]], rep(v[[2]], each = 6))
+  expect_equal(bayesmoe:::model_avg_mean(v, w), mean(pooled))
+  for (p in c(0.05, 0.2, 0.25, 0.3, 0.5, 0.9, 1)) {
+    expect_equal(bayesmoe:::model_avg_quantile(v, w, p), unname(quantile(pooled, p, type = 1)))
+  }
+  expect_identical(bayesmoe:::model_avg_quantile(v[1], 1, 0.9), quantile(v[[1]], 0.9, names = FALSE))
+  expect_equal(bayesmoe:::model_avg_mean(list(c(1, NA, 3)), 1), 2)
+})
+
+test_that("malformed priors on K and settings a random K cannot take get classed errors", {
+  tr <- moe_truth_example("p4")
+  run <- function(K, ...) moe_contraction(tr, n = c(20, 30), reps = 1, K = K, method = "mcmc", ...)
+  bad <- prior_K(K_max = 3)
+  bad$probs <- c(0.5, 0.6, 0.1)
+  expect_snapshot(error = TRUE, {
+    run(list(probs = c(0.5, 0.5)))
+    run(bad)
+    run(prior_K(K_max = 9))
+    moe_contraction(tr, n = c(20, 30), K = prior_K(K_max = 3), method = "em")
+    run(prior_K(K_max = 3), losses = c("D", "hellinger"))
+    run(prior_K(K_max = 3), cells = TRUE)
+    run(prior_K(K_max = 3), mcmc = list(gate = gate_topk(1)))
+    run(prior_K(K_max = 3), mcmc = list(prior = moe_prior(exchangeable = FALSE)))
+    run(prior_K(K_max = 3), mcmc = list(prior = moe_prior(K = prior_K(K_max = 3))))
+  })
+  bad2 <- prior_K(K_max = 2)
+  bad2$probs <- c(NA, 1)
+  expect_error(run(bad2), class = "bayesmoe_error_input")
+  bad3 <- prior_K(K_max = 2)
+  bad3$K_max <- 3L
+  expect_error(run(bad3), class = "bayesmoe_error_input")
+  expect_error(run(structure(list(), class = "moe_prior_K")), class = "bayesmoe_error_input")
+  fixed <- moe_contraction(tr, n = c(50, 60), reps = 1, seed = 1, losses = "hellinger")
+  expect_snapshot(error = TRUE, moe_contraction_K(fixed))
+  expect_error(moe_contraction_K(1), class = "bayesmoe_error_input")
 })

@@ -156,3 +156,34 @@ test_that("moe_select() warns when the posterior's choice rests on a degenerate 
                  "posterior \\(K = 4\\)", class = "bayesmoe_warning_degenerate")
   expect_true(all(c(3L, 4L) %in% sel$degenerate))
 })
+
+test_that("prior_K(\"custom\") takes given probabilities and rejects bad ones", {
+  p <- prior_K("custom", probs = c(1, 3, 0))
+  expect_equal(unname(p$probs), c(0.25, 0.75, 0))
+  expect_identical(p$K_max, 3L)
+  expect_identical(prior_K("custom", probs = c(0, 1), K_max = 2)$K_max, 2L)
+  expect_snapshot(print(p))
+  expect_snapshot(error = TRUE, {
+    prior_K("custom")
+    prior_K("custom", probs = c(-1, 2))
+    prior_K("custom", probs = c(0, 0))
+    prior_K("custom", probs = c(NA, 1))
+    prior_K("custom", probs = c(1, 1), K_max = 3)
+    prior_K("poisson", probs = c(1, 1))
+  })
+  expect_error(prior_K("custom", probs = "a"), class = "bayesmoe_error_input")
+  expect_error(prior_K("custom", probs = rep(1, 101)), class = "bayesmoe_error_input")
+})
+
+test_that("moe_select() refuses malformed priors on K before fitting", {
+  d <- data.frame(x = 1:20 / 20, y = rnorm(20))
+  bad <- prior_K(K_max = 3)
+  bad$probs <- c(0.2, 0.2, 0.2)
+  expect_snapshot(error = TRUE, {
+    moe_select(y ~ x, data = d, K = 1:3, prior = moe_prior(K = bad))
+    moe_select(y ~ x, data = d, K = 2:3, prior = moe_prior(K = prior_K("custom", probs = c(1, 0, 0))))
+  })
+  bad$probs <- c(NA, 0.5, 0.5)
+  expect_error(moe_select(y ~ x, data = d, K = 1:3, prior = moe_prior(K = bad)),
+               class = "bayesmoe_error_input")
+})
