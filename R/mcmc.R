@@ -479,12 +479,8 @@ align_labels <- function(par, ref) {
   perm <- if (inherits(gate, "moe_gate_hierarchical")) {
     drop(assign_perms(array(cost, c(1L, K, K)), gate = gate))
   } else best_assignment(cost)
-  permute_experts(par, perm)
+  permute_par(par, perm)
 }
-
-# par with expert k taking the parameters of expert perm[k]; the gating is
-# re-referenced so that the new last expert has w = 0.
-permute_experts <- function(par, perm) permute_par(par, perm)
 
 # Run the chains, in parallel through future.apply when it is installed,
 # reporting a progress step per finished chain (R/progress.R).

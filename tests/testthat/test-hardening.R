@@ -1112,7 +1112,7 @@ test_that("huge and tiny scales: fits are equivariant under rescaling of the dat
     a <- em$coefficients
     b <- es$coefficients
     # the labels may come out in another order
-    b <- bayesmoe:::permute_experts(b, order(b$alpha[1L, ])[order(order(a$alpha[1L, ]))])
+    b <- bayesmoe:::permute_par(b, order(b$alpha[1L, ])[order(order(a$alpha[1L, ]))])
     expect_equal(b$alpha, a$alpha * c(s, s^2), tolerance = 1e-6, ignore_attr = TRUE)
     expect_equal(b$sigma2, a$sigma2 * s^2, tolerance = 1e-6, ignore_attr = TRUE)
     expect_equal(b$W, a$W * c(1, 1 / s), tolerance = 1e-6, ignore_attr = TRUE)
@@ -1772,7 +1772,7 @@ test_that("scaling: covariates from 1e-200 to 1e100 fit as at scale 1", {
     es <- moe_em(y ~ x, gating = ~ z, data = ds, K = 2, starts = 3, seed = 1)
     b <- es$coefficients
     # the labels may come out in another order
-    b <- bayesmoe:::permute_experts(b, order(b$alpha[1L, ])[order(order(a$alpha[1L, ]))])
+    b <- bayesmoe:::permute_par(b, order(b$alpha[1L, ])[order(order(a$alpha[1L, ]))])
     expect_equal(b$alpha, a$alpha * c(1, 1 / s), tolerance = 1e-6, ignore_attr = TRUE)
     expect_equal(b$sigma2, a$sigma2, tolerance = 1e-6, ignore_attr = TRUE)
     expect_equal(b$W, a$W * c(1, 1 / s), tolerance = 1e-6, ignore_attr = TRUE)
@@ -1787,7 +1787,7 @@ test_that("scaling: covariates from 1e-200 to 1e100 fit as at scale 1", {
     # predictive means agree
     pa <- coef(mc, matrix = TRUE)
     pb <- coef(ms, matrix = TRUE)
-    pb <- bayesmoe:::permute_experts(pb, order(pb$alpha[1L, ])[order(order(pa$alpha[1L, ]))])
+    pb <- bayesmoe:::permute_par(pb, order(pb$alpha[1L, ])[order(order(pa$alpha[1L, ]))])
     expect_equal(pb$alpha, pa$alpha * c(1, 1 / s), tolerance = 0.1, ignore_attr = TRUE)
     expect_equal(pb$sigma2, pa$sigma2, tolerance = 0.2, ignore_attr = TRUE)
     expect_equal(fitted(ms), fitted(mc), tolerance = 0.15)

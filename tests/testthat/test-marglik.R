@@ -129,9 +129,9 @@ test_that("the unnormalised posterior is invariant under relabelling (exchangeab
   for (r in seq_len(nrow(perms))) {
     Pp <- bayesmoe:::permute_phi(Phi, perms[r, ], 2L, 2L, 3L)
     expect_equal(lq(Pp), base, tolerance = 1e-9)
-    # the same relabelling as the sampler's permute_experts()
+    # the same relabelling as the sampler's permute_par()
     par1 <- bayesmoe:::par_slice(bayesmoe:::par_from_phi(Pp, 2L, 2L, 3L), 1L)
-    ref <- bayesmoe:::permute_experts(bayesmoe:::par_slice(dr, 1L), perms[r, ])
+    ref <- bayesmoe:::permute_par(bayesmoe:::par_slice(dr, 1L), perms[r, ])
     expect_equal(par1$W, ref$W, tolerance = 1e-12)
     expect_equal(par1$alpha, ref$alpha, tolerance = 1e-12)
   }
@@ -170,7 +170,7 @@ component_density_r <- function(cm, par) {
   K <- cm$K
   perms <- bayesmoe:::all_permutations(K)
   vals <- apply(perms, 1L, function(pm) {
-    pp <- bayesmoe:::permute_experts(par, pm)
+    pp <- bayesmoe:::permute_par(par, pm)
     ex <- sum(vapply(seq_len(K), function(k) {
       e <- cm$ex[[k]]
       s2 <- pp$sigma2[k]
@@ -276,7 +276,7 @@ test_that("both importance densities agree on K = 2, also when a chain switches 
   S0 <- dim(fit$draws)[1L]
   for (j in seq(1L, S0, by = 2L)) {
     par <- bayesmoe:::par_unflatten(fit$draws[j, 2, ], 2L, 2L, 2L)
-    sw$draws[j, 2, ] <- bayesmoe:::par_flatten(bayesmoe:::permute_experts(par, 2:1))
+    sw$draws[j, 2, ] <- bayesmoe:::par_flatten(bayesmoe:::permute_par(par, 2:1))
   }
   bs <- moe_marglik(sw, seed = 1)
   expect_equal(unname(bs$switching[2]), 0.5, tolerance = 0.01)

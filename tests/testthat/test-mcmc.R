@@ -439,7 +439,7 @@ test_that("EM starting values are distinct solutions with labels aligned to the 
   par <- list(alpha = matrix(c(1, 2, 3, 4, 5, 6), 2), sigma2 = c(1, 2, 3),
               W = cbind(c(1, 1), c(-1, 2), 0))
   perm <- c(3, 1, 2)
-  shuffled <- bayesmoe:::permute_experts(par, perm)
+  shuffled <- bayesmoe:::permute_par(par, perm)
   expect_equal(shuffled$W[, 3], c(0, 0))
   back <- bayesmoe:::align_labels(shuffled, par)
   expect_equal(back, par)
