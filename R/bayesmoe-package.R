@@ -7,7 +7,7 @@
 #' @useDynLib bayesmoe, .registration = TRUE
 #' @importFrom stats AIC BIC coef dnorm fitted logLik median model.frame
 #'   model.matrix model.offset model.response model.weights nobs pnorm predict
-#'   printCoefmat rnorm runif sd setNames simulate terms
+#'   printCoefmat rnorm runif sd setNames simulate terms gaussian
 #'   delete.response .getXlevels na.pass vcov residuals
 #' @importFrom utils head tail
 "_PACKAGE"

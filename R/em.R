@@ -106,6 +106,11 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' @param gating A one-sided formula for the gating covariates; `NULL` (the
 #'   default) uses the right-hand side of `formula` without its `offset()`
 #'   terms. `~ 1` gives a mixture of regressions with constant weights.
+#' @param family The distribution of the response given its expert, as in
+#'   [glm()]: a family object, a family function or its name. `gaussian()`
+#'   (the default) gives linear-Gaussian experts; see [moe_families] for the
+#'   others. A family the package does not support is refused with an error
+#'   of class `bayesmoe_error_family`.
 #' @param gate The gating network: [gate_softmax()] (the default),
 #'   [gate_topk()], [gate_temperature()] or [gate_hierarchical()].
 #' @param expert The experts: [expert_linear()] (the default) or [expert_ffn()]
@@ -128,8 +133,9 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' summary(fit)
 #' head(predict(fit, type = "gating"))
 #' @export
-moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
-                   expert = expert_linear(), starts = 10, seed = NULL,
+moe_em <- function(formula, data, K, gating = NULL, family = gaussian(),
+                   gate = gate_softmax(), expert = expert_linear(),
+                   starts = 10, seed = NULL,
                    control = moe_em_control(), subset, na.action, weights) {
   call <- match.call()
   ecall <- sys.call()
@@ -137,6 +143,7 @@ moe_em <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
   K <- args$K
   starts <- args$starts
   seed <- args$seed
+  expert <- resolve_family(family, expert, ecall)
   vr <- check_variants(gate, expert, K, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)

@@ -107,3 +107,66 @@ expert_features.moe_expert_linear <- function(expert, sc, A) {
 }
 
 expert_call <- function(expert) sprintf("expert_%s()", expert$type)
+
+#' Response families of the experts
+#'
+#' The `family` argument of [moe_em()] and [moe_mcmc()] chooses the
+#' distribution of the response given its expert, the way [glm()]'s does:
+#' pass a family object (`gaussian()`), the family function (`gaussian`) or
+#' its name (`"gaussian"`). `gaussian()` with the identity link, the
+#' default, gives the linear-Gaussian experts of [expert_linear()] (or the
+#' network experts of [expert_ffn()]). Other families give linear experts
+#' with that family's noise model; each is documented with its constructor.
+#' A family or link the package does not support is refused with an error of
+#' class `bayesmoe_error_family`.
+#'
+#' @name moe_families
+#' @seealso [moe_experts] for the form of the experts' means.
+NULL
+
+# The expert families reachable through `family =`: one entry per family
+# name, each a function(family, expert, call) returning the expert object
+# (the family's link is checked before). The Gaussian family keeps the
+# `expert` argument (linear or network experts); every other family adds
+# its entry in its own R/family-<name>.R through register_family().
+family_registry <- new.env(parent = emptyenv())
+
+register_family <- function(name, links, make) {
+  assign(name, list(links = links, make = make), envir = family_registry)
+  invisible(name)
+}
+
+register_family("gaussian", "identity", function(family, expert, call) expert)
+
+# The `family` argument of a front end, as glm() takes it (object, function
+# or name), turned into the expert object the engine runs.
+resolve_family <- function(family, expert, call = NULL) {
+  fam <- family
+  if (is.character(fam) && length(fam) == 1L && !is.na(fam)) {
+    fam <- tryCatch(get(fam, mode = "function", envir = parent.frame(2L)),
+                    error = function(e) NULL)
+    if (is.null(fam)) {
+      abort(sprintf("`family` must name a family function such as \"gaussian\", not \"%s\".",
+                    family), kind = "family", call = call, arg = "family")
+    }
+  }
+  if (is.function(fam)) fam <- fam()
+  if (!inherits(fam, "family") || !is.character(fam$family) ||
+      length(fam$family) != 1L) {
+    abort(sprintf("`family` must be a family object such as `gaussian()`, a family function or its name, not %s.",
+                  describe_object(family)), kind = "family", call = call, arg = "family")
+  }
+  entry <- get0(fam$family, envir = family_registry, inherits = FALSE)
+  supported <- paste0("`", sort(ls(family_registry)), "()`", collapse = ", ")
+  if (is.null(entry)) {
+    abort(sprintf("`family` %s is not supported; the supported families are %s.",
+                  fam$family, supported), kind = "family", call = call, arg = "family")
+  }
+  link <- fam$link
+  if (!is.null(link) && !(link %in% entry$links)) {
+    abort(sprintf("`family = %s()` is supported with the %s link only, not \"%s\".",
+                  fam$family, paste0("\"", entry$links, "\"", collapse = " or "), link),
+          kind = "family", call = call, arg = "family")
+  }
+  entry$make(fam, expert, call)
+}

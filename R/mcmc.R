@@ -267,8 +267,9 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
 #' fit2 <- moe_mcmc(fit, iter = 100)
 #' dim(fit2$draws)
 #' @export
-moe_mcmc <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
-                     expert = expert_linear(), prior = moe_prior(),
+moe_mcmc <- function(formula, data, K, gating = NULL, family = gaussian(),
+                     gate = gate_softmax(), expert = expert_linear(),
+                     prior = moe_prior(),
                      chains = 4, iter = 2000, warmup = floor(iter / 2), thin = 1,
                      init = c("em", "random"), seed = NULL,
                      control = moe_mcmc_control(), progress = interactive(),
@@ -292,6 +293,7 @@ moe_mcmc <- function(formula, data, K, gating = NULL, gate = gate_softmax(),
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = ecall)
   set <- mcmc_settings(prior, chains, iter, warmup, thin, init, seed, control,
                        progress, ecall)
+  expert <- resolve_family(family, expert, ecall)
   set[c("gate", "expert")] <- check_variants(gate, expert, K, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
                   parent.frame(), K, ecall)
