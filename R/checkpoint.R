@@ -151,8 +151,9 @@ checkpointed_task <- function(FUN, ck) {
 # A stream (.Random.seed value) as text, e.g. "10407 -1418264093 ...".
 stream_text <- function(s) paste(s, collapse = " ")
 
-# Run the tasks `ids` of a study: `FUN(i, ..., streams = streams)` for every task i not found
-# in the checkpoint `ck`, through future.apply::future_lapply() when
+# Run the tasks `ids` of a study: read every task found in the checkpoint
+# `ck`, and run `FUN(i, ..., streams = streams)` for the tasks i among `ids`
+# not found there, through future.apply::future_lapply() when
 # installed (any plan: the tasks' values do not depend on it, each task
 # setting its own random number stream `streams[[i]]`), lapply() otherwise.
 # `scheduling` is future.apply's `future.scheduling`; `on_resume(ids)` is
@@ -173,7 +174,7 @@ run_tasks <- function(FUN, ids, ..., streams, ck = NULL, scheduling = 1, info = 
   on.exit(restore(), add = TRUE)
   n_tasks <- length(streams)
   values <- vector("list", n_tasks)
-  found <- checkpoint_load(ck, ids)
+  found <- checkpoint_load(ck, seq_len(n_tasks))
   values[found$ids] <- found$values
   if (length(found$ids) && !is.null(on_resume)) on_resume(found$ids)
   todo <- setdiff(ids, found$ids)
