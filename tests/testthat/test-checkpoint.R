@@ -116,6 +116,39 @@ test_that("an interrupted sequential run resumes under multisession and a PSOCK 
   expect_identical(c3$K_post[names(c3$K_post) != "cpu"], b$K_post[names(b$K_post) != "cpu"])
 })
 
+test_that("a worker killed part way: a classed error, the finished tasks kept, resumed", {
+  skip_on_cran()
+  skip_if_not_installed("future")
+  skip_if_not_installed("future.apply")
+  old <- future::plan(future::sequential)
+  on.exit(future::plan(old), add = TRUE)
+  full <- ck_study()
+  # each worker of a PSOCK cluster kills itself (SIGKILL) when it starts its
+  # third task (the EM tasks go in one chunk of 3 per worker)
+  cl <- parallel::makeCluster(2L)
+  on.exit(try(parallel::stopCluster(cl), silent = TRUE), add = TRUE, after = FALSE)
+  parallel::clusterCall(cl, function(p) .libPaths(c(p, .libPaths())), .libPaths())
+  parallel::clusterEvalQ(cl, {
+    suppressMessages(trace("rmoe", where = asNamespace("bayesmoe"), print = FALSE,
+                           tracer = quote({
+                             k <- get0(".bayesmoe_calls", globalenv(), ifnotfound = 0) + 1
+                             assign(".bayesmoe_calls", k, envir = globalenv())
+                             if (k == 3) tools::pskill(Sys.getpid(), tools::SIGKILL)
+                           })))
+    NULL
+  })
+  future::plan(future::cluster, workers = cl)
+  dir <- local_tempdir()
+  e <- tryCatch(ck_study(checkpoint = dir), error = function(e) e)
+  expect_s3_class(e, "bayesmoe_error_worker")
+  expect_match(conditionMessage(e), "run the same call again", fixed = TRUE)
+  saved <- task_files(dir)
+  expect_true(all(sprintf("task-%05d.rds", 1:2) %in% saved))
+  expect_false(any(sprintf("task-%05d.rds", c(3, 6)) %in% saved))
+  future::plan(future::sequential)
+  expect_identical(no_time(ck_study(checkpoint = dir)), no_time(full))
+})
+
 test_that("another study is refused in the same directory; drop_n may change", {
   dir <- local_tempdir()
   a <- ck_study(checkpoint = dir)
