@@ -161,6 +161,13 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
            posterior = c(sprintf("MCMC, K = %d", k), sprintf("marginal likelihood, K = %d", k)),
            mtm = sprintf("MCMC, K = %d (over-fitted, for MTM)", k))
   })
+  if (is.null(data)) {
+    # the fits may run in other R processes (futures): the formulas carry
+    # the variables they name from their environments
+    vars <- unique(c(all.vars(formula), if (!is.null(gating)) all.vars(gating)))
+    formula <- carry_vars(formula, vars)
+    if (inherits(gating, "formula")) gating <- carry_vars(gating, vars)
+  }
   ck <- NULL
   if (!is.null(checkpoint)) {
     if (is.null(seed)) {
@@ -288,6 +295,21 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
                  prior_K = pk, cpu = cpu, warnings = warns, degenerate = degenerate,
                  n = nobs(em[[1L]])),
             class = "moe_select")
+}
+
+# `f` (a formula) with an environment holding the variables `vars` found
+# from its own (whose child it is), so that the formula evaluates the same in
+# another process.
+carry_vars <- function(f, vars) {
+  env <- environment(f)
+  if (is.null(env)) return(f)
+  carry <- new.env(parent = env)
+  for (v in vars) {
+    val <- get0(v, envir = env)
+    if (!is.null(val) && !is.function(val)) assign(v, val, envir = carry)
+  }
+  environment(f) <- carry
+  f
 }
 
 # A progress step of moe_select(): a progressor step, and with `show` a

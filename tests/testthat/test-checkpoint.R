@@ -92,6 +92,19 @@ test_that("an interrupted sequential run resumes under multisession and a PSOCK 
   future::plan(future::multisession, workers = 2)
   expect_identical(no_time(ck_study(checkpoint = dir)), no_time(full))
   expect_length(task_files(dir), 6L)
+  # moe_select()'s fits as futures, data from the formula's environment
+  tuned <- tonedata$tuned
+  ratio <- tonedata$stretchratio
+  sel <- function() {
+    suppressWarnings(moe_select(tuned ~ ratio, K = 1:2, method = c("posterior", "bic"),
+                                chains = 1, iter = 60, seed = 3))
+  }
+  s_multi <- sel()
+  future::plan(future::sequential)
+  s_seq <- sel()
+  expect_identical(s_multi$table, s_seq$table)
+  expect_identical(s_multi$fits$mcmc$K2$draws, s_seq$fits$mcmc$K2$draws)
+  expect_identical(s_multi$warnings, s_seq$warnings)
   # (c) plan(cluster) on a 2-worker PSOCK cluster
   cl <- parallel::makeCluster(2L)
   on.exit(parallel::stopCluster(cl), add = TRUE, after = FALSE)
