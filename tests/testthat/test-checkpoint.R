@@ -283,3 +283,25 @@ test_that("a failing fit of moe_select() is reported after the others are saved"
                                     method = "bic", starts = 1, seed = 3))
   expect_identical(s$table, s0$table)
 })
+
+test_that("messages of checkpointed studies", {
+  dir <- local_tempdir()
+  ck_study(checkpoint = dir, task_ids = 1)
+  mask <- function(x) {
+    x <- gsub(normalizePath(dir), "<dir>", x, fixed = TRUE)
+    x <- gsub("fingerprint [0-9a-f]{12}", "fingerprint <md5>", x)
+    gsub("begun [0-9-]+ [0-9:]+ [A-Z]+", "begun <time>", x)
+  }
+  expect_snapshot(error = TRUE, transform = mask,
+                  moe_contraction(moe_truth_example("p4"), n = c(100, 200), reps = 3,
+                                  starts = 1, losses = "D", seed = 12, checkpoint = dir))
+  expect_snapshot(error = TRUE, moe_contraction(moe_truth_example("p4"), n = 100, reps = 1,
+                                                checkpoint = dir))
+  expect_snapshot(error = TRUE, ck_study(checkpoint = 1))
+  expect_snapshot(error = TRUE, ck_study(task_ids = c(0, 2)))
+  ns <- asNamespace("bayesmoe")
+  suppressMessages(trace("contraction_task", where = ns, print = FALSE,
+                         tracer = quote(if (i %in% c(2L, 5L)) stop("injected failure"))))
+  on.exit(untrace_quietly("contraction_task", ns), add = TRUE)
+  expect_snapshot(x <- ck_study())
+})
