@@ -74,6 +74,31 @@ test_that("a run killed part way and resumed is identical to an uninterrupted ru
   expect_identical(again, resumed)
 })
 
+test_that("a run interrupted (SIGINT, as Ctrl-C) resumes to the uninterrupted run", {
+  skip_on_cran()
+  full <- ck_study()
+  dir <- local_tempdir()
+  script <- tempfile(fileext = ".R")
+  on.exit(unlink(script), add = TRUE)
+  writeLines(c(
+    sprintf(".libPaths(c(%s, .libPaths()))", paste(deparse(.libPaths()), collapse = "")),
+    "library(bayesmoe)",
+    "suppressMessages(trace('contraction_task', where = asNamespace('bayesmoe'), print = FALSE,",
+    "  tracer = quote(if (i == 3L) {",
+    "    tools::pskill(Sys.getpid(), tools::SIGINT)",
+    "    Sys.sleep(5)",
+    "  })))",
+    "r <- tryCatch(moe_contraction(moe_truth_example('p4'), n = c(100, 200), reps = 3,",
+    sprintf("  starts = 1, losses = 'D', seed = 11, checkpoint = %s),", deparse(dir)),
+    "  interrupt = function(e) 'interrupted')",
+    "cat(identical(r, 'interrupted'), '\n')"), script)
+  out <- suppressWarnings(system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE,
+                                  stderr = TRUE))
+  expect_true("TRUE " %in% out)
+  expect_identical(task_files(dir), sprintf("task-%05d.rds", 1:2))
+  expect_identical(no_time(ck_study(checkpoint = dir)), no_time(full))
+})
+
 test_that("an interrupted sequential run resumes under multisession and a PSOCK cluster", {
   skip_on_cran()
   skip_if_not_installed("future")
