@@ -12,9 +12,10 @@
 # Task files are written to a temporary file in the same directory and then
 # renamed (file.rename() within one file system is atomic), so a task file
 # is complete or absent, whoever is killed when. Task files are written by
-# the process that ran the task (a future's worker): the directory must be
-# visible to the workers (any local plan; a shared file system on a
-# cluster).
+# the process that ran the task (a future's worker) as soon as it finishes,
+# when the directory is visible to the workers (any local plan; a shared
+# file system on a cluster); otherwise by the main process when the value
+# comes back (for chunked futures: when the chunk does).
 #
 # The fingerprint is the MD5 sum of a canonical serialisation of everything
 # the results depend on (arguments, truth, data, seeds and streams):
@@ -131,7 +132,8 @@ checkpoint_write <- function(ck, i, value) {
 # `FUN(i, ...)` as a task: an error is returned as a "bayesmoe_task_failure"
 # (the task, the message and the call) instead of stopping the other tasks;
 # a value is written to the checkpoint `ck` (when not NULL) before it is
-# returned. Interrupts are not errors: they stop the run, and the tasks
+# returned (if this process cannot write there, run_tasks() writes it when
+# the value reaches the main process). Interrupts are not errors: they stop the run, and the tasks
 # written so far stay in the checkpoint.
 checkpointed_task <- function(FUN, ck) {
   force(FUN)
@@ -143,7 +145,11 @@ checkpointed_task <- function(FUN, ck) {
                      call = paste(deparse(conditionCall(e), nlines = 1L), collapse = "")),
                 class = "bayesmoe_task_failure")
     })
-    if (!is.null(ck) && !inherits(res, "bayesmoe_task_failure")) save(ck, i, res)
+    # a worker that cannot write the directory (not shared with it) leaves
+    # the writing to the main process, when the value comes back
+    if (!is.null(ck) && !inherits(res, "bayesmoe_task_failure")) {
+      tryCatch(save(ck, i, res), error = function(e) NULL)
+    }
     res
   }
 }
@@ -198,6 +204,11 @@ run_tasks <- function(FUN, ids, ..., streams, ck = NULL, scheduling = 1, info = 
   })
   failed <- vapply(res, inherits, TRUE, "bayesmoe_task_failure")
   values[todo[!failed]] <- res[!failed]
+  if (!is.null(ck)) {
+    for (i in todo[!failed]) {
+      if (!file.exists(checkpoint_task_path(ck, i))) checkpoint_write(ck, i, values[[i]])
+    }
+  }
   fail <- res[failed]
   failed_df <- data.frame(task = vapply(fail, `[[`, 0L, "task"))
   if (!is.null(info)) failed_df <- cbind(failed_df, info[failed_df$task, , drop = FALSE])

@@ -81,8 +81,10 @@
 #' those of an uninterrupted run (except the CPU seconds in `$runs`). A call
 #' whose arguments make another study (other `n`, `reps`, `seed`, truth or
 #' settings; `drop_n` may change) is refused with an error of class
-#' `bayesmoe_error_checkpoint`. The directory must be visible to the
-#' workers: any local plan, or a shared file system on a cluster.
+#' `bayesmoe_error_checkpoint`. Tasks are saved as they finish when the
+#' directory is visible to the workers (any local plan, or a shared file
+#' system on a cluster); otherwise when their results reach the main R
+#' session.
 #'
 #' A task whose code fails (an error outside the fit, whose own errors are
 #' recorded in `$runs`) does not stop the others: the result lists it in

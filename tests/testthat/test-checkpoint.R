@@ -330,3 +330,22 @@ test_that("messages of checkpointed studies", {
   on.exit(untrace_quietly("contraction_task", ns), add = TRUE)
   expect_snapshot(x <- ck_study())
 })
+
+test_that("tasks a worker could not save are saved by the main process", {
+  dir <- local_tempdir()
+  ns <- asNamespace("bayesmoe")
+  # writing fails in the task (as on a worker that does not see the
+  # directory), not in run_tasks() (the main process)
+  suppressMessages(trace("checkpoint_write", where = ns, print = FALSE,
+                         tracer = quote({
+                           in_task <- vapply(sys.calls(), function(cl) {
+                             identical(cl[[1L]], as.name("save"))
+                           }, TRUE)
+                           if (any(in_task)) stop("cannot write")
+                         })))
+  on.exit(untrace_quietly("checkpoint_write", ns), add = TRUE)
+  a <- ck_study(checkpoint = dir)
+  untrace_quietly("checkpoint_write", ns)
+  expect_length(task_files(dir), 6L)
+  expect_identical(no_time(ck_study(checkpoint = dir)), no_time(a))
+})
