@@ -198,7 +198,10 @@
 #'     distances in two-atom cells (when recorded);
 #'   * `runs`: per fit the CPU seconds, EM iterations, log-likelihood, status
 #'     and the first warning or error message;
-#'   * `truth` and `settings`.
+#'   * `truth` and `settings`;
+#'   * when tasks failed, `failed`: per failed task its number, `n`, `rep`,
+#'     random number stream (`.Random.seed` as text) and error message (see
+#'     "Checkpoints and clusters");
 #'   * with a prior on K: `K_post`, `K_est` and `K_table` (see "Random
 #'     number of experts").
 #' @seealso [moe_contraction_slopes()], [plot.moe_contraction()],

@@ -161,10 +161,10 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
            posterior = c(sprintf("MCMC, K = %d", k), sprintf("marginal likelihood, K = %d", k)),
            mtm = sprintf("MCMC, K = %d (over-fitted, for MTM)", k))
   })
+  vars <- unique(c(all.vars(formula), if (!is.null(gating)) all.vars(gating)))
   if (is.null(data)) {
     # the fits may run in other R processes (futures): the formulas carry
     # the variables they name from their environments
-    vars <- unique(c(all.vars(formula), if (!is.null(gating)) all.vars(gating)))
     formula <- carry_vars(formula, vars)
     if (inherits(gating, "formula")) gating <- carry_vars(gating, vars)
   }
@@ -174,7 +174,6 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
       abort("`seed` must be given with `checkpoint`: resumed fits must draw the same random numbers.",
             call = ecall, arg = "seed")
     }
-    vars <- unique(c(all.vars(formula), if (!is.null(gating)) all.vars(gating)))
     key_data <- if (is.null(data)) {
       lapply(setNames(nm = vars), function(v) get0(v, envir = environment(formula)))
     } else data
