@@ -106,15 +106,13 @@ test_that("an interrupted sequential run resumes under multisession and a PSOCK 
   old <- future::plan(future::sequential)
   on.exit(future::plan(old), add = TRUE)
   full <- ck_study()
-  # (b) plan(multisession): from scratch, and resuming two sequential tasks
-  future::plan(future::multisession, workers = 2)
-  expect_identical(no_time(ck_study()), no_time(full))
   dir <- local_tempdir()
-  future::plan(future::sequential)
   part <- ck_study(checkpoint = dir, task_ids = c(1, 4))
   expect_identical(sort(unique(paste(part$results$n, part$results$rep))),
                    c("100 1", "200 1"))
+  # (b) plan(multisession): from scratch, and resuming two sequential tasks
   future::plan(future::multisession, workers = 2)
+  expect_identical(no_time(ck_study()), no_time(full))
   expect_identical(no_time(ck_study(checkpoint = dir)), no_time(full))
   expect_length(task_files(dir), 6L)
   # moe_select()'s fits as futures, data from the formula's environment
