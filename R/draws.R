@@ -247,7 +247,7 @@ NULL
 # the N x P matrix of complete draws as sampled) chosen by `draws`.
 predictive_setup <- function(object, newdata, draws, call) {
   validate_moe_fit(object, "object", call)
-  des <- if (is.null(newdata)) list(X = object$X, Z = object$Z, y = object$y) else
+  des <- if (is.null(newdata)) fit_design(object) else
     new_design(object, newdata)
   D <- draws_matrix(object, complete = TRUE)
   if (!is.null(draws)) {
@@ -268,9 +268,11 @@ posterior_predict.moe_mcmc <- function(object, newdata = NULL, draws = NULL, see
   n <- nrow(s$des$X)
   out <- with_seed(seed, t(vapply(seq_len(nrow(s$D)), function(i) {
     par <- par_unflatten(s$D[i, ], s$p, s$q, s$K, s$spec)
-    cm <- moe_components(par, s$des$X, s$des$Z)
+    cm <- moe_components(par, s$des$X, s$des$Z, s$des$offset)
     k <- draw_expert(exp(cm$log_gate), runif(n))
-    cm$mean[cbind(seq_len(n), k)] + cm$sd[k] * rnorm(n)
+    mk <- cm$mean[cbind(seq_len(n), k)]
+    if (is_glm_expert(s$spec$expert)) glm_simulate(s$spec$expert, mk, s$des$trials) else
+      mk + cm$sd[k] * rnorm(n)
   }, numeric(n))))
   dim(out) <- c(nrow(s$D), n)
   dimnames(out) <- list(NULL, rownames(s$des$X))
@@ -283,7 +285,8 @@ posterior_epred.moe_mcmc <- function(object, newdata = NULL, draws = NULL, ...) 
   s <- predictive_setup(object, newdata, draws, sys.call())
   n <- nrow(s$des$X)
   out <- t(vapply(seq_len(nrow(s$D)), function(i) {
-    cm <- moe_components(par_unflatten(s$D[i, ], s$p, s$q, s$K, s$spec), s$des$X, s$des$Z)
+    cm <- moe_components(par_unflatten(s$D[i, ], s$p, s$q, s$K, s$spec), s$des$X, s$des$Z,
+                         s$des$offset)
     rowSums(exp(cm$log_gate) * cm$mean)
   }, numeric(n)))
   dim(out) <- c(nrow(s$D), n)

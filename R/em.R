@@ -146,11 +146,13 @@ moe_em <- function(formula, data, K, gating = NULL, family = gaussian(),
   expert <- resolve_family(family, expert, ecall)
   vr <- check_variants(gate, expert, K, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
-                  parent.frame(), K, ecall)
+                  parent.frame(), K, ecall, expert = vr$expert)
   check_expert_design(vr$expert, fr$X, ecall)
   check_npar(vr$gate, vr$expert, K, fr, "em", ecall)
   res <- with_seed(seed, moe_em_fit(fr$y, fr$X, fr$Z, fr$weights, K, starts, control,
-                                    gate = vr$gate, expert = vr$expert))
+                                    gate = vr$gate, expert = vr$expert,
+                                    offset = if (is_glm_expert(vr$expert)) fr$offset,
+                                    trials = fr$trials))
   fit <- new_moe_fit(fr, res, call = call, class = "moe_em")
   em_report(fit, ecall)
   fit
@@ -168,10 +170,15 @@ moe_em <- function(formula, data, K, gating = NULL, family = gaussian(),
 #'   responsibilities at those parameters, and `starts` is ignored. Used by
 #'   [moe_contraction()] for near-truth starts. Linear experts only; each set
 #'   is checked (shapes, finite values, variances between 1e-100 and 1e100).
+#' @param offset,trials For binomial and Poisson experts (`expert` from
+#'   `family = binomial()` or `poisson()`): `NULL` or the offset of each
+#'   row (in the linear predictor), and for binomial experts the trials of
+#'   each row (`NULL`: 1), `y` being the proportion of successes.
 #' @export
 moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                        control = moe_em_control(), init_par = NULL,
-                       gate = gate_softmax(), expert = expert_linear()) {
+                       gate = gate_softmax(), expert = expert_linear(),
+                       offset = NULL, trials = NULL) {
   call <- sys.call()
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
   starts <- check_number(starts, "starts", lower = 1, whole = TRUE, call = call)
@@ -198,7 +205,9 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
                      format(nstart, big.mark = ",", scientific = FALSE), (ncol(X) + ncol(Z) + 1) * K),
              if (is.null(init_par)) "starts" else "init_par", call)
   sc <- moe_scaling(y, X, Z)
+  if (is_glm_expert(expert)) sc <- glm_scaling(sc)
   s <- scale_data(sc, y, X, Z)
+  if (is_glm_expert(expert)) s$family <- glm_family_data(expert, y, offset, trials)
   min_size <- if (is.null(control$min_size)) ncol(X) + 1 else control$min_size
   types <- if (is.null(init_par)) start_types(starts) else rep("given", length(init_par))
   starts <- length(types)
@@ -304,15 +313,18 @@ em_control_c <- function(control, min_size) {
 # data `s`: the one EM driver of src/em.c, for every gate and expert family
 # (it picks the fused kernel for the softmax gate with linear experts).
 em_run <- function(s, w, R0, control, min_size, gate, expert) {
-  if (!inherits(expert, "moe_expert_linear") && !inherits(gate, "moe_gate_softmax")) {
+  if (!inherits(expert, "moe_expert_linear") && !is_glm_expert(expert) &&
+      !inherits(gate, "moe_gate_softmax")) {
     abort_unavailable(sprintf("`gate = %s` with `expert = %s`", gate_call(gate),
                               expert_call(expert)), "moe_em")
   }
   K <- ncol(R0)
   X <- expert_design(expert, s$X)
   ctl <- em_control_c(control, min_size)
-  .Call(ffi_em, s$y, X, s$Z, as.double(w), R0, expert_start(expert, ncol(X), K), ctl,
-        gate_c(gate, K), expert_c(expert), if (isTRUE(gate$learn)) as.double(gate$prior))
+  y <- if (is.null(s$family)) s$y else s$family$y
+  .Call(ffi_em, y, X, s$Z, as.double(w), R0, expert_start(expert, ncol(X), K), ctl,
+        gate_c(gate, K), expert_c_data(expert, s),
+        if (isTRUE(gate$learn)) as.double(gate$prior))
 }
 
 start_types <- function(starts) {
@@ -385,6 +397,9 @@ em_report <- function(fit, call) {
                  if (length(empty) > 1) "ve" else "s", fit$min_size),
          kind = "degenerate", call = call)
   }
+  # experts without a variance (binomial, Poisson) cannot collapse onto a
+  # spike
+  if (!expert_dispersion(spec_expert(fit))) return(invisible(fit))
   sigma2 <- fit$coefficients$sigma2
   collapsed <- which(sigma2 <= fit$var_floor * fit$scaling$sy^2 * (1 + 1e-8))
   if (length(collapsed)) {

@@ -44,9 +44,10 @@ column_limits <- function(V, level) {
 # optionally offset; des$y is the response minus the offset): expert means
 # are shifted by the offset, densities at given `y` taken at y - offset.
 predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
-  cm <- moe_components(par, des$X, des$Z)
+  expert <- spec_expert(par$spec)
   o <- des_offset(des)
-  cm$mean <- cm$mean + o
+  cm <- moe_components(par, des$X, des$Z, o)
+  cm$mean <- shift_mean(expert, cm$mean, o)
   n <- nrow(des$X)
   ek <- paste0("expert", seq_len(K))
   switch(type,
@@ -67,11 +68,14 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
           abort("`y` must be given for `type = \"density\"` when `newdata` has no response.",
                 kind = "input", arg = "y")
         }
-        ld <- moe_log_density(par, des$X, des$Z, des$y)
+        ld <- moe_log_density(par, des$X, des$Z, des$y, o, des$trials)
         if (log) ld else exp(ld)
       } else {
         check_density_y(y)
-        out <- vapply(y, function(v) moe_log_density(par, des$X, des$Z, v - rep_len(o, n)),
+        out <- vapply(y, function(v) moe_log_density(par, des$X, des$Z,
+                                                     shift_response(expert, rep_len(v, n),
+                                                                    rep_len(o, n)),
+                                                     o, des$trials),
                       numeric(n))
         out <- matrix(out, n, length(y), dimnames = list(rownames(des$X), format(y)))
         if (log) out else exp(out)
@@ -82,7 +86,9 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
         abort(sprintf("`probs` must be probabilities strictly between 0 and 1, not %s.",
                       describe(probs)), kind = "input", arg = "probs")
       }
-      q <- mixture_quantile(cm$log_gate, cm$mean, cm$sd, probs)
+      q <- if (is_glm_expert(expert)) {
+        glm_mixture_quantile(expert, exp(cm$log_gate), cm$mean, probs, des$trials)
+      } else mixture_quantile(cm$log_gate, cm$mean, cm$sd, probs)
       rownames(q) <- rownames(des$X)
       q
     })
@@ -105,7 +111,7 @@ check_density_y <- function(y, call = NULL) {
 # fit, as a 2 x K matrix. MCMC fits average memberships and gating
 # probabilities over at most 200 evenly spread draws.
 expert_sizes <- function(x) {
-  des <- list(X = x$X, Z = x$Z, y = x$y)
+  des <- list(X = x$X, Z = x$Z, y = x$y, offset = x$offset, trials = x$trials)
   w <- x$weights
   K <- x$K
   if (inherits(x, "moe_mcmc")) {
@@ -116,14 +122,14 @@ expert_sizes <- function(x) {
     for (s in seq_len(nrow(D))) {
       par <- par_unflatten(D[s, ], ncol(x$X), ncol(x$Z), K, spec)
       g <- g + predict_par(par, des, "gating", K = K)
-      r <- r + responsibilities(par, x$X, x$Z, x$y)
+      r <- r + responsibilities(par, x$X, x$Z, x$y, x$offset, x$trials)
     }
     g <- g / nrow(D)
     r <- r / nrow(D)
   } else {
     par <- moe_point(x)
     g <- predict_par(par, des, "gating", K = K)
-    r <- responsibilities(par, x$X, x$Z, x$y)
+    r <- responsibilities(par, x$X, x$Z, x$y, x$offset, x$trials)
   }
   out <- rbind(size = colSums(w * r), weight = colSums(w * g) / sum(w))
   colnames(out) <- paste0("expert", seq_len(K))

@@ -52,7 +52,7 @@ expert_label.moe_expert_linear <- function(expert) "linear-Gaussian"
 
 expert_label.moe_expert <- function(expert) paste(expert$type, "Gaussian")
 
-family_codes <- c(linear = 0L, ffn = 1L)
+family_codes <- c(linear = 0L, ffn = 1L, binomial = 2L, poisson = 3L)
 
 # The expert family in the form the C code takes (make_family() in
 # src/ffi.c): its integer code.

@@ -13,24 +13,34 @@
 # above for the softmax). A parameter list carries the `spec` (R/spec.R)
 # of its model: list(gate, expert).
 
+# Families without a dispersion (expert_dispersion() FALSE: binomial,
+# Poisson) have no "expert<k>:sigma2" entry; their parameter lists carry
+# sigma2 = 1 as a placeholder (R/family-glm.R).
 par_names <- function(xnames, znames, K, spec = make_spec()) {
-  xnames <- expert_par_names(spec_expert(spec), xnames)
+  expert <- spec_expert(spec)
+  xnames <- expert_par_names(expert, xnames)
+  s2 <- expert_dispersion(expert)
   ex <- unlist(lapply(seq_len(K), function(k)
-    c(paste0("expert", k, ":", xnames), paste0("expert", k, ":sigma2"))))
+    c(paste0("expert", k, ":", xnames), if (s2) paste0("expert", k, ":sigma2"))))
   c(ex, gate_par_names(spec_gate(spec), znames, K))
 }
 
 par_flatten <- function(par) {
-  c(as.vector(rbind(par$alpha, par$sigma2)), gate_flatten(spec_gate(par$spec), par))
+  ex <- if (expert_dispersion(spec_expert(par$spec))) rbind(par$alpha, par$sigma2) else par$alpha
+  c(as.vector(ex), gate_flatten(spec_gate(par$spec), par))
 }
 
 # `p` is the number of columns of the expert design (the number of
 # parameters per expert is expert_npar(expert, p)).
 par_unflatten <- function(theta, p, q, K, spec = make_spec()) {
-  pe <- expert_npar(spec_expert(spec), p)
-  ex <- matrix(theta[seq_len((pe + 1L) * K)], pe + 1L, K)
-  gt <- gate_unflatten(spec_gate(spec), theta[-seq_len((pe + 1L) * K)], q, K)
-  c(list(alpha = ex[seq_len(pe), , drop = FALSE], sigma2 = ex[pe + 1L, ]), gt,
+  expert <- spec_expert(spec)
+  pe <- expert_npar(expert, p)
+  s2 <- expert_dispersion(expert)
+  pk <- pe + s2
+  ex <- matrix(theta[seq_len(pk * K)], pk, K)
+  gt <- gate_unflatten(spec_gate(spec), theta[-seq_len(pk * K)], q, K)
+  c(list(alpha = ex[seq_len(pe), , drop = FALSE],
+         sigma2 = if (s2) ex[pk, ] else rep(1, K)), gt,
     list(spec = spec))
 }
 
@@ -73,21 +83,27 @@ frame_fields <- function(fr) {
        xlevels = fr$xlevels, zlevels = fr$zlevels,
        contrasts = fr$contrasts, zcontrasts = fr$zcontrasts,
        na.action = fr$na.action, y = fr$y, X = fr$X, Z = fr$Z,
-       weights = fr$weights, offset = fr$offset, model = fr$model)
+       weights = fr$weights, offset = fr$offset, trials = fr$trials, model = fr$model)
 }
 
 # Log gating probabilities and expert means at designs X, Z for one
-# parameter set.
-moe_components <- function(par, X, Z) {
-  list(log_gate = gate_log_prob(spec_gate(par$spec), Z, par),
-       mean = expert_mean(spec_expert(par$spec), X, par$alpha),
+# parameter set. `offset` (GLM experts only: NULL or one per row) enters
+# their linear predictor; Gaussian experts ignore it (callers add it to the
+# means, shift_mean()).
+moe_components <- function(par, X, Z, offset = NULL) {
+  expert <- spec_expert(par$spec)
+  mean <- if (is_glm_expert(expert) && !is.null(offset) && any(offset != 0)) {
+    glm_linkinv(expert, X %*% par$alpha + offset)
+  } else expert_mean(expert, X, par$alpha)
+  list(log_gate = gate_log_prob(spec_gate(par$spec), Z, par), mean = mean,
        sd = sqrt(par$sigma2))
 }
 
-# Per-observation log density log p(y_i | x_i, z_i).
-moe_log_density <- function(par, X, Z, y) {
-  cm <- moe_components(par, X, Z)
-  row_lse(cm$log_gate + dnorm(y, cm$mean, rep(cm$sd, each = length(y)), log = TRUE))
+# Per-observation log density log p(y_i | x_i, z_i); `offset` and `trials`
+# for GLM experts (moe_components(), expert_log_density()).
+moe_log_density <- function(par, X, Z, y, offset = NULL, trials = NULL) {
+  cm <- moe_components(par, X, Z, offset)
+  row_lse(cm$log_gate + expert_log_density(spec_expert(par$spec), y, cm, trials))
 }
 
 # Row-wise log-sum-exp; -Inf for a row whose entries are all -Inf (a
@@ -100,9 +116,9 @@ row_lse <- function(lk) {
 }
 
 # Posterior probabilities of the experts for each observation (n x K).
-responsibilities <- function(par, X, Z, y) {
-  cm <- moe_components(par, X, Z)
-  lk <- cm$log_gate + dnorm(y, cm$mean, rep(cm$sd, each = length(y)), log = TRUE)
+responsibilities <- function(par, X, Z, y, offset = NULL, trials = NULL) {
+  cm <- moe_components(par, X, Z, offset)
+  lk <- cm$log_gate + expert_log_density(spec_expert(par$spec), y, cm, trials)
   R <- exp(lk - row_lse(lk))
   R[!is.finite(rowSums(R)), ] <- 1 / ncol(R)
   R
@@ -146,8 +162,10 @@ mixture_quantile <- function(log_gate, mean, sd, probs) {
 # scale), in the layout of par_flatten(). Exact: the complete-data Hessian
 # averaged over the responsibilities plus the variance of the complete-data
 # score (Louis' identity), computed per observation.
-moe_information <- function(par, y, X, Z, w) {
-  if (!is_softmax_linear(par$spec)) return(moe_information_numeric(par, y, X, Z, w))
+moe_information <- function(par, y, X, Z, w, offset = NULL, trials = NULL) {
+  if (!is_softmax_linear(par$spec)) {
+    return(moe_information_numeric(par, y, X, Z, w, offset, trials))
+  }
   n <- length(y)
   p <- ncol(X)
   q <- ncol(Z)
@@ -192,15 +210,17 @@ moe_df <- function(object) {
 # total log-likelihood in the par_flatten() layout, by central differences
 # of the analytic log density (the top-k log-likelihood is piecewise smooth,
 # so this is the information on the piece the estimate lies in).
-moe_information_numeric <- function(par, y, X, Z, w) {
+moe_information_numeric <- function(par, y, X, Z, w, offset = NULL, trials = NULL) {
   theta <- par_flatten(par)
   P <- length(theta)
   p <- ncol(X)
   q <- ncol(Z)
   K <- length(par$sigma2)
-  f <- function(th) sum(w * moe_log_density(par_unflatten(th, p, q, K, par$spec), X, Z, y))
+  f <- function(th) sum(w * moe_log_density(par_unflatten(th, p, q, K, par$spec), X, Z, y,
+                                            offset, trials))
   h <- 1e-4 * pmax(1, abs(theta))
-  is_s2 <- seq_len(K) * nrow(as.matrix(par$alpha)) + seq_len(K)
+  is_s2 <- if (expert_dispersion(spec_expert(par$spec)))
+    seq_len(K) * nrow(as.matrix(par$alpha)) + seq_len(K) else integer()
   h[is_s2] <- pmin(h[is_s2], 1e-3 * theta[is_s2])
   f0 <- f(theta)
   H <- matrix(0, P, P)

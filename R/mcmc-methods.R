@@ -15,9 +15,9 @@
 
 # Per-observation log density log p(y_i | x_i, z_i) for one parameter set
 # (the same as moe_log_density(), with the row maxima taken column-wise).
-log_density_rows <- function(par, X, Z, y) {
-  cm <- moe_components(par, X, Z)
-  lk <- cm$log_gate + dnorm(y, cm$mean, rep(cm$sd, each = length(y)), log = TRUE)
+log_density_rows <- function(par, X, Z, y, offset = NULL, trials = NULL) {
+  cm <- moe_components(par, X, Z, offset)
+  lk <- cm$log_gate + expert_log_density(spec_expert(par$spec), y, cm, trials)
   mx <- lk[, 1L]
   if (ncol(lk) > 1L) for (k in 2:ncol(lk)) mx <- pmax(mx, lk[, k])
   out <- mx + log(rowSums(exp(lk - mx)))
@@ -81,12 +81,16 @@ draw_values <- function(D, des, type, y, probs, p, q, K, spec = make_spec()) {
     for (start in seq(1L, S, by = chunk)) {
       s_idx <- start:min(S, start + chunk - 1L)
       cms <- lapply(s_idx, function(s) moe_components(par_unflatten(D[s, ], p, q, K, spec),
-                                                      des$X, des$Z))
+                                                      des$X, des$Z, des_offset(des)))
       g <- exp(do.call(rbind, lapply(cms, `[[`, "log_gate")))
-      mu <- do.call(rbind, lapply(cms, `[[`, "mean")) + des_offset(des)  # offset: R/model.R
+      mu <- shift_mean(spec_expert(spec), do.call(rbind, lapply(cms, `[[`, "mean")),
+                       des_offset(des))  # offset: R/model.R
       sd <- do.call(rbind, lapply(cms, function(cm) matrix(cm$sd, n, K, byrow = TRUE)))
       for (j in seq_len(m)) {
-        qj <- mixture_quantile_newton(g, mu, sd, probs[j])
+        qj <- if (is_glm_expert(spec_expert(spec))) {
+          glm_mixture_quantile(spec_expert(spec), g, mu, probs[j],
+                               if (!is.null(des$trials)) rep(des$trials, length(s_idx)))
+        } else mixture_quantile_newton(g, mu, sd, probs[j])
         out[s_idx, , j] <- t(matrix(qj, n, length(s_idx)))
       }
     }
@@ -98,9 +102,15 @@ draw_values <- function(D, des, type, y, probs, p, q, K, spec = make_spec()) {
   for (s in seq_len(S)) {
     par <- par_unflatten(D[s, ], p, q, K, spec)
     out[s, , ] <- switch(type,
-      density = if (is.null(y)) log_density_rows(par, des$X, des$Z, des$y) else
-        vapply(y, function(v) log_density_rows(par, des$X, des$Z, v - rep_len(des_offset(des), n)),
-               numeric(n)),
+      density = if (is.null(y)) {
+        log_density_rows(par, des$X, des$Z, des$y, des_offset(des), des$trials)
+      } else {
+        vapply(y, function(v) log_density_rows(par, des$X, des$Z,
+                                               shift_response(spec_expert(spec), rep_len(v, n),
+                                                              rep_len(des_offset(des), n)),
+                                               des_offset(des), des$trials),
+               numeric(n))
+      },
       predict_par(par, des, type, K = K))
   }
   out
@@ -164,11 +174,12 @@ residuals.moe_mcmc <- function(object, type = c("response", "pearson"), ...) {
   m2 <- numeric(n)
   for (s in seq_len(nrow(D))) {
     par <- par_unflatten(D[s, ], p, q, object$K, fit_spec(object))
-    cm <- moe_components(par, object$X, object$Z)
+    cm <- moe_components(par, object$X, object$Z, object$offset)
     g <- exp(cm$log_gate)
     mu <- rowSums(g * cm$mean)
     m1 <- m1 + mu
-    m2 <- m2 + rowSums(g * (rep(par$sigma2, each = n) + cm$mean^2))
+    m2 <- m2 + rowSums(g * (expert_variance(par$spec$expert, cm$mean, par$sigma2,
+                                            object$trials) + cm$mean^2))
   }
   m1 <- m1 / nrow(D)
   r <- object$y - m1
@@ -640,7 +651,7 @@ log_lik.moe_mcmc <- function(object, newdata = NULL, ...) {
   validate_moe_fit(object, "object")
   call <- sys.call()
   if (is.null(newdata)) {
-    des <- list(X = object$X, Z = object$Z, y = object$y)
+    des <- fit_design(object)
     w <- object$weights
   } else {
     des <- new_design(object, newdata)
@@ -654,13 +665,15 @@ log_lik.moe_mcmc <- function(object, newdata = NULL, ...) {
   X <- des$X[keep, , drop = FALSE]
   Z <- des$Z[keep, , drop = FALSE]
   y <- des$y[keep]
+  o <- if (is_glm_expert(object$expert) && !is.null(des$offset)) rep_len(des$offset, length(w))[keep]
+  tr <- if (!is.null(des$trials)) rep_len(des$trials, length(w))[keep]
   D <- draws_matrix(object)
   p <- ncol(object$X)
   q <- ncol(object$Z)
   out <- matrix(0, nrow(D), length(keep))
   for (s in seq_len(nrow(D))) {
     out[s, ] <- w[keep] * log_density_rows(par_unflatten(D[s, ], p, q, object$K,
-                                                         fit_spec(object)), X, Z, y)
+                                                         fit_spec(object)), X, Z, y, o, tr)
   }
   d <- dim(object$draws)
   array(out, c(d[1L], d[2L], length(keep)),

@@ -296,12 +296,13 @@ moe_mcmc <- function(formula, data, K, gating = NULL, family = gaussian(),
   expert <- resolve_family(family, expert, ecall)
   set[c("gate", "expert")] <- check_variants(gate, expert, K, ecall)
   fr <- moe_frame(call, formula, gating, if (missing(data)) NULL else data,
-                  parent.frame(), K, ecall)
+                  parent.frame(), K, ecall, expert = set$expert)
   check_expert_design(set$expert, fr$X, ecall)
   check_mcmc_size(set$chains, set$iter, set$warmup, set$thin,
                   npar = check_npar(set$gate, set$expert, K, fr, "mcmc", ecall), call = ecall)
-  check_mcmc_weights(fr$weights, ecall)
-  out <- mcmc_fit(fr$y, fr$X, fr$Z, fr$weights, K, set, ecall)
+  check_mcmc_weights(fr$weights, ecall, fr$trials)
+  out <- mcmc_fit(fr$y, fr$X, fr$Z, fr$weights, K, set, ecall,
+                  offset = if (is_glm_expert(set$expert)) fr$offset, trials = fr$trials)
   fit <- new_moe_fit(fr, out$res, call = call, class = "moe_mcmc")
   mcmc_report(out$status, ecall, out$res$gating_moves)
   fit
@@ -319,15 +320,16 @@ moe_mcmc_fit <- function(y, X, Z, w = rep(1, length(y)), K, prior = moe_prior(),
                          chains = 4, iter = 2000, warmup = floor(iter / 2),
                          thin = 1, init = c("em", "random"), seed = NULL,
                          control = moe_mcmc_control(), progress = FALSE,
-                         gate = gate_softmax(), expert = expert_linear()) {
+                         gate = gate_softmax(), expert = expert_linear(),
+                         offset = NULL, trials = NULL) {
   call <- sys.call()
   K <- check_number(K, "K", lower = 1, whole = TRUE, call = call)
   set <- mcmc_settings(prior, chains, iter, warmup, thin, init, seed, control,
                        progress, call)
   set[c("gate", "expert")] <- check_variants(gate, expert, K, call)
   dat <- check_matrix_data(y, X, Z, w, K, call)
-  check_mcmc_weights(dat$w, call)
-  out <- mcmc_fit(dat$y, dat$X, dat$Z, dat$w, K, set, call)
+  check_mcmc_weights(dat$w, call, trials)
+  out <- mcmc_fit(dat$y, dat$X, dat$Z, dat$w, K, set, call, offset, trials)
   mcmc_report(out$status, call, out$res$gating_moves)
   out$res
 }
@@ -375,7 +377,9 @@ mcmc_control_c <- function(warmup, iter, thin, offset, refresh, chain, mode) {
 gating_move_names <- c("accepted_warmup", "proposed_warmup", "accepted", "proposed",
                        "pg_warmup", "pg")
 
-check_mcmc_weights <- function(w, call) {
+# `trials` (binomial experts): the Polya-Gamma draws take whole numbers
+# weights x trials.
+check_mcmc_weights <- function(w, call, trials = NULL) {
   if (!is.numeric(w) || any(!is.finite(w)) || any(w < 0)) {
     abort("`weights` must be finite and non-negative.", kind = "data", call = call,
           arg = "weights")
@@ -385,11 +389,15 @@ check_mcmc_weights <- function(w, call) {
     abort(sprintf("`weights` must be whole numbers for `moe_mcmc()` (frequency weights: observation i counts `weights[i]` times), not %s.",
                   describe(w[which(bad)[1L]])), kind = "data", call = call, arg = "weights")
   }
+  if (!is.null(trials) && any(w * trials > .Machine$integer.max)) {
+    abort("`weights` times the binomial trials must be at most 2^31 - 1 for `moe_mcmc()`.",
+          kind = "data", call = call, arg = "weights")
+  }
 }
 
 # The sampler on matrices: scaling, starting values, chains, results.
 # Returns list(res = the estimation results, status = C status per chain).
-mcmc_fit <- function(y, X, Z, w, K, set, call) {
+mcmc_fit <- function(y, X, Z, w, K, set, call, offset = NULL, trials = NULL) {
   storage.mode(X) <- "double"
   storage.mode(Z) <- "double"
   y <- as.double(y)
@@ -399,14 +407,17 @@ mcmc_fit <- function(y, X, Z, w, K, set, call) {
   spec <- make_spec(set$gate, set$expert)
   mcmc_variant_check(spec, set, call)
   sc <- moe_scaling(y, X, Z)
-  s <- mcmc_data(sc, y, X, Z, w)
+  glm_fam <- is_glm_expert(set$expert)
+  if (glm_fam) sc <- glm_scaling(sc)
+  s <- mcmc_data(sc, y, X, Z, w,
+                 if (glm_fam) glm_family_data(set$expert, y, offset, trials))
   pc <- prior_internal(set$prior, expert_prior_npar(set$expert, ncol(X)), ncol(Z), call)
   em <- NULL
   inits <- rep(list(NULL), set$chains)
   if (set$init == "em") {
     em <- with_seed(seed, moe_em_fit(y, X, Z, w, K, set$control$em_starts,
                                      set$control$em_control, gate = set$gate,
-                                     expert = set$expert))
+                                     expert = set$expert, offset = offset, trials = trials))
     inits <- em_inits(em, sc, set$chains, set$control$init_tol)
   }
   streams <- chain_streams(seed, set$chains)
@@ -439,12 +450,12 @@ mcmc_refresh <- function(set, total) {
 }
 
 # Internal-scale data of the rows with positive weight, as the C sampler
-# takes it.
-mcmc_data <- function(sc, y, X, Z, w) {
+# takes it; `family`: the data of GLM experts (glm_family_data()).
+mcmc_data <- function(sc, y, X, Z, w, family = NULL) {
   s <- scale_data(sc, y, X, Z)
   keep <- w > 0
   list(y = s$y[keep], X = s$X[keep, , drop = FALSE], Z = s$Z[keep, , drop = FALSE],
-       w = as.double(w[keep]))
+       w = as.double(w[keep]), family = glm_family_rows(family, keep))
 }
 
 # Starting values from the EM starts: the best solution first, then the other
@@ -574,7 +585,9 @@ chain_prior_draw <- function(pc, K, spec, X) {
   if (inherits(expert, "moe_expert_ffn")) {
     return(ffn_prior_draw(pc, expert, ncol(ffn_inputs(X)), K))
   }
-  prior_draw_spec(pc, K, spec)
+  par <- prior_draw_spec(pc, K, spec)
+  if (is_glm_expert(expert)) par <- glm_prior_draw(pc, K, par)
+  par
 }
 
 # The C call of one chain (the caller holds the RNG state): data `s`
@@ -585,10 +598,11 @@ chain_prior_draw <- function(pc, K, spec, X) {
 # Metropolis blocks of the gate.
 gibbs_chain_c <- function(s, pc, K, par, gate, expert, adapt, xstate, ctl, nbg) {
   tau <- if (isTRUE(gate$learn)) par$tau else if (is.null(gate$tau)) 1 else gate$tau
-  .Call(ffi_gibbs, as.double(s$y), expert_design(expert, s$X), s$Z, as.double(s$w),
+  y <- if (is.null(s$family)) s$y else s$family$y
+  .Call(ffi_gibbs, as.double(y), expert_design(expert, s$X), s$Z, as.double(s$w),
         as.double(par$alpha), as.double(par$sigma2), as.double(par$W),
         if (gate$type == "hierarchical") as.double(par$V),
-        as.double(tau), gate_c(gate, K), expert_c(expert),
+        as.double(tau), gate_c(gate, K), expert_c_data(expert, s),
         if (isTRUE(gate$learn)) as.double(gate$prior), pc, as.integer(ctl),
         as.double(adapt), as.double(xstate), as.integer(nbg))
 }
@@ -648,7 +662,9 @@ mcmc_continue <- function(fit, iter, progress, call) {
   check_mcmc_size(length(fit$state), iter, 0, fit$thin, npar = dim(fit$draws)[3L], call = call)
   K <- fit$K
   spec <- fit_spec(fit)
-  s <- mcmc_data(fit$scaling, fit$y, fit$X, fit$Z, fit$weights)
+  s <- mcmc_data(fit$scaling, fit$y, fit$X, fit$Z, fit$weights,
+                 if (is_glm_expert(fit$expert))
+                   glm_family_data(fit$expert, fit$y, fit$offset, fit$trials))
   pc <- prior_internal(fit$prior, expert_prior_npar(fit$expert, ncol(fit$X)), ncol(fit$Z),
                        call)
   offsets <- vapply(fit$state, function(st) st$iterations_done - fit$warmup, 0L)

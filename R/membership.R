@@ -113,6 +113,10 @@ membership_response <- function(des, call) {
   des$y
 }
 
+# Rows `rows` of a per-row vector `v` of a design of n rows (offset, trials;
+# NULL stays NULL, a scalar is recycled).
+rows_of <- function(v, n, rows) if (is.null(v)) NULL else rep_len(v, n)[rows]
+
 # Responsibilities (n x K) of one parameter set on the rows of `des`, NA in
 # rows with a missing covariate or response.
 membership_par <- function(par, des, K) {
@@ -121,7 +125,8 @@ membership_par <- function(par, des, K) {
   good <- which(stats::complete.cases(des$X, des$Z, des$y))
   if (length(good)) {
     out[good, ] <- responsibilities(par, des$X[good, , drop = FALSE],
-                                    des$Z[good, , drop = FALSE], des$y[good])
+                                    des$Z[good, , drop = FALSE], des$y[good],
+                                    rows_of(des$offset, n, good), rows_of(des$trials, n, good))
   }
   out
 }
@@ -157,13 +162,15 @@ membership_mcmc <- function(object, des, interval, level, ndraws, call = NULL) {
     X <- des$X[rows, , drop = FALSE]
     Z <- des$Z[rows, , drop = FALSE]
     y <- des$y[rows]
+    o <- rows_of(des$offset, n, rows)
+    tr <- rows_of(des$trials, n, rows)
     if (interval == "none") {
       acc <- matrix(0, length(rows), K)
-      for (s in seq_len(S)) acc <- acc + responsibilities(pars[[s]], X, Z, y)
+      for (s in seq_len(S)) acc <- acc + responsibilities(pars[[s]], X, Z, y, o, tr)
       fit[rows, ] <- acc / S
     } else {
       V <- array(0, c(S, length(rows), K))
-      for (s in seq_len(S)) V[s, , ] <- responsibilities(pars[[s]], X, Z, y)
+      for (s in seq_len(S)) V[s, , ] <- responsibilities(pars[[s]], X, Z, y, o, tr)
       V <- matrix(V, S)
       fit[rows, ] <- colMeans(V)
       lim <- column_limits(V, level)

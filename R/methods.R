@@ -34,7 +34,11 @@ NULL
 coef.moe_fit <- function(object, matrix = FALSE, ...) {
   validate_moe_fit(object, "object")
   par <- moe_point(object)
-  if (isTRUE(matrix)) return(user_par(par))
+  if (isTRUE(matrix)) {
+    # experts without a variance (binomial, Poisson) have no sigma2
+    if (!expert_dispersion(spec_expert(par$spec))) par$sigma2 <- NULL
+    return(user_par(par))
+  }
   setNames(par_flatten(par), par_names(colnames(object$X), colnames(object$Z), object$K,
                                        fit_spec(object)))
 }
@@ -56,7 +60,8 @@ vcov.moe_em <- function(object, ...) {
   q <- ncol(object$Z)
   K <- object$K
   par_int <- par_to_internal(sc, moe_point(object))
-  info <- moe_information(par_int, s$y, s$X, s$Z, object$weights)
+  info <- moe_information(par_int, s$y, s$X, s$Z, object$weights, object$offset,
+                          object$trials)
   V <- invert_information(info, "The observed information is not invertible (a degenerate or weakly identified fit); standard errors are NA.")
   if (is.null(V)) {
     V <- matrix(NA_real_, nrow(info), ncol(info))
@@ -92,14 +97,17 @@ fitted.moe_fit <- function(object, ...) {
 residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
   validate_moe_fit(object, "object")
   type <- check_choice(type, c("response", "pearson"), "type")
-  # object$y is the response minus the offset; fitted() includes it
-  r <- object$y + fit_offset(object) - fitted(object)
+  # object$y is the response minus the offset (GLM experts: the response);
+  # fitted() includes it
+  glm_fam <- is_glm_expert(object$expert)
+  r <- object$y + (if (glm_fam) 0 else fit_offset(object)) - fitted(object)
   if (type == "pearson") {
     par <- moe_point(object)
-    cm <- moe_components(par, object$X, object$Z)
+    cm <- moe_components(par, object$X, object$Z, object$offset)
     g <- exp(cm$log_gate)
     m <- rowSums(g * cm$mean)
-    v <- rowSums(g * (rep(par$sigma2, each = length(m)) + cm$mean^2)) - m^2
+    v <- rowSums(g * (expert_variance(par$spec$expert, cm$mean, par$sigma2, object$trials) +
+                        cm$mean^2)) - m^2
     r <- r / sqrt(v)
   }
   r
@@ -332,8 +340,8 @@ simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
   # parameters are chosen under the seed too (posterior draws for MCMC fits)
   out <- with_seed(seed, lapply(seq_len(nsim), function(s, pars) {
     par <- pars[[s]]
-    cm <- moe_components(par, object$X, object$Z)
-    cm$mean <- cm$mean + fit_offset(object)
+    cm <- moe_components(par, object$X, object$Z, object$offset)
+    cm$mean <- shift_mean(par$spec$expert, cm$mean, fit_offset(object))
     g <- exp(cm$log_gate)
     n <- nrow(g)
     u <- runif(n)
@@ -341,7 +349,10 @@ simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
     cs <- g
     for (j in seq_len(ncol(g))[-1L]) cs[, j] <- cs[, j - 1L] + g[, j]
     k <- 1L + rowSums(u > cs[, -ncol(g), drop = FALSE])
-    cm$mean[cbind(seq_len(n), k)] + cm$sd[k] * rnorm(n)
+    mk <- cm$mean[cbind(seq_len(n), k)]
+    # GLM experts: proportions of the trials (binomial) or counts (Poisson)
+    if (is_glm_expert(par$spec$expert)) glm_simulate(par$spec$expert, mk, object$trials) else
+      mk + cm$sd[k] * rnorm(n)
   }, pars = simulation_pars(object, nsim)))
   names(out) <- paste0("sim_", seq_len(nsim))
   out <- as.data.frame(out)
@@ -409,8 +420,9 @@ summary.moe_em <- function(object, ...) {
   is_s2 <- grepl(":sigma2$", names(est))
   tab[is_s2, 3:4] <- NA
   # sigma beside sigma2, its standard error by the delta method
-  sig <- sigma(object)
-  sig <- cbind(Estimate = sig, `Std. Error` = se[is_s2] / (2 * sig))
+  # (experts without a variance, binomial and Poisson, have no sigma)
+  sig <- if (any(is_s2)) sigma(object)
+  if (any(is_s2)) sig <- cbind(Estimate = sig, `Std. Error` = se[is_s2] / (2 * sig))
   ll <- logLik(object)
   structure(list(call = object$call, K = object$K, coefficients = tab,
                  sigma = sig, sizes = expert_sizes(object),

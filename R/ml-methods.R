@@ -181,8 +181,12 @@ spans <- function(M, N) {
 # The experts table of print(): coefficients, sigma2 and sigma, then the
 # expert sizes and mean gating weights. `title` heads the table.
 print_experts <- function(x, par, digits, title) {
+  disp <- expert_dispersion(spec_expert(par$spec))
+  # experts without a variance (binomial, Poisson): the coefficients only
+  if (!disp) title <- sub(", variance sigma2 and sd sigma:", " (link scale):", title, fixed = TRUE)
   cat(title, "\n", sep = "")
-  ex <- rbind(par$alpha, sigma2 = par$sigma2, sigma = sqrt(par$sigma2))
+  ex <- if (disp) rbind(par$alpha, sigma2 = par$sigma2, sigma = sqrt(par$sigma2)) else
+    par$alpha
   print(ex, digits = digits)
   sz <- expert_sizes(x)
   cat("\n")

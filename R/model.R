@@ -76,7 +76,10 @@ expand_dot <- function(formula, data) {
 
 # Build the model frame in the caller's frame, as lm() does. `mcall` is the
 # front end's match.call(); `env` the environment it was called from.
-moe_frame <- function(mcall, formula, gating, data, env, K, call) {
+# `expert`: GLM experts (R/family-glm.R) take their response as glm() does
+# (glm_response(): the response, binomial trials) and keep the offset out of
+# it: it enters their linear predictor.
+moe_frame <- function(mcall, formula, gating, data, env, K, call, expert = NULL) {
   check_formulas(formula, gating, call)
   if (!is.null(data) && !is.data.frame(data) && !is.list(data) && !is.environment(data)) {
     abort(sprintf("`data` must be a data frame, not %s.", describe(data)),
@@ -104,6 +107,13 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
           kind = "data", call = call, arg = "data")
   }
   y <- model.response(mf)
+  trials <- NULL
+  glm_fam <- !is.null(expert) && is_glm_expert(expert)
+  if (glm_fam) {
+    resp <- glm_response(expert, y, call)
+    y <- resp$y
+    trials <- resp$trials
+  }
   if (!is.numeric(y) || is.matrix(y) && ncol(y) > 1L) {
     abort(sprintf("The response of `formula` must be a numeric vector, not %s.",
                   if (is.factor(y)) "a factor" else describe(y)),
@@ -133,7 +143,7 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
   }
   check_response_range(y, "The response of `formula`", "formula", call)
   offset <- model_offset(mf, length(y), "formula", call)
-  if (!is.null(offset)) y <- y - offset
+  if (!is.null(offset) && !glm_fam) y <- y - offset
   w <- model.weights(mf)
   if (is.null(w)) {
     w <- rep(1, length(y))
@@ -150,7 +160,7 @@ moe_frame <- function(mcall, formula, gating, data, env, K, call) {
     abort(sprintf("`K` must be at most the number of usable rows (%d), not %d.", n_used, K),
           kind = "input", call = call, arg = "K")
   }
-  list(y = y, X = X, Z = Z, weights = as.numeric(w), offset = offset,
+  list(y = y, X = X, Z = Z, weights = as.numeric(w), offset = offset, trials = trials,
        terms = mt, gating_terms = mtz, formula = formula, gating = gating,
        xlevels = .getXlevels(mt, mf), zlevels = .getXlevels(mtz, mf),
        contrasts = attr(X, "contrasts"), zcontrasts = attr(Z, "contrasts"),
@@ -193,7 +203,7 @@ fit_offset <- function(object) if (is.null(object$offset)) 0 else object$offset
 
 fit_design <- function(object) {
   list(X = object$X, Z = object$Z, y = object$y,
-       offset = rep_len(fit_offset(object), nrow(object$X)))
+       offset = rep_len(fit_offset(object), nrow(object$X)), trials = object$trials)
 }
 
 # The offset of a design (0 when it has none).
@@ -400,6 +410,11 @@ new_design <- function(object, newdata) {
   if (length(resp) == 1L && is.data.frame(newdata) && resp %in% names(newdata)) {
     y <- tryCatch(eval(object$formula[[2L]], newdata, environment(object$formula)),
                   error = function(e) NULL)
+    # GLM experts: the response as glm() takes it (R/family-glm.R)
+    if (!is.null(y) && is_glm_expert(object$expert)) {
+      r <- glm_response(object$expert, y, NULL)
+      return(list(X = X, Z = Z, y = r$y, offset = offset, trials = r$trials))
+    }
     if (!is.null(y) && (!is.numeric(y) || length(y) != nrow(X) || any(is.infinite(y)) ||
                         any(abs(y) > data_max, na.rm = TRUE))) {
       abort(sprintf("The response in `newdata` must be numeric, finite or NA and at most 1e100 in absolute value, with one value per row; %s.",

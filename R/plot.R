@@ -89,13 +89,15 @@ plot_fit <- function(x, covariate = NULL, bands = NULL, band_label = NULL,
   xv <- x$model[[covariate]]
   K <- x$K
   cols <- expert_colours(K)
-  map <- max.col(responsibilities(moe_point(x), x$X, x$Z, x$y), ties.method = "first")
+  map <- max.col(responsibilities(moe_point(x), x$X, x$Z, x$y, x$offset, x$trials),
+                 ties.method = "first")
   grid <- covariate_grid(x, covariate)
   gx <- grid[[covariate]]
   em <- predict(x, grid, type = "expert")
   pm <- predict(x, grid, type = "mean")
   g <- predict(x, grid, type = "gating")
-  yobs <- x$y + fit_offset(x)  # x$y is the response minus the offset
+  # x$y is the response minus the offset (GLM experts: the response)
+  yobs <- if (is_glm_expert(x$expert)) x$y else x$y + fit_offset(x)
   ylim <- range(yobs, if (!is.null(bands)) bands, finite = TRUE)
   plot(xv, yobs, col = grDevices::adjustcolor(cols[map], 0.7), pch = 19, cex = 0.6,
        xlab = covariate, ylab = deparse(x$formula[[2L]]), ylim = ylim,

@@ -123,17 +123,20 @@ relabel_features_spec <- function(D, sc, xnames, znames, K, spec) {
     W <- centre(W, seq_len(K))
   }
   ef <- NULL
+  # experts without a variance (binomial, Poisson) have no sigma2 column
+  disp <- expert_dispersion(expert)
+  pk <- pe + disp
   for (k in seq_len(K)) {
-    A <- D[, (k - 1L) * (pe + 1L) + seq_len(pe), drop = FALSE]
-    fk <- cbind(expert_features(expert, sc, A), log(D[, k * (pe + 1L)]),
+    A <- D[, (k - 1L) * pk + seq_len(pe), drop = FALSE]
+    fk <- cbind(expert_features(expert, sc, A), if (disp) log(D[, k * pk]),
                 matrix(W[, , k], N, q),
                 if (inherits(gate, "moe_gate_hierarchical")) matrix(Vg[, , gate$groups[k]], N, q))
     if (is.null(ef)) ef <- array(0, c(N, K, ncol(fk)))
     ef[, k, ] <- fk
   }
-  nf <- dim(ef)[3L] - 1L - q * (1L + inherits(gate, "moe_gate_hierarchical"))
+  nf <- dim(ef)[3L] - disp - q * (1L + inherits(gate, "moe_gate_hierarchical"))
   dimnames(ef) <- list(NULL, NULL, c(paste0("expert:", if (nf == p) xnames else seq_len(nf)),
-                                     "expert:log_sigma2", paste0("gate:", znames),
+                                     if (disp) "expert:log_sigma2", paste0("gate:", znames),
                                      if (inherits(gate, "moe_gate_hierarchical"))
                                        paste0("group:", znames)))
   ef
@@ -386,6 +389,8 @@ relabel_fit <- function(fit, method = "kmeans", pivot = "auto", maxit = 100L,
 
 relabel_pivot <- function(fit, pivot, call = NULL) {
   if (is.list(pivot) && !is.data.frame(pivot)) {
+    # experts without a variance: coef(matrix = TRUE) has no sigma2
+    if (!expert_dispersion(fit$expert) && is.null(pivot$sigma2)) pivot$sigma2 <- rep(1, fit$K)
     ok <- all(c("alpha", "sigma2", "W") %in% names(pivot)) &&
       identical(dim(as.matrix(pivot$alpha)), c(ncol(fit$X), fit$K)) &&
       length(pivot$sigma2) == fit$K && all(is.finite(unlist(pivot[c("alpha", "sigma2", "W")]))) &&

@@ -41,6 +41,8 @@ rebuild_variant <- function(obj) {
     switch(type, linear = function(o) expert_linear(),
            ffn = function(o) expert_ffn(o$hidden, o$activation, o$lm_steps, o$mh_steps,
                                         o$prior_sd),
+           binomial = function(o) new_expert_glm("binomial", "logit"),
+           poisson = function(o) new_expert_glm("poisson", "log"),
            NULL)
   }
   if (is.null(make)) return(NULL)

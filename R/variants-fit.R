@@ -8,7 +8,7 @@
 mcmc_variant_check <- function(spec, set, call = NULL) {
   if (is_ffn_softmax(spec)) return(invisible(TRUE))
   expert <- spec_expert(spec)
-  if (!inherits(expert, "moe_expert_linear")) {
+  if (!inherits(expert, "moe_expert_linear") && !is_glm_expert(expert)) {
     what <- if (inherits(spec_gate(spec), "moe_gate_softmax")) {
       sprintf("`expert = %s`", expert_call(expert))
     } else {

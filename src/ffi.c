@@ -512,17 +512,22 @@ static ffn_net make_net(SEXP Xf, SEXP H, SEXP act)
  * integer vector of length K, 0-based); an expert family (expert_c()) as
  * list(type = integer code of moe_family_type, ...): FFN experts add H
  * (hidden units), act (activation code), lm_steps, mh_steps and s_hid2 (the
- * prior variance of the hidden layer). The family's design is X: the expert
- * design for linear experts, the network inputs for FFN experts. */
+ * prior variance of the hidden layer); binomial and Poisson experts add
+ * steps and tol (Newton steps of an M-step), trials (n, binomial), offset (n
+ * or NULL) and lconst (n), on the rows of X (expert_c_data() in R). The
+ * family's design is X: the expert design for linear and GLM experts, the
+ * network inputs for FFN experts. */
 
 /* Field names of the lists R sends (one source: these arrays, which
  * ffi_code_tables() exports and test-tables.R compares with gate_c(),
  * expert_c() and prior_internal()). */
 enum { GF_TYPE, GF_NEXPERTS, GF_K, GF_TAU, GF_G, GF_GROUP, GF_N };
 static const char *gate_fields[GF_N] = {"type", "K", "k", "tau", "G", "group"};
-enum { FF_TYPE, FF_H, FF_ACT, FF_LM_STEPS, FF_MH_STEPS, FF_S_HID2, FF_N };
+enum { FF_TYPE, FF_H, FF_ACT, FF_LM_STEPS, FF_MH_STEPS, FF_S_HID2,
+       FF_STEPS, FF_TOL, FF_TRIALS, FF_OFFSET, FF_LCONST, FF_N };
 static const char *family_fields[FF_N] = {"type", "H", "act", "lm_steps",
-                                          "mh_steps", "s_hid2"};
+                                          "mh_steps", "s_hid2", "steps", "tol",
+                                          "trials", "offset", "lconst"};
 enum { PF_M_A, PF_VA_INV, PF_VA_INV_M, PF_M_VA_INV_M, PF_C0, PF_CC0, PF_S_W2,
        PF_EXCH, PF_N };
 static const char *prior_fields[PF_N] = {"m_a", "Va_inv", "Va_inv_m",
@@ -594,14 +599,40 @@ static ffn_prior ffn_prior_of(const moe_mcmc_prior *pr, double s_hid2)
 /* The family table of `expert` on the design X (n x p); `info` must outlive
  * `f`. For FFN experts with a prior list (Gibbs), its output-layer prior
  * comes from `prior` (moe_mcmc_prior, H + 1 coefficients). */
+typedef struct {
+  ffn_family_info ffn;
+  glm_family_info glm;
+} family_info;
+
+/* The GLM family constants of `expert` on n rows (binomial: trials). */
+static void make_glm_info(SEXP expert, int n, int binomial, glm_family_info *g)
+{
+  g->steps = Rf_asInteger(list_get(expert, family_fields[FF_STEPS]));
+  g->tol = Rf_asReal(list_get(expert, family_fields[FF_TOL]));
+  FFI_CHECK(g->steps >= 1 && g->tol > 0);
+  g->trials = binomial ? real_of_length(list_get(expert, family_fields[FF_TRIALS]), n) : NULL;
+  SEXP off = list_get(expert, family_fields[FF_OFFSET]);
+  g->offset = Rf_isNull(off) ? NULL : real_of_length(off, n);
+  g->lconst = real_of_length(list_get(expert, family_fields[FF_LCONST]), n);
+}
+
 static void make_family(SEXP expert, SEXP X, int K, const moe_mcmc_prior *pr,
-                        ffn_family_info *info, moe_expert_family *f)
+                        family_info *fi, moe_expert_family *f)
 {
   FFI_CHECK(TYPEOF(expert) == VECSXP);
   int type = Rf_asInteger(list_get(expert, family_fields[FF_TYPE]));
+  ffn_family_info *info = &fi->ffn;
   switch (type) {
   case FAMILY_GAUSSIAN_LINEAR:
     moe_family_gaussian(f, ncols(X));
+    break;
+  case FAMILY_BINOMIAL:
+    make_glm_info(expert, nrows(X), 1, &fi->glm);
+    moe_family_binomial(f, &fi->glm, ncols(X));
+    break;
+  case FAMILY_POISSON:
+    make_glm_info(expert, nrows(X), 0, &fi->glm);
+    moe_family_poisson(f, &fi->glm, ncols(X), K);
     break;
   case FAMILY_FFN:
     info->net = make_net(X, list_get(expert, family_fields[FF_H]), list_get(expert, family_fields[FF_ACT]));
@@ -660,7 +691,7 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP alpha0,
   FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0);
   /* the trace keeps at most EM_TRACE_MAX iterations (maxit may be huge) */
   ctl.trace_len = ctl.maxit < EM_TRACE_MAX ? ctl.maxit : EM_TRACE_MAX;
-  ffn_family_info info;
+  family_info info;
   moe_expert_family f;
   make_family(expert, X, K, NULL, &info, &f);
   const double *tp = tau_prior_of(tau_prior, &g);
@@ -730,7 +761,7 @@ SEXP ffi_gibbs(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   g.tau = Rf_asReal(tau);
   FFI_CHECK(R_FINITE(g.tau) && g.tau > 0);
   moe_mcmc_prior pr = make_prior(prior, family_prior_npar(expert, d.p), q);
-  ffn_family_info info;
+  family_info info;
   moe_expert_family f;
   make_family(expert, X, K, &pr, &info, &f);
   int np = f.npar, G = g.type == GATE_HIER ? g.G : 0;
@@ -1092,8 +1123,9 @@ SEXP ffi_code_tables(void)
   const char *gn[] = {"softmax", "topk", "temperature", "hierarchical"};
   const int gv[] = {GATE_SOFTMAX, GATE_TOPK, GATE_TEMPERATURE, GATE_HIER};
   SET_VECTOR_ELT(out, 1, named_ints(GATE_NTYPES, gn, gv));
-  const char *fn[] = {"linear", "ffn"};
-  const int fv[] = {FAMILY_GAUSSIAN_LINEAR, FAMILY_FFN};
+  const char *fn[] = {"linear", "ffn", "binomial", "poisson"};
+  const int fv[] = {FAMILY_GAUSSIAN_LINEAR, FAMILY_FFN, FAMILY_BINOMIAL,
+                    FAMILY_POISSON};
   SET_VECTOR_ELT(out, 2, named_ints(FAMILY_NTYPES, fn, fv));
   const char *an[] = {"tanh", "sigmoid", "gelu"};
   const int av[] = {FFN_TANH, FFN_SIGMOID, FFN_GELU};

@@ -97,3 +97,145 @@ void mvn_draw_chol(int m, const double *L, const double *mean, double *out,
   F77_CALL(dtrsv)("L", "T", "N", &m, L, &m, work, &one FCONE FCONE FCONE);
   for (int j = 0; j < m; j++) out[j] = mean[j] + work[j];
 }
+
+/*
+ * Canonical-link GLM helpers of the binomial and Poisson expert families
+ * (family_binomial.c, family_poisson.c). With linear predictor eta = x'a + o
+ * one observation contributes y eta - m b(eta) to the log-likelihood (up to
+ * a constant): b(eta) = log(1 + e^eta) for the logit link (y successes out
+ * of m trials), b(eta) = e^eta for the log link (y a count, m = 1).
+ * glm_cumulant() returns b(eta) and writes b'(eta), b''(eta).
+ */
+double glm_cumulant(int link, double eta, double *b1, double *b2)
+{
+  if (link == GLM_LOG) {
+    double e = exp(eta);
+    *b1 = e;
+    *b2 = e;
+    return e;
+  }
+  /* logit: b = log1p(e^eta) without overflow, b' = plogis(eta) */
+  double p, b;
+  if (eta > 0.0) {
+    double e = exp(-eta);
+    p = 1.0 / (1.0 + e);
+    b = eta + log1p(e);
+  } else {
+    double e = exp(eta);
+    p = e / (1.0 + e);
+    b = log1p(e);
+  }
+  *b1 = p;
+  *b2 = p * (1.0 - p);
+  return b;
+}
+
+/* The weighted GLM objective sum_i v_i (y_i eta_i - m_i b(eta_i)) (v_i = 0
+ * terms left out) minus, with a prior (Vinv not NULL), 1/2 (a - ma)' Vinv
+ * (a - ma); eta (n) receives X a + off. */
+double glm_objective(const glm_problem *g, const double *a, double *eta)
+{
+  int n = g->n, p = g->p;
+  double f = 0.0, b1, b2;
+  for (int i = 0; i < n; i++) {
+    double e = g->off ? g->off[i] : 0.0;
+    for (int j = 0; j < p; j++) e += g->X[i + (R_xlen_t) j * n] * a[j];
+    eta[i] = e;
+    if (!(g->v[i] > 0.0)) continue;
+    double m = g->m ? g->m[i] : 1.0;
+    f += g->v[i] * (g->y[i] * e - m * glm_cumulant(g->link, e, &b1, &b2));
+  }
+  if (g->Vinv) {
+    for (int j = 0; j < p; j++) {
+      double s = 0.0;
+      for (int l = 0; l < p; l++) s += g->Vinv[j + l * p] * (a[l] - g->ma[l]);
+      f -= 0.5 * (a[j] - g->ma[j]) * s;
+    }
+  }
+  return f;
+}
+
+/* Gradient grad (p) and the lower triangle of minus the Hessian, H (p x p),
+ * of glm_objective() at the linear predictor eta. */
+static void glm_derivs(const glm_problem *g, const double *a, const double *eta,
+                       double *grad, double *H)
+{
+  int n = g->n, p = g->p;
+  double b1, b2;
+  for (int j = 0; j < p; j++) {
+    grad[j] = 0.0;
+    for (int l = 0; l <= j; l++) H[j + l * p] = 0.0;
+  }
+  for (int i = 0; i < n; i++) {
+    double v = g->v[i];
+    if (!(v > 0.0)) continue;
+    double m = g->m ? g->m[i] : 1.0;
+    glm_cumulant(g->link, eta[i], &b1, &b2);
+    double r = v * (g->y[i] - m * b1), c = v * m * b2;
+    for (int j = 0; j < p; j++) {
+      double xj = g->X[i + (R_xlen_t) j * n];
+      grad[j] += r * xj;
+      double cx = c * xj;
+      for (int l = 0; l <= j; l++) H[j + l * p] += cx * g->X[i + (R_xlen_t) l * n];
+    }
+  }
+  if (g->Vinv) {
+    for (int j = 0; j < p; j++) {
+      double s = 0.0;
+      for (int l = 0; l < p; l++) s += g->Vinv[j + l * p] * (a[l] - g->ma[l]);
+      grad[j] -= s;
+      for (int l = 0; l <= j; l++) H[j + l * p] += g->Vinv[j + l * p];
+    }
+  }
+}
+
+/*
+ * Newton (IRLS) ascent of glm_objective() from a (p), at most `steps`
+ * steps, each halved (up to 40 times) until the objective does not
+ * decrease, so the objective is monotone; stops early when a step gains
+ * less than tol (1 + |f|). On return a holds the new coefficients, eta (n)
+ * X a + off, L (p x p) the lower Cholesky factor of minus the Hessian at a
+ * (with a ridge when it was not positive definite), *fval the objective.
+ * Returns moe_status flags: MOE_NOT_PD when a ridge was needed,
+ * MOE_NONFINITE when the objective is not finite at the start. work: 2 p^2
+ * + 3 p + n doubles (glm_newton_work()).
+ */
+int glm_newton(const glm_problem *g, double *a, int steps, double tol,
+               double *eta, double *L, double *fval, double *work)
+{
+  int p = g->p, status = MOE_OK;
+  R_xlen_t pp = (R_xlen_t) p * p;
+  double *save = work, *grad = save + pp, *delta = grad + p, *anew = delta + p;
+  double *etan = anew + p;
+  double f = glm_objective(g, a, eta);
+  if (!R_FINITE(f)) {
+    *fval = f;
+    return MOE_NONFINITE;
+  }
+  for (int it = 0; it < steps; it++) {
+    glm_derivs(g, a, eta, grad, L);
+    int rc = chol_factor_ridge(p, L, save, 1e-10);
+    if (rc < 0) { status |= MOE_NOT_PD; break; }
+    if (rc > 0) status |= MOE_NOT_PD;
+    for (int j = 0; j < p; j++) delta[j] = grad[j];
+    chol_solve_factored(p, L, delta, 1);
+    double t = 1.0, fn = R_NegInf;
+    int ok = 0;
+    for (int h = 0; h < 40; h++, t *= 0.5) {
+      for (int j = 0; j < p; j++) anew[j] = a[j] + t * delta[j];
+      fn = glm_objective(g, anew, etan);
+      if (R_FINITE(fn) && fn >= f) { ok = 1; break; }
+    }
+    if (!ok) break;
+    double gain = fn - f;
+    for (int j = 0; j < p; j++) a[j] = anew[j];
+    for (int i = 0; i < g->n; i++) eta[i] = etan[i];
+    f = fn;
+    if (gain <= tol * (1.0 + fabs(f))) break;
+  }
+  glm_derivs(g, a, eta, grad, L);
+  int rc = chol_factor_ridge(p, L, save, 1e-10);
+  if (rc != 0) status |= MOE_NOT_PD;
+  *fval = f;
+  return status;
+}

@@ -64,7 +64,8 @@ typedef enum { GATE_SOFTMAX = 0, GATE_TOPK = 1, GATE_TEMPERATURE = 2,
 
 /* Expert family codes (expert_c() in R). */
 typedef enum { FAMILY_GAUSSIAN_LINEAR = 0, FAMILY_FFN = 1,
-               FAMILY_NTYPES = 2 } moe_family_type;
+               FAMILY_BINOMIAL = 2, FAMILY_POISSON = 3,
+               FAMILY_NTYPES = 4 } moe_family_type;
 
 struct moe_gate_ops;
 typedef struct {
@@ -105,6 +106,21 @@ void chol_inverse(int m, double *L);
 double log_det_chol(int m, const double *L);
 void mvn_draw_chol(int m, const double *L, const double *mean, double *out,
                    double *work);
+/* Canonical-link GLM problems of the binomial and Poisson experts: maximise
+ * sum_i v_i (y_i eta_i - m_i b(eta_i)) - 1/2 (a - ma)' Vinv (a - ma) over a,
+ * eta = X a + off (see glm_cumulant()). m, off and Vinv may be NULL (m_i =
+ * 1, no offset, no prior). */
+typedef enum { GLM_LOGIT = 0, GLM_LOG = 1 } glm_link;
+typedef struct {
+  int n, p, link;
+  const double *X, *y, *m, *off, *v;   /* n x p, n, n, n, n */
+  const double *Vinv, *ma;             /* p x p, p */
+} glm_problem;
+#define GLM_NEWTON_WORK(n, p) (2 * (R_xlen_t) (p) * (p) + 3 * (R_xlen_t) (p) + (n))
+double glm_cumulant(int link, double eta, double *b1, double *b2);
+double glm_objective(const glm_problem *g, const double *a, double *eta);
+int glm_newton(const glm_problem *g, double *a, int steps, double tol,
+               double *eta, double *L, double *fval, double *work);
 
 /* ---- polyagamma.c ---- */
 double rpg1(double z);          /* one PG(1, z) draw; caller holds GetRNGstate() */
@@ -352,6 +368,32 @@ int gaussian_conjugate_draw(int p, const double *S, const double *sy,
                             double yty, double nk, const moe_mcmc_prior *pr,
                             double *alpha_k, double *sigma2_k, double *work);
 #define GAUSSIAN_DRAW_WORK(p) (2 * (R_xlen_t) (p) * (p) + 4 * (R_xlen_t) (p))
+
+/* ---- family_binomial.c, family_poisson.c: GLM experts (logit and log
+ * links). Their `mu` is the linear predictor eta = X a_k + offset (the
+ * log densities are computed from it without loss of precision); they have
+ * no dispersion (sigma2 stays 1). Data beyond moe_data: the trials m (n,
+ * binomial; NULL for Poisson), the offset (n or NULL) and the constant of
+ * each log density, lconst (n: log choose(m, y) or -log y!). ---- */
+typedef struct {
+  const double *trials, *offset, *lconst;
+  int steps;          /* Newton steps per EM M-step (each monotone) */
+  double tol;         /* their relative tolerance */
+} glm_family_info;
+/* The linear predictors mu = X alpha + offset (n x K) of GLM experts. */
+void glm_linear_predictors(const moe_data *d, const glm_family_info *info,
+                           const double *alpha, double *mu);
+/* EM M-step of GLM expert k (weighted IRLS, family_binomial.c); work:
+ * GLM_MSTEP_WORK(n, p) doubles. */
+int glm_mstep(const moe_data *d, const glm_family_info *info, int link,
+              const double *R, int k, double *alpha_k, double *sigma2_k,
+              double *mu_k, const moe_em_control *ctl, double *work);
+#define GLM_MSTEP_WORK(n, p) (GLM_NEWTON_WORK(n, p) + (R_xlen_t) (p) * (p) + (n))
+void moe_family_binomial(moe_expert_family *f, const glm_family_info *info, int p);
+void moe_family_poisson(moe_expert_family *f, const glm_family_info *info, int p,
+                        int K);
+/* Gibbs prior of GLM experts: a_k ~ N(m_a, V_a) (moe_mcmc_prior's m_a,
+ * Va_inv, Va_inv_m; sigma2 is fixed at 1). */
 
 /* ---- prior.c: the gating prior ----
  * On a softmax level of Kl categories with free coefficients Wf (q x (Kl -

@@ -346,3 +346,45 @@ random_malformed_calls <- function(n_calls, seed) {
   }
   do.call(rbind, out)
 }
+
+# ---- GLM expert families: malformed responses ---------------------------------
+
+# Responses of `formula` that binomial() and poisson() experts refuse (each
+# must give a classed error naming `formula`), on data of n rows.
+glm_bad_responses <- function(n) {
+  list(
+    binomial = list(
+      "values outside [0, 1]" = rep(c(0, 2), length.out = n),
+      "negative values" = rep(c(0, -1), length.out = n),
+      "proportions without trials" = rep(c(0, 0.5, 1), length.out = n),
+      "three-level factor" = factor(rep(c("a", "b", "c"), length.out = n)),
+      "character" = rep(c("a", "b"), length.out = n),
+      "negative successes" = cbind(rep(c(-1, 2), length.out = n), 3),
+      "non-integer successes" = cbind(rep(c(0.5, 2), length.out = n), 3),
+      "rows without trials" = cbind(rep(c(0, 2), length.out = n), rep(c(0, 1), length.out = n)),
+      "three columns" = cbind(1, 1, rep(c(0, 1), length.out = n))),
+    poisson = list(
+      "negative counts" = rep(c(3, -1), length.out = n),
+      "non-integer counts" = rep(c(0.5, 2), length.out = n),
+      "a factor" = factor(rep(c("a", "b"), length.out = n)),
+      "logical" = rep(c(TRUE, FALSE), length.out = n),
+      "a matrix" = cbind(rep(c(0, 1), length.out = n), 1)))
+}
+
+# Run moe_em() and moe_mcmc() with `family` on each malformed response;
+# returns the run_cases() table.
+glm_response_cases <- function(family) {
+  d <- base_data()
+  bad <- glm_bad_responses(nrow(d))[[family]]
+  fam <- get(family, mode = "function")
+  rbind(
+    run_cases("moe_em", function(v) {
+      d$r <- v
+      moe_em(r ~ x, data = d, K = 2, family = fam(), starts = 1, seed = 1)
+    }, bad, valid_fit, label = sprintf("moe_em(family = %s(), response = v)", family)),
+    run_cases("moe_mcmc", function(v) {
+      d$r <- v
+      moe_mcmc(r ~ x, data = d, K = 2, family = fam(), chains = 1, iter = 20, seed = 1,
+               control = tiny_mcmc_control())
+    }, bad, valid_mcmc, label = sprintf("moe_mcmc(family = %s(), response = v)", family)))
+}

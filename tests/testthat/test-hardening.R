@@ -1994,3 +1994,12 @@ test_that("tampered fits: every method gives one classed error", {
   expect_snapshot(log_lik(fits$draws_params), error = TRUE)
   expect_snapshot(moe_relabel(fits$state_short), error = TRUE)
 })
+
+test_that("malformed responses of binomial() and poisson() experts get classed errors", {
+  for (family in c("binomial", "poisson")) {
+    res <- glm_response_cases(family)
+    expect_no_defect(res)
+    expect_true(all(res$kind == "classed_error"), info = family)
+    expect_true(all(grepl("response of `formula`", res$message)), info = family)
+  }
+})

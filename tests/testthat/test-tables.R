@@ -33,8 +33,22 @@ test_that("the lists sent to C carry the fields C reads", {
   tb <- tables()
   expect_identical(names(bayesmoe:::gate_c(gate_hierarchical(c(1, 1, 2)), 3L)),
                    tb$gate_fields)
-  expect_identical(names(bayesmoe:::expert_c(expert_ffn())), tb$family_fields)
-  expect_true(all(names(bayesmoe:::expert_c(expert_linear())) %in% tb$family_fields))
+  # every field C reads is sent by one family, and every field sent is read
+  glm_fields <- function(family, n = 3L) {
+    ex <- bayesmoe:::resolve_family(family, expert_linear())
+    s <- list(family = bayesmoe:::glm_family_data(ex, c(0, 1, 1), offset = rep(0.1, n)))
+    names(bayesmoe:::expert_c_data(ex, s))
+  }
+  sent <- list(names(bayesmoe:::expert_c(expert_linear())),
+               names(bayesmoe:::expert_c(expert_ffn())),
+               glm_fields(binomial()), glm_fields(poisson()))
+  for (f in sent) expect_true(all(f %in% tb$family_fields))
+  expect_setequal(unique(unlist(sent)), tb$family_fields)
+  # the codes of the GLM families
+  for (family in list(binomial(), poisson())) {
+    ex <- bayesmoe:::resolve_family(family, expert_linear())
+    expect_identical(bayesmoe:::expert_c(ex)$type, tb$family[[family$family]])
+  }
   pc <- bayesmoe:::prior_internal(moe_prior(), 2L, 2L)
   expect_true(all(tb$prior_fields %in% names(pc)))
   # every gate type and family the R constructors make has a C code
