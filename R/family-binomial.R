@@ -23,11 +23,12 @@
 #' for Gaussian experts. Other responses are refused with errors of class
 #' `bayesmoe_error_data` naming `formula`.
 #'
-#' **EM.** The M-step of each expert is a weighted IRLS (Newton) fit of its
-#' GLM with weights (case weight times responsibility), run to convergence
-#' (at most 25 steps per M-step), each step halved until the weighted
-#' log-likelihood does not decrease, so the EM log-likelihood is monotone.
-#' With `K = 1` the fit is [glm()]'s.
+#' **EM.** The M-step of each expert is a step of weighted IRLS (Newton) on
+#' its GLM with weights (case weight times responsibility), from the
+#' previous estimate, halved until the weighted log-likelihood does not
+#' decrease: a generalised EM whose log-likelihood is monotone (a full IRLS
+#' fit per M-step costs more and gains little, as the M-steps start from
+#' the last estimate). With `K = 1` the fit is [glm()]'s.
 #'
 #' **MCMC.** The prior of each expert's coefficients on the internal scale
 #' (covariates centred and scaled, the response untouched) is

@@ -22,8 +22,10 @@
 
 # A GLM expert object of family `family` ("binomial", "poisson") with link
 # `link`. `steps`: Newton steps per EM M-step (each one monotone, stopping
-# early at relative gain `tol`).
-new_expert_glm <- function(family, link, steps = 25L, tol = 1e-10) {
+# early at relative gain `tol`). One step per M-step (a generalised EM) is
+# the fastest route to the maximum: the M-steps start from the previous
+# estimate, and every further step costs as much as an E-step.
+new_expert_glm <- function(family, link, steps = 1L, tol = 1e-10) {
   structure(list(type = family, link = link, steps = as.integer(steps), tol = tol),
             class = c(paste0("moe_expert_", family), "moe_expert_glm", "moe_expert"))
 }

@@ -77,7 +77,7 @@ int glm_mstep(const moe_data *d, const glm_family_info *info, int link,
   if (!(nk >= ctl->min_size)) return MOE_EMPTY;
   glm_problem g = { n, p, link, d->X, d->y, info->trials, info->offset, v, NULL, NULL };
   double fval;
-  int status = glm_newton(&g, alpha_k, info->steps, info->tol, mu_k, L, &fval, nw);
+  int status = glm_newton(&g, alpha_k, info->steps, info->tol, mu_k, L, &fval, 0, nw);
   return status;
 }
 

@@ -33,6 +33,7 @@
  * Preconditions: y_i whole >= 0.
  */
 #include "moe.h"
+#include "moe_exp.h"
 
 /* Degrees of freedom of the t proposal of the Gibbs update. */
 #define POIS_T_DF 4.0
@@ -58,7 +59,7 @@ static void poisson_logdens(const moe_expert_family *f, const moe_data *d,
     const double *e = mu + (R_xlen_t) k * n;
     for (int i = 0; i < n; i++) {
       /* y eta - e^eta; exp() overflows to Inf, so the density to -Inf */
-      lN[i * si + k * sk] = d->y[i] * e[i] - exp(e[i]) + info->lconst[i];
+      lN[i * si + k * sk] = d->y[i] * e[i] - moe_exp(e[i]) + info->lconst[i];
     }
   }
 }
@@ -123,7 +124,7 @@ static int poisson_draw(const moe_expert_family *f, const moe_data *d,
                       pr->Va_inv, pr->m_a };
     for (int j = 0; j < p; j++) mode[j] = pr->m_a[j];
     double fmode;
-    int st = glm_newton(&g, mode, POIS_MODE_STEPS, POIS_MODE_TOL, eta, L, &fmode, nw);
+    int st = glm_newton(&g, mode, POIS_MODE_STEPS, POIS_MODE_TOL, eta, L, &fmode, 1, nw);
     if (st & MOE_NONFINITE) return status | MOE_NONFINITE;
     if (st & MOE_NOT_PD) status |= MOE_NOT_PD;
     /* a' = mode + L'^{-1} e / sqrt(u), e ~ N(0, I), u ~ chi^2_nu / nu */

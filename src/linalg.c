@@ -7,6 +7,7 @@
  * the factorisation (LAPACK "L"). Work arrays are supplied by the caller.
  */
 #include "moe.h"
+#include "moe_exp.h"
 
 /* log(sum(exp(v[0..m-1]))) without overflow; -Inf when every entry is -Inf. */
 double moe_lse(const double *v, int m)
@@ -106,28 +107,29 @@ void mvn_draw_chol(int m, const double *L, const double *mean, double *out,
  * of m trials), b(eta) = e^eta for the log link (y a count, m = 1).
  * glm_cumulant() returns b(eta) and writes b'(eta), b''(eta).
  */
+/* log(1 + x) for x in [0, 1] to about 1 ulp with one log() (Goldberg's
+ * correction: log(u) x / (u - 1), u = 1 + x rounded). */
+static inline double log1p_unit(double x)
+{
+  double u = 1.0 + x;
+  return u == 1.0 ? x : log(u) * x / (u - 1.0);
+}
+
 double glm_cumulant(int link, double eta, double *b1, double *b2)
 {
   if (link == GLM_LOG) {
-    double e = exp(eta);
+    double e = moe_exp(eta);
     *b1 = e;
     *b2 = e;
     return e;
   }
-  /* logit: b = log1p(e^eta) without overflow, b' = plogis(eta) */
-  double p, b;
-  if (eta > 0.0) {
-    double e = exp(-eta);
-    p = 1.0 / (1.0 + e);
-    b = eta + log1p(e);
-  } else {
-    double e = exp(eta);
-    p = e / (1.0 + e);
-    b = log1p(e);
-  }
+  /* logit: b = log(1 + e^eta) = max(eta, 0) + log1p(e^-|eta|) without
+   * overflow, b' = plogis(eta) */
+  double a = fabs(eta), e = moe_exp(-a), r = 1.0 / (1.0 + e);
+  double p = eta > 0.0 ? r : e * r;
   *b1 = p;
-  *b2 = p * (1.0 - p);
-  return b;
+  *b2 = e * r * r;
+  return (eta > 0.0 ? eta : 0.0) + log1p_unit(e);
 }
 
 /* The weighted GLM objective sum_i v_i (y_i eta_i - m_i b(eta_i)) (v_i = 0
@@ -155,22 +157,25 @@ double glm_objective(const glm_problem *g, const double *a, double *eta)
   return f;
 }
 
-/* Gradient grad (p) and the lower triangle of minus the Hessian, H (p x p),
- * of glm_objective() at the linear predictor eta. */
-static void glm_derivs(const glm_problem *g, const double *a, const double *eta,
-                       double *grad, double *H)
+/* One pass at a: eta (n) = X a + off, the objective (returned), its
+ * gradient grad (p) and the lower triangle of minus its Hessian, H (p x p). */
+static double glm_derivs(const glm_problem *g, const double *a, double *eta,
+                         double *grad, double *H)
 {
   int n = g->n, p = g->p;
-  double b1, b2;
+  double f = 0.0, b1, b2;
   for (int j = 0; j < p; j++) {
     grad[j] = 0.0;
     for (int l = 0; l <= j; l++) H[j + l * p] = 0.0;
   }
   for (int i = 0; i < n; i++) {
+    double e = g->off ? g->off[i] : 0.0;
+    for (int j = 0; j < p; j++) e += g->X[i + (R_xlen_t) j * n] * a[j];
+    eta[i] = e;
     double v = g->v[i];
     if (!(v > 0.0)) continue;
     double m = g->m ? g->m[i] : 1.0;
-    glm_cumulant(g->link, eta[i], &b1, &b2);
+    f += v * (g->y[i] * e - m * glm_cumulant(g->link, e, &b1, &b2));
     double r = v * (g->y[i] - m * b1), c = v * m * b2;
     for (int j = 0; j < p; j++) {
       double xj = g->X[i + (R_xlen_t) j * n];
@@ -183,10 +188,12 @@ static void glm_derivs(const glm_problem *g, const double *a, const double *eta,
     for (int j = 0; j < p; j++) {
       double s = 0.0;
       for (int l = 0; l < p; l++) s += g->Vinv[j + l * p] * (a[l] - g->ma[l]);
+      f -= 0.5 * (a[j] - g->ma[j]) * s;
       grad[j] -= s;
       for (int l = 0; l <= j; l++) H[j + l * p] += g->Vinv[j + l * p];
     }
   }
+  return f;
 }
 
 /*
@@ -194,28 +201,31 @@ static void glm_derivs(const glm_problem *g, const double *a, const double *eta,
  * steps, each halved (up to 40 times) until the objective does not
  * decrease, so the objective is monotone; stops early when a step gains
  * less than tol (1 + |f|). On return a holds the new coefficients, eta (n)
- * X a + off, L (p x p) the lower Cholesky factor of minus the Hessian at a
- * (with a ridge when it was not positive definite), *fval the objective.
- * Returns moe_status flags: MOE_NOT_PD when a ridge was needed,
- * MOE_NONFINITE when the objective is not finite at the start. work: 2 p^2
- * + 3 p + n doubles (glm_newton_work()).
+ * X a + off, *fval the objective and, when need_L, L (p x p) the lower
+ * Cholesky factor of minus the Hessian at a (with a ridge when it was not
+ * positive definite; otherwise L is scratch). Returns moe_status flags:
+ * MOE_NOT_PD when a ridge was needed, MOE_NONFINITE when the objective is
+ * not finite at the start. work: GLM_NEWTON_WORK(n, p) doubles.
  */
 int glm_newton(const glm_problem *g, double *a, int steps, double tol,
-               double *eta, double *L, double *fval, double *work)
+               double *eta, double *L, double *fval, int need_L, double *work)
 {
   int p = g->p, status = MOE_OK;
   R_xlen_t pp = (R_xlen_t) p * p;
   double *save = work, *grad = save + pp, *delta = grad + p, *anew = delta + p;
   double *etan = anew + p;
-  double f = glm_objective(g, a, eta);
+  /* f, grad and L at a; `fresh`: they are current */
+  double f = glm_derivs(g, a, eta, grad, L);
+  int fresh = 1;
   if (!R_FINITE(f)) {
     *fval = f;
     return MOE_NONFINITE;
   }
   for (int it = 0; it < steps; it++) {
-    glm_derivs(g, a, eta, grad, L);
+    if (!fresh) glm_derivs(g, a, eta, grad, L);
+    fresh = 1;
     int rc = chol_factor_ridge(p, L, save, 1e-10);
-    if (rc < 0) { status |= MOE_NOT_PD; break; }
+    if (rc < 0) { status |= MOE_NOT_PD; fresh = 0; break; }
     if (rc > 0) status |= MOE_NOT_PD;
     for (int j = 0; j < p; j++) delta[j] = grad[j];
     chol_solve_factored(p, L, delta, 1);
@@ -226,16 +236,26 @@ int glm_newton(const glm_problem *g, double *a, int steps, double tol,
       fn = glm_objective(g, anew, etan);
       if (R_FINITE(fn) && fn >= f) { ok = 1; break; }
     }
+    /* L holds the factor at a (unchanged) */
     if (!ok) break;
     double gain = fn - f;
     for (int j = 0; j < p; j++) a[j] = anew[j];
     for (int i = 0; i < g->n; i++) eta[i] = etan[i];
     f = fn;
+    fresh = 0;
     if (gain <= tol * (1.0 + fabs(f))) break;
   }
-  glm_derivs(g, a, eta, grad, L);
-  int rc = chol_factor_ridge(p, L, save, 1e-10);
-  if (rc != 0) status |= MOE_NOT_PD;
+  if (need_L && !fresh) {
+    glm_derivs(g, a, eta, grad, L);
+    int rc = chol_factor_ridge(p, L, save, 1e-10);
+    if (rc != 0) status |= MOE_NOT_PD;
+  } else if (need_L && fresh) {
+    /* the loop ended before factoring (steps = 0) or factored L in place */
+    if (steps == 0) {
+      int rc = chol_factor_ridge(p, L, save, 1e-10);
+      if (rc != 0) status |= MOE_NOT_PD;
+    }
+  }
   *fval = f;
   return status;
 }

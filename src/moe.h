@@ -120,7 +120,7 @@ typedef struct {
 double glm_cumulant(int link, double eta, double *b1, double *b2);
 double glm_objective(const glm_problem *g, const double *a, double *eta);
 int glm_newton(const glm_problem *g, double *a, int steps, double tol,
-               double *eta, double *L, double *fval, double *work);
+               double *eta, double *L, double *fval, int need_L, double *work);
 
 /* ---- polyagamma.c ---- */
 double rpg1(double z);          /* one PG(1, z) draw; caller holds GetRNGstate() */
