@@ -106,7 +106,9 @@ expert_features.moe_expert_linear <- function(expert, sc, A) {
   t(expert_to_internal(expert, sc, t(A)))
 }
 
-expert_call <- function(expert) sprintf("expert_%s()", expert$type)
+expert_call <- function(expert) UseMethod("expert_call")
+
+expert_call.moe_expert <- function(expert) sprintf("expert_%s()", expert$type)
 
 #' Response families of the experts
 #'
@@ -116,7 +118,9 @@ expert_call <- function(expert) sprintf("expert_%s()", expert$type)
 #' its name (`"gaussian"`). `gaussian()` with the identity link, the
 #' default, gives the linear-Gaussian experts of [expert_linear()] (or the
 #' network experts of [expert_ffn()]). Other families give linear experts
-#' with that family's noise model; each is documented with its constructor.
+#' with that family's noise model; each is documented with its constructor:
+#' `binomial()` (logit link) and `poisson()` (log link) in
+#' [moe_glm_experts].
 #' A family or link the package does not support is refused with an error of
 #' class `bayesmoe_error_family`.
 #'

@@ -186,6 +186,10 @@ moe_marglik <- function(fit, method = c("bridge", "exact"), prior = NULL,
   }
   validate_moe_fit(fit, "fit", call)
   is_mcmc <- inherits(fit, "moe_mcmc")
+  if (is_glm_expert(fit$expert)) {
+    abort(sprintf("`fit` has %s experts: `moe_marglik()` is available for Gaussian experts only.",
+                  expert_label(fit$expert)), kind = "unavailable", call = call, arg = "fit")
+  }
   if (!is.null(prior)) {
     if (is_mcmc) {
       abort("`prior` cannot be given for a fit from `moe_mcmc()`: its draws come from the prior it was sampled with.",

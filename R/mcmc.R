@@ -315,6 +315,8 @@ moe_mcmc <- function(formula, data, K, gating = NULL, family = gaussian(),
 #'   data are only checked for types, shapes and finite values). It
 #'   returns the list of estimation results that `moe_mcmc()` turns into a
 #'   fit (`par` holds the posterior means).
+#' @param offset,trials For binomial and Poisson experts: the offset and the
+#'   binomial trials of each row, as in [moe_em_fit()].
 #' @export
 moe_mcmc_fit <- function(y, X, Z, w = rep(1, length(y)), K, prior = moe_prior(),
                          chains = 4, iter = 2000, warmup = floor(iter / 2),

@@ -74,6 +74,15 @@ covariate_grid <- function(x, covariate, length.out = 200L) {
       factor(names(tab)[which.max(tab)], levels = levels(as.factor(col)))
     }
   }
+  # variables only inside offset() terms are not columns of the model frame:
+  # their medians in the data of the fit, when it can be found
+  miss <- setdiff(all.vars(delete.response(x$terms)), names(grid))
+  if (length(miss)) {
+    dat <- tryCatch(eval(x$call$data, environment(x$formula)), error = function(e) NULL)
+    for (v in miss) {
+      if (is.list(dat) && is.numeric(dat[[v]])) grid[[v]] <- stats::median(dat[[v]])
+    }
+  }
   grid
 }
 

@@ -38,6 +38,15 @@
 #'   \eqn{c_0 = 1.5}, \eqn{C_0 = 0.05} (prior mean of \eqn{\sigma_k^2} 0.1,
 #'   i.e. a tenth of the variance of the response) follow common practice
 #'   for mixtures of regressions.
+#' * **Binomial and Poisson experts** (`family = binomial()`, `poisson()`;
+#'   [moe_glm_experts]) have no variance: their coefficients have the prior
+#'   \eqn{a_k \sim N(m_a, V_a)} on the internal scale (covariates centred
+#'   and scaled, the response untouched), i.e. the expert prior above with
+#'   \eqn{\sigma_k^2 = 1}; `c0` and `C0` are unused. With the default
+#'   \eqn{V_a = 100 I} a coefficient of a standardised covariate has prior
+#'   standard deviation 10 on the logit or log scale, weak next to any
+#'   informative data set; `V_a` of 1 to 4 is a common weakly informative
+#'   choice for logistic regression.
 #'
 #' @section The internal scale of a fit:
 #' Every fit stores the scaling of its data as `fit$scaling`, a list with

@@ -176,3 +176,14 @@ test_that("malformed binomial input gets classed errors", {
   expect_error(moe_em(y ~ x, data = d, K = 2, family = quasibinomial()),
                class = "bayesmoe_error_family")
 })
+
+test_that("SBC of the binomial sampler: calibrated ranks, no frozen chain", {
+  path <- system.file("extdata", "sbc-binomial.rds", package = "bayesmoe")
+  skip_if(!nzchar(path), "inst/extdata/sbc-binomial.rds not installed")
+  sbc <- readRDS(path)
+  expect_gte(sbc$reps, 500)
+  expect_identical(c(sbc$K, sbc$n), c(2L, 100L))
+  expect_true(all(sbc$tests[, "chisq_p"] > 0.001))
+  expect_true(all(sbc$tests[, "extreme_p"] > 0.001))
+  expect_equal(sbc$frozen, 0)
+})
