@@ -11,7 +11,8 @@
 #
 # family: "binomial" or "poisson" (default both, each to its file);
 # reps: replicates (default 1000); out_file: default
-# inst/extdata/sbc-<family>.rds.
+# inst/extdata/sbc-<family>.rds. The shipped runs (1000 replicates each)
+# took 150 s (binomial) and 188 s (Poisson) of CPU time.
 #
 # Each replicate draws parameters from the prior (internal scale: the
 # sampler is given the data as they are, x ~ N(0, 1), so the internal
