@@ -28,7 +28,12 @@
 #' previous estimate, halved until the weighted log-likelihood does not
 #' decrease: a generalised EM whose log-likelihood is monotone (a full IRLS
 #' fit per M-step costs more and gains little, as the M-steps start from
-#' the last estimate). With `K = 1` the fit is [glm()]'s.
+#' the last estimate). With `K = 1` the fit is [glm()]'s. As for [glm()],
+#' an expert whose observations are separated (all its successes on one
+#' side of a hyperplane) has no finite maximum-likelihood estimate: its
+#' coefficients grow until the log-likelihood stops changing and `vcov()`
+#' warns that the information is not invertible; the Bayesian fit
+#' [moe_mcmc()] keeps them finite through the prior.
 #'
 #' **MCMC.** The prior of each expert's coefficients on the internal scale
 #' (covariates centred and scaled, the response untouched) is
