@@ -286,6 +286,11 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
     abort(sprintf("`truth` must have linear experts for `method = \"%s\"`; truths with `expert_ffn()` experts need `method = \"ls\"`.",
                   method), kind = "expert", call = call, arg = "truth")
   }
+  if ((ls || random_K) && truth_is_family(truth)) {
+    abort(sprintf("`truth` must have Gaussian experts for %s; truths of %s experts take `method = \"em\"` or `\"mcmc\"` with a fixed `K`.",
+                  if (ls) "`method = \"ls\"`" else "a prior on the number of experts",
+                  expert_label(truth$expert)), kind = "family", call = call, arg = "truth")
+  }
   ls_truth <- if (ls) contraction_ls_truth(truth, call)
   if (init == "near_truth" && method == "em" && K < truth$K) {
     abort(sprintf("`init = \"near_truth\"` needs `K` >= the number of true experts (%d), not %d.",
@@ -434,6 +439,11 @@ near_truth_par <- function(truth, K, n) {
     alpha[, i] <- tp$alpha[, s[i]] + rnorm(1L, 0, 0.05 * n^-0.083)
     sigma2[i] <- tp$sigma2[s[i]] + abs(rnorm(1L, 0, 0.005 * n^-0.25))
   }
+  if (truth_is_family(truth)) {
+    if (is.null(truth$sigma2)) sigma2[] <- 1  # GLM experts: the placeholder
+    # t experts with estimated degrees of freedom: the true ones, last row
+    if (!is.null(truth$df) && is.null(truth$expert$df)) alpha <- rbind(alpha, truth$df[s])
+  }
   list(alpha = alpha, sigma2 = sigma2, W = W)
 }
 
@@ -510,7 +520,7 @@ loss_values <- function(at, truth, st, fit_stat) {
     sub$atoms <- at$atoms[, , idx, drop = FALSE]
     sub$S <- length(idx)
     vals[[ty]] <- density_loss_atoms(sub, loss_atoms(truth)$atoms, density_x(NULL, truth$d),
-                                     match(ty, c("hellinger", "tv")) - 1L, 2000L)
+                                     match(ty, c("hellinger", "tv")) - 1L, 2000L, truth)
   }
   values <- do.call(rbind, lapply(names(vals), function(nm) {
     fs <- fit_stat(vals[[nm]])
@@ -533,12 +543,19 @@ contraction_em <- function(sim, n, truth, st) {
   init_par <- if (st$init == "near_truth") {
     lapply(seq_len(st$starts), function(j) near_truth_par(truth, st$K, n))
   }
-  fit <- moe_em_fit(sim$y, X, X, K = st$K, starts = st$starts, control = st$control,
-                    init_par = init_par)
+  fam <- truth_is_family(truth)
+  # binomial truths: proportions of the trials, as moe_em_fit() takes them
+  trials <- if (!is.null(truth$trials)) {
+    if (is.null(sim$trials)) rep(truth$trials, n) else sim$trials
+  }
+  y <- if (is.null(trials)) sim$y else sim$y / trials
+  fit <- moe_em_fit(y, X, X, K = st$K, starts = st$starts, control = st$control,
+                    init_par = init_par, expert = if (fam) truth$expert else expert_linear(),
+                    trials = trials)
   d <- truth$d
   lay <- list(p = d + 1L, q = d + 1L, d = d, covariates = truth$xnames, x_int = 1L,
               x_cov = 1L + seq_len(d), z_int = 1L, z_cov = 1L + seq_len(d))
-  at <- loss_atoms(truth_from_par(fit$par, lay))
+  at <- loss_atoms(truth_from_par(fit$par, lay, if (fam) truth$expert, trials))
   out <- loss_values(at, truth, st, function(v) c(estimate = v))
   c(out, list(iter = fit$iter, loglik = fit$loglik, status = status_text(fit$status)))
 }
@@ -589,8 +606,10 @@ contraction_ls <- function(sim, st) {
 }
 
 contraction_mcmc <- function(sim, truth, st) {
-  f <- stats::as.formula(paste("y ~", paste(truth$xnames, collapse = " + ")))
-  args <- utils::modifyList(list(formula = f, data = sim, K = st$K,
+  lhs <- if (!is.null(sim$trials)) "cbind(y, trials - y)" else "y"
+  f <- stats::as.formula(paste(lhs, "~", paste(truth$xnames, collapse = " + ")))
+  fam <- if (truth_is_family(truth)) truth_family_object(truth$expert) else stats::gaussian()
+  args <- utils::modifyList(list(formula = f, data = sim, K = st$K, family = fam,
                                  seed = sample.int(.Machine$integer.max, 1L),
                                  progress = FALSE), st$mcmc)
   fit <- do.call(moe_mcmc, args)

@@ -22,9 +22,25 @@ loss_atoms.moe_truth <- function(x, arg = "fit", call = NULL) {
     abort(sprintf("`%s` must have linear experts; for `expert_ffn()` experts use `voronoi_loss_strong()`.",
                   arg), kind = "expert", call = call, arg = arg)
   }
-  atoms <- rbind(x$beta0, x$beta1, x$a, x$b, x$sigma2)
+  fam <- truth_is_family(x)
+  atoms <- rbind(x$beta0, x$beta1, x$a, x$b, if (fam) atom_scale(x$expert, x) else x$sigma2)
   list(atoms = array(atoms, c(nrow(atoms), x$K, 1L)), d = x$d, K = x$K, S = 1L,
-       draw_dim = NULL)
+       draw_dim = NULL, expert = if (fam) x$expert,
+       df = if (!is.null(x$df)) matrix(x$df, x$K, 1L), trials = x$trials)
+}
+
+# The family of atoms (NULL for Gaussian experts), by its class.
+atoms_family <- function(at) if (is.null(at$expert)) "gaussian" else class(at$expert)[1L]
+
+# The fit and the truth must have experts of one family.
+check_same_family <- function(at, truth, call) {
+  tf <- if (truth_is_family(truth)) class(truth$expert)[1L] else "gaussian"
+  if (atoms_family(at) != tf) {
+    lab <- function(e) if (is.null(e)) "Gaussian" else expert_label(e)
+    abort(sprintf("`fit` has %s experts but `truth` %s experts: losses compare mixtures of one family.",
+                  lab(at$expert), lab(truth$expert)),
+          kind = "family", call = call, arg = "truth")
+  }
 }
 
 loss_atoms.list <- function(x, arg = "fit", call = NULL) {
@@ -65,7 +81,9 @@ loss_atoms.moe_mcmc <- function(x, arg = "fit", call = NULL) {
     ats <- lapply(seq_len(S), function(s) loss_atoms(truth_from_fit(x, s, call)))
     at1 <- ats[[1L]]
     return(list(atoms = array(unlist(lapply(ats, `[[`, "atoms")), c(dim(at1$atoms)[1:2], S)),
-                d = at1$d, K = at1$K, S = S, draw_dim = dim(x$draws)[1:2]))
+                d = at1$d, K = at1$K, S = S, draw_dim = dim(x$draws)[1:2],
+                expert = at1$expert, trials = at1$trials,
+                df = if (!is.null(at1$df)) matrix(unlist(lapply(ats, `[[`, "df")), at1$K, S)))
   }
   lay <- fit_layout(x, call)
   dr <- x$draws
@@ -161,6 +179,17 @@ voronoi_type <- function(type, K, kstar) {
 #' `reference = "best"` both losses are invariant to relabelling the fitted
 #' experts (including which one is the gating reference), so posterior draws
 #' need no relabelling.
+#'
+#' **Other expert families.** For binomial and Poisson experts (truths and
+#' fits with `family = binomial()` / `poisson()`) the atoms have no variance:
+#' their variance coordinate is the constant 1 for the fit and the truth
+#' alike (the placeholder of their parameter lists), so it adds nothing to the distances that form the cells nor to the
+#' loss, and the atoms are in effect \eqn{(\beta_{1k}, a_k, b_k)} (the
+#' coefficients on the link scale); the column `sigma2` of
+#' `voronoi_cells()` is then 0. For Student-t experts the variance
+#' coordinate is the squared scale \eqn{\sigma_k^2}; the degrees of freedom
+#' are not an atom coordinate. The fit and the truth must have experts of
+#' the same family (classed error `bayesmoe_error_family` otherwise).
 #'
 #' `voronoi_cells()` returns the cells and the per-parameter distances inside
 #' them, from which the per-parameter rates are read: inside a cell of two
@@ -279,6 +308,7 @@ voronoi_loss <- function(fit, truth, type = c("auto", "exact", "over"),
   truth <- check_truth(truth, call)
   at <- loss_atoms(fit, "fit", call)
   check_same_d(at, truth, call)
+  check_same_family(at, truth, call)
   res <- voronoi_compute(at, truth, type, rbar, norm, reference, translation, call)
   shape_draws(res$loss, at)
 }
@@ -388,6 +418,7 @@ voronoi_cells <- function(fit, truth, type = c("auto", "exact", "over"), rbar = 
   truth <- check_truth(truth, call)
   at <- loss_atoms(fit, "fit", call)
   check_same_d(at, truth, call)
+  check_same_family(at, truth, call)
   vl <- suppressWarnings(voronoi_compute(at, truth, type, rbar, norm, reference,
                                          translation, call))
   cells_from_atoms(at, truth, vl$shift, if (identical(norm, "l1")) 1L else 0L)
@@ -437,6 +468,20 @@ cells_from_atoms <- function(at, truth, shift, nrm) {
 #' with equal weights. Accuracy is about 1e-8 or better (checked against
 #' [integrate()] in the tests).
 #'
+#' **Other expert families** (computed in R). Binomial and Poisson experts:
+#' the same distances between the conditional pmfs, sums over the support:
+#' \eqn{0, \dots, m} for binomial experts with the truth's `trials` m (the
+#' fit's own trials do not enter); for Poisson experts from the smallest
+#' lower to the largest upper \eqn{10^{-15}} tail quantile of every
+#' component of both mixtures at that x, so the mass left out is below
+#' \eqn{2 \cdot 10^{-15}} per component and \eqn{h^2} and V are off by less
+#' than \eqn{10^{-14}}. Student-t experts: the integral over y by composite
+#' Simpson rules (64 intervals per panel) between the cut points above
+#' (with the scales), and on each tail beyond the outermost cut point after
+#' the substitution \eqn{y = c \pm S \tan u}, \eqn{u \in [0, \pi/2)} (S the
+#' largest scale), which maps the polynomial tails onto a bounded interval
+#' (2000 intervals); `min_points` applies to Gaussian experts only.
+#'
 #' @inheritParams voronoi_loss
 #' @param type `"hellinger"` (default), `"tv"` or `"hellinger_joint"`.
 #' @param x Covariate values to average over: a numeric vector (one
@@ -471,9 +516,10 @@ density_loss <- function(fit, truth, type = c("hellinger", "tv", "hellinger_join
   truth <- check_truth(truth, call)
   at <- loss_atoms(fit, "fit", call)
   check_same_d(at, truth, call)
+  check_same_family(at, truth, call)
   x <- density_x(x, truth$d, call)
   ty <- match(type, c("hellinger", "tv", "hellinger_joint")) - 1L
-  v <- density_loss_atoms(at, loss_atoms(truth)$atoms, x, ty, min_points)
+  v <- density_loss_atoms(at, loss_atoms(truth)$atoms, x, ty, min_points, truth)
   shape_draws(v, at)
 }
 
@@ -481,8 +527,37 @@ density_loss <- function(fit, truth, type = c("hellinger", "tv", "hellinger_join
 # true atoms `truth_atoms` ((2d + 3) x K*), averaged over the covariate rows
 # of `x` (density_x()): `type` 0 Hellinger, 1 total variation, 2 joint
 # Hellinger (src/loss.c); a vector of length at$S.
-density_loss_atoms <- function(at, truth_atoms, x, type, min_points) {
-  .Call(ffi_density_loss, at$atoms, at$K, truth_atoms, at$d, x, type, min_points)
+density_loss_atoms <- function(at, truth_atoms, x, type, min_points, truth = NULL) {
+  if (is.null(at$expert)) {
+    return(.Call(ffi_density_loss, at$atoms, at$K, truth_atoms, at$d, x, type, min_points))
+  }
+  density_loss_family(at, loss_atoms(truth), x, type)
+}
+
+# The density distance for experts of another family (R/truth-family.R):
+# for every parameter set, the gating and the means of both mixtures at the
+# rows of `x` from their atoms, family_distance() per row, the average over
+# rows (type 0 Hellinger, 1 TV, 2 joint Hellinger sqrt(E_X h^2)).
+density_loss_family <- function(at, tat, x, type) {
+  d <- at$d
+  D <- cbind(1, x)
+  parts <- function(atoms, K) {
+    # atoms: (2d + 3) x K; rows beta0, beta1 (d), a (d), b, scale
+    W <- matrix(atoms[1L:(d + 1L), ], d + 1L, K)
+    A <- matrix(atoms[c(2L * d + 2L, d + 1L + seq_len(d)), ], d + 1L, K)
+    list(lg = log_softmax_rows(D %*% W), mu = truth_mean(at$expert, D %*% A),
+         sigma2 = atoms[2L * d + 3L, ])
+  }
+  tp <- parts(matrix(tat$atoms[, , 1L], ncol = tat$K), tat$K)
+  n0 <- list(sigma2 = tp$sigma2, df = tat$df[, 1L], trials = tat$trials)
+  ty <- if (type == 1L) "tv" else "hellinger"
+  vapply(seq_len(at$S), function(s) {
+    fp <- parts(matrix(at$atoms[, , s], ncol = at$K), at$K)
+    h <- family_distance(at$expert, fp$lg, fp$mu,
+                         list(sigma2 = fp$sigma2, df = at$df[, s], trials = tat$trials),
+                         tp$lg, tp$mu, n0, ty)
+    if (type == 2L) sqrt(mean(h^2)) else mean(h)
+  }, 0)
 }
 
 # The covariate values averaged over by density_loss().

@@ -68,11 +68,27 @@
 #'   used by `moe_contraction(method = "ls")`. `NULL` (default): none
 #'   stored; the regression form then uses `sigma` when all experts share
 #'   it.
+#' @param family The distribution of the response given its expert, as in
+#'   [moe_em()]: `gaussian()` (default), `binomial()` (logit link: success
+#'   probabilities \eqn{\mathrm{plogis}(b_k + a_k^\top x)}), `poisson()` (log
+#'   link: means \eqn{\exp(b_k + a_k^\top x)}) or `student_t()` (location
+#'   \eqn{b_k + a_k^\top x}, scale `sigma`, degrees of freedom `df`).
+#'   Binomial and Poisson truths take no `sigma`.
+#' @param trials For binomial truths: the number of trials of each response
+#'   (a whole number >= 1, default 1: 0/1 responses); the density losses use
+#'   it for the conditional pmfs, [rmoe()] unless given other trials.
+#' @param df For `student_t()` truths: the degrees of freedom, one per
+#'   expert or one for all (default: the `df` fixed in `student_t(df = )`).
 #' @return An object of class `moe_truth`: a list with `K`, `d`, `beta0`,
 #'   `beta1` (d x K), `a` (d x K), `b`, `sigma`, `sigma2` and `xnames` (the
 #'   covariate names used by [rmoe()]: `"x"` when `d = 1`, `"x1"`, `"x2"`, ...
 #'   otherwise); with [expert_ffn()] experts `a` and `b` are `NULL` and
-#'   `expert` and `eta` hold the experts; `sd` when given.
+#'   `expert` and `eta` hold the experts; `sd` when given. Truths of other
+#'   families hold the family's expert object in `expert`, no `sigma` and
+#'   `sigma2` for binomial and Poisson experts (binomial ones hold `trials`),
+#'   and `sigma` (scales), `sigma2` and `df` for t experts. `moe_truth(fit)`
+#'   of a binomial fit takes the fit's trials when they are all equal, 1
+#'   otherwise.
 #' @seealso [moe_truth_example()] for the reference truth of the rate
 #'   experiments, [rmoe()] to simulate from a truth.
 #' @references Nguyen, H., Nguyen, T. and Ho, N. (2023). Demystifying softmax
@@ -95,7 +111,7 @@
 #'           sigma = c(0.1, 0.1), expert = expert_ffn(1))
 #' @export
 moe_truth <- function(beta0, beta1, a, b, sigma, draw = NULL, expert = expert_linear(),
-                      eta = NULL, sd = NULL) {
+                      eta = NULL, sd = NULL, family = gaussian(), trials = 1, df = NULL) {
   call <- sys.call()
   if (!missing(beta0)) validate_if_fit(beta0, "beta0", call)
   if (!missing(beta0) && inherits(beta0, "moe_fit")) {
@@ -111,6 +127,15 @@ moe_truth <- function(beta0, beta1, a, b, sigma, draw = NULL, expert = expert_li
   }
   check_ls_expert(expert, call)
   ffn <- inherits(expert, "moe_expert_ffn")
+  fam <- resolve_family(family, if (missing(expert)) NULL else expert, call)
+  if (!is.null(fam) && !inherits(fam, "moe_expert_linear") && !ffn) {
+    return(new_moe_truth_family(beta0, beta1, a, b, if (!missing(sigma)) sigma, fam,
+                                trials, df, sd, call))
+  }
+  if (!identical(trials, 1) || !is.null(df)) {
+    abort("`trials` and `df` are for `family = binomial()` and `student_t()` truths.",
+          kind = "family", call = call, arg = if (is.null(df)) "trials" else "df")
+  }
   if (!is.null(sd)) sd <- check_number(sd, "sd", lower = 0, strict_lower = TRUE, call = call)
   if (!ffn && !is.null(eta)) {
     abort("`eta` can only be used with `expert = expert_ffn()`; linear experts take `a` and `b`.",
@@ -158,6 +183,33 @@ new_moe_truth_ffn <- function(beta0, beta1, eta, sigma, expert, sd = NULL, call 
   tr
 }
 
+# A truth with experts of another family than the Gaussian (`fam`, an
+# expert object of resolve_family()): linear predictors b_k + a_k'x, the
+# family's noise fields (truth_noise(), R/truth-family.R: none for GLM
+# experts, `trials` for binomial ones, scale and df for t experts) and
+# `expert`.
+new_moe_truth_family <- function(beta0, beta1, a, b, sigma, fam, trials, df, sd, call = NULL) {
+  if (!is.null(sd)) {
+    abort("`sd` is for Gaussian truths of the regression form only.", call = call, arg = "sd")
+  }
+  for (arg in c("beta0", "beta1", "a", "b")) {
+    if (eval(call("missing", as.name(arg)))) {
+      abort(sprintf("`%s` must be supplied.", arg), call = call, arg = arg)
+    }
+  }
+  K <- length(b)
+  noise <- truth_noise(fam, sigma, df, trials, K, call)
+  tr <- new_moe_truth(beta0, beta1, a, b, if (is.null(noise$sigma)) rep(1, K) else noise$sigma,
+                      call)
+  tr$sigma <- tr$sigma2 <- NULL
+  ek <- names(tr$b)
+  for (nm in names(noise)) {
+    tr[[nm]] <- if (nm == "trials") noise[[nm]] else setNames(noise[[nm]], ek)
+  }
+  tr$expert <- fam
+  tr
+}
+
 # Truth parameters are bounded as the prior settings are (R/prior.R), so
 # that the variances, means and densities computed from them stay finite:
 # noise standard deviations in [1e-50, 1e50] (variances in [1e-100, 1e100],
@@ -176,6 +228,12 @@ check_truth_range <- function(x, arg, positive = FALSE, call = NULL) {
 }
 
 truth_is_ffn <- function(truth) inherits(truth$expert, "moe_expert_ffn")
+
+# Whether the truth's experts are of a family other than the Gaussian
+# (binomial, Poisson, Student-t): linear predictors, R/truth-family.R.
+truth_is_family <- function(truth) {
+  !is.null(truth$expert) && !inherits(truth$expert, c("moe_expert_ffn", "moe_expert_linear"))
+}
 
 check_finite_numeric <- function(x, arg, call, allow_empty = FALSE) {
   if (!is.numeric(x) || (!allow_empty && !length(x)) || any(!is.finite(x))) {
@@ -270,7 +328,19 @@ print.moe_truth <- function(x, digits = max(3L, getOption("digits") - 3L), ...) 
   cat(sprintf("Mixture-of-experts truth: K = %d expert%s, d = %d covariate%s%s\n",
               x$K, if (x$K > 1L) "s" else "", x$d, if (x$d > 1L) "s" else "",
               if (x$K > 1L) sprintf(" (expert %d is the gating reference)", x$K) else ""))
-  if (truth_is_ffn(x)) {
+  if (truth_is_family(x)) {
+    cat(sprintf("Experts: %s%s\n", expert_label(x$expert),
+                if (!is.null(x$trials)) sprintf(", %g trial%s", x$trials,
+                                                if (x$trials > 1) "s" else "") else ""))
+    tab <- rbind(beta0 = x$beta0, x$beta1, b = x$b, x$a)
+    rn <- c("gating intercept beta0", paste0("gating slope beta1:", x$xnames),
+            "expert intercept b", paste0("expert slope a:", x$xnames))
+    if (!is.null(x$sigma)) {
+      tab <- rbind(tab, x$sigma, x$df)
+      rn <- c(rn, "scale sigma", "degrees of freedom df")
+    }
+    rownames(tab) <- rn
+  } else if (truth_is_ffn(x)) {
     cat(sprintf("Experts: %s\n", expert_label(x$expert)))
     tab <- rbind(x$beta0, x$beta1, x$eta, x$sigma, x$sigma2)
     rownames(tab) <- c("gating intercept beta0", paste0("gating slope beta1:", x$xnames),
@@ -344,12 +414,20 @@ fit_layout <- function(fit, call = NULL) {
 }
 
 # A truth from one parameter list (alpha p x K, sigma2, W q x K) of a fit.
-truth_from_par <- function(par, lay) {
+truth_from_par <- function(par, lay, expert = NULL, trials = NULL) {
   K <- length(par$sigma2)
   tr <- new_moe_truth(beta0 = par$W[lay$z_int, ],
                       beta1 = matrix(par$W[lay$z_cov, ], lay$d, K),
                       a = matrix(par$alpha[lay$x_cov, ], lay$d, K),
                       b = par$alpha[lay$x_int, ], sigma = sqrt(par$sigma2))
+  if (!is.null(expert) && !inherits(expert, "moe_expert_linear")) {
+    tr$sigma <- tr$sigma2 <- NULL
+    noise <- truth_noise_from_par(expert, par, trials)
+    for (nm in names(noise)) {
+      tr[[nm]] <- if (nm == "trials") noise[[nm]] else setNames(noise[[nm]], names(tr$b))
+    }
+    tr$expert <- expert
+  }
   tr$xnames <- lay$covariates
   rownames(tr$beta1) <- rownames(tr$a) <- lay$covariates
   tr
@@ -371,13 +449,13 @@ truth_from_fit <- function(fit, draw, call) {
     draw <- check_number(draw, "draw", lower = 1, upper = S, whole = TRUE, call = call)
     th <- matrix(fit$draws, S)[draw, ]
     par <- par_unflatten(th, lay$p, lay$q, fit$K, fit_spec(fit))
-    return(truth_from_par(softmax_par(par, g), lay))
+    return(truth_from_par(softmax_par(par, g), lay, fit_spec(fit)$expert, fit$trials))
   }
   if (!is.null(draw)) {
     abort("`draw` can only be used when `beta0` is a fit from `moe_mcmc()`.",
           call = call, arg = "draw")
   }
-  truth_from_par(softmax_par(fit$coefficients, g), lay)
+  truth_from_par(softmax_par(fit$coefficients, g), lay, fit_spec(fit)$expert, fit$trials)
 }
 
 # The truth as a parameter list in the package layout (alpha (d+1) x K with
@@ -387,7 +465,7 @@ truth_par <- function(truth) {
   ek <- paste0("expert", seq_len(truth$K))
   list(alpha = if (truth_is_ffn(truth)) truth$eta else
          matrix(rbind(truth$b, truth$a), truth$d + 1L, truth$K, dimnames = list(nm, ek)),
-       sigma2 = truth$sigma2,
+       sigma2 = if (is.null(truth$sigma2)) rep(1, truth$K) else truth$sigma2,
        W = matrix(rbind(truth$beta0, truth$beta1), truth$d + 1L, truth$K,
                   dimnames = list(nm, ek)))
 }
@@ -395,7 +473,8 @@ truth_par <- function(truth) {
 #' Simulate data from a mixture-of-experts truth
 #'
 #' Draws covariates (unless given), then for each observation an expert from
-#' the softmax gating probabilities and a Gaussian response from that expert.
+#' the softmax gating probabilities and a response from that expert
+#' (Gaussian, or of the truth's family: binomial, Poisson, Student-t).
 #' Reproducible with [set.seed()].
 #'
 #' @param n Number of observations (a whole number >= 1). May be omitted
@@ -407,8 +486,15 @@ truth_par <- function(truth) {
 #'   draws them independently and uniformly on \[0, 1\]; `"grid"` (one
 #'   covariate only) uses the equally spaced grid `seq(0, 1, length.out = n)`
 #'   of the published simulation code of Nguyen, Nguyen and Ho (2023).
+#' @param trials For truths of binomial experts: the trials of each
+#'   observation (one number or one per observation); `NULL` (default) uses
+#'   the truth's `trials`.
 #' @return A data frame with the covariates (named `truth$xnames`: `x` for one
-#'   covariate, `x1`, `x2`, ... otherwise) and the response `y`; its attribute
+#'   covariate, `x1`, `x2`, ... otherwise) and the response `y` (for binomial
+#'   truths the number of successes, with a column `trials` when some
+#'   observation has more than one trial, fitted by
+#'   `moe_em(cbind(y, trials - y) ~ x, family = binomial())`; counts for
+#'   Poisson truths); its attribute
 #'   `"expert"` holds the expert that generated each observation.
 #' @examples
 #' tru <- moe_truth_example("p4")
@@ -418,7 +504,7 @@ truth_par <- function(truth) {
 #' table(attr(sim, "expert"))
 #' plot(y ~ x, data = sim, col = attr(sim, "expert"))
 #' @export
-rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid")) {
+rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid"), trials = NULL) {
   call <- sys.call()
   if (!inherits(truth, "moe_truth")) {
     abort(sprintf("`truth` must be made by `moe_truth()`, not %s.", describe(truth)),
@@ -450,9 +536,25 @@ rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid")) {
     }
   }
   storage.mode(x) <- "double"
+  fam <- truth_is_family(truth)
+  if (!is.null(trials)) {
+    if (!fam || is.null(truth$trials)) {
+      abort("`trials` is for truths of binomial experts only.", kind = "family", call = call,
+            arg = "trials")
+    }
+    if (!is.numeric(trials) || !length(trials) %in% c(1L, n) || any(!is.finite(trials)) ||
+        any(trials < 1) || any(abs(trials - round(trials)) > 1e-8) || any(trials > 1e7)) {
+      abort(sprintf("`trials` must be whole numbers between 1 and 1e7, one or one per observation (%d), not %s.",
+                    n, describe(trials)), call = call, arg = "trials")
+    }
+    trials <- rep_len(round(as.numeric(trials)), n)
+  }
   par <- truth_par(truth)
   D <- cbind(1, x)
-  cm <- if (truth_is_ffn(truth)) {
+  cm <- if (fam) {
+    list(log_gate = log_softmax_rows(D %*% par$W),
+         mean = truth_mean(truth$expert, D %*% par$alpha))
+  } else if (truth_is_ffn(truth)) {
     colnames(D) <- c("(Intercept)", truth$xnames)
     list(log_gate = log_softmax_rows(D %*% par$W),
          mean = expert_mean(truth$expert, D, par$alpha), sd = truth$sigma)
@@ -462,9 +564,14 @@ rmoe <- function(n, truth, x = NULL, x_design = c("uniform", "grid")) {
   cg <- g
   if (truth$K > 1L) for (k in 2:truth$K) cg[, k] <- cg[, k - 1L] + g[, k]
   k <- pmin(1L + rowSums(u > cg[, -truth$K, drop = FALSE]), truth$K)
-  y <- cm$mean[cbind(seq_len(n), k)] + cm$sd[k] * rnorm(n)
+  mu <- cm$mean[cbind(seq_len(n), k)]
+  y <- if (fam) truth_draw(truth$expert, mu, k, truth, trials) else mu + cm$sd[k] * rnorm(n)
   colnames(x) <- truth$xnames
   out <- data.frame(x, y = y)
+  if (!is.null(truth$trials)) {
+    m <- if (is.null(trials)) rep(truth$trials, n) else trials
+    if (any(m != 1)) out$trials <- m
+  }
   attr(out, "expert") <- as.integer(k)
   out
 }
