@@ -127,12 +127,18 @@ moe_truth <- function(beta0, beta1, a, b, sigma, draw = NULL, expert = expert_li
   }
   check_ls_expert(expert, call)
   ffn <- inherits(expert, "moe_expert_ffn")
+  if (is.function(family)) {
+    family <- tryCatch(family(), error = function(e) {
+      abort(sprintf("`family` must be a family object such as `poisson()` or a family function; calling it failed: %s",
+                    conditionMessage(e)), kind = "family", call = call, arg = "family")
+    })
+  }
   fam <- resolve_family(family, if (missing(expert)) NULL else expert, call)
   if (!is.null(fam) && !inherits(fam, "moe_expert_linear") && !ffn) {
     return(new_moe_truth_family(beta0, beta1, a, b, if (!missing(sigma)) sigma, fam,
                                 trials, df, sd, call))
   }
-  if (!identical(trials, 1) || !is.null(df)) {
+  if (!is_one(trials) || !is.null(df)) {
     abort("`trials` and `df` are for `family = binomial()` and `student_t()` truths.",
           kind = "family", call = call, arg = if (is.null(df)) "trials" else "df")
   }

@@ -504,7 +504,7 @@ tables_constructors <- function() {
   res$print_expert <- run_cases("print.moe_expert", function(v) capture.output(print(v)),
                                 objs[5:6], any_value)
   # truths: each argument replaced by a malformed value
-  for (a in c(names(targs), "draw", "expert", "eta", "sd")) {
+  for (a in c(names(targs), "draw", "expert", "eta", "sd", "family", "trials", "df")) {
     res[[paste0("truth_", a)]] <- run_cases("moe_truth", function(v) {
       args <- targs
       args[a] <- list(v)
@@ -527,6 +527,20 @@ tables_constructors <- function() {
                           c(nasty_values, list(matrix(0.5, 3, 1), matrix(0.5, 3, 2), c(0.1, 0.2, 1e300))),
                           function(x) is.data.frame(x) && all(is.finite(x$y)))
   res$rmoe_design <- run_cases("rmoe", function(v) rmoe(10, tru, x_design = v), nasty_values,
+                               function(x) is.data.frame(x) && all(is.finite(x$y)))
+  # truths of other families: their own arguments malformed
+  gargs <- targs[c("beta0", "beta1", "a", "b")]
+  for (fam in list(poisson(), binomial())) for (a in c("trials", "df", "sigma")) {
+    res[[paste0("truth_", fam$family, "_", a)]] <- run_cases("moe_truth", function(v) {
+      args <- c(gargs, list(family = fam))
+      args[a] <- list(v)
+      do.call(moe_truth, args)
+    }, nasty_values, is_class("moe_truth"), label = sprintf("moe_truth(family = %s(), %s = v)",
+                                                           fam$family, a))
+  }
+  trb <- moe_truth(beta0 = 0, beta1 = 1, a = c(1, -1), b = c(0, 1), family = binomial())
+  res$rmoe_trials <- run_cases("rmoe", function(v) rmoe(10, trb, trials = v),
+                               c(nasty_values, list(1:10, 3)),
                                function(x) is.data.frame(x) && all(is.finite(x$y)))
   do.call(rbind, res)
 }

