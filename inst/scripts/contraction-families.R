@@ -28,10 +28,10 @@
 #             study uses 10 trials;
 #   t         locations 1 + 2 x and 4 - 2 x, scales 0.3 and 0.4, df 3 and 5,
 #             df estimated (student_t()).
-# "shipped": 8 sizes from 500 to 16,000, 40 replicates per family (about 2
-# minutes of CPU for each of poisson and binomial on one core; t more: its
-# density loss integrates numerically). "full": 12 sizes from 500 to 64,000,
-# 100 replicates.
+# "shipped": 8 sizes from 500 to 16,000, 40 replicates for poisson and
+# binomial (64 and 70 s of CPU on one core), 20 for t (about 30 s of CPU per
+# replicate, half of it the density losses, which integrate numerically:
+# about 10 minutes). "full": 12 sizes from 500 to 64,000, 100 replicates.
 
 library(bayesmoe)
 
@@ -49,10 +49,10 @@ log_grid <- function(from, to, length.out) {
 }
 if (size == "shipped") {
   n <- log_grid(500, 16000, 8)
-  reps <- 40L
+  reps <- c(poisson = 40L, binomial = 40L, t = 20L)
 } else {
   n <- log_grid(500, 64000, 12)
-  reps <- 100L
+  reps <- c(poisson = 100L, binomial = 100L, t = 100L)
 }
 
 truths <- list(
@@ -78,7 +78,7 @@ for (fam in families) {
     next
   }
   message(format(Sys.time()), " start ", fam)
-  cpu <- system.time(st <- moe_contraction(truths[[fam]](), n = n, reps = reps, K = 2,
+  cpu <- system.time(st <- moe_contraction(truths[[fam]](), n = n, reps = reps[[fam]], K = 2,
                                            method = "em", losses = c("D", "hellinger", "tv"),
                                            seed = seeds[[fam]], starts = 5,
                                            checkpoint = checkpoint_of(fam)))
