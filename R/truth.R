@@ -134,6 +134,10 @@ moe_truth <- function(beta0, beta1, a, b, sigma, draw = NULL, expert = expert_li
     })
   }
   fam <- resolve_family(family, if (missing(expert)) NULL else expert, call)
+  if (ffn && !inherits(fam, "moe_expert_ffn")) {
+    abort("`expert = expert_ffn()` takes `family = gaussian()` only.", kind = "family",
+          call = call, arg = "family")
+  }
   if (!is.null(fam) && !inherits(fam, "moe_expert_linear") && !ffn) {
     return(new_moe_truth_family(beta0, beta1, a, b, if (!missing(sigma)) sigma, fam,
                                 trials, df, sd, call))

@@ -40,6 +40,9 @@ test_that("malformed family truths get classed errors", {
   expect_error(binom_truth(trials = 2.5), class = "bayesmoe_error")
   expect_error(moe_truth(beta0 = 0, beta1 = 1, a = c(1, 1), b = c(0, 1), family = quasi()),
                class = "bayesmoe_error_family")
+  expect_error(moe_truth(beta0 = 0.5, beta1 = 3, eta = cbind(c(2, 0.5, 1.5, -0.5), c(-3, 1, 1, 0.5)),
+                         sigma = c(0.1, 0.1), expert = expert_ffn(1), family = poisson()),
+               class = "bayesmoe_error_family")
   expect_error(rmoe(10, pois_truth(), trials = 3), class = "bayesmoe_error_family")
   expect_error(rmoe(10, binom_truth(), trials = c(1, 2)), class = "bayesmoe_error")
   expect_error(rmoe(10, binom_truth(), trials = -1), class = "bayesmoe_error")
