@@ -270,7 +270,7 @@ posterior_predict.moe_mcmc <- function(object, newdata = NULL, draws = NULL, see
     par <- par_unflatten(s$D[i, ], s$p, s$q, s$K, s$spec)
     cm <- moe_components(par, s$des$X, s$des$Z)
     k <- draw_expert(exp(cm$log_gate), runif(n))
-    cm$mean[cbind(seq_len(n), k)] + cm$sd[k] * rnorm(n)
+    noise_draw(cm$mean[cbind(seq_len(n), k)], cm$sd[k], cm$df[k])
   }, numeric(n))))
   dim(out) <- c(nrow(s$D), n)
   dimnames(out) <- list(NULL, rownames(s$des$X))

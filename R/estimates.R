@@ -82,7 +82,7 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
         abort(sprintf("`probs` must be probabilities strictly between 0 and 1, not %s.",
                       describe(probs)), kind = "input", arg = "probs")
       }
-      q <- mixture_quantile(cm$log_gate, cm$mean, cm$sd, probs)
+      q <- mixture_quantile(cm$log_gate, cm$mean, cm$sd, probs, cm$df)
       rownames(q) <- rownames(des$X)
       q
     })

@@ -81,13 +81,19 @@ frame_fields <- function(fr) {
 moe_components <- function(par, X, Z) {
   list(log_gate = gate_log_prob(spec_gate(par$spec), Z, par),
        mean = expert_mean(spec_expert(par$spec), X, par$alpha),
-       sd = sqrt(par$sigma2))
+       sd = sqrt(par$sigma2), df = expert_df(spec_expert(par$spec), par))
+}
+
+# n x K log densities of the experts of moe_components() `cm` at y (n).
+component_logpdf <- function(cm, y) {
+  n <- length(y)
+  noise_logpdf(y, cm$mean, rep(cm$sd, each = n), if (!is.null(cm$df)) rep(cm$df, each = n))
 }
 
 # Per-observation log density log p(y_i | x_i, z_i).
 moe_log_density <- function(par, X, Z, y) {
   cm <- moe_components(par, X, Z)
-  row_lse(cm$log_gate + dnorm(y, cm$mean, rep(cm$sd, each = length(y)), log = TRUE))
+  row_lse(cm$log_gate + component_logpdf(cm, y))
 }
 
 # Row-wise log-sum-exp; -Inf for a row whose entries are all -Inf (a
@@ -102,21 +108,23 @@ row_lse <- function(lk) {
 # Posterior probabilities of the experts for each observation (n x K).
 responsibilities <- function(par, X, Z, y) {
   cm <- moe_components(par, X, Z)
-  lk <- cm$log_gate + dnorm(y, cm$mean, rep(cm$sd, each = length(y)), log = TRUE)
+  lk <- cm$log_gate + component_logpdf(cm, y)
   R <- exp(lk - row_lse(lk))
   R[!is.finite(rowSums(R)), ] <- 1 / ncol(R)
   R
 }
 
-# Mixture CDF quantiles by vectorised bisection, one row per observation.
-mixture_quantile <- function(log_gate, mean, sd, probs) {
+# Mixture CDF quantiles by vectorised bisection, one row per observation;
+# `df`: NULL (Gaussian experts) or the K degrees of freedom of Student-t
+# experts.
+mixture_quantile <- function(log_gate, mean, sd, probs, df = NULL) {
   # rows with missing covariates give NA
   ok <- !is.na(rowSums(mean) + rowSums(log_gate))
   if (!all(ok)) {
     out <- matrix(NA_real_, nrow(mean), length(probs),
                   dimnames = list(NULL, paste0(format(100 * probs, trim = TRUE), "%")))
     out[ok, ] <- mixture_quantile(log_gate[ok, , drop = FALSE], mean[ok, , drop = FALSE],
-                                  sd, probs)
+                                  sd, probs, df)
     return(out)
   }
   n <- nrow(mean)
@@ -125,12 +133,20 @@ mixture_quantile <- function(log_gate, mean, sd, probs) {
   lo0 <- apply(mean - 12 * sdm, 1L, min)
   hi0 <- apply(mean + 12 * sdm, 1L, max)
   out <- matrix(NA_real_, n, length(probs))
+  dfm <- if (!is.null(df)) matrix(df, n, length(df), byrow = TRUE)
   for (j in seq_along(probs)) {
     lo <- lo0
     hi <- hi0
+    if (!is.null(df)) {
+      # the mixture quantile lies between the smallest and the largest
+      # quantile of the experts (heavy tails make +-12 sd too narrow)
+      qk <- noise_quantile(probs[j], mean, sdm, dfm)
+      lo <- apply(qk, 1L, min)
+      hi <- apply(qk, 1L, max)
+    }
     for (it in 1:100) {
       mid <- (lo + hi) / 2
-      cdf <- rowSums(g * pnorm(mid, mean, sdm))
+      cdf <- rowSums(g * noise_cdf(mid, mean, sdm, dfm))
       below <- cdf < probs[j]
       lo[below] <- mid[below]
       hi[!below] <- mid[!below]

@@ -17,7 +17,7 @@
 # (the same as moe_log_density(), with the row maxima taken column-wise).
 log_density_rows <- function(par, X, Z, y) {
   cm <- moe_components(par, X, Z)
-  lk <- cm$log_gate + dnorm(y, cm$mean, rep(cm$sd, each = length(y)), log = TRUE)
+  lk <- cm$log_gate + component_logpdf(cm, y)
   mx <- lk[, 1L]
   if (ncol(lk) > 1L) for (k in 2:ncol(lk)) mx <- pmax(mx, lk[, k])
   out <- mx + log(rowSums(exp(lk - mx)))
@@ -27,13 +27,21 @@ log_density_rows <- function(par, X, Z, y) {
 
 # Quantiles of the mixture with gating probabilities `g`, means `mu` and
 # standard deviations `s` (R x K matrices, one mixture per row) at
-# probability `prob`, by Newton steps safeguarded by bisection.
-mixture_quantile_newton <- function(g, mu, s, prob, tol = 1e-11, maxit = 200L) {
-  lo <- mu[, 1L] - 12 * s[, 1L]
-  hi <- mu[, 1L] + 12 * s[, 1L]
-  if (ncol(mu) > 1L) for (k in 2:ncol(mu)) {
-    lo <- pmin(lo, mu[, k] - 12 * s[, k])
-    hi <- pmax(hi, mu[, k] + 12 * s[, k])
+# probability `prob`, by Newton steps safeguarded by bisection; `df`: NULL
+# (Gaussian experts) or the R x K degrees of freedom of Student-t experts.
+mixture_quantile_newton <- function(g, mu, s, prob, tol = 1e-11, maxit = 200L, df = NULL) {
+  if (is.null(df)) {
+    lo <- mu[, 1L] - 12 * s[, 1L]
+    hi <- mu[, 1L] + 12 * s[, 1L]
+    if (ncol(mu) > 1L) for (k in 2:ncol(mu)) {
+      lo <- pmin(lo, mu[, k] - 12 * s[, k])
+      hi <- pmax(hi, mu[, k] + 12 * s[, k])
+    }
+  } else {
+    # between the smallest and the largest quantile of the experts
+    qk <- noise_quantile(prob, mu, s, df)
+    lo <- apply(qk, 1L, min)
+    hi <- apply(qk, 1L, max)
   }
   x <- pmin(pmax(rowSums(g * mu), lo), hi)
   # work on the rows not yet converged; the working set is compacted when
@@ -41,8 +49,8 @@ mixture_quantile_newton <- function(g, mu, s, prob, tol = 1e-11, maxit = 200L) {
   idx <- seq_along(x)
   xw <- x
   for (it in seq_len(maxit)) {
-    Fx <- rowSums(g * stats::pnorm(xw, mu, s)) - prob
-    fx <- rowSums(g * dnorm(xw, mu, s))
+    Fx <- rowSums(g * noise_cdf(xw, mu, s, df)) - prob
+    fx <- rowSums(g * exp(noise_logpdf(xw, mu, s, df)))
     above <- Fx > 0
     hi[above] <- xw[above]
     lo[!above] <- xw[!above]
@@ -62,6 +70,7 @@ mixture_quantile_newton <- function(g, mu, s, prob, tol = 1e-11, maxit = 200L) {
       g <- g[keep, , drop = FALSE]
       mu <- mu[keep, , drop = FALSE]
       s <- s[keep, , drop = FALSE]
+      if (!is.null(df)) df <- df[keep, , drop = FALSE]
     }
   }
   x[idx] <- xw
@@ -85,8 +94,10 @@ draw_values <- function(D, des, type, y, probs, p, q, K, spec = make_spec()) {
       g <- exp(do.call(rbind, lapply(cms, `[[`, "log_gate")))
       mu <- do.call(rbind, lapply(cms, `[[`, "mean")) + des_offset(des)  # offset: R/model.R
       sd <- do.call(rbind, lapply(cms, function(cm) matrix(cm$sd, n, K, byrow = TRUE)))
+      df <- if (!is.null(cms[[1L]]$df))
+        do.call(rbind, lapply(cms, function(cm) matrix(cm$df, n, K, byrow = TRUE)))
       for (j in seq_len(m)) {
-        qj <- mixture_quantile_newton(g, mu, sd, probs[j])
+        qj <- mixture_quantile_newton(g, mu, sd, probs[j], df = df)
         out[s_idx, , j] <- t(matrix(qj, n, length(s_idx)))
       }
     }
@@ -168,7 +179,7 @@ residuals.moe_mcmc <- function(object, type = c("response", "pearson"), ...) {
     g <- exp(cm$log_gate)
     mu <- rowSums(g * cm$mean)
     m1 <- m1 + mu
-    m2 <- m2 + rowSums(g * (rep(par$sigma2, each = n) + cm$mean^2))
+    m2 <- m2 + rowSums(g * (rep(noise_var(par$sigma2, cm$df), each = n) + cm$mean^2))
   }
   m1 <- m1 / nrow(D)
   r <- object$y - m1

@@ -99,7 +99,7 @@ residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
     cm <- moe_components(par, object$X, object$Z)
     g <- exp(cm$log_gate)
     m <- rowSums(g * cm$mean)
-    v <- rowSums(g * (rep(par$sigma2, each = length(m)) + cm$mean^2)) - m^2
+    v <- rowSums(g * (rep(noise_var(par$sigma2, cm$df), each = length(m)) + cm$mean^2)) - m^2
     r <- r / sqrt(v)
   }
   r
@@ -341,7 +341,7 @@ simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
     cs <- g
     for (j in seq_len(ncol(g))[-1L]) cs[, j] <- cs[, j - 1L] + g[, j]
     k <- 1L + rowSums(u > cs[, -ncol(g), drop = FALSE])
-    cm$mean[cbind(seq_len(n), k)] + cm$sd[k] * rnorm(n)
+    noise_draw(cm$mean[cbind(seq_len(n), k)], cm$sd[k], cm$df[k])
   }, pars = simulation_pars(object, nsim)))
   names(out) <- paste0("sim_", seq_len(nsim))
   out <- as.data.frame(out)

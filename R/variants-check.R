@@ -41,6 +41,7 @@ rebuild_variant <- function(obj) {
     switch(type, linear = function(o) expert_linear(),
            ffn = function(o) expert_ffn(o$hidden, o$activation, o$lm_steps, o$mh_steps,
                                         o$prior_sd),
+           t = function(o) expert_t(o$df),
            NULL)
   }
   if (is.null(make)) return(NULL)

@@ -64,7 +64,7 @@ typedef enum { GATE_SOFTMAX = 0, GATE_TOPK = 1, GATE_TEMPERATURE = 2,
 
 /* Expert family codes (expert_c() in R). */
 typedef enum { FAMILY_GAUSSIAN_LINEAR = 0, FAMILY_FFN = 1,
-               FAMILY_NTYPES = 2 } moe_family_type;
+               FAMILY_STUDENT_T = 2, FAMILY_NTYPES = 3 } moe_family_type;
 
 struct moe_gate_ops;
 typedef struct {
@@ -243,6 +243,7 @@ typedef struct {
   const double *s_w2;     /* q: prior variances of the gating coefficients */
   int exchangeable;       /* 1: u_k iid N(0, diag(s_w2)), w_k = u_k - u_K;
                              0: w_k iid N(0, diag(s_w2)), k < K */
+  double df_shape, df_rate; /* Student-t experts: nu_k ~ Gamma(shape, rate) */
 } moe_mcmc_prior;
 
 /* What one call runs: `warmup` discarded sweeps, then `iter` sweeps of which
@@ -352,6 +353,24 @@ int gaussian_conjugate_draw(int p, const double *S, const double *sy,
                             double yty, double nk, const moe_mcmc_prior *pr,
                             double *alpha_k, double *sigma2_k, double *work);
 #define GAUSSIAN_DRAW_WORK(p) (2 * (R_xlen_t) (p) * (p) + 4 * (R_xlen_t) (p))
+
+/* ---- family_t.c: linear experts with Student-t noise ----
+ * nu_k in [T_DF_MIN, T_DF_MAX] when estimated (EM search range; the Gibbs
+ * sampler's prior is truncated to it: keep in sync with t_df_bounds in
+ * R/family-t.R). T_INNER: ECME rounds per EM M-step; T_MH_STEPS: Metropolis
+ * steps on log nu_k per sweep. */
+#define T_DF_MIN 0.1
+#define T_DF_MAX 1e4
+#define T_INNER 25
+#define T_MH_STEPS 3
+typedef struct {
+  int p, K;
+  int estimate;          /* 1: nu_k is row p of alpha; 0: nu fixed */
+  double df_fixed;       /* the fixed nu (estimate = 0) */
+  double df_shape, df_rate; /* Gamma prior of nu_k (Gibbs) */
+  double *df;            /* K scratch: nu of the last mean() / mstep() */
+} t_family_info;
+void moe_family_t(moe_expert_family *f, const t_family_info *info);
 
 /* ---- prior.c: the gating prior ----
  * On a softmax level of Kl categories with free coefficients Wf (q x (Kl -
