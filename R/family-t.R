@@ -102,6 +102,7 @@ is_t_softmax <- function(spec) {
 
 # The expert object of student_t(df).
 expert_t <- function(df = NULL) {
+  if (!is.null(df)) df <- check_t_df(df)
   structure(list(type = "t", df = df), class = c("moe_expert_t", "moe_expert"))
 }
 
@@ -204,5 +205,8 @@ t_prior_draw <- function(pc, K, spec) {
 t_df_prior_draw <- function(pc, K) {
   lo <- stats::pgamma(t_df_bounds[1L], pc$df_shape, pc$df_rate)
   hi <- stats::pgamma(t_df_bounds[2L], pc$df_shape, pc$df_rate)
-  stats::qgamma(lo + (hi - lo) * stats::runif(K), pc$df_shape, pc$df_rate)
+  df <- stats::qgamma(lo + (hi - lo) * stats::runif(K), pc$df_shape, pc$df_rate)
+  # extreme priors put (nearly) all their mass beyond a bound: stay inside
+  df[!is.finite(df)] <- if (lo >= 0.5) t_df_bounds[2L] else t_df_bounds[1L]
+  pmin(pmax(df, t_df_bounds[1L]), t_df_bounds[2L])
 }

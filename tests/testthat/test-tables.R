@@ -33,11 +33,17 @@ test_that("the lists sent to C carry the fields C reads", {
   tb <- tables()
   expect_identical(names(bayesmoe:::gate_c(gate_hierarchical(c(1, 1, 2)), 3L)),
                    tb$gate_fields)
-  expect_identical(names(bayesmoe:::expert_c(expert_ffn())), tb$family_fields)
+  ffn <- names(bayesmoe:::expert_c(expert_ffn()))
+  t_est <- names(bayesmoe:::expert_c(bayesmoe:::expert_t()))
+  expect_identical(t_est, names(bayesmoe:::expert_c(bayesmoe:::expert_t(3))))
   expect_true(all(names(bayesmoe:::expert_c(expert_linear())) %in% tb$family_fields))
+  expect_true(all(c(ffn, t_est) %in% tb$family_fields))
+  expect_setequal(union(ffn, t_est), tb$family_fields)
   pc <- bayesmoe:::prior_internal(moe_prior(), 2L, 2L)
   expect_true(all(tb$prior_fields %in% names(pc)))
   # every gate type and family the R constructors make has a C code
   for (g in list(gate_softmax(), gate_topk(1), gate_temperature(2), gate_hierarchical(c(1, 2))))
     expect_true(g$type %in% names(tb$gate))
+  for (e in list(expert_linear(), expert_ffn(), bayesmoe:::expert_t()))
+    expect_true(e$type %in% names(tb$family))
 })
