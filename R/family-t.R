@@ -191,13 +191,13 @@ expert_state_init.moe_expert_t <- function(expert, K) {
   if (t_estimates_df(expert)) c(rep(log(0.5), K), rep(0, K)) else numeric()
 }
 
-# A draw of the parameters from the prior (internal scale): the conjugate
-# expert prior and the gating as prior_draw_spec(), and the degrees of
-# freedom from their truncated Gamma prior.
-t_prior_draw <- function(pc, K, spec) {
-  par <- prior_draw_spec(pc, K, spec)
-  expert <- spec_expert(spec)
-  if (t_estimates_df(expert)) par$alpha <- rbind(par$alpha, t_df_prior_draw(pc, K))
+# A draw from the prior (internal scale) of a parameter list `par` of
+# linear experts (prior_draw_spec()) completed for Student-t experts: the
+# degrees of freedom from their truncated Gamma prior as a last row of alpha.
+t_complete_draw <- function(par, pc, K) {
+  if (t_estimates_df(spec_expert(par$spec))) {
+    par$alpha <- rbind(par$alpha, t_df_prior_draw(pc, K))
+  }
   par
 }
 

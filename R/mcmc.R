@@ -574,7 +574,7 @@ chain_prior_draw <- function(pc, K, spec, X) {
   if (inherits(expert, "moe_expert_ffn")) {
     return(ffn_prior_draw(pc, expert, ncol(ffn_inputs(X)), K))
   }
-  if (inherits(expert, "moe_expert_t")) return(t_prior_draw(pc, K, spec))
+  if (inherits(expert, "moe_expert_t")) return(t_complete_draw(prior_draw_spec(pc, K, spec), pc, K))
   prior_draw_spec(pc, K, spec)
 }
 

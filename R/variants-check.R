@@ -18,12 +18,6 @@ check_variants <- function(gate, expert, K, call = NULL) {
   list(gate = gate_resolve(gate, K, call), expert = expert)
 }
 
-describe_object <- function(x) {
-  if (is.object(x) && !is.data.frame(x) && !inherits(x, "formula")) {
-    sprintf("an object of class \"%s\"", class(x)[1L])
-  } else describe(x)
-}
-
 # A gate or expert object rebuilt by its constructor from its own fields:
 # NULL unless the object is exactly what the constructor makes (hand-built or
 # edited objects with unknown types or invalid fields are refused before any

@@ -69,14 +69,14 @@ functionals <- function(alpha, sigma2, W, x0) {
 }
 
 one_rep <- function() {
-  th <- ns$t_prior_draw(pc, K, spec)
+  th <- ns$t_complete_draw(ns$prior_draw_spec(pc, K, spec), pc, K)
   x <- rnorm(n)
   X <- cbind(1, x)
   g <- exp(ns$log_softmax_rows(X %*% th$W))
   k <- 1L + rowSums(runif(n) > t(apply(g, 1L, cumsum))[, -K, drop = FALSE])
   y <- rowSums(X * t(th$alpha[1:2, k])) + sqrt(th$sigma2[k]) * rt(n, th$alpha[3L, k])
   s <- list(y = y, X = X, Z = X, w = rep(1, n))
-  init <- ns$t_prior_draw(pc, K, spec)
+  init <- ns$t_complete_draw(ns$prior_draw_spec(pc, K, spec), pc, K)
   cc <- ns$mcmc_control_c(warmup, iter, 1L, 0L, 0L, 1L, mode)
   res <- ns$gibbs_chain_c(s, pc, K, init, gate, expert, numeric(),
                           xstate0, cc, nbg)
