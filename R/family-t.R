@@ -24,7 +24,10 @@
 #' \eqn{\nu_k} **per expert**, reported as the parameter `df` of each expert
 #' (after its coefficients, before `sigma2`); the estimates are kept in
 #' \eqn{[0.1, 10^4]}. A number fixes \eqn{\nu_k = } `df` for every expert
-#' (a large value gives nearly Gaussian experts).
+#' (a large value gives nearly Gaussian experts). An expert without heavy
+#' tails has its estimate at the upper end \eqn{10^4}; `vcov()` then holds
+#' that \eqn{\nu_k} fixed (its standard error is `NA`, the others are
+#' computed given it).
 #'
 #' **EM** ([moe_em()]) uses the scale-mixture form \eqn{y \mid u \sim
 #' N(x^\top a_k, \sigma_k^2 / u)}, \eqn{u \sim \mathrm{Gamma}(\nu_k/2,
@@ -162,6 +165,17 @@ expert_to_internal.moe_expert_t <- function(expert, sc, alpha) {
   i <- t_coef_rows(expert, alpha)
   alpha[i, ] <- expert_to_internal(expert_linear(), sc, alpha[i, , drop = FALSE])
   alpha
+}
+
+# The df estimated on a bound of t_df_bounds (at the upper one the expert is
+# Gaussian and its information about df vanishes): their positions in the
+# par_flatten() layout (P_e + 1 entries per expert, df the P_e-th).
+expert_bound_index.moe_expert_t <- function(expert, par) {
+  if (!t_estimates_df(expert)) return(integer())
+  df <- expert_df(expert, par)
+  pe <- nrow(as.matrix(par$alpha))
+  at <- df >= t_df_bounds[2L] * (1 - 1e-3) | df <= t_df_bounds[1L] * (1 + 1e-3)
+  (which(at) - 1L) * (pe + 1L) + pe
 }
 
 # Relabelling features: the coefficients on the internal scale and log df.

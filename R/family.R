@@ -116,6 +116,13 @@ expert_df <- function(expert, par) UseMethod("expert_df")
 
 expert_df.default <- function(expert, par) NULL
 
+# Positions (in the par_flatten() layout) of the expert parameters of `par`
+# estimated on a bound of their range, which vcov() holds fixed: none for
+# Gaussian experts.
+expert_bound_index <- function(expert, par) UseMethod("expert_bound_index")
+
+expert_bound_index.default <- function(expert, par) integer()
+
 # Log density, distribution function, quantiles and draws of the noise
 # model of moe_components(): location `mean`, scale `sd` and, for Student-t
 # experts, degrees of freedom `df` (NULL: Gaussian), recycled as dnorm() does.

@@ -57,7 +57,16 @@ vcov.moe_em <- function(object, ...) {
   K <- object$K
   par_int <- par_to_internal(sc, moe_point(object))
   info <- moe_information(par_int, s$y, s$X, s$Z, object$weights)
-  V <- invert_information(info, "The observed information is not invertible (a degenerate or weakly identified fit); standard errors are NA.")
+  # parameters estimated on a bound of their range (R/family.R) are held
+  # fixed: the information is that of the others, their variances are NA
+  fixed <- expert_bound_index(spec_expert(spec), par_int)
+  free <- setdiff(seq_len(nrow(info)), fixed)
+  Vf <- invert_information(info[free, free, drop = FALSE], "The observed information is not invertible (a degenerate or weakly identified fit); standard errors are NA.")
+  V <- NULL
+  if (!is.null(Vf)) {
+    V <- matrix(0, nrow(info), ncol(info))
+    V[free, free] <- Vf
+  }
   if (is.null(V)) {
     V <- matrix(NA_real_, nrow(info), ncol(info))
   } else {
@@ -75,6 +84,8 @@ vcov.moe_em <- function(object, ...) {
       warn("Some variances of the estimates overflow double precision on the original scale of the data (covariates of extreme magnitude); those entries are infinite. Rescale the covariates for finite standard errors.",
            kind = "information")
     }
+    V[fixed, ] <- NA_real_
+    V[, fixed] <- NA_real_
   }
   dimnames(V) <- list(nm, nm)
   V
