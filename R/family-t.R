@@ -120,6 +120,10 @@ expert_label.moe_expert_t <- function(expert) {
     sprintf("linear Student-t (df = %s)", format(expert$df))
 }
 
+expert_noise_label.moe_expert_t <- function(expert) {
+  "squared scale sigma2 and scale sigma (t noise)"
+}
+
 expert_call.moe_expert_t <- function(expert) {
   sprintf("student_t(%s)", if (t_estimates_df(expert)) "" else format(expert$df))
 }

@@ -116,6 +116,11 @@ expert_df <- function(expert, par) UseMethod("expert_df")
 
 expert_df.default <- function(expert, par) NULL
 
+# What `sigma2` and `sigma` of the experts are, for printing.
+expert_noise_label <- function(expert) UseMethod("expert_noise_label")
+
+expert_noise_label.default <- function(expert) "variance sigma2 and sd sigma"
+
 # Positions (in the par_flatten() layout) of the expert parameters of `par`
 # estimated on a bound of their range, which vcov() holds fixed: none for
 # Gaussian experts.

@@ -371,7 +371,8 @@ print.moe_fit <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   cat(fit_title(x), "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
   par <- moe_point(x)
-  print_experts(x, par, digits, "Experts (columns) -- coefficients, variance sigma2 and sd sigma:")
+  print_experts(x, par, digits, sprintf("Experts (columns) -- coefficients, %s:",
+                                        expert_noise_label(fit_spec(x)$expert)))
   print_gating(x$gate, par, x$K, digits)
   cat("\n", fit_footer(x), "\n", sep = "")
   invisible(x)
