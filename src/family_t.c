@@ -19,13 +19,14 @@
  *    from the last mean() or mstep() call: the drivers call one of them on
  *    the same parameters before every logdens();
  *  - mstep: ECME for the weighted t regression of expert k (weights v_i =
- *    wt_i R_ik; Liu and Rubin 1995): up to T_INNER rounds of (1) latent
- *    precisions u_i = (nu + 1) / (nu + r_i^2 / sigma2) at the current
- *    parameters, (2) weighted least squares with weights v_i u_i and
- *    sigma2 = sum v_i u_i r_i^2 / sum v_i, (3) nu by golden-section
- *    maximisation of the weighted t log-likelihood over log nu (kept only
- *    when it does not lower it). Each step raises the expert's weighted
- *    log-likelihood, so the EM log-likelihood never decreases;
+ *    wt_i R_ik; Liu and Rubin 1995): rounds of (1) latent precisions u_i =
+ *    (nu + 1) / (nu + r_i^2 / sigma2) at the current parameters and (2)
+ *    weighted least squares with weights v_i u_i and sigma2 = sum v_i u_i
+ *    r_i^2 / sum v_i, until the expert's weighted log-likelihood settles
+ *    (at most T_INNER rounds), then (3) nu by golden-section maximisation
+ *    of that log-likelihood over log nu (kept only when it does not lower
+ *    it). Each step raises the expert's weighted log-likelihood, so the EM
+ *    log-likelihood never decreases;
  *  - draw: per expert, latent precisions U_i ~ Gamma(c (nu + 1) / 2, rate
  *    (nu + r_i^2 / sigma2) / 2) for the c = N_ki copies of observation i
  *    (the sum of their c precisions), the conjugate normal / inverse-gamma
@@ -44,9 +45,13 @@ static const t_family_info *tinfo(const moe_expert_family *f)
   return (const t_family_info *) f->info;
 }
 
+/* The df of an EM start (alpha_k's df row still 0 before the first M-step). */
+#define T_DF_START 10.0
+
 static double t_df(const t_family_info *in, const double *alpha_k)
 {
-  return in->estimate ? alpha_k[in->p] : in->df_fixed;
+  if (!in->estimate) return in->df_fixed;
+  return alpha_k[in->p] > 0.0 ? alpha_k[in->p] : T_DF_START;
 }
 
 /* log Gamma((nu + 1) / 2) - log Gamma(nu / 2) - log(nu pi) / 2, with its
@@ -162,7 +167,6 @@ static int t_mstep(const moe_expert_family *f, const moe_data *d,
     for (int a = 0; a < p; a++) m += d->X[i + (R_xlen_t) a * n] * alpha_k[a];
     mu_k[i] = m;
   }
-  if (!(nu > 0.0)) nu = in->estimate ? 10.0 : in->df_fixed;
   if (!(s2 > 0.0)) s2 = 1.0;
   double obj_old = R_NegInf;
   for (int it = 0; it < T_INNER; it++) {
@@ -186,9 +190,12 @@ static int t_mstep(const moe_expert_family *f, const moe_data *d,
       double r = y[i] - mu_k[i];
       z[i] = r * r / s2;
     }
-    if (in->estimate) nu = df_maximise(n, v, z, nu);
     double obj = df_objective(n, v, z, nu) - 0.5 * nk * log(s2);
-    if (fabs(obj - obj_old) <= 1e-10 * (1.0 + fabs(obj))) break;
+    int last = it == T_INNER - 1 || fabs(obj - obj_old) <= 1e-10 * (1.0 + fabs(obj));
+    if (last) {
+      if (in->estimate) nu = df_maximise(n, v, z, nu);
+      break;
+    }
     obj_old = obj;
   }
   *sigma2_k = s2;
