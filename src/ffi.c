@@ -597,7 +597,9 @@ static ffn_prior ffn_prior_of(const moe_mcmc_prior *pr, double s_hid2)
 
 /* The family table of `expert` on the design X (n x p); `info` must outlive
  * `f`. For FFN experts with a prior list (Gibbs), its output-layer prior
- * comes from `prior` (moe_mcmc_prior, H + 1 coefficients). */
+ * comes from `prior` (moe_mcmc_prior, H + 1 coefficients). Student-t
+ * experts keep their constants (t_family_info) in R_alloc() memory; their
+ * df prior comes from `pr` (Gibbs). */
 static void make_family(SEXP expert, SEXP X, int K, const moe_mcmc_prior *pr,
                         ffn_family_info *info, moe_expert_family *f)
 {

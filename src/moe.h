@@ -9,7 +9,8 @@
  *    gate_temperature.c, gate_hier.c, gate_topk.c;
  *  - an expert family (moe_expert_family: mean, log-density, weighted
  *    M-step, Gibbs update, work size): family_gaussian.c (linear Gaussian
- *    experts), family_ffn.c (feed-forward network experts);
+ *    experts), family_ffn.c (feed-forward network experts), family_t.c
+ *    (linear Student-t experts);
  *  - the gating prior (moe_mcmc_prior; prior.c: log density, gradient,
  *    Hessian, conditional of one column), which every sampler and update
  *    calls.
