@@ -39,13 +39,6 @@ describe <- function(x) {
   class(x)[1L]
 }
 
-# describe(), naming the class of objects (gates, experts, families, fits).
-describe_object <- function(x) {
-  if (is.object(x) && !is.data.frame(x) && !inherits(x, "formula")) {
-    sprintf("an object of class \"%s\"", class(x)[1L])
-  } else describe(x)
-}
-
 check_number <- function(x, arg, lower = -Inf, upper = Inf, whole = FALSE,
                          strict_lower = FALSE, allow_inf = FALSE, call = NULL) {
   what <- if (whole) "a whole number" else "a number"

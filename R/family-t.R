@@ -87,7 +87,7 @@ check_t_df <- function(df, call = NULL) {
   as.numeric(df)
 }
 
-# The registry entry of student_t() (registered in R/family.R, which is
+# The registry entry of student_t() (registered in R/variants-check.R, which is
 # collated after this file): the expert object of a student_t() family.
 make_expert_student_t <- function(family, expert, call) {
   if (!is.null(expert) && !inherits(expert, "moe_expert_linear")) {

@@ -69,6 +69,36 @@
 #' posterior draw (density distances on `density_draws` evenly spaced draws)
 #' and summarised by the posterior mean and the `probs` quantile.
 #'
+#' @section Checkpoints and clusters:
+#' With `checkpoint = dir` every finished task is written to `dir` as soon as
+#' it finishes (by the process that ran it, to a temporary file then renamed,
+#' so a file is complete or absent), together with a fingerprint of the study
+#' (an MD5 sum of the truth, the settings, the task table and the random
+#' number streams). Running the same call again after an interruption
+#' (Ctrl-C, a killed R session, a dead worker) reads the finished tasks and
+#' runs only the others: each task has its own L'Ecuyer-CMRG stream fixed by
+#' `seed` and its place in the task table, so the results are identical to
+#' those of an uninterrupted run (except the CPU seconds in `$runs`). A call
+#' whose arguments make another study (other `n`, `reps`, `seed`, truth or
+#' settings; `drop_n` may change) is refused with an error of class
+#' `bayesmoe_error_checkpoint`. Tasks are saved as they finish when the
+#' directory is visible to the workers (any local plan, or a shared file
+#' system on a cluster); otherwise when their results reach the main R
+#' session.
+#'
+#' A task whose code fails (an error outside the fit, whose own errors are
+#' recorded in `$runs`) does not stop the others: the result lists it in
+#' `$failed` (task number, `n`, `rep`, its random number stream and the error
+#' message), with a warning of class `bayesmoe_warning_task`. Rerun it alone
+#' with the same arguments and `task_ids = $failed$task` (with the checkpoint
+#' the same call without `task_ids` also runs just the missing tasks). When
+#' a worker dies the run stops with an error of class
+#' `bayesmoe_error_worker`; the tasks finished by then are in the
+#' checkpoint. The tasks run through [future.apply::future_lapply()], so
+#' the backend is any [future::plan()]: `multisession` on one machine,
+#' `cluster` on several, or a scheduler through future.batchtools (see
+#' `vignette("contraction", package = "bayesmoe")`).
+#'
 #' @section Random number of experts:
 #' With `K = prior_K(...)` the number of experts is random, as in the
 #' random-K regime of the theory (a mixture of finite mixtures, Miller and
@@ -145,6 +175,14 @@
 #'   methods.
 #' @param density_draws For MCMC fits: the number of posterior draws on
 #'   which density distances are computed.
+#' @param checkpoint `NULL`, or a directory (created if needed) where every
+#'   finished (n, replicate) task is saved at once; see "Checkpoints and
+#'   clusters". Needs a `seed`.
+#' @param task_ids `NULL` (all tasks), or the numbers of the tasks to run:
+#'   task \eqn{i} is row \eqn{i} of `expand.grid(rep = seq_len(reps), n = n)`
+#'   (`n` sorted; the column `task` of `$failed`). The result holds the tasks
+#'   run and those found in
+#'   the `checkpoint`.
 #' @return An object of class `moe_contraction`, a list with
 #'   * `results`: a data frame with one row per sample size, replicate, loss
 #'     and statistic: `n`, `rep`, `loss` (`"D1"`, `"D2"`, `"hellinger"`,
@@ -160,7 +198,10 @@
 #'     distances in two-atom cells (when recorded);
 #'   * `runs`: per fit the CPU seconds, EM iterations, log-likelihood, status
 #'     and the first warning or error message;
-#'   * `truth` and `settings`.
+#'   * `truth` and `settings`;
+#'   * when tasks failed, `failed`: per failed task its number, `n`, `rep`,
+#'     random number stream (`.Random.seed` as text) and error message (see
+#'     "Checkpoints and clusters");
 #'   * with a prior on K: `K_post`, `K_est` and `K_table` (see "Random
 #'     number of experts").
 #' @seealso [moe_contraction_slopes()], [plot.moe_contraction()],
@@ -195,7 +236,7 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
                             x_design = c("uniform", "grid"), drop_n = 0, cells = NULL,
                             reference = c("best", "fixed"), translation = NULL,
                             rbar = c(1, 4, 6), probs = 0.9, control = NULL, mcmc = list(),
-                            density_draws = 100) {
+                            density_draws = 100, checkpoint = NULL, task_ids = NULL) {
   call <- sys.call()
   if (!inherits(truth, "moe_truth")) {
     abort(sprintf("`truth` must be made by `moe_truth()`, not %s.", describe(truth)),
@@ -306,32 +347,61 @@ moe_contraction <- function(truth, n, reps = 40, K = truth$K, method = c("em", "
                    ls_truth = ls_truth, random_K = random_K, prior_K = prior_K)
   if (random_K) settings$K <- NA_integer_
   tasks <- data.frame(n = rep(n, each = reps), rep = rep(seq_len(reps), length(n)))
+  run_ids <- check_task_ids(task_ids, nrow(tasks), call)
+  if (!is.null(checkpoint) && is.null(seed)) {
+    abort("`seed` must be given with `checkpoint`: a resumed study must draw the same random numbers.",
+          call = call, arg = "seed")
+  }
   # without a seed, draw one from (and advance) the caller's stream
   if (is.null(seed)) seed <- sample.int(.Machine$integer.max, 1L)
   restore <- save_rng()
   on.exit(restore(), add = TRUE)
   settings$seed <- seed
   streams <- rng_streams(seed, nrow(tasks))
+  labels <- sprintf("n = %d, replicate %d of %d", tasks$n, tasks$rep, reps)
+  # the results depend on everything but drop_n (the slopes are refitted)
+  ck <- checkpoint_open(checkpoint, "moe_contraction",
+                        list(truth = truth, settings = settings[names(settings) != "drop_n"],
+                             tasks = tasks, streams = streams),
+                        nrow(tasks), labels, call)
   # one progress step per task (R/progress.R)
   tick <- progress_open(nrow(tasks), sprintf("moe_contraction(): %s, %d sample size%s x %d replicate%s",
                                              method, length(n), if (length(n) > 1L) "s" else "",
                                              reps, if (reps > 1L) "s" else ""))
   on.exit(progress_close(tick), add = TRUE)
-  task <- progress_wrap(contraction_task, tick,
-                        sprintf("n = %d, replicate %d of %d", tasks$n, tasks$rep, reps))
-  out <- if (requireNamespace("future.apply", quietly = TRUE)) {
-    # MCMC tasks take seconds to minutes and grow with n (the tasks are in
-    # order of n): one future per task balances the workers; the quick EM
-    # and least-squares tasks are sent in one chunk per worker
-    future.apply::future_lapply(seq_len(nrow(tasks)), task, tasks = tasks,
-                                truth = truth, settings = settings, streams = streams,
-                                future.seed = streams, future.packages = "bayesmoe",
-                                future.scheduling = if (method == "mcmc") Inf else 1)
-  } else {
-    lapply(seq_len(nrow(tasks)), task, tasks = tasks, truth = truth,
-           settings = settings, streams = streams)
+  task <- progress_wrap(contraction_task, tick, labels)
+  # MCMC tasks take seconds to minutes and grow with n (the tasks are in
+  # order of n): one future per task balances the workers; the quick EM
+  # and least-squares tasks are sent in one chunk per worker
+  run <- run_tasks(task, run_ids, tasks = tasks, truth = truth, settings = settings,
+                   streams = streams, ck = ck,
+                   scheduling = if (method == "mcmc") Inf else 1, info = tasks,
+                   on_resume = function(ids) {
+                     for (i in ids) tick(sprintf("%s (from the checkpoint)", labels[i]))
+                   }, call = call)
+  x <- new_moe_contraction(run$values, tasks, truth, settings)
+  if (nrow(run$failed)) {
+    x$failed <- run$failed
+    warn(sprintf("%d of %d tasks failed; their results are missing (the others are kept%s):\n%s\nRerun them alone with `task_ids = c(%s)`%s; `$failed` has their random number streams.",
+                 nrow(run$failed), length(run_ids),
+                 if (is.null(ck)) "" else " and in the checkpoint",
+                 paste(failed_text(run$failed), collapse = "\n"),
+                 paste(run$failed$task, collapse = ", "),
+                 if (is.null(ck)) "" else " (or run the same call again: it resumes from the checkpoint)"),
+         kind = "task", call = call, failed = run$failed)
   }
-  new_moe_contraction(out, tasks, truth, settings)
+  x
+}
+
+# The tasks to run: all (NULL) or distinct whole numbers in 1..n_tasks.
+check_task_ids <- function(ids, n_tasks, call = NULL) {
+  if (is.null(ids)) return(seq_len(n_tasks))
+  if (!is.numeric(ids) || !length(ids) || anyNA(ids) || any(abs(ids - round(ids)) > 1e-8) ||
+      any(ids < 1) || any(ids > n_tasks) || anyDuplicated(round(ids))) {
+    abort(sprintf("`task_ids` must be distinct whole numbers in 1..%d (rows of the task table), not %s.",
+                  n_tasks, describe(ids)), call = call, arg = "task_ids")
+  }
+  sort(as.integer(round(ids)))
 }
 
 check_drop <- function(drop, n_sizes, call = NULL) {
@@ -696,6 +766,10 @@ print.moe_contraction <- function(x, digits = 3L, ...) {
   if (nerr || nmax || nwarn) {
     cat(sprintf("Of %d fits: %d failed, %d did not converge, %d raised warnings (see `$runs`).\n",
                 nrow(x$runs), nerr, nmax, nwarn))
+  }
+  if (!is.null(x$failed)) {
+    cat(sprintf("%d task%s failed and %s missing (see `$failed`).\n", nrow(x$failed),
+                if (nrow(x$failed) > 1L) "s" else "", if (nrow(x$failed) > 1L) "are" else "is"))
   }
   cat(sprintf("Slope of log mean loss on log n (theory: -0.5)%s:\n",
               if (x$settings$drop_n > 0L) sprintf(", %d smallest n dropped", x$settings$drop_n)

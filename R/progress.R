@@ -50,8 +50,9 @@ nested_tick <- function(outer) {
 }
 
 # `FUN(i, ...)` for lapply() / future_lapply() that reports a step with
-# message `labels[i]` when it returns, and makes the calls inside it (also in
-# a future's worker) report to `tick`. The returned function refers only to
+# message `labels[i]` when it returns (none when `labels` is NULL: FUN
+# reports its own steps), and makes the calls inside it (also in a future's
+# worker) report to `tick`. The returned function refers only to
 # base R and to the objects in its environment.
 progress_wrap <- function(FUN, tick, labels) {
   force(FUN)
@@ -62,7 +63,7 @@ progress_wrap <- function(FUN, tick, labels) {
     old <- options(bayesmoe.progress = nest(tick))
     on.exit(options(old), add = TRUE)
     res <- FUN(i, ...)
-    tick(labels[i])
+    if (!is.null(labels)) tick(labels[i])
     res
   }
 }

@@ -69,6 +69,21 @@
 #' @param seed `NULL` or a whole number from which the seeds of every fit
 #'   are derived (the caller's random number state is then left untouched).
 #' @param ... Settings of the fits, passed on by name (see Details).
+#' @param checkpoint `NULL`, or a directory (created if needed) where every
+#'   fit is saved as soon as it is made: the EM fit of each \eqn{k}, the
+#'   MCMC fit of each \eqn{k} with its marginal likelihood, the over-fitted
+#'   fit. Running the same call again after an interruption reads the saved
+#'   fits and makes only the others, with the same seeds, so the result is
+#'   the one of an uninterrupted run (except the CPU seconds). The directory
+#'   belongs to one call: a call with other data, `K`, methods, prior, seed
+#'   or settings is refused with an error of class
+#'   `bayesmoe_error_checkpoint`. Needs a `seed`. The fits run through
+#'   [future.apply::future_lapply()] (any [future::plan()]; see
+#'   [moe_contraction()], "Checkpoints and clusters"); a fit that fails is
+#'   reported in an error of class `bayesmoe_error_task` (its field
+#'   `failed`: the fit, its `K`, the error message) after the others have
+#'   been saved, so that the same call, once the cause is fixed, makes only
+#'   the failed fits.
 #' @return An object of class `moe_select`: `probs` (named by `K`; for
 #'   `"mtm"` the frequencies of the values in `K`, which do not sum to one
 #'   when the MTM estimate falls outside `K` in some draws, see `mtm$probs`),
@@ -92,7 +107,7 @@
 #' @export
 moe_select <- function(formula, data, K = 1:6, gating = NULL,
                        method = c("posterior", "mtm", "bic", "icl"),
-                       prior = moe_prior(), seed = NULL, ...) {
+                       prior = moe_prior(), seed = NULL, ..., checkpoint = NULL) {
   call <- match.call()
   ecall <- sys.call()
   Ks <- select_check_K(K, ecall)
@@ -130,79 +145,92 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
                                          paste(Ks, collapse = ", "),
                                          paste(methods, collapse = ", ")))
   on.exit(progress_close(tick), add = TRUE)
-  step <- function(what) {
-    tick(what)
-    if (show) message(sprintf("moe_select(): %s done", what))
-  }
-  env <- environment()
+  step <- select_step(tick, show)
   seeds <- with_seed(seed, sample.int(.Machine$integer.max, 2L * length(Ks) + 1L))
-  warns <- character()
-  unreliable <- integer()
-  degenerate_em <- integer()
-  collect <- function(expr, label, K = NA_integer_) {
-    withCallingHandlers(expr, bayesmoe_warning = function(w) {
-      warns <<- c(warns, sprintf("%s: %s", label, conditionMessage(w)))
-      if (inherits(w, "bayesmoe_warning_marglik")) unreliable <<- c(unreliable, K)
-      if (inherits(w, "bayesmoe_warning_degenerate") && grepl("^EM", label)) {
-        degenerate_em <<- c(degenerate_em, K)
-      }
-      invokeRestart("muffleWarning")
-    })
+  # the fits as tasks (R/checkpoint.R): an EM fit per K; with "posterior"
+  # an MCMC fit and its marginal likelihood per K; with "mtm" alone the
+  # over-fitted MCMC fit
+  jobs <- rbind(data.frame(kind = "em", K = Ks, stringsAsFactors = FALSE),
+                if (post) data.frame(kind = "posterior", K = Ks, stringsAsFactors = FALSE),
+                if (!post && "mtm" %in% methods) {
+                  data.frame(kind = "mtm", K = max(Ks), stringsAsFactors = FALSE)
+                })
+  job_steps <- lapply(seq_len(nrow(jobs)), function(j) {
+    k <- jobs$K[j]
+    switch(jobs$kind[j], em = sprintf("EM, K = %d", k),
+           posterior = c(sprintf("MCMC, K = %d", k), sprintf("marginal likelihood, K = %d", k)),
+           mtm = sprintf("MCMC, K = %d (over-fitted, for MTM)", k))
+  })
+  vars <- unique(c(all.vars(formula), if (!is.null(gating)) all.vars(gating)))
+  if (is.null(data)) {
+    # the fits may run in other R processes (futures): the formulas carry
+    # the variables they name from their environments
+    formula <- carry_vars(formula, vars)
+    if (inherits(gating, "formula")) gating <- carry_vars(gating, vars)
   }
+  ck <- NULL
+  if (!is.null(checkpoint)) {
+    if (is.null(seed)) {
+      abort("`seed` must be given with `checkpoint`: resumed fits must draw the same random numbers.",
+            call = ecall, arg = "seed")
+    }
+    key_data <- if (is.null(data)) {
+      lapply(setNames(nm = vars), function(v) get0(v, envir = environment(formula)))
+    } else data
+    ck <- checkpoint_open(checkpoint, "moe_select",
+                          list(formula = formula, data = key_data, K = Ks, gating = gating,
+                               methods = methods, prior = prior, seed = seed, dots = dots,
+                               jobs = jobs),
+                          nrow(jobs), vapply(job_steps, `[[`, "", 1L), ecall)
+  }
+  task <- progress_wrap(select_task_fun(formula, data, gating, prior, dots, seeds, Ks, jobs,
+                                        job_steps, step), tick, NULL)
+  run <- run_tasks(task, seq_len(nrow(jobs)),
+                   streams = rng_streams(seeds[length(seeds)], nrow(jobs)), ck = ck,
+                   scheduling = Inf, info = jobs,
+                   on_resume = function(ids) {
+                     for (j in ids) for (w in job_steps[[j]]) step(sprintf("%s (from the checkpoint)", w))
+                   }, call = ecall)
+  if (nrow(run$failed)) {
+    abort(sprintf("%d of %d fits failed:\n%s\n%s", nrow(run$failed), nrow(jobs),
+                  paste(failed_text(run$failed[setdiff(names(run$failed), "stream")]),
+                        collapse = "\n"),
+                  if (is.null(ck)) "Give a `checkpoint` directory to keep the other fits when one fails." else
+                    sprintf("The other fits are in the checkpoint \"%s\"; once the cause is fixed, the same call runs only the failed ones.",
+                            ck$dir)),
+          kind = "task", call = ecall, failed = run$failed)
+  }
+  res <- run$values
+  of <- function(kind) res[jobs$kind == kind]
+  # warnings in the order of a sequential run: EM fits, MCMC fits, marginal
+  # likelihoods, the over-fitted fit
+  warns <- c(unlist(lapply(of("em"), `[[`, "warns")),
+             unlist(lapply(of("posterior"), `[[`, "warns")),
+             unlist(lapply(of("posterior"), `[[`, "warns_ml")),
+             unlist(lapply(of("mtm"), `[[`, "warns")))
+  if (is.null(warns)) warns <- character()
+  flags <- function(nm) unlist(lapply(res, `[[`, nm))
+  unreliable <- as.integer(flags("unreliable"))
+  degenerate_em <- as.integer(flags("degenerate_em"))
   cpu <- c(posterior = NA_real_, mtm = NA_real_, em = NA_real_)
-  timed <- function(expr) {
-    t0 <- proc.time()
-    val <- expr
-    list(value = val, cpu = sum((proc.time() - t0)[c(1L, 2L, 4L, 5L)], na.rm = TRUE))
-  }
-
-  # EM fits: BIC and ICL
-  em_run <- timed(lapply(seq_along(Ks), function(i) {
-    f <- collect(do.call("moe_em", c(list(formula = formula, data = quote(data), K = Ks[i],
-                                        gating = gating, seed = seeds[i]), dots$em),
-                         envir = env),
-                 sprintf("EM, K = %d", Ks[i]), Ks[i])
-    step(sprintf("EM, K = %d", Ks[i]))
-    f
-  }))
-  em <- setNames(em_run$value, paste0("K", Ks))
-  cpu[["em"]] <- em_run$cpu
+  em <- setNames(lapply(of("em"), `[[`, "fit"), paste0("K", Ks))
+  cpu[["em"]] <- sum(vapply(of("em"), `[[`, 0, "cpu"))
   bic <- vapply(em, function(f) BIC(f), 0)
   icl <- vapply(em, moe_icl, 0)
 
   # posterior over K from marginal likelihoods
   mcmc <- NULL
   ml <- NULL
-  post <- post_se <- rep(NA_real_, length(Ks))
+  post_p <- post_se <- rep(NA_real_, length(Ks))
   logml <- logml_se <- rep(NA_real_, length(Ks))
-  if ("posterior" %in% methods) {
-    run <- timed({
-      fits <- lapply(seq_along(Ks), function(i) {
-        f <- collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data),
-                                              K = Ks[i], gating = gating, prior = quote(prior),
-                                              seed = seeds[length(Ks) + i]), dots$mcmc),
-                             envir = env),
-                     sprintf("MCMC, K = %d", Ks[i]))
-        step(sprintf("MCMC, K = %d", Ks[i]))
-        f
-      })
-      mls <- lapply(seq_along(Ks), function(i) {
-        m <- if (Ks[i] == 1L) moe_marglik(fits[[i]], method = "exact") else
-          collect(do.call(moe_marglik, c(list(fits[[i]], seed = seeds[length(Ks) + i]),
-                                         dots$ml)),
-                  sprintf("marginal likelihood, K = %d", Ks[i]), Ks[i])
-        step(sprintf("marginal likelihood, K = %d", Ks[i]))
-        m
-      })
-      list(fits = fits, mls = mls)
-    })
-    cpu[["posterior"]] <- run$cpu
-    mcmc <- setNames(run$value$fits, paste0("K", Ks))
-    ml <- setNames(run$value$mls, paste0("K", Ks))
+  if (post) {
+    cpu[["posterior"]] <- sum(vapply(of("posterior"), `[[`, 0, "cpu"))
+    mcmc <- setNames(lapply(of("posterior"), `[[`, "fit"), paste0("K", Ks))
+    ml <- setNames(lapply(of("posterior"), `[[`, "ml"), paste0("K", Ks))
     logml <- vapply(ml, `[[`, 0, "logml")
     logml_se <- vapply(ml, `[[`, 0, "se")
     pp <- select_posterior(logml, logml_se, log(pk$probs[Ks]), seeds[length(seeds)])
-    post <- pp$probs
+    post_p <- pp$probs
     post_se <- pp$se
   }
 
@@ -211,28 +239,23 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
   mtm <- NULL
   mtm_freq <- rep(NA_real_, length(Ks))
   if ("mtm" %in% methods) {
-    run <- timed({
-      # the over-fitted fit is the posterior route's fit with max(K) experts
-      # when that was run (same seed), else it is fitted here
-      f <- if (!is.null(mcmc)) mcmc[[which.max(Ks)]] else {
-        f <- collect(do.call("moe_mcmc", c(list(formula = formula, data = quote(data),
-                                              K = max(Ks), gating = gating,
-                                              prior = quote(prior),
-                                              seed = seeds[length(Ks) + which.max(Ks)]),
-                                         dots$mcmc), envir = env),
-                     sprintf("MCMC, K = %d (over-fitted, for MTM)", max(Ks)))
-        step(sprintf("MCMC, K = %d (over-fitted, for MTM)", max(Ks)))
-        f
-      }
-      m <- do.call(moe_mtm, c(list(f, seed = seeds[length(seeds)]), dots$mtm))
-      step("Merge-Truncate-Merge")
-      list(fit = f, mtm = m)
-    })
-    cpu[["mtm"]] <- run$cpu
-    mtm_fit <- run$value$fit
-    mtm <- run$value$mtm
+    # the over-fitted fit is the posterior route's fit with max(K) experts
+    # when that was run (same seed), else its own task
+    if (post) {
+      mtm_fit <- mcmc[[which.max(Ks)]]
+      cpu_fit <- 0
+    } else {
+      mtm_fit <- of("mtm")[[1L]]$fit
+      cpu_fit <- of("mtm")[[1L]]$cpu
+    }
+    run_mtm <- select_timed(do.call(moe_mtm, c(list(mtm_fit, seed = seeds[length(seeds)]),
+                                               dots$mtm)))
+    step("Merge-Truncate-Merge")
+    cpu[["mtm"]] <- cpu_fit + run_mtm$cpu
+    mtm <- run_mtm$value
     mtm_freq <- unname(mtm$probs[as.character(Ks)])
   }
+  post <- post_p
 
   prior_k <- if ("posterior" %in% methods) unname(pk$probs[Ks] / sum(pk$probs[Ks])) else
     rep(NA_real_, length(Ks))
@@ -271,6 +294,101 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
                  prior_K = pk, cpu = cpu, warnings = warns, degenerate = degenerate,
                  n = nobs(em[[1L]])),
             class = "moe_select")
+}
+
+# `f` (a formula) with an environment holding the variables `vars` found
+# from its own (whose child it is), so that the formula evaluates the same in
+# another process.
+carry_vars <- function(f, vars) {
+  env <- environment(f)
+  if (is.null(env)) return(f)
+  carry <- new.env(parent = env)
+  for (v in vars) {
+    val <- get0(v, envir = env)
+    if (!is.null(val) && !is.function(val)) assign(v, val, envir = carry)
+  }
+  environment(f) <- carry
+  f
+}
+
+# A progress step of moe_select(): a progressor step, and with `show` a
+# message line. Made at top level so that it carries only `tick` and `show`
+# to the workers.
+select_step <- function(tick, show) {
+  force(tick)
+  force(show)
+  function(what) {
+    tick(what)
+    if (show) message(sprintf("moe_select(): %s done", what))
+  }
+}
+
+# The value of `expr` and the CPU seconds it took (children included).
+select_timed <- function(expr) {
+  t0 <- proc.time()
+  val <- expr
+  list(value = val, cpu = sum((proc.time() - t0)[c(1L, 2L, 4L, 5L)], na.rm = TRUE))
+}
+
+# The task function of moe_select(): task j fits row j of `jobs` (kind
+# "em", "posterior" or "mtm"; K) with the seeds a sequential run uses, and
+# returns list(fit, ml, warns, warns_ml, unreliable, degenerate_em, cpu).
+# The fits' calls name `data` and `prior`, found in this function's frame
+# (as in the frame of moe_select()), so that `update()` works as for a fit
+# made directly. Warnings of class bayesmoe_warning are collected, labelled
+# with the fit, not signalled.
+select_task_fun <- function(formula, data, gating, prior, dots, seeds, Ks, jobs, job_steps,
+                            step) {
+  env <- environment()
+  function(i, ...) {
+    k <- jobs$K[i]
+    ik <- match(k, Ks)
+    warns <- character()
+    unreliable <- integer()
+    degenerate_em <- integer()
+    collect <- function(expr, label) {
+      withCallingHandlers(expr, bayesmoe_warning = function(w) {
+        warns <<- c(warns, sprintf("%s: %s", label, conditionMessage(w)))
+        if (inherits(w, "bayesmoe_warning_marglik")) unreliable <<- c(unreliable, k)
+        if (inherits(w, "bayesmoe_warning_degenerate") && grepl("^EM", label)) {
+          degenerate_em <<- c(degenerate_em, k)
+        }
+        invokeRestart("muffleWarning")
+      })
+    }
+    labels <- job_steps[[i]]
+    fit_mcmc <- function(seed_index) {
+      do.call("moe_mcmc", c(list(formula = formula, data = quote(data), K = k,
+                                 gating = gating, prior = quote(prior),
+                                 seed = seeds[seed_index]), dots$mcmc), envir = env)
+    }
+    out <- list()
+    run <- select_timed(switch(jobs$kind[i],
+      em = {
+        out$fit <- collect(do.call("moe_em", c(list(formula = formula, data = quote(data),
+                                                    K = k, gating = gating, seed = seeds[ik]),
+                                               dots$em), envir = env), labels[1L])
+        step(labels[1L])
+      },
+      posterior = {
+        out$fit <- collect(fit_mcmc(length(Ks) + ik), labels[1L])
+        step(labels[1L])
+        w_fit <- warns
+        warns <- character()
+        out$ml <- if (k == 1L) moe_marglik(out$fit, method = "exact") else
+          collect(do.call(moe_marglik, c(list(out$fit, seed = seeds[length(Ks) + ik]),
+                                         dots$ml)), labels[2L])
+        step(labels[2L])
+        out$warns_ml <- warns
+        warns <- w_fit
+      },
+      mtm = {
+        out$fit <- collect(fit_mcmc(length(Ks) + ik), labels[1L])
+        step(labels[1L])
+      }))
+    c(out, list(warns = warns, unreliable = unreliable, degenerate_em = degenerate_em,
+                cpu = run$cpu))
+  }
 }
 
 # Whether the posterior of an MCMC fit sits on a spike expert: the median

@@ -18,6 +18,12 @@ check_variants <- function(gate, expert, K, call = NULL) {
   list(gate = gate_resolve(gate, K, call), expert = expert)
 }
 
+describe_object <- function(x) {
+  if (is.object(x) && !is.data.frame(x) && !inherits(x, "formula")) {
+    sprintf("an object of class \"%s\"", class(x)[1L])
+  } else describe(x)
+}
+
 # A gate or expert object rebuilt by its constructor from its own fields:
 # NULL unless the object is exactly what the constructor makes (hand-built or
 # edited objects with unknown types or invalid fields are refused before any
@@ -42,4 +48,52 @@ rebuild_variant <- function(obj) {
   new <- tryCatch(make(obj), error = function(e) NULL)
   if (is.null(new) || !identical(new, obj)) return(NULL)
   new
+}
+
+# The expert families reachable through `family =`: one entry per family
+# name, each a function(family, expert, call) returning the expert object
+# (the family's link is checked before). The Gaussian family keeps the
+# `expert` argument (linear or network experts); every other family adds
+# its entry here (the family files are loaded before this one).
+family_registry <- new.env(parent = emptyenv())
+
+register_family <- function(name, links, make) {
+  assign(name, list(links = links, make = make), envir = family_registry)
+  invisible(name)
+}
+
+register_family("gaussian", "identity", function(family, expert, call) expert)
+register_family("student_t", "identity", make_expert_student_t)  # R/family-t.R
+
+# The `family` argument of a front end, as glm() takes it (object, function
+# or name), turned into the expert object the engine runs.
+resolve_family <- function(family, expert, call = NULL) {
+  fam <- family
+  if (is.character(fam) && length(fam) == 1L && !is.na(fam)) {
+    fam <- tryCatch(get(fam, mode = "function", envir = parent.frame(2L)),
+                    error = function(e) NULL)
+    if (is.null(fam)) {
+      abort(sprintf("`family` must name a family function such as \"gaussian\", not \"%s\".",
+                    family), kind = "family", call = call, arg = "family")
+    }
+  }
+  if (is.function(fam)) fam <- fam()
+  if (!inherits(fam, "family") || !is.character(fam$family) ||
+      length(fam$family) != 1L) {
+    abort(sprintf("`family` must be a family object such as `gaussian()`, a family function or its name, not %s.",
+                  describe_object(family)), kind = "family", call = call, arg = "family")
+  }
+  entry <- get0(fam$family, envir = family_registry, inherits = FALSE)
+  supported <- paste0("`", sort(ls(family_registry)), "()`", collapse = ", ")
+  if (is.null(entry)) {
+    abort(sprintf("`family` %s is not supported; the supported families are %s.",
+                  fam$family, supported), kind = "family", call = call, arg = "family")
+  }
+  link <- fam$link
+  if (!is.null(link) && !(link %in% entry$links)) {
+    abort(sprintf("`family = %s()` is supported with the %s link only, not \"%s\".",
+                  fam$family, paste0("\"", entry$links, "\"", collapse = " or "), link),
+          kind = "family", call = call, arg = "family")
+  }
+  entry$make(fam, expert, call)
 }

@@ -72,10 +72,19 @@ if (size == "shipped") {
 }
 
 # Run one study, record its CPU and wall time in its settings, save it.
+# With the environment variable BAYESMOE_CHECKPOINT set to a folder, every
+# study keeps its finished tasks in a subfolder named after its file, and a
+# rerun after an interruption resumes (see ?moe_contraction, "Checkpoints and
+# clusters"); the results are the same.
+checkpoint_of <- function(file) {
+  root <- Sys.getenv("BAYESMOE_CHECKPOINT")
+  if (nzchar(root)) file.path(root, gsub("[^A-Za-z0-9_.-]+", "_", sub("[.]rds$", "", file)))
+}
+
 run <- function(file, ...) {
   path <- file.path(out_dir, file)
   message(format(Sys.time()), " start ", file)
-  cpu <- system.time(st <- moe_contraction(...))
+  cpu <- system.time(st <- moe_contraction(..., checkpoint = checkpoint_of(file)))
   st$settings$cpu_seconds <- sum(cpu[c("user.self", "sys.self", "user.child", "sys.child")],
                                  na.rm = TRUE)
   st$settings$elapsed_seconds <- cpu[["elapsed"]]

@@ -60,10 +60,19 @@ set <- switch(size,
                sw_reps = 2L, sw_K_max = 4L, sw_truths = "three",
                mcmc = list(chains = 1, iter = 200)))
 
+# With the environment variable BAYESMOE_CHECKPOINT set to a folder, every
+# study keeps its finished tasks in a subfolder named after its file, and a
+# rerun after an interruption resumes (see ?moe_contraction, "Checkpoints and
+# clusters"); the results are the same.
+checkpoint_of <- function(file) {
+  root <- Sys.getenv("BAYESMOE_CHECKPOINT")
+  if (nzchar(root)) file.path(root, gsub("[^A-Za-z0-9_.-]+", "_", sub("[.]rds$", "", file)))
+}
+
 run <- function(file, ...) {
   path <- file.path(out_dir, file)
   message(format(Sys.time()), " start ", file)
-  t <- system.time(st <- moe_contraction(...))
+  t <- system.time(st <- moe_contraction(..., checkpoint = checkpoint_of(file)))
   st$settings$cpu_seconds <- sum(st$runs$seconds)
   st$settings$elapsed_seconds <- t[["elapsed"]]
   st$settings$workers <- if (requireNamespace("future", quietly = TRUE)) future::nbrOfWorkers() else 1L
