@@ -589,6 +589,7 @@ chain_prior_draw <- function(pc, K, spec, X) {
   }
   par <- prior_draw_spec(pc, K, spec)
   if (is_glm_expert(expert)) par <- glm_prior_draw(pc, K, par)
+  if (inherits(expert, "moe_expert_t")) par <- t_complete_draw(par, pc, K)
   par
 }
 
@@ -764,7 +765,8 @@ print.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
                       x$init), width = 80), "", sep = "\n")
   par <- moe_point(x)
   print_experts(x, par, digits,
-                "Posterior means -- expert coefficients, variance sigma2 and sd sigma:")
+                sprintf("Posterior means -- expert coefficients, %s:",
+                        expert_noise_label(fit_spec(x)$expert)))
   print_gating(x$gate, par, x$K, digits, prefix = "Posterior means -- ")
   na <- if (length(x$na.action)) sprintf(" (%d observation%s deleted due to missingness)",
                                          length(x$na.action),

@@ -524,15 +524,15 @@ static ffn_net make_net(SEXP Xf, SEXP H, SEXP act)
 enum { GF_TYPE, GF_NEXPERTS, GF_K, GF_TAU, GF_G, GF_GROUP, GF_N };
 static const char *gate_fields[GF_N] = {"type", "K", "k", "tau", "G", "group"};
 enum { FF_TYPE, FF_H, FF_ACT, FF_LM_STEPS, FF_MH_STEPS, FF_S_HID2,
-       FF_STEPS, FF_TOL, FF_TRIALS, FF_OFFSET, FF_LCONST, FF_N };
+       FF_STEPS, FF_TOL, FF_TRIALS, FF_OFFSET, FF_LCONST, FF_DF, FF_N };
 static const char *family_fields[FF_N] = {"type", "H", "act", "lm_steps",
                                           "mh_steps", "s_hid2", "steps", "tol",
-                                          "trials", "offset", "lconst"};
+                                          "trials", "offset", "lconst", "df"};
 enum { PF_M_A, PF_VA_INV, PF_VA_INV_M, PF_M_VA_INV_M, PF_C0, PF_CC0, PF_S_W2,
-       PF_EXCH, PF_N };
+       PF_EXCH, PF_DF_SHAPE, PF_DF_RATE, PF_N };
 static const char *prior_fields[PF_N] = {"m_a", "Va_inv", "Va_inv_m",
                                          "m_Va_inv_m", "c0", "C0", "s_w2",
-                                         "exchangeable"};
+                                         "exchangeable", "df_shape", "df_rate"};
 
 /* The gate of a model (gate_c() in R), which also says the number of
  * experts K: every entry point takes K from it. */
@@ -583,6 +583,9 @@ static moe_mcmc_prior make_prior(SEXP prior, int np, int q)
   pr.exchangeable = Rf_asLogical(list_get(prior, prior_fields[PF_EXCH]));
   FFI_CHECK(pr.exchangeable != NA_LOGICAL);
   for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
+  pr.df_shape = Rf_asReal(list_get(prior, prior_fields[PF_DF_SHAPE]));
+  pr.df_rate = Rf_asReal(list_get(prior, prior_fields[PF_DF_RATE]));
+  FFI_CHECK(pr.df_shape > 0 && pr.df_rate > 0);
   return pr;
 }
 
@@ -598,7 +601,9 @@ static ffn_prior ffn_prior_of(const moe_mcmc_prior *pr, double s_hid2)
 
 /* The family table of `expert` on the design X (n x p); `info` must outlive
  * `f`. For FFN experts with a prior list (Gibbs), its output-layer prior
- * comes from `prior` (moe_mcmc_prior, H + 1 coefficients). */
+ * comes from `prior` (moe_mcmc_prior, H + 1 coefficients). Student-t
+ * experts keep their constants (t_family_info) in R_alloc() memory; their
+ * df prior comes from `pr` (Gibbs). */
 typedef struct {
   ffn_family_info ffn;
   glm_family_info glm;
@@ -643,6 +648,22 @@ static void make_family(SEXP expert, SEXP X, int K, const moe_mcmc_prior *pr,
     if (pr) info->prior = ffn_prior_of(pr, Rf_asReal(list_get(expert, family_fields[FF_S_HID2])));
     moe_family_ffn(f, info, K);
     break;
+  case FAMILY_STUDENT_T: {
+    /* df: NA estimates nu per expert, a positive number fixes it */
+    t_family_info *ti = (t_family_info *) R_alloc(1, sizeof(t_family_info));
+    double df = Rf_asReal(list_get(expert, family_fields[FF_DF]));
+    FFI_CHECK(ISNA(df) || df > 0);
+    ti->p = ncols(X);
+    ti->K = K;
+    ti->estimate = ISNA(df);
+    ti->df_fixed = ISNA(df) ? 0.0 : df;
+    ti->df_shape = pr ? pr->df_shape : 0.0;
+    ti->df_rate = pr ? pr->df_rate : 0.0;
+    ti->df = (double *) R_alloc(K, sizeof(double));
+    for (int k = 0; k < K; k++) ti->df[k] = ti->df_fixed;
+    moe_family_t(f, ti);
+    break;
+  }
   default:
     FFI_CHECK(0 && "unknown expert family");
   }
@@ -1123,9 +1144,9 @@ SEXP ffi_code_tables(void)
   const char *gn[] = {"softmax", "topk", "temperature", "hierarchical"};
   const int gv[] = {GATE_SOFTMAX, GATE_TOPK, GATE_TEMPERATURE, GATE_HIER};
   SET_VECTOR_ELT(out, 1, named_ints(GATE_NTYPES, gn, gv));
-  const char *fn[] = {"linear", "ffn", "binomial", "poisson"};
+  const char *fn[] = {"linear", "ffn", "binomial", "poisson", "t"};
   const int fv[] = {FAMILY_GAUSSIAN_LINEAR, FAMILY_FFN, FAMILY_BINOMIAL,
-                    FAMILY_POISSON};
+                    FAMILY_POISSON, FAMILY_STUDENT_T};
   SET_VECTOR_ELT(out, 2, named_ints(FAMILY_NTYPES, fn, fv));
   const char *an[] = {"tanh", "sigmoid", "gelu"};
   const int av[] = {FFN_TANH, FFN_SIGMOID, FFN_GELU};
