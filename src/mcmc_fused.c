@@ -588,7 +588,52 @@ static void pass_accumulate_block(int q, int K, int collapsed, int i0, int i1,
       }
     }
   }
-  for (int blk = 0; blk < P; blk++) {
+  /* two blocks at a time (16 running sums in 8 tiles of 8 entries: the
+   * additions of different entries overlap), then the last block alone */
+  int blk = 0;
+  for (; blk + 2 <= P; blk += 2) {
+    double *bh = hg + (R_xlen_t) blk * Tq, *bg = bh + Tq;
+    const double *cb = C + (R_xlen_t) blk * MOE_BLOCK, *cc = cb + MOE_BLOCK;
+    int u = 0;
+    for (; u + 8 <= Tq; u += 8) {
+      double a0 = bh[u], a1 = bh[u + 1], a2 = bh[u + 2], a3 = bh[u + 3];
+      double a4 = bh[u + 4], a5 = bh[u + 5], a6 = bh[u + 6], a7 = bh[u + 7];
+      double b0 = bg[u], b1 = bg[u + 1], b2 = bg[u + 2], b3 = bg[u + 3];
+      double b4 = bg[u + 4], b5 = bg[u + 5], b6 = bg[u + 6], b7 = bg[u + 7];
+      const double *z = ZZ + u;
+      for (int j = 0; j < B; j++, z += Tq) {
+        double c = cb[j], e = cc[j];
+        a0 += c * z[0]; a1 += c * z[1]; a2 += c * z[2]; a3 += c * z[3];
+        a4 += c * z[4]; a5 += c * z[5]; a6 += c * z[6]; a7 += c * z[7];
+        b0 += e * z[0]; b1 += e * z[1]; b2 += e * z[2]; b3 += e * z[3];
+        b4 += e * z[4]; b5 += e * z[5]; b6 += e * z[6]; b7 += e * z[7];
+      }
+      bh[u] = a0; bh[u + 1] = a1; bh[u + 2] = a2; bh[u + 3] = a3;
+      bh[u + 4] = a4; bh[u + 5] = a5; bh[u + 6] = a6; bh[u + 7] = a7;
+      bg[u] = b0; bg[u + 1] = b1; bg[u + 2] = b2; bg[u + 3] = b3;
+      bg[u + 4] = b4; bg[u + 5] = b5; bg[u + 6] = b6; bg[u + 7] = b7;
+    }
+    for (; u + 2 <= Tq; u += 2) {
+      double a0 = bh[u], a1 = bh[u + 1], b0 = bg[u], b1 = bg[u + 1];
+      const double *z = ZZ + u;
+      for (int j = 0; j < B; j++, z += Tq) {
+        double c = cb[j], e = cc[j];
+        a0 += c * z[0]; a1 += c * z[1];
+        b0 += e * z[0]; b1 += e * z[1];
+      }
+      bh[u] = a0; bh[u + 1] = a1; bg[u] = b0; bg[u + 1] = b1;
+    }
+    for (; u < Tq; u++) {
+      double a0 = bh[u], b0 = bg[u];
+      const double *z = ZZ + u;
+      for (int j = 0; j < B; j++, z += Tq) {
+        a0 += cb[j] * z[0];
+        b0 += cc[j] * z[0];
+      }
+      bh[u] = a0; bg[u] = b0;
+    }
+  }
+  for (; blk < P; blk++) {
     double *bh = hg + (R_xlen_t) blk * Tq;
     const double *cb = C + (R_xlen_t) blk * MOE_BLOCK;
     int u = 0;
