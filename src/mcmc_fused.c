@@ -856,6 +856,7 @@ MOE_INLINE void marg_chunk_sized(const pass_args *a, int c, int p, int q, int K)
   { marg_chunk_sized(a, c, P_, Q_, K_); }
 MARG_CHUNK(2, 2, 2) MARG_CHUNK(2, 2, 3) MARG_CHUNK(2, 2, 4)
 MARG_CHUNK(3, 3, 2) MARG_CHUNK(3, 3, 3) MARG_CHUNK(3, 3, 4)
+  MARG_CHUNK(2, 2, 5) MARG_CHUNK(3, 3, 5) MARG_CHUNK(4, 4, 2) MARG_CHUNK(4, 4, 3) MARG_CHUNK(4, 4, 4) MARG_CHUNK(4, 4, 5)
 #undef MARG_CHUNK
 static void marg_chunk_any(const pass_args *a, int c)
 {
@@ -881,6 +882,7 @@ static double marg_pass(const moe_data *d, const moe_mcmc_prior *pr,
   if (p == P_ && q == Q_ && K == K_) fn = marg_chunk_##P_##_##Q_##_##K_;
   MARG_CASE(2, 2, 2) MARG_CASE(2, 2, 3) MARG_CASE(2, 2, 4)
   MARG_CASE(3, 3, 2) MARG_CASE(3, 3, 3) MARG_CASE(3, 3, 4)
+  MARG_CASE(2, 2, 5) MARG_CASE(3, 3, 5) MARG_CASE(4, 4, 2) MARG_CASE(4, 4, 3) MARG_CASE(4, 4, 4) MARG_CASE(4, 4, 5)
 #undef MARG_CASE
   run_chunks(fn, &a, w->nchunk, w->threads);
   chunk_sum_gh(w, m, nh, g);
@@ -1188,6 +1190,7 @@ MOE_INLINE void cond_chunk_sized(const pass_args *a, int c, int p, int q, int K)
   { cond_chunk_sized(a, c, P_, Q_, K_); }
 COND_CHUNK(2, 2, 2) COND_CHUNK(2, 2, 3) COND_CHUNK(2, 2, 4)
 COND_CHUNK(3, 3, 2) COND_CHUNK(3, 3, 3) COND_CHUNK(3, 3, 4)
+  COND_CHUNK(2, 2, 5) COND_CHUNK(3, 3, 5) COND_CHUNK(4, 4, 2) COND_CHUNK(4, 4, 3) COND_CHUNK(4, 4, 4) COND_CHUNK(4, 4, 5)
 #undef COND_CHUNK
 static void cond_chunk_any(const pass_args *a, int c)
 {
@@ -1213,6 +1216,7 @@ static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
   if (p == P_ && q == Q_ && K == K_) fn = cond_chunk_##P_##_##Q_##_##K_;
   COND_CASE(2, 2, 2) COND_CASE(2, 2, 3) COND_CASE(2, 2, 4)
   COND_CASE(3, 3, 2) COND_CASE(3, 3, 3) COND_CASE(3, 3, 4)
+  COND_CASE(2, 2, 5) COND_CASE(3, 3, 5) COND_CASE(4, 4, 2) COND_CASE(4, 4, 3) COND_CASE(4, 4, 4) COND_CASE(4, 4, 5)
 #undef COND_CASE
   run_chunks(fn, &a, w->nchunk, threads);
   chunk_sum_gh(w, m, nh, g);
