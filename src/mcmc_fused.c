@@ -478,10 +478,15 @@ static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
  *   dimensions) before its loop optimisations, so that the accumulators of the gradient and of the
  *   information live in registers instead of being loaded and stored once
  *   per observation. In the generic instance it is a partial unrolling
- *   hint. Other compilers get no hint and the same results.
- * Neither changes any operation or the order of any sum: the draws are the
- * same bits as with one plain loop (moe_exp() is within one ulp of exp(),
- * see moe_exp.h).
+ *   hint. Other compilers get no hint and the same results;
+ * - models too large for the stack accumulators (MOE_NLOC) accumulate the
+ *   information by blocks of observations in register tiles
+ *   (pass_accumulate_block());
+ * - the blocks belong to fixed chunks of MOE_CHUNK observations that
+ *   threads share out (see "Threads" at the top).
+ * None of this changes any operation or the order of any sum within a
+ * chunk: with one chunk the draws are the same bits as with one plain loop
+ * (moe_exp() is within one ulp of exp(), see moe_exp.h).
  */
 
 /* Logits of observation i (eta, K; the reference logit, the last, is 0),
