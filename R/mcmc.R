@@ -119,6 +119,14 @@
 #'   the gating vectors (see `gate_update`), a whole number from 1 (every
 #'   sweep) to 10000. `Inf` turns the scheduled draws off; the chain is then
 #'   no longer guaranteed to move (for studying the sampler only).
+#' @param threads OpenMP threads inside each chain (softmax gate with linear
+#'   experts, `gate_update = "collapsed"`: the passes over the observations),
+#'   a whole number >= 1; never more than the machine has (and none beyond
+#'   one where the package was built without OpenMP). The observations are
+#'   cut into fixed chunks whose sums are added in a fixed order and the
+#'   random numbers are drawn by one thread, so the draws are the same for
+#'   any number of threads. Chains run in parallel through `future` instead
+#'   (see [moe_mcmc()]); threads help one long chain on a large data set.
 #' @return A list of class `moe_mcmc_control`.
 #' @references
 #' Gamerman, D. (1997). Sampling from the posterior distribution in
@@ -129,7 +137,7 @@
 moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
                              init_tol = 10, refresh = NULL,
                              gate_update = c("collapsed", "pg+mh", "pg", "mh"),
-                             gate_steps = 2, pg_every = 20) {
+                             gate_steps = 2, pg_every = 20, threads = 1) {
   call <- sys.call()
   if (!inherits(em_control, "moe_em_control")) {
     abort(sprintf("`em_control` must be made by `moe_em_control()`, not %s.",
@@ -146,7 +154,9 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
     gate_steps = check_number(gate_steps, "gate_steps", lower = 1, upper = 100,
                               whole = TRUE, call = call),
     pg_every = if (identical(pg_every, Inf)) Inf else
-      check_number(pg_every, "pg_every", lower = 1, upper = 10000, whole = TRUE, call = call)
+      check_number(pg_every, "pg_every", lower = 1, upper = 10000, whole = TRUE, call = call),
+    threads = check_number(threads, "threads", lower = 1, upper = 1024, whole = TRUE,
+                           call = call)
   )
   structure(ctl, class = "moe_mcmc_control")
 }
@@ -357,22 +367,25 @@ mcmc_settings <- function(prior, chains, iter, warmup, thin, init, seed, control
        progress = check_flag(progress, "progress", call))
 }
 
-# The gating fields of the C control (moe_mcmc_control in src/moe.h):
-# gate_mode, gate_steps, pg_every (0: never).
+# The sweep fields of the C control (moe_mcmc_control in src/moe.h):
+# gate_mode, gate_steps, pg_every (0: never), threads.
 gate_mode <- function(control) {
   mode <- gate_update_codes[[control$gate_update]]
   pg <- if (is.infinite(control$pg_every)) 0L else as.integer(control$pg_every)
-  c(mode, as.integer(control$gate_steps), pg)
+  # controls saved before `threads` existed run with one thread
+  threads <- if (is.null(control$threads)) 1L else as.integer(control$threads)
+  c(mode, as.integer(control$gate_steps), pg, threads)
 }
 
 # Codes of the gating updates (moe_mcmc_control.gate_mode in src/moe.h).
 gate_update_codes <- c(pg = 0L, "pg+mh" = 1L, mh = 2L, collapsed = 3L)
 
 # The controls of one chain as ffi_gibbs() takes them (MOE_MCTL_* in
-# src/moe.h); `mode` is c(gate_mode, gate_steps, pg_every).
+# src/moe.h); `mode` is c(gate_mode, gate_steps, pg_every, threads).
 mcmc_control_c <- function(warmup, iter, thin, offset, refresh, chain, mode) {
   c(warmup = warmup, iter = iter, thin = thin, offset = offset, refresh = refresh,
-    chain = chain, gate_mode = mode[1L], gate_steps = mode[2L], pg_every = mode[3L])
+    chain = chain, gate_mode = mode[1L], gate_steps = mode[2L], pg_every = mode[3L],
+    threads = mode[4L])
 }
 
 # Names of the gating move counts a chain returns (MOE_ACC_* in src/moe.h).

@@ -282,6 +282,8 @@ typedef struct {
                              MOE_STALL_SWEEPS sweeps in a row accepted no
                              gating Metropolis-Hastings move; see
                              MOE_STALL_RATE */
+  int threads;            /* OpenMP threads of the fused kernel's passes
+                             (>= 1; the draws do not depend on it) */
 } moe_mcmc_control;
 
 /* Warm-up sweeps in a row without an accepted gating Metropolis-Hastings
@@ -305,7 +307,7 @@ enum {
 /* The packed MCMC control vector of ffi_gibbs(): integer, these indices. */
 enum { MOE_MCTL_WARMUP = 0, MOE_MCTL_ITER, MOE_MCTL_THIN, MOE_MCTL_OFFSET,
        MOE_MCTL_REFRESH, MOE_MCTL_CHAIN, MOE_MCTL_GATE_MODE,
-       MOE_MCTL_GATE_STEPS, MOE_MCTL_PG_EVERY, MOE_MCTL_LEN };
+       MOE_MCTL_GATE_STEPS, MOE_MCTL_PG_EVERY, MOE_MCTL_THREADS, MOE_MCTL_LEN };
 
 /* ---- expert families ---- */
 
