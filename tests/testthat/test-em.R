@@ -277,6 +277,7 @@ test_that("a step gate is reported as separation and its starts stop early", {
                   bayesmoe_warning_separation = function(w) w)
   expect_match(conditionMessage(cnd), "numerically 0 or 1")
   expect_match(conditionMessage(cnd), "moe_mcmc()", fixed = TRUE)
+  expect_output(print(suppressWarnings(summary(fit))), "EM: stopped by separation after")
   # without the bound the starts run on, and the gate stays a step
   fit_inf <- suppressWarnings(moe_em(y ~ x1 + x2, data = d, K = 2, starts = 3, seed = 1,
                                      control = moe_em_control(sep_bound = Inf)))
@@ -322,6 +323,8 @@ test_that("short runs on a subsample reach the best log-likelihood of all starts
     expect_true(all(st$short_iter <= 20L))
     expect_true(st$iter[short$best] > 0)
     expect_identical(names(full$starts), c("start", "type", "loglik", "iter", "status"))
+    expect_output(print(summary(short)),
+                  sprintf("of %d run on all the data", sum(st$iter > 0)))
   }
 })
 
