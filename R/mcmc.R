@@ -433,7 +433,8 @@ mcmc_fit <- function(y, X, Z, w, K, set, call, offset = NULL, trials = NULL) {
     em <- with_seed(seed, moe_em_fit(y, X, Z, w, K, set$control$em_starts,
                                      set$control$em_control, gate = set$gate,
                                      expert = set$expert, offset = offset, trials = trials))
-    inits <- em_inits(em, sc, set$chains, set$control$init_tol)
+    inits <- em_inits(em, sc, set$chains, set$control$init_tol,
+                      cap = 10 * sqrt(max(pc$s_w2)))
   }
   streams <- chain_streams(seed, set$chains)
   runs <- run_chains(set$chains, s, pc, K, inits = inits, states = NULL,
@@ -475,8 +476,11 @@ mcmc_data <- function(sc, y, X, Z, w, family = NULL) {
 
 # Starting values from the EM starts: the best solution first, then the other
 # distinct non-degenerate solutions within `tol` of it, recycled; labels
-# aligned to the best; internal scale.
-em_inits <- function(em, sc, chains, tol) {
+# aligned to the best; internal scale. The gating coefficients of a start
+# stopped by separation (far out in the tails of the prior) are scaled down
+# to at most `cap` in absolute value: the same partition of the gating space
+# (the argmax of the logits), softer, where the posterior is.
+em_inits <- function(em, sc, chains, tol, cap = Inf) {
   st <- em$starts
   degenerate <- grepl("empty|var_floor", st$status) | !is.finite(st$loglik)
   ord <- order(degenerate, -ifelse(is.finite(st$loglik), st$loglik, -Inf))
@@ -490,6 +494,9 @@ em_inits <- function(em, sc, chains, tol) {
   }
   spec <- make_spec(em$gate, em$expert)
   pars <- lapply(em$start_par[cand], function(par) par_to_internal(sc, with_spec(par, spec)))
+  for (j in which(grepl("separation", st$status[cand]))) {
+    pars[[j]]$W <- pars[[j]]$W * min(1, cap / max(abs(pars[[j]]$W)))
+  }
   pars <- lapply(pars, align_labels, ref = pars[[1L]])
   pars[(seq_len(chains) - 1L) %% length(pars) + 1L]
 }

@@ -472,11 +472,15 @@ print.summary.moe_em <- function(x, digits = max(3L, getOption("digits") - 3L), 
   cat(sprintf("AIC: %s   BIC: %s   ICL: %s\n", format(signif(x$AIC, 7)),
               format(signif(x$BIC, 7)), format(signif(x$ICL, 7))))
   cat(sprintf("EM: %s after %d iterations (status: %s); best of %d starts.\n",
-              if (x$converged) "converged" else "NOT converged", x$iter, x$status,
+              if (grepl("separation", x$status)) "stopped by separation" else
+                if (x$converged) "converged" else "NOT converged", x$iter, x$status,
               nrow(x$starts)))
   lls <- x$starts$loglik
-  cat(sprintf("Starts reaching the best log-likelihood (within 1e-4): %d of %d.\n",
-              sum(abs(lls - max(lls, na.rm = TRUE)) < 1e-4, na.rm = TRUE), length(lls)))
+  # with short runs, only the starts continued on all the data have one
+  full <- if (is.null(x$starts$short_loglik)) length(lls) else sum(!is.na(lls))
+  cat(sprintf("Starts reaching the best log-likelihood (within 1e-4): %d of %d%s.\n",
+              sum(abs(lls - max(lls, na.rm = TRUE)) < 1e-4, na.rm = TRUE), full,
+              if (full < length(lls)) " run on all the data (the others: short runs on a subsample)" else ""))
   invisible(x)
 }
 

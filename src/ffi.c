@@ -688,7 +688,8 @@ static const double *tau_prior_of(SEXP tau_prior, const moe_gate *g)
  * One EM run (moe_em_run()) from starting responsibilities R0 (n x K) and
  * starting expert parameters alpha0 (npar x K; zeros for linear experts,
  * random hidden layers for FFN experts). control: double, the MOE_EMCTL_*
- * fields of moe.h (maxit, tol, var_floor, min_size, gate_steps, ridge);
+ * fields of moe.h (maxit, tol, var_floor, min_size, gate_steps, ridge,
+ * sep_bound);
  * tau_prior: NULL or double (m, s). Returns list(alpha, sigma2, W, V (q x G
  * or NULL), tau, loglik, iter, status, trace, resp).
  */
@@ -708,7 +709,8 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP alpha0,
   ctl.min_size = cv[MOE_EMCTL_MIN_SIZE];
   ctl.gate_steps = (int) cv[MOE_EMCTL_GATE_STEPS];
   ctl.ridge = cv[MOE_EMCTL_RIDGE];
-  FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0);
+  ctl.sep_bound = cv[MOE_EMCTL_SEP_BOUND];
+  FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0 && ctl.sep_bound > 0);
   FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0);
   /* the trace keeps at most EM_TRACE_MAX iterations (maxit may be huge) */
   ctl.trace_len = ctl.maxit < EM_TRACE_MAX ? ctl.maxit : EM_TRACE_MAX;
@@ -1138,10 +1140,10 @@ SEXP ffi_code_tables(void)
                         "family_fields", "prior_fields"};
   SEXP out = PROTECT(named_list(11, tabs));
   const char *sn[] = {"maxit", "empty", "var_floor", "not_pd", "nonfinite",
-                      "gate_step", "decrease"};
+                      "gate_step", "decrease", "separation"};
   const int sv[] = {MOE_MAXIT, MOE_EMPTY, MOE_VAR_FLOOR, MOE_NOT_PD,
-                    MOE_NONFINITE, MOE_GATE_STEP, MOE_DECREASE};
-  SET_VECTOR_ELT(out, 0, named_ints(7, sn, sv));
+                    MOE_NONFINITE, MOE_GATE_STEP, MOE_DECREASE, MOE_SEPARATION};
+  SET_VECTOR_ELT(out, 0, named_ints(8, sn, sv));
   const char *gn[] = {"softmax", "topk", "temperature", "hierarchical"};
   const int gv[] = {GATE_SOFTMAX, GATE_TOPK, GATE_TEMPERATURE, GATE_HIER};
   SET_VECTOR_ELT(out, 1, named_ints(GATE_NTYPES, gn, gv));
@@ -1153,9 +1155,10 @@ SEXP ffi_code_tables(void)
   const int av[] = {FFN_TANH, FFN_SIGMOID, FFN_GELU};
   SET_VECTOR_ELT(out, 3, named_ints(3, an, av));
   const char *en[] = {"maxit", "tol", "var_floor", "min_size", "gate_steps",
-                      "ridge"};
+                      "ridge", "sep_bound"};
   const int ev[] = {MOE_EMCTL_MAXIT, MOE_EMCTL_TOL, MOE_EMCTL_VAR_FLOOR,
-                    MOE_EMCTL_MIN_SIZE, MOE_EMCTL_GATE_STEPS, MOE_EMCTL_RIDGE};
+                    MOE_EMCTL_MIN_SIZE, MOE_EMCTL_GATE_STEPS, MOE_EMCTL_RIDGE,
+                    MOE_EMCTL_SEP_BOUND};
   SET_VECTOR_ELT(out, 4, named_ints(MOE_EMCTL_LEN, en, ev));
   const char *mn[] = {"warmup", "iter", "thin", "offset", "refresh", "chain",
                       "gate_mode", "gate_steps", "pg_every", "threads"};

@@ -55,7 +55,8 @@ typedef enum {
   MOE_NOT_PD = 8,       /* a cross-product matrix needed a ridge to factor */
   MOE_NONFINITE = 16,   /* a non-finite log-likelihood or parameter appeared */
   MOE_GATE_STEP = 32,   /* the gating Newton step found no ascent */
-  MOE_DECREASE = 64     /* the EM log-likelihood decreased (beyond rounding) */
+  MOE_DECREASE = 64,    /* the EM log-likelihood decreased (beyond rounding) */
+  MOE_SEPARATION = 128  /* gating coefficients ran away (separation): EM stopped */
 } moe_status;
 
 /* Gate type codes (gate_c() in R/gate.R sends them; exported by
@@ -244,11 +245,12 @@ typedef struct {
   double min_size;   /* minimum effective number of observations of an expert */
   int gate_steps;    /* Newton steps on the gating per M-step */
   double ridge;      /* ridge added to the gating Hessian (penalised ML) */
+  double sep_bound;  /* separation: a growing |W| above it stops the run */
   int trace_len;     /* only the first trace_len objectives are recorded */
 } moe_em_control;
 enum { MOE_EMCTL_MAXIT = 0, MOE_EMCTL_TOL, MOE_EMCTL_VAR_FLOOR,
        MOE_EMCTL_MIN_SIZE, MOE_EMCTL_GATE_STEPS, MOE_EMCTL_RIDGE,
-       MOE_EMCTL_LEN };
+       MOE_EMCTL_SEP_BOUND, MOE_EMCTL_LEN };
 
 /* Prior on the internal (centred and scaled) scale; see moe_prior() in R. */
 typedef struct {

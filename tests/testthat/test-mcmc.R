@@ -707,3 +707,24 @@ test_that("moe_mcmc() rejects invalid arguments with classed errors", {
   expect_snapshot(moe_mcmc(fit, iter = 0), error = TRUE)
   expect_error(moe_mcmc(fit, iter = 10, seed = 1), class = "bayesmoe_error_input")
 })
+
+test_that("an EM start stopped by separation starts the chain with its gate scaled down", {
+  set.seed(1)
+  n <- 1500
+  x1 <- runif(n)
+  x2 <- runif(n)
+  y <- ifelse(x1 > 0.5, 2 + x1 - x2, -1 - 2 * x1 + x2) + rnorm(n, sd = 0.3)
+  X <- cbind("(Intercept)" = 1, x1 = x1, x2 = x2)
+  em <- moe_em_fit(y, X, X, K = 2, starts = 2)
+  expect_match(em$starts$status[em$best], "separation")
+  sc <- bayesmoe:::moe_scaling(y, X, X)
+  raw <- bayesmoe:::em_inits(em, sc, 1, 10)[[1]]
+  capped <- bayesmoe:::em_inits(em, sc, 1, 10, cap = 50)[[1]]
+  expect_gt(max(abs(raw$W)), 1000)
+  expect_equal(max(abs(capped$W)), 50)
+  # the same partition of the gating space, the same experts
+  Zs <- bayesmoe:::scale_data(sc, y, X, X)$Z
+  expect_identical(max.col(Zs %*% capped$W, ties.method = "first"),
+                   max.col(Zs %*% raw$W, ties.method = "first"))
+  expect_identical(capped$alpha, raw$alpha)
+})
