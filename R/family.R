@@ -167,8 +167,10 @@ noise_draw <- function(mean, sd, df = NULL) {
 #' default, gives the linear-Gaussian experts of [expert_linear()] (or the
 #' network experts of [expert_ffn()]). Other families give linear experts
 #' with that family's noise model; each is documented with its constructor:
-#' `binomial()` (logit link) and `poisson()` (log link) in
-#' [moe_glm_experts].
+#' [student_t()] (linear experts with Student-t noise, robust to outliers;
+#' degrees of freedom estimated per expert or fixed), `binomial()` (logit
+#' link) and `poisson()` (log link) in [moe_glm_experts]. The vignette
+#' "Beyond Gaussian experts" shows each on data.
 #' A family or link the package does not support is refused with an error of
 #' class `bayesmoe_error_family`.
 #'
