@@ -198,11 +198,13 @@ moe_marglik <- function(fit, method = c("bridge", "exact"), prior = NULL,
       abort(sprintf("`method = \"exact\"` is the closed form of Gaussian experts; `fit` has %s experts: use `method = \"bridge\"`.",
                     expert_label(expert)), kind = "unavailable", call = call, arg = "method")
     }
-    if (proposal_given && proposal == "mixture") {
-      abort(sprintf("`proposal = \"mixture\"` is built from the conjugate posterior of Gaussian experts; `fit` has %s experts: use `proposal = \"normal\"`.",
-                    expert_label(expert)), kind = "unavailable", call = call, arg = "proposal")
+    if (!is_glm_expert(expert) && proposal == "mixture") {
+      if (proposal_given) {
+        abort(sprintf("`proposal = \"mixture\"` needs the complete-data posterior of the experts, available for Gaussian and GLM experts; `fit` has %s experts: use `proposal = \"normal\"`.",
+                      expert_label(expert)), kind = "unavailable", call = call, arg = "proposal")
+      }
+      proposal <- "normal"
     }
-    proposal <- "normal"
   }
   if (!is.null(prior)) {
     if (is_mcmc) {
@@ -759,17 +761,26 @@ gate_laplace <- function(Z, w, alloc, K, s_w2, v0) {
 # allocation drawn given the draw, the conjugate posterior of every expert
 # given it, and a Gaussian for the centred gating vectors (Laplace
 # approximation of the gating given the allocation, per expert slot).
-mix_component <- function(par, s, pc, K) {
+mix_component <- function(par, s, pc, K, expert = spec_expert(make_spec())) {
   p <- ncol(s$X)
   q <- ncol(s$Z)
   alloc <- rep(1L, length(s$y))
+  glm <- is_glm_expert(expert)
   if (K > 1L) {
-    cm <- moe_components(par, s$X, s$Z)
-    lk <- cm$log_gate - 0.5 * log(2 * pi) - rep(log(cm$sd), each = length(s$y)) -
-      0.5 * ((s$y - cm$mean) / rep(cm$sd, each = length(s$y)))^2
+    if (glm) {
+      p3 <- list(alpha = array(par$alpha, c(p, K, 1L)), sigma2 = matrix(1, K, 1L))
+      lk <- s$Z %*% par$W + vapply(seq_len(K), function(k) {
+        drop(ml_expert_logdens(expert, p3, k, s))
+      }, numeric(length(s$y)))
+    } else {
+      cm <- moe_components(par, s$X, s$Z)
+      lk <- cm$log_gate - 0.5 * log(2 * pi) - rep(log(cm$sd), each = length(s$y)) -
+        0.5 * ((s$y - cm$mean) / rep(cm$sd, each = length(s$y)))^2
+    }
     alloc <- sample_alloc(exp(log_softmax_rows(lk)))
   }
   ex <- lapply(seq_len(K), function(k) {
+    if (glm) return(glm_laplace(expert, s, alloc == k, pc, par$alpha[, k]))
     id <- alloc == k
     wk <- s$w[id]
     Xk <- s$X[id, , drop = FALSE]
@@ -782,7 +793,7 @@ mix_component <- function(par, s, pc, K) {
     list(m = m1, E = R1, c = c1, C = C1,
          cst = -p / 2 * log(2 * pi) + sum(log(diag(R1))) + c1 * log(C1) - lgamma(c1))
   })
-  comp <- list(ex = ex, ga = NULL, cst = 0, K = K)
+  comp <- list(ex = ex, ga = NULL, cst = 0, K = K, glm = glm)
   if (K == 1L) return(comp)
   v0 <- par$W - rowMeans(par$W)
   lap <- gate_laplace(s$Z, s$w, alloc, K, pc$s_w2, v0)
@@ -806,6 +817,55 @@ mix_component <- function(par, s, pc, K) {
   comp$Ssum <- Ssum
   comp$cst <- -lz - q * log(K)
   comp
+}
+
+# The expert factor of a mixture component for GLM experts: the Laplace
+# approximation N(m, H^{-1}) of the posterior of a_k given the observations
+# `id` allocated to it (prior N(m_a, V_a); m the mode by Newton's method
+# with step halving from `a0`, H the negative Hessian there), in the form
+# the C kernel takes for Gaussian experts at sigma2 = 1: E = chol(H), c = 1,
+# C = 0 (the inverse-gamma factor is then exp(-C) = 1 at sigma2 = 1). An
+# expert with no observations gets its prior, exactly.
+glm_laplace <- function(expert, s, id, pc, a0) {
+  X <- s$X[id, , drop = FALSE]
+  w <- s$w[id]
+  fd <- glm_family_rows(s$family, id)
+  p <- ncol(s$X)
+  o <- if (is.null(fd$offset)) 0 else fd$offset
+  binom <- expert$type == "binomial"
+  lpost <- function(a) {
+    eta <- drop(X %*% a) + o
+    b <- if (binom) fd$trials * (pmax(eta, 0) + log1p(exp(-abs(eta)))) else exp(eta)
+    d <- a - pc$m_a
+    sum(w * (fd$y * eta - b)) - sum(d * (pc$Va_inv %*% d)) / 2
+  }
+  a <- if (all(is.finite(a0))) a0 else pc$m_a
+  cur <- lpost(a)
+  H <- pc$Va_inv
+  for (it in 1:100) {
+    eta <- drop(X %*% a) + o
+    mu <- if (binom) fd$trials * stats::plogis(eta) else exp(eta)
+    v <- if (binom) mu * (1 - stats::plogis(eta)) else mu
+    g <- drop(crossprod(X, w * (fd$y - mu))) - drop(pc$Va_inv %*% (a - pc$m_a))
+    H <- crossprod(X * (w * v), X) + pc$Va_inv
+    step <- solve(H, g)
+    t <- 1
+    repeat {
+      cand <- a + t * step
+      new <- lpost(cand)
+      if (is.finite(new) && new >= cur - 1e-10 || t < 1e-8) break
+      t <- t / 2
+    }
+    a <- cand
+    conv <- abs(new - cur) < 1e-10 * (1 + abs(cur)) || max(abs(t * step)) < 1e-9
+    cur <- new
+    if (conv) break
+  }
+  eta <- drop(X %*% a) + o
+  mu <- if (binom) fd$trials * stats::plogis(eta) else exp(eta)
+  v <- if (binom) mu * (1 - stats::plogis(eta)) else mu
+  E <- chol(crossprod(X * (w * v), X) + pc$Va_inv)
+  list(m = a, E = E, c = 1, C = 0, cst = -p / 2 * log(2 * pi) + sum(log(diag(E))))
 }
 
 # Log density of the symmetrised mixture at draws `par` (C kernel).
@@ -841,7 +901,7 @@ mix_draw <- function(n, comps, p, q) {
     D <- array(0, c(q, K, nm))
     for (k in seq_len(K)) {
       e <- cm$ex[[k]]
-      s2 <- 1 / stats::rgamma(nm, shape = e$c, rate = e$C)
+      s2 <- if (isTRUE(cm$glm)) rep(1, nm) else 1 / stats::rgamma(nm, shape = e$c, rate = e$C)
       out$sigma2[k, id] <- s2
       out$alpha[, k, id] <- e$m + backsolve(e$E, matrix(stats::rnorm(p * nm), p)) *
         rep(sqrt(s2), each = p)
@@ -967,7 +1027,7 @@ marglik_bridge <- function(fit, proposal, n_comp, n_prop, maxit, tol) {
     M <- min(n_comp, length(first))
     pick <- first[unique(round(seq(1, length(first), length.out = M)))]
     M <- length(pick)
-    comps <- lapply(pick, function(j) mix_component(par_slice(dr, j), s, pc, K))
+    comps <- lapply(pick, function(j) mix_component(par_slice(dr, j), s, pc, K, expert))
     prop <- mix_draw(N2, comps, p, q)
     g_post <- mix_logdens_par(post, comps)
     g_prop <- mix_logdens_par(prop, comps)
