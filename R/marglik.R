@@ -78,6 +78,24 @@
 #' summing over all \eqn{K!} relabellings, \eqn{K \le 7}): cheaper, and a
 #' check of the default, but it fails on over-fitted fits.
 #'
+#' **GLM experts** (`family = binomial()` or `poisson()`;
+#' [moe_glm_experts]). The unnormalised posterior is the likelihood of the
+#' family times the prior \eqn{a_k \sim N(m_a, V_a)} of [moe_prior()] on the
+#' internal scale (covariates centred and scaled, the response untouched, so
+#' no Jacobian) and the gating prior, in the parameters \eqn{(a_k, w_k)}.
+#' The `"mixture"` density (the default) has, in place of the conjugate
+#' posterior of each expert given the allocation, its Laplace approximation
+#' (Gaussian at the mode of the expert's posterior given the observations
+#' allocated to it, with the inverse negative Hessian there as covariance;
+#' the prior itself for an expert with no observation); `"normal"` is the
+#' symmetrised normal fitted to the relabelled draws. There is no closed
+#' form: `method = "exact"` is refused with an error of class
+#' `bayesmoe_error_unavailable`, and K = 1 is bridge sampled. The estimates
+#' are checked against quadrature (K = 1) and the tempered sequential Monte
+#' Carlo estimator (K = 2) in `tests/testthat/test-marglik-glm.R`. Other
+#' families are refused with an error of class
+#' `bayesmoe_error_unavailable`.
+#'
 #' **Error.** `se` is the square root of the approximate relative mean
 #' squared error of the estimate of \eqn{p(y)} (Fruehwirth-Schnatter 2004,
 #' eq. 15; Gronau et al. 2017), which approximates the standard error of
@@ -110,12 +128,12 @@
 #' every K, so that differences between K are unaffected.
 #'
 #' @param fit A fit from [moe_mcmc()] (or, for `method = "exact"`, from
-#'   [moe_em()] with K = 1). Bridge sampling relabels the draws over all
+#'   [moe_em()] with K = 1 and Gaussian experts). Bridge sampling relabels the draws over all
 #'   \eqn{K!} permutations of the experts, so it needs \eqn{K \le 8}
 #'   (`"mixture"`) or \eqn{K \le 7} (`"normal"`); K = 8 takes about 15
 #'   seconds per 1000 draws.
 #' @param method `"bridge"` (bridge sampling on the draws) or `"exact"` (the
-#'   closed form, K = 1 only).
+#'   closed form, K = 1 Gaussian experts only).
 #' @param prior For `method = "exact"` on an EM fit: the prior, from
 #'   [moe_prior()] (default `moe_prior()`). An MCMC fit always uses the
 #'   prior it was sampled with.
@@ -173,6 +191,13 @@
 #' fit2 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2,
 #'                  chains = 2, iter = 400, seed = 1)
 #' moe_marglik(fit2, seed = 1)
+#' # Poisson experts
+#' set.seed(1)
+#' x <- runif(150)
+#' y <- rpois(150, exp(ifelse(x < 0.5, 0.2 + 0.5 * x, 2.5 - 0.5 * x)))
+#' fitp <- moe_mcmc(y ~ x, data = data.frame(x, y), K = 2, family = poisson(),
+#'                  chains = 2, iter = 400, seed = 1)
+#' moe_marglik(fitp, seed = 1)
 #' @export
 moe_marglik <- function(fit, method = c("bridge", "exact"), prior = NULL,
                         proposal = c("mixture", "normal"), n_comp = 100, n_prop = NULL,

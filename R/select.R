@@ -12,8 +12,9 @@
 #'   p(y \mid k)} under the prior on \eqn{K} of `prior` (`moe_prior(K =
 #'   prior_K(...))`; if `prior` has none, `prior_K("poisson", 1, K_max =
 #'   max(K))`), restricted to the values in `K`. One [moe_mcmc()] fit per
-#'   \eqn{k}; \eqn{\log p(y \mid k)} is exact for \eqn{k = 1} and estimated
-#'   by bridge sampling ([moe_marglik()]) otherwise. The Monte Carlo errors
+#'   \eqn{k}; \eqn{\log p(y \mid k)} is exact for \eqn{k = 1} with
+#'   Gaussian experts and estimated by bridge sampling ([moe_marglik()])
+#'   otherwise. The Monte Carlo errors
 #'   of the log marginal likelihoods are propagated to the probabilities (by
 #'   simulation from normals with those standard errors: column
 #'   `post_prob_se`).
@@ -23,6 +24,13 @@
 #' * `"bic"`, `"icl"`: the BIC and the ICL (BIC penalised by the entropy of
 #'   the classification) of [moe_em()] fits, smaller is better; `probs` are
 #'   `NA`.
+#'
+#' `family` is passed on to every fit: with `binomial()` or `poisson()`
+#' ([moe_glm_experts]) the marginal likelihoods use the family's likelihood
+#' and the prior of its coefficients (see [moe_marglik()], "GLM experts"),
+#' the MTM atoms are the gating slopes and the expert coefficients (no
+#' variance coordinate), and BIC and ICL count the coefficients only. A
+#' family that [moe_em()] does not take is refused before any fit.
 #'
 #' The EM fits (and so BIC and ICL) are computed for every method, as a
 #' frequentist comparison. With several methods the first one gives `probs`
