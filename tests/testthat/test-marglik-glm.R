@@ -73,12 +73,17 @@ test_that("K = 1: bridge sampling agrees with quadrature for GLM experts", {
     m <- max(L)
     m + log(sum(exp(L - m)) * diff(g1[1:2]) * diff(g2[1:2]))
   }
-  fp <- moe_mcmc(y ~ x, data = d, K = 1, family = poisson(), prior = prior, chains = 2,
-                 iter = 1000, seed = 1, progress = FALSE)
-  ref_p <- quad(fp, function(eta) sum(dpois(d$y, exp(eta), log = TRUE)))
-  fb <- moe_mcmc(b ~ x, data = d, K = 1, family = binomial(), prior = prior, chains = 2,
-                 iter = 1000, seed = 1, progress = FALSE)
-  ref_b <- quad(fb, function(eta) sum(dbinom(d$b, 1, plogis(eta), log = TRUE)))
+  # an offset (exposure) for the counts, trials for the binomial response
+  set.seed(4)
+  d$e <- runif(60, 0.5, 2)
+  d$m <- sample(1:4, 60, replace = TRUE)
+  d$s <- rbinom(60, d$m, plogis(1 - 2 * d$x))
+  fp <- moe_mcmc(y ~ x + offset(log(e)), data = d, K = 1, family = poisson(), prior = prior,
+                 chains = 2, iter = 1000, seed = 1, progress = FALSE)
+  ref_p <- quad(fp, function(eta) sum(dpois(d$y, exp(eta + log(d$e)), log = TRUE)))
+  fb <- moe_mcmc(cbind(s, m - s) ~ x, data = d, K = 1, family = binomial(), prior = prior,
+                 chains = 2, iter = 1000, seed = 1, progress = FALSE)
+  ref_b <- quad(fb, function(eta) sum(dbinom(d$s, d$m, plogis(eta), log = TRUE)))
   for (pr in c("mixture", "normal")) {
     mp <- moe_marglik(fp, proposal = pr, seed = 1)
     mb <- moe_marglik(fb, proposal = pr, seed = 1)
