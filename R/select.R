@@ -25,7 +25,7 @@
 #'   the classification) of [moe_em()] fits, smaller is better; `probs` are
 #'   `NA`.
 #'
-#' `family` is passed on to every fit: with `binomial()` or `poisson()`
+#' `family` (after `...`, so it is given by name) is passed on to every fit: with `binomial()` or `poisson()`
 #' ([moe_glm_experts]) the marginal likelihoods use the family's likelihood
 #' and the prior of its coefficients (see [moe_marglik()], "GLM experts"),
 #' the MTM atoms are the gating slopes and the expert coefficients (no
@@ -113,9 +113,10 @@
 #' summary(sel)
 #' plot(sel)
 #' @export
-moe_select <- function(formula, data, K = 1:6, gating = NULL, family = gaussian(),
+moe_select <- function(formula, data, K = 1:6, gating = NULL,
                        method = c("posterior", "mtm", "bic", "icl"),
-                       prior = moe_prior(), seed = NULL, ..., checkpoint = NULL) {
+                       prior = moe_prior(), seed = NULL, ..., family = gaussian(),
+                       checkpoint = NULL) {
   call <- match.call()
   ecall <- sys.call()
   # checked here, before any fit (the fits resolve it again); the fits get
