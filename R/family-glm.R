@@ -112,7 +112,8 @@ expert_c_data <- function(expert, s) {
 expert_log_density <- function(expert, y, cm, trials = NULL) {
   n <- length(y)
   if (!is_glm_expert(expert)) {
-    return(stats::dnorm(y, cm$mean, rep(cm$sd, each = n), log = TRUE))
+    return(noise_logpdf(y, cm$mean, rep(cm$sd, each = n),
+                        if (!is.null(cm$df)) rep(cm$df, each = n)))
   }
   if (expert$type == "binomial") {
     m <- if (is.null(trials)) rep(1, n) else rep_len(trials, n)
@@ -157,11 +158,12 @@ glm_prior_draw <- function(pc, K, base) {
 }
 
 # Variance of the response under each expert (n x K) with means `mean`:
-# sigma2 for Gaussian experts, mu (1 - mu) / m for binomial proportions, mu
+# sigma2 for Gaussian experts (sigma2 df / (df - 2) for Student-t experts
+# with degrees of freedom `df`), mu (1 - mu) / m for binomial proportions, mu
 # for Poisson counts.
-expert_variance <- function(expert, mean, sigma2, trials = NULL) {
+expert_variance <- function(expert, mean, sigma2, trials = NULL, df = NULL) {
   n <- nrow(mean)
-  if (!is_glm_expert(expert)) return(matrix(rep(sigma2, each = n), n))
+  if (!is_glm_expert(expert)) return(matrix(rep(noise_var(sigma2, df), each = n), n))
   if (expert$type == "binomial") {
     mean * (1 - mean) / (if (is.null(trials)) 1 else rep_len(trials, n))
   } else mean

@@ -43,6 +43,7 @@ rebuild_variant <- function(obj) {
                                         o$prior_sd),
            binomial = function(o) new_expert_glm("binomial", "logit"),
            poisson = function(o) new_expert_glm("poisson", "log"),
+           t = function(o) expert_t(o$df),
            NULL)
   }
   if (is.null(make)) return(NULL)
@@ -64,6 +65,9 @@ register_family <- function(name, links, make) {
 }
 
 register_family("gaussian", "identity", function(family, expert, call) expert)
+register_family("student_t", "identity", make_expert_student_t)  # R/family-t.R
+register_family("binomial", "logit", make_expert_binomial)      # R/family-binomial.R
+register_family("poisson", "log", make_expert_poisson)          # R/family-poisson.R
 
 # The `family` argument of a front end, as glm() takes it (object, function
 # or name), turned into the expert object the engine runs.
