@@ -92,9 +92,17 @@
 #' form: `method = "exact"` is refused with an error of class
 #' `bayesmoe_error_unavailable`, and K = 1 is bridge sampled. The estimates
 #' are checked against quadrature (K = 1) and the tempered sequential Monte
-#' Carlo estimator (K = 2) in `tests/testthat/test-marglik-glm.R`. Other
-#' families are refused with an error of class
-#' `bayesmoe_error_unavailable`.
+#' Carlo estimator (K = 2) in `tests/testthat/test-marglik-glm.R`.
+#'
+#' **Student-t experts** (`family = student_t()`). The parameters of an
+#' expert are \eqn{(a_k, \log\sigma_k^2, \log\nu_k)} (without
+#' \eqn{\log\nu_k} when `df` is fixed), with the normal / inverse-gamma
+#' prior of Gaussian experts and the Gamma(`df_shape`, `df_rate`) prior of
+#' \eqn{\nu_k} truncated to \eqn{[0.1, 10^4]}, Jacobians included. Only
+#' `proposal = "normal"` is available (the default for these fits; the
+#' `"mixture"` density is refused): it can fail on over-fitted fits, with
+#' the warning of class `bayesmoe_warning_marglik`. Checked against the
+#' tempered SMC estimator in `tests/testthat/test-marglik-t.R`.
 #'
 #' **Error.** `se` is the square root of the approximate relative mean
 #' squared error of the estimate of \eqn{p(y)} (Fruehwirth-Schnatter 2004,
@@ -138,7 +146,8 @@
 #'   [moe_prior()] (default `moe_prior()`). An MCMC fit always uses the
 #'   prior it was sampled with.
 #' @param proposal The importance density: `"mixture"` or `"normal"` (see
-#'   Details).
+#'   Details). When not given, `"mixture"`, except for Student-t experts
+#'   (`"normal"`).
 #' @param n_comp Number of components of the `"mixture"` importance density
 #'   (at most the number of draws in the first halves of the chains).
 #' @param n_prop Number of draws from the importance density; `NULL` means

@@ -29,7 +29,10 @@
 #' ([moe_glm_experts]) the marginal likelihoods use the family's likelihood
 #' and the prior of its coefficients (see [moe_marglik()], "GLM experts"),
 #' the MTM atoms are the gating slopes and the expert coefficients (no
-#' variance coordinate), and BIC and ICL count the coefficients only. A
+#' variance coordinate), and BIC and ICL count the coefficients only. With
+#' `student_t()` the marginal likelihoods use the normal importance density
+#' (see [moe_marglik()]), which can be unreliable for over-fitted \eqn{k},
+#' and the MTM atoms are the coefficients and \eqn{\sigma^2} (not df). A
 #' family that [moe_em()] does not take is refused before any fit.
 #'
 #' The EM fits (and so BIC and ICL) are computed for every method, as a
