@@ -228,3 +228,76 @@ t_df_prior_draw <- function(pc, K) {
   df[!is.finite(df)] <- if (lo >= 0.5) t_df_bounds[2L] else t_df_bounds[1L]
   pmin(pmax(df, t_df_bounds[1L]), t_df_bounds[2L])
 }
+
+# Marginal likelihood pieces (R/marglik.R, "expert families"): in the
+# bridge-sampling coordinates an expert is its p coefficients, log sigma2
+# and, when estimated, log df (r = 2); the prior is the normal /
+# inverse-gamma of linear experts (the default methods, reached by
+# NextMethod()) times the Gamma(df_shape, df_rate) prior of df truncated to
+# t_df_bounds, with the Jacobians of both logs. No complete-data mixture:
+# bridge sampling uses the normal importance density.
+ml_supported.moe_expert_t <- function(expert) TRUE
+
+ml_extra.moe_expert_t <- function(expert) 1L + t_estimates_df(expert)
+
+ml_ncoef.moe_expert_t <- function(expert, P_e) P_e - t_estimates_df(expert)
+
+ml_extra_from_par.moe_expert_t <- function(expert, par) {
+  K <- dim(par$alpha)[2L]
+  S <- dim(par$alpha)[3L]
+  E <- as.vector(log(par$sigma2))
+  if (t_estimates_df(expert)) {
+    E <- rbind(E, as.vector(log(par$alpha[dim(par$alpha)[1L], , ])))
+  }
+  array(E, c(1L + t_estimates_df(expert), K, S))
+}
+
+ml_par_from_extra.moe_expert_t <- function(expert, A, E) {
+  K <- dim(A)[2L]
+  S <- dim(A)[3L]
+  if (t_estimates_df(expert)) {
+    p <- dim(A)[1L]
+    B <- array(0, c(p + 1L, K, S))
+    B[seq_len(p), , ] <- A
+    B[p + 1L, , ] <- exp(E[2L, , ])
+    A <- B
+  }
+  list(alpha = A, sigma2 = matrix(exp(E[1L, , ]), K, S))
+}
+
+ml_log_prior_experts.moe_expert_t <- function(expert, par, pc) {
+  if (!t_estimates_df(expert)) return(NextMethod())
+  P <- dim(par$alpha)[1L]
+  df <- matrix(par$alpha[P, , ], dim(par$alpha)[2L], dim(par$alpha)[3L])
+  lz <- log(stats::pgamma(t_df_bounds[2L], pc$df_shape, pc$df_rate) -
+              stats::pgamma(t_df_bounds[1L], pc$df_shape, pc$df_rate))
+  ld <- stats::dgamma(df, pc$df_shape, pc$df_rate, log = TRUE) + log(df) - lz
+  ld[df < t_df_bounds[1L] | df > t_df_bounds[2L] | !is.finite(ld)] <- -Inf
+  par$alpha <- par$alpha[-P, , , drop = FALSE]
+  NextMethod() + colSums(ld)
+}
+
+ml_expert_logdens.moe_expert_t <- function(expert, par, k, s) {
+  P <- dim(par$alpha)[1L]
+  S <- dim(par$alpha)[3L]
+  p <- P - t_estimates_df(expert)
+  n <- length(s$y)
+  mu <- s$X %*% matrix(par$alpha[seq_len(p), k, ], p, S)
+  df <- if (t_estimates_df(expert)) par$alpha[P, k, ] else rep(expert$df, S)
+  noise_logpdf(s$y, mu, rep(sqrt(par$sigma2[k, ]), each = n), rep(df, each = n))
+}
+
+# The prior draw of linear experts (the default method) with the df drawn
+# from their prior as a last row of alpha.
+ml_prior_draw.moe_expert_t <- function(expert, pc, K) {
+  par <- NextMethod()
+  if (t_estimates_df(expert)) par$alpha <- rbind(par$alpha, t_df_prior_draw(pc, K))
+  par
+}
+
+# MTM atoms of t experts: coefficients and sigma2 as for Gaussian experts
+# (df, on a scale of its own, does not locate an atom).
+mtm_expert_atoms.moe_expert_t <- function(expert, dr, xnames) {
+  if (t_estimates_df(expert)) dr$alpha <- dr$alpha[-dim(dr$alpha)[1L], , , drop = FALSE]
+  NextMethod()
+}

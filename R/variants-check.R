@@ -81,7 +81,9 @@ resolve_family <- function(family, expert, call = NULL) {
                     family), kind = "family", call = call, arg = "family")
     }
   }
-  if (is.function(fam)) fam <- fam()
+  # a function that is no family function (fails without arguments) is
+  # refused below like any other non-family
+  if (is.function(fam)) fam <- tryCatch(fam(), error = function(e) NULL)
   if (!inherits(fam, "family") || !is.character(fam$family) ||
       length(fam$family) != 1L) {
     abort(sprintf("`family` must be a family object such as `gaussian()`, a family function or its name, not %s.",

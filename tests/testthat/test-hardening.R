@@ -690,7 +690,7 @@ tables_choice <- function() {
   res <- c(res, arg_tables("moe_select", sel_call,
                             list(formula = y ~ x, data = d, K = 1:2, method = c("posterior", "bic"),
                                  seed = 1),
-                            c("formula", "data", "K", "gating", "method", "prior", "seed"),
+                            c("formula", "data", "K", "gating", "family", "method", "prior", "seed"),
                             function(a) if (a == "K") c(small_values, list(1:2, c(1, 1), c(2, 0), 1:9, 1:30))
                                         else nasty_values,
                             is_class("moe_select"), prefix = "sel_"))
