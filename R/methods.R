@@ -471,9 +471,11 @@ print.summary.moe_em <- function(x, digits = max(3L, getOption("digits") - 3L), 
   cat(sprintf("Log-likelihood: %s on %d df, n = %d\n", format(signif(x$loglik, 7)), x$df, x$nobs))
   cat(sprintf("AIC: %s   BIC: %s   ICL: %s\n", format(signif(x$AIC, 7)),
               format(signif(x$BIC, 7)), format(signif(x$ICL, 7))))
-  cat(sprintf("EM: %s after %d iterations (status: %s); best of %d starts.\n",
-              if (grepl("separation", x$status)) "stopped by separation" else
-                if (x$converged) "converged" else "NOT converged", x$iter, x$status,
+  sep <- grepl("separation", x$status)
+  cat(sprintf("EM: %s after %d iterations%s; best of %d starts.\n",
+              if (sep) "stopped by separation" else
+                if (x$converged) "converged" else "NOT converged", x$iter,
+              if (x$status == "separation") "" else sprintf(" (status: %s)", x$status),
               nrow(x$starts)))
   lls <- x$starts$loglik
   # with short runs, only the starts continued on all the data have one
