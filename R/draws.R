@@ -272,7 +272,7 @@ posterior_predict.moe_mcmc <- function(object, newdata = NULL, draws = NULL, see
     k <- draw_expert(exp(cm$log_gate), runif(n))
     mk <- cm$mean[cbind(seq_len(n), k)]
     if (is_glm_expert(s$spec$expert)) glm_simulate(s$spec$expert, mk, s$des$trials) else
-      mk + cm$sd[k] * rnorm(n)
+      noise_draw(mk, cm$sd[k], cm$df[k])
   }, numeric(n))))
   dim(out) <- c(nrow(s$D), n)
   dimnames(out) <- list(NULL, rownames(s$des$X))

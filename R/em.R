@@ -17,12 +17,35 @@
 #' @param ridge Ridge penalty on the gating coefficients (on the internal,
 #'   standardised scale). `0` gives maximum likelihood; a small value keeps
 #'   the gating finite when the experts separate the data perfectly.
+#' @param strategy How the starts are run (see "Starts" in [moe_em()]):
+#'   `"short"` (the default) runs every start for at most `short_maxit`
+#'   iterations on a random subsample of `short_n` observations and only the
+#'   `short_keep` best of them to convergence on all the data; `"full"` runs
+#'   every start to convergence on all the data. The two are the same when
+#'   there are at most `short_n` observations, when `starts <= short_keep`,
+#'   with `init_par` and for gates and experts other than the softmax gate
+#'   with linear experts (those always run `"full"`).
+#' @param short_n Size of the subsample of the short runs (>= 10).
+#' @param short_maxit Maximum number of EM iterations of a short run.
+#' @param short_keep Number of short runs continued to convergence on all the
+#'   data: the best by their log-likelihood on the subsample, degenerate ones
+#'   (an empty expert, a variance at the floor) last.
+#' @param sep_bound Separation threshold: a start stops as soon as a gating
+#'   coefficient on the internal (standardised) scale exceeds `sep_bound` in
+#'   absolute value and still grows, or converges beyond it: the gating is then
+#'   numerically a step, whose maximum-likelihood coefficients are infinite
+#'   (see "Separation" in [moe_em()]). `Inf` lets such starts run on until
+#'   `maxit` or `tol`.
 #' @return A list of class `moe_em_control`.
 #' @examples
 #' moe_em_control(maxit = 500, tol = 1e-10)
+#' # every start to convergence on all the data, no separation stop
+#' moe_em_control(strategy = "full", sep_bound = Inf)
 #' @export
 moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
-                           min_size = NULL, gate_steps = 1, ridge = 0) {
+                           min_size = NULL, gate_steps = 1, ridge = 0,
+                           strategy = c("short", "full"), short_n = 2000,
+                           short_maxit = 20, short_keep = 2, sep_bound = 1e3) {
   call <- sys.call()
   ctl <- list(
     maxit = check_number(maxit, "maxit", lower = 1, whole = TRUE, call = call),
@@ -32,7 +55,13 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
     min_size = if (is.null(min_size)) NULL else
       check_number(min_size, "min_size", lower = 0, strict_lower = TRUE, call = call),
     gate_steps = check_number(gate_steps, "gate_steps", lower = 1, whole = TRUE, call = call),
-    ridge = check_number(ridge, "ridge", lower = 0, call = call)
+    ridge = check_number(ridge, "ridge", lower = 0, call = call),
+    strategy = check_choice(strategy, c("short", "full"), "strategy", call),
+    short_n = check_number(short_n, "short_n", lower = 10, whole = TRUE, call = call),
+    short_maxit = check_number(short_maxit, "short_maxit", lower = 1, whole = TRUE, call = call),
+    short_keep = check_number(short_keep, "short_keep", lower = 1, whole = TRUE, call = call),
+    sep_bound = check_number(sep_bound, "sep_bound", lower = 0, strict_lower = TRUE,
+                             allow_inf = TRUE, call = call)
   )
   structure(ctl, class = "moe_em_control")
 }
@@ -63,10 +92,49 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #' numbers are refused); a covariate must vary by 0 or at least 1e-300, the
 #' response by at least 1e-150 (its variance must be a normal number).
 #' Within these bounds fits are equivariant: multiplying a covariate by
-#' 1e17 divides its coefficients by 1e17. Starts are: a deterministic split of the observations by
-#' their least-squares residual, then alternately k-means++ partitions of the
+#' 1e17 divides its coefficients by 1e17.
+#'
+#' @section Starts:
+#' Starts are: a deterministic split of the observations by their
+#' least-squares residual, then alternately k-means++ partitions of the
 #' standardised (covariates, response) and random Voronoi partitions (K
 #' random observations as centres).
+#'
+#' By default (`strategy = "short"` in [moe_em_control()]) the starts are run
+#' in two stages, the short-runs strategy of the mixture literature
+#' (Biernacki, Celeux and Govaert, 2003; the subsample as in
+#' Wehrens et al., 2004): every start is drawn on a random subsample of
+#' `short_n` observations and runs there for at most `short_maxit`
+#' iterations; the `short_keep` best of these short runs (by their
+#' log-likelihood on the subsample, degenerate ones last, equal ones once)
+#' then run to convergence on all the data, starting from the
+#' responsibilities at their parameters. Only those are candidates for the
+#' fit. `fit$starts` then also gives each start's `short_loglik` (on the
+#' subsample) and `short_iter`; a start not continued has `loglik` `NA` and
+#' `iter` 0, and its `start_par` are its subsample estimates. On large data
+#' this costs a small fraction of running every start to convergence
+#' (`strategy = "full"`, which gives the fits of earlier versions when
+#' combined with `sep_bound = Inf`). With at most `short_n` observations,
+#' `starts <= short_keep`, gates other than [gate_softmax()] or experts other
+#' than linear ones, every start runs to convergence on all the data.
+#'
+#' @section Separation:
+#' When the gate of the data is a step (the experts' regions are split
+#' exactly along a line of the gating covariates), the maximum-likelihood
+#' gating coefficients are infinite, as the coefficients of a logistic
+#' regression on separated data: EM drives them up without end while the
+#' log-likelihood creeps towards its supremum. A start stops as soon as a
+#' gating coefficient on the internal scale (covariates standardised)
+#' exceeds `sep_bound` of [moe_em_control()] (1000 by default: the gating
+#' probability then goes from numerically 0 to numerically 1 within 0.07
+#' standard deviations of a covariate) and still grows; its status reports
+#' `"separation"`, as does that of a start converging beyond the bound. When
+#' the fit returned has it, a warning of class `bayesmoe_warning_separation`
+#' says so (like [glm()]'s "fitted probabilities numerically 0 or 1
+#' occurred"): the gating coefficients then only locate the step. The
+#' Bayesian fit [moe_mcmc()] is well defined on such data, since the prior
+#' on the gating coefficients bounds them; `ridge` of [moe_em_control()]
+#' keeps the EM estimates finite.
 #'
 #' @section Degenerate fits:
 #' The likelihood of a mixture grows without bound as an expert's variance
@@ -87,6 +155,16 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
 #'
 #' The `status` of each start (`fit$starts`) reports `"empty"` and
 #' `"var_floor"`, and starts with those flags are ranked after all others.
+#'
+#' @references
+#' Biernacki, C., Celeux, G. and Govaert, G. (2003). Choosing starting values
+#' for the EM algorithm for getting the highest likelihood in multivariate
+#' Gaussian mixture models. *Computational Statistics & Data Analysis* 41,
+#' 561-575.
+#'
+#' Wehrens, R., Buydens, L. M. C., Fraley, C. and Raftery, A. E. (2004).
+#' Model-based clustering for image segmentation and large datasets via
+#' sampling. *Journal of Classification* 21, 231-253.
 #'
 #' @param formula A two-sided formula: the response and the expert
 #'   covariates, as in [lm()]. Factors, interactions and `poly()` work.
@@ -211,30 +289,12 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   min_size <- if (is.null(control$min_size)) ncol(X) + 1 else control$min_size
   types <- if (is.null(init_par)) start_types(starts) else rep("given", length(init_par))
   starts <- length(types)
-  feats <- if (is.null(init_par)) start_features(s$y, s$X, s$Z)
-  runs <- vector("list", starts)
-  # the best run so far (first of the order below) keeps everything; the
-  # others only their parameters and summaries, so memory stays small
-  keep <- NULL
-  key <- function(r) {
-    bad <- bitwAnd(r$status, status_flags[["empty"]] + status_flags[["var_floor"]]) > 0L ||
-      !is.finite(r$loglik)
-    c(bad, if (is.finite(r$loglik)) -r$loglik else Inf)
-  }
-  for (j in seq_len(starts)) {
-    R0 <- if (is.null(init_par)) start_resp(types[j], s$y, s$X, feats, K) else
-      .Call(ffi_estep, y, X, Z, w, init_par[[j]]$alpha, init_par[[j]]$sigma2,
-            init_par[[j]]$W)$resp
-    rj <- em_run(s, w, R0, control, min_size, spec_gate(spec), spec_expert(spec))
-    kj <- key(rj)
-    if (is.null(keep) || kj[1L] < keep$key[1L] ||
-        kj[1L] == keep$key[1L] && kj[2L] < keep$key[2L]) {
-      keep <- list(j = j, run = rj, key = kj)
-    }
-    rj$resp <- NULL
-    rj$trace <- NULL
-    runs[[j]] <- rj
-  }
+  short <- is.null(init_par) && control$strategy == "short" && is_softmax_linear(spec) &&
+    length(y) > control$short_n && starts > control$short_keep
+  se <- if (short) em_starts_short(s, w, types, K, control, min_size, spec) else
+    em_starts_full(s, w, types, K, control, min_size, spec, init_par, y, X, Z)
+  runs <- se$runs
+  keep <- se$keep
   ll <- vapply(runs, `[[`, 0, "loglik")
   st <- vapply(runs, `[[`, 0L, "status")
   best <- keep$j
@@ -244,16 +304,103 @@ moe_em_fit <- function(y, X, Z, w = rep(1, length(y)), K, starts = 10,
   # the scaling y -> (y - my) / sy
   jac <- -sum(w) * log(sc$sy)
   ll <- ll + jac
+  tab <- data.frame(start = seq_len(starts), type = types, loglik = ll,
+                    iter = vapply(runs, `[[`, 0L, "iter"),
+                    status = vapply(st, status_text, ""), stringsAsFactors = FALSE)
+  if (short) {
+    tab$short_loglik <- se$short_loglik - sum(w[se$sub]) * log(sc$sy)
+    tab$short_iter <- se$short_iter
+  }
   list(par = par, loglik = r$loglik + jac, iter = r$iter, status = r$status,
        trace = r$trace + jac, resp = r$resp, scaling = sc, min_size = min_size,
-       var_floor = control$var_floor, control = control,
-       starts = data.frame(start = seq_len(starts), type = types, loglik = ll,
-                           iter = vapply(runs, `[[`, 0L, "iter"),
-                           status = vapply(st, status_text, ""),
-                           stringsAsFactors = FALSE),
+       var_floor = control$var_floor, control = control, starts = tab,
        best = best,
        start_par = lapply(runs, function(r) user_par(par_to_original(sc, run_par(r, spec)))),
        gate = gate, expert = expert)
+}
+
+# Rank of an EM run among the starts (smaller is better): runs with an empty
+# expert, a variance at the floor or a non-finite log-likelihood after all
+# others, then by decreasing log-likelihood.
+run_key <- function(r) {
+  bad <- bitwAnd(r$status, status_flags[["empty"]] + status_flags[["var_floor"]]) > 0L ||
+    !is.finite(r$loglik)
+  c(bad, if (is.finite(r$loglik)) -r$loglik else Inf)
+}
+
+key_less <- function(a, b) a[1L] < b[1L] || a[1L] == b[1L] && a[2L] < b[2L]
+
+# Every start to convergence on all the (internal-scale) data `s`. Returns
+# `runs` (one per start, without responsibilities and trace) and `keep`, the
+# best run with everything (so that memory stays small).
+em_starts_full <- function(s, w, types, K, control, min_size, spec, init_par, y, X, Z) {
+  feats <- if (is.null(init_par)) start_features(s$y, s$X, s$Z)
+  runs <- vector("list", length(types))
+  keep <- NULL
+  for (j in seq_along(types)) {
+    R0 <- if (is.null(init_par)) start_resp(types[j], s$y, s$X, feats, K) else
+      .Call(ffi_estep, y, X, Z, w, init_par[[j]]$alpha, init_par[[j]]$sigma2,
+            init_par[[j]]$W)$resp
+    rj <- em_run(s, w, R0, control, min_size, spec_gate(spec), spec_expert(spec))
+    kj <- run_key(rj)
+    if (is.null(keep) || key_less(kj, keep$key)) keep <- list(j = j, run = rj, key = kj)
+    rj$resp <- NULL
+    rj$trace <- NULL
+    runs[[j]] <- rj
+  }
+  list(runs = runs, keep = keep)
+}
+
+# The short-runs strategy (softmax gate, linear experts): every start runs
+# for at most `short_maxit` iterations on a subsample of `short_n` rows drawn
+# without replacement; the `short_keep` best of them with distinct
+# log-likelihoods continue to convergence on all the data, from the
+# responsibilities at their parameters. The runs not continued keep their
+# subsample parameters, an NA log-likelihood and 0 iterations. Returns
+# `runs`, `keep` as em_starts_full() and the short runs' `short_loglik`
+# (internal scale), `short_iter` and subsample `sub`.
+em_starts_short <- function(s, w, types, K, control, min_size, spec) {
+  n <- length(s$y)
+  sub <- sort(sample.int(n, control$short_n))
+  ss <- list(y = s$y[sub], X = s$X[sub, , drop = FALSE], Z = s$Z[sub, , drop = FALSE])
+  ws <- w[sub]
+  feats <- start_features(ss$y, ss$X, ss$Z)
+  sctl <- control
+  sctl$maxit <- control$short_maxit
+  gate <- spec_gate(spec)
+  expert <- spec_expert(spec)
+  short <- lapply(types, function(type) {
+    r <- em_run(ss, ws, start_resp(type, ss$y, ss$X, feats, K), sctl, min_size, gate, expert)
+    r$resp <- NULL
+    r$trace <- NULL
+    r
+  })
+  keys <- vapply(short, run_key, numeric(2))
+  ord <- order(keys[1L, ], keys[2L, ])
+  sll <- vapply(short, `[[`, 0, "loglik")
+  cont <- ord[1L]
+  for (j in ord[-1L]) {
+    if (length(cont) >= control$short_keep) break
+    if (all(abs(sll[j] - sll[cont]) > 1e-6 * (1 + abs(sll[j])))) cont <- c(cont, j)
+  }
+  runs <- lapply(short, function(r) {
+    r$loglik <- NA_real_
+    r$iter <- 0L
+    r
+  })
+  keep <- NULL
+  for (j in cont) {
+    R0 <- .Call(ffi_estep, s$y, s$X, s$Z, w, short[[j]]$alpha, short[[j]]$sigma2,
+                short[[j]]$W)$resp
+    rj <- em_run(s, w, R0, control, min_size, gate, expert)
+    kj <- run_key(rj)
+    if (is.null(keep) || key_less(kj, keep$key)) keep <- list(j = j, run = rj, key = kj)
+    rj$resp <- NULL
+    rj$trace <- NULL
+    runs[[j]] <- rj
+  }
+  list(runs = runs, keep = keep, short_loglik = sll,
+       short_iter = vapply(short, `[[`, 0L, "iter"), sub = sub)
 }
 
 # `init_par` of moe_em_fit(): a non-empty list of parameter sets, each a
@@ -306,7 +453,7 @@ run_par <- function(r, spec) {
 em_control_c <- function(control, min_size) {
   c(maxit = as.double(control$maxit), tol = control$tol, var_floor = control$var_floor,
     min_size = as.double(min_size), gate_steps = as.double(control$gate_steps),
-    ridge = control$ridge)
+    ridge = control$ridge, sep_bound = control$sep_bound)
 }
 
 # One EM run from starting responsibilities R0 (n x K) on the internal-scale
@@ -389,6 +536,7 @@ em_report <- function(fit, call) {
     warn(sprintf("EM did not converge in %d iterations; increase `maxit` in `moe_em_control()`.",
                  fit$control$maxit), kind = "convergence", call = call)
   }
+  if ("separation" %in% flags) separation_report(fit, call)
   nk <- colSums(fit$resp * fit$weights)
   empty <- which(nk < fit$min_size)
   if (length(empty)) {
@@ -433,6 +581,24 @@ em_report <- function(fit, call) {
          kind = "degenerate", call = call)
   }
   invisible(fit)
+}
+
+# The separation warning: which gating vectors ran away (on the internal
+# scale, where `sep_bound` applies), what that means and what to do.
+separation_report <- function(fit, call) {
+  W <- par_to_internal(fit$scaling, with_spec(fit$coefficients, fit_spec(fit)))$W
+  big <- apply(abs(W), 2L, max)
+  k <- which(big > fit$control$sep_bound)
+  if (!length(k)) k <- which.max(big)
+  warn(sprintf(paste(
+    "Separation: the gating coefficients of expert%s %s ran away (largest |coefficient| %s on the",
+    "standardised scale, above `sep_bound` = %s): fitted gating probabilities numerically 0 or 1",
+    "occurred, the gate is a step and its maximum-likelihood coefficients are infinite. EM stopped",
+    "after %d iterations, so the gating coefficients (and their standard errors) only say where the",
+    "step is. The Bayesian fit `moe_mcmc()` is well defined here: its prior on the gating",
+    "coefficients (`moe_prior()`) bounds them; `moe_em_control(ridge = )` also keeps them finite."),
+    if (length(k) > 1L) "s" else "", paste(k, collapse = ", "), format(signif(max(big), 3)),
+    format(fit$control$sep_bound), fit$iter), kind = "separation", call = call)
 }
 
 # An expert variance below `spike_ratio` times the residual variance of a

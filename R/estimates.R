@@ -88,7 +88,7 @@ predict_par <- function(par, des, type, y = NULL, probs = 0.5, log = FALSE, K) {
       }
       q <- if (is_glm_expert(expert)) {
         glm_mixture_quantile(expert, exp(cm$log_gate), cm$mean, probs, des$trials)
-      } else mixture_quantile(cm$log_gate, cm$mean, cm$sd, probs)
+      } else mixture_quantile(cm$log_gate, cm$mean, cm$sd, probs, cm$df)
       rownames(q) <- rownames(des$X)
       q
     })

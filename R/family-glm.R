@@ -112,7 +112,8 @@ expert_c_data <- function(expert, s) {
 expert_log_density <- function(expert, y, cm, trials = NULL) {
   n <- length(y)
   if (!is_glm_expert(expert)) {
-    return(stats::dnorm(y, cm$mean, rep(cm$sd, each = n), log = TRUE))
+    return(noise_logpdf(y, cm$mean, rep(cm$sd, each = n),
+                        if (!is.null(cm$df)) rep(cm$df, each = n)))
   }
   if (expert$type == "binomial") {
     m <- if (is.null(trials)) rep(1, n) else rep_len(trials, n)
@@ -157,11 +158,12 @@ glm_prior_draw <- function(pc, K, base) {
 }
 
 # Variance of the response under each expert (n x K) with means `mean`:
-# sigma2 for Gaussian experts, mu (1 - mu) / m for binomial proportions, mu
+# sigma2 for Gaussian experts (sigma2 df / (df - 2) for Student-t experts
+# with degrees of freedom `df`), mu (1 - mu) / m for binomial proportions, mu
 # for Poisson counts.
-expert_variance <- function(expert, mean, sigma2, trials = NULL) {
+expert_variance <- function(expert, mean, sigma2, trials = NULL, df = NULL) {
   n <- nrow(mean)
-  if (!is_glm_expert(expert)) return(matrix(rep(sigma2, each = n), n))
+  if (!is_glm_expert(expert)) return(matrix(rep(noise_var(sigma2, df), each = n), n))
   if (expert$type == "binomial") {
     mean * (1 - mean) / (if (is.null(trials)) 1 else rep_len(trials, n))
   } else mean
@@ -192,4 +194,49 @@ glm_mixture_quantile <- function(expert, g, mu, probs, trials = NULL) {
   }
   colnames(out) <- paste0(format(100 * probs, trim = TRUE), "%")
   out
+}
+
+# Marginal likelihood pieces (R/marglik.R, "expert families"): in the
+# bridge-sampling coordinates an expert is its p coefficients alone (r = 0:
+# no dispersion), with the prior a_k ~ N(m_a, V_a) on the internal scale.
+ml_supported.moe_expert_glm <- function(expert) TRUE
+
+ml_extra.moe_expert_glm <- function(expert) 0L
+
+ml_extra_from_par.moe_expert_glm <- function(expert, par) {
+  array(0, c(0L, dim(par$alpha)[2L], dim(par$alpha)[3L]))
+}
+
+ml_par_from_extra.moe_expert_glm <- function(expert, A, E) {
+  list(alpha = A, sigma2 = matrix(1, dim(A)[2L], dim(A)[3L]))
+}
+
+ml_log_prior_experts.moe_expert_glm <- function(expert, par, pc) {
+  p <- dim(par$alpha)[1L]
+  K <- dim(par$alpha)[2L]
+  S <- dim(par$alpha)[3L]
+  Dm <- matrix(par$alpha, p, K * S) - pc$m_a
+  quad <- matrix(colSums(Dm * (pc$Va_inv %*% Dm)), K, S)
+  logdet_Va <- as.numeric(determinant(pc$V_a, logarithm = TRUE)$modulus)
+  colSums(-p / 2 * log(2 * pi) - logdet_Va / 2 - quad / 2)
+}
+
+# log p(y_i | a_k) of every draw (n x S) from the family data `s$family`
+# (glm_family_data(): successes and trials, or counts; offset; constants).
+ml_expert_logdens.moe_expert_glm <- function(expert, par, k, s) {
+  p <- dim(par$alpha)[1L]
+  S <- dim(par$alpha)[3L]
+  fd <- s$family
+  eta <- s$X %*% matrix(par$alpha[, k, ], p, S)
+  if (!is.null(fd$offset)) eta <- eta + fd$offset
+  if (expert$type == "binomial") {
+    # m log(1 + e^eta), computed without overflow
+    fd$y * eta - fd$trials * (pmax(eta, 0) + log1p(exp(-abs(eta)))) + fd$lconst
+  } else {
+    fd$y * eta - exp(eta) + fd$lconst
+  }
+}
+
+ml_prior_draw.moe_expert_glm <- function(expert, pc, K) {
+  glm_prior_draw(pc, K, prior_draw(pc, K))
 }

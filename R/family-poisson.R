@@ -2,10 +2,8 @@
 # poisson()`; the C side is src/family_poisson.c. Shared GLM machinery:
 # R/family-glm.R; documentation: ?moe_glm_experts (R/family-binomial.R).
 
-register_poisson <- function() {
-  register_family("poisson", "log",
-                  function(family, expert, call) new_expert_glm("poisson", "log"))
-}
+# The registry entry of poisson() (registered in R/variants-check.R).
+make_expert_poisson <- function(family, expert, call) new_expert_glm("poisson", "log")
 
 expert_label.moe_expert_poisson <- function(expert) "Poisson (log)"
 

@@ -52,7 +52,7 @@ expert_label.moe_expert_linear <- function(expert) "linear-Gaussian"
 
 expert_label.moe_expert <- function(expert) paste(expert$type, "Gaussian")
 
-family_codes <- c(linear = 0L, ffn = 1L, binomial = 2L, poisson = 3L)
+family_codes <- c(linear = 0L, ffn = 1L, binomial = 2L, poisson = 3L, t = 4L)
 
 # The expert family in the form the C code takes (make_family() in
 # src/ffi.c): its integer code.
@@ -110,6 +110,54 @@ expert_call <- function(expert) UseMethod("expert_call")
 
 expert_call.moe_expert <- function(expert) sprintf("expert_%s()", expert$type)
 
+# The noise model of the experts at one parameter set: NULL for Gaussian
+# noise, else the K degrees of freedom of Student-t noise (R/family-t.R).
+expert_df <- function(expert, par) UseMethod("expert_df")
+
+expert_df.default <- function(expert, par) NULL
+
+# What `sigma2` and `sigma` of the experts are, for printing.
+expert_noise_label <- function(expert) UseMethod("expert_noise_label")
+
+expert_noise_label.default <- function(expert) "variance sigma2 and sd sigma"
+
+# Positions (in the par_flatten() layout) of the expert parameters of `par`
+# estimated on a bound of their range, which vcov() holds fixed: none for
+# Gaussian experts.
+expert_bound_index <- function(expert, par) UseMethod("expert_bound_index")
+
+expert_bound_index.default <- function(expert, par) integer()
+
+# Log density, distribution function, quantiles and draws of the noise
+# model of moe_components(): location `mean`, scale `sd` and, for Student-t
+# experts, degrees of freedom `df` (NULL: Gaussian), recycled as dnorm() does.
+noise_logpdf <- function(x, mean, sd, df = NULL) {
+  if (is.null(df)) return(dnorm(x, mean, sd, log = TRUE))
+  stats::dt((x - mean) / sd, df, log = TRUE) - log(sd)
+}
+
+noise_cdf <- function(x, mean, sd, df = NULL) {
+  if (is.null(df)) return(pnorm(x, mean, sd))
+  stats::pt((x - mean) / sd, df)
+}
+
+noise_quantile <- function(p, mean, sd, df = NULL) {
+  if (is.null(df)) return(stats::qnorm(p, mean, sd))
+  mean + sd * stats::qt(p, df)
+}
+
+# Variances of the experts from their squared scales sigma2 (Inf for
+# Student-t experts with df <= 2).
+noise_var <- function(sigma2, df = NULL) {
+  if (is.null(df)) return(sigma2)
+  ifelse(df > 2, sigma2 * df / pmax(df - 2, 1e-300), Inf)
+}
+
+noise_draw <- function(mean, sd, df = NULL) {
+  if (is.null(df)) return(mean + sd * rnorm(length(mean)))
+  mean + sd * stats::rt(length(mean), df)
+}
+
 #' Response families of the experts
 #'
 #' The `family` argument of [moe_em()] and [moe_mcmc()] chooses the
@@ -119,8 +167,10 @@ expert_call.moe_expert <- function(expert) sprintf("expert_%s()", expert$type)
 #' default, gives the linear-Gaussian experts of [expert_linear()] (or the
 #' network experts of [expert_ffn()]). Other families give linear experts
 #' with that family's noise model; each is documented with its constructor:
-#' `binomial()` (logit link) and `poisson()` (log link) in
-#' [moe_glm_experts].
+#' [student_t()] (linear experts with Student-t noise, robust to outliers;
+#' degrees of freedom estimated per expert or fixed), `binomial()` (logit
+#' link) and `poisson()` (log link) in [moe_glm_experts]. The vignette
+#' "Beyond Gaussian experts" shows each on data.
 #' A family or link the package does not support is refused with an error of
 #' class `bayesmoe_error_family`.
 #'

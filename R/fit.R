@@ -88,7 +88,7 @@ frame_fields <- function(fr) {
 
 # Log gating probabilities and expert means at designs X, Z for one
 # parameter set. `offset` (GLM experts only: NULL or one per row) enters
-# their linear predictor; Gaussian experts ignore it (callers add it to the
+# their linear predictor; Gaussian and Student-t experts ignore it (callers add it to the
 # means, shift_mean()).
 moe_components <- function(par, X, Z, offset = NULL) {
   expert <- spec_expert(par$spec)
@@ -96,7 +96,7 @@ moe_components <- function(par, X, Z, offset = NULL) {
     glm_linkinv(expert, X %*% par$alpha + offset)
   } else expert_mean(expert, X, par$alpha)
   list(log_gate = gate_log_prob(spec_gate(par$spec), Z, par), mean = mean,
-       sd = sqrt(par$sigma2))
+       sd = sqrt(par$sigma2), df = expert_df(expert, par))
 }
 
 # Per-observation log density log p(y_i | x_i, z_i); `offset` and `trials`
@@ -124,15 +124,17 @@ responsibilities <- function(par, X, Z, y, offset = NULL, trials = NULL) {
   R
 }
 
-# Mixture CDF quantiles by vectorised bisection, one row per observation.
-mixture_quantile <- function(log_gate, mean, sd, probs) {
+# Mixture CDF quantiles by vectorised bisection, one row per observation;
+# `df`: NULL (Gaussian experts) or the K degrees of freedom of Student-t
+# experts.
+mixture_quantile <- function(log_gate, mean, sd, probs, df = NULL) {
   # rows with missing covariates give NA
   ok <- !is.na(rowSums(mean) + rowSums(log_gate))
   if (!all(ok)) {
     out <- matrix(NA_real_, nrow(mean), length(probs),
                   dimnames = list(NULL, paste0(format(100 * probs, trim = TRUE), "%")))
     out[ok, ] <- mixture_quantile(log_gate[ok, , drop = FALSE], mean[ok, , drop = FALSE],
-                                  sd, probs)
+                                  sd, probs, df)
     return(out)
   }
   n <- nrow(mean)
@@ -141,12 +143,20 @@ mixture_quantile <- function(log_gate, mean, sd, probs) {
   lo0 <- apply(mean - 12 * sdm, 1L, min)
   hi0 <- apply(mean + 12 * sdm, 1L, max)
   out <- matrix(NA_real_, n, length(probs))
+  dfm <- if (!is.null(df)) matrix(df, n, length(df), byrow = TRUE)
   for (j in seq_along(probs)) {
     lo <- lo0
     hi <- hi0
+    if (!is.null(df)) {
+      # the mixture quantile lies between the smallest and the largest
+      # quantile of the experts (heavy tails make +-12 sd too narrow)
+      qk <- noise_quantile(probs[j], mean, sdm, dfm)
+      lo <- apply(qk, 1L, min)
+      hi <- apply(qk, 1L, max)
+    }
     for (it in 1:100) {
       mid <- (lo + hi) / 2
-      cdf <- rowSums(g * pnorm(mid, mean, sdm))
+      cdf <- rowSums(g * noise_cdf(mid, mean, sdm, dfm))
       below <- cdf < probs[j]
       lo[below] <- mid[below]
       hi[!below] <- mid[!below]

@@ -215,7 +215,7 @@
 #'   in softmax gating mixture of experts. *ICML 2024*. arXiv:2402.02952.
 #' @examples
 #' tru <- moe_truth_example("p4")
-#' st <- moe_contraction(tru, n = c(250, 500, 1000, 2000), reps = 3, seed = 1)
+#' st <- moe_contraction(tru, n = c(250, 500, 1000), reps = 2, seed = 1)
 #' st
 #' st$slopes
 #' plot(st)

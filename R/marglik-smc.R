@@ -22,28 +22,10 @@
 # the two proposal densities, so every move leaves p_b invariant.
 
 # Log-likelihood of every row of Phi (N x D) on the internal data `s`
-# (list y, X, Z, w), vectorised over the particles: an N-vector.
-loglik_particles <- function(Phi, s, p, q, K) {
-  par <- par_from_phi(Phi, p, q, K)
-  N <- nrow(Phi)
-  n <- length(s$y)
-  lj <- vector("list", K)
-  lg <- vector("list", K)
-  for (k in seq_len(K)) {
-    mu <- s$X %*% matrix(par$alpha[, k, ], p, N)
-    s2 <- rep(par$sigma2[k, ], each = n)
-    lj[[k]] <- -0.5 * log(2 * pi * s2) - (s$y - mu)^2 / (2 * s2)
-    lg[[k]] <- if (K > 1L) s$Z %*% matrix(par$W[, k, ], q, N) else matrix(0, n, N)
-  }
-  lse <- function(terms) {
-    m <- Reduce(pmax, terms)
-    m + log(Reduce(`+`, lapply(terms, function(t) exp(t - m))))
-  }
-  num <- lse(Map(`+`, lg, lj))
-  den <- if (K > 1L) lse(lg) else 0
-  out <- colSums(s$w * (num - den))
-  out[!is.finite(out)] <- -Inf
-  out
+# (list y, X, Z, w; `family` for GLM experts), vectorised over the
+# particles: an N-vector (ml_loglik() of the family of `expert`).
+loglik_particles <- function(Phi, s, p, q, K, expert = spec_expert(make_spec())) {
+  ml_loglik(expert, ml_par(expert, Phi, p, q, K), s)
 }
 
 # Adaptive tempered SMC estimate of log p(y | K) on the internal scale (add
@@ -52,18 +34,26 @@ loglik_particles <- function(Phi, s, p, q, K) {
 # effective sample size of the incremental weights is `ess` N, `moves`
 # random-walk moves per temperature. Uses the session RNG.
 smc_logml_internal <- function(s, pc, K, N = 1000L, ess = 0.5, moves = 10L,
-                               max_steps = 2000L) {
-  p <- ncol(s$X)
+                               max_steps = 2000L, expert = spec_expert(make_spec())) {
   q <- ncol(s$Z)
-  Phi <- t(vapply(seq_len(N), function(i) {
-    d <- prior_draw(pc, K)
-    phi_from_par(array(d$alpha, c(p, K, 1L)), matrix(d$sigma2, K, 1L),
-                 array(d$W, c(q, K, 1L)))
-  }, numeric((p + 1L) * K + q * (K - 1L))))
-  if (N == 1L) Phi <- matrix(Phi, 1L)
+  r <- ml_extra(expert)
+  linear <- inherits(expert, "moe_expert_linear")
+  Phi <- NULL
+  for (i in seq_len(N)) {
+    d <- ml_prior_draw(expert, pc, K)
+    pe <- NROW(d$alpha)
+    ph <- ml_phi(expert, list(alpha = array(d$alpha, c(pe, K, 1L)),
+                              sigma2 = matrix(d$sigma2, K, 1L), W = array(d$W, c(q, K, 1L))))
+    if (is.null(Phi)) Phi <- matrix(0, N, length(ph))
+    Phi[i, ] <- ph
+  }
+  p <- ml_ncoef(expert, pe)
   D <- ncol(Phi)
-  lprior <- function(Ph) log_prior_rows(Ph, pc, p, q, K)
-  ll <- loglik_particles(Phi, s, p, q, K)
+  lprior <- function(Ph) {
+    if (linear) log_prior_rows(Ph, pc, p, q, K) else
+      ml_log_prior(expert, ml_par(expert, Ph, p, q, K), pc)
+  }
+  ll <- loglik_particles(Phi, s, p, q, K, expert)
   lp <- lprior(Phi)
   perms <- if (K > 1L) all_permutations(K) else matrix(1L, 1L, 1L)
   b <- 0
@@ -104,7 +94,7 @@ smc_logml_internal <- function(s, pc, K, N = 1000L, ess = 0.5, moves = 10L,
     lp <- lp[idx]
     # the common labelling and the within-labelling covariance
     if (K > 1L) {
-      rl <- relabel_phi(Phi, which.max(ll + lp), p, q, K, perms)
+      rl <- relabel_phi(Phi, which.max(ll + lp), p, q, K, perms, r)
       Pr <- rl$Phi
     } else {
       rl <- NULL
@@ -115,22 +105,22 @@ smc_logml_internal <- function(s, pc, K, N = 1000L, ess = 0.5, moves = 10L,
     R <- chol(Sig)
     acc_total <- 0
     for (mv in seq_len(moves)) {
-      Tcur <- if (K > 1L) relabel_perms(Phi, rl$ref, rl$scale, p, K, perms) else NULL
-      Rc <- if (K > 1L) smc_permute_rows(Phi, Tcur, p, q, K) else Phi
+      Tcur <- if (K > 1L) relabel_perms(Phi, rl$ref, rl$scale, p, K, perms, r) else NULL
+      Rc <- if (K > 1L) smc_permute_rows(Phi, Tcur, p, q, K, r) else Phi
       E <- matrix(stats::rnorm(N * D), N) %*% R * scale
       Rn <- Rc + E
-      Pn <- if (K > 1L) smc_permute_rows(Rn, inverse_perms(Tcur), p, q, K) else Rn
-      ll_n <- loglik_particles(Pn, s, p, q, K)
+      Pn <- if (K > 1L) smc_permute_rows(Rn, inverse_perms(Tcur), p, q, K, r) else Rn
+      ll_n <- loglik_particles(Pn, s, p, q, K, expert)
       lp_n <- lprior(Pn)
       lr <- b * (ll_n - ll) + lp_n - lp
       if (K > 1L) {
-        Tnew <- relabel_perms(Pn, rl$ref, rl$scale, p, K, perms)
+        Tnew <- relabel_perms(Pn, rl$ref, rl$scale, p, K, perms, r)
         diff_lab <- rowSums(Tnew != Tcur) > 0
         if (any(diff_lab)) {
           # reverse proposal from phi' in its own labelling
           j <- which(diff_lab)
-          Ra <- smc_permute_rows(Pn[j, , drop = FALSE], Tnew[j, , drop = FALSE], p, q, K)
-          Rb <- smc_permute_rows(Phi[j, , drop = FALSE], Tnew[j, , drop = FALSE], p, q, K)
+          Ra <- smc_permute_rows(Pn[j, , drop = FALSE], Tnew[j, , drop = FALSE], p, q, K, r)
+          Rb <- smc_permute_rows(Phi[j, , drop = FALSE], Tnew[j, , drop = FALSE], p, q, K, r)
           Rsc <- R * scale
           lr[j] <- lr[j] + dmvn_log(Rb - Ra, rep(0, D), Rsc) -
             dmvn_log(Rn[j, , drop = FALSE] - Rc[j, , drop = FALSE], rep(0, D), Rsc)
@@ -159,11 +149,11 @@ inverse_perms <- function(P) {
 
 # Row r of Phi relabelled by permutation P[r, ] (permute_phi()), grouping
 # the rows by permutation.
-smc_permute_rows <- function(Phi, P, p, q, K) {
+smc_permute_rows <- function(Phi, P, p, q, K, r = 1L) {
   key <- drop((P - 1L) %*% K^(seq_len(K) - 1L))
   out <- Phi
   for (g in split(seq_len(nrow(P)), key)) {
-    out[g, ] <- permute_phi(Phi[g, , drop = FALSE], P[g[1L], ], p, q, K)
+    out[g, ] <- permute_phi(Phi[g, , drop = FALSE], P[g[1L], ], p, q, K, r)
   }
   out
 }
@@ -204,18 +194,14 @@ log_prior_rows <- function(Phi, pc, p, q, K) {
 # the p(y) estimates (each unbiased), steps and CPU seconds.
 marglik_smc <- function(fit, runs = 4L, N = 1000L, moves = 20L, ess = 0.95, seed = NULL,
                         prior = fit$prior) {
-  p <- ncol(fit$X)
-  q <- ncol(fit$Z)
-  pc <- prior_internal(prior, p, q)
-  sc <- moe_scaling(fit$y, fit$X, fit$Z)
-  sd_ <- scale_data(sc, fit$y, fit$X, fit$Z)
-  keep <- fit$weights > 0
-  s <- list(y = sd_$y[keep], X = sd_$X[keep, , drop = FALSE], Z = sd_$Z[keep, , drop = FALSE],
-            w = as.double(fit$weights[keep]))
+  md <- ml_data(fit)
+  s <- md$s
+  sc <- md$sc
+  pc <- prior_internal(prior, expert_prior_npar(md$expert, ncol(fit$X)), ncol(fit$Z))
   jac <- -sum(fit$weights) * log(sc$sy)
   t0 <- proc.time()
   res <- with_seed(seed, lapply(seq_len(runs), function(r) {
-    smc_logml_internal(s, pc, fit$K, N = N, moves = moves, ess = ess)
+    smc_logml_internal(s, pc, fit$K, N = N, moves = moves, ess = ess, expert = md$expert)
   }))
   est <- vapply(res, `[[`, 0, "logml") + jac
   list(logml = mean(est), se = if (runs > 1L) stats::sd(est) / sqrt(runs) else NA_real_,

@@ -78,6 +78,32 @@
 #' summing over all \eqn{K!} relabellings, \eqn{K \le 7}): cheaper, and a
 #' check of the default, but it fails on over-fitted fits.
 #'
+#' **GLM experts** (`family = binomial()` or `poisson()`;
+#' [moe_glm_experts]). The unnormalised posterior is the likelihood of the
+#' family times the prior \eqn{a_k \sim N(m_a, V_a)} of [moe_prior()] on the
+#' internal scale (covariates centred and scaled, the response untouched, so
+#' no Jacobian) and the gating prior, in the parameters \eqn{(a_k, w_k)}.
+#' The `"mixture"` density (the default) has, in place of the conjugate
+#' posterior of each expert given the allocation, its Laplace approximation
+#' (Gaussian at the mode of the expert's posterior given the observations
+#' allocated to it, with the inverse negative Hessian there as covariance;
+#' the prior itself for an expert with no observation); `"normal"` is the
+#' symmetrised normal fitted to the relabelled draws. There is no closed
+#' form: `method = "exact"` is refused with an error of class
+#' `bayesmoe_error_unavailable`, and K = 1 is bridge sampled. The estimates
+#' are checked against quadrature (K = 1) and the tempered sequential Monte
+#' Carlo estimator (K = 2) in `tests/testthat/test-marglik-glm.R`.
+#'
+#' **Student-t experts** (`family = student_t()`). The parameters of an
+#' expert are \eqn{(a_k, \log\sigma_k^2, \log\nu_k)} (without
+#' \eqn{\log\nu_k} when `df` is fixed), with the normal / inverse-gamma
+#' prior of Gaussian experts and the Gamma(`df_shape`, `df_rate`) prior of
+#' \eqn{\nu_k} truncated to \eqn{[0.1, 10^4]}, Jacobians included. Only
+#' `proposal = "normal"` is available (the default for these fits; the
+#' `"mixture"` density is refused): it can fail on over-fitted fits, with
+#' the warning of class `bayesmoe_warning_marglik`. Checked against the
+#' tempered SMC estimator in `tests/testthat/test-marglik-t.R`.
+#'
 #' **Error.** `se` is the square root of the approximate relative mean
 #' squared error of the estimate of \eqn{p(y)} (Fruehwirth-Schnatter 2004,
 #' eq. 15; Gronau et al. 2017), which approximates the standard error of
@@ -110,17 +136,18 @@
 #' every K, so that differences between K are unaffected.
 #'
 #' @param fit A fit from [moe_mcmc()] (or, for `method = "exact"`, from
-#'   [moe_em()] with K = 1). Bridge sampling relabels the draws over all
+#'   [moe_em()] with K = 1 and Gaussian experts). Bridge sampling relabels the draws over all
 #'   \eqn{K!} permutations of the experts, so it needs \eqn{K \le 8}
 #'   (`"mixture"`) or \eqn{K \le 7} (`"normal"`); K = 8 takes about 15
 #'   seconds per 1000 draws.
 #' @param method `"bridge"` (bridge sampling on the draws) or `"exact"` (the
-#'   closed form, K = 1 only).
+#'   closed form, K = 1 Gaussian experts only).
 #' @param prior For `method = "exact"` on an EM fit: the prior, from
 #'   [moe_prior()] (default `moe_prior()`). An MCMC fit always uses the
 #'   prior it was sampled with.
 #' @param proposal The importance density: `"mixture"` or `"normal"` (see
-#'   Details).
+#'   Details). When not given, `"mixture"`, except for Student-t experts
+#'   (`"normal"`).
 #' @param n_comp Number of components of the `"mixture"` importance density
 #'   (at most the number of draws in the first halves of the chains).
 #' @param n_prop Number of draws from the importance density; `NULL` means
@@ -173,12 +200,20 @@
 #' fit2 <- moe_mcmc(tuned ~ stretchratio, data = tonedata, K = 2,
 #'                  chains = 2, iter = 400, seed = 1)
 #' moe_marglik(fit2, seed = 1)
+#' # Poisson experts
+#' set.seed(1)
+#' x <- runif(150)
+#' y <- rpois(150, exp(ifelse(x < 0.5, 0.2 + 0.5 * x, 2.5 - 0.5 * x)))
+#' fitp <- moe_mcmc(y ~ x, data = data.frame(x, y), K = 2, family = poisson(),
+#'                  chains = 2, iter = 400, seed = 1)
+#' moe_marglik(fitp, seed = 1)
 #' @export
 moe_marglik <- function(fit, method = c("bridge", "exact"), prior = NULL,
                         proposal = c("mixture", "normal"), n_comp = 100, n_prop = NULL,
                         seed = NULL, maxit = 1000, tol = 1e-10, ...) {
   call <- sys.call()
   method <- check_choice(method, c("bridge", "exact"), "method", call)
+  proposal_given <- !missing(proposal)
   proposal <- check_choice(proposal, c("mixture", "normal"), "proposal", call)
   if (!inherits(fit, "moe_fit")) {
     abort(sprintf("`fit` must be a fit from `moe_mcmc()` or `moe_em()`, not %s.",
@@ -186,9 +221,24 @@ moe_marglik <- function(fit, method = c("bridge", "exact"), prior = NULL,
   }
   validate_moe_fit(fit, "fit", call)
   is_mcmc <- inherits(fit, "moe_mcmc")
-  if (is_glm_expert(fit$expert)) {
-    abort(sprintf("`fit` has %s experts: `moe_marglik()` is available for Gaussian experts only.",
-                  expert_label(fit$expert)), kind = "unavailable", call = call, arg = "fit")
+  expert <- spec_expert(fit_spec(fit))
+  linear <- inherits(expert, "moe_expert_linear")
+  if (!ml_supported(expert)) {
+    abort(sprintf("`fit` has %s experts: `moe_marglik()` has no likelihood and prior for them.",
+                  expert_label(expert)), kind = "unavailable", call = call, arg = "fit")
+  }
+  if (!linear) {
+    if (method == "exact") {
+      abort(sprintf("`method = \"exact\"` is the closed form of Gaussian experts; `fit` has %s experts: use `method = \"bridge\"`.",
+                    expert_label(expert)), kind = "unavailable", call = call, arg = "method")
+    }
+    if (!is_glm_expert(expert) && proposal == "mixture") {
+      if (proposal_given) {
+        abort(sprintf("`proposal = \"mixture\"` needs the complete-data posterior of the experts, available for Gaussian and GLM experts; `fit` has %s experts: use `proposal = \"normal\"`.",
+                      expert_label(expert)), kind = "unavailable", call = call, arg = "proposal")
+      }
+      proposal <- "normal"
+    }
   }
   if (!is.null(prior)) {
     if (is_mcmc) {
@@ -332,12 +382,14 @@ marglik_kmax <- function(proposal) if (proposal == "normal") 7L else 8L
 
 # Relabel the rows of Phi: new expert k is old expert perm[k], and the gating
 # is re-referenced to the new last expert, w'_k = w_{perm[k]} - w_{perm[K]}.
-permute_phi <- function(Phi, perm, p, q, K) {
+# `r`: the number of coordinates per expert after its p coefficients
+# (ml_extra(): 1 for Gaussian experts, log sigma2; 0 for GLM experts).
+permute_phi <- function(Phi, perm, p, q, K, r = 1L) {
   ia <- as.vector(outer(seq_len(p), (perm - 1L) * p, "+"))
-  is <- p * K + perm
+  is <- p * K + as.vector(outer(seq_len(r), (perm - 1L) * r, "+"))
   out <- Phi[, c(ia, is), drop = FALSE]
   if (K > 1L) {
-    off <- (p + 1L) * K
+    off <- (p + r) * K
     blk <- function(k) if (k == K) NULL else off + (k - 1L) * q + seq_len(q)
     ref <- if (perm[K] == K) 0 else Phi[, blk(perm[K]), drop = FALSE]
     for (k in seq_len(K - 1L)) {
@@ -346,6 +398,137 @@ permute_phi <- function(Phi, perm, p, q, K) {
     }
   }
   out
+}
+
+# ---- expert families --------------------------------------------------------
+
+# Bridge sampling and the SMC check work for every expert family with these
+# methods (dispatch on the expert object; default: linear Gaussian experts):
+#   ml_supported(expert)             TRUE when the family has them all
+#   ml_extra(expert)                 r, the coordinates of an expert after
+#                                    its coefficients in phi (unconstrained)
+#   ml_ncoef(expert, P_e)            the coefficients among its P_e rows
+#   ml_extra_from_par(expert, par)   those r coordinates of draws: r x K x S
+#   ml_par_from_extra(expert, A, E)  back: list(alpha P_e x K x S, sigma2)
+#   ml_log_prior_experts(expert, par, pc)
+#                                    log prior of the experts' parameters in
+#                                    phi coordinates (Jacobians included): S
+#   ml_expert_logdens(expert, par, k, s)
+#                                    log p(y_i | expert k of draw j): n x S
+#   ml_prior_draw(expert, pc, K)     one prior draw (internal scale)
+# In phi (one row per draw) come the p coefficients of every expert, then
+# the r further coordinates of every expert, then the gating vectors w_1..
+# w_{K-1}: D = (p + r) K + q (K - 1). Student-t experts, for instance, need
+# r = 2 (log sigma2, log df) with the Jacobians of both logs.
+ml_supported <- function(expert) UseMethod("ml_supported")
+ml_supported.default <- function(expert) FALSE
+ml_supported.moe_expert_linear <- function(expert) TRUE
+
+ml_extra <- function(expert) UseMethod("ml_extra")
+ml_extra.default <- function(expert) 1L
+
+ml_ncoef <- function(expert, P_e) UseMethod("ml_ncoef")
+ml_ncoef.default <- function(expert, P_e) P_e
+
+ml_extra_from_par <- function(expert, par) UseMethod("ml_extra_from_par")
+ml_extra_from_par.default <- function(expert, par) {
+  array(log(par$sigma2), c(1L, dim(par$alpha)[2L], dim(par$alpha)[3L]))
+}
+
+ml_par_from_extra <- function(expert, A, E) UseMethod("ml_par_from_extra")
+ml_par_from_extra.default <- function(expert, A, E) {
+  list(alpha = A, sigma2 = matrix(exp(E[1L, , ]), dim(A)[2L], dim(A)[3L]))
+}
+
+# Gaussian experts: the normal / inverse-gamma prior and the Jacobian of
+# sigma2 -> log sigma2 (log_prior_phi() without the gating).
+ml_log_prior_experts <- function(expert, par, pc) UseMethod("ml_log_prior_experts")
+ml_log_prior_experts.default <- function(expert, par, pc) {
+  par$W <- par$W[, 1L, , drop = FALSE]
+  log_prior_phi(par, pc)
+}
+
+ml_expert_logdens <- function(expert, par, k, s) UseMethod("ml_expert_logdens")
+ml_expert_logdens.default <- function(expert, par, k, s) {
+  p <- dim(par$alpha)[1L]
+  S <- dim(par$alpha)[3L]
+  mu <- s$X %*% matrix(par$alpha[, k, ], p, S)
+  s2 <- rep(par$sigma2[k, ], each = length(s$y))
+  -0.5 * log(2 * pi * s2) - (s$y - mu)^2 / (2 * s2)
+}
+
+ml_prior_draw <- function(expert, pc, K) UseMethod("ml_prior_draw")
+ml_prior_draw.default <- function(expert, pc, K) prior_draw(pc, K)
+
+# Draws (list alpha P_e x K x S, sigma2 K x S, W q x K x S) -> S x D phi.
+ml_phi <- function(expert, par) {
+  A <- par$alpha
+  K <- dim(A)[2L]
+  S <- dim(A)[3L]
+  q <- dim(par$W)[1L]
+  p <- ml_ncoef(expert, dim(A)[1L])
+  E <- ml_extra_from_par(expert, par)
+  r <- dim(E)[1L]
+  out <- t(matrix(A[seq_len(p), , , drop = FALSE], p * K, S))
+  if (r > 0L) out <- cbind(out, t(matrix(E, r * K, S)))
+  if (K > 1L) out <- cbind(out, t(matrix(par$W[, -K, , drop = FALSE], q * (K - 1L), S)))
+  out
+}
+
+# S x D phi -> draws (list alpha, sigma2, W), p coefficients per expert.
+ml_par <- function(expert, Phi, p, q, K) {
+  S <- nrow(Phi)
+  r <- ml_extra(expert)
+  A <- array(t(Phi[, seq_len(p * K), drop = FALSE]), c(p, K, S))
+  E <- array(t(Phi[, p * K + seq_len(r * K), drop = FALSE]), c(r, K, S))
+  out <- ml_par_from_extra(expert, A, E)
+  W <- array(0, c(q, K, S))
+  if (K > 1L) {
+    W[, -K, ] <- array(t(Phi[, (p + r) * K + seq_len(q * (K - 1L)), drop = FALSE]),
+                       c(q, K - 1L, S))
+  }
+  list(alpha = out$alpha, sigma2 = out$sigma2, W = W)
+}
+
+# Total log-likelihood of every draw (internal data `s`: y, X, Z, w and, for
+# GLM experts, the family data `s$family`), vectorised over the draws: an
+# S-vector, -Inf where it is not finite.
+ml_loglik <- function(expert, par, s) {
+  K <- dim(par$alpha)[2L]
+  S <- dim(par$alpha)[3L]
+  q <- dim(par$W)[1L]
+  n <- length(s$y)
+  lse <- function(terms) {
+    m <- Reduce(pmax, terms)
+    m <- ifelse(is.finite(m), m, 0)
+    m + log(Reduce(`+`, lapply(terms, function(t) exp(t - m))))
+  }
+  lg <- lapply(seq_len(K), function(k) {
+    if (K > 1L) s$Z %*% matrix(par$W[, k, ], q, S) else matrix(0, n, S)
+  })
+  lj <- lapply(seq_len(K), function(k) ml_expert_logdens(expert, par, k, s))
+  num <- lse(Map(`+`, lg, lj))
+  den <- if (K > 1L) lse(lg) else 0
+  out <- colSums(s$w * (num - den))
+  out[!is.finite(out)] <- -Inf
+  out
+}
+
+# Log prior (phi coordinates) of draws: experts and gating.
+ml_log_prior <- function(expert, par, pc) {
+  ml_log_prior_experts(expert, par, pc) + log_prior_gate(par$W, pc)
+}
+
+# Internal-scale data of a fit, rows with positive weight (mcmc_data(),
+# with the family data of GLM experts).
+ml_data <- function(fit) {
+  expert <- spec_expert(fit_spec(fit))
+  sc <- moe_scaling(fit$y, fit$X, fit$Z)
+  glm_fam <- is_glm_expert(expert)
+  if (glm_fam) sc <- glm_scaling(sc)
+  s <- mcmc_data(sc, fit$y, fit$X, fit$Z, fit$weights,
+                 if (glm_fam) glm_family_data(expert, fit$y, fit$offset, fit$trials))
+  list(s = s, sc = sc, expert = expert)
 }
 
 # ---- densities ------------------------------------------------------------
@@ -365,22 +548,28 @@ log_prior_phi <- function(par, pc) {
   ex <- -p / 2 * log(2 * pi) - p / 2 * log(s2) - logdet_Va / 2 - quad / (2 * s2) +
     pc$c0 * log(pc$C0) - lgamma(pc$c0) - (pc$c0 + 1) * log(s2) - pc$C0 / s2 +
     log(s2)
-  lp <- colSums(ex)
-  if (K > 1L) {
-    s_w2 <- pc$s_w2
-    Wf <- par$W[, -K, , drop = FALSE]
-    ss <- apply(Wf^2, c(1L, 3L), sum)
-    if (pc$exchangeable) {
-      # (w_1j..w_{K-1,j}) ~ N(0, s_j^2 (I + 11')): |I + 11'| = K,
-      # (I + 11')^{-1} = I - 11'/K
-      sm <- apply(Wf, c(1L, 3L), sum)
-      g <- -(K - 1) / 2 * log(2 * pi * s_w2) - log(K) / 2 - (ss - sm^2 / K) / (2 * s_w2)
-    } else {
-      g <- -(K - 1) / 2 * log(2 * pi * s_w2) - ss / (2 * s_w2)
-    }
-    lp <- lp + colSums(matrix(g, q, S))
+  colSums(ex) + log_prior_gate(par$W, pc)
+}
+
+# Log prior density of the reference-coded gating vectors of draws (W: q x K
+# x S, column K zero), 0 for K = 1: an S-vector.
+log_prior_gate <- function(W, pc) {
+  q <- dim(W)[1L]
+  K <- dim(W)[2L]
+  S <- dim(W)[3L]
+  if (K == 1L) return(numeric(S))
+  s_w2 <- pc$s_w2
+  Wf <- W[, -K, , drop = FALSE]
+  ss <- apply(Wf^2, c(1L, 3L), sum)
+  if (pc$exchangeable) {
+    # (w_1j..w_{K-1,j}) ~ N(0, s_j^2 (I + 11')): |I + 11'| = K,
+    # (I + 11')^{-1} = I - 11'/K
+    sm <- apply(Wf, c(1L, 3L), sum)
+    g <- -(K - 1) / 2 * log(2 * pi * s_w2) - log(K) / 2 - (ss - sm^2 / K) / (2 * s_w2)
+  } else {
+    g <- -(K - 1) / 2 * log(2 * pi * s_w2) - ss / (2 * s_w2)
   }
-  lp
+  colSums(matrix(g, q, S))
 }
 
 # Total log-likelihood (internal data `s`) of every draw, by the C pass.
@@ -403,10 +592,10 @@ dmvn_log <- function(Phi, mu, R) {
 }
 
 # Log of the symmetrised density (1/K!) sum_pi g(pi phi).
-log_gsym <- function(Phi, mu, R, p, q, K, perms) {
+log_gsym <- function(Phi, mu, R, p, q, K, perms, r = 1L) {
   if (K == 1L) return(dmvn_log(Phi, mu, R))
   L <- vapply(seq_len(nrow(perms)), function(j)
-    dmvn_log(permute_phi(Phi, perms[j, ], p, q, K), mu, R), numeric(nrow(Phi)))
+    dmvn_log(permute_phi(Phi, perms[j, ], p, q, K, r), mu, R), numeric(nrow(Phi)))
   L <- matrix(L, nrow(Phi))
   mx <- apply(L, 1L, max)
   mx + log(rowSums(exp(L - mx))) - lgamma(K + 1)
@@ -416,11 +605,14 @@ log_gsym <- function(Phi, mu, R, p, q, K, perms) {
 
 # Permutation of each row of Phi (S x K integer matrix, new expert k = old
 # expert perm[s, k]) that minimises the scaled squared distance of the
-# expert features (coefficients and log variances) to `ref` (a K x f
-# matrix), over all K! permutations `perms`.
-relabel_perms <- function(Phi, ref, scale, p, K, perms) {
+# expert features (coefficients and the r further coordinates, e.g. log
+# variances) to `ref` (a K x f matrix), over all K! permutations `perms`.
+relabel_perms <- function(Phi, ref, scale, p, K, perms, r = 1L) {
   S <- nrow(Phi)
-  feat <- function(k) cbind(Phi[, (k - 1L) * p + seq_len(p), drop = FALSE], Phi[, p * K + k])
+  feat <- function(k) {
+    cbind(Phi[, (k - 1L) * p + seq_len(p), drop = FALSE],
+          Phi[, p * K + (k - 1L) * r + seq_len(r), drop = FALSE])
+  }
   Fk <- lapply(seq_len(K), feat)
   # cost[s, i, j]: distance of old expert j of draw s to reference expert i
   cost <- array(0, c(S, K, K))
@@ -436,46 +628,49 @@ relabel_perms <- function(Phi, ref, scale, p, K, perms) {
   perms[max.col(-tot, ties.method = "first"), , drop = FALSE]
 }
 
-apply_perms <- function(Phi, P, p, q, K) {
+apply_perms <- function(Phi, P, p, q, K, r = 1L) {
   key <- apply(P, 1L, paste, collapse = ",")
   out <- Phi
   for (k in unique(key)) {
     rows <- which(key == k)
-    out[rows, ] <- permute_phi(Phi[rows, , drop = FALSE], P[rows[1L], ], p, q, K)
+    out[rows, ] <- permute_phi(Phi[rows, , drop = FALSE], P[rows[1L], ], p, q, K, r)
   }
   out
 }
 
-phi_expert_features <- function(Phi, p, K) {
+phi_expert_features <- function(Phi, p, K, r = 1L) {
   t(vapply(seq_len(K), function(k)
-    c(colMeans(Phi[, (k - 1L) * p + seq_len(p), drop = FALSE]), mean(Phi[, p * K + k])),
-    numeric(p + 1L)))
+    c(colMeans(Phi[, (k - 1L) * p + seq_len(p), drop = FALSE]),
+      colMeans(Phi[, p * K + (k - 1L) * r + seq_len(r), drop = FALSE])),
+    numeric(p + r)))
 }
 
 # Relabel Phi (draws) towards the draw `pivot`, then towards the mean of the
 # relabelled draws with coordinates scaled by their within-expert sd.
 # Returns the relabelled draws, the permutations, and the final reference
 # features and scales (to relabel further draws the same way).
-relabel_phi <- function(Phi, pivot, p, q, K, perms) {
+relabel_phi <- function(Phi, pivot, p, q, K, perms, r = 1L) {
   if (K == 1L) {
     return(list(Phi = Phi, perm = matrix(1L, nrow(Phi), 1L), ref = NULL, scale = NULL))
   }
-  ref <- phi_expert_features(Phi[pivot, , drop = FALSE], p, K)
+  ref <- phi_expert_features(Phi[pivot, , drop = FALSE], p, K, r)
   # first pass: each feature scaled by its sd pooled over draws and experts,
   # so a feature in which the experts hardly differ (e.g. equal variances)
   # does not let its Monte Carlo noise decide the labels
-  feature_cols <- function(f) if (f <= p) (seq_len(K) - 1L) * p + f else p * K + seq_len(K)
-  sc0 <- vapply(seq_len(p + 1L), function(f) stats::sd(c(Phi[, feature_cols(f)])), 0)
+  feature_cols <- function(f) {
+    if (f <= p) (seq_len(K) - 1L) * p + f else p * K + (seq_len(K) - 1L) * r + f - p
+  }
+  sc0 <- vapply(seq_len(p + r), function(f) stats::sd(c(Phi[, feature_cols(f)])), 0)
   sc0[!(sc0 > 0) | !is.finite(sc0)] <- 1
-  P <- relabel_perms(Phi, ref, sc0, p, K, perms)
-  Phi1 <- apply_perms(Phi, P, p, q, K)
-  ref <- phi_expert_features(Phi1, p, K)
-  sds <- sqrt(vapply(seq_len(p + 1L), function(f) {
+  P <- relabel_perms(Phi, ref, sc0, p, K, perms, r)
+  Phi1 <- apply_perms(Phi, P, p, q, K, r)
+  ref <- phi_expert_features(Phi1, p, K, r)
+  sds <- sqrt(vapply(seq_len(p + r), function(f) {
     mean(apply(Phi1[, feature_cols(f), drop = FALSE], 2L, stats::var))
   }, 0))
   sds[!(sds > 0)] <- 1
-  P <- relabel_perms(Phi, ref, sds, p, K, perms)
-  list(Phi = apply_perms(Phi, P, p, q, K), perm = P, ref = ref, scale = sds)
+  P <- relabel_perms(Phi, ref, sds, p, K, perms, r)
+  list(Phi = apply_perms(Phi, P, p, q, K, r), perm = P, ref = ref, scale = sds)
 }
 
 # ---- bridge sampling ------------------------------------------------------
@@ -600,17 +795,26 @@ gate_laplace <- function(Z, w, alloc, K, s_w2, v0) {
 # allocation drawn given the draw, the conjugate posterior of every expert
 # given it, and a Gaussian for the centred gating vectors (Laplace
 # approximation of the gating given the allocation, per expert slot).
-mix_component <- function(par, s, pc, K) {
+mix_component <- function(par, s, pc, K, expert = spec_expert(make_spec())) {
   p <- ncol(s$X)
   q <- ncol(s$Z)
   alloc <- rep(1L, length(s$y))
+  glm <- is_glm_expert(expert)
   if (K > 1L) {
-    cm <- moe_components(par, s$X, s$Z)
-    lk <- cm$log_gate - 0.5 * log(2 * pi) - rep(log(cm$sd), each = length(s$y)) -
-      0.5 * ((s$y - cm$mean) / rep(cm$sd, each = length(s$y)))^2
+    if (glm) {
+      p3 <- list(alpha = array(par$alpha, c(p, K, 1L)), sigma2 = matrix(1, K, 1L))
+      lk <- s$Z %*% par$W + vapply(seq_len(K), function(k) {
+        drop(ml_expert_logdens(expert, p3, k, s))
+      }, numeric(length(s$y)))
+    } else {
+      cm <- moe_components(par, s$X, s$Z)
+      lk <- cm$log_gate - 0.5 * log(2 * pi) - rep(log(cm$sd), each = length(s$y)) -
+        0.5 * ((s$y - cm$mean) / rep(cm$sd, each = length(s$y)))^2
+    }
     alloc <- sample_alloc(exp(log_softmax_rows(lk)))
   }
   ex <- lapply(seq_len(K), function(k) {
+    if (glm) return(glm_laplace(expert, s, alloc == k, pc, par$alpha[, k]))
     id <- alloc == k
     wk <- s$w[id]
     Xk <- s$X[id, , drop = FALSE]
@@ -623,7 +827,7 @@ mix_component <- function(par, s, pc, K) {
     list(m = m1, E = R1, c = c1, C = C1,
          cst = -p / 2 * log(2 * pi) + sum(log(diag(R1))) + c1 * log(C1) - lgamma(c1))
   })
-  comp <- list(ex = ex, ga = NULL, cst = 0, K = K)
+  comp <- list(ex = ex, ga = NULL, cst = 0, K = K, glm = glm)
   if (K == 1L) return(comp)
   v0 <- par$W - rowMeans(par$W)
   lap <- gate_laplace(s$Z, s$w, alloc, K, pc$s_w2, v0)
@@ -647,6 +851,55 @@ mix_component <- function(par, s, pc, K) {
   comp$Ssum <- Ssum
   comp$cst <- -lz - q * log(K)
   comp
+}
+
+# The expert factor of a mixture component for GLM experts: the Laplace
+# approximation N(m, H^{-1}) of the posterior of a_k given the observations
+# `id` allocated to it (prior N(m_a, V_a); m the mode by Newton's method
+# with step halving from `a0`, H the negative Hessian there), in the form
+# the C kernel takes for Gaussian experts at sigma2 = 1: E = chol(H), c = 1,
+# C = 0 (the inverse-gamma factor is then exp(-C) = 1 at sigma2 = 1). An
+# expert with no observations gets its prior, exactly.
+glm_laplace <- function(expert, s, id, pc, a0) {
+  X <- s$X[id, , drop = FALSE]
+  w <- s$w[id]
+  fd <- glm_family_rows(s$family, id)
+  p <- ncol(s$X)
+  o <- if (is.null(fd$offset)) 0 else fd$offset
+  binom <- expert$type == "binomial"
+  lpost <- function(a) {
+    eta <- drop(X %*% a) + o
+    b <- if (binom) fd$trials * (pmax(eta, 0) + log1p(exp(-abs(eta)))) else exp(eta)
+    d <- a - pc$m_a
+    sum(w * (fd$y * eta - b)) - sum(d * (pc$Va_inv %*% d)) / 2
+  }
+  a <- if (all(is.finite(a0))) a0 else pc$m_a
+  cur <- lpost(a)
+  H <- pc$Va_inv
+  for (it in 1:100) {
+    eta <- drop(X %*% a) + o
+    mu <- if (binom) fd$trials * stats::plogis(eta) else exp(eta)
+    v <- if (binom) mu * (1 - stats::plogis(eta)) else mu
+    g <- drop(crossprod(X, w * (fd$y - mu))) - drop(pc$Va_inv %*% (a - pc$m_a))
+    H <- crossprod(X * (w * v), X) + pc$Va_inv
+    step <- solve(H, g)
+    t <- 1
+    repeat {
+      cand <- a + t * step
+      new <- lpost(cand)
+      if (is.finite(new) && new >= cur - 1e-10 || t < 1e-8) break
+      t <- t / 2
+    }
+    a <- cand
+    conv <- abs(new - cur) < 1e-10 * (1 + abs(cur)) || max(abs(t * step)) < 1e-9
+    cur <- new
+    if (conv) break
+  }
+  eta <- drop(X %*% a) + o
+  mu <- if (binom) fd$trials * stats::plogis(eta) else exp(eta)
+  v <- if (binom) mu * (1 - stats::plogis(eta)) else mu
+  E <- chol(crossprod(X * (w * v), X) + pc$Va_inv)
+  list(m = a, E = E, c = 1, C = 0, cst = -p / 2 * log(2 * pi) + sum(log(diag(E))))
 }
 
 # Log density of the symmetrised mixture at draws `par` (C kernel).
@@ -682,7 +935,7 @@ mix_draw <- function(n, comps, p, q) {
     D <- array(0, c(q, K, nm))
     for (k in seq_len(K)) {
       e <- cm$ex[[k]]
-      s2 <- 1 / stats::rgamma(nm, shape = e$c, rate = e$C)
+      s2 <- if (isTRUE(cm$glm)) rep(1, nm) else 1 / stats::rgamma(nm, shape = e$c, rate = e$C)
       out$sigma2[k, id] <- s2
       out$alpha[, k, id] <- e$m + backsolve(e$E, matrix(stats::rnorm(p * nm), p)) *
         rep(sqrt(s2), each = p)
@@ -750,16 +1003,18 @@ bridge_re2 <- function(l1, l2, lr, s1, s2, chain) {
 
 marglik_bridge <- function(fit, proposal, n_comp, n_prop, maxit, tol) {
   K <- fit$K
-  p <- ncol(fit$X)
+  expert <- spec_expert(fit_spec(fit))
+  linear <- inherits(expert, "moe_expert_linear")
+  r <- ml_extra(expert)
+  pe <- expert_npar(expert, ncol(fit$X))
+  p <- ml_ncoef(expert, pe)
   q <- ncol(fit$Z)
-  pc <- prior_internal(fit$prior, p, q)
+  pc <- prior_internal(fit$prior, expert_prior_npar(expert, ncol(fit$X)), q)
   sc <- fit$scaling
-  sd_ <- scale_data(sc, fit$y, fit$X, fit$Z)
-  keep <- fit$weights > 0
-  s <- list(y = sd_$y[keep], X = sd_$X[keep, , drop = FALSE],
-            Z = sd_$Z[keep, , drop = FALSE], w = as.double(fit$weights[keep]))
+  s <- mcmc_data(sc, fit$y, fit$X, fit$Z, fit$weights,
+                 if (is_glm_expert(expert)) glm_family_data(expert, fit$y, fit$offset, fit$trials))
   dr <- draws_internal(fit)
-  Phi <- phi_from_par(dr$alpha, dr$sigma2, dr$W)
+  Phi <- ml_phi(expert, dr)
   ok <- rowSums(!is.finite(Phi)) == 0
   S0 <- dim(fit$draws)[1L]
   chain <- dr$draw$chain
@@ -768,7 +1023,8 @@ marglik_bridge <- function(fit, proposal, n_comp, n_prop, maxit, tol) {
   second <- which(ok & iter > S0 %/% 2L)
   perms <- if (K > 1L) all_permutations(K) else matrix(1L, 1L, 1L)
   log_q <- function(par) {
-    out <- loglik_draws_internal(par, s) + log_prior_phi(par, pc)
+    out <- if (linear) loglik_draws_internal(par, s) + log_prior_phi(par, pc) else
+      ml_loglik(expert, par, s) + ml_log_prior(expert, par, pc)
     out[!is.finite(out)] <- -Inf
     out
   }
@@ -777,12 +1033,12 @@ marglik_bridge <- function(fit, proposal, n_comp, n_prop, maxit, tol) {
   # them; the switching diagnostic uses their labelling as reference)
   Phi1 <- Phi[first, , drop = FALSE]
   lq1 <- log_q(subset_par(dr, first))
-  rl <- relabel_phi(Phi1, which.max(lq1), p, q, K, perms)
+  rl <- relabel_phi(Phi1, which.max(lq1), p, q, K, perms, r)
   cho <- chain[ok]
   switching <- vapply(sort(unique(cho)), function(ch) {
     if (K == 1L) return(0)
     P <- relabel_perms(Phi[ok, , drop = FALSE][cho == ch, , drop = FALSE], rl$ref,
-                       rl$scale, p, K, perms)
+                       rl$scale, p, K, perms, r)
     key <- apply(P, 1L, paste, collapse = ",")
     1 - max(table(key)) / length(key)
   }, 0)
@@ -797,15 +1053,15 @@ marglik_bridge <- function(fit, proposal, n_comp, n_prop, maxit, tol) {
     diag(Sig) <- diag(Sig) + 1e-8 * pmax(diag(Sig), 1e-8)
     R <- chol(Sig)
     Phig <- sweep(matrix(stats::rnorm(N2 * length(mu)), N2) %*% R, 2L, mu, "+")
-    prop <- par_from_phi(Phig, p, q, K)
-    g_post <- log_gsym(Phi[second, , drop = FALSE], mu, R, p, q, K, perms)
-    g_prop <- log_gsym(Phig, mu, R, p, q, K, perms)
+    prop <- ml_par(expert, Phig, p, q, K)
+    g_post <- log_gsym(Phi[second, , drop = FALSE], mu, R, p, q, K, perms, r)
+    g_prop <- log_gsym(Phig, mu, R, p, q, K, perms, r)
     M <- NA_integer_
   } else {
     M <- min(n_comp, length(first))
     pick <- first[unique(round(seq(1, length(first), length.out = M)))]
     M <- length(pick)
-    comps <- lapply(pick, function(j) mix_component(par_slice(dr, j), s, pc, K))
+    comps <- lapply(pick, function(j) mix_component(par_slice(dr, j), s, pc, K, expert))
     prop <- mix_draw(N2, comps, p, q)
     g_post <- mix_logdens_par(post, comps)
     g_prop <- mix_logdens_par(prop, comps)

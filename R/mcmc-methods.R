@@ -27,13 +27,21 @@ log_density_rows <- function(par, X, Z, y, offset = NULL, trials = NULL) {
 
 # Quantiles of the mixture with gating probabilities `g`, means `mu` and
 # standard deviations `s` (R x K matrices, one mixture per row) at
-# probability `prob`, by Newton steps safeguarded by bisection.
-mixture_quantile_newton <- function(g, mu, s, prob, tol = 1e-11, maxit = 200L) {
-  lo <- mu[, 1L] - 12 * s[, 1L]
-  hi <- mu[, 1L] + 12 * s[, 1L]
-  if (ncol(mu) > 1L) for (k in 2:ncol(mu)) {
-    lo <- pmin(lo, mu[, k] - 12 * s[, k])
-    hi <- pmax(hi, mu[, k] + 12 * s[, k])
+# probability `prob`, by Newton steps safeguarded by bisection; `df`: NULL
+# (Gaussian experts) or the R x K degrees of freedom of Student-t experts.
+mixture_quantile_newton <- function(g, mu, s, prob, tol = 1e-11, maxit = 200L, df = NULL) {
+  if (is.null(df)) {
+    lo <- mu[, 1L] - 12 * s[, 1L]
+    hi <- mu[, 1L] + 12 * s[, 1L]
+    if (ncol(mu) > 1L) for (k in 2:ncol(mu)) {
+      lo <- pmin(lo, mu[, k] - 12 * s[, k])
+      hi <- pmax(hi, mu[, k] + 12 * s[, k])
+    }
+  } else {
+    # between the smallest and the largest quantile of the experts
+    qk <- noise_quantile(prob, mu, s, df)
+    lo <- apply(qk, 1L, min)
+    hi <- apply(qk, 1L, max)
   }
   x <- pmin(pmax(rowSums(g * mu), lo), hi)
   # work on the rows not yet converged; the working set is compacted when
@@ -41,8 +49,8 @@ mixture_quantile_newton <- function(g, mu, s, prob, tol = 1e-11, maxit = 200L) {
   idx <- seq_along(x)
   xw <- x
   for (it in seq_len(maxit)) {
-    Fx <- rowSums(g * stats::pnorm(xw, mu, s)) - prob
-    fx <- rowSums(g * dnorm(xw, mu, s))
+    Fx <- rowSums(g * noise_cdf(xw, mu, s, df)) - prob
+    fx <- rowSums(g * exp(noise_logpdf(xw, mu, s, df)))
     above <- Fx > 0
     hi[above] <- xw[above]
     lo[!above] <- xw[!above]
@@ -62,6 +70,7 @@ mixture_quantile_newton <- function(g, mu, s, prob, tol = 1e-11, maxit = 200L) {
       g <- g[keep, , drop = FALSE]
       mu <- mu[keep, , drop = FALSE]
       s <- s[keep, , drop = FALSE]
+      if (!is.null(df)) df <- df[keep, , drop = FALSE]
     }
   }
   x[idx] <- xw
@@ -86,11 +95,13 @@ draw_values <- function(D, des, type, y, probs, p, q, K, spec = make_spec()) {
       mu <- shift_mean(spec_expert(spec), do.call(rbind, lapply(cms, `[[`, "mean")),
                        des_offset(des))  # offset: R/model.R
       sd <- do.call(rbind, lapply(cms, function(cm) matrix(cm$sd, n, K, byrow = TRUE)))
+      df <- if (!is.null(cms[[1L]]$df))
+        do.call(rbind, lapply(cms, function(cm) matrix(cm$df, n, K, byrow = TRUE)))
       for (j in seq_len(m)) {
         qj <- if (is_glm_expert(spec_expert(spec))) {
           glm_mixture_quantile(spec_expert(spec), g, mu, probs[j],
                                if (!is.null(des$trials)) rep(des$trials, length(s_idx)))
-        } else mixture_quantile_newton(g, mu, sd, probs[j])
+        } else mixture_quantile_newton(g, mu, sd, probs[j], df = df)
         out[s_idx, , j] <- t(matrix(qj, n, length(s_idx)))
       }
     }
@@ -179,7 +190,7 @@ residuals.moe_mcmc <- function(object, type = c("response", "pearson"), ...) {
     mu <- rowSums(g * cm$mean)
     m1 <- m1 + mu
     m2 <- m2 + rowSums(g * (expert_variance(par$spec$expert, cm$mean, par$sigma2,
-                                            object$trials) + cm$mean^2))
+                                            object$trials, cm$df) + cm$mean^2))
   }
   m1 <- m1 / nrow(D)
   r <- object$y - m1

@@ -119,6 +119,14 @@
 #'   the gating vectors (see `gate_update`), a whole number from 1 (every
 #'   sweep) to 10000. `Inf` turns the scheduled draws off; the chain is then
 #'   no longer guaranteed to move (for studying the sampler only).
+#' @param threads OpenMP threads inside each chain (softmax gate with linear
+#'   experts, `gate_update = "collapsed"`: the passes over the observations),
+#'   a whole number >= 1; never more than the machine has (and none beyond
+#'   one where the package was built without OpenMP). The observations are
+#'   cut into fixed chunks whose sums are added in a fixed order and the
+#'   random numbers are drawn by one thread, so the draws are the same for
+#'   any number of threads. Chains run in parallel through `future` instead
+#'   (see [moe_mcmc()]); threads help one long chain on a large data set.
 #' @return A list of class `moe_mcmc_control`.
 #' @references
 #' Gamerman, D. (1997). Sampling from the posterior distribution in
@@ -129,7 +137,7 @@
 moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
                              init_tol = 10, refresh = NULL,
                              gate_update = c("collapsed", "pg+mh", "pg", "mh"),
-                             gate_steps = 2, pg_every = 20) {
+                             gate_steps = 2, pg_every = 20, threads = 1) {
   call <- sys.call()
   if (!inherits(em_control, "moe_em_control")) {
     abort(sprintf("`em_control` must be made by `moe_em_control()`, not %s.",
@@ -146,7 +154,9 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
     gate_steps = check_number(gate_steps, "gate_steps", lower = 1, upper = 100,
                               whole = TRUE, call = call),
     pg_every = if (identical(pg_every, Inf)) Inf else
-      check_number(pg_every, "pg_every", lower = 1, upper = 10000, whole = TRUE, call = call)
+      check_number(pg_every, "pg_every", lower = 1, upper = 10000, whole = TRUE, call = call),
+    threads = check_number(threads, "threads", lower = 1, upper = 1024, whole = TRUE,
+                           call = call)
   )
   structure(ctl, class = "moe_mcmc_control")
 }
@@ -357,22 +367,25 @@ mcmc_settings <- function(prior, chains, iter, warmup, thin, init, seed, control
        progress = check_flag(progress, "progress", call))
 }
 
-# The gating fields of the C control (moe_mcmc_control in src/moe.h):
-# gate_mode, gate_steps, pg_every (0: never).
+# The sweep fields of the C control (moe_mcmc_control in src/moe.h):
+# gate_mode, gate_steps, pg_every (0: never), threads.
 gate_mode <- function(control) {
   mode <- gate_update_codes[[control$gate_update]]
   pg <- if (is.infinite(control$pg_every)) 0L else as.integer(control$pg_every)
-  c(mode, as.integer(control$gate_steps), pg)
+  # controls saved before `threads` existed run with one thread
+  threads <- if (is.null(control$threads)) 1L else as.integer(control$threads)
+  c(mode, as.integer(control$gate_steps), pg, threads)
 }
 
 # Codes of the gating updates (moe_mcmc_control.gate_mode in src/moe.h).
 gate_update_codes <- c(pg = 0L, "pg+mh" = 1L, mh = 2L, collapsed = 3L)
 
 # The controls of one chain as ffi_gibbs() takes them (MOE_MCTL_* in
-# src/moe.h); `mode` is c(gate_mode, gate_steps, pg_every).
+# src/moe.h); `mode` is c(gate_mode, gate_steps, pg_every, threads).
 mcmc_control_c <- function(warmup, iter, thin, offset, refresh, chain, mode) {
   c(warmup = warmup, iter = iter, thin = thin, offset = offset, refresh = refresh,
-    chain = chain, gate_mode = mode[1L], gate_steps = mode[2L], pg_every = mode[3L])
+    chain = chain, gate_mode = mode[1L], gate_steps = mode[2L], pg_every = mode[3L],
+    threads = mode[4L])
 }
 
 # Names of the gating move counts a chain returns (MOE_ACC_* in src/moe.h).
@@ -420,7 +433,8 @@ mcmc_fit <- function(y, X, Z, w, K, set, call, offset = NULL, trials = NULL) {
     em <- with_seed(seed, moe_em_fit(y, X, Z, w, K, set$control$em_starts,
                                      set$control$em_control, gate = set$gate,
                                      expert = set$expert, offset = offset, trials = trials))
-    inits <- em_inits(em, sc, set$chains, set$control$init_tol)
+    inits <- em_inits(em, sc, set$chains, set$control$init_tol,
+                      cap = 10 * sqrt(max(pc$s_w2)))
   }
   streams <- chain_streams(seed, set$chains)
   runs <- run_chains(set$chains, s, pc, K, inits = inits, states = NULL,
@@ -462,8 +476,11 @@ mcmc_data <- function(sc, y, X, Z, w, family = NULL) {
 
 # Starting values from the EM starts: the best solution first, then the other
 # distinct non-degenerate solutions within `tol` of it, recycled; labels
-# aligned to the best; internal scale.
-em_inits <- function(em, sc, chains, tol) {
+# aligned to the best; internal scale. The gating coefficients of a start
+# stopped by separation (far out in the tails of the prior) are scaled down
+# to at most `cap` in absolute value: the same partition of the gating space
+# (the argmax of the logits), softer, where the posterior is.
+em_inits <- function(em, sc, chains, tol, cap = Inf) {
   st <- em$starts
   degenerate <- grepl("empty|var_floor", st$status) | !is.finite(st$loglik)
   ord <- order(degenerate, -ifelse(is.finite(st$loglik), st$loglik, -Inf))
@@ -477,6 +494,9 @@ em_inits <- function(em, sc, chains, tol) {
   }
   spec <- make_spec(em$gate, em$expert)
   pars <- lapply(em$start_par[cand], function(par) par_to_internal(sc, with_spec(par, spec)))
+  for (j in which(grepl("separation", st$status[cand]))) {
+    pars[[j]]$W <- pars[[j]]$W * min(1, cap / max(abs(pars[[j]]$W)))
+  }
   pars <- lapply(pars, align_labels, ref = pars[[1L]])
   pars[(seq_len(chains) - 1L) %% length(pars) + 1L]
 }
@@ -589,6 +609,7 @@ chain_prior_draw <- function(pc, K, spec, X) {
   }
   par <- prior_draw_spec(pc, K, spec)
   if (is_glm_expert(expert)) par <- glm_prior_draw(pc, K, par)
+  if (inherits(expert, "moe_expert_t")) par <- t_complete_draw(par, pc, K)
   par
 }
 
@@ -764,7 +785,8 @@ print.moe_mcmc <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
                       x$init), width = 80), "", sep = "\n")
   par <- moe_point(x)
   print_experts(x, par, digits,
-                "Posterior means -- expert coefficients, variance sigma2 and sd sigma:")
+                sprintf("Posterior means -- expert coefficients, %s:",
+                        expert_noise_label(fit_spec(x)$expert)))
   print_gating(x$gate, par, x$K, digits, prefix = "Posterior means -- ")
   na <- if (length(x$na.action)) sprintf(" (%d observation%s deleted due to missingness)",
                                          length(x$na.action),

@@ -62,7 +62,16 @@ vcov.moe_em <- function(object, ...) {
   par_int <- par_to_internal(sc, moe_point(object))
   info <- moe_information(par_int, s$y, s$X, s$Z, object$weights, object$offset,
                           object$trials)
-  V <- invert_information(info, "The observed information is not invertible (a degenerate or weakly identified fit); standard errors are NA.")
+  # parameters estimated on a bound of their range (R/family.R) are held
+  # fixed: the information is that of the others, their variances are NA
+  fixed <- expert_bound_index(spec_expert(spec), par_int)
+  free <- setdiff(seq_len(nrow(info)), fixed)
+  Vf <- invert_information(info[free, free, drop = FALSE], "The observed information is not invertible (a degenerate or weakly identified fit); standard errors are NA.")
+  V <- NULL
+  if (!is.null(Vf)) {
+    V <- matrix(0, nrow(info), ncol(info))
+    V[free, free] <- Vf
+  }
   if (is.null(V)) {
     V <- matrix(NA_real_, nrow(info), ncol(info))
   } else {
@@ -80,6 +89,8 @@ vcov.moe_em <- function(object, ...) {
       warn("Some variances of the estimates overflow double precision on the original scale of the data (covariates of extreme magnitude); those entries are infinite. Rescale the covariates for finite standard errors.",
            kind = "information")
     }
+    V[fixed, ] <- NA_real_
+    V[, fixed] <- NA_real_
   }
   dimnames(V) <- list(nm, nm)
   V
@@ -106,8 +117,8 @@ residuals.moe_fit <- function(object, type = c("response", "pearson"), ...) {
     cm <- moe_components(par, object$X, object$Z, object$offset)
     g <- exp(cm$log_gate)
     m <- rowSums(g * cm$mean)
-    v <- rowSums(g * (expert_variance(par$spec$expert, cm$mean, par$sigma2, object$trials) +
-                        cm$mean^2)) - m^2
+    v <- rowSums(g * (expert_variance(par$spec$expert, cm$mean, par$sigma2, object$trials,
+                                      cm$df) + cm$mean^2)) - m^2
     r <- r / sqrt(v)
   }
   r
@@ -352,7 +363,7 @@ simulate.moe_fit <- function(object, nsim = 1, seed = NULL, ...) {
     mk <- cm$mean[cbind(seq_len(n), k)]
     # GLM experts: proportions of the trials (binomial) or counts (Poisson)
     if (is_glm_expert(par$spec$expert)) glm_simulate(par$spec$expert, mk, object$trials) else
-      mk + cm$sd[k] * rnorm(n)
+      noise_draw(mk, cm$sd[k], cm$df[k])
   }, pars = simulation_pars(object, nsim)))
   names(out) <- paste0("sim_", seq_len(nsim))
   out <- as.data.frame(out)
@@ -371,7 +382,8 @@ print.moe_fit <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   cat(fit_title(x), "\n\n", sep = "")
   cat("Call:\n", paste(deparse(x$call), collapse = "\n"), "\n\n", sep = "")
   par <- moe_point(x)
-  print_experts(x, par, digits, "Experts (columns) -- coefficients, variance sigma2 and sd sigma:")
+  print_experts(x, par, digits, sprintf("Experts (columns) -- coefficients, %s:",
+                                        expert_noise_label(fit_spec(x)$expert)))
   print_gating(x$gate, par, x$K, digits)
   cat("\n", fit_footer(x), "\n", sep = "")
   invisible(x)
@@ -459,12 +471,18 @@ print.summary.moe_em <- function(x, digits = max(3L, getOption("digits") - 3L), 
   cat(sprintf("Log-likelihood: %s on %d df, n = %d\n", format(signif(x$loglik, 7)), x$df, x$nobs))
   cat(sprintf("AIC: %s   BIC: %s   ICL: %s\n", format(signif(x$AIC, 7)),
               format(signif(x$BIC, 7)), format(signif(x$ICL, 7))))
-  cat(sprintf("EM: %s after %d iterations (status: %s); best of %d starts.\n",
-              if (x$converged) "converged" else "NOT converged", x$iter, x$status,
+  sep <- grepl("separation", x$status)
+  cat(sprintf("EM: %s after %d iterations%s; best of %d starts.\n",
+              if (sep) "stopped by separation" else
+                if (x$converged) "converged" else "NOT converged", x$iter,
+              if (x$status == "separation") "" else sprintf(" (status: %s)", x$status),
               nrow(x$starts)))
   lls <- x$starts$loglik
-  cat(sprintf("Starts reaching the best log-likelihood (within 1e-4): %d of %d.\n",
-              sum(abs(lls - max(lls, na.rm = TRUE)) < 1e-4, na.rm = TRUE), length(lls)))
+  # with short runs, only the starts continued on all the data have one
+  full <- if (is.null(x$starts$short_loglik)) length(lls) else sum(!is.na(lls))
+  cat(sprintf("Starts reaching the best log-likelihood (within 1e-4): %d of %d%s.\n",
+              sum(abs(lls - max(lls, na.rm = TRUE)) < 1e-4, na.rm = TRUE), full,
+              if (full < length(lls)) " run on all the data (the others: short runs on a subsample)" else ""))
   invisible(x)
 }
 

@@ -316,17 +316,18 @@ mtm_run <- function(theta, w, natoms, order, set) {
 
 # Atoms (internal scale) and weights of every kept draw of a fit.
 # Returns theta (d x K x S), w (K x S), names (d), draw (data frame) for the
-# draws without missing values.
+# draws without missing values. An atom is the gating slopes, then the
+# expert's coordinates of mtm_expert_atoms() (its family's).
 mtm_fit_atoms <- function(fit, weights, call) {
   dr <- draws_internal(fit)
   zint <- fit$scaling$z$intercept
   slopes <- setdiff(seq_len(ncol(fit$Z)), zint)
   K <- fit$K
   S <- length(dr$sigma2) / K
-  theta <- array(0, c(length(slopes) + ncol(fit$X) + 1L, K, S))
+  ea <- mtm_expert_atoms(fit$expert, dr, colnames(fit$X))
+  theta <- array(0, c(length(slopes) + dim(ea$theta)[1L], K, S))
   theta[seq_along(slopes), , ] <- dr$W[slopes, , , drop = FALSE]
-  theta[length(slopes) + seq_len(ncol(fit$X)), , ] <- dr$alpha
-  theta[dim(theta)[1L], , ] <- dr$sigma2
+  theta[length(slopes) + seq_len(dim(ea$theta)[1L]), , ] <- ea$theta
   if (weights == "intercept") {
     if (zint == 0L) {
       abort("`weights = \"intercept\"` needs a gating intercept; the gating formula has none. Use `weights = \"gate\"`.",
@@ -347,14 +348,37 @@ mtm_fit_atoms <- function(fit, weights, call) {
     w <- matrix(w, K, S)
   }
   ok <- colSums(!is.finite(matrix(theta, ncol = S))) == 0 & colSums(!is.finite(w)) == 0
-  names <- c(paste0("gate:", colnames(fit$Z)[slopes]), colnames(fit$X), "sigma2")
+  names <- c(paste0("gate:", colnames(fit$Z)[slopes]), ea$names)
   list(theta = theta[, , ok, drop = FALSE], w = w[, ok, drop = FALSE], names = names,
        draw = dr$draw[ok, , drop = FALSE])
 }
 
+# The expert part of the MTM atoms of the draws `dr` (draws_internal()):
+# list(theta = d_e x K x S, names = d_e names), on the internal scale. An
+# expert family's method says which of its parameters locate an atom:
+# coefficients and variance for Gaussian experts, coefficients alone for
+# experts without a dispersion (GLM experts: no variance coordinate).
+mtm_expert_atoms <- function(expert, dr, xnames) UseMethod("mtm_expert_atoms")
+
+mtm_expert_atoms.default <- function(expert, dr, xnames) {
+  p <- dim(dr$alpha)[1L]
+  K <- dim(dr$alpha)[2L]
+  S <- dim(dr$alpha)[3L]
+  th <- array(0, c(p + 1L, K, S))
+  th[seq_len(p), , ] <- dr$alpha
+  th[p + 1L, , ] <- dr$sigma2
+  list(theta = th, names = c(xnames, "sigma2"))
+}
+
+mtm_expert_atoms.moe_expert_glm <- function(expert, dr, xnames) {
+  list(theta = dr$alpha, names = xnames)
+}
+
 # Every kept draw of an MCMC fit on the internal scale, draws of all chains
-# stacked (chain 1 first): alpha p x K x S, sigma2 K x S, W q x K x S
-# (reference column 0), draw = data.frame(chain, iteration).
+# stacked (chain 1 first): alpha P_e x K x S (expert_npar() rows, mapped by
+# the family's expert_to_internal()), sigma2 K x S (1 for families without
+# a dispersion), W q x K x S (reference column 0), draw =
+# data.frame(chain, iteration).
 draws_internal <- function(fit) {
   D <- fit$draws
   S0 <- dim(D)[1L]
@@ -363,21 +387,24 @@ draws_internal <- function(fit) {
   p <- ncol(fit$X)
   q <- ncol(fit$Z)
   K <- fit$K
+  expert <- spec_expert(fit_spec(fit))
+  pe <- expert_npar(expert, p)
+  disp <- expert_dispersion(expert)
+  pk <- pe + disp
   th <- matrix(aperm(D, c(3L, 1L, 2L)), dim(D)[3L], S)
-  ex <- array(th[seq_len((p + 1L) * K), , drop = FALSE], c(p + 1L, K, S))
+  ex <- array(th[seq_len(pk * K), , drop = FALSE], c(pk, K, S))
   sc <- fit$scaling
-  A <- matrix(ex[seq_len(p), , , drop = FALSE], p, K * S)
-  if (sc$x$intercept > 0L) A[sc$x$intercept, ] <- A[sc$x$intercept, ] - sc$my
-  A <- scaling_inverse(sc$x) %*% A / sc$sy
+  A <- matrix(ex[seq_len(pe), , , drop = FALSE], pe, K * S)
+  A <- expert_to_internal(expert, sc, A)
   W <- matrix(0, q, K * S)
   if (K > 1L) {
-    Wf <- array(th[(p + 1L) * K + seq_len(q * (K - 1L)), , drop = FALSE], c(q, K - 1L, S))
+    Wf <- array(th[pk * K + seq_len(q * (K - 1L)), , drop = FALSE], c(q, K - 1L, S))
     Wa <- array(0, c(q, K, S))
     Wa[, -K, ] <- Wf
     W <- scaling_inverse(sc$z) %*% matrix(Wa, q, K * S)
   }
-  list(alpha = array(A, c(p, K, S)),
-       sigma2 = matrix(ex[p + 1L, , ], K, S) / sc$sy^2,
+  list(alpha = array(A, c(pe, K, S)),
+       sigma2 = if (disp) matrix(ex[pk, , ], K, S) / sc$sy^2 else matrix(1, K, S),
        W = array(W, c(q, K, S)),
        draw = data.frame(chain = rep(seq_len(nch), each = S0),
                          iteration = rep(seq_len(S0), nch)))

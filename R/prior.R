@@ -73,6 +73,11 @@
 #'   positive-definite matrix, one row per column of the expert design.
 #' @param c0,C0 Shape and scale of the inverse-gamma prior of every expert
 #'   variance (internal scale: in units of the variance of the response).
+#' @param df_shape,df_rate Shape and rate of the Gamma prior of the degrees
+#'   of freedom \eqn{\nu_k} of each Student-\eqn{t} expert ([student_t()]
+#'   with `df = NULL`), truncated to \eqn{[0.1, 10^4]}; the default
+#'   Gamma(2, 0.1) (mean 20) is that of Juárez and Steel (2010). Unused by
+#'   other families.
 #' @param exchangeable Use the exchangeable gating prior (`TRUE`, see
 #'   Details) or i.i.d. priors on the reference-coded gating vectors.
 #' @param K `NULL` (the number of experts is fixed, as in [moe_mcmc()]) or a
@@ -85,7 +90,7 @@
 #' moe_prior(s_w = 2, V_a = 10, c0 = 3, C0 = 0.5)
 #' @export
 moe_prior <- function(s_w = 5, m_a = 0, V_a = 100, c0 = 1.5, C0 = 0.05,
-                      exchangeable = TRUE, K = NULL) {
+                      exchangeable = TRUE, K = NULL, df_shape = 2, df_rate = 0.1) {
   call <- sys.call()
   check_vector <- function(x, arg, positive) {
     ok <- is.numeric(x) && !is.matrix(x) && length(x) >= 1L && all(is.finite(x)) &&
@@ -123,7 +128,11 @@ moe_prior <- function(s_w = 5, m_a = 0, V_a = 100, c0 = 1.5, C0 = 0.05,
                            "c0", TRUE, call),
     C0 = check_prior_range(check_number(C0, "C0", lower = 0, strict_lower = TRUE, call = call),
                            "C0", TRUE, call),
-    exchangeable = check_flag(exchangeable, "exchangeable", call = call)
+    exchangeable = check_flag(exchangeable, "exchangeable", call = call),
+    df_shape = check_prior_range(check_number(df_shape, "df_shape", lower = 0, strict_lower = TRUE,
+                                              call = call), "df_shape", TRUE, call),
+    df_rate = check_prior_range(check_number(df_rate, "df_rate", lower = 0, strict_lower = TRUE,
+                                             call = call), "df_rate", TRUE, call)
   )
   if (!is.null(K) && !inherits(K, "moe_prior_K")) {
     abort(sprintf("`K` must be NULL (a fixed number of experts) or made by `prior_K()`, not %s.",
@@ -213,7 +222,9 @@ prior_internal <- function(prior, p, q, call = NULL) {
   }
   list(m_a = m_a, V_a = V, Va_inv = Va_inv, Va_inv_m = drop(Va_inv %*% m_a),
        m_Va_inv_m = sum(m_a * (Va_inv %*% m_a)), c0 = prior$c0, C0 = prior$C0,
-       s_w2 = rep_len(prior$s_w, q)^2, exchangeable = prior$exchangeable)
+       s_w2 = rep_len(prior$s_w, q)^2, exchangeable = prior$exchangeable,
+       df_shape = if (is.null(prior$df_shape)) 2 else prior$df_shape,
+       df_rate = if (is.null(prior$df_rate)) 0.1 else prior$df_rate)
 }
 
 # Range of every expert variance on the internal scale: the sampler rejects

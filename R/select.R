@@ -12,8 +12,9 @@
 #'   p(y \mid k)} under the prior on \eqn{K} of `prior` (`moe_prior(K =
 #'   prior_K(...))`; if `prior` has none, `prior_K("poisson", 1, K_max =
 #'   max(K))`), restricted to the values in `K`. One [moe_mcmc()] fit per
-#'   \eqn{k}; \eqn{\log p(y \mid k)} is exact for \eqn{k = 1} and estimated
-#'   by bridge sampling ([moe_marglik()]) otherwise. The Monte Carlo errors
+#'   \eqn{k}; \eqn{\log p(y \mid k)} is exact for \eqn{k = 1} with
+#'   Gaussian experts and estimated by bridge sampling ([moe_marglik()])
+#'   otherwise. The Monte Carlo errors
 #'   of the log marginal likelihoods are propagated to the probabilities (by
 #'   simulation from normals with those standard errors: column
 #'   `post_prob_se`).
@@ -23,6 +24,16 @@
 #' * `"bic"`, `"icl"`: the BIC and the ICL (BIC penalised by the entropy of
 #'   the classification) of [moe_em()] fits, smaller is better; `probs` are
 #'   `NA`.
+#'
+#' `family` (after `...`, so it is given by name) is passed on to every fit: with `binomial()` or `poisson()`
+#' ([moe_glm_experts]) the marginal likelihoods use the family's likelihood
+#' and the prior of its coefficients (see [moe_marglik()], "GLM experts"),
+#' the MTM atoms are the gating slopes and the expert coefficients (no
+#' variance coordinate), and BIC and ICL count the coefficients only. With
+#' `student_t()` the marginal likelihoods use the normal importance density
+#' (see [moe_marglik()]), which can be unreliable for over-fitted \eqn{k},
+#' and the MTM atoms are the coefficients and \eqn{\sigma^2} (not df). A
+#' family that [moe_em()] does not take is refused before any fit.
 #'
 #' The EM fits (and so BIC and ICL) are computed for every method, as a
 #' frequentist comparison. With several methods the first one gives `probs`
@@ -107,9 +118,15 @@
 #' @export
 moe_select <- function(formula, data, K = 1:6, gating = NULL,
                        method = c("posterior", "mtm", "bic", "icl"),
-                       prior = moe_prior(), seed = NULL, ..., checkpoint = NULL) {
+                       prior = moe_prior(), seed = NULL, ..., family = gaussian(),
+                       checkpoint = NULL) {
   call <- match.call()
   ecall <- sys.call()
+  # checked here, before any fit (the fits resolve it again); the fits get
+  # the family object
+  resolve_family(family, NULL, ecall)
+  if (is.character(family)) family <- get(family, mode = "function", envir = parent.frame())
+  if (is.function(family)) family <- family()
   Ks <- select_check_K(K, ecall)
   methods <- if (missing(method)) "posterior" else select_check_method(method, ecall)
   if (!inherits(prior, "moe_prior")) {
@@ -179,12 +196,12 @@ moe_select <- function(formula, data, K = 1:6, gating = NULL,
     } else data
     ck <- checkpoint_open(checkpoint, "moe_select",
                           list(formula = formula, data = key_data, K = Ks, gating = gating,
-                               methods = methods, prior = prior, seed = seed, dots = dots,
+                               family = family, methods = methods, prior = prior, seed = seed, dots = dots,
                                jobs = jobs),
                           nrow(jobs), vapply(job_steps, `[[`, "", 1L), ecall)
   }
   task <- progress_wrap(select_task_fun(formula, data, gating, prior, dots, seeds, Ks, jobs,
-                                        job_steps, step), tick, NULL)
+                                        job_steps, step, family), tick, NULL)
   run <- run_tasks(task, seq_len(nrow(jobs)),
                    streams = rng_streams(seeds[length(seeds)], nrow(jobs)), ck = ck,
                    scheduling = Inf, info = jobs,
@@ -338,7 +355,7 @@ select_timed <- function(expr) {
 # made directly. Warnings of class bayesmoe_warning are collected, labelled
 # with the fit, not signalled.
 select_task_fun <- function(formula, data, gating, prior, dots, seeds, Ks, jobs, job_steps,
-                            step) {
+                            step, family = gaussian()) {
   env <- environment()
   function(i, ...) {
     k <- jobs$K[i]
@@ -359,14 +376,15 @@ select_task_fun <- function(formula, data, gating, prior, dots, seeds, Ks, jobs,
     labels <- job_steps[[i]]
     fit_mcmc <- function(seed_index) {
       do.call("moe_mcmc", c(list(formula = formula, data = quote(data), K = k,
-                                 gating = gating, prior = quote(prior),
+                                 gating = gating, family = quote(family), prior = quote(prior),
                                  seed = seeds[seed_index]), dots$mcmc), envir = env)
     }
     out <- list()
     run <- select_timed(switch(jobs$kind[i],
       em = {
         out$fit <- collect(do.call("moe_em", c(list(formula = formula, data = quote(data),
-                                                    K = k, gating = gating, seed = seeds[ik]),
+                                                    K = k, gating = gating,
+                                                    family = quote(family), seed = seeds[ik]),
                                                dots$em), envir = env), labels[1L])
         step(labels[1L])
       },
@@ -375,7 +393,8 @@ select_task_fun <- function(formula, data, gating, prior, dots, seeds, Ks, jobs,
         step(labels[1L])
         w_fit <- warns
         warns <- character()
-        out$ml <- if (k == 1L) moe_marglik(out$fit, method = "exact") else
+        exact <- k == 1L && inherits(spec_expert(fit_spec(out$fit)), "moe_expert_linear")
+        out$ml <- if (exact) moe_marglik(out$fit, method = "exact") else
           collect(do.call(moe_marglik, c(list(out$fit, seed = seeds[length(Ks) + ik]),
                                          dots$ml)), labels[2L])
         step(labels[2L])
@@ -395,6 +414,8 @@ select_task_fun <- function(formula, data, gating, prior, dots, seeds, Ks, jobs,
 # over the draws of the smallest expert variance is below spike_ratio times
 # the residual variance of the least-squares fit (R/em.R).
 mcmc_has_spike <- function(fit) {
+  # experts without a dispersion (GLM experts) have no variance to collapse
+  if (!expert_dispersion(spec_expert(fit_spec(fit)))) return(FALSE)
   nm <- dimnames(fit$draws)[[3L]]
   s2 <- fit$draws[, , grepl(":sigma2$", nm), drop = FALSE]
   smallest <- apply(s2, c(1L, 2L), min)

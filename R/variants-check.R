@@ -43,6 +43,7 @@ rebuild_variant <- function(obj) {
                                         o$prior_sd),
            binomial = function(o) new_expert_glm("binomial", "logit"),
            poisson = function(o) new_expert_glm("poisson", "log"),
+           t = function(o) expert_t(o$df),
            NULL)
   }
   if (is.null(make)) return(NULL)
@@ -64,6 +65,9 @@ register_family <- function(name, links, make) {
 }
 
 register_family("gaussian", "identity", function(family, expert, call) expert)
+register_family("student_t", "identity", make_expert_student_t)  # R/family-t.R
+register_family("binomial", "logit", make_expert_binomial)      # R/family-binomial.R
+register_family("poisson", "log", make_expert_poisson)          # R/family-poisson.R
 
 # The `family` argument of a front end, as glm() takes it (object, function
 # or name), turned into the expert object the engine runs.
@@ -77,7 +81,9 @@ resolve_family <- function(family, expert, call = NULL) {
                     family), kind = "family", call = call, arg = "family")
     }
   }
-  if (is.function(fam)) fam <- fam()
+  # a function that is no family function (fails without arguments) is
+  # refused below like any other non-family
+  if (is.function(fam)) fam <- tryCatch(fam(), error = function(e) NULL)
   if (!inherits(fam, "family") || !is.character(fam$family) ||
       length(fam$family) != 1L) {
     abort(sprintf("`family` must be a family object such as `gaussian()`, a family function or its name, not %s.",

@@ -6,7 +6,7 @@
 
 # Check that the sampler offers the variant before any work is done.
 mcmc_variant_check <- function(spec, set, call = NULL) {
-  if (is_ffn_softmax(spec)) return(invisible(TRUE))
+  if (is_ffn_softmax(spec) || is_t_softmax(spec)) return(invisible(TRUE))
   expert <- spec_expert(spec)
   if (!inherits(expert, "moe_expert_linear") && !is_glm_expert(expert)) {
     what <- if (inherits(spec_gate(spec), "moe_gate_softmax")) {

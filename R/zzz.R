@@ -2,9 +2,6 @@
 # in Suggests (posterior, coda, rstantools, loo; methods in R/draws.R).
 
 .onLoad <- function(libname, pkgname) {
-  # the expert families of R/family-<name>.R (collated before R/family.R)
-  register_binomial()
-  register_poisson()
   for (g in c("as_draws", "as_draws_array", "as_draws_df", "as_draws_matrix",
               "as_draws_list", "as_draws_rvars")) {
     s3_register(paste0("posterior::", g), "moe_mcmc")

@@ -39,7 +39,9 @@
 #    log-softmax plus Gaussian densities plus log-sum-exp for every
 #    observation and expert) at the fitted parameters, timed over many calls
 #    and interleaved with the timing of the C EM loop (`ffi_em` from the same
-#    start); both are reported in ns per observation per expert. The EM
+#    start, called through bayesmoe:::em_run() with moe_em()'s default
+#    controls: variance floor, gate steps, ridge, minimum expert size
+#    ncol(X) + 1); both are reported in ns per observation per expert. The EM
 #    figure divides the whole `ffi_em` call (including its set-up and first
 #    M-step) by the number of E-steps.
 
@@ -124,8 +126,9 @@ internal <- function(dat, K) {
 # log-likelihood pass, measured interleaved.
 floor_ratio <- function(s, K, rounds, ll_calls) {
   n <- length(s$y)
-  em <- function() .Call(bayesmoe:::ffi_em, s$y, s$X, s$Z, s$w, s$R0, MAXIT, TOL,
-                         1e-6, ncol(s$X) + 1, 1L, 0)
+  ctl <- moe_em_control(maxit = MAXIT, tol = TOL)
+  em <- function() bayesmoe:::em_run(s, s$w, s$R0, ctl, ncol(s$X) + 1, gate_softmax(),
+                                     expert_linear())
   fit <- em()
   pass <- function() .Call(bayesmoe:::ffi_loglik, s$y, s$X, s$Z, s$w, fit$alpha,
                            fit$sigma2, fit$W)

@@ -120,8 +120,9 @@ res <- rbind(res, summ("bayesmoe (MH only)", fit_mh$loglik_draws,
 
 ## ---- cost of one sweep against one log-likelihood pass ----
 # Measured in the same run, alternating: 7 repetitions of 300 sweeps of one
-# chain (C entry point, internal-scale data, from the final state of chain 1,
-# every draw kept with its log-likelihood, as in the fits above) for each
+# chain (the C sampler through bayesmoe:::gibbs_chain_c(), internal-scale
+# data, from the final state of chain 1, every draw kept with its
+# log-likelihood, as in the fits above) for each
 # gating update ("collapsed" with the default gate_steps), and of 300 log-likelihood passes (ffi_loglik); medians of
 # the CPU time per observation per expert.
 s <- bayesmoe:::mcmc_data(fit$scaling, fit$y, fit$X, fit$Z, fit$weights)
@@ -131,17 +132,24 @@ reps <- 7L
 sweeps <- 300L
 per <- function(t, m) 1e9 * cpu(t) / (m * n * 3)
 modes <- c("pg", "pg+mh", "mh", "collapsed")
+spec <- bayesmoe:::make_spec(gate_softmax(), expert_linear())
+# one chain of `sweeps` sweeps of the fused kernel (no Metropolis blocks
+# besides the gating moves) with gating update `mode` and the fit's
+# gate_steps and pg_every, drawing from the session's RNG
+sweep_chain <- function(mode) {
+  gm <- bayesmoe:::gate_mode(fit$control)
+  gm[1L] <- match(mode, modes) - 1L
+  bayesmoe:::gibbs_chain_c(s, pc, 3L, st, gate_softmax(), expert_linear(),
+                           bayesmoe:::variant_adapt_init(spec, ncol(s$Z), 3L), numeric(),
+                           bayesmoe:::mcmc_control_c(0L, sweeps, 1L, 0L, 0L, 1L, gm), 0L)
+}
 tm <- matrix(NA_real_, reps, 5L, dimnames = list(NULL, c("loglik", modes)))
 set.seed(3)
 for (r in seq_len(reps)) {
   tm[r, "loglik"] <- per(system.time(for (u in seq_len(sweeps))
     .Call(bayesmoe:::ffi_loglik, s$y, s$X, s$Z, s$w, st$alpha, st$sigma2, st$W)), sweeps)
   for (mode in modes) {
-    code <- match(mode, modes) - 1L
-    tm[r, mode] <- per(system.time(
-      .Call(bayesmoe:::ffi_mcmc_chain, s$y, s$X, s$Z, s$w, st$alpha, st$sigma2, st$W, pc,
-            as.integer(c(0L, sweeps, 1L, 0L, 0L, 1L, code, fit$control$gate_steps,
-                         fit$control$pg_every)))), sweeps)
+    tm[r, mode] <- per(system.time(sweep_chain(mode)), sweeps)
   }
 }
 med <- apply(tm, 2L, median)

@@ -15,6 +15,12 @@
  * ctl->maxit E-steps were done. Every M-step step is an ascent step of the
  * expected complete-data objective, so the objective never decreases;
  * MOE_DECREASE flags a decrease beyond rounding.
+ * Separation: when the largest free gating coefficient |W| (on the scale of
+ * the data given, standardised by the R side) exceeds ctl->sep_bound and
+ * grew in the last M-step, the gating is numerically a step whose maximum
+ * likelihood coefficients are infinite; the run stops there (after the
+ * E-step, so that par, R and *loglik agree) with MOE_SEPARATION, which a
+ * run converging with |W| above the bound also carries.
  * The kernel that computes the steps is chosen here:
  *  - the softmax gate with linear Gaussian experts: the fused kernel of
  *    em_fused.c (one pass per iteration for the E-step and every sum of the
@@ -185,6 +191,18 @@ static void generic_init(em_kernel *k, const moe_data *d, moe_gate *g,
 
 /* ---- the driver ---- */
 
+/* Largest |W| over the gating coefficients (q x K; the reference column of
+ * the softmax gate is zero and does not matter). */
+static double gate_coef_max(const moe_data *d, const moe_vpar *par)
+{
+  double m = 0.0;
+  for (R_xlen_t t = 0; t < (R_xlen_t) d->q * d->K; t++) {
+    double a = fabs(par->W[t]);
+    if (a > m) m = a;
+  }
+  return m;
+}
+
 R_xlen_t moe_em_work_size(const moe_data *d, const moe_gate *g,
                           const moe_expert_family *ef)
 {
@@ -202,17 +220,24 @@ int moe_em_run(const moe_data *d, moe_gate *g, const moe_expert_family *ef,
 
   int mstatus = k.mstep(k.ctx, 1);
   int status = MOE_OK, it;
-  double ll = R_NegInf, obj_old = R_NegInf;
+  double ll = R_NegInf, obj_old = R_NegInf, wmax_old = R_PosInf;
   for (it = 1; ; it++) {
     R_CheckUserInterrupt();
     ll = k.estep(k.ctx, &mstatus);
     if (it <= ctl->trace_len) trace[it - 1] = ll;
     if (!R_FINITE(ll)) { status |= MOE_NONFINITE; break; }
     double obj = ll - g->ops->penalty(d, g, par, ctl->ridge, tau_prior);
+    double wmax = gate_coef_max(d, par);
+    int runaway = wmax > ctl->sep_bound;
     if (it > 1) {
       if (obj < obj_old - 1e-10 * (1.0 + fabs(obj_old))) status |= MOE_DECREASE;
-      if (fabs(obj - obj_old) <= ctl->tol * (fabs(obj) + ctl->tol)) break;
+      if (fabs(obj - obj_old) <= ctl->tol * (fabs(obj) + ctl->tol)) {
+        if (runaway) status |= MOE_SEPARATION;
+        break;
+      }
     }
+    if (runaway && wmax > wmax_old) { status |= MOE_SEPARATION; break; }
+    wmax_old = wmax;
     if (it >= ctl->maxit) { status |= MOE_MAXIT; break; }
     obj_old = obj;
     mstatus = k.mstep(k.ctx, 0);

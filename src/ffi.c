@@ -524,15 +524,15 @@ static ffn_net make_net(SEXP Xf, SEXP H, SEXP act)
 enum { GF_TYPE, GF_NEXPERTS, GF_K, GF_TAU, GF_G, GF_GROUP, GF_N };
 static const char *gate_fields[GF_N] = {"type", "K", "k", "tau", "G", "group"};
 enum { FF_TYPE, FF_H, FF_ACT, FF_LM_STEPS, FF_MH_STEPS, FF_S_HID2,
-       FF_STEPS, FF_TOL, FF_TRIALS, FF_OFFSET, FF_LCONST, FF_N };
+       FF_STEPS, FF_TOL, FF_TRIALS, FF_OFFSET, FF_LCONST, FF_DF, FF_N };
 static const char *family_fields[FF_N] = {"type", "H", "act", "lm_steps",
                                           "mh_steps", "s_hid2", "steps", "tol",
-                                          "trials", "offset", "lconst"};
+                                          "trials", "offset", "lconst", "df"};
 enum { PF_M_A, PF_VA_INV, PF_VA_INV_M, PF_M_VA_INV_M, PF_C0, PF_CC0, PF_S_W2,
-       PF_EXCH, PF_N };
+       PF_EXCH, PF_DF_SHAPE, PF_DF_RATE, PF_N };
 static const char *prior_fields[PF_N] = {"m_a", "Va_inv", "Va_inv_m",
                                          "m_Va_inv_m", "c0", "C0", "s_w2",
-                                         "exchangeable"};
+                                         "exchangeable", "df_shape", "df_rate"};
 
 /* The gate of a model (gate_c() in R), which also says the number of
  * experts K: every entry point takes K from it. */
@@ -583,6 +583,9 @@ static moe_mcmc_prior make_prior(SEXP prior, int np, int q)
   pr.exchangeable = Rf_asLogical(list_get(prior, prior_fields[PF_EXCH]));
   FFI_CHECK(pr.exchangeable != NA_LOGICAL);
   for (int a = 0; a < q; a++) FFI_CHECK(pr.s_w2[a] > 0);
+  pr.df_shape = Rf_asReal(list_get(prior, prior_fields[PF_DF_SHAPE]));
+  pr.df_rate = Rf_asReal(list_get(prior, prior_fields[PF_DF_RATE]));
+  FFI_CHECK(pr.df_shape > 0 && pr.df_rate > 0);
   return pr;
 }
 
@@ -598,7 +601,9 @@ static ffn_prior ffn_prior_of(const moe_mcmc_prior *pr, double s_hid2)
 
 /* The family table of `expert` on the design X (n x p); `info` must outlive
  * `f`. For FFN experts with a prior list (Gibbs), its output-layer prior
- * comes from `prior` (moe_mcmc_prior, H + 1 coefficients). */
+ * comes from `prior` (moe_mcmc_prior, H + 1 coefficients). Student-t
+ * experts keep their constants (t_family_info) in R_alloc() memory; their
+ * df prior comes from `pr` (Gibbs). */
 typedef struct {
   ffn_family_info ffn;
   glm_family_info glm;
@@ -643,6 +648,22 @@ static void make_family(SEXP expert, SEXP X, int K, const moe_mcmc_prior *pr,
     if (pr) info->prior = ffn_prior_of(pr, Rf_asReal(list_get(expert, family_fields[FF_S_HID2])));
     moe_family_ffn(f, info, K);
     break;
+  case FAMILY_STUDENT_T: {
+    /* df: NA estimates nu per expert, a positive number fixes it */
+    t_family_info *ti = (t_family_info *) R_alloc(1, sizeof(t_family_info));
+    double df = Rf_asReal(list_get(expert, family_fields[FF_DF]));
+    FFI_CHECK(ISNA(df) || df > 0);
+    ti->p = ncols(X);
+    ti->K = K;
+    ti->estimate = ISNA(df);
+    ti->df_fixed = ISNA(df) ? 0.0 : df;
+    ti->df_shape = pr ? pr->df_shape : 0.0;
+    ti->df_rate = pr ? pr->df_rate : 0.0;
+    ti->df = (double *) R_alloc(K, sizeof(double));
+    for (int k = 0; k < K; k++) ti->df[k] = ti->df_fixed;
+    moe_family_t(f, ti);
+    break;
+  }
   default:
     FFI_CHECK(0 && "unknown expert family");
   }
@@ -667,7 +688,8 @@ static const double *tau_prior_of(SEXP tau_prior, const moe_gate *g)
  * One EM run (moe_em_run()) from starting responsibilities R0 (n x K) and
  * starting expert parameters alpha0 (npar x K; zeros for linear experts,
  * random hidden layers for FFN experts). control: double, the MOE_EMCTL_*
- * fields of moe.h (maxit, tol, var_floor, min_size, gate_steps, ridge);
+ * fields of moe.h (maxit, tol, var_floor, min_size, gate_steps, ridge,
+ * sep_bound);
  * tau_prior: NULL or double (m, s). Returns list(alpha, sigma2, W, V (q x G
  * or NULL), tau, loglik, iter, status, trace, resp).
  */
@@ -687,7 +709,8 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP alpha0,
   ctl.min_size = cv[MOE_EMCTL_MIN_SIZE];
   ctl.gate_steps = (int) cv[MOE_EMCTL_GATE_STEPS];
   ctl.ridge = cv[MOE_EMCTL_RIDGE];
-  FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0);
+  ctl.sep_bound = cv[MOE_EMCTL_SEP_BOUND];
+  FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0 && ctl.sep_bound > 0);
   FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0);
   /* the trace keeps at most EM_TRACE_MAX iterations (maxit may be huge) */
   ctl.trace_len = ctl.maxit < EM_TRACE_MAX ? ctl.maxit : EM_TRACE_MAX;
@@ -738,7 +761,7 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP alpha0,
  * (K), W (q x K), V (q x G or NULL), tau (1); gate, expert as above;
  * tau_prior NULL or (m, s); prior: the list of make_prior(); control:
  * integer, the MOE_MCTL_* fields of moe.h (warmup, iter, thin, offset,
- * refresh, chain, gate_mode, gate_steps, pg_every); state: double, the
+ * refresh, chain, gate_mode, gate_steps, pg_every, threads); state: double, the
  * gate's adaptation state (moe_gibbs_state_size()); xstate: double, the
  * family's state; nbg: the number of Metropolis blocks of the gate.
  * Returns list(alpha = npar x K x S, sigma2 = K x S, W = q x K x S, V =
@@ -777,11 +800,12 @@ SEXP ffi_gibbs(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
   moe_mcmc_control ctl = {
     ci[MOE_MCTL_WARMUP], ci[MOE_MCTL_ITER], ci[MOE_MCTL_THIN],
     ci[MOE_MCTL_OFFSET], ci[MOE_MCTL_REFRESH], ci[MOE_MCTL_CHAIN],
-    ci[MOE_MCTL_GATE_MODE], ci[MOE_MCTL_GATE_STEPS], ci[MOE_MCTL_PG_EVERY] };
+    ci[MOE_MCTL_GATE_MODE], ci[MOE_MCTL_GATE_STEPS], ci[MOE_MCTL_PG_EVERY],
+    ci[MOE_MCTL_THREADS] };
   int nbgate = Rf_asInteger(nbg);
   FFI_CHECK(ctl.warmup >= 0 && ctl.iter >= 0 && ctl.thin >= 1 &&
             ctl.offset >= 0 && ctl.refresh >= 0 && ctl.gate_mode >= 0 &&
-            ctl.gate_mode <= 3 && ctl.gate_steps >= 1 && ctl.pg_every >= 0 &&
+            ctl.gate_mode <= 3 && ctl.gate_steps >= 1 && ctl.pg_every >= 0 && ctl.threads >= 1 &&
             nbgate >= 0);
   int ns = moe_gibbs_state_size(&g, q, K, tp != NULL);
   FFI_CHECK(TYPEOF(state) == REALSXP && Rf_length(state) == ns);
@@ -1116,30 +1140,32 @@ SEXP ffi_code_tables(void)
                         "family_fields", "prior_fields"};
   SEXP out = PROTECT(named_list(11, tabs));
   const char *sn[] = {"maxit", "empty", "var_floor", "not_pd", "nonfinite",
-                      "gate_step", "decrease"};
+                      "gate_step", "decrease", "separation"};
   const int sv[] = {MOE_MAXIT, MOE_EMPTY, MOE_VAR_FLOOR, MOE_NOT_PD,
-                    MOE_NONFINITE, MOE_GATE_STEP, MOE_DECREASE};
-  SET_VECTOR_ELT(out, 0, named_ints(7, sn, sv));
+                    MOE_NONFINITE, MOE_GATE_STEP, MOE_DECREASE, MOE_SEPARATION};
+  SET_VECTOR_ELT(out, 0, named_ints(8, sn, sv));
   const char *gn[] = {"softmax", "topk", "temperature", "hierarchical"};
   const int gv[] = {GATE_SOFTMAX, GATE_TOPK, GATE_TEMPERATURE, GATE_HIER};
   SET_VECTOR_ELT(out, 1, named_ints(GATE_NTYPES, gn, gv));
-  const char *fn[] = {"linear", "ffn", "binomial", "poisson"};
+  const char *fn[] = {"linear", "ffn", "binomial", "poisson", "t"};
   const int fv[] = {FAMILY_GAUSSIAN_LINEAR, FAMILY_FFN, FAMILY_BINOMIAL,
-                    FAMILY_POISSON};
+                    FAMILY_POISSON, FAMILY_STUDENT_T};
   SET_VECTOR_ELT(out, 2, named_ints(FAMILY_NTYPES, fn, fv));
   const char *an[] = {"tanh", "sigmoid", "gelu"};
   const int av[] = {FFN_TANH, FFN_SIGMOID, FFN_GELU};
   SET_VECTOR_ELT(out, 3, named_ints(3, an, av));
   const char *en[] = {"maxit", "tol", "var_floor", "min_size", "gate_steps",
-                      "ridge"};
+                      "ridge", "sep_bound"};
   const int ev[] = {MOE_EMCTL_MAXIT, MOE_EMCTL_TOL, MOE_EMCTL_VAR_FLOOR,
-                    MOE_EMCTL_MIN_SIZE, MOE_EMCTL_GATE_STEPS, MOE_EMCTL_RIDGE};
+                    MOE_EMCTL_MIN_SIZE, MOE_EMCTL_GATE_STEPS, MOE_EMCTL_RIDGE,
+                    MOE_EMCTL_SEP_BOUND};
   SET_VECTOR_ELT(out, 4, named_ints(MOE_EMCTL_LEN, en, ev));
   const char *mn[] = {"warmup", "iter", "thin", "offset", "refresh", "chain",
-                      "gate_mode", "gate_steps", "pg_every"};
+                      "gate_mode", "gate_steps", "pg_every", "threads"};
   const int mv[] = {MOE_MCTL_WARMUP, MOE_MCTL_ITER, MOE_MCTL_THIN,
                     MOE_MCTL_OFFSET, MOE_MCTL_REFRESH, MOE_MCTL_CHAIN,
-                    MOE_MCTL_GATE_MODE, MOE_MCTL_GATE_STEPS, MOE_MCTL_PG_EVERY};
+                    MOE_MCTL_GATE_MODE, MOE_MCTL_GATE_STEPS, MOE_MCTL_PG_EVERY,
+                    MOE_MCTL_THREADS};
   SET_VECTOR_ELT(out, 5, named_ints(MOE_MCTL_LEN, mn, mv));
   const char *vn[] = {"accepted_warmup", "proposed_warmup", "accepted",
                       "proposed", "pg_warmup", "pg"};

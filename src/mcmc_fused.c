@@ -69,6 +69,9 @@
 #include "moe.h"
 #include "moe_exp.h"
 #include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Work space of the fused sweep: carved by work_init() out of blocks of
  * mcmc_fused_work_size() doubles and ints allocated by the caller. */
@@ -93,6 +96,15 @@ typedef struct {
   double *zz;             /* q (q + 1) / 2 */
   double *hg;             /* K (K - 1) / 2 packed q x q blocks */
   double *g1, *mu1;       /* m each: gradient and Newton point at the proposal */
+  /* the passes of the collapsed update over fixed chunks of MOE_CHUNK
+   * observations (see "Threads" below): */
+  int nchunk, threads;    /* number of chunks; threads of the passes */
+  int anyw;               /* some case weight is > 1 (multinomial draws use
+                             R's generator: those passes run in one thread) */
+  R_xlen_t pstride;       /* doubles per chunk in `part` */
+  double *part;           /* nchunk x pstride: each chunk's partial sums
+                             (chunk_layout()) and scratch */
+  double *u;              /* n: the allocation uniforms of a pass */
   moe_gibbs_work view;    /* the refresh's arrays, as level_refresh() takes them */
 } moe_mcmc_work;
 
@@ -159,14 +171,43 @@ static inline double alloc_unif(alloc_rng *r)
   return ((double) (res >> 11) + 0.5) * 0x1.0p-53;
 }
 
+/*
+ * Threads. The passes of the collapsed update (marg_pass(), cond_logpost())
+ * run over a fixed partition of the observations into chunks of MOE_CHUNK
+ * (a multiple of MOE_BLOCK), whatever the number of threads: each chunk
+ * forms its own partial sums (gradient, information blocks, log target,
+ * expert statistics) in observation order, and the partial sums are added
+ * in chunk order by one thread. The allocation uniforms of a pass are drawn
+ * by one thread before it (alloc_rng, in observation order, as one loop
+ * would draw them). So the draws are the same bits for any number of
+ * threads; with one chunk (n <= MOE_CHUNK) every sum is formed in the order
+ * of one plain loop. Multinomial draws (case weights > 1) call R's
+ * generator, which is not thread-safe: passes that make them run in one
+ * thread. OpenMP is optional (without it every pass runs in one thread).
+ */
+#define MOE_CHUNK 4096
+#define MOE_BLOCK 64
+
+/* Doubles per chunk in w->part: the gradient (m), the information blocks
+ * (P Tq), three scalars (the log-likelihood or log target terms: a sum, a
+ * sum of logs and a running product), the expert statistics (K (p p + p +
+ * 2), as in moe_mcmc_work) and scratch (K + Tq, and MOE_BLOCK (P + Tq) for
+ * pass_accumulate_block()). */
+static R_xlen_t chunk_stride(R_xlen_t p, R_xlen_t q, R_xlen_t K)
+{
+  R_xlen_t m = q * (K - 1), Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
+  return m + P * Tq + 3 + K * (p * p + p + 2) + K + Tq + MOE_BLOCK * (P + Tq);
+}
+
 void mcmc_fused_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint)
 {
   R_xlen_t n = d->n, p = d->p, q = d->q, K = d->K;
   R_xlen_t m = q * (K - 1);
   R_xlen_t Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
+  R_xlen_t nchunk = (n + MOE_CHUNK - 1) / MOE_CHUNK;
   *ndouble = (p + q + K) * n + K * (p * p + p + 2) + 3 * K +
              2 * p * p + 4 * p + 2 * q * q + 4 * q + 3 * m * m + 3 * m + 1 + q * K +
-             5 * K * n + n + Tq + P * Tq + 2 * m;
+             5 * K * n + n + Tq + P * Tq + 2 * m + n + nchunk * chunk_stride(p, q, K);
   *nint = n + K * n;
 }
 
@@ -193,7 +234,11 @@ static void work_init(const moe_data *d, double *dbl, int *ints,
   w->F = moe_take(&t, nK);  w->rA = moe_take(&t, nK);  w->rB = moe_take(&t, nK);
   w->lmx = moe_take(&t, n);  w->pA = moe_take(&t, nK);  w->pB = moe_take(&t, nK);
   w->zz = moe_take(&t, Tq);  w->hg = moe_take(&t, (R_xlen_t) K * (K - 1) / 2 * Tq);
-  w->g1 = moe_take(&t, m);  w->mu1 = t;
+  w->g1 = moe_take(&t, m);  w->mu1 = moe_take(&t, m);  w->u = moe_take(&t, n);
+  w->nchunk = (n + MOE_CHUNK - 1) / MOE_CHUNK;
+  w->pstride = chunk_stride(p, q, K);
+  w->part = t;
+  w->anyw = 0;
   w->view.H0 = w->H0; w->view.H1 = w->H1; w->view.Hsave = w->Hsave;
   w->view.g = w->g; w->view.mu2 = w->mu; w->view.tm = w->tm; w->view.Ws = w->Ws;
   w->view.pk = w->lk;
@@ -205,6 +250,7 @@ static void work_init(const moe_data *d, double *dbl, int *ints,
     for (int a = 0; a < q; a++)
       w->Zr[a + (R_xlen_t) i * q] = d->Z[i + (R_xlen_t) a * n];
     w->wi[i] = (int) d->wt[i];
+    if (w->wi[i] != 1) w->anyw = 1;
   }
 }
 
@@ -267,16 +313,17 @@ static void alloc_draw(int K, int wi, const double *pk, double s, int *Ni,
 }
 
 /* Add observation (xi, yi) with allocation counts Ni to the sufficient
- * statistics of the experts (lower triangles of X'X). */
-static void alloc_stats(moe_mcmc_work *w, int p, int K, const double *xi,
-                        double yi, const int *Ni)
+ * statistics of the experts (K lower triangles of X'X, p x p each; X'y,
+ * p each; y'y; counts). */
+static void alloc_stats(double *XtX, double *Xty, double *yty, double *nk,
+                        int p, int K, const double *xi, double yi, const int *Ni)
 {
   for (int k = 0; k < K; k++) {
     if (Ni[k] == 0) continue;
     double c = Ni[k], cy = c * yi;
-    double *S = w->XtX + (R_xlen_t) k * p * p, *sy = w->Xty + (R_xlen_t) k * p;
-    w->nk[k] += c;
-    w->yty[k] += cy * yi;
+    double *S = XtX + (R_xlen_t) k * p * p, *sy = Xty + (R_xlen_t) k * p;
+    nk[k] += c;
+    yty[k] += cy * yi;
     for (int a = 0; a < p; a++) {
       double cxa = c * xi[a];
       sy[a] += cy * xi[a];
@@ -331,7 +378,7 @@ static double update_alloc(const moe_data *d, moe_mcmc_work *w,
     }
     if (!draw) continue;
     alloc_draw(K, wi, lk, s, Ni, &rng);
-    alloc_stats(w, p, K, xi, yi, Ni);
+    alloc_stats(w->XtX, w->Xty, w->yty, w->nk, p, K, xi, yi, Ni);
   }
   return ll;
 }
@@ -431,12 +478,16 @@ static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
  *   dimensions) before its loop optimisations, so that the accumulators of the gradient and of the
  *   information live in registers instead of being loaded and stored once
  *   per observation. In the generic instance it is a partial unrolling
- *   hint. Other compilers get no hint and the same results.
- * Neither changes any operation or the order of any sum: the draws are the
- * same bits as with one plain loop (moe_exp() is within one ulp of exp(),
- * see moe_exp.h).
+ *   hint. Other compilers get no hint and the same results;
+ * - models too large for the stack accumulators (MOE_NLOC) accumulate the
+ *   information by blocks of observations in register tiles
+ *   (pass_accumulate_block());
+ * - the blocks belong to fixed chunks of MOE_CHUNK observations that
+ *   threads share out (see "Threads" at the top).
+ * None of this changes any operation or the order of any sum within a
+ * chunk: with one chunk the draws are the same bits as with one plain loop
+ * (moe_exp() is within one ulp of exp(), see moe_exp.h).
  */
-#define MOE_BLOCK 64
 
 /* Logits of observation i (eta, K; the reference logit, the last, is 0),
  * z_i' w_k from the free coefficients Wf; returns the index of the largest
@@ -500,34 +551,186 @@ MOE_INLINE void pass_accumulate(int q, int K, int collapsed, const double *zi, i
   }
 }
 
-MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
-                                  moe_mcmc_work *w, const moe_par *par,
-                                  const double *Wf, int fresh, int known,
-                                  double *G, double *r, double *g, double *ll,
-                                  int p, int q, int K)
+/*
+ * pass_accumulate() for the observations i0 <= i < i1 (at most MOE_BLOCK)
+ * at once, for models too large for the stack accumulators: the terms of
+ * the information are first written out (coefficients C, P x B, and the
+ * products zz, B x Tq), then each block is accumulated over the
+ * observations in tiles of 8 entries held in registers. Every entry still
+ * receives its terms one observation after the other, in observation order,
+ * by the same operations as in pass_accumulate(), so the sums are the same
+ * bits; only the memory traffic changes (an entry is loaded and stored
+ * once per MOE_BLOCK observations instead of once per observation).
+ * scr: MOE_BLOCK (P + Tq) doubles, P = K (K - 1) / 2. With collapsed = 2,
+ * the complete-data information alone (the terms of collapsed = 0, no
+ * gradient; ga and N unused).
+ */
+static void pass_accumulate_block(int q, int K, int collapsed, int i0, int i1,
+                                  const double *Zr, const int *wv, const double *G,
+                                  const double *r, const int *N, double *restrict ga,
+                                  double *restrict hg, double *restrict scr)
 {
+  int Tq = q * (q + 1) / 2, P = K * (K - 1) / 2, B = i1 - i0;
+  double *C = scr, *ZZ = scr + (R_xlen_t) MOE_BLOCK * P;
+  for (int j = 0; j < B; j++) {
+    int i = i0 + j, wi = wv[i];
+    const double *zi = Zr + (R_xlen_t) i * q, *Gi = G + (R_xlen_t) i * K;
+    const double *ri = collapsed == 1 ? r + (R_xlen_t) i * K : NULL;
+    const int *Ni = collapsed ? NULL : N + (R_xlen_t) i * K;
+    for (int k = 0; k < K - 1 && collapsed < 2; k++) {
+      double v = collapsed ? wi * (ri[k] - Gi[k]) : Ni[k] - wi * Gi[k];
+      for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
+    }
+    double *zz = ZZ + (R_xlen_t) j * Tq;
+    int t = 0;
+    for (int b = 0; b < q; b++)
+      for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
+    for (int k = 0, blk = 0; k < K - 1; k++) {
+      for (int l = 0; l <= k; l++, blk++) {
+        double dl = k == l ? 1.0 : 0.0;
+        C[blk * MOE_BLOCK + j] = collapsed == 1 ?
+          wi * (Gi[k] * (dl - Gi[l]) - ri[k] * (dl - ri[l])) : wi * Gi[k] * (dl - Gi[l]);
+      }
+    }
+  }
+  /* two blocks at a time (16 running sums in 8 tiles of 8 entries: the
+   * additions of different entries overlap), then the last block alone */
+  int blk = 0;
+  for (; blk + 2 <= P; blk += 2) {
+    double *bh = hg + (R_xlen_t) blk * Tq, *bg = bh + Tq;
+    const double *cb = C + (R_xlen_t) blk * MOE_BLOCK, *cc = cb + MOE_BLOCK;
+    int u = 0;
+    for (; u + 8 <= Tq; u += 8) {
+      double a0 = bh[u], a1 = bh[u + 1], a2 = bh[u + 2], a3 = bh[u + 3];
+      double a4 = bh[u + 4], a5 = bh[u + 5], a6 = bh[u + 6], a7 = bh[u + 7];
+      double b0 = bg[u], b1 = bg[u + 1], b2 = bg[u + 2], b3 = bg[u + 3];
+      double b4 = bg[u + 4], b5 = bg[u + 5], b6 = bg[u + 6], b7 = bg[u + 7];
+      const double *z = ZZ + u;
+      for (int j = 0; j < B; j++, z += Tq) {
+        double c = cb[j], e = cc[j];
+        a0 += c * z[0]; a1 += c * z[1]; a2 += c * z[2]; a3 += c * z[3];
+        a4 += c * z[4]; a5 += c * z[5]; a6 += c * z[6]; a7 += c * z[7];
+        b0 += e * z[0]; b1 += e * z[1]; b2 += e * z[2]; b3 += e * z[3];
+        b4 += e * z[4]; b5 += e * z[5]; b6 += e * z[6]; b7 += e * z[7];
+      }
+      bh[u] = a0; bh[u + 1] = a1; bh[u + 2] = a2; bh[u + 3] = a3;
+      bh[u + 4] = a4; bh[u + 5] = a5; bh[u + 6] = a6; bh[u + 7] = a7;
+      bg[u] = b0; bg[u + 1] = b1; bg[u + 2] = b2; bg[u + 3] = b3;
+      bg[u + 4] = b4; bg[u + 5] = b5; bg[u + 6] = b6; bg[u + 7] = b7;
+    }
+    for (; u + 2 <= Tq; u += 2) {
+      double a0 = bh[u], a1 = bh[u + 1], b0 = bg[u], b1 = bg[u + 1];
+      const double *z = ZZ + u;
+      for (int j = 0; j < B; j++, z += Tq) {
+        double c = cb[j], e = cc[j];
+        a0 += c * z[0]; a1 += c * z[1];
+        b0 += e * z[0]; b1 += e * z[1];
+      }
+      bh[u] = a0; bh[u + 1] = a1; bg[u] = b0; bg[u + 1] = b1;
+    }
+    for (; u < Tq; u++) {
+      double a0 = bh[u], b0 = bg[u];
+      const double *z = ZZ + u;
+      for (int j = 0; j < B; j++, z += Tq) {
+        a0 += cb[j] * z[0];
+        b0 += cc[j] * z[0];
+      }
+      bh[u] = a0; bg[u] = b0;
+    }
+  }
+  for (; blk < P; blk++) {
+    double *bh = hg + (R_xlen_t) blk * Tq;
+    const double *cb = C + (R_xlen_t) blk * MOE_BLOCK;
+    int u = 0;
+    for (; u + 8 <= Tq; u += 8) {
+      double a0 = bh[u], a1 = bh[u + 1], a2 = bh[u + 2], a3 = bh[u + 3];
+      double a4 = bh[u + 4], a5 = bh[u + 5], a6 = bh[u + 6], a7 = bh[u + 7];
+      const double *z = ZZ + u;
+      for (int j = 0; j < B; j++, z += Tq) {
+        double c = cb[j];
+        a0 += c * z[0]; a1 += c * z[1]; a2 += c * z[2]; a3 += c * z[3];
+        a4 += c * z[4]; a5 += c * z[5]; a6 += c * z[6]; a7 += c * z[7];
+      }
+      bh[u] = a0; bh[u + 1] = a1; bh[u + 2] = a2; bh[u + 3] = a3;
+      bh[u + 4] = a4; bh[u + 5] = a5; bh[u + 6] = a6; bh[u + 7] = a7;
+    }
+    for (; u < Tq; u++) {
+      double a = bh[u];
+      const double *z = ZZ + u;
+      for (int j = 0; j < B; j++, z += Tq) a += cb[j] * z[0];
+      bh[u] = a;
+    }
+  }
+}
+
+/* Arguments of one pass, shared by the chunks (see "Threads" at the top). */
+typedef struct {
+  const moe_data *d;
+  moe_mcmc_work *w;
+  const moe_par *par;
+  const double *Wf;
+  int fresh, known, draw;
+  double *G, *r;
+} pass_args;
+
+typedef void (*pass_chunk_fn)(const pass_args *a, int c);
+
+/* fn(a, c) for every chunk c, on at most `threads` threads. */
+static void run_chunks(pass_chunk_fn fn, const pass_args *a, int nchunk, int threads)
+{
+#ifdef _OPENMP
+  int nt = threads < nchunk ? threads : nchunk;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+  for (int c = 0; c < nchunk; c++) fn(a, c);
+}
+
+/* The partial sums of the chunks added in chunk order: the gradient into g
+ * (m; not when g is NULL) and the information blocks into w->hg. */
+static void chunk_sum_gh(const moe_mcmc_work *w, int m, int nh, double *g)
+{
+  for (int t = 0; t < m && g != NULL; t++) {
+    double s = 0.0;
+    for (int c = 0; c < w->nchunk; c++) s += w->part[t + c * w->pstride];
+    g[t] = s;
+  }
+  for (int t = 0; t < nh; t++) {
+    double s = 0.0;
+    for (int c = 0; c < w->nchunk; c++) s += w->part[m + t + c * w->pstride];
+    w->hg[t] = s;
+  }
+}
+
+/* Chunk c of marg_pass() (its observations in order, as one loop over all
+ * of them would take them); writes the chunk's partial gradient,
+ * information blocks and the log-likelihood terms (sum of wt_i log max_k
+ * f_ik, sum of logs, running product) to its slot of w->part. */
+MOE_INLINE void marg_chunk_sized(const pass_args *a, int c, int p, int q, int K)
+{
+  const moe_data *d = a->d;
+  moe_mcmc_work *w = a->w;
+  const moe_par *par = a->par;
+  const double *Wf = a->Wf;
+  int fresh = a->fresh, known = a->known;
+  double *G = a->G, *r = a->r;
   int n = d->n, m = q * (K - 1);
   int Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
+  double *part = w->part + (R_xlen_t) c * w->pstride;
+  double *sc = part + m + P * Tq, *scr = sc + 3 + (R_xlen_t) K * (p * p + p + 2);
   /* the accumulators on the stack when they fit (always for the sized
    * models), so that the compiler can keep them in registers; the sums are
    * formed in the same order either way */
   double gl[MOE_NLOC], hl[MOE_NLOC], zl[MOE_NLOC], el[MOE_NLOC];
   int loc = m <= MOE_NLOC && P * Tq <= MOE_NLOC && Tq <= MOE_NLOC && K <= MOE_NLOC;
-  double *eta = loc ? el : w->lk, *zz = loc ? zl : w->zz, *hg = loc ? hl : w->hg;
-  double *ga = loc ? gl : g;
-  double *cst = w->cst, *hp = w->hp;
-  if (fresh) {
-    MOE_UNROLL
-    for (int k = 0; k < K; k++) {
-      cst[k] = -0.5 * (LOG_2PI + log(par->sigma2[k]));
-      hp[k] = 0.5 / par->sigma2[k];
-    }
-  }
+  double *eta = loc ? el : scr, *zz = loc ? zl : scr + K, *hg = loc ? hl : part + m;
+  double *ga = loc ? gl : part;
+  const double *cst = w->cst, *hp = w->hp;
   for (int t = 0; t < m; t++) ga[t] = 0.0;
   for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
   double lsum = 0.0, lacc = 0.0, prod = 1.0;
-  for (int i0 = 0; i0 < n; i0 += MOE_BLOCK) {
-    int i1 = n - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : n;
+  int c0 = c * MOE_CHUNK, c1 = n - c0 > MOE_CHUNK ? c0 + MOE_CHUNK : n;
+  for (int i0 = c0; i0 < c1; i0 += MOE_BLOCK) {
+    int i1 = c1 - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : c1;
     /* stage 1: the exponentials of a block of observations (the only
      * library calls of the common path), apart from the later stages; the
      * operations of each observation are the same as in one loop */
@@ -630,60 +833,103 @@ MOE_INLINE double marg_pass_sized(const moe_data *d, const moe_mcmc_prior *pr,
     /* stage 3: the gradient and the information, from G and r as stored by
      * stage 2 (a separate loop, so that their loads do not wait on the
      * stores just made) */
-    for (int i = i0; i < i1; i++) {
-      pass_accumulate(q, K, 1, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
-                      r + (R_xlen_t) i * K, NULL, ga, hg, zz);
+    if (loc) {
+      for (int i = i0; i < i1; i++) {
+        pass_accumulate(q, K, 1, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
+                        r + (R_xlen_t) i * K, NULL, ga, hg, zz);
+      }
+    } else {
+      pass_accumulate_block(q, K, 1, i0, i1, w->Zr, w->wi, G, r, NULL, ga, hg,
+                            scr + K + Tq);
     }
   }
   if (loc) {
-    for (int t = 0; t < m; t++) g[t] = ga[t];
-    for (int t = 0; t < P * Tq; t++) w->hg[t] = hg[t];
+    for (int t = 0; t < m; t++) part[t] = ga[t];
+    for (int t = 0; t < P * Tq; t++) part[m + t] = hg[t];
   }
-  *ll = lsum + (lacc + log(prod));
-  double lp = *ll;
-  gprior_grad(pr, q, K, Wf, g, &lp);
-  return lp;
+  sc[0] = lsum;
+  sc[1] = lacc;
+  sc[2] = prod;
 }
 
-/* marg_pass_sized() with the dimensions as constants for the common small
+/* marg_chunk_sized() with the dimensions as constants for the common small
  * models, so that the compiler unrolls the loops over experts and
- * covariates (the results are the same: no operation is reordered). */
+ * covariates (the results are the same: no operation is reordered), and
+ * with the dimensions of the data otherwise. */
+#define MARG_CHUNK(P_, Q_, K_)                                               \
+  static void marg_chunk_##P_##_##Q_##_##K_(const pass_args *a, int c)      \
+  { marg_chunk_sized(a, c, P_, Q_, K_); }
+MARG_CHUNK(2, 2, 2) MARG_CHUNK(2, 2, 3) MARG_CHUNK(2, 2, 4)
+MARG_CHUNK(3, 3, 2) MARG_CHUNK(3, 3, 3) MARG_CHUNK(3, 3, 4)
+  MARG_CHUNK(2, 2, 5) MARG_CHUNK(3, 3, 5) MARG_CHUNK(4, 4, 2) MARG_CHUNK(4, 4, 3) MARG_CHUNK(4, 4, 4) MARG_CHUNK(4, 4, 5)
+#undef MARG_CHUNK
+static void marg_chunk_any(const pass_args *a, int c)
+{
+  marg_chunk_sized(a, c, a->d->p, a->d->q, a->d->K);
+}
+
 static double marg_pass(const moe_data *d, const moe_mcmc_prior *pr,
                         moe_mcmc_work *w, const moe_par *par, const double *Wf,
                         int fresh, int known, double *G, double *r,
                         double *g, double *ll)
 {
-  int p = d->p, q = d->q, K = d->K;
+  int p = d->p, q = d->q, K = d->K, m = q * (K - 1);
+  int nh = K * (K - 1) / 2 * (q * (q + 1) / 2);
+  if (fresh) {
+    for (int k = 0; k < K; k++) {
+      w->cst[k] = -0.5 * (LOG_2PI + log(par->sigma2[k]));
+      w->hp[k] = 0.5 / par->sigma2[k];
+    }
+  }
+  pass_args a = {d, w, par, Wf, fresh, known, 0, G, r};
+  pass_chunk_fn fn = marg_chunk_any;
 #define MARG_CASE(P_, Q_, K_)                                                \
-  if (p == P_ && q == Q_ && K == K_)                                         \
-    return marg_pass_sized(d, pr, w, par, Wf, fresh, known, G, r, g, ll, P_, \
-                           Q_, K_);
+  if (p == P_ && q == Q_ && K == K_) fn = marg_chunk_##P_##_##Q_##_##K_;
   MARG_CASE(2, 2, 2) MARG_CASE(2, 2, 3) MARG_CASE(2, 2, 4)
   MARG_CASE(3, 3, 2) MARG_CASE(3, 3, 3) MARG_CASE(3, 3, 4)
+  MARG_CASE(2, 2, 5) MARG_CASE(3, 3, 5) MARG_CASE(4, 4, 2) MARG_CASE(4, 4, 3) MARG_CASE(4, 4, 4) MARG_CASE(4, 4, 5)
 #undef MARG_CASE
-  return marg_pass_sized(d, pr, w, par, Wf, fresh, known, G, r, g, ll, p, q, K);
+  run_chunks(fn, &a, w->nchunk, w->threads);
+  chunk_sum_gh(w, m, nh, g);
+  double lsum = 0.0, lacc = 0.0;
+  for (int c = 0; c < w->nchunk; c++) {
+    const double *sc = w->part + (R_xlen_t) c * w->pstride + m + nh;
+    lsum += sc[0];
+    lacc += sc[1] + log(sc[2]);
+  }
+  *ll = lsum + lacc;
+  double lp = *ll;
+  gprior_grad(pr, q, K, Wf, g, &lp);
+  return lp;
+}
+
+/* Chunk c of marg_fisher_blocks(): its partial information blocks. */
+static void fisher_chunk(const pass_args *a, int c)
+{
+  const moe_data *d = a->d;
+  moe_mcmc_work *w = a->w;
+  int n = d->n, p = d->p, q = d->q, K = d->K, m = q * (K - 1);
+  int Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
+  double *part = w->part + (R_xlen_t) c * w->pstride, *hg = part + m;
+  double *scr = part + m + P * Tq + 3 + (R_xlen_t) K * (p * p + p + 2) + K + Tq;
+  for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
+  int c0 = c * MOE_CHUNK, c1 = n - c0 > MOE_CHUNK ? c0 + MOE_CHUNK : n;
+  for (int i0 = c0; i0 < c1; i0 += MOE_BLOCK) {
+    int i1 = c1 - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : c1;
+    pass_accumulate_block(q, K, 2, i0, i1, w->Zr, w->wi, a->G, NULL, NULL, NULL, hg, scr);
+  }
 }
 
 /* The blocks of sum_i wt_i G_i (x) z_i z_i' (the complete-data information)
- * into w->hg, from the gating probabilities G (K x n) saved by a pass. */
+ * into w->hg, from the gating probabilities G (K x n) saved by a pass (by
+ * chunks, as the passes). */
 static void marg_fisher_blocks(const moe_data *d, moe_mcmc_work *w, const double *G)
 {
-  int n = d->n, q = d->q, K = d->K, Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
-  double *hg = w->hg, *zz = w->zz;
-  for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
-  for (int i = 0; i < n; i++) {
-    const double *zi = w->Zr + (R_xlen_t) i * q, *Gi = G + (R_xlen_t) i * K;
-    int wi = w->wi[i], t = 0;
-    for (int b = 0; b < q; b++)
-      for (int a = b; a < q; a++) zz[t++] = zi[a] * zi[b];
-    for (int k = 0, blk = 0; k < K - 1; k++) {
-      for (int l = 0; l <= k; l++, blk++) {
-        double c = wi * Gi[k] * ((k == l ? 1.0 : 0.0) - Gi[l]);
-        double *bh = hg + blk * Tq;
-        for (int u = 0; u < Tq; u++) bh[u] += c * zz[u];
-      }
-    }
-  }
+  int q = d->q, K = d->K, m = q * (K - 1);
+  int nh = K * (K - 1) / 2 * (q * (q + 1) / 2);
+  pass_args a = {d, w, NULL, NULL, 0, 1, 0, (double *) G, NULL};
+  run_chunks(fisher_chunk, &a, w->nchunk, w->threads);
+  chunk_sum_gh(w, m, nh, NULL);
 }
 
 /* H (m x m, lower triangle) = the blocks in w->hg + the prior precision. */
@@ -841,29 +1087,35 @@ MOE_INLINE int gate_probs_obs(const double *zi, const double *Wf, int q, int K,
  * to the sufficient statistics of the experts (the step that ends
  * update_gating_alloc_marg(), fused with this pass, which the refresh
  * makes next at the same W and allocations). */
-MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr,
-                                     moe_mcmc_work *w, const double *Wf, double *G,
-                                     int known, int draw, double *g, int p, int q,
-                                     int K)
+MOE_INLINE void cond_chunk_sized(const pass_args *a, int c, int p, int q, int K)
 {
+  const moe_data *d = a->d;
+  moe_mcmc_work *w = a->w;
+  const double *Wf = a->Wf;
+  double *G = a->G;
+  int known = a->known, draw = a->draw;
   int n = d->n, m = q * (K - 1), Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
+  double *part = w->part + (R_xlen_t) c * w->pstride;
+  double *sc = part + m + P * Tq;
+  /* the chunk's expert statistics, laid out as in moe_mcmc_work */
+  double *sXX = sc + 3, *sXy = sXX + (R_xlen_t) K * p * p, *syy = sXy + (R_xlen_t) K * p;
+  double *snk = syy + K, *scr = snk + K;
   /* the log g_i,em (each >= log(1 / K)) are summed as the log of their
    * product, taken every few observations: one log() per ~100 */
   double lp = 0.0, prod = 1.0;
-  /* stack accumulators when they fit, as in marg_pass_sized() */
+  /* stack accumulators when they fit, as in marg_chunk_sized() */
   double gl[MOE_NLOC], hl[MOE_NLOC], zl[MOE_NLOC], el[MOE_NLOC];
   int loc = m <= MOE_NLOC && P * Tq <= MOE_NLOC && Tq <= MOE_NLOC && K <= MOE_NLOC;
-  double *eta = loc ? el : w->lk, *zz = loc ? zl : w->zz, *hg = loc ? hl : w->hg;
-  double *ga = loc ? gl : g;
+  double *eta = loc ? el : scr, *zz = loc ? zl : scr + K, *hg = loc ? hl : part + m;
+  double *ga = loc ? gl : part;
   for (int t = 0; t < m; t++) ga[t] = 0.0;
   for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
-  alloc_rng rng;
   if (draw) {
-    stats_reset(w, p, K);
-    alloc_rng_seed(&rng);
+    for (R_xlen_t t = 0; t < (R_xlen_t) K * (p * p + p + 2); t++) sXX[t] = 0.0;
   }
-  for (int i0 = 0; i0 < n; i0 += MOE_BLOCK) {
-    int i1 = n - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : n;
+  int c0 = c * MOE_CHUNK, c1 = n - c0 > MOE_CHUNK ? c0 + MOE_CHUNK : n;
+  for (int i0 = c0; i0 < c1; i0 += MOE_BLOCK) {
+    int i1 = c1 - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : c1;
     /* stage 1: allocations, gating probabilities and the log target of a
      * block of observations */
     for (int i = i0; i < i1; i++) {
@@ -876,14 +1128,14 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
         double yi = d->y[i];
         if (wi == 1) {
           /* categorical draw, and the observation added to its expert */
-          double u = alloc_unif(&rng), acc = ri[0];
+          double u = w->u[i], acc = ri[0];
           while (acc < u && ci < K - 1) acc += ri[++ci];
           MOE_UNROLL
           for (int j = 0; j < K; j++) Ni[j] = 0;
           Ni[ci] = 1;
-          double *S = w->XtX + (R_xlen_t) ci * p * p, *sy = w->Xty + (R_xlen_t) ci * p;
-          w->nk[ci] += 1.0;
-          w->yty[ci] += yi * yi;
+          double *S = sXX + (R_xlen_t) ci * p * p, *sy = sXy + (R_xlen_t) ci * p;
+          snk[ci] += 1.0;
+          syy[ci] += yi * yi;
           MOE_UNROLL
           for (int a = 0; a < p; a++) {
             sy[a] += yi * xi[a];
@@ -891,8 +1143,10 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
             for (int b = 0; b <= a; b++) S[a + b * p] += xi[a] * xi[b];
           }
         } else {
-          alloc_draw(K, wi, ri, 1.0, Ni, &rng);
-          alloc_stats(w, p, K, xi, yi, Ni);
+          /* Multinomial(wi, r_i.) (R's generator: one thread) */
+          for (int j = 0; j < K; j++) Ni[j] = 0;
+          alloc_multinomial(K, wi, ri, 1.0, Ni);
+          alloc_stats(sXX, sXy, syy, snk, p, K, xi, yi, Ni);
         }
       } else if (known && wi == 1) {
         while (ci < K - 1 && !Ni[ci]) ci++;
@@ -916,34 +1170,81 @@ MOE_INLINE double cond_logpost_sized(const moe_data *d, const moe_mcmc_prior *pr
     }
     /* stage 2: the gradient and the information (a separate loop, as in
      * marg_pass_sized()) */
-    for (int i = i0; i < i1; i++) {
-      pass_accumulate(q, K, 0, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
-                      NULL, w->N + (R_xlen_t) i * K, ga, hg, zz);
+    if (loc) {
+      for (int i = i0; i < i1; i++) {
+        pass_accumulate(q, K, 0, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
+                        NULL, w->N + (R_xlen_t) i * K, ga, hg, zz);
+      }
+    } else {
+      pass_accumulate_block(q, K, 0, i0, i1, w->Zr, w->wi, G, NULL, w->N, ga, hg,
+                            scr + K + Tq);
     }
   }
   if (loc) {
-    for (int t = 0; t < m; t++) g[t] = ga[t];
-    for (int t = 0; t < P * Tq; t++) w->hg[t] = hg[t];
+    for (int t = 0; t < m; t++) part[t] = ga[t];
+    for (int t = 0; t < P * Tq; t++) part[m + t] = hg[t];
   }
-  lp += log(prod);
-  gprior_grad(pr, q, K, Wf, g, &lp);
-  return lp;
+  sc[0] = lp;
+  sc[2] = prod;
 }
 
-/* cond_logpost_sized() with constant dimensions for the common models (as
- * marg_pass()). */
+/* cond_chunk_sized() with constant dimensions for the common models (as
+ * marg_pass()), and with the dimensions of the data otherwise. */
+#define COND_CHUNK(P_, Q_, K_)                                               \
+  static void cond_chunk_##P_##_##Q_##_##K_(const pass_args *a, int c)      \
+  { cond_chunk_sized(a, c, P_, Q_, K_); }
+COND_CHUNK(2, 2, 2) COND_CHUNK(2, 2, 3) COND_CHUNK(2, 2, 4)
+COND_CHUNK(3, 3, 2) COND_CHUNK(3, 3, 3) COND_CHUNK(3, 3, 4)
+  COND_CHUNK(2, 2, 5) COND_CHUNK(3, 3, 5) COND_CHUNK(4, 4, 2) COND_CHUNK(4, 4, 3) COND_CHUNK(4, 4, 4) COND_CHUNK(4, 4, 5)
+#undef COND_CHUNK
+static void cond_chunk_any(const pass_args *a, int c)
+{
+  cond_chunk_sized(a, c, a->d->p, a->d->q, a->d->K);
+}
+
 static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
                            moe_mcmc_work *w, const double *Wf, double *G,
                            int known, int draw, double *g)
 {
-  int p = d->p, q = d->q, K = d->K;
+  int n = d->n, p = d->p, q = d->q, K = d->K, m = q * (K - 1);
+  int nh = K * (K - 1) / 2 * (q * (q + 1) / 2), threads = w->threads;
+  if (draw) {
+    /* the uniforms of the categorical draws, in observation order */
+    alloc_rng rng;
+    alloc_rng_seed(&rng);
+    for (int i = 0; i < n; i++) if (w->wi[i] == 1) w->u[i] = alloc_unif(&rng);
+    if (w->anyw) threads = 1;
+  }
+  pass_args a = {d, w, NULL, Wf, 0, known, draw, G, NULL};
+  pass_chunk_fn fn = cond_chunk_any;
 #define COND_CASE(P_, Q_, K_)                                                  \
-  if (p == P_ && q == Q_ && K == K_)                                           \
-    return cond_logpost_sized(d, pr, w, Wf, G, known, draw, g, P_, Q_, K_);
+  if (p == P_ && q == Q_ && K == K_) fn = cond_chunk_##P_##_##Q_##_##K_;
   COND_CASE(2, 2, 2) COND_CASE(2, 2, 3) COND_CASE(2, 2, 4)
   COND_CASE(3, 3, 2) COND_CASE(3, 3, 3) COND_CASE(3, 3, 4)
+  COND_CASE(2, 2, 5) COND_CASE(3, 3, 5) COND_CASE(4, 4, 2) COND_CASE(4, 4, 3) COND_CASE(4, 4, 4) COND_CASE(4, 4, 5)
 #undef COND_CASE
-  return cond_logpost_sized(d, pr, w, Wf, G, known, draw, g, p, q, K);
+  run_chunks(fn, &a, w->nchunk, threads);
+  chunk_sum_gh(w, m, nh, g);
+  double lp = 0.0;
+  for (int c = 0; c < w->nchunk; c++) {
+    const double *sc = w->part + (R_xlen_t) c * w->pstride + m + nh;
+    lp += sc[0] + log(sc[2]);
+  }
+  if (draw) {
+    /* the expert statistics, in chunk order */
+    double *dst[4] = {w->XtX, w->Xty, w->yty, w->nk};
+    R_xlen_t len[4] = {(R_xlen_t) K * p * p, (R_xlen_t) K * p, K, K};
+    R_xlen_t off = m + nh + 3;
+    for (int v = 0; v < 4; off += len[v], v++) {
+      for (R_xlen_t t = 0; t < len[v]; t++) {
+        double s = 0.0;
+        for (int c = 0; c < w->nchunk; c++) s += w->part[off + t + c * w->pstride];
+        dst[v][t] = s;
+      }
+    }
+  }
+  gprior_grad(pr, q, K, Wf, g, &lp);
+  return lp;
 }
 
 /* Proposal at Wf for cond_refresh(), after cond_logpost() there: precision
@@ -1090,6 +1391,14 @@ void mcmc_fused_init(gibbs_kernel *k, const moe_data *d,
   f->gate_steps = ctl->gate_steps;
   moe_mcmc_work *w = &f->w;
   work_init(d, work, iwork, w);
+  /* never more threads than asked for, nor than the machine has */
+  w->threads = 1;
+#ifdef _OPENMP
+  int avail = omp_get_num_procs(), lim = omp_get_thread_limit();
+  if (lim < avail) avail = lim;
+  w->threads = ctl->threads < avail ? ctl->threads : avail;
+  if (w->threads < 1) w->threads = 1;
+#endif
   for (int j = 0; j < K - 1; j++) eta_column(d, w, f->par.W, j);
   for (int i = 0; i < n; i++) w->eta[K - 1 + (R_xlen_t) i * K] = 0.0;
   if (f->collapsed && K > 1) {

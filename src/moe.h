@@ -9,7 +9,8 @@
  *    gate_temperature.c, gate_hier.c, gate_topk.c;
  *  - an expert family (moe_expert_family: mean, log-density, weighted
  *    M-step, Gibbs update, work size): family_gaussian.c (linear Gaussian
- *    experts), family_ffn.c (feed-forward network experts);
+ *    experts), family_ffn.c (feed-forward network experts), family_t.c
+ *    (linear Student-t experts);
  *  - the gating prior (moe_mcmc_prior; prior.c: log density, gradient,
  *    Hessian, conditional of one column), which every sampler and update
  *    calls.
@@ -54,7 +55,8 @@ typedef enum {
   MOE_NOT_PD = 8,       /* a cross-product matrix needed a ridge to factor */
   MOE_NONFINITE = 16,   /* a non-finite log-likelihood or parameter appeared */
   MOE_GATE_STEP = 32,   /* the gating Newton step found no ascent */
-  MOE_DECREASE = 64     /* the EM log-likelihood decreased (beyond rounding) */
+  MOE_DECREASE = 64,    /* the EM log-likelihood decreased (beyond rounding) */
+  MOE_SEPARATION = 128  /* gating coefficients ran away (separation): EM stopped */
 } moe_status;
 
 /* Gate type codes (gate_c() in R/gate.R sends them; exported by
@@ -65,7 +67,7 @@ typedef enum { GATE_SOFTMAX = 0, GATE_TOPK = 1, GATE_TEMPERATURE = 2,
 /* Expert family codes (expert_c() in R). */
 typedef enum { FAMILY_GAUSSIAN_LINEAR = 0, FAMILY_FFN = 1,
                FAMILY_BINOMIAL = 2, FAMILY_POISSON = 3,
-               FAMILY_NTYPES = 4 } moe_family_type;
+               FAMILY_STUDENT_T = 4, FAMILY_NTYPES = 5 } moe_family_type;
 
 struct moe_gate_ops;
 typedef struct {
@@ -243,11 +245,12 @@ typedef struct {
   double min_size;   /* minimum effective number of observations of an expert */
   int gate_steps;    /* Newton steps on the gating per M-step */
   double ridge;      /* ridge added to the gating Hessian (penalised ML) */
+  double sep_bound;  /* separation: a growing |W| above it stops the run */
   int trace_len;     /* only the first trace_len objectives are recorded */
 } moe_em_control;
 enum { MOE_EMCTL_MAXIT = 0, MOE_EMCTL_TOL, MOE_EMCTL_VAR_FLOOR,
        MOE_EMCTL_MIN_SIZE, MOE_EMCTL_GATE_STEPS, MOE_EMCTL_RIDGE,
-       MOE_EMCTL_LEN };
+       MOE_EMCTL_SEP_BOUND, MOE_EMCTL_LEN };
 
 /* Prior on the internal (centred and scaled) scale; see moe_prior() in R. */
 typedef struct {
@@ -259,6 +262,7 @@ typedef struct {
   const double *s_w2;     /* q: prior variances of the gating coefficients */
   int exchangeable;       /* 1: u_k iid N(0, diag(s_w2)), w_k = u_k - u_K;
                              0: w_k iid N(0, diag(s_w2)), k < K */
+  double df_shape, df_rate; /* Student-t experts: nu_k ~ Gamma(shape, rate) */
 } moe_mcmc_prior;
 
 /* What one call runs: `warmup` discarded sweeps, then `iter` sweeps of which
@@ -280,6 +284,8 @@ typedef struct {
                              MOE_STALL_SWEEPS sweeps in a row accepted no
                              gating Metropolis-Hastings move; see
                              MOE_STALL_RATE */
+  int threads;            /* OpenMP threads of the fused kernel's passes
+                             (>= 1; the draws do not depend on it) */
 } moe_mcmc_control;
 
 /* Warm-up sweeps in a row without an accepted gating Metropolis-Hastings
@@ -303,7 +309,7 @@ enum {
 /* The packed MCMC control vector of ffi_gibbs(): integer, these indices. */
 enum { MOE_MCTL_WARMUP = 0, MOE_MCTL_ITER, MOE_MCTL_THIN, MOE_MCTL_OFFSET,
        MOE_MCTL_REFRESH, MOE_MCTL_CHAIN, MOE_MCTL_GATE_MODE,
-       MOE_MCTL_GATE_STEPS, MOE_MCTL_PG_EVERY, MOE_MCTL_LEN };
+       MOE_MCTL_GATE_STEPS, MOE_MCTL_PG_EVERY, MOE_MCTL_THREADS, MOE_MCTL_LEN };
 
 /* ---- expert families ---- */
 
@@ -394,6 +400,24 @@ void moe_family_poisson(moe_expert_family *f, const glm_family_info *info, int p
                         int K);
 /* Gibbs prior of GLM experts: a_k ~ N(m_a, V_a) (moe_mcmc_prior's m_a,
  * Va_inv, Va_inv_m; sigma2 is fixed at 1). */
+
+/* ---- family_t.c: linear experts with Student-t noise ----
+ * nu_k in [T_DF_MIN, T_DF_MAX] when estimated (EM search range; the Gibbs
+ * sampler's prior is truncated to it: keep in sync with t_df_bounds in
+ * R/family-t.R). T_INNER: ECME rounds per EM M-step; T_MH_STEPS: Metropolis
+ * steps on log nu_k per sweep. */
+#define T_DF_MIN 0.1
+#define T_DF_MAX 1e4
+#define T_INNER 25
+#define T_MH_STEPS 3
+typedef struct {
+  int p, K;
+  int estimate;          /* 1: nu_k is row p of alpha; 0: nu fixed */
+  double df_fixed;       /* the fixed nu (estimate = 0) */
+  double df_shape, df_rate; /* Gamma prior of nu_k (Gibbs) */
+  double *df;            /* K scratch: nu of the last mean() / mstep() */
+} t_family_info;
+void moe_family_t(moe_expert_family *f, const t_family_info *info);
 
 /* ---- prior.c: the gating prior ----
  * On a softmax level of Kl categories with free coefficients Wf (q x (Kl -

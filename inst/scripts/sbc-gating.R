@@ -50,10 +50,19 @@ L <- iter %/% thin
 prior <- moe_prior(s_w = 1.5, V_a = 4, c0 = 3, C0 = 1)
 pc <- bayesmoe:::prior_internal(prior, 2L, 2L)
 
+# One chain of the C sampler (the fused softmax x linear-Gaussian kernel,
+# which has no Metropolis blocks besides the gating moves it counts in
+# `moves`), drawing from the session's RNG; `mode` is the code of the gating
+# update, gate_steps and pg_every those of `ctl`.
+spec <- bayesmoe:::make_spec(gate_softmax(), expert_linear())
 chain <- function(y, X, Z, init, mode) {
-  .Call(bayesmoe:::ffi_mcmc_chain, as.double(y), X, Z, rep(1, length(y)),
-        as.double(init$alpha), as.double(init$sigma2), as.double(init$W), pc,
-        as.integer(c(warmup, iter, 1L, 0L, 0L, 1L, mode, ctl$gate_steps, ctl$pg_every)))
+  gm <- bayesmoe:::gate_mode(ctl)
+  gm[1L] <- mode
+  K <- length(init$sigma2)
+  s <- list(y = as.double(y), X = X, Z = Z, w = rep(1, length(y)))
+  bayesmoe:::gibbs_chain_c(s, pc, K, init, gate_softmax(), expert_linear(),
+                           bayesmoe:::variant_adapt_init(spec, ncol(Z), K), numeric(),
+                           bayesmoe:::mcmc_control_c(warmup, iter, 1L, 0L, 0L, 1L, gm), 0L)
 }
 
 functionals <- function(alpha, sigma2, W, K, x0) {
@@ -85,7 +94,7 @@ one_rep <- function(K, n, mode) {
   keep <- round(seq(S / Le, S, length.out = Le))
   re <- colSums(f[keep, , drop = FALSE] < rep(ft, each = Le))
   Wd <- matrix(res$W, ncol = S)
-  mv <- res$accept
+  mv <- res$moves
   c(colSums(f[fixed, , drop = FALSE] < rep(ft, each = length(fixed))),
     setNames(re, paste0("ess_", names(re))), L_ess = Le,
     frozen = as.integer(all(Wd == Wd[, 1L])),

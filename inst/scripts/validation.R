@@ -25,12 +25,18 @@ t_start <- proc.time()
 # refresh ("pg+mh"), 2 the refresh only ("mh"), 3 the collapsed update
 # ("collapsed", the default); gate_steps and pg_every are the defaults of
 # moe_mcmc_control().
+# The chain runs the fused softmax x linear-Gaussian kernel (no Metropolis
+# blocks besides the gating moves) and draws from the session's RNG.
 ctl_default <- moe_mcmc_control()
+spec_default <- bayesmoe:::make_spec(gate_softmax(), expert_linear())
 run_c_chain <- function(y, X, Z, w, init, pc, warmup, iter, thin, mode = 3L) {
-  .Call(bayesmoe:::ffi_mcmc_chain, as.double(y), X, Z, as.double(w),
-        as.double(init$alpha), as.double(init$sigma2), as.double(init$W), pc,
-        as.integer(c(warmup, iter, thin, 0, 0, 1, mode, ctl_default$gate_steps,
-                     ctl_default$pg_every)))
+  gm <- bayesmoe:::gate_mode(ctl_default)
+  gm[1L] <- mode
+  K <- length(init$sigma2)
+  s <- list(y = as.double(y), X = X, Z = Z, w = as.double(w))
+  bayesmoe:::gibbs_chain_c(s, pc, K, init, gate_softmax(), expert_linear(),
+                           bayesmoe:::variant_adapt_init(spec_default, ncol(Z), K), numeric(),
+                           bayesmoe:::mcmc_control_c(warmup, iter, thin, 0L, 0L, 1L, gm), 0L)
 }
 
 # Label-invariant functionals: predictive mean at x0 ("pm"), log of the

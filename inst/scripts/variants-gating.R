@@ -96,7 +96,8 @@ fit_from <- function(d, R0, gate) {
   sc <- nsb$moe_scaling(d$y, X, X)
   s <- nsb$scale_data(sc, d$y, X, X)
   spec <- nsb$make_spec(gate, NULL)
-  r <- nsb$em_variant_run(s, rep(1, nrow(d)), R0, moe_em_control(), ncol(X) + 1, spec)
+  r <- nsb$em_run(s, rep(1, nrow(d)), R0, moe_em_control(), ncol(X) + 1, nsb$spec_gate(spec),
+                  nsb$spec_expert(spec))
   list(par = nsb$par_to_original(sc, nsb$run_par(r, spec)),
        loglik = r$loglik - nrow(d) * log(sc$sy), iter = r$iter, status = r$status)
 }

@@ -253,3 +253,110 @@ test_that("degenerate_experts() flags spikes and experts smaller than their para
   expect_equal(d$ref, sum(w * residuals(lmw)^2) / sum(w))
   expect_equal(d$small, FALSE)
 })
+
+# A step gate: y follows one line when x1 > 0.5 and another otherwise.
+step_gate_data <- function(n, seed = 1) {
+  set.seed(seed)
+  x1 <- runif(n)
+  x2 <- runif(n)
+  y <- ifelse(x1 > 0.5, 2 + x1 - x2, -1 - 2 * x1 + x2) + rnorm(n, sd = 0.3)
+  data.frame(y = y, x1 = x1, x2 = x2)
+}
+
+test_that("a step gate is reported as separation and its starts stop early", {
+  d <- step_gate_data(1500)
+  expect_warning(fit <- moe_em(y ~ x1 + x2, data = d, K = 2, starts = 3, seed = 1),
+                 class = "bayesmoe_warning_separation")
+  expect_true("separation" %in% bayesmoe:::decode_status(fit$status))
+  # the run stopped long before the iteration cap, with the step in place
+  expect_lt(fit$iter, 200)
+  expect_gt(mean(apply(fit$resp, 1, max) > 0.99), 0.9)
+  lab <- max.col(fit$resp)
+  expect_gt(mean(lab == ifelse(d$x1 > 0.5, lab[which.max(d$x1)], lab[which.min(d$x1)])), 0.99)
+  cnd <- tryCatch(moe_em(y ~ x1 + x2, data = d, K = 2, starts = 3, seed = 1),
+                  bayesmoe_warning_separation = function(w) w)
+  expect_match(conditionMessage(cnd), "numerically 0 or 1")
+  expect_match(conditionMessage(cnd), "moe_mcmc()", fixed = TRUE)
+  expect_output(print(suppressWarnings(summary(fit))), "EM: stopped by separation after")
+  # without the bound the starts run on, and the gate stays a step
+  fit_inf <- suppressWarnings(moe_em(y ~ x1 + x2, data = d, K = 2, starts = 3, seed = 1,
+                                     control = moe_em_control(sep_bound = Inf)))
+  expect_false("separation" %in% bayesmoe:::decode_status(fit_inf$status))
+  expect_gt(fit_inf$iter, fit$iter)
+  expect_gte(as.numeric(logLik(fit_inf)), as.numeric(logLik(fit)) - 1e-8)
+})
+
+test_that("a ridge on the gate or a smooth gate gives no separation warning", {
+  d <- step_gate_data(1500)
+  expect_no_warning(moe_em(y ~ x1 + x2, data = d, K = 2, starts = 3, seed = 1,
+                           control = moe_em_control(ridge = 1)),
+                    class = "bayesmoe_warning_separation")
+  for (s in 1:2) {
+    expect_no_warning(fit <- moe_em(y ~ x, data = three_experts(1500, seed = s), K = 3,
+                                    seed = s),
+                      class = "bayesmoe_warning_separation")
+    expect_false("separation" %in% unlist(strsplit(fit$starts$status, ", ")))
+  }
+  expect_no_warning(moe_em(tuned ~ stretchratio, data = tonedata, K = 2, seed = 1),
+                    class = "bayesmoe_warning_separation")
+})
+
+test_that("short runs on a subsample reach the best log-likelihood of all starts run in full", {
+  # a few simulated problems, each much larger than the subsample
+  probs <- list(
+    list(d = three_experts(4000, seed = 11), K = 3, f = y ~ x),
+    list(d = three_experts(4000, seed = 12), K = 2, f = y ~ x),
+    list(d = sim_moe(4000, alpha = cbind(c(0, 2), c(1, -1)), sigma = c(0.4, 0.6),
+                     W = cbind(c(1, -2), c(0, 0)), seed = 13), K = 2, f = y ~ x)
+  )
+  for (pr in probs) {
+    short <- moe_em(pr$f, data = pr$d, K = pr$K, seed = 1,
+                    control = moe_em_control(short_n = 400))
+    full <- moe_em(pr$f, data = pr$d, K = pr$K, seed = 1,
+                   control = moe_em_control(strategy = "full"))
+    ll_full <- max(full$starts$loglik)
+    expect_gte(as.numeric(logLik(short)), ll_full - 1e-6 * abs(ll_full))
+    # at most short_keep starts ran on all the data, from the short runs
+    st <- short$starts
+    expect_lte(sum(st$iter > 0), 2L)
+    expect_true(all(is.na(st$loglik[st$iter == 0])))
+    expect_true(all(st$short_iter <= 20L))
+    expect_true(st$iter[short$best] > 0)
+    expect_identical(names(full$starts), c("start", "type", "loglik", "iter", "status"))
+    expect_output(print(summary(short)),
+                  sprintf("of %d run on all the data", sum(st$iter > 0)))
+  }
+})
+
+test_that("the short-runs strategy is reproducible and equals the full one on small data", {
+  d <- three_experts(3000, seed = 21)
+  ctl <- moe_em_control(short_n = 300)
+  set.seed(5)
+  f1 <- moe_em(y ~ x, data = d, K = 3, seed = 7, control = ctl)
+  r1 <- runif(1)
+  set.seed(5)
+  f2 <- moe_em(y ~ x, data = d, K = 3, seed = 7, control = ctl)
+  expect_identical(runif(1), r1)  # a seeded fit leaves the caller's stream alone
+  expect_identical(coef(f1), coef(f2))
+  expect_identical(f1$starts, f2$starts)
+  expect_identical(f1$start_par, f2$start_par)
+  # with at most short_n observations, or no more starts than short_keep,
+  # the short strategy is the full one
+  small <- d[1:300, ]
+  expect_identical(moe_em(y ~ x, data = small, K = 3, seed = 3, control = ctl)[c("coefficients", "starts")],
+                   moe_em(y ~ x, data = small, K = 3, seed = 3,
+                          control = moe_em_control(strategy = "full"))[c("coefficients", "starts")])
+  expect_identical(moe_em(y ~ x, data = d, K = 3, starts = 2, seed = 3, control = ctl)$coefficients,
+                   moe_em(y ~ x, data = d, K = 3, starts = 2, seed = 3,
+                          control = moe_em_control(strategy = "full"))$coefficients)
+})
+
+test_that("moe_em_control() checks the start and separation settings", {
+  expect_error(moe_em_control(strategy = "fast"), class = "bayesmoe_error")
+  expect_error(moe_em_control(short_n = 5), class = "bayesmoe_error_input")
+  expect_error(moe_em_control(short_maxit = 0), class = "bayesmoe_error_input")
+  expect_error(moe_em_control(short_keep = 1.5), class = "bayesmoe_error_input")
+  expect_error(moe_em_control(sep_bound = 0), class = "bayesmoe_error_input")
+  expect_identical(moe_em_control(sep_bound = Inf)$sep_bound, Inf)
+  expect_identical(moe_em_control()$strategy, "short")
+})

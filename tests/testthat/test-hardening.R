@@ -463,7 +463,10 @@ tables_constructors <- function() {
     structure(list(type = "foo"), class = c("moe_expert_foo", "moe_expert")),
     structure(list(type = "ffn", hidden = 0L), class = c("moe_expert_ffn", "moe_expert")),
     modifyList(expert_ffn(2), list(activation = "relu")),
-    structure(list(type = c("linear", "ffn")), class = c("moe_expert_linear", "moe_expert")))
+    structure(list(type = c("linear", "ffn")), class = c("moe_expert_linear", "moe_expert")),
+    structure(list(type = "t", df = -1), class = c("moe_expert_t", "moe_expert")),
+    structure(list(type = "t", df = "a"), class = c("moe_expert_t", "moe_expert")),
+    structure(list(type = "t"), class = c("moe_expert_t", "moe_expert")))
   targs <- list(beta0 = -8, beta1 = 25, a = c(-20, 20), b = c(15, -5), sigma = c(0.3, 0.4))
   res <- list(
     run_cases("gate_softmax", function(v) fit_gate(gate_softmax()), list(NULL), valid_fit),
@@ -491,6 +494,28 @@ tables_constructors <- function() {
               label = "moe_em(expert = v)"),
     run_cases("moe_ls", function(v) moe_ls(y ~ x, data = d, K = 2, expert = v, starts = 1),
               fake_objects, valid_ls, label = "moe_ls(expert = v)"))
+  # Student-t experts: df of student_t(), the family object, the df prior
+  fit_t <- function(fam) moe_em(y ~ x, data = d, K = 2, family = fam, starts = 1, seed = 1,
+                                control = moe_em_control(maxit = 20))
+  res$t_df <- run_cases("student_t", function(v) fit_t(student_t(v)),
+                        c(nasty_values, list(3, 1e6, 1e-3)), valid_fit,
+                        label = "moe_em(family = student_t(df = v))")
+  res$t_family <- run_cases("moe_em", function(v) fit_t(v),
+                            list(student_t, "student_t", modifyList(student_t(), list(df = -1)),
+                                 modifyList(student_t(), list(link = "log"))), valid_fit,
+                            label = "moe_em(family = v)")
+  res$t_mcmc <- run_cases("student_t", function(v)
+    moe_mcmc(y ~ x, data = d, K = 2, family = student_t(v), chains = 1, iter = 10, seed = 1,
+             init = "random", control = tiny_mcmc_control(), progress = FALSE),
+    c(few_values, list(3)), valid_mcmc, label = "moe_mcmc(family = student_t(df = v))")
+  for (a in c("df_shape", "df_rate")) {
+    res[[paste0("t_prior_", a)]] <- run_cases("moe_prior", function(v)
+      moe_mcmc(y ~ x, data = d, K = 2, family = student_t(), chains = 1, iter = 10, seed = 1,
+               init = "random", prior = do.call(moe_prior, setNames(list(v), a)),
+               control = tiny_mcmc_control(), progress = FALSE),
+      c(few_values, list(1e-100, 1e100, 1e-300, 1e300)), valid_mcmc,
+      label = sprintf("moe_mcmc(family = student_t(), prior = moe_prior(%s = v))", a))
+  }
   for (a in names(formals(expert_ffn))) {
     res[[paste0("ffn_", a)]] <- run_cases("expert_ffn", function(v)
       fit_expert(do.call(expert_ffn, setNames(list(v), a))),
@@ -679,7 +704,7 @@ tables_choice <- function() {
   res <- c(res, arg_tables("moe_select", sel_call,
                             list(formula = y ~ x, data = d, K = 1:2, method = c("posterior", "bic"),
                                  seed = 1),
-                            c("formula", "data", "K", "gating", "method", "prior", "seed"),
+                            c("formula", "data", "K", "gating", "family", "method", "prior", "seed"),
                             function(a) if (a == "K") c(small_values, list(1:2, c(1, 1), c(2, 0), 1:9, 1:30))
                                         else nasty_values,
                             is_class("moe_select"), prefix = "sel_"))
@@ -1027,7 +1052,7 @@ test_that("gating logits beyond 1e4 in the sampler: finite draws, predictions an
     res <- bayesmoe:::gibbs_chain_c(s, pc, 2L, list(alpha = c(0, 1, 0, -1), sigma2 = c(1, 1),
                                                     W = c(sgn * w1, 0, 0)),
                                     gate_softmax(), expert_linear(), numeric(), numeric(),
-                                    c(0, 50, 1, 0, 0, 1, 1, 1, 0), 0L)
+                                    c(0, 50, 1, 0, 0, 1, 1, 1, 0, 1), 0L)
     expect_equal(res$status, 0L)
     expect_true(all(is.finite(res$alpha)) && all(is.finite(res$W)) &&
                   all(is.finite(res$loglik)) && all(res$sigma2 > 0))

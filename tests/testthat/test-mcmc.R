@@ -29,7 +29,7 @@ run_c_chain <- function(y, X, Z, w, init, pc, warmup, iter, thin, mode = 1L,
   res <- bayesmoe:::gibbs_chain_c(list(y = y, X = X, Z = Z, w = w), pc,
                                   length(init$sigma2), init, gate_softmax(),
                                   expert_linear(), numeric(), numeric(),
-                                  c(warmup, iter, thin, 0, 0, 1, mode, steps, pg_every), 0L)
+                                  c(warmup, iter, thin, 0, 0, 1, mode, steps, pg_every, 1), 0L)
   res$accept <- res$moves
   res
 }
@@ -408,6 +408,42 @@ test_that("a continued run is identical to one long run", {
   }
 })
 
+test_that("the draws do not depend on the number of threads", {
+  set.seed(36)
+  # more observations than one chunk of the passes (MOE_CHUNK = 4096 in
+  # src/mcmc_fused.c), so the partial sums of several chunks are added
+  n <- 9000
+  x <- rnorm(n)
+  X <- cbind(1, x)
+  g <- ifelse(runif(n) < plogis(2 * x), 1, 2)
+  y <- ifelse(g == 1, 1 + x, -1 - 0.5 * x) + rnorm(n, sd = 0.4)
+  fit <- function(threads, w = rep(1, n), K = 2) {
+    quiet_stall(moe_mcmc_fit(y, X, X, w = w, K = K, chains = 1, iter = 40, warmup = 10,
+                             seed = 5, control = moe_mcmc_control(em_starts = 1,
+                                                                  threads = threads)))
+  }
+  for (K in 2:3) {
+    f1 <- fit(1, K = K)
+    f2 <- fit(2, K = K)
+    expect_identical(f1$draws, f2$draws)
+    expect_identical(f1$loglik_draws, f2$loglik_draws)
+    expect_identical(f1$state, f2$state)
+  }
+  # frequency weights: the multinomial draws stay on one thread, the rest
+  # of the passes do not
+  w <- rep(c(1, 3), length.out = n)
+  expect_identical(fit(1, w)$draws, fit(2, w)$draws)
+  # the threads are a setting of the run, not of the model: a run continued
+  # with one thread from a run made with two is one long run
+  d <- data.frame(y = y, x = x)
+  s2 <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 30, warmup = 10, seed = 2,
+                 control = moe_mcmc_control(em_starts = 1, threads = 2), progress = FALSE)
+  s2$control$threads <- 1
+  l1 <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 50, warmup = 10, seed = 2,
+                 control = moe_mcmc_control(em_starts = 1), progress = FALSE)
+  expect_identical(moe_mcmc(s2, iter = 20)$draws, l1$draws)
+})
+
 test_that("every gating update runs and only Metropolis-Hastings records acceptance", {
   set.seed(38)
   fits <- lapply(c("pg", "pg+mh", "mh", "collapsed"), function(u)
@@ -636,6 +672,7 @@ test_that("moe_mcmc_control() rejects invalid settings", {
   expect_snapshot(moe_mcmc_control(gate_steps = 0), error = TRUE)
   expect_snapshot(moe_mcmc_control(pg_every = 0), error = TRUE)
   expect_snapshot(moe_mcmc_control(pg_every = 2.5), error = TRUE)
+  expect_snapshot(moe_mcmc_control(threads = 0), error = TRUE)
   expect_identical(moe_mcmc_control(pg_every = Inf)$pg_every, Inf)
 })
 
@@ -669,4 +706,25 @@ test_that("moe_mcmc() rejects invalid arguments with classed errors", {
   expect_snapshot(moe_mcmc(fit, iter = 10, thin = 2), error = TRUE)
   expect_snapshot(moe_mcmc(fit, iter = 0), error = TRUE)
   expect_error(moe_mcmc(fit, iter = 10, seed = 1), class = "bayesmoe_error_input")
+})
+
+test_that("an EM start stopped by separation starts the chain with its gate scaled down", {
+  set.seed(1)
+  n <- 1500
+  x1 <- runif(n)
+  x2 <- runif(n)
+  y <- ifelse(x1 > 0.5, 2 + x1 - x2, -1 - 2 * x1 + x2) + rnorm(n, sd = 0.3)
+  X <- cbind("(Intercept)" = 1, x1 = x1, x2 = x2)
+  em <- moe_em_fit(y, X, X, K = 2, starts = 2)
+  expect_match(em$starts$status[em$best], "separation")
+  sc <- bayesmoe:::moe_scaling(y, X, X)
+  raw <- bayesmoe:::em_inits(em, sc, 1, 10)[[1]]
+  capped <- bayesmoe:::em_inits(em, sc, 1, 10, cap = 50)[[1]]
+  expect_gt(max(abs(raw$W)), 1000)
+  expect_equal(max(abs(capped$W)), 50)
+  # the same partition of the gating space, the same experts
+  Zs <- bayesmoe:::scale_data(sc, y, X, X)$Z
+  expect_identical(max.col(Zs %*% capped$W, ties.method = "first"),
+                   max.col(Zs %*% raw$W, ties.method = "first"))
+  expect_identical(capped$alpha, raw$alpha)
 })

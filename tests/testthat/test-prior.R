@@ -4,6 +4,7 @@ test_that("moe_prior() has the documented defaults and prints them in words", {
   expect_s3_class(pr, "moe_prior")
   expect_equal(pr[c("s_w", "m_a", "V_a", "c0", "C0", "exchangeable")],
                list(s_w = 5, m_a = 0, V_a = 100, c0 = 1.5, C0 = 0.05, exchangeable = TRUE))
+  expect_equal(pr[c("df_shape", "df_rate")], list(df_shape = 2, df_rate = 0.1))
   expect_snapshot(print(pr))
   expect_snapshot(print(moe_prior(s_w = c(2, 1), m_a = c(0, 1), V_a = c(10, 20),
                                   c0 = 1, exchangeable = FALSE)))

@@ -1,0 +1,235 @@
+# Scale of the Gibbs sampler (softmax gate, linear Gaussian experts, the
+# default collapsed gating update): the sweep against the log-likelihood
+# pass for every width, threads inside a chain, peak memory and the time of
+# a million-observation fit. Writes bench/results/scale.md.
+#
+# Run from the package root after installing bayesmoe (`make bench` does):
+#   Rscript bench/scale.R
+# Each measurement runs in its own R process (Rscript), so the peak memory
+# of the large fit is that fit's alone (VmHWM of /proc/self/status: Linux).
+# Settings (environment variables):
+#   BAYESMOE_BENCH_QUICK=true   a small grid, one pair of thread runs and 100
+#                               sweeps at n = 1e6 (the time of 1000 sweeps is
+#                               then extrapolated and labelled so);
+#   BENCH_SCALE_GRID=full       every d = 1..10 and K = 2..10 (90 cells);
+#   BENCH_SCALE_N               observations of the grid (default 10000);
+#   BENCH_PAIRS                 pairs of thread runs (default 3);
+#   BENCH_SCALE_BIG_ITER        sweeps of the n = 1e6 fit (default 1000);
+#   BENCH_SCALE_BIG_THREADS     its threads (default 2).
+#
+# Measured:
+# - grid: the log-likelihood pass (ffi_loglik, the cost floor) and the sweep
+#   (fit$timing, the chain alone, CPU seconds) in ns per observation per
+#   expert, for d covariates in both the experts and the gate (p = q = d + 1,
+#   intercepts included) and K experts;
+# - threads: wall seconds of one chain (n = 200,000, K = 3, two covariates;
+#   and K = 5, three covariates) with threads = 1 and 2, run in turn in
+#   pairs; the speed-up is the ratio per pair;
+# - the large fit: moe_mcmc(y ~ x1 + x2 + x3, K = 5, chains = 1,
+#   iter = 1000, warmup = 200) on n = 1e6 observations with the default
+#   warm start, its wall time split into the warm start and the chain, and
+#   the peak resident memory of the process against the size of the data.
+
+quick <- identical(Sys.getenv("BAYESMOE_BENCH_QUICK"), "true")
+rscript <- file.path(R.home("bin"), "Rscript")
+
+# Run `fun(...)` in a fresh R process; returns its value.
+in_child <- function(fun, args = list()) {
+  script <- tempfile(fileext = ".R")
+  out <- tempfile(fileext = ".rds")
+  writeLines(c(paste("fun <-", paste(deparse(fun), collapse = "\n")),
+               sprintf("args <- readRDS(%s)", deparse(inp <- tempfile(fileext = ".rds"))),
+               sprintf("saveRDS(do.call(fun, args), %s)", deparse(out))), script)
+  saveRDS(args, inp)
+  status <- system2(rscript, script, stdout = FALSE, stderr = FALSE)
+  if (status != 0L || !file.exists(out)) stop("child process failed: ", script)
+  readRDS(out)
+}
+
+# Simulated softmax-gated linear-Gaussian data: d covariates (standard
+# normal), K experts, gate and experts on all of them.
+sim_data <- function(n, d, K, seed) {
+  set.seed(seed)
+  X <- cbind(1, matrix(rnorm(n * d), n, d))
+  W <- cbind(matrix(rnorm((d + 1) * (K - 1)), d + 1, K - 1), 0)
+  eta <- X %*% W
+  P <- exp(eta - apply(eta, 1, max))
+  P <- P / rowSums(P)
+  z <- pmin(K, 1L + rowSums(runif(n) > P %*% upper.tri(diag(K), diag = TRUE)))
+  A <- matrix(rnorm((d + 1) * K, sd = 2), d + 1, K)
+  y <- rowSums(X * t(A[, z])) + rnorm(n, sd = 0.5)
+  list(y = (y - mean(y)) / sd(y), X = X)
+}
+
+# ---- the grid ----
+
+grid_worker <- function(cells, n, iter, sim_data) {
+  library(bayesmoe)
+  cpu <- function(expr) {
+    t0 <- proc.time()
+    force(expr)
+    sum((proc.time() - t0)[1:2])
+  }
+  res <- NULL
+  for (r in seq_len(nrow(cells))) {
+    d <- cells$d[r]
+    K <- cells$K[r]
+    s <- sim_data(n, d, K, 100 * d + K)
+    X <- s$X
+    y <- s$y
+    em <- suppressWarnings(moe_em_fit(y, X, X, K = K, starts = 1,
+                                      control = moe_em_control(maxit = 30)))
+    par <- em$par
+    w <- rep(1, n)
+    reps <- 40
+    ll <- cpu(for (i in seq_len(reps))
+      .Call(bayesmoe:::ffi_loglik, y, X, X, w, par$alpha, par$sigma2, par$W))
+    f <- suppressWarnings(moe_mcmc_fit(
+      y, X, X, K = K, chains = 1, iter = iter, warmup = iter %/% 4, seed = 1,
+      control = moe_mcmc_control(em_starts = 1, em_control = moe_em_control(maxit = 30))))
+    ns <- function(sec, k) 1e9 * sec / (k * n * K)
+    res <- rbind(res, data.frame(d = d, K = K, pass = ns(ll, reps), sweep = ns(f$timing, iter)))
+  }
+  res
+}
+
+n_grid <- as.integer(Sys.getenv("BENCH_SCALE_N", "10000"))
+cells <- if (identical(Sys.getenv("BENCH_SCALE_GRID"), "full")) {
+  expand.grid(d = 1:10, K = 2:10)
+} else if (quick) {
+  expand.grid(d = c(1, 3, 10), K = c(2, 5, 10))
+} else {
+  expand.grid(d = c(1, 2, 3, 5, 7, 10), K = c(2, 3, 5, 7, 10))
+}
+message("grid: ", nrow(cells), " cells, n = ", n_grid)
+grid <- in_child(grid_worker, list(cells = cells, n = n_grid, iter = if (quick) 40 else 80,
+                                   sim_data = sim_data))
+grid$ratio <- grid$sweep / grid$pass
+
+# ---- threads ----
+
+thread_worker <- function(n, d, K, iter, threads, sim_data) {
+  library(bayesmoe)
+  s <- sim_data(n, d, K, 7)
+  t0 <- proc.time()
+  f <- suppressWarnings(moe_mcmc_fit(
+    s$y, s$X, s$X, K = K, chains = 1, iter = iter, warmup = iter %/% 5, seed = 1,
+    control = moe_mcmc_control(em_starts = 1, em_control = moe_em_control(maxit = 5),
+                               threads = threads)))
+  c(wall = (proc.time() - t0)[["elapsed"]], cpu_chain = f$timing)
+}
+pairs <- if (quick) 1L else as.integer(Sys.getenv("BENCH_PAIRS", "3"))
+thr <- NULL
+for (cfg in list(c(d = 2, K = 3), c(d = 3, K = 5))) {
+  for (r in seq_len(pairs)) {
+    a <- in_child(thread_worker, list(n = 200000, d = cfg[["d"]], K = cfg[["K"]],
+                                      iter = if (quick) 60 else 200, threads = 1, sim_data = sim_data))
+    b <- in_child(thread_worker, list(n = 200000, d = cfg[["d"]], K = cfg[["K"]],
+                                      iter = if (quick) 60 else 200, threads = 2, sim_data = sim_data))
+    thr <- rbind(thr, data.frame(d = cfg[["d"]], K = cfg[["K"]], pair = r,
+                                 wall1 = a[["wall"]], wall2 = b[["wall"]]))
+  }
+}
+thr$speedup <- thr$wall1 / thr$wall2
+
+# ---- n = 1e6: time, split, peak memory ----
+
+big_worker <- function(iter, threads) {
+  library(bayesmoe)
+  set.seed(1)
+  n <- 1e6
+  d <- data.frame(x1 = rnorm(n), x2 = rnorm(n), x3 = rnorm(n))
+  X <- cbind(1, as.matrix(d))
+  W <- cbind(c(0.5, 1, -1, 0.5), c(-0.5, -1, 0.5, 1), c(0, 0.5, 1, -1), c(1, 0, 0, 0.5), 0)
+  eta <- X %*% W
+  P <- exp(eta - apply(eta, 1, max))
+  P <- P / rowSums(P)
+  z <- pmin(5L, 1L + rowSums(runif(n) > P %*% upper.tri(diag(5), diag = TRUE)))
+  A <- cbind(c(-4, 1, 0, 0), c(-2, 0, 1, 0), c(0, 0, 0, 1), c(2, -1, 0, 0), c(4, 0, -1, 0))
+  d$y <- rowSums(X * t(A[, z])) + rnorm(n, sd = 0.5)
+  data_mb <- as.numeric(object.size(d)) / 2^20
+  hwm <- function() {
+    s <- readLines("/proc/self/status")
+    as.numeric(gsub("[^0-9]", "", grep("^VmHWM", s, value = TRUE))) / 1024
+  }
+  before <- hwm()
+  t0 <- proc.time()
+  f <- moe_mcmc(y ~ x1 + x2 + x3, data = d, K = 5, chains = 1, iter = iter,
+                warmup = min(200, iter %/% 5), seed = 1, progress = FALSE,
+                control = moe_mcmc_control(threads = threads))
+  el <- proc.time() - t0
+  c(wall = el[["elapsed"]], cpu = sum(el[1:2]), chain_cpu = f$timing, iter = iter,
+    data_mb = data_mb, peak_before_mb = before, peak_mb = hwm(),
+    fit_mb = as.numeric(object.size(f)) / 2^20)
+}
+big_iter <- if (quick) 100L else as.integer(Sys.getenv("BENCH_SCALE_BIG_ITER", "1000"))
+big_threads <- as.integer(Sys.getenv("BENCH_SCALE_BIG_THREADS", "2"))
+big <- in_child(big_worker, list(iter = big_iter, threads = big_threads))
+
+# ---- the report ----
+
+f1 <- function(x) sprintf("%.1f", x)
+f2 <- function(x) sprintf("%.2f", x)
+md_table <- function(df) {
+  c(paste0("| ", paste(names(df), collapse = " | "), " |"),
+    paste0("|", paste(rep("---", ncol(df)), collapse = "|"), "|"),
+    apply(df, 1L, function(r) paste0("| ", paste(r, collapse = " | "), " |")))
+}
+gt <- data.frame(d = grid$d, K = grid$K, pass = f1(grid$pass), sweep = f1(grid$sweep),
+                 "sweep / pass" = f2(grid$ratio), check.names = FALSE)
+wide <- reshape(data.frame(d = grid$d, K = grid$K, r = f2(grid$ratio)), idvar = "d",
+                timevar = "K", direction = "wide")
+names(wide) <- c("d \\ K", sub("^r\\.", "K = ", names(wide)[-1L]))
+med <- aggregate(speedup ~ d + K, thr, median)
+rng <- aggregate(speedup ~ d + K, thr, function(x) sprintf("%.2f-%.2f", min(x), max(x)))
+w1 <- aggregate(wall1 ~ d + K, thr, median)
+w2 <- aggregate(wall2 ~ d + K, thr, median)
+tt <- data.frame(d = med$d, K = med$K, "wall, 1 thread (s)" = f1(w1$wall1),
+                 "wall, 2 threads (s)" = f1(w2$wall2), "speed-up (median)" = f2(med$speedup),
+                 "min-max" = rng$speedup, check.names = FALSE)
+per_sweep <- big[["chain_cpu"]] / big[["iter"]]
+warm <- big[["cpu"]] - big[["chain_cpu"]] # the warm start (EM) and the set-up, CPU
+lines <- c(
+  "# Scale: the sweep against the pass, threads, memory, n = 1e6", "",
+  sprintf("`Rscript bench/scale.R`%s, %s, R %s, %d cores (`parallel::detectCores()`); load average at the end: %s.",
+          if (quick) " (BAYESMOE_BENCH_QUICK=true)" else "", format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC"),
+          getRversion(), parallel::detectCores(),
+          tryCatch(paste(strsplit(readLines("/proc/loadavg"), " ")[[1]][1:3], collapse = " "),
+                   error = function(e) "unknown")),
+  "",
+  "## Sweep against the log-likelihood pass", "",
+  sprintf(paste("n = %d, d covariates in the experts and the gate (p = q = d + 1), K experts,",
+                "default collapsed gating update (2 Metropolis-Hastings steps). CPU ns per",
+                "observation per expert: the pass (`ffi_loglik`, 40 calls) and the sweep",
+                "(`fit$timing` of one chain, one thread)."), n_grid), "",
+  "Sweep / pass:", "", md_table(wide), "", md_table(gt), "",
+  "## Threads inside a chain", "",
+  paste("One chain, n = 200,000, `moe_mcmc_control(threads = 1)` against `threads = 2`,",
+        "run in turn in separate processes; wall seconds of `moe_mcmc_fit()` (a 5-iteration",
+        "EM start included); speed-up = wall(1) / wall(2) per pair. The draws are identical."), "",
+  md_table(tt), "",
+  "## n = 1e6, K = 5, 3 covariates", "",
+  sprintf(paste("`moe_mcmc(y ~ x1 + x2 + x3, K = 5, chains = 1, iter = %d, warmup = %d,",
+                "control = moe_mcmc_control(threads = %d))`, default warm start (EM, 10 starts)."),
+          big_iter, min(200L, big_iter %/% 5L), big_threads), "",
+  md_table(data.frame(
+    what = c("wall, whole call (s)", "CPU, whole call (s)", "CPU of the chain (s)",
+             "CPU per sweep (s)",
+             "ns per observation per expert per sweep (CPU)",
+             if (big_iter < 1000) "1000 sweeps, extrapolated CPU of the chain (s)",
+             "warm start and set-up, CPU (s, whole call minus the chain)",
+             "data frame (MB)", "peak resident memory of the process (MB)",
+             "peak before the call (MB)", "the fit object (MB)"),
+    value = c(f1(big[["wall"]]), f1(big[["cpu"]]), f1(big[["chain_cpu"]]), f2(per_sweep),
+              f1(1e9 * per_sweep / (1e6 * 5)),
+              if (big_iter < 1000) f1(1000 * per_sweep),
+              f1(warm), f1(big[["data_mb"]]), f1(big[["peak_mb"]]),
+              f1(big[["peak_before_mb"]]), f1(big[["fit_mb"]])))), "",
+  "## Warm start", "",
+  "(placeholder: the warm-start times and log-likelihoods before and after the cheaper",
+  "warm start are filled in by the warm-start bench.)")
+print(gt, row.names = FALSE)
+print(tt, row.names = FALSE)
+print(big)
+dir.create("bench/results", showWarnings = FALSE, recursive = TRUE)
+writeLines(lines, "bench/results/scale.md")
