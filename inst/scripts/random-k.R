@@ -27,10 +27,11 @@
 #   {1, 2.5, 10}, the same sizes, 10 replicates, both truths.
 # CPU time of the shipped files (the sum over replicates of the CPU seconds of
 # each task; $settings$cpu_seconds and $settings$elapsed_seconds of each
-# file): two 2,607 s (37.6 min elapsed on 2 workers of a machine shared with
-# other work, with the old one-chunk-per-worker scheduling that left one
-# worker all the large n; balanced, about 22 min); three 749 s on one
-# worker; sw 285 s on one worker.
+# file): two 2,005 s (18.7 min elapsed for the whole script, 1,123 s for the
+# study, on 2 workers given priority on a 2-core machine shared with other
+# work; `BAYESMOE_WORKERS=2 Rscript inst/scripts/random-k.R two shipped`);
+# three 749 s on one worker; sw 285 s on one worker (both made with an
+# earlier version of the EM warm start).
 
 library(bayesmoe)
 
