@@ -190,10 +190,7 @@ truth_noise.moe_expert_t <- function(expert, sigma, df, trials, K, call = NULL) 
 }
 
 truth_noise_from_par.moe_expert_t <- function(expert, par, trials = NULL) {
-  K <- length(par$sigma2)
-  df <- if (is.null(expert$df)) as.matrix(par$alpha)[nrow(as.matrix(par$alpha)), ] else
-    rep(expert$df, K)
-  list(sigma = sqrt(par$sigma2), sigma2 = par$sigma2, df = as.numeric(df))
+  list(sigma = sqrt(par$sigma2), sigma2 = par$sigma2, df = as.numeric(expert_df(expert, par)))
 }
 
 truth_family_object.moe_expert_t <- function(expert) student_t(df = expert$df)
