@@ -29,3 +29,10 @@ test_that("unsupported or malformed families get classed errors naming `family`"
   e <- tryCatch(moe_em(y ~ x, data = d, K = 2, family = quasi()), error = identity)
   expect_identical(conditionCall(e)[[1L]], quote(moe_em))
 })
+
+test_that("family errors name the family and the supported ones", {
+  d <- data.frame(x = 1:20, y = rnorm(20))
+  expect_snapshot(error = TRUE, moe_em(y ~ x, data = d, K = 2, family = Gamma()))
+  expect_snapshot(error = TRUE, moe_em(y ~ x, data = d, K = 2, family = poisson(link = "identity")))
+  expect_snapshot(error = TRUE, student_t(df = 0))
+})
