@@ -1009,8 +1009,8 @@ static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
  */
 static double update_gating_alloc_marg(const moe_data *d, const moe_mcmc_prior *pr,
                                        moe_mcmc_work *w, moe_par *par, int steps,
-                                       int *accepted, int *proposed, int *status,
-                                       double *lp_cond)
+                                       int warm, int *accepted, int *proposed,
+                                       int *status, double *lp_cond)
 {
   int q = d->q, K = d->K, m = q * (K - 1);
   double *W = par->W, *Ws = w->Ws, *tm = w->tm, *t;
@@ -1021,6 +1021,7 @@ static double update_gating_alloc_marg(const moe_data *d, const moe_mcmc_prior *
   double lp0 = marg_pass(d, pr, w, par, W, 1, 1, w->pA, w->rA, g0, &ll0);
   int ok0 = marg_proposal(d, pr, w, W, w->pA, g0, L0, mu0) == 0;
   if (!ok0) *status |= MOE_NOT_PD;
+  int acc0 = *accepted;
   for (int s = 0; s < steps && ok0; s++) {
     (*proposed)++;
     mvn_draw_chol(m, L0, mu0, Ws, tm);
@@ -1039,6 +1040,26 @@ static double update_gating_alloc_marg(const moe_data *d, const moe_mcmc_prior *
       t = mu0; mu0 = mu1; mu1 = t;
       lp0 = lp1;
       (*accepted)++;
+    }
+  }
+  if (warm && ok0 && *accepted == acc0) {
+    /* warm-up only: every step was rejected, so move to the Newton point
+     * (or halfway to it) when the target is higher there. From a start far
+     * from the mode (a separated EM start, whose gate was capped) the
+     * Newton proposal reaches the mode but its reverse density there is
+     * negligible, so the chain would stay put, and the Polya-Gamma draws
+     * move a steep gate by tiny steps. These moves are not Metropolis-
+     * Hastings moves and are not counted as such; warm-up draws are
+     * discarded, so they only choose where sampling starts. */
+    for (int h = 0; h < 2; h++) {
+      for (int a = 0; a < m; a++) Ws[a] = h == 0 ? mu0[a] : 0.5 * (W[a] + mu0[a]);
+      double lp1 = marg_pass(d, pr, w, par, Ws, 0, 0, w->pB, w->rB, g1, &ll1);
+      if (R_FINITE(lp1) && lp1 > lp0) {
+        for (int a = 0; a < m; a++) W[a] = Ws[a];
+        t = w->rA; w->rA = w->rB; w->rB = t;
+        t = w->pA; w->pA = w->pB; w->pB = t;
+        break;
+      }
     }
   }
   /* the allocations, fused with the pass of the refresh at the same W */
@@ -1316,8 +1337,8 @@ static double fused_sweep(void *ctx, const moe_gibbs_step *st, int need_ll,
   double ll;
   if (f->collapsed) {
     double lpc = 0.0;
-    ll = K > 1 ? update_gating_alloc_marg(d, pr, w, par, f->gate_steps, st->acc,
-                                          st->prop, status, &lpc)
+    ll = K > 1 ? update_gating_alloc_marg(d, pr, w, par, f->gate_steps, st->warm,
+                                          st->acc, st->prop, status, &lpc)
                : update_alloc(d, w, par, 1, need_ll);
     /* the refresh given the allocations: the target of the collapsed
      * steps need not be log-concave; given the allocations it is */

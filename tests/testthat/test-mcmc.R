@@ -564,10 +564,13 @@ test_that("a stuck start stays stuck without the Polya-Gamma draws and escapes w
       moving <- stuck_chain(cs, seed, 0L, 300L, mode, 20L)
       expect_equal(moving$accept[6L], 15L)
       expect_gt(moving$accept[3L] / moving$accept[4L], 0.1)
-      # in warm-up the Polya-Gamma draws start after 10 sweeps without an
-      # accepted move, whatever the schedule
+      # in warm-up the chain leaves the stuck start whatever the schedule:
+      # the Polya-Gamma draws start after 10 sweeps without an accepted move
+      # (mode 2); the collapsed update (mode 3) moves to its Newton point
+      # when every step was rejected and the target is higher there, and
+      # needs no Polya-Gamma draw
       warm <- stuck_chain(cs, seed, 200L, 100L, mode, 0L)
-      expect_gt(warm$accept[5L], 0L)
+      if (mode == 2L) expect_gt(warm$accept[5L], 0L) else expect_equal(warm$accept[5L], 0L)
       expect_gt(warm$accept[3L] / warm$accept[4L], 0.1)
       expect_equal(warm$pg_every, 0L)
     }
@@ -578,7 +581,7 @@ test_that("a chain whose warm-up ends stuck draws the gating by Polya-Gamma in e
   cs <- stuck_case()
   # a warm-up too short to leave the stuck start (10 sweeps: the
   # Polya-Gamma draws of warm-up have not started)
-  res <- stuck_chain(cs, 1, 10L, 50L, 3L, 20L)
+  res <- stuck_chain(cs, 1, 10L, 50L, 2L, 20L)
   expect_equal(res$accept[c(1L, 5L)], c(0L, 0L))
   expect_equal(res$pg_every, 1L)
   expect_equal(res$accept[6L], 50L)
@@ -727,4 +730,28 @@ test_that("an EM start stopped by separation starts the chain with its gate scal
   expect_identical(max.col(Zs %*% capped$W, ties.method = "first"),
                    max.col(Zs %*% raw$W, ties.method = "first"))
   expect_identical(capped$alpha, raw$alpha)
+})
+
+test_that("a chain from a separated EM start reaches the posterior of a step gate in warm-up", {
+  # y follows one line for x1 > 0.5 and another below: the posterior of the
+  # gate is steep, beyond the start's cap (10 s_w on the internal scale). The
+  # Newton proposal from the capped start reaches the mode, but its reverse
+  # density is negligible, so every step is rejected; the warm-up moves of
+  # the collapsed update go to the Newton point instead, and the chain then
+  # mixes by Metropolis-Hastings moves alone (no Polya-Gamma draws)
+  set.seed(2)
+  n <- 50000
+  d <- data.frame(x1 = runif(n), x2 = runif(n))
+  d$y <- ifelse(d$x1 > 0.5, 1 + 2 * d$x2, -1 - d$x2) + rnorm(n, sd = 0.3)
+  fit <- withCallingHandlers(
+    moe_mcmc(y ~ x1 + x2, data = d, K = 2, chains = 1, iter = 60, warmup = 30, seed = 1,
+             progress = FALSE),
+    bayesmoe_warning_separation = function(w) invokeRestart("muffleWarning"))
+  mv <- fit$gating_moves[1L, ]
+  expect_gt(mv[["accepted_warmup"]] / mv[["proposed_warmup"]], 0.3)
+  expect_gt(mv[["accepted"]] / mv[["proposed"]], 0.2)
+  expect_equal(mv[["pg_warmup"]], 0)
+  # the draws of the internal gating slope lie beyond the start's cap
+  slope <- abs(bayesmoe:::draws_internal(fit)$W[2L, 1L, ])
+  expect_gt(min(slope), 10 * fit$prior$s_w)
 })
