@@ -99,7 +99,16 @@
 #'   where those proposals do not fit the posterior (typically an expert
 #'   with nearly no gate weight, where the gating posterior is flat up to a
 #'   steep wall); it makes the Polya-Gamma draw in every sweep after warm-up
-#'   instead (chosen once, kept when the fit is continued). The acceptance rate of each chain after
+#'   instead (chosen once, kept when the fit is continued). In warm-up the
+#'   collapsed update also moves, after a sweep whose steps were all
+#'   rejected, to the point its proposal is centred on (the Newton point of
+#'   the collapsed posterior) or halfway to it when the posterior density is
+#'   higher there: from a start far below the mode, such as the capped gate
+#'   of an EM start stopped by separation (a step gate), the Newton proposal
+#'   lands near the mode but is rejected because the move back is
+#'   improbable, and the Polya-Gamma draws move a steep gate by tiny steps.
+#'   Warm-up draws are discarded, and after warm-up the update is the
+#'   Metropolis-Hastings one above. The acceptance rate of each chain after
 #'   warm-up is stored in the fit (`accept`, all gating Metropolis-Hastings
 #'   moves) with the counts behind it (`gating_moves`, warm-up and
 #'   sampling), shown by `summary()`; [moe_mcmc()] warns (class
