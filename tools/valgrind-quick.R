@@ -4,7 +4,8 @@
 # Fits (EM, and MCMC with each gating update, K = 1 and 3, random and EM
 # starts, continuation, the sized passes with 2 and 3 coefficients), gating variants and FFN experts under EM and MCMC,
 # the least-squares form, losses, MTM, marginal likelihoods, Polya-Gamma
-# draws at extreme z, the methods, and 40
+# draws at extreme z, the methods, the expert families, threads and a step
+# gate (separation), and 40
 # randomised malformed calls (tests/testthat/helper-hardening.R).
 library(bayesmoe)
 set.seed(1)
@@ -69,6 +70,29 @@ vs <- voronoi_loss(ls, moe_truth(e1, sd = 0.2))
 mt <- moe_mtm(f3, seed = 1)
 ml <- moe_marglik(f1, method = "exact")
 ml <- moe_marglik(fc, seed = 1, n_comp = 20)
+# expert families under EM and MCMC (Student-t, binomial, Poisson with an
+# offset)
+d$yb <- rbinom(n, 1, plogis(ifelse(d$x > 0.5, 2, -2) + d$z))
+d$yc <- rpois(n, exp(ifelse(d$x > 0.5, 1, -0.5) + 0.3 * d$z))
+d$expo <- runif(n, 1, 2)
+nf <- d[1:10, ]
+for (fm in list(list(y ~ x, student_t()), list(y ~ x, student_t(df = 4)),
+                list(yb ~ x + z, binomial()), list(yc ~ x + z + offset(log(expo)), poisson()))) {
+  e <- suppressWarnings(moe_em(fm[[1]], data = d, K = 2, starts = 2, seed = 1, family = fm[[2]]))
+  m <- suppressWarnings(moe_mcmc(fm[[1]], data = d, K = 2, chains = 1, iter = 40, seed = 1,
+                                 family = fm[[2]], progress = FALSE))
+  p <- predict(m, nf, type = "density", ndraws = 5)
+}
+# threads over several chunks of the collapsed passes, and a step gate: the
+# separation stop of EM (short runs on a subsample), the capped start and
+# the warm-up Newton moves of the sampler
+nb <- 9000
+db <- data.frame(x1 = runif(nb), x2 = runif(nb))
+db$y <- ifelse(db$x1 > 0.5, 1 + 2 * db$x2, -1 - db$x2) + rnorm(nb, sd = 0.3)
+eb <- suppressWarnings(moe_em(y ~ x1 + x2, data = db, K = 2, seed = 1))
+mb <- suppressWarnings(moe_mcmc(y ~ x1 + x2, data = db, K = 2, chains = 1, iter = 16, warmup = 8,
+                                seed = 1, progress = FALSE,
+                                control = moe_mcmc_control(threads = 2, em_starts = 2)))
 if (file.exists("tests/testthat/helper-hardening.R")) {
   env <- new.env()
   sys.source("tests/testthat/helper-hardening.R", envir = env)
