@@ -444,6 +444,8 @@ mcmc_fit <- function(y, X, Z, w, K, set, call, offset = NULL, trials = NULL) {
                                      expert = set$expert, offset = offset, trials = trials))
     inits <- em_inits(em, sc, set$chains, set$control$init_tol,
                       cap = 10 * sqrt(max(pc$s_w2)))
+    # the responsibilities (n x K) are not needed after the starts
+    em$resp <- NULL
   }
   streams <- chain_streams(seed, set$chains)
   runs <- run_chains(set$chains, s, pc, K, inits = inits, states = NULL,

@@ -755,3 +755,24 @@ test_that("a chain from a separated EM start reaches the posterior of a step gat
   slope <- abs(bayesmoe:::draws_internal(fit)$W[2L, 1L, ])
   expect_gt(min(slope), 10 * fit$prior$s_w)
 })
+
+test_that("a fit stores nothing of size n x draws, nor the warm start's responsibilities", {
+  fit_of <- function(n) {
+    set.seed(3)
+    d <- data.frame(x = runif(n))
+    d$y <- ifelse(d$x > 0.5, 1 + d$x, -1 - d$x) + rnorm(n, sd = 0.2)
+    moe_mcmc(y ~ x, data = d, K = 2, chains = 2, iter = 300, seed = 1, progress = FALSE,
+             control = moe_mcmc_control(em_starts = 2))
+  }
+  a <- fit_of(300)
+  b <- fit_of(600)
+  expect_null(a$em$resp)
+  expect_false(is.null(a$em$par))
+  # bytes per extra observation: the response, the two designs, the model
+  # frame, weights and their row names (a few hundred bytes), far below
+  # the 300 kept draws of even one double per observation (2,400 bytes)
+  per_obs <- (as.numeric(object.size(b)) - as.numeric(object.size(a))) / 300
+  expect_lt(per_obs, 600)
+  # point-wise log-likelihoods are computed on demand
+  expect_equal(dim(log_lik(a)), c(150L, 2L, 300L))
+})
