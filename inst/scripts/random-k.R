@@ -13,33 +13,34 @@
 #
 # Usage, from the package root with bayesmoe installed:
 #   Rscript inst/scripts/random-k.R [part] [size] [output folder]
-# part: "two", "three", "sw" or "all" (default); size: "shipped" (default)
-# or "full". Replicates run through future: the script sets
-# future::plan(multisession, workers = BAYESMOE_WORKERS) (default 2) when
-# future is installed. Results depend only on the seeds, not on the plan.
+# part: "two", "three", "sw" or "all" (default); size: "full" (default, what
+# inst/extdata holds), "small" or "quick". Replicates run through future: the
+# script sets future::plan(multisession, workers = BAYESMOE_WORKERS)
+# (default 2) when future is installed. Results depend only on the seeds,
+# not on the plan.
 #
-# "shipped" (what inst/extdata holds; sized to the CPU available when it was
-#   made): two: n = 500, 1000, 2000, 4000, 8000, 8 replicates, K_max = 5, two
-#   chains of 1,000 iterations per fit (the acceptance run of the random-K
-#   study); three: n up to 4000, 5 replicates; sw: s_w in {1, 2.5} (5 is the
-#   default of the main runs), n = 500, 1000, 2000, 4 replicates, K_max = 4.
-# "full": n = 500 to 20,000 (7 sizes), 10 replicates, K_max = 5; sw: s_w in
-#   {1, 2.5, 10}, the same sizes, 10 replicates, both truths.
-# CPU time of the shipped files (the sum over replicates of the CPU seconds of
-# each task; $settings$cpu_seconds and $settings$elapsed_seconds of each
-# file): two 2,005 s (18.7 min elapsed for the whole script, 1,123 s for the
-# study, on 2 workers given priority on a 2-core machine shared with other
-# work; `BAYESMOE_WORKERS=2 Rscript inst/scripts/random-k.R two shipped`);
-# three 749 s on one worker; sw 285 s on one worker (both made with an
-# earlier version of the EM warm start).
+# "full": two and three: n = 500, 1000, 2000, 4000, 8000, 20000, 10
+#   replicates, K_max = 5, two chains of 1,000 iterations per fit; sw: s_w in
+#   {1, 2.5} (5 is the default of the main runs), three-expert truth,
+#   n = 500, 2000, 8000, 10 replicates, K_max = 4.
+# "small": two: n = 500, 1000, 2000, 4000, 8000, 8 replicates, K_max = 5
+#   (the acceptance run of the random-K study: 18.7 min elapsed, 2,005 s of
+#   CPU in the replicates, on 2 workers; `BAYESMOE_WORKERS=2 Rscript
+#   inst/scripts/random-k.R two small`, Hellinger slope -0.502); three: n up
+#   to 4000, 5 replicates; sw: n = 500, 1000, 2000, 4 replicates.
+# CPU time of the shipped ("full") files, the sum over replicates of the CPU
+# seconds of each task ($settings$cpu_seconds; $settings$elapsed_seconds is
+# the wall time on $settings$workers workers): CPU_TIMES_HERE
+# With BAYESMOE_CHECKPOINT=<folder> every finished replicate is kept there
+# and an interrupted run resumes where it stopped.
 
 library(bayesmoe)
 
 args <- commandArgs(trailingOnly = TRUE)
 part <- if (length(args) >= 1L) args[1L] else "all"
-size <- if (length(args) >= 2L) args[2L] else "shipped"
+size <- if (length(args) >= 2L) args[2L] else "full"
 out_dir <- if (length(args) >= 3L) args[3L] else file.path("inst", "extdata")
-stopifnot(part %in% c("two", "three", "sw", "all"), size %in% c("shipped", "full", "quick"))
+stopifnot(part %in% c("two", "three", "sw", "all"), size %in% c("full", "small", "quick"))
 dir.create(out_dir, showWarnings = FALSE, recursive = TRUE)
 if (requireNamespace("future", quietly = TRUE)) {
   workers <- as.integer(Sys.getenv("BAYESMOE_WORKERS", "2"))
@@ -50,10 +51,10 @@ two <- moe_truth_example("p4")
 three <- moe_truth(beta0 = c(3, -3, 0), beta1 = c(-6, 6, 0), a = c(-2, 2, 0),
                    b = c(4, -3, 0.5), sigma = c(0.3, 0.3, 0.3))
 set <- switch(size,
-  shipped = list(n = c(500, 1000, 2000, 4000, 8000), n_three = c(500, 1000, 2000, 4000),
-                 reps = 8L, reps_three = 5L, K_max = 5L,
-                 sw = c(1, 2.5), sw_n = c(500, 1000, 2000), sw_reps = 4L, sw_K_max = 4L,
-                 sw_truths = "three", mcmc = list()),
+  small = list(n = c(500, 1000, 2000, 4000, 8000), n_three = c(500, 1000, 2000, 4000),
+               reps = 8L, reps_three = 5L, K_max = 5L,
+               sw = c(1, 2.5), sw_n = c(500, 1000, 2000), sw_reps = 4L, sw_K_max = 4L,
+               sw_truths = "three", mcmc = list()),
   full = list(n = c(500, 1000, 2000, 4000, 8000, 20000), reps = 10L, K_max = 5L,
               sw = c(1, 2.5), sw_n = c(500, 2000, 8000), sw_reps = 10L, sw_K_max = 4L,
               sw_truths = "three", mcmc = list()),
