@@ -136,6 +136,22 @@
 #'   random numbers are drawn by one thread, so the draws are the same for
 #'   any number of threads. Chains run in parallel through `future` instead
 #'   (see [moe_mcmc()]); threads help one long chain on a large data set.
+#' @param info_obs With `gate_update = "collapsed"` (softmax gate, linear
+#'   experts): the number of observations the precisions of the Newton
+#'   proposals are computed from. With more observations than that, the
+#'   gating information (the `K (K - 1) / 2` blocks of `q x q` sums over the
+#'   observations that a proposal and its reverse density need, most of the
+#'   cost of a sweep with several covariates and experts) is summed over a
+#'   fixed systematic subsample, every `s`-th observation with
+#'   `s = ceiling(n / info_obs)`, and scaled up to all of them by their case
+#'   weights; the gradient, the target and the allocations still use every
+#'   observation. The precision is then still a fixed function of the point,
+#'   so the Metropolis-Hastings steps leave the posterior exactly invariant;
+#'   only the proposals change, by a relative error of order
+#'   `1 / sqrt(info_obs)`, which leaves the acceptance rate as it is (see
+#'   `bench/results/scale.md`). Data sets with at most `info_obs`
+#'   observations give the same draws as with `Inf` (every observation). A
+#'   whole number >= 1000, or `Inf`.
 #' @return A list of class `moe_mcmc_control`.
 #' @references
 #' Gamerman, D. (1997). Sampling from the posterior distribution in
@@ -146,7 +162,8 @@
 moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
                              init_tol = 10, refresh = NULL,
                              gate_update = c("collapsed", "pg+mh", "pg", "mh"),
-                             gate_steps = 2, pg_every = 20, threads = 1) {
+                             gate_steps = 2, pg_every = 20, threads = 1,
+                             info_obs = 50000) {
   call <- sys.call()
   if (!inherits(em_control, "moe_em_control")) {
     abort(sprintf("`em_control` must be made by `moe_em_control()`, not %s.",
@@ -165,7 +182,10 @@ moe_mcmc_control <- function(em_starts = 10, em_control = moe_em_control(),
     pg_every = if (identical(pg_every, Inf)) Inf else
       check_number(pg_every, "pg_every", lower = 1, upper = 10000, whole = TRUE, call = call),
     threads = check_number(threads, "threads", lower = 1, upper = 1024, whole = TRUE,
-                           call = call)
+                           call = call),
+    info_obs = if (identical(info_obs, Inf)) Inf else
+      check_number(info_obs, "info_obs", lower = 1000, upper = .Machine$integer.max,
+                   whole = TRUE, call = call)
   )
   structure(ctl, class = "moe_mcmc_control")
 }
@@ -377,24 +397,27 @@ mcmc_settings <- function(prior, chains, iter, warmup, thin, init, seed, control
 }
 
 # The sweep fields of the C control (moe_mcmc_control in src/moe.h):
-# gate_mode, gate_steps, pg_every (0: never), threads.
+# gate_mode, gate_steps, pg_every (0: never), threads, info_obs (0: all).
 gate_mode <- function(control) {
   mode <- gate_update_codes[[control$gate_update]]
   pg <- if (is.infinite(control$pg_every)) 0L else as.integer(control$pg_every)
-  # controls saved before `threads` existed run with one thread
+  # controls saved before `threads` existed run with one thread, those saved
+  # before `info_obs` with the information of every observation
   threads <- if (is.null(control$threads)) 1L else as.integer(control$threads)
-  c(mode, as.integer(control$gate_steps), pg, threads)
+  info <- if (is.null(control$info_obs) || is.infinite(control$info_obs)) 0L else
+    as.integer(control$info_obs)
+  c(mode, as.integer(control$gate_steps), pg, threads, info)
 }
 
 # Codes of the gating updates (moe_mcmc_control.gate_mode in src/moe.h).
 gate_update_codes <- c(pg = 0L, "pg+mh" = 1L, mh = 2L, collapsed = 3L)
 
 # The controls of one chain as ffi_gibbs() takes them (MOE_MCTL_* in
-# src/moe.h); `mode` is c(gate_mode, gate_steps, pg_every, threads).
+# src/moe.h); `mode` is c(gate_mode, gate_steps, pg_every, threads, info_obs).
 mcmc_control_c <- function(warmup, iter, thin, offset, refresh, chain, mode) {
   c(warmup = warmup, iter = iter, thin = thin, offset = offset, refresh = refresh,
     chain = chain, gate_mode = mode[1L], gate_steps = mode[2L], pg_every = mode[3L],
-    threads = mode[4L])
+    threads = mode[4L], info_obs = mode[5L])
 }
 
 # Names of the gating move counts a chain returns (MOE_ACC_* in src/moe.h).
@@ -600,7 +623,7 @@ mcmc_chain <- function(chain, s, pc, K, inits, states, streams, warmup, iter,
   list(res = res, rng = run$state, p = p, q = q, state = state)
 }
 
-# The gating update of a chain: c(mode, gate_steps, pg_every) of gate_mode()
+# The gating update of a chain: c(mode, gate_steps, pg_every, ...) of gate_mode()
 # as the C driver takes it. The collapsed update (mode 3) is the fused
 # kernel's (softmax gate, linear experts): other models run it as "pg+mh"
 # (mode 1); FFN experts, whose expert moves dominate the mixing, draw the

@@ -761,7 +761,7 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP alpha0,
  * (K), W (q x K), V (q x G or NULL), tau (1); gate, expert as above;
  * tau_prior NULL or (m, s); prior: the list of make_prior(); control:
  * integer, the MOE_MCTL_* fields of moe.h (warmup, iter, thin, offset,
- * refresh, chain, gate_mode, gate_steps, pg_every, threads); state: double, the
+ * refresh, chain, gate_mode, gate_steps, pg_every, threads, info_obs); state: double, the
  * gate's adaptation state (moe_gibbs_state_size()); xstate: double, the
  * family's state; nbg: the number of Metropolis blocks of the gate.
  * Returns list(alpha = npar x K x S, sigma2 = K x S, W = q x K x S, V =
@@ -801,12 +801,12 @@ SEXP ffi_gibbs(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP alpha, SEXP sigma2,
     ci[MOE_MCTL_WARMUP], ci[MOE_MCTL_ITER], ci[MOE_MCTL_THIN],
     ci[MOE_MCTL_OFFSET], ci[MOE_MCTL_REFRESH], ci[MOE_MCTL_CHAIN],
     ci[MOE_MCTL_GATE_MODE], ci[MOE_MCTL_GATE_STEPS], ci[MOE_MCTL_PG_EVERY],
-    ci[MOE_MCTL_THREADS] };
+    ci[MOE_MCTL_THREADS], ci[MOE_MCTL_INFO_OBS] };
   int nbgate = Rf_asInteger(nbg);
   FFI_CHECK(ctl.warmup >= 0 && ctl.iter >= 0 && ctl.thin >= 1 &&
             ctl.offset >= 0 && ctl.refresh >= 0 && ctl.gate_mode >= 0 &&
             ctl.gate_mode <= 3 && ctl.gate_steps >= 1 && ctl.pg_every >= 0 && ctl.threads >= 1 &&
-            nbgate >= 0);
+            ctl.info_obs >= 0 && nbgate >= 0);
   int ns = moe_gibbs_state_size(&g, q, K, tp != NULL);
   FFI_CHECK(TYPEOF(state) == REALSXP && Rf_length(state) == ns);
   FFI_CHECK(TYPEOF(xstate) == REALSXP && Rf_length(xstate) == f.nstate);
@@ -1161,11 +1161,11 @@ SEXP ffi_code_tables(void)
                     MOE_EMCTL_SEP_BOUND};
   SET_VECTOR_ELT(out, 4, named_ints(MOE_EMCTL_LEN, en, ev));
   const char *mn[] = {"warmup", "iter", "thin", "offset", "refresh", "chain",
-                      "gate_mode", "gate_steps", "pg_every", "threads"};
+                      "gate_mode", "gate_steps", "pg_every", "threads", "info_obs"};
   const int mv[] = {MOE_MCTL_WARMUP, MOE_MCTL_ITER, MOE_MCTL_THIN,
                     MOE_MCTL_OFFSET, MOE_MCTL_REFRESH, MOE_MCTL_CHAIN,
                     MOE_MCTL_GATE_MODE, MOE_MCTL_GATE_STEPS, MOE_MCTL_PG_EVERY,
-                    MOE_MCTL_THREADS};
+                    MOE_MCTL_THREADS, MOE_MCTL_INFO_OBS};
   SET_VECTOR_ELT(out, 5, named_ints(MOE_MCTL_LEN, mn, mv));
   const char *vn[] = {"accepted_warmup", "proposed_warmup", "accepted",
                       "proposed", "pg_warmup", "pg"};

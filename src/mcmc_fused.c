@@ -101,6 +101,10 @@ typedef struct {
   int nchunk, threads;    /* number of chunks; threads of the passes */
   int anyw;               /* some case weight is > 1 (multinomial draws use
                              R's generator: those passes run in one thread) */
+  int istride;            /* the information of the proposals from the
+                             observations i with i % istride == 0 (see
+                             "The information of the proposals" below) */
+  double iscale;          /* its scale: sum of all weights / sum of theirs */
   R_xlen_t pstride;       /* doubles per chunk in `part` */
   double *part;           /* nchunk x pstride: each chunk's partial sums
                              (chunk_layout()) and scratch */
@@ -519,19 +523,29 @@ MOE_INLINE int gate_logits_obs(const double *zi, const double *Wf, int q, int K,
  * information wi [G_i - R_i] (x) z z'); otherwise those of p(W |
  * allocations) (counts Ni: gradient (N - wi g) (x) z, information
  * wi G_i (x) z z'). zz: Tq doubles of scratch. `collapsed` is a constant
- * at every call, so each caller gets its own branch-free copy.
+ * at every call, so each caller gets its own branch-free copy; without
+ * `info` only the gradient (an observation outside the subsample of the
+ * information). pass_gradient(): the terms of the gradient alone.
  */
-MOE_INLINE void pass_accumulate(int q, int K, int collapsed, const double *zi, int wi,
-                                const double *Gi, const double *ri, const int *Ni,
-                                double *restrict ga, double *restrict hg, double *restrict zz)
+MOE_INLINE void pass_gradient(int q, int K, int collapsed, const double *zi, int wi,
+                              const double *Gi, const double *ri, const int *Ni,
+                              double *restrict ga)
 {
-  int Tq = q * (q + 1) / 2;
   MOE_UNROLL
   for (int k = 0; k < K - 1; k++) {
     double v = collapsed ? wi * (ri[k] - Gi[k]) : Ni[k] - wi * Gi[k];
     MOE_UNROLL
     for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
   }
+}
+
+MOE_INLINE void pass_accumulate(int q, int K, int collapsed, int info, const double *zi,
+                                int wi, const double *Gi, const double *ri, const int *Ni,
+                                double *restrict ga, double *restrict hg, double *restrict zz)
+{
+  int Tq = q * (q + 1) / 2;
+  pass_gradient(q, K, collapsed, zi, wi, Gi, ri, Ni, ga);
+  if (!info) return;
   int t = 0;
   MOE_UNROLL
   for (int b = 0; b < q; b++)
@@ -552,8 +566,9 @@ MOE_INLINE void pass_accumulate(int q, int K, int collapsed, const double *zi, i
 }
 
 /*
- * pass_accumulate() for the observations i0 <= i < i1 (at most MOE_BLOCK)
- * at once, for models too large for the stack accumulators: the terms of
+ * The information terms of pass_accumulate() for the observations
+ * i0 <= i < i1 (at most MOE_BLOCK) at once, for models too large for the
+ * stack accumulators: the terms of
  * the information are first written out (coefficients C, P x B, and the
  * products zz, B x Tq), then each block is accumulated over the
  * observations in tiles of 8 entries held in registers. Every entry still
@@ -561,26 +576,22 @@ MOE_INLINE void pass_accumulate(int q, int K, int collapsed, const double *zi, i
  * by the same operations as in pass_accumulate(), so the sums are the same
  * bits; only the memory traffic changes (an entry is loaded and stored
  * once per MOE_BLOCK observations instead of once per observation).
- * scr: MOE_BLOCK (P + Tq) doubles, P = K (K - 1) / 2. With collapsed = 2,
- * the complete-data information alone (the terms of collapsed = 0, no
- * gradient; ga and N unused).
+ * scr: MOE_BLOCK (P + Tq) doubles, P = K (K - 1) / 2. collapsed = 1: the
+ * information of the collapsed target (r used); 0 or 2: the complete-data
+ * information (r unused). Only the observations i with i % stride == 0
+ * (stride 1: all of them); the gradient is the callers' (pass_gradient()).
  */
-static void pass_accumulate_block(int q, int K, int collapsed, int i0, int i1,
+static void pass_accumulate_block(int q, int K, int collapsed, int stride, int i0, int i1,
                                   const double *Zr, const int *wv, const double *G,
-                                  const double *r, const int *N, double *restrict ga,
-                                  double *restrict hg, double *restrict scr)
+                                  const double *r, double *restrict hg, double *restrict scr)
 {
-  int Tq = q * (q + 1) / 2, P = K * (K - 1) / 2, B = i1 - i0;
+  int Tq = q * (q + 1) / 2, P = K * (K - 1) / 2, B = 0;
   double *C = scr, *ZZ = scr + (R_xlen_t) MOE_BLOCK * P;
-  for (int j = 0; j < B; j++) {
-    int i = i0 + j, wi = wv[i];
+  /* the observations of the subsample (all when stride is 1) */
+  for (int i = (i0 + stride - 1) / stride * stride; i < i1; i += stride) {
+    int wi = wv[i], j = B++;
     const double *zi = Zr + (R_xlen_t) i * q, *Gi = G + (R_xlen_t) i * K;
     const double *ri = collapsed == 1 ? r + (R_xlen_t) i * K : NULL;
-    const int *Ni = collapsed ? NULL : N + (R_xlen_t) i * K;
-    for (int k = 0; k < K - 1 && collapsed < 2; k++) {
-      double v = collapsed ? wi * (ri[k] - Gi[k]) : Ni[k] - wi * Gi[k];
-      for (int a = 0; a < q; a++) ga[k * q + a] += v * zi[a];
-    }
     double *zz = ZZ + (R_xlen_t) j * Tq;
     int t = 0;
     for (int b = 0; b < q; b++)
@@ -686,7 +697,8 @@ static void run_chunks(pass_chunk_fn fn, const pass_args *a, int nchunk, int thr
 }
 
 /* The partial sums of the chunks added in chunk order: the gradient into g
- * (m; not when g is NULL) and the information blocks into w->hg. */
+ * (m; not when g is NULL) and the information blocks into w->hg (scaled by
+ * w->iscale when they come from a subsample). */
 static void chunk_sum_gh(const moe_mcmc_work *w, int m, int nh, double *g)
 {
   for (int t = 0; t < m && g != NULL; t++) {
@@ -697,7 +709,8 @@ static void chunk_sum_gh(const moe_mcmc_work *w, int m, int nh, double *g)
   for (int t = 0; t < nh; t++) {
     double s = 0.0;
     for (int c = 0; c < w->nchunk; c++) s += w->part[m + t + c * w->pstride];
-    w->hg[t] = s;
+    /* the information of a subsample, scaled to all the observations */
+    w->hg[t] = w->istride > 1 ? s * w->iscale : s;
   }
 }
 
@@ -722,8 +735,9 @@ MOE_INLINE void marg_chunk_sized(const pass_args *a, int c, int p, int q, int K)
    * formed in the same order either way */
   double gl[MOE_NLOC], hl[MOE_NLOC], zl[MOE_NLOC], el[MOE_NLOC];
   int loc = m <= MOE_NLOC && P * Tq <= MOE_NLOC && Tq <= MOE_NLOC && K <= MOE_NLOC;
+  int gloc = m <= MOE_NLOC, stride = w->istride;
   double *eta = loc ? el : scr, *zz = loc ? zl : scr + K, *hg = loc ? hl : part + m;
-  double *ga = loc ? gl : part;
+  double *ga = gloc ? gl : part;
   const double *cst = w->cst, *hp = w->hp;
   for (int t = 0; t < m; t++) ga[t] = 0.0;
   for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
@@ -833,18 +847,31 @@ MOE_INLINE void marg_chunk_sized(const pass_args *a, int c, int p, int q, int K)
     /* stage 3: the gradient and the information, from G and r as stored by
      * stage 2 (a separate loop, so that their loads do not wait on the
      * stores just made) */
-    if (loc) {
+    if (loc && stride == 1) {
       for (int i = i0; i < i1; i++) {
-        pass_accumulate(q, K, 1, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
+        pass_accumulate(q, K, 1, 1, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
                         r + (R_xlen_t) i * K, NULL, ga, hg, zz);
       }
+    } else if (loc) {
+      /* the information of the subsample only (see info_obs) */
+      for (int i = i0, nx = (i0 + stride - 1) / stride * stride; i < i1; i++) {
+        int info = i == nx;
+        if (info) nx += stride;
+        pass_accumulate(q, K, 1, info, w->Zr + (R_xlen_t) i * q, w->wi[i],
+                        G + (R_xlen_t) i * K, r + (R_xlen_t) i * K, NULL, ga, hg, zz);
+      }
     } else {
-      pass_accumulate_block(q, K, 1, i0, i1, w->Zr, w->wi, G, r, NULL, ga, hg,
-                            scr + K + Tq);
+      for (int i = i0; i < i1; i++) {
+        pass_gradient(q, K, 1, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
+                      r + (R_xlen_t) i * K, NULL, ga);
+      }
+      pass_accumulate_block(q, K, 1, stride, i0, i1, w->Zr, w->wi, G, r, hg, scr + K + Tq);
     }
   }
-  if (loc) {
+  if (gloc) {
     for (int t = 0; t < m; t++) part[t] = ga[t];
+  }
+  if (loc) {
     for (int t = 0; t < P * Tq; t++) part[m + t] = hg[t];
   }
   sc[0] = lsum;
@@ -916,7 +943,7 @@ static void fisher_chunk(const pass_args *a, int c)
   int c0 = c * MOE_CHUNK, c1 = n - c0 > MOE_CHUNK ? c0 + MOE_CHUNK : n;
   for (int i0 = c0; i0 < c1; i0 += MOE_BLOCK) {
     int i1 = c1 - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : c1;
-    pass_accumulate_block(q, K, 2, i0, i1, w->Zr, w->wi, a->G, NULL, NULL, NULL, hg, scr);
+    pass_accumulate_block(q, K, 2, w->istride, i0, i1, w->Zr, w->wi, a->G, NULL, hg, scr);
   }
 }
 
@@ -1127,8 +1154,9 @@ MOE_INLINE void cond_chunk_sized(const pass_args *a, int c, int p, int q, int K)
   /* stack accumulators when they fit, as in marg_chunk_sized() */
   double gl[MOE_NLOC], hl[MOE_NLOC], zl[MOE_NLOC], el[MOE_NLOC];
   int loc = m <= MOE_NLOC && P * Tq <= MOE_NLOC && Tq <= MOE_NLOC && K <= MOE_NLOC;
+  int gloc = m <= MOE_NLOC, stride = w->istride;
   double *eta = loc ? el : scr, *zz = loc ? zl : scr + K, *hg = loc ? hl : part + m;
-  double *ga = loc ? gl : part;
+  double *ga = gloc ? gl : part;
   for (int t = 0; t < m; t++) ga[t] = 0.0;
   for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
   if (draw) {
@@ -1191,18 +1219,30 @@ MOE_INLINE void cond_chunk_sized(const pass_args *a, int c, int p, int q, int K)
     }
     /* stage 2: the gradient and the information (a separate loop, as in
      * marg_pass_sized()) */
-    if (loc) {
+    if (loc && stride == 1) {
       for (int i = i0; i < i1; i++) {
-        pass_accumulate(q, K, 0, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
+        pass_accumulate(q, K, 0, 1, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
                         NULL, w->N + (R_xlen_t) i * K, ga, hg, zz);
       }
+    } else if (loc) {
+      for (int i = i0, nx = (i0 + stride - 1) / stride * stride; i < i1; i++) {
+        int info = i == nx;
+        if (info) nx += stride;
+        pass_accumulate(q, K, 0, info, w->Zr + (R_xlen_t) i * q, w->wi[i],
+                        G + (R_xlen_t) i * K, NULL, w->N + (R_xlen_t) i * K, ga, hg, zz);
+      }
     } else {
-      pass_accumulate_block(q, K, 0, i0, i1, w->Zr, w->wi, G, NULL, w->N, ga, hg,
-                            scr + K + Tq);
+      for (int i = i0; i < i1; i++) {
+        pass_gradient(q, K, 0, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
+                      NULL, w->N + (R_xlen_t) i * K, ga);
+      }
+      pass_accumulate_block(q, K, 0, stride, i0, i1, w->Zr, w->wi, G, NULL, hg, scr + K + Tq);
     }
   }
-  if (loc) {
+  if (gloc) {
     for (int t = 0; t < m; t++) part[t] = ga[t];
+  }
+  if (loc) {
     for (int t = 0; t < P * Tq; t++) part[m + t] = hg[t];
   }
   sc[0] = lp;
@@ -1412,6 +1452,19 @@ void mcmc_fused_init(gibbs_kernel *k, const moe_data *d,
   f->gate_steps = ctl->gate_steps;
   moe_mcmc_work *w = &f->w;
   work_init(d, work, iwork, w);
+  /* the subsample of the information (all observations when n <= info_obs
+   * or info_obs is 0): every istride-th observation, from the first */
+  w->istride = ctl->info_obs > 0 && n > ctl->info_obs ?
+    (int) (((R_xlen_t) n + ctl->info_obs - 1) / ctl->info_obs) : 1;
+  w->iscale = 1.0;
+  if (w->istride > 1) {
+    double sall = 0.0, ssub = 0.0;
+    for (int i = 0; i < n; i++) {
+      sall += w->wi[i];
+      if (i % w->istride == 0) ssub += w->wi[i];
+    }
+    w->iscale = sall / ssub;
+  }
   /* never more threads than asked for, nor than the machine has */
   w->threads = 1;
 #ifdef _OPENMP

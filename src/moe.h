@@ -286,6 +286,9 @@ typedef struct {
                              MOE_STALL_RATE */
   int threads;            /* OpenMP threads of the fused kernel's passes
                              (>= 1; the draws do not depend on it) */
+  int info_obs;           /* mode 3: the precisions of the Newton proposals
+                             from a systematic subsample of about info_obs
+                             observations when n > info_obs (0: all) */
 } moe_mcmc_control;
 
 /* Warm-up sweeps in a row without an accepted gating Metropolis-Hastings
@@ -309,7 +312,8 @@ enum {
 /* The packed MCMC control vector of ffi_gibbs(): integer, these indices. */
 enum { MOE_MCTL_WARMUP = 0, MOE_MCTL_ITER, MOE_MCTL_THIN, MOE_MCTL_OFFSET,
        MOE_MCTL_REFRESH, MOE_MCTL_CHAIN, MOE_MCTL_GATE_MODE,
-       MOE_MCTL_GATE_STEPS, MOE_MCTL_PG_EVERY, MOE_MCTL_THREADS, MOE_MCTL_LEN };
+       MOE_MCTL_GATE_STEPS, MOE_MCTL_PG_EVERY, MOE_MCTL_THREADS, MOE_MCTL_INFO_OBS,
+       MOE_MCTL_LEN };
 
 /* ---- expert families ---- */
 

@@ -213,7 +213,7 @@ sbc_variant_ranks <- function(spec, K, n, pc, warmup, iter, thin) {
   nb <- length(variant_blocks(spec, K, 1L))
   res <- gibbs_chain_c(s, pc, K, init, spec$gate, spec$expert,
                        variant_adapt_init(spec, 2L, K), numeric(),
-                       c(warmup, iter, thin, 0, 0, 1, 1, 1, 20, 1), nb)
+                       c(warmup, iter, thin, 0, 0, 1, 1, 1, 20, 1, 0), nb)
   S <- length(res$loglik)
   x0 <- rbind(c(1, 0.5))
   fun <- function(par) {

@@ -1052,7 +1052,7 @@ test_that("gating logits beyond 1e4 in the sampler: finite draws, predictions an
     res <- bayesmoe:::gibbs_chain_c(s, pc, 2L, list(alpha = c(0, 1, 0, -1), sigma2 = c(1, 1),
                                                     W = c(sgn * w1, 0, 0)),
                                     gate_softmax(), expert_linear(), numeric(), numeric(),
-                                    c(0, 50, 1, 0, 0, 1, 1, 1, 0, 1), 0L)
+                                    c(0, 50, 1, 0, 0, 1, 1, 1, 0, 1, 0), 0L)
     expect_equal(res$status, 0L)
     expect_true(all(is.finite(res$alpha)) && all(is.finite(res$W)) &&
                   all(is.finite(res$loglik)) && all(res$sigma2 > 0))

@@ -29,7 +29,7 @@ run_c_chain <- function(y, X, Z, w, init, pc, warmup, iter, thin, mode = 1L,
   res <- bayesmoe:::gibbs_chain_c(list(y = y, X = X, Z = Z, w = w), pc,
                                   length(init$sigma2), init, gate_softmax(),
                                   expert_linear(), numeric(), numeric(),
-                                  c(warmup, iter, thin, 0, 0, 1, mode, steps, pg_every, 1), 0L)
+                                  c(warmup, iter, thin, 0, 0, 1, mode, steps, pg_every, 1, 0), 0L)
   res$accept <- res$moves
   res
 }
