@@ -523,9 +523,8 @@ MOE_INLINE int gate_logits_obs(const double *zi, const double *Wf, int q, int K,
  * information wi [G_i - R_i] (x) z z'); otherwise those of p(W |
  * allocations) (counts Ni: gradient (N - wi g) (x) z, information
  * wi G_i (x) z z'). zz: Tq doubles of scratch. `collapsed` is a constant
- * at every call, so each caller gets its own branch-free copy; without
- * `info` only the gradient (an observation outside the subsample of the
- * information). pass_gradient(): the terms of the gradient alone.
+ * at every call, so each caller gets its own branch-free copy.
+ * pass_gradient(): the terms of the gradient alone.
  */
 MOE_INLINE void pass_gradient(int q, int K, int collapsed, const double *zi, int wi,
                               const double *Gi, const double *ri, const int *Ni,
@@ -539,13 +538,12 @@ MOE_INLINE void pass_gradient(int q, int K, int collapsed, const double *zi, int
   }
 }
 
-MOE_INLINE void pass_accumulate(int q, int K, int collapsed, int info, const double *zi,
-                                int wi, const double *Gi, const double *ri, const int *Ni,
+MOE_INLINE void pass_accumulate(int q, int K, int collapsed, const double *zi, int wi,
+                                const double *Gi, const double *ri, const int *Ni,
                                 double *restrict ga, double *restrict hg, double *restrict zz)
 {
   int Tq = q * (q + 1) / 2;
   pass_gradient(q, K, collapsed, zi, wi, Gi, ri, Ni, ga);
-  if (!info) return;
   int t = 0;
   MOE_UNROLL
   for (int b = 0; b < q; b++)
@@ -849,18 +847,13 @@ MOE_INLINE void marg_chunk_sized(const pass_args *a, int c, int p, int q, int K)
      * stores just made) */
     if (loc && stride == 1) {
       for (int i = i0; i < i1; i++) {
-        pass_accumulate(q, K, 1, 1, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
+        pass_accumulate(q, K, 1, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
                         r + (R_xlen_t) i * K, NULL, ga, hg, zz);
       }
-    } else if (loc) {
-      /* the information of the subsample only (see info_obs) */
-      for (int i = i0, nx = (i0 + stride - 1) / stride * stride; i < i1; i++) {
-        int info = i == nx;
-        if (info) nx += stride;
-        pass_accumulate(q, K, 1, info, w->Zr + (R_xlen_t) i * q, w->wi[i],
-                        G + (R_xlen_t) i * K, r + (R_xlen_t) i * K, NULL, ga, hg, zz);
-      }
     } else {
+      /* the gradient of every observation; the information of those of
+       * the subsample (see info_obs), by the blocked pass (a small share of
+       * the work when stride > 1) */
       for (int i = i0; i < i1; i++) {
         pass_gradient(q, K, 1, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
                       r + (R_xlen_t) i * K, NULL, ga);
@@ -1221,15 +1214,8 @@ MOE_INLINE void cond_chunk_sized(const pass_args *a, int c, int p, int q, int K)
      * marg_pass_sized()) */
     if (loc && stride == 1) {
       for (int i = i0; i < i1; i++) {
-        pass_accumulate(q, K, 0, 1, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
+        pass_accumulate(q, K, 0, w->Zr + (R_xlen_t) i * q, w->wi[i], G + (R_xlen_t) i * K,
                         NULL, w->N + (R_xlen_t) i * K, ga, hg, zz);
-      }
-    } else if (loc) {
-      for (int i = i0, nx = (i0 + stride - 1) / stride * stride; i < i1; i++) {
-        int info = i == nx;
-        if (info) nx += stride;
-        pass_accumulate(q, K, 0, info, w->Zr + (R_xlen_t) i * q, w->wi[i],
-                        G + (R_xlen_t) i * K, NULL, w->N + (R_xlen_t) i * K, ga, hg, zz);
       }
     } else {
       for (int i = i0; i < i1; i++) {

@@ -5,7 +5,7 @@
 # starts, continuation, the sized passes with 2 and 3 coefficients), gating variants and FFN experts under EM and MCMC,
 # the least-squares form, losses, MTM, marginal likelihoods, Polya-Gamma
 # draws at extreme z, the methods, the expert families, threads and a step
-# gate (separation), and 40
+# gate (separation), the information subsample (info_obs), and 40
 # randomised malformed calls (tests/testthat/helper-hardening.R).
 library(bayesmoe)
 set.seed(1)
@@ -93,6 +93,18 @@ eb <- suppressWarnings(moe_em(y ~ x1 + x2, data = db, K = 2, seed = 1))
 mb <- suppressWarnings(moe_mcmc(y ~ x1 + x2, data = db, K = 2, chains = 1, iter = 16, warmup = 8,
                                 seed = 1, progress = FALSE,
                                 control = moe_mcmc_control(threads = 2, em_starts = 2)))
+# the proposal information from a subsample (info_obs < n): every 9th
+# observation, in registers (K = 2) and in the blocked pass (K = 4, three
+# covariates), over several chunks on two threads
+mi <- suppressWarnings(moe_mcmc(y ~ x1 + x2, data = db, K = 2, chains = 1, iter = 16, warmup = 8,
+                                seed = 1, progress = FALSE,
+                                control = moe_mcmc_control(threads = 2, em_starts = 1,
+                                                           info_obs = 1000)))
+db$x3 <- rnorm(nb)
+mj <- suppressWarnings(moe_mcmc(y ~ x1 + x2 + x3, data = db, K = 4, chains = 1, iter = 12,
+                                warmup = 6, seed = 1, progress = FALSE,
+                                control = moe_mcmc_control(threads = 2, em_starts = 1,
+                                                           info_obs = 1000)))
 if (file.exists("tests/testthat/helper-hardening.R")) {
   env <- new.env()
   sys.source("tests/testthat/helper-hardening.R", envir = env)

@@ -19,9 +19,10 @@ info_fit <- function(s, K, info_obs, threads = 1, iter = 40, warmup = 10, seed =
 }
 
 test_that("info_obs >= n gives the draws of every observation, and never depends on threads", {
-  # three chunks of the passes (MOE_CHUNK = 4096); d = 1 with K = 2 keeps
-  # the information in registers, d = 3 with K = 4 (60 information terms)
-  # takes the blocked path (pass_accumulate_block())
+  # three chunks of the passes (MOE_CHUNK = 4096); with every observation,
+  # d = 1 with K = 2 keeps the information in registers and d = 3 with K = 4
+  # (60 information terms) takes the blocked pass (pass_accumulate_block()),
+  # which also sums the information of a subsample
   for (cfg in list(c(d = 1, K = 2), c(d = 3, K = 4))) {
     s <- info_data(9000, cfg[["d"]], 41)
     K <- cfg[["K"]]
