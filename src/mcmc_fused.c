@@ -102,9 +102,10 @@ typedef struct {
   int anyw;               /* some case weight is > 1 (multinomial draws use
                              R's generator: those passes run in one thread) */
   int istride;            /* the information of the proposals from the
-                             observations i with i % istride == 0 (see
-                             "The information of the proposals" below) */
-  double iscale;          /* its scale: sum of all weights / sum of theirs */
+                             observations i with i % istride == 0 (info_obs
+                             of moe_mcmc_control; set by mcmc_fused_init()) */
+  double iscale;          /* its scale: sum of all weights / sum of theirs
+                             (1 when istride is 1) */
   R_xlen_t pstride;       /* doubles per chunk in `part` */
   double *part;           /* nchunk x pstride: each chunk's partial sums
                              (chunk_layout()) and scratch */
@@ -707,8 +708,9 @@ static void chunk_sum_gh(const moe_mcmc_work *w, int m, int nh, double *g)
   for (int t = 0; t < nh; t++) {
     double s = 0.0;
     for (int c = 0; c < w->nchunk; c++) s += w->part[m + t + c * w->pstride];
-    /* the information of a subsample, scaled to all the observations */
-    w->hg[t] = w->istride > 1 ? s * w->iscale : s;
+    /* the information of a subsample, scaled to all the observations (the
+     * scale is exactly 1 without a subsample) */
+    w->hg[t] = s * w->iscale;
   }
 }
 
@@ -1445,10 +1447,8 @@ void mcmc_fused_init(gibbs_kernel *k, const moe_data *d,
   w->iscale = 1.0;
   if (w->istride > 1) {
     double sall = 0.0, ssub = 0.0;
-    for (int i = 0; i < n; i++) {
-      sall += w->wi[i];
-      if (i % w->istride == 0) ssub += w->wi[i];
-    }
+    for (int i = 0; i < n; i++) sall += w->wi[i];
+    for (int i = 0; i < n; i += w->istride) ssub += w->wi[i];
     w->iscale = sall / ssub;
   }
   /* never more threads than asked for, nor than the machine has */

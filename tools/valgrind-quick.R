@@ -94,8 +94,9 @@ mb <- suppressWarnings(moe_mcmc(y ~ x1 + x2, data = db, K = 2, chains = 1, iter 
                                 seed = 1, progress = FALSE,
                                 control = moe_mcmc_control(threads = 2, em_starts = 2)))
 # the proposal information from a subsample (info_obs < n): every 9th
-# observation, in registers (K = 2) and in the blocked pass (K = 4, three
-# covariates), over several chunks on two threads
+# observation, by the blocked pass with the gradient in registers (K = 2)
+# and in memory-sized models (K = 4, three covariates), over several chunks
+# on two threads
 mi <- suppressWarnings(moe_mcmc(y ~ x1 + x2, data = db, K = 2, chains = 1, iter = 16, warmup = 8,
                                 seed = 1, progress = FALSE,
                                 control = moe_mcmc_control(threads = 2, em_starts = 1,

@@ -676,6 +676,7 @@ test_that("moe_mcmc_control() rejects invalid settings", {
   expect_snapshot(moe_mcmc_control(pg_every = 0), error = TRUE)
   expect_snapshot(moe_mcmc_control(pg_every = 2.5), error = TRUE)
   expect_snapshot(moe_mcmc_control(threads = 0), error = TRUE)
+  expect_snapshot(moe_mcmc_control(info_obs = 10), error = TRUE)
   expect_identical(moe_mcmc_control(pg_every = Inf)$pg_every, Inf)
 })
 
