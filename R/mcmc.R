@@ -132,10 +132,15 @@
 #'   experts, `gate_update = "collapsed"`: the passes over the observations),
 #'   a whole number >= 1; never more than the machine has (and none beyond
 #'   one where the package was built without OpenMP). The observations are
-#'   cut into fixed chunks whose sums are added in a fixed order and the
-#'   random numbers are drawn by one thread, so the draws are the same for
-#'   any number of threads. Chains run in parallel through `future` instead
-#'   (see [moe_mcmc()]); threads help one long chain on a large data set.
+#'   cut into fixed chunks whose sums are added in a fixed order; the
+#'   uniforms of the allocations are drawn by one thread, and the
+#'   Polya-Gamma draws of the gating (`pg_every`) chunk by chunk, each chunk
+#'   from its own stream of a fast generator (xoshiro256+) seeded from R's
+#'   generator, so the draws are the same for any number of threads and
+#'   `set.seed()` still reproduces them. (With case weights above 1 the
+#'   Polya-Gamma draws use R's generator in one thread.) Chains run in
+#'   parallel through `future` instead (see [moe_mcmc()]); threads help one
+#'   long chain on a large data set.
 #' @param info_obs With `gate_update = "collapsed"` (softmax gate, linear
 #'   experts): the number of observations the precisions of the Newton
 #'   proposals are computed from. With more observations than that, the

@@ -9,6 +9,7 @@
  * Parameter arguments: alpha double p x K, sigma2 double K, W double q x K.
  */
 #include "moe.h"
+#include "moe_rng.h"
 #include "moe_exp.h"
 #include <string.h>
 
@@ -287,6 +288,39 @@ SEXP ffi_density_loss(SEXP atoms, SEXP K, SEXP truth, SEXP d, SEXP x,
   UNPROTECT(1);
   return out;
 }
+/* n draws of PG(1, z_i) (z recycled, every z_i finite) from one stream of
+ * the fast generator of moe_rng.h seeded from R's generator, through the
+ * pg_rng interface the fused sampler's chunked Polya-Gamma draws use
+ * (internal: for the tests of that generator and of rpg1_rng()). */
+static double ffi_xr_unif(void *st) { return moe_xrng_unif((moe_xrng *) st); }
+static double ffi_xr_exp(void *st) { return moe_xrng_exp((moe_xrng *) st); }
+static double ffi_xr_norm(void *st) { return moe_xrng_norm((moe_xrng *) st); }
+
+SEXP ffi_rpg1_stream(SEXP n, SEXP z)
+{
+  FFI_CHECK(TYPEOF(n) == REALSXP && Rf_length(n) == 1 && TYPEOF(z) == REALSXP);
+  double nd = REAL(n)[0];
+  FFI_CHECK(R_FINITE(nd) && nd >= 0 && nd == floor(nd));
+  R_xlen_t N = (R_xlen_t) nd, nz = XLENGTH(z);
+  FFI_CHECK(N == 0 || nz >= 1);
+  const double *zv = REAL(z);
+  for (R_xlen_t j = 0; j < nz; j++) FFI_CHECK(R_FINITE(zv[j]));
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, N));
+  double *x = REAL(out);
+  moe_xrng rng;
+  GetRNGstate();
+  moe_xrng_seed(&rng, moe_xrng_base(), 0);
+  PutRNGstate();
+  pg_rng g = {ffi_xr_unif, ffi_xr_exp, ffi_xr_norm, &rng};
+  for (R_xlen_t i = 0, jz = 0; i < N; i++) {
+    x[i] = rpg1_rng(zv[jz], &g);
+    if (++jz == nz) jz = 0;
+    if (i % 1024 == 1023) R_CheckUserInterrupt();
+  }
+  UNPROTECT(1);
+  return out;
+}
+
 /* n draws of PG(b_i, z_i), b (int, length >= 1) and z (double, length >= 1)
  * recycled to length n; every b_i >= 1 and every z_i finite (checked by
  * rpolyagamma()). One draw costs at most about PG_EXACT_MAX PG(1, z) draws

@@ -26,6 +26,7 @@
  * from these levels. The gating prior is prior.c's.
  */
 #include "moe.h"
+#include "moe_exp.h"
 
 void gate_logits(const moe_data *d, const double *W, double *eta)
 {
@@ -271,6 +272,48 @@ void eta_col(int n, int q, int K, const double *Zr, const double *W,
  * Observations with bl_i = 0 drop out. etal (Kl x n) holds the logits at
  * Wl on entry and is kept current. Work: P, Psave (q x q), r, mw, zq (q).
  */
+/* The Polya-Gamma term of observation i (logits ei, Kl) for column k:
+ * C = log sum_{j != k} exp(eta_ij) (its largest term is exp(0) = 1) and
+ * psi = eta_ik - C, the argument of omega_i ~ PG(b_i, psi). With `fast`,
+ * the exponentials are moe_exp()'s (the fused sampler's passes), otherwise
+ * the C library's (level_pg(), whose draws this keeps as they were). */
+double pg_offset(const double *ei, int Kl, int k, int fast, double *psi)
+{
+  double mx = R_NegInf, acc = 0.0;
+  int jm = -1;
+  for (int j = 0; j < Kl; j++) if (j != k && ei[j] > mx) { mx = ei[j]; jm = j; }
+  for (int j = 0; j < Kl; j++)
+    if (j != k && j != jm) acc += fast ? moe_exp(ei[j] - mx) : exp(ei[j] - mx);
+  double C = mx + log1p(acc);
+  *psi = ei[k] - C;
+  return C;
+}
+
+/* The draw of column k of Wl given the Polya-Gamma sums: P (q x q, lower
+ * triangle) = sum_i omega_i z_i z_i' and r (q) = sum_i (N_ik - b_i / 2 +
+ * omega_i C_ik) z_i on entry; adds the conditional prior, factorises and
+ * draws w_k ~ N(m_k, V_k) into Wl (the logits are the caller's). */
+int pg_column_draw(int q, const moe_mcmc_prior *pr, int Kl, double *Wl, int k,
+                   double *P, double *Psave, double *r, double *mw, double *zq)
+{
+  int status = MOE_OK;
+  for (int a = 0; a < q; a++) {
+    double b0, v;
+    gprior_cond(pr, q, Kl, Wl, k, a, &b0, &v);
+    P[a + a * q] += 1.0 / v;
+    r[a] += b0 / v;
+  }
+  int rc = chol_factor_ridge(q, P, Psave, 1e-10);
+  if (rc < 0) return status | MOE_NOT_PD | MOE_NONFINITE;
+  if (rc > 0) status |= MOE_NOT_PD;
+  for (int a = 0; a < q; a++) mw[a] = r[a];
+  chol_solve_factored(q, P, mw, 1);
+  double *wk = Wl + (R_xlen_t) k * q;
+  mvn_draw_chol(q, P, mw, wk, zq);
+  for (int a = 0; a < q; a++) if (!R_FINITE(wk[a])) status |= MOE_NONFINITE;
+  return status;
+}
+
 int level_pg(int n, int q, const moe_mcmc_prior *pr, int Kl, const int *Nl,
              const int *bl, const double *Zr, double *Wl, double *etal,
              double *P, double *Psave, double *r, double *mw, double *zq)
@@ -284,12 +327,7 @@ int level_pg(int n, int q, const moe_mcmc_prior *pr, int Kl, const int *Nl,
       int b = bl[i];
       if (b == 0) continue;
       const double *ei = etal + (R_xlen_t) i * Kl, *zi = Zr + (R_xlen_t) i * q;
-      /* C = log sum_{j != k} exp(eta_ij); its largest term is exp(0) = 1 */
-      double mx = R_NegInf, acc = 0.0;
-      int jm = -1;
-      for (int j = 0; j < Kl; j++) if (j != k && ei[j] > mx) { mx = ei[j]; jm = j; }
-      for (int j = 0; j < Kl; j++) if (j != k && j != jm) acc += exp(ei[j] - mx);
-      double C = mx + log1p(acc), psi = ei[k] - C;
+      double psi, C = pg_offset(ei, Kl, k, 0, &psi);
       double om = b == 1 ? rpg1(psi) : rpg(b, psi);
       double t = (Nl[k + (R_xlen_t) i * Kl] - 0.5 * b) + om * C;
       for (int a = 0; a < q; a++) {
@@ -298,20 +336,9 @@ int level_pg(int n, int q, const moe_mcmc_prior *pr, int Kl, const int *Nl,
         for (int c = 0; c <= a; c++) P[a + c * q] += oz * zi[c];
       }
     }
-    for (int a = 0; a < q; a++) {
-      double b0, v;
-      gprior_cond(pr, q, Kl, Wl, k, a, &b0, &v);
-      P[a + a * q] += 1.0 / v;
-      r[a] += b0 / v;
-    }
-    int rc = chol_factor_ridge(q, P, Psave, 1e-10);
-    if (rc < 0) return status | MOE_NOT_PD | MOE_NONFINITE;
-    if (rc > 0) status |= MOE_NOT_PD;
-    for (int a = 0; a < q; a++) mw[a] = r[a];
-    chol_solve_factored(q, P, mw, 1);
-    double *wk = Wl + (R_xlen_t) k * q;
-    mvn_draw_chol(q, P, mw, wk, zq);
-    for (int a = 0; a < q; a++) if (!R_FINITE(wk[a])) status |= MOE_NONFINITE;
+    int st = pg_column_draw(q, pr, Kl, Wl, k, P, Psave, r, mw, zq);
+    status |= st;
+    if (st & MOE_NONFINITE) return status;
     eta_col(n, q, Kl, Zr, Wl, k, etal);
   }
   return status;

@@ -15,6 +15,7 @@ extern SEXP ffi_voronoi(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_voronoi_cells(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_density_loss(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_rpolyagamma(SEXP, SEXP, SEXP);
+extern SEXP ffi_rpg1_stream(SEXP, SEXP);
 extern SEXP ffi_assign(SEXP, SEXP);
 extern SEXP ffi_em(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_gibbs(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP,
@@ -43,6 +44,7 @@ static const R_CallMethodDef call_methods[] = {
   {"ffi_voronoi_cells", (DL_FUNC) &ffi_voronoi_cells, 6},
   {"ffi_density_loss", (DL_FUNC) &ffi_density_loss, 7},
   {"ffi_rpolyagamma", (DL_FUNC) &ffi_rpolyagamma, 3},
+  {"ffi_rpg1_stream", (DL_FUNC) &ffi_rpg1_stream, 2},
   {"ffi_assign", (DL_FUNC) &ffi_assign, 2},
   {"ffi_em", (DL_FUNC) &ffi_em, 10},
   {"ffi_gibbs", (DL_FUNC) &ffi_gibbs, 17},

@@ -49,7 +49,8 @@
  *     makes one more pass, at its proposal;
  *  3'. update_experts as in 2.
  * With st->pg in modes 2 and 3 the Polya-Gamma draws of 3 are added (mode 3:
- * after 2', given the allocations of 1').
+ * after 2', given the allocations of 1', made by chunks on the threads with
+ * their own random number streams: update_gating_pg_chunks()).
  * The gating probabilities at the current W (w->pA) are kept from sweep to
  * sweep; they depend on W alone and are computed by the same operations at
  * the start of a run, so this does not break exact continuation.
@@ -68,6 +69,7 @@
  */
 #include "moe.h"
 #include "moe_exp.h"
+#include "moe_rng.h"
 #include <stdint.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -137,43 +139,26 @@ MOE_INLINE double expert_resid(const double *xi, const double *ak, int p, double
 
 /*
  * The uniforms of the allocation draws (one per observation per sweep, the
- * bulk of a chain's random numbers) come from a small fast generator,
- * xoshiro256+ (Blackman and Vigna 2018), seeded at the start of every
- * allocation pass from two draws of R's generator through splitmix64. The
- * draws therefore stay a function of R's random number stream alone: the
- * same seed gives the same chain, and a chain restarted from its stored R
- * RNG state continues exactly. (R's L'Ecuyer-CMRG unif_rand(), which the
- * chains use, cost about 18% of a collapsed chain here.)
+ * bulk of a chain's random numbers) come from the small fast generator of
+ * moe_rng.h (xoshiro256+), seeded at the start of every allocation pass
+ * from two draws of R's generator. The draws therefore stay a function of
+ * R's random number stream alone: the same seed gives the same chain, and a
+ * chain restarted from its stored R RNG state continues exactly. (R's
+ * L'Ecuyer-CMRG unif_rand(), which the chains use, cost about 18% of a
+ * collapsed chain here.) The Polya-Gamma draws of the collapsed mode use
+ * one stream of it per chunk (update_gating_pg_chunks()).
  */
-typedef struct { uint64_t s[4]; } alloc_rng;
-
-static uint64_t splitmix64(uint64_t *x)
-{
-  uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
+typedef moe_xrng alloc_rng;
 
 static void alloc_rng_seed(alloc_rng *r)
 {
-  uint64_t a = (uint64_t) (unif_rand() * 4294967296.0);
-  uint64_t b = (uint64_t) (unif_rand() * 4294967296.0);
-  uint64_t x = (a << 32) ^ b;
-  for (int k = 0; k < 4; k++) r->s[k] = splitmix64(&x);
+  moe_xrng_seed(r, moe_xrng_base(), 0);
 }
 
 /* A uniform in (0, 1) (53 bits, never 0 or 1). */
 static inline double alloc_unif(alloc_rng *r)
 {
-  uint64_t *s = r->s, res = s[0] + s[3], t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = (s[3] << 45) | (s[3] >> 19);
-  return ((double) (res >> 11) + 0.5) * 0x1.0p-53;
+  return moe_xrng_unif(r);
 }
 
 /*
@@ -681,6 +666,8 @@ typedef struct {
   const double *Wf;
   int fresh, known, draw;
   double *G, *r;
+  int k;           /* update_gating_pg_chunks(): the gating vector */
+  uint64_t seed;   /* and the base seed of its chunks' streams */
 } pass_args;
 
 typedef void (*pass_chunk_fn)(const pass_args *a, int c);
@@ -1336,6 +1323,93 @@ static int cond_refresh(const moe_data *d, const moe_mcmc_prior *pr,
 }
 
 
+/*
+ * The Polya-Gamma draw of the gating in the collapsed mode (st->pg), by
+ * chunks on the threads: the draws of level_pg() (the same conditionals,
+ * each gating vector in turn), with the omega_i of chunk c drawn from
+ * stream c of a seed taken from R's generator for each vector (moe_rng.h),
+ * and the partial sums of P = sum_i omega_i z_i z_i' and r of the chunks
+ * added in chunk order. So the draws do not depend on the number of
+ * threads. The logits are computed in the chunks by the operations of
+ * eta_column(): all columns in the pass of the first vector, then column
+ * k - 1 in the pass of vector k; a last pass updates column K - 2 and
+ * writes the gating probabilities at the new W into w->pA
+ * (gate_probs_obs(), as the next sweep's first pass expects).
+ * For case weights > 1 (multinomial PG(b, z) draws, R's generator) the
+ * serial level_pg() is used instead (update_gating()).
+ */
+static double pg_xr_unif(void *st) { return moe_xrng_unif((moe_xrng *) st); }
+static double pg_xr_exp(void *st) { return moe_xrng_exp((moe_xrng *) st); }
+static double pg_xr_norm(void *st) { return moe_xrng_norm((moe_xrng *) st); }
+
+/* Chunk c: the logits it needs, then (k < K - 1) the partial sums of
+ * vector k into the chunk's slot of w->part (P, q x q lower, then r, q) or
+ * (k = K - 1) the gating probabilities at the new W. */
+static void pg_chunk(const pass_args *a, int c)
+{
+  const moe_data *d = a->d;
+  moe_mcmc_work *w = a->w;
+  const double *W = a->Wf;
+  int n = d->n, q = d->q, K = d->K, k = a->k;
+  double *part = w->part + (R_xlen_t) c * w->pstride;
+  int c0 = c * MOE_CHUNK, c1 = n - c0 > MOE_CHUNK ? c0 + MOE_CHUNK : n;
+  int j0 = k == 0 ? 0 : k - 1, j1 = k == 0 ? K - 1 : k;
+  for (int i = c0; i < c1; i++) {
+    const double *zi = w->Zr + (R_xlen_t) i * q;
+    double *ei = w->eta + (R_xlen_t) i * K;
+    for (int j = j0; j < j1; j++) {
+      const double *wj = W + (R_xlen_t) j * q;
+      double e = 0.0;
+      for (int b = 0; b < q; b++) e += zi[b] * wj[b];
+      ei[j] = e;
+    }
+  }
+  if (k == K - 1) {
+    for (int i = c0; i < c1; i++)
+      gate_probs_obs(w->Zr + (R_xlen_t) i * q, W, q, K, part, w->pA + (R_xlen_t) i * K);
+    return;
+  }
+  double *P = part, *r = part + (R_xlen_t) q * q;
+  for (int t = 0; t < q * q + q; t++) part[t] = 0.0;
+  moe_xrng rng;
+  moe_xrng_seed(&rng, a->seed, (uint64_t) c);
+  pg_rng g = {pg_xr_unif, pg_xr_exp, pg_xr_norm, &rng};
+  for (int i = c0; i < c1; i++) {
+    const double *zi = w->Zr + (R_xlen_t) i * q, *ei = w->eta + (R_xlen_t) i * K;
+    double psi, C = pg_offset(ei, K, k, 1, &psi);
+    double om = rpg1_rng(psi, &g);
+    double t = (w->N[k + (R_xlen_t) i * K] - 0.5) + om * C;
+    for (int b = 0; b < q; b++) {
+      double oz = om * zi[b];
+      r[b] += t * zi[b];
+      for (int e = 0; e <= b; e++) P[b + e * q] += oz * zi[e];
+    }
+  }
+}
+
+/* The draw (every case weight 1; see above). Returns the status flags. */
+static int update_gating_pg_chunks(const moe_data *d, const moe_mcmc_prior *pr,
+                                   moe_mcmc_work *w, moe_par *par)
+{
+  int q = d->q, K = d->K, status = MOE_OK;
+  pass_args a = {d, w, NULL, par->W, 0, 0, 0, NULL, NULL, 0, 0};
+  for (int k = 0; k < K - 1; k++) {
+    a.k = k;
+    a.seed = moe_xrng_base();
+    run_chunks(pg_chunk, &a, w->nchunk, w->threads);
+    for (int t = 0; t < q * q + q; t++) {
+      double s = 0.0;
+      for (int c = 0; c < w->nchunk; c++) s += w->part[t + c * w->pstride];
+      if (t < q * q) w->P[t] = s; else w->r[t - q * q] = s;
+    }
+    status |= pg_column_draw(q, pr, K, par->W, k, w->P, w->Psave, w->r, w->mw, w->zq);
+    if (status & MOE_NONFINITE) return status;
+  }
+  a.k = K - 1;
+  run_chunks(pg_chunk, &a, w->nchunk, w->threads);
+  return status;
+}
+
 /* ---- the kernel of the Gibbs driver (mcmc.c) ---- */
 
 typedef struct {
@@ -1385,11 +1459,15 @@ static double fused_sweep(void *ctx, const moe_gibbs_step *st, int need_ll,
      * logits at the current W; then the gating probabilities at the new W
      * that the next sweep's pass takes as known (gate_probs_obs() makes
      * the operations of the passes, so the bits are the same) */
-    for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
-    *status |= update_gating(d, pr, w, par, 1, 0, st->acc, st->prop);
-    for (int i = 0; i < n; i++)
-      gate_probs_obs(w->Zr + (R_xlen_t) i * q, par->W, q, K, w->lk,
-                     w->pA + (R_xlen_t) i * K);
+    if (w->anyw) {
+      for (int k = 0; k < K - 1; k++) eta_column(d, w, par->W, k);
+      *status |= update_gating(d, pr, w, par, 1, 0, st->acc, st->prop);
+      for (int i = 0; i < n; i++)
+        gate_probs_obs(w->Zr + (R_xlen_t) i * q, par->W, q, K, w->lk,
+                       w->pA + (R_xlen_t) i * K);
+    } else {
+      *status |= update_gating_pg_chunks(d, pr, w, par);
+    }
   }
   *status |= update_experts(d, pr, w, par);
   if (!f->collapsed && !(*status & MOE_NONFINITE))

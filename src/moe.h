@@ -133,6 +133,17 @@ double rpg1(double z);          /* one PG(1, z) draw; caller holds GetRNGstate()
 #define PG_EXACT_MAX 20
 #define PG_NORMAL_MIN 268435456   /* 2^28 */
 double rpg(int b, double z);
+/* The random variates a PG(1, z) draw takes: uniform on (0, 1), standard
+ * exponential and standard normal, from `state`. rpg1() and rpg() use R's
+ * generator; rpg1_rng() another one, e.g. a thread's own stream
+ * (moe_rng.h), so that draws can be made by threads. */
+typedef struct {
+  double (*unif)(void *state);
+  double (*expo)(void *state);
+  double (*norm)(void *state);
+  void *state;
+} pg_rng;
+double rpg1_rng(double z, const pg_rng *g);
 /* ---- loss.c (Voronoi and density losses) ----
  * One parameter set with d covariates is a (2d + 3) x K column-major matrix
  * of atoms; column k = [beta0, beta1 (d), a (d), b, sigma2]. */
@@ -618,6 +629,10 @@ void eta_col(int n, int q, int K, const double *Zr, const double *W, int k,
 int level_pg(int n, int q, const moe_mcmc_prior *pr, int Kl, const int *Nl,
              const int *bl, const double *Zr, double *Wl, double *etal,
              double *P, double *Psave, double *r, double *mw, double *zq);
+/* the pieces of level_pg(), for the fused kernel's draws by chunks: */
+double pg_offset(const double *ei, int Kl, int k, int fast, double *psi);
+int pg_column_draw(int q, const moe_mcmc_prior *pr, int Kl, double *Wl, int k,
+                   double *P, double *Psave, double *r, double *mw, double *zq);
 double level_logpost(int n, int q, const moe_mcmc_prior *pr, int Kl,
                      const int *Nl, const int *bl, const double *Zr,
                      const double *Wf, double *g, double *H, double *pk);

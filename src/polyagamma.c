@@ -18,10 +18,14 @@
  *              variance of PG(b, z); one normal draw.
  * Inputs: z, a double (the distribution depends on |z| only); b, an int.
  * Writes: nothing; both return the draw.
+ *   rpg1_rng(z, g)  rpg1() with the uniform, exponential and normal
+ *              variates taken from the generator g (a pg_rng, moe.h)
+ *              instead of R's, e.g. a thread's own stream (moe_rng.h); the
+ *              same algorithm, so the same law.
  * Preconditions: the caller holds R's RNG (GetRNGstate() once before a loop
- * of draws, PutRNGstate() once after). Randomness comes from unif_rand(),
- * exp_rand(), norm_rand() and Rmath's rgamma() only, so set.seed()
- * reproduces the draws. z must be finite (rpolyagamma() checks this in R);
+ * of draws, PutRNGstate() once after). Randomness of rpg1() and rpg() comes
+ * from unif_rand(), exp_rand(), norm_rand() and Rmath's rgamma() only, so
+ * set.seed() reproduces the draws. z must be finite (rpolyagamma() checks this in R);
  * so that a kernel caller with a diverged linear predictor cannot hang, NaN z
  * returns NaN and z = +-Inf returns 0, the limit in distribution. b < 1
  * returns 0. No call takes longer than about 20 PG(1, z) draws.
@@ -129,8 +133,14 @@ static pg_setup pg_prepare(double z)
   return s;
 }
 
+/* R's generator as a pg_rng (rpg1(), rpg()). */
+static double pg_r_unif(void *state) { (void) state; return unif_rand(); }
+static double pg_r_exp(void *state) { (void) state; return exp_rand(); }
+static double pg_r_norm(void *state) { (void) state; return norm_rand(); }
+static const pg_rng pg_rng_R = {pg_r_unif, pg_r_exp, pg_r_norm, NULL};
+
 /* A draw from IG(1/Z, 1) truncated to (0, t]. */
-static double pg_left(const pg_setup *s)
+static double pg_left(const pg_setup *s, const pg_rng *g)
 {
   if (s->Z * PG_T < 1.0) {
     /* Mean 1/Z > t. Propose from the Levy law 1/N^2 restricted to (0, t],
@@ -140,43 +150,43 @@ static double pg_left(const pg_setup *s)
       double e1, e2;
       do {
         PG_COUNT(levy);
-        e1 = exp_rand();
-        e2 = exp_rand();
+        e1 = g->expo(g->state);
+        e2 = g->expo(g->state);
       } while (e1 * e1 > 2.0 * e2 / PG_T);
       double d = 1.0 + PG_T * e1;
       double x = PG_T / (d * d);
-      if (s->half_Z2 * x <= exp_rand()) return x;
+      if (s->half_Z2 * x <= g->expo(g->state)) return x;
       PG_COUNT(tilt);
     }
   }
   /* Mean 1/Z <= t: untruncated IG draws until one falls in (0, t]; at least
    * about half of them do. */
   for (;;) {
-    double y = norm_rand();
+    double y = g->norm(g->state);
     double m = s->mu * y * y;
     double sq = sqrt(m) + sqrt(m + 4.0);
     double r = 0.25 * sq * sq;
-    double x = (unif_rand() * (1.0 + r) <= r) ? s->mu / r : s->mu * r;
+    double x = (g->unif(g->state) * (1.0 + r) <= r) ? s->mu / r : s->mu * r;
     if (x <= PG_T) return x;
     PG_COUNT(ig_trunc);
   }
 }
 
 /* One draw of J*(1, Z). */
-static double pg_jstar(const pg_setup *s)
+static double pg_jstar(const pg_setup *s, const pg_rng *g)
 {
   for (;;) {
     PG_COUNT(proposal);
     double x;
-    if (unif_rand() < s->p_right)
-      x = PG_T + exp_rand() / s->rate;
+    if (g->unif(g->state) < s->p_right)
+      x = PG_T + g->expo(g->state) / s->rate;
     else {
       PG_COUNT(left);
-      x = pg_left(s);
+      x = pg_left(s, g);
     }
     /* log(a_n / a_0) = -c n (n + 1), the form of a_n switching at t. */
     double c = x <= PG_T ? 2.0 / x : PG_PI2_2 * x;
-    double u = unif_rand(), S = 1.0;
+    double u = g->unif(g->state), S = 1.0;
     for (int n = 1;; n++) {
       PG_COUNT(term);
       double an = (2.0 * n + 1.0) * exp(-c * n * (n + 1.0));
@@ -191,11 +201,16 @@ static double pg_jstar(const pg_setup *s)
   }
 }
 
-double rpg1(double z)
+double rpg1_rng(double z, const pg_rng *g)
 {
   if (!R_FINITE(z)) return ISNAN(z) ? z : 0.0;
   pg_setup s = pg_prepare(z);
-  return 0.25 * pg_jstar(&s);
+  return 0.25 * pg_jstar(&s, g);
+}
+
+double rpg1(double z)
+{
+  return rpg1_rng(z, &pg_rng_R);
 }
 
 /* Exact moments of PG(1, z) as functions of Z = |z| / 2 >= 0. */
@@ -291,6 +306,6 @@ double rpg(int b, double z)
   if (b > PG_EXACT_MAX) return rpg_series(b, c);
   pg_setup s = pg_prepare(z);
   double sum = 0.0;
-  for (int i = 0; i < b; i++) sum += pg_jstar(&s);
+  for (int i = 0; i < b; i++) sum += pg_jstar(&s, &pg_rng_R);
   return 0.25 * sum;
 }

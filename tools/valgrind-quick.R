@@ -5,7 +5,8 @@
 # starts, continuation, the sized passes with 2 and 3 coefficients), gating variants and FFN experts under EM and MCMC,
 # the least-squares form, losses, MTM, marginal likelihoods, Polya-Gamma
 # draws at extreme z, the methods, the expert families, threads and a step
-# gate (separation), the information subsample (info_obs), and 40
+# gate (separation), the information subsample (info_obs), the chunked
+# Polya-Gamma draws (pg_every = 1, threads = 2), and 40
 # randomised malformed calls (tests/testthat/helper-hardening.R).
 library(bayesmoe)
 set.seed(1)
@@ -106,6 +107,14 @@ mj <- suppressWarnings(moe_mcmc(y ~ x1 + x2 + x3, data = db, K = 4, chains = 1, 
                                 warmup = 6, seed = 1, progress = FALSE,
                                 control = moe_mcmc_control(threads = 2, em_starts = 1,
                                                            info_obs = 1000)))
+# the Polya-Gamma draws of the collapsed update by chunks on two threads
+# (pg_every = 1: every sweep after warm-up; K = 4, several chunks), and the
+# stream generator's PG(1, z) draws at extreme z
+mp <- suppressWarnings(moe_mcmc(y ~ x1 + x2 + x3, data = db, K = 4, chains = 1, iter = 10,
+                                warmup = 4, seed = 1, progress = FALSE,
+                                control = moe_mcmc_control(threads = 2, em_starts = 1,
+                                                           pg_every = 1)))
+ps <- .Call(bayesmoe:::ffi_rpg1_stream, 200, c(0, 1e-8, 0.5, 5, 1e4, -1e4, 1e300))
 if (file.exists("tests/testthat/helper-hardening.R")) {
   env <- new.env()
   sys.source("tests/testthat/helper-hardening.R", envir = env)

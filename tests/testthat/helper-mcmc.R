@@ -109,3 +109,19 @@ quiet_stall <- function(expr) {
   withCallingHandlers(expr, bayesmoe_warning_gating_stall = function(w)
     invokeRestart("muffleWarning"))
 }
+
+# Two chains' draws of the same functionals (matrices, one column each)
+# agree on the posterior: means within 4 standard errors of their difference
+# (batch means, 20 batches) and standard deviations within a factor 4/3.
+expect_same_posterior <- function(a, b, nb = 20) {
+  batch_se <- function(v) {
+    m <- colMeans(matrix(v[seq_len(nb * (length(v) %/% nb))], ncol = nb))
+    sd(m) / sqrt(nb)
+  }
+  z <- (colMeans(a) - colMeans(b)) /
+    sqrt(apply(a, 2, batch_se)^2 + apply(b, 2, batch_se)^2)
+  expect_true(all(abs(z) < 4), label = paste("z:", paste(round(z, 2), collapse = ", ")))
+  ratio <- apply(a, 2, sd) / apply(b, 2, sd)
+  expect_true(all(ratio > 0.75 & ratio < 1.33),
+              label = paste("sd ratios:", paste(round(ratio, 2), collapse = ", ")))
+}

@@ -190,7 +190,7 @@ sbc_functionals <- function(alpha, sigma2, W, K, x0, z0) {
         gmax = apply(g, 2L, max))
 }
 
-sbc_ranks <- function(K, n, pc, q, warmup, iter, thin, mode) {
+sbc_ranks <- function(K, n, pc, q, warmup, iter, thin, mode, pg_every = 20L) {
   th <- bayesmoe:::prior_draw(pc, K)
   x <- rnorm(n)
   X <- cbind(1, x)
@@ -199,7 +199,8 @@ sbc_ranks <- function(K, n, pc, q, warmup, iter, thin, mode) {
   k <- 1L + rowSums(runif(n) > t(apply(g, 1L, cumsum))[, -K, drop = FALSE])
   y <- rowSums(X * t(th$alpha[, k])) + sqrt(th$sigma2[k]) * rnorm(n)
   init <- bayesmoe:::prior_draw(pc, K)
-  res <- run_c_chain(y, X, Z, rep(1, n), init, pc, warmup, iter, thin, mode)
+  res <- run_c_chain(y, X, Z, rep(1, n), init, pc, warmup, iter, thin, mode,
+                     pg_every = pg_every)
   S <- length(res$loglik)
   x0 <- c(1, 0.5)
   z0 <- if (q == 1L) 1 else x0
@@ -211,9 +212,9 @@ sbc_ranks <- function(K, n, pc, q, warmup, iter, thin, mode) {
 
 # p-values of chi-square uniformity tests of the ranks (0..L) in `bins` bins.
 sbc_pvalues <- function(reps, K, n, q, prior, warmup = 50, iter = 190, thin = 10,
-                        bins = 5, mode = 1L) {
+                        bins = 5, mode = 1L, pg_every = 20L) {
   pc <- bayesmoe:::prior_internal(prior, 2L, q)
-  r <- t(replicate(reps, sbc_ranks(K, n, pc, q, warmup, iter, thin, mode)))
+  r <- t(replicate(reps, sbc_ranks(K, n, pc, q, warmup, iter, thin, mode, pg_every)))
   L <- iter %/% thin
   apply(r, 2L, function(v)
     suppressWarnings(chisq.test(table(factor(v %/% ((L + 1) / bins), 0:(bins - 1)))))$p.value)
@@ -234,7 +235,7 @@ sbc_prior <- function() moe_prior(s_w = 1.5, V_a = 4, c0 = 3, C0 = 1)
 # exchangeable prior in the Metropolis-Hastings step was caught here and by
 # the n = 40 runs with p < 1e-20.)
 sbc_gate_pvalues <- function(reps, K, prior, mode, warmup = 50, iter = 190,
-                             thin = 10, bins = 10) {
+                             thin = 10, bins = 10, pg_every = 20L) {
   pc <- bayesmoe:::prior_internal(prior, 2L, 2L)
   one <- function() {
     th <- bayesmoe:::prior_draw(pc, K)
@@ -244,7 +245,7 @@ sbc_gate_pvalues <- function(reps, K, prior, mode, warmup = 50, iter = 190,
     k <- 1L + rowSums(runif(n) > t(apply(g, 1L, cumsum))[, -K, drop = FALSE])
     y <- rowSums(X * t(th$alpha[, k])) + sqrt(th$sigma2[k]) * rnorm(n)
     res <- run_c_chain(y, X, X, rep(1, n), bayesmoe:::prior_draw(pc, K), pc, warmup,
-                       iter, thin, mode)
+                       iter, thin, mode, pg_every = pg_every)
     W <- array(res$W, c(2L, K, length(res$loglik)))
     f <- cbind(w1_int = W[1, 1, ], w1_slope = W[2, 1, ], d12_int = W[1, 1, ] - W[1, 2, ])
     ft <- c(th$W[1, 1], th$W[2, 1], th$W[1, 1] - th$W[1, 2])
@@ -264,6 +265,12 @@ test_that("simulation-based calibration, K = 2 and 3 (fast version)", {
   expect_true(all(p > 0.001), info = paste(names(p), format(p), collapse = " "))
   # the collapsed gating update (the default of moe_mcmc())
   p <- sbc_pvalues(200, K = 2, n = 40, q = 2, prior = sbc_prior(), mode = 3L)
+  expect_true(all(p > 0.001), info = paste(names(p), format(p), collapse = " "))
+  # and with its Polya-Gamma draw (made by chunks, from the threads'
+  # generator: update_gating_pg_chunks()) in every sweep
+  p <- sbc_pvalues(200, K = 2, n = 40, q = 2, prior = sbc_prior(), mode = 3L, pg_every = 1L)
+  expect_true(all(p > 0.001), info = paste(names(p), format(p), collapse = " "))
+  p <- sbc_gate_pvalues(300, K = 3, prior = sbc_prior(), mode = 3L, pg_every = 1L)
   expect_true(all(p > 0.001), info = paste(names(p), format(p), collapse = " "))
 })
 
@@ -295,6 +302,11 @@ test_that("simulation-based calibration, K = 2 and 3, full version", {
                      mode = cs$mode)
     expect_true(all(p > 1e-4),
                 info = paste(cs$K, cs$q, cs$mode, paste(names(p), format(p), collapse = " ")))
+  }
+  for (K in 2:3) {
+    p <- sbc_pvalues(1000, K = K, n = 40, q = 2, prior = sbc_prior(), bins = 10, mode = 3L,
+                     pg_every = 1L)
+    expect_true(all(p > 1e-4), info = paste(K, "pg_every = 1", paste(names(p), format(p), collapse = " ")))
   }
   for (mode in 0:3) {
     for (pr in list(sbc_prior(), indep)) {
@@ -417,10 +429,11 @@ test_that("the draws do not depend on the number of threads", {
   X <- cbind(1, x)
   g <- ifelse(runif(n) < plogis(2 * x), 1, 2)
   y <- ifelse(g == 1, 1 + x, -1 - 0.5 * x) + rnorm(n, sd = 0.4)
-  fit <- function(threads, w = rep(1, n), K = 2) {
+  fit <- function(threads, w = rep(1, n), K = 2, pg_every = 20) {
     quiet_stall(moe_mcmc_fit(y, X, X, w = w, K = K, chains = 1, iter = 40, warmup = 10,
                              seed = 5, control = moe_mcmc_control(em_starts = 1,
-                                                                  threads = threads)))
+                                                                  threads = threads,
+                                                                  pg_every = pg_every)))
   }
   for (K in 2:3) {
     f1 <- fit(1, K = K)
@@ -428,6 +441,14 @@ test_that("the draws do not depend on the number of threads", {
     expect_identical(f1$draws, f2$draws)
     expect_identical(f1$loglik_draws, f2$loglik_draws)
     expect_identical(f1$state, f2$state)
+    # the Polya-Gamma draw in every sweep: each chunk draws from its own
+    # stream, so these draws do not depend on the threads either
+    p1 <- fit(1, K = K, pg_every = 1)
+    p2 <- fit(2, K = K, pg_every = 1)
+    expect_identical(p1$draws, p2$draws)
+    expect_identical(p1$state, p2$state)
+    expect_equal(unname(p1$gating_moves[, "pg"]), 30)
+    expect_false(identical(p1$draws, f1$draws))
   }
   # frequency weights: the multinomial draws stay on one thread, the rest
   # of the passes do not

@@ -109,6 +109,37 @@ test_that("PG(1, z) draws follow the exact CDF (KS test)", {
   }
 })
 
+# PG(1, z) draws through rpg1_rng() from one stream of the fast generator
+# of src/moe_rng.h (xoshiro256+; exponentials -log(U), normals by the polar
+# method), as the fused sampler's chunked Polya-Gamma draws make them.
+rpg1_stream <- function(n, z) .Call(bayesmoe:::ffi_rpg1_stream, as.numeric(n), as.numeric(z))
+
+test_that("PG(1, z) draws from the threads' generator have the exact law", {
+  set.seed(20240110)
+  # z = 0.5 and 20 take the Levy proposal and the inverse Gaussian (normal
+  # variates) of the left piece; every z takes the right piece
+  for (z in c(0, 0.5, 3.2, 20, -7)) {
+    x <- rpg1_stream(1e5, z)
+    expect_true(all(is.finite(x) & x > 0))
+    zsc <- pg_zscores(x, 1, z)
+    expect_lt(abs(zsc[["mean"]]), 5, label = sprintf("stream mean z-score (z = %g)", z))
+    expect_lt(abs(zsc[["var"]]), 5, label = sprintf("stream var z-score (z = %g)", z))
+    expect_gt(pg_ks_p(x[1:2e4], z), 1e-3, label = sprintf("stream KS p-value at z = %g", z))
+  }
+  # the stream is seeded from R's generator: reproducible with set.seed(),
+  # a new stream at every call, and R's stream moves on by two uniforms
+  set.seed(3)
+  a <- rpg1_stream(50, c(1, -2))
+  b <- rpg1_stream(50, c(1, -2))
+  u <- runif(1)
+  set.seed(3)
+  expect_identical(rpg1_stream(50, c(1, -2)), a)
+  expect_false(any(a == b))
+  invisible(runif(2))
+  expect_identical(runif(1), u)
+  expect_identical(rpg1_stream(0, 1), numeric(0))
+})
+
 test_that("extreme z gives finite positive draws with mean 1/(2|z|)", {
   set.seed(20240103)
   N <- 2e4
