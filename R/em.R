@@ -36,6 +36,13 @@
 #'   numerically a step, whose maximum-likelihood coefficients are infinite
 #'   (see "Separation" in [moe_em()]). `Inf` lets such starts run on until
 #'   `maxit` or `tol`.
+#' @param threads OpenMP threads of the EM passes for the softmax gate with
+#'   linear Gaussian experts (the others run in one thread), a whole number
+#'   of at least 1; never more than the machine has (one where the package
+#'   was built without OpenMP). With more than 8,192 observations the passes run over
+#'   fixed chunks of 8,192 whose sums are added in chunk order, so the fit is
+#'   the same for any number of threads. [moe_mcmc()] runs its EM warm start
+#'   with the `threads` of [moe_mcmc_control()].
 #' @return A list of class `moe_em_control`.
 #' @examples
 #' moe_em_control(maxit = 500, tol = 1e-10)
@@ -45,7 +52,8 @@
 moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
                            min_size = NULL, gate_steps = 1, ridge = 0,
                            strategy = c("short", "full"), short_n = 2000,
-                           short_maxit = 20, short_keep = 2, sep_bound = 1e3) {
+                           short_maxit = 20, short_keep = 2, sep_bound = 1e3,
+                           threads = 1) {
   call <- sys.call()
   ctl <- list(
     maxit = check_number(maxit, "maxit", lower = 1, whole = TRUE, call = call),
@@ -61,7 +69,9 @@ moe_em_control <- function(maxit = 1000, tol = 1e-8, var_floor = 1e-6,
     short_maxit = check_number(short_maxit, "short_maxit", lower = 1, whole = TRUE, call = call),
     short_keep = check_number(short_keep, "short_keep", lower = 1, whole = TRUE, call = call),
     sep_bound = check_number(sep_bound, "sep_bound", lower = 0, strict_lower = TRUE,
-                             allow_inf = TRUE, call = call)
+                             allow_inf = TRUE, call = call),
+    threads = check_number(threads, "threads", lower = 1, upper = 1024, whole = TRUE,
+                           call = call)
   )
   structure(ctl, class = "moe_em_control")
 }
@@ -453,7 +463,9 @@ run_par <- function(r, spec) {
 em_control_c <- function(control, min_size) {
   c(maxit = as.double(control$maxit), tol = control$tol, var_floor = control$var_floor,
     min_size = as.double(min_size), gate_steps = as.double(control$gate_steps),
-    ridge = control$ridge, sep_bound = control$sep_bound)
+    ridge = control$ridge, sep_bound = control$sep_bound,
+    # controls saved before `threads` existed run with one thread
+    threads = if (is.null(control$threads)) 1 else as.double(control$threads))
 }
 
 # One EM run from starting responsibilities R0 (n x K) on the internal-scale

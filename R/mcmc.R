@@ -138,7 +138,9 @@
 #'   from its own stream of a fast generator (xoshiro256+) seeded from R's
 #'   generator, so the draws are the same for any number of threads and
 #'   `set.seed()` still reproduces them. (With case weights above 1 the
-#'   Polya-Gamma draws use R's generator in one thread.) Chains run in
+#'   Polya-Gamma draws use R's generator in one thread.) The EM warm start
+#'   (`init = "em"`) runs on as many threads (`threads` of
+#'   [moe_em_control()], which overrides that of `em_control`). Chains run in
 #'   parallel through `future` instead (see [moe_mcmc()]); threads help one
 #'   long chain on a large data set.
 #' @param info_obs With `gate_update = "collapsed"` (softmax gate, linear
@@ -467,8 +469,11 @@ mcmc_fit <- function(y, X, Z, w, K, set, call, offset = NULL, trials = NULL) {
   em <- NULL
   inits <- rep(list(NULL), set$chains)
   if (set$init == "em") {
+    # the warm start runs on the chains' threads
+    em_ctl <- set$control$em_control
+    em_ctl$threads <- set$control$threads
     em <- with_seed(seed, moe_em_fit(y, X, Z, w, K, set$control$em_starts,
-                                     set$control$em_control, gate = set$gate,
+                                     em_ctl, gate = set$gate,
                                      expert = set$expert, offset = offset, trials = trials))
     inits <- em_inits(em, sc, set$chains, set$control$init_tol,
                       cap = 10 * sqrt(max(pc$s_w2)))

@@ -32,6 +32,9 @@
  *    for the gating the gradient and the K (K - 1) / 2 symmetric blocks of
  *    the negative Hessian. No n x K array of means, logits or probabilities
  *    is kept; only the responsibilities are, row-major, in two buffers;
+ *  - with more than EM_CHUNK observations the pass runs over fixed chunks
+ *    (on ctl->threads OpenMP threads), each forming its own sums, added in
+ *    chunk order (em_pass()): the same results for any number of threads;
  *  - the M-step only solves small systems. The gating Newton step is checked
  *    (the expected gating log-likelihood at the new W with the previous
  *    responsibilities must not decrease) inside the next fused pass; when
@@ -40,20 +43,45 @@
  */
 #include "moe.h"
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Observations per block of the fused pass: the block's coefficients and
  * cross-products (EM_BLOCK (3 K - 1 + P + Tp + Tq) doubles) stay in cache. */
 #define EM_BLOCK 64
+/* Observations per chunk of a pass: a fixed partition, whatever the number
+ * of threads (see em_pass()). A multiple of EM_BLOCK. */
+#define EM_CHUNK 8192
+
+/* Doubles of one em_stats (stats_init()) and of a pass's scratch. */
+static R_xlen_t stats_len(R_xlen_t p, R_xlen_t q, R_xlen_t K)
+{
+  R_xlen_t m = (K - 1) * q, Tp = p * (p + 1) / 2, Tq = q * (q + 1) / 2;
+  return 2 * K + K * Tp + K * p + m + K * (K - 1) / 2 * Tq;
+}
+
+static R_xlen_t scratch_len(R_xlen_t p, R_xlen_t q, R_xlen_t K)
+{
+  R_xlen_t Tp = p * (p + 1) / 2, Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
+  return 6 * K + EM_BLOCK * (3 * K - 1 + P + Tp + Tq);
+}
+
+static R_xlen_t em_nchunk(R_xlen_t n)
+{
+  return (n + EM_CHUNK - 1) / EM_CHUNK;
+}
 
 R_xlen_t em_fused_work_size(const moe_data *d)
 {
   R_xlen_t n = d->n, p = d->p, q = d->q, K = d->K, m = (K - 1) * q;
-  R_xlen_t Tp = p * (p + 1) / 2, Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
   R_xlen_t rec = n * (2 + p + q), resp = 2 * n * K;
-  R_xlen_t stats = 2 * (2 * K + K * Tp + K * p + m + P * Tq);
+  R_xlen_t stats = 2 * stats_len(p, q, K);
   R_xlen_t solve = 2 * p * p + p + 2 * K + 2 * m * m + 3 * m;
-  R_xlen_t scratch = 6 * K + EM_BLOCK * (3 * K - 1 + P + Tp + Tq);
-  return rec + resp + stats + solve + scratch;
+  R_xlen_t scratch = scratch_len(p, q, K);
+  R_xlen_t nc = em_nchunk(n);
+  R_xlen_t chunks = nc > 1 ? nc * (3 + stats_len(p, q, K) + scratch_len(p, q, K)) : 0;
+  return rec + resp + stats + solve + scratch + chunks;
 }
 
 /*
@@ -161,6 +189,10 @@ typedef struct {
   int P, m;         /* K (K - 1) / 2 Hessian blocks, (K - 1) q gating unknowns */
   int same;         /* Z equals X: z_i is not stored, z z' is x x' */
   const double *rec; /* n records: y_i, wt_i, x_i (p), z_i (q, unless same) */
+  int nchunk;       /* chunks of EM_CHUNK observations (see em_pass()) */
+  int threads;      /* threads of the passes */
+  R_xlen_t cstride; /* doubles per chunk in cpart */
+  double *cpart;    /* nchunk x cstride: each chunk's sums and scratch */
 } em_ctx;
 
 /* Sums accumulated by one pass. */
@@ -297,10 +329,11 @@ static inline void cross_products(int r, const double *a, double *out)
  * coefficients; nk and s observation by observation. scratch: 6 K + EM_BLOCK (3 K - 1 + P + Tp +
  * Tq) doubles.
  */
-static void em_pass(const em_ctx *c, const moe_par *par, const double *Rin,
-                    double *Rout, int flags, em_stats *st, double *scratch)
+static void em_pass_range(const em_ctx *c, const moe_par *par, const double *Rin,
+                          double *Rout, int flags, em_stats *st, double *scratch,
+                          int ibeg, int iend)
 {
-  int n = c->n, p = c->p, q = c->q, K = c->K, S = c->S, Tp = c->Tp, Tq = c->Tq;
+  int p = c->p, q = c->q, K = c->K, S = c->S, Tp = c->Tp, Tq = c->Tq;
   int P = c->P;
   int estep = flags & PASS_ESTEP, xstats = flags & PASS_XSTATS;
   int gstats = (flags & PASS_GSTATS) && K > 1, qin = flags & PASS_QIN;
@@ -330,8 +363,8 @@ static void em_pass(const em_ctx *c, const moe_par *par, const double *Rin,
   }
   double ll = 0.0, Qin = 0.0, Qout = 0.0;
 
-  for (int i0 = 0; i0 < n; i0 += EM_BLOCK) {
-    int nb = n - i0 < EM_BLOCK ? n - i0 : EM_BLOCK;
+  for (int i0 = ibeg; i0 < iend; i0 += EM_BLOCK) {
+    int nb = iend - i0 < EM_BLOCK ? iend - i0 : EM_BLOCK;
     for (int ib = 0; ib < nb; ib++) {
       int i = i0 + ib;
       const double *rc = c->rec + (R_xlen_t) i * S;
@@ -410,6 +443,54 @@ static void em_pass(const em_ctx *c, const moe_par *par, const double *Rin,
   st->ll = ll;
   st->Qin = Qin;
   st->Qout = Qout;
+}
+
+/*
+ * The pass over all observations. With more than EM_CHUNK observations they
+ * are cut into fixed chunks of EM_CHUNK, each pass over a chunk forms its
+ * own sums (in its slot of c->cpart) and the sums of the chunks are added
+ * in chunk order by one thread: the results are the same for any number of
+ * threads (c->threads, OpenMP; one without it). With one chunk the pass is
+ * the plain loop. Only the sums the flags ask for are formed (the others
+ * keep their values, as in em_pass_range()).
+ */
+static void em_pass(const em_ctx *c, const moe_par *par, const double *Rin,
+                    double *Rout, int flags, em_stats *st, double *scratch)
+{
+  int nc = c->nchunk;
+  if (nc <= 1) {
+    em_pass_range(c, par, Rin, Rout, flags, st, scratch, 0, c->n);
+    return;
+  }
+  R_xlen_t L = stats_len(c->p, c->q, c->K);
+#ifdef _OPENMP
+  int nt = c->threads < nc ? c->threads : nc;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+  for (int ch = 0; ch < nc; ch++) {
+    double *slot = c->cpart + (R_xlen_t) ch * c->cstride;
+    em_stats cs;
+    double *scr = stats_init(&cs, c, slot + 3);
+    int i0 = ch * EM_CHUNK, i1 = c->n - i0 > EM_CHUNK ? i0 + EM_CHUNK : c->n;
+    em_pass_range(c, par, Rin, Rout, flags, &cs, scr, i0, i1);
+    slot[0] = cs.ll;
+    slot[1] = cs.Qin;
+    slot[2] = cs.Qout;
+  }
+  int xstats = flags & PASS_XSTATS, gstats = (flags & PASS_GSTATS) && c->K > 1;
+  /* nk, s, A, c (the experts' sums) come first in em_stats, then G and H */
+  R_xlen_t nx = 2 * c->K + (R_xlen_t) c->K * c->Tp + (R_xlen_t) c->K * c->p;
+  double tot[3] = {0.0, 0.0, 0.0};
+  for (int ch = 0; ch < nc; ch++)
+    for (int v = 0; v < 3; v++) tot[v] += c->cpart[v + (R_xlen_t) ch * c->cstride];
+  st->ll = tot[0];
+  st->Qin = tot[1];
+  st->Qout = tot[2];
+  for (R_xlen_t t = xstats ? 0 : nx; t < (gstats ? L : nx); t++) {
+    double sum = 0.0;
+    for (int ch = 0; ch < nc; ch++) sum += c->cpart[3 + t + (R_xlen_t) ch * c->cstride];
+    st->nk[t] = sum;
+  }
 }
 
 /* rss[k] = sum_i wt_i R_ik (y_i - x_i'alpha_k)^2 for the experts with
@@ -681,6 +762,17 @@ void em_fused_init(em_kernel *k, const moe_data *d, moe_vpar *vpar,
   e->gs.pending = 0;
   e->xwork = e->gs.work + 2 * (R_xlen_t) c->m * c->m;
   e->scratch = e->xwork + 2 * (R_xlen_t) p * p + p + 2 * K;
+  c->nchunk = (int) em_nchunk(n);
+  c->cstride = 3 + stats_len(p, q, K) + scratch_len(p, q, K);
+  c->cpart = c->nchunk > 1 ? e->scratch + scratch_len(p, q, K) : NULL;
+  /* never more threads than asked for, nor than the machine has */
+  c->threads = 1;
+#ifdef _OPENMP
+  int avail = omp_get_num_procs(), lim = omp_get_thread_limit();
+  if (lim < avail) avail = lim;
+  c->threads = ctl->threads < avail ? ctl->threads : avail;
+  if (c->threads < 1) c->threads = 1;
+#endif
 
   for (int i = 0; i < n; i++) {
     double *r = rec + (R_xlen_t) i * c->S;

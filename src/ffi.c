@@ -744,6 +744,7 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP alpha0,
   ctl.gate_steps = (int) cv[MOE_EMCTL_GATE_STEPS];
   ctl.ridge = cv[MOE_EMCTL_RIDGE];
   ctl.sep_bound = cv[MOE_EMCTL_SEP_BOUND];
+  ctl.threads = (int) cv[MOE_EMCTL_THREADS];
   FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0 && ctl.sep_bound > 0);
   FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0);
   /* the trace keeps at most EM_TRACE_MAX iterations (maxit may be huge) */
@@ -1189,10 +1190,10 @@ SEXP ffi_code_tables(void)
   const int av[] = {FFN_TANH, FFN_SIGMOID, FFN_GELU};
   SET_VECTOR_ELT(out, 3, named_ints(3, an, av));
   const char *en[] = {"maxit", "tol", "var_floor", "min_size", "gate_steps",
-                      "ridge", "sep_bound"};
+                      "ridge", "sep_bound", "threads"};
   const int ev[] = {MOE_EMCTL_MAXIT, MOE_EMCTL_TOL, MOE_EMCTL_VAR_FLOOR,
                     MOE_EMCTL_MIN_SIZE, MOE_EMCTL_GATE_STEPS, MOE_EMCTL_RIDGE,
-                    MOE_EMCTL_SEP_BOUND};
+                    MOE_EMCTL_SEP_BOUND, MOE_EMCTL_THREADS};
   SET_VECTOR_ELT(out, 4, named_ints(MOE_EMCTL_LEN, en, ev));
   const char *mn[] = {"warmup", "iter", "thin", "offset", "refresh", "chain",
                       "gate_mode", "gate_steps", "pg_every", "threads", "info_obs"};

@@ -258,10 +258,11 @@ typedef struct {
   double ridge;      /* ridge added to the gating Hessian (penalised ML) */
   double sep_bound;  /* separation: a growing |W| above it stops the run */
   int trace_len;     /* only the first trace_len objectives are recorded */
+  int threads;       /* OpenMP threads of the fused passes (em_fused.c) */
 } moe_em_control;
 enum { MOE_EMCTL_MAXIT = 0, MOE_EMCTL_TOL, MOE_EMCTL_VAR_FLOOR,
        MOE_EMCTL_MIN_SIZE, MOE_EMCTL_GATE_STEPS, MOE_EMCTL_RIDGE,
-       MOE_EMCTL_SEP_BOUND, MOE_EMCTL_LEN };
+       MOE_EMCTL_SEP_BOUND, MOE_EMCTL_THREADS, MOE_EMCTL_LEN };
 
 /* Prior on the internal (centred and scaled) scale; see moe_prior() in R. */
 typedef struct {

@@ -6,7 +6,8 @@
 # the least-squares form, losses, MTM, marginal likelihoods, Polya-Gamma
 # draws at extreme z, the methods, the expert families, threads and a step
 # gate (separation), the information subsample (info_obs), the chunked
-# Polya-Gamma draws (pg_every = 1, threads = 2), and 40
+# Polya-Gamma draws (pg_every = 1, threads = 2), the EM passes on two
+# threads, and 40
 # randomised malformed calls (tests/testthat/helper-hardening.R).
 library(bayesmoe)
 set.seed(1)
@@ -115,6 +116,9 @@ mp <- suppressWarnings(moe_mcmc(y ~ x1 + x2 + x3, data = db, K = 4, chains = 1, 
                                 control = moe_mcmc_control(threads = 2, em_starts = 1,
                                                            pg_every = 1)))
 ps <- .Call(bayesmoe:::ffi_rpg1_stream, 200, c(0, 1e-8, 0.5, 5, 1e4, -1e4, 1e300))
+# the EM passes by chunks on two threads (9000 observations: two chunks)
+et <- suppressWarnings(moe_em(y ~ x1 + x2, data = db, K = 3, starts = 2, seed = 1,
+                              control = moe_em_control(threads = 2, maxit = 30)))
 if (file.exists("tests/testthat/helper-hardening.R")) {
   env <- new.env()
   sys.source("tests/testthat/helper-hardening.R", envir = env)

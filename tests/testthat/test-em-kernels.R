@@ -93,7 +93,7 @@ ref_em <- function(y, X, Z, w, R0, maxit, min_size, var_floor = 1e-6, ridge = 0)
 c_em <- function(y, X, Z, w, R0, maxit, min_size, var_floor = 1e-6, ridge = 0,
                  gate_steps = 1L, tol = 1e-300, sep_bound = Inf) {
   .Call(ffi_em, y, X, Z, w, R0, matrix(0, ncol(X), ncol(R0)),
-        c(maxit, tol, var_floor, min_size, gate_steps, ridge, sep_bound),
+        c(maxit, tol, var_floor, min_size, gate_steps, ridge, sep_bound, 1),
         gate_c(gate_softmax(), ncol(R0)), expert_c(expert_linear()), NULL)
 }
 

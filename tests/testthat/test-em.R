@@ -359,4 +359,49 @@ test_that("moe_em_control() checks the start and separation settings", {
   expect_error(moe_em_control(sep_bound = 0), class = "bayesmoe_error_input")
   expect_identical(moe_em_control(sep_bound = Inf)$sep_bound, Inf)
   expect_identical(moe_em_control()$strategy, "short")
+  for (v in list(0, 1.5, NA, "2", c(1, 2))) {
+    expect_error(moe_em_control(threads = v), class = "bayesmoe_error_input", regexp = "threads")
+  }
+  expect_equal(moe_em_control()$threads, 1)
+})
+
+test_that("the EM fit does not depend on the number of threads", {
+  # three chunks of the fused passes (EM_CHUNK = 8192 in src/em_fused.c):
+  # their sums are added in chunk order, whatever the threads
+  set.seed(81)
+  n <- 20000
+  d <- data.frame(x = rnorm(n), z = runif(n))
+  k <- 1L + (runif(n) > plogis(2 * d$x - d$z))
+  d$y <- ifelse(k == 1L, 1 + d$x, -1 - 0.5 * d$x) + rnorm(n, sd = 0.4)
+  fit <- function(threads, ...) {
+    moe_em(y ~ x, gating = ~ x + z, data = d, K = 2, starts = 3, seed = 2,
+           control = moe_em_control(threads = threads, ...))
+  }
+  f1 <- fit(1)
+  f2 <- fit(2)
+  expect_identical(f1$coefficients, f2$coefficients)
+  expect_identical(f1$loglik, f2$loglik)
+  expect_identical(f1$trace, f2$trace)
+  expect_identical(f1$starts, f2$starts)
+  # the chunked sums are the sums: the fit's log-likelihood is that of its
+  # coefficients computed in plain R, and the trace never decreases
+  cf <- f1$coefficients
+  X <- cbind(1, d$x)
+  eta <- cbind(1, d$x, d$z) %*% cf$W
+  g <- exp(eta - apply(eta, 1L, max))
+  g <- g / rowSums(g)
+  dens <- sapply(1:2, function(k) dnorm(d$y, X %*% cf$alpha[, k], sqrt(cf$sigma2[k])))
+  expect_equal(f1$loglik, sum(log(rowSums(g * dens))), tolerance = 1e-7)
+  expect_true(all(diff(f1$trace) >= -1e-9 * abs(f1$trace[-1L])))
+  # a saved control without `threads` runs with one thread
+  old <- moe_em_control()
+  old$threads <- NULL
+  expect_identical(unname(bayesmoe:::em_control_c(old, 3)[["threads"]]), 1)
+  # moe_mcmc() runs its warm start on the chains' threads: the same start
+  m1 <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 4, warmup = 2, seed = 3,
+                 control = moe_mcmc_control(em_starts = 2, threads = 1), progress = FALSE)
+  m2 <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 4, warmup = 2, seed = 3,
+                 control = moe_mcmc_control(em_starts = 2, threads = 2), progress = FALSE)
+  expect_identical(m1$em$par, m2$em$par)
+  expect_identical(m1$draws, m2$draws)
 })

@@ -94,7 +94,7 @@ test_that("EM with FFN experts never decreases the log-likelihood", {
     th0[1:4, ] <- rnorm(8)
     ex <- expert_ffn(2, lm_steps = 3)
     r <- .Call(bayesmoe:::ffi_em, s$y, Xf, s$Z, rep(1, 400), R0, th0,
-               c(150, 1e-10, 1e-6, 4, 1, 0, Inf), bayesmoe:::gate_c(gate_softmax(), 2L),
+               c(150, 1e-10, 1e-6, 4, 1, 0, Inf, 1), bayesmoe:::gate_c(gate_softmax(), 2L),
                bayesmoe:::expert_c(ex), NULL)
     r$theta <- r$alpha
     expect_true(all(diff(r$trace) >= -1e-8 * abs(r$trace[-1])))

@@ -23,7 +23,7 @@ test_that("the packed control vectors have the C layout", {
   tb <- tables()
   em <- bayesmoe:::em_control_c(moe_em_control(), 3)
   expect_identical(names(em), in_order(tb$em_control))
-  expect_identical(unname(em), c(1000, 1e-8, 1e-6, 3, 1, 0, 1e3))
+  expect_identical(unname(em), c(1000, 1e-8, 1e-6, 3, 1, 0, 1e3, 1))
   mc <- bayesmoe:::mcmc_control_c(10, 20, 1, 0, 0, 1,
                                   bayesmoe:::gate_mode(moe_mcmc_control()))
   expect_identical(names(mc), in_order(tb$mcmc_control))
