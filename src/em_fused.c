@@ -43,9 +43,6 @@
  */
 #include "moe.h"
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* Observations per block of the fused pass: the block's coefficients and
  * cross-products (EM_BLOCK (3 K - 1 + P + Tp + Tq) doubles) stay in cache. */
@@ -766,13 +763,7 @@ void em_fused_init(em_kernel *k, const moe_data *d, moe_vpar *vpar,
   c->cstride = 3 + stats_len(p, q, K) + scratch_len(p, q, K);
   c->cpart = c->nchunk > 1 ? e->scratch + scratch_len(p, q, K) : NULL;
   /* never more threads than asked for, nor than the machine has */
-  c->threads = 1;
-#ifdef _OPENMP
-  int avail = omp_get_num_procs(), lim = omp_get_thread_limit();
-  if (lim < avail) avail = lim;
-  c->threads = ctl->threads < avail ? ctl->threads : avail;
-  if (c->threads < 1) c->threads = 1;
-#endif
+  c->threads = moe_thread_count(ctl->threads);
 
   for (int i = 0; i < n; i++) {
     double *r = rec + (R_xlen_t) i * c->S;

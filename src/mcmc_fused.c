@@ -71,9 +71,6 @@
 #include "moe_exp.h"
 #include "moe_rng.h"
 #include <stdint.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* Work space of the fused sweep: carved by work_init() out of blocks of
  * mcmc_fused_work_size() doubles and ints allocated by the caller. */
@@ -1530,13 +1527,7 @@ void mcmc_fused_init(gibbs_kernel *k, const moe_data *d,
     w->iscale = sall / ssub;
   }
   /* never more threads than asked for, nor than the machine has */
-  w->threads = 1;
-#ifdef _OPENMP
-  int avail = omp_get_num_procs(), lim = omp_get_thread_limit();
-  if (lim < avail) avail = lim;
-  w->threads = ctl->threads < avail ? ctl->threads : avail;
-  if (w->threads < 1) w->threads = 1;
-#endif
+  w->threads = moe_thread_count(ctl->threads);
   for (int j = 0; j < K - 1; j++) eta_column(d, w, f->par.W, j);
   for (int i = 0; i < n; i++) w->eta[K - 1 + (R_xlen_t) i * K] = 0.0;
   if (f->collapsed && K > 1) {

@@ -40,6 +40,26 @@
 #include <Rmath.h>
 #include <R_ext/BLAS.h>
 #include <R_ext/Lapack.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The OpenMP threads a pass may use (em_fused.c, mcmc_fused.c): `asked`,
+ * never more than the machine has nor than the thread limit, at least 1;
+ * always 1 without OpenMP. */
+static inline int moe_thread_count(int asked)
+{
+  int t = 1;
+#ifdef _OPENMP
+  int avail = omp_get_num_procs(), lim = omp_get_thread_limit();
+  if (lim < avail) avail = lim;
+  t = asked < avail ? asked : avail;
+  if (t < 1) t = 1;
+#else
+  (void) asked;
+#endif
+  return t;
+}
 #ifndef FCONE
 #define FCONE
 #endif
