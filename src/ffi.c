@@ -292,10 +292,6 @@ SEXP ffi_density_loss(SEXP atoms, SEXP K, SEXP truth, SEXP d, SEXP x,
  * the fast generator of moe_rng.h seeded from R's generator, through the
  * pg_rng interface the fused sampler's chunked Polya-Gamma draws use
  * (internal: for the tests of that generator and of rpg1_rng()). */
-static double ffi_xr_unif(void *st) { return moe_xrng_unif((moe_xrng *) st); }
-static double ffi_xr_exp(void *st) { return moe_xrng_exp((moe_xrng *) st); }
-static double ffi_xr_norm(void *st) { return moe_xrng_norm((moe_xrng *) st); }
-
 SEXP ffi_rpg1_stream(SEXP n, SEXP z)
 {
   FFI_CHECK(TYPEOF(n) == REALSXP && Rf_length(n) == 1 && TYPEOF(z) == REALSXP);
@@ -311,7 +307,7 @@ SEXP ffi_rpg1_stream(SEXP n, SEXP z)
   GetRNGstate();
   moe_xrng_seed(&rng, moe_xrng_base(), 0);
   PutRNGstate();
-  pg_rng g = {ffi_xr_unif, ffi_xr_exp, ffi_xr_norm, &rng};
+  pg_rng g = moe_xrng_pg(&rng);
   for (R_xlen_t i = 0, jz = 0; i < N; i++) {
     x[i] = rpg1_rng(zv[jz], &g);
     if (++jz == nz) jz = 0;
@@ -746,7 +742,7 @@ SEXP ffi_em(SEXP y, SEXP X, SEXP Z, SEXP wt, SEXP R0, SEXP alpha0,
   ctl.sep_bound = cv[MOE_EMCTL_SEP_BOUND];
   ctl.threads = (int) cv[MOE_EMCTL_THREADS];
   FFI_CHECK(ctl.maxit >= 1 && ctl.tol > 0 && ctl.var_floor > 0 && ctl.sep_bound > 0);
-  FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0);
+  FFI_CHECK(ctl.gate_steps >= 0 && ctl.ridge >= 0 && ctl.threads >= 1);
   /* the trace keeps at most EM_TRACE_MAX iterations (maxit may be huge) */
   ctl.trace_len = ctl.maxit < EM_TRACE_MAX ? ctl.maxit : EM_TRACE_MAX;
   family_info info;

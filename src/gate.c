@@ -263,15 +263,6 @@ void eta_col(int n, int q, int K, const double *Zr, const double *W,
   }
 }
 
-/*
- * The Polya-Gamma draw on a softmax level: for k < Kl - 1 in turn, with
- * C_ik = log sum_{j != k} exp(eta_ij), omega_i ~ PG(bl_i, eta_ik - C_ik),
- * kappa_i = N_ki - bl_i / 2, then w_k ~ N(m_k, V_k), V_k^{-1} = Z' Omega Z +
- * B0^{-1}, m_k = V_k (Z'(kappa + Omega C_k) + B0^{-1} b0), (b0, B0) the
- * conditional prior of w_k given the other columns (gprior_cond()).
- * Observations with bl_i = 0 drop out. etal (Kl x n) holds the logits at
- * Wl on entry and is kept current. Work: P, Psave (q x q), r, mw, zq (q).
- */
 /* The Polya-Gamma term of observation i (logits ei, Kl) for column k:
  * C = log sum_{j != k} exp(eta_ij) (its largest term is exp(0) = 1) and
  * psi = eta_ik - C, the argument of omega_i ~ PG(b_i, psi). With `fast`,
@@ -314,6 +305,15 @@ int pg_column_draw(int q, const moe_mcmc_prior *pr, int Kl, double *Wl, int k,
   return status;
 }
 
+/*
+ * The Polya-Gamma draw on a softmax level: for k < Kl - 1 in turn, with
+ * C_ik = log sum_{j != k} exp(eta_ij), omega_i ~ PG(bl_i, eta_ik - C_ik),
+ * kappa_i = N_ki - bl_i / 2, then w_k ~ N(m_k, V_k), V_k^{-1} = Z' Omega Z +
+ * B0^{-1}, m_k = V_k (Z'(kappa + Omega C_k) + B0^{-1} b0), (b0, B0) the
+ * conditional prior of w_k given the other columns (gprior_cond()).
+ * Observations with bl_i = 0 drop out. etal (Kl x n) holds the logits at
+ * Wl on entry and is kept current. Work: P, Psave (q x q), r, mw, zq (q).
+ */
 int level_pg(int n, int q, const moe_mcmc_prior *pr, int Kl, const int *Nl,
              const int *bl, const double *Zr, double *Wl, double *etal,
              double *P, double *Psave, double *r, double *mw, double *zq)

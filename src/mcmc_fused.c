@@ -125,6 +125,17 @@ typedef struct {
 #define MOE_UNROLL
 #endif
 
+/* The logit z_i' w_k of observation i (zi, q) for gating vector wk: the
+ * only place the sampler computes a logit (eta_column(), gate_logits_obs(),
+ * pg_chunk()), so every pass and a restarted chain see the same bits. */
+MOE_INLINE double logit_obs(const double *zi, const double *wk, int q)
+{
+  double e = 0.0;
+  MOE_UNROLL
+  for (int a = 0; a < q; a++) e += zi[a] * wk[a];
+  return e;
+}
+
 /* Residual y_i - x_i' a_k of observation i (xi, p) under expert k (ak). */
 MOE_INLINE double expert_resid(const double *xi, const double *ak, int p, double yi)
 {
@@ -241,19 +252,14 @@ static void work_init(const moe_data *d, double *dbl, int *ints,
   }
 }
 
-/* eta_ik = z_i' w_k for every i; the only place logits are computed, so a
- * restarted chain sees bit-identical logits. */
+/* eta_ik = z_i' w_k for every i (logit_obs()). */
 static void eta_column(const moe_data *d, const moe_mcmc_work *w,
                        const double *W, int k)
 {
   int n = d->n, q = d->q, K = d->K;
   const double *wk = W + (R_xlen_t) k * q;
-  for (int i = 0; i < n; i++) {
-    const double *zi = w->Zr + (R_xlen_t) i * q;
-    double e = 0.0;
-    for (int a = 0; a < q; a++) e += zi[a] * wk[a];
-    w->eta[k + (R_xlen_t) i * K] = e;
-  }
+  for (int i = 0; i < n; i++)
+    w->eta[k + (R_xlen_t) i * K] = logit_obs(w->Zr + (R_xlen_t) i * q, wk, q);
 }
 
 /* Zero the per-expert sufficient statistics. */
@@ -487,9 +493,7 @@ MOE_INLINE int gate_logits_obs(const double *zi, const double *Wf, int q, int K,
   int em = K - 1;
   MOE_UNROLL
   for (int k = 0; k < K - 1; k++) {
-    double e = 0.0;
-    MOE_UNROLL
-    for (int a = 0; a < q; a++) e += zi[a] * Wf[a + k * q];
+    double e = logit_obs(zi, Wf + k * q, q);
     eta[k] = e;
     if (e > emx) { emx = e; em = k; }
   }
@@ -887,7 +891,7 @@ static double marg_pass(const moe_data *d, const moe_mcmc_prior *pr,
       w->hp[k] = 0.5 / par->sigma2[k];
     }
   }
-  pass_args a = {d, w, par, Wf, fresh, known, 0, G, r};
+  pass_args a = {d, w, par, Wf, fresh, known, 0, G, r, 0, 0};
   pass_chunk_fn fn = marg_chunk_any;
 #define MARG_CASE(P_, Q_, K_)                                                \
   if (p == P_ && q == Q_ && K == K_) fn = marg_chunk_##P_##_##Q_##_##K_;
@@ -933,7 +937,7 @@ static void marg_fisher_blocks(const moe_data *d, moe_mcmc_work *w, const double
 {
   int q = d->q, K = d->K, m = q * (K - 1);
   int nh = K * (K - 1) / 2 * (q * (q + 1) / 2);
-  pass_args a = {d, w, NULL, NULL, 0, 1, 0, (double *) G, NULL};
+  pass_args a = {d, w, NULL, NULL, 0, 1, 0, (double *) G, NULL, 0, 0};
   run_chunks(fisher_chunk, &a, w->nchunk, w->threads);
   chunk_sum_gh(w, m, nh, NULL);
 }
@@ -1248,7 +1252,7 @@ static double cond_logpost(const moe_data *d, const moe_mcmc_prior *pr,
     for (int i = 0; i < n; i++) if (w->wi[i] == 1) w->u[i] = alloc_unif(&rng);
     if (w->anyw) threads = 1;
   }
-  pass_args a = {d, w, NULL, Wf, 0, known, draw, G, NULL};
+  pass_args a = {d, w, NULL, Wf, 0, known, draw, G, NULL, 0, 0};
   pass_chunk_fn fn = cond_chunk_any;
 #define COND_CASE(P_, Q_, K_)                                                  \
   if (p == P_ && q == Q_ && K == K_) fn = cond_chunk_##P_##_##Q_##_##K_;
@@ -1327,18 +1331,14 @@ static int cond_refresh(const moe_data *d, const moe_mcmc_prior *pr,
  * stream c of a seed taken from R's generator for each vector (moe_rng.h),
  * and the partial sums of P = sum_i omega_i z_i z_i' and r of the chunks
  * added in chunk order. So the draws do not depend on the number of
- * threads. The logits are computed in the chunks by the operations of
- * eta_column(): all columns in the pass of the first vector, then column
+ * threads. The logits are computed in the chunks (logit_obs(), as
+ * eta_column()): all columns in the pass of the first vector, then column
  * k - 1 in the pass of vector k; a last pass updates column K - 2 and
  * writes the gating probabilities at the new W into w->pA
  * (gate_probs_obs(), as the next sweep's first pass expects).
  * For case weights > 1 (multinomial PG(b, z) draws, R's generator) the
  * serial level_pg() is used instead (update_gating()).
  */
-static double pg_xr_unif(void *st) { return moe_xrng_unif((moe_xrng *) st); }
-static double pg_xr_exp(void *st) { return moe_xrng_exp((moe_xrng *) st); }
-static double pg_xr_norm(void *st) { return moe_xrng_norm((moe_xrng *) st); }
-
 /* Chunk c: the logits it needs, then (k < K - 1) the partial sums of
  * vector k into the chunk's slot of w->part (P, q x q lower, then r, q) or
  * (k = K - 1) the gating probabilities at the new W. */
@@ -1354,12 +1354,7 @@ static void pg_chunk(const pass_args *a, int c)
   for (int i = c0; i < c1; i++) {
     const double *zi = w->Zr + (R_xlen_t) i * q;
     double *ei = w->eta + (R_xlen_t) i * K;
-    for (int j = j0; j < j1; j++) {
-      const double *wj = W + (R_xlen_t) j * q;
-      double e = 0.0;
-      for (int b = 0; b < q; b++) e += zi[b] * wj[b];
-      ei[j] = e;
-    }
+    for (int j = j0; j < j1; j++) ei[j] = logit_obs(zi, W + (R_xlen_t) j * q, q);
   }
   if (k == K - 1) {
     for (int i = c0; i < c1; i++)
@@ -1370,7 +1365,7 @@ static void pg_chunk(const pass_args *a, int c)
   for (int t = 0; t < q * q + q; t++) part[t] = 0.0;
   moe_xrng rng;
   moe_xrng_seed(&rng, a->seed, (uint64_t) c);
-  pg_rng g = {pg_xr_unif, pg_xr_exp, pg_xr_norm, &rng};
+  pg_rng g = moe_xrng_pg(&rng);
   for (int i = c0; i < c1; i++) {
     const double *zi = w->Zr + (R_xlen_t) i * q, *ei = w->eta + (R_xlen_t) i * K;
     double psi, C = pg_offset(ei, K, k, 1, &psi);

@@ -19,7 +19,8 @@
  * Variates: moe_xrng_unif() in (0, 1) (53 bits, never 0 or 1);
  * moe_xrng_exp() standard exponential, -log(U); moe_xrng_norm() standard
  * normal by Marsaglia's polar method (the second normal of a pair is kept
- * in the state).
+ * in the state). moe_xrng_pg(): the generator as the variates of a
+ * Polya-Gamma draw (a pg_rng for rpg1_rng(), moe.h).
  * Everything is inline and uses no global state: one moe_xrng per thread
  * (per chunk) is thread-safe.
  */
@@ -29,6 +30,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <Rmath.h>
+#include "moe.h"   /* pg_rng */
 
 typedef struct {
   uint64_t s[4];
@@ -98,6 +100,17 @@ static inline double moe_xrng_norm(moe_xrng *r)
   r->spare = v * f;
   r->has_spare = 1;
   return u * f;
+}
+
+/* The generator r as the variates of a Polya-Gamma draw (rpg1_rng()). */
+static inline double moe_xrng_unif_v(void *r) { return moe_xrng_unif((moe_xrng *) r); }
+static inline double moe_xrng_exp_v(void *r) { return moe_xrng_exp((moe_xrng *) r); }
+static inline double moe_xrng_norm_v(void *r) { return moe_xrng_norm((moe_xrng *) r); }
+
+static inline pg_rng moe_xrng_pg(moe_xrng *r)
+{
+  pg_rng g = {moe_xrng_unif_v, moe_xrng_exp_v, moe_xrng_norm_v, r};
+  return g;
 }
 
 #endif

@@ -144,6 +144,7 @@ test_that("moe_em_control() validates its arguments", {
   expect_snapshot(error = TRUE, moe_em_control(min_size = NA))
   expect_snapshot(error = TRUE, moe_em_control(gate_steps = 1.5))
   expect_snapshot(error = TRUE, moe_em_control(ridge = c(1, 2)))
+  expect_snapshot(error = TRUE, moe_em_control(threads = 0))
   expect_s3_class(moe_em_control(), "moe_em_control")
 })
 
