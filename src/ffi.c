@@ -11,6 +11,7 @@
 #include "moe.h"
 #include "moe_rng.h"
 #include "moe_exp.h"
+#include "moe_v2.h"
 #include <string.h>
 
 #define FFI_CHECK(cond)                                                      \
@@ -72,14 +73,38 @@ static SEXP alloc_matrix(int nr, int nc)
 }
 
 /* moe_exp() of every element of x (tests only). */
-SEXP ffi_moe_exp(SEXP x)
+SEXP ffi_moe_exp(SEXP x, SEXP pairs)
 {
   FFI_CHECK(TYPEOF(x) == REALSXP);
-  R_xlen_t n = XLENGTH(x);
+  FFI_CHECK(TYPEOF(pairs) == LGLSXP && XLENGTH(pairs) == 1);
+  R_xlen_t n = XLENGTH(x), i = 0;
   SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
   const double *px = REAL(x);
   double *po = REAL(out);
-  for (R_xlen_t i = 0; i < n; i++) po[i] = moe_exp(px[i]);
+#if MOE_HAVE_V2
+  /* moe_exp_v2() of moe_v2.h, two arguments at a time */
+  if (LOGICAL(pairs)[0] == TRUE) {
+    for (; i + 1 < n; i += 2) {
+      moe_v2 v = moe_exp_v2(moe_v2_set(px[i], px[i + 1]));
+      po[i] = v[0];
+      po[i + 1] = v[1];
+    }
+  }
+#endif
+  for (; i < n; i++) po[i] = moe_exp(px[i]);
+  UNPROTECT(1);
+  return out;
+}
+
+/* Tests only: whether new collapsed chains take observations in pairs in
+ * vector lanes (mcmc_fused.c); returns the previous setting and whether
+ * this build has the vector code at all. */
+SEXP ffi_set_v2(SEXP on)
+{
+  FFI_CHECK(TYPEOF(on) == LGLSXP && XLENGTH(on) == 1 && LOGICAL(on)[0] != NA_LOGICAL);
+  SEXP out = PROTECT(Rf_allocVector(LGLSXP, 2));
+  LOGICAL(out)[0] = mcmc_fused_set_v2(LOGICAL(on)[0]);
+  LOGICAL(out)[1] = mcmc_fused_has_v2();
   UNPROTECT(1);
   return out;
 }

@@ -8,7 +8,8 @@
 #include <R_ext/Rdynload.h>
 
 extern SEXP ffi_loglik(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
-extern SEXP ffi_moe_exp(SEXP);
+extern SEXP ffi_moe_exp(SEXP, SEXP);
+extern SEXP ffi_set_v2(SEXP);
 extern SEXP ffi_estep(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_gate_newton(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 extern SEXP ffi_voronoi(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
@@ -37,7 +38,8 @@ extern SEXP ffi_voronoi_strong(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef call_methods[] = {
   {"ffi_loglik", (DL_FUNC) &ffi_loglik, 7},
-  {"ffi_moe_exp", (DL_FUNC) &ffi_moe_exp, 1},
+  {"ffi_moe_exp", (DL_FUNC) &ffi_moe_exp, 2},
+  {"ffi_set_v2", (DL_FUNC) &ffi_set_v2, 1},
   {"ffi_estep", (DL_FUNC) &ffi_estep, 7},
   {"ffi_gate_newton", (DL_FUNC) &ffi_gate_newton, 7},
   {"ffi_voronoi", (DL_FUNC) &ffi_voronoi, 9},

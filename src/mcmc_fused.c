@@ -69,6 +69,7 @@
  */
 #include "moe.h"
 #include "moe_exp.h"
+#include "moe_v2.h"
 #include "moe_rng.h"
 #include <stdint.h>
 
@@ -98,6 +99,9 @@ typedef struct {
   /* the passes of the collapsed update over fixed chunks of MOE_CHUNK
    * observations (see "Threads" below): */
   int nchunk, threads;    /* number of chunks; threads of the passes */
+  int v2;                 /* the passes take observations in pairs (moe_v2.h)
+                             where they can: mcmc_fused_v2 when the chain
+                             started */
   int anyw;               /* some case weight is > 1 (multinomial draws use
                              R's generator: those passes run in one thread) */
   int istride;            /* the information of the proposals from the
@@ -167,6 +171,23 @@ static void alloc_rng_seed(alloc_rng *r)
 static inline double alloc_unif(alloc_rng *r)
 {
   return moe_xrng_unif(r);
+}
+
+/* Whether new chains compute observations in pairs in the vector lanes of
+ * moe_v2.h (1, the default) or one at a time: the same bits either way;
+ * switched off by tests only, to show that (ffi_set_v2()). */
+static int mcmc_fused_v2 = 1;
+
+int mcmc_fused_set_v2(int on)
+{
+  int old = mcmc_fused_v2;
+  mcmc_fused_v2 = on != 0;
+  return old;
+}
+
+int mcmc_fused_has_v2(void)
+{
+  return MOE_HAVE_V2;
 }
 
 /*
@@ -476,7 +497,18 @@ static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
  *   information by blocks of observations in register tiles
  *   (pass_accumulate_block());
  * - the blocks belong to fixed chunks of MOE_CHUNK observations that
- *   threads share out (see "Threads" at the top).
+ *   threads share out (see "Threads" at the top);
+ * - the work of each observation alone (expert densities, logits, exp(),
+ *   probabilities and responsibilities: marg_obs(), gate_probs_obs()) is
+ *   done for two observations at once in the lanes of a vector
+ *   (marg_pair(), gate_pair(); moe_v2.h) where the compiler has vector
+ *   extensions, the sums over observations stay in scalar loops in
+ *   observation order (about 0.85 of the chain's time at n = 200,000,
+ *   K = 5, q = 4; w->v2, set from mcmc_fused_v2, switches it off for the
+ *   tests that compare the two);
+ * - the categorical draw of an allocation counts the partial sums below
+ *   its uniform instead of stopping at the first above (no branches to
+ *   mispredict; the same expert).
  * None of this changes any operation or the order of any sum within a
  * chunk: with one chunk the draws are the same bits as with one plain loop
  * (moe_exp() is within one ulp of exp(), see moe_exp.h).
@@ -702,6 +734,179 @@ static void chunk_sum_gh(const moe_mcmc_work *w, int m, int nh, double *g)
   }
 }
 
+/* Stage 1 of marg_chunk_sized() for observation i: with `fresh`, its
+ * scaled expert densities (w->F, w->lmx); unless `known`, its gating
+ * probabilities at a->Wf (a->G); its responsibilities (a->r) and the ratio
+ * p(y_i) / max_k f_ik (*rt). eta: K doubles of scratch. */
+MOE_INLINE void marg_obs(const pass_args *a, int i, int p, int q, int K, double *eta,
+                         double *rt)
+{
+  const moe_data *d = a->d;
+  moe_mcmc_work *w = a->w;
+  const moe_par *par = a->par;
+  const double *cst = w->cst, *hp = w->hp;
+  const double *zi = w->Zr + (R_xlen_t) i * q;
+  double *Fi = w->F + (R_xlen_t) i * K, *Gi = a->G + (R_xlen_t) i * K;
+  double *ri = a->r + (R_xlen_t) i * K;
+  if (a->fresh) {
+    const double *xi = w->Xr + (R_xlen_t) i * p;
+    double yi = d->y[i], mx = R_NegInf;
+    int km = 0;
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) {
+      double res = expert_resid(xi, par->alpha + (R_xlen_t) k * p, p, yi);
+      double l = cst[k] - res * res * hp[k];
+      Fi[k] = l;
+      if (l > mx) { mx = l; km = k; }
+    }
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) Fi[k] = k == km ? 1.0 : moe_exp(Fi[k] - mx);
+    w->lmx[i] = mx;
+  }
+  /* sf = sum_k g_k f_ik / max_j f_ij, in (0, 1]; r_k = g_k f_ik / (...) */
+  double sf = 0.0;
+  if (!a->known) {
+    /* gating probabilities, unnormalised */
+    double emx, se = 0.0;
+    int em = gate_logits_obs(zi, a->Wf, q, K, eta, &emx);
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) Gi[k] = k == em ? 1.0 : moe_exp(eta[k] - emx);
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) {
+      double e = Gi[k];
+      ri[k] = e * Fi[k];
+      se += e;
+      sf += ri[k];
+    }
+    /* G from W alone (no expert density enters its rounding), so that a
+     * continued chain, which recomputes G at its starting W, sees the
+     * same bits as one long run; se is in [1, K] */
+    double ig = 1.0 / se, ir = 1.0 / sf;
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) {
+      Gi[k] *= ig;
+      ri[k] *= ir;
+    }
+    *rt = sf * ig;
+  } else {
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) {
+      ri[k] = Gi[k] * Fi[k];
+      sf += ri[k];
+    }
+    double ir = 1.0 / sf;
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) ri[k] *= ir;
+    *rt = sf;
+  }
+}
+
+#if MOE_HAVE_V2
+/* the largest K of the vector code (its arrays are on the stack) */
+#define MOE_V2_KMAX 32
+/* gate_logits_obs() for the observations z0 and z1 at once (g, K, the last
+ * zero; *emx their largest, from 0 as there); returns 0 when a largest is
+ * not finite. */
+MOE_INLINE int logits_pair(const double *z0, const double *z1, const double *Wf, int q,
+                           int K, moe_v2 *g, moe_v2 *emx)
+{
+  moe_v2 m = moe_v2_splat(0.0);
+  MOE_UNROLL
+  for (int k = 0; k < K - 1; k++) {
+    moe_v2 e = moe_v2_splat(0.0);
+    MOE_UNROLL
+    for (int b = 0; b < q; b++) e += moe_v2_set(z0[b], z1[b]) * Wf[k * q + b];
+    g[k] = e;
+    m = moe_v2_max_gt(e, m);
+  }
+  g[K - 1] = moe_v2_splat(0.0);
+  *emx = m;
+  return moe_v2_finite(m);
+}
+
+/* marg_obs() for observations i and i + 1 at once, in the two lanes of
+ * moe_v2 (moe_v2.h: every lane makes the operations of marg_obs(), so the
+ * results are the same bits). Returns 0 when a largest log density or
+ * logit is not finite: marg_obs() then takes both observations, as its
+ * ties and infinities need (and writes again what was written). */
+MOE_INLINE int marg_pair(const pass_args *a, int i, int p, int q, int K, double *rt)
+{
+  const moe_data *d = a->d;
+  moe_mcmc_work *w = a->w;
+  const moe_par *par = a->par;
+  R_xlen_t o = (R_xlen_t) i * K;
+  double *F0 = w->F + o, *F1 = F0 + K, *G0 = a->G + o, *G1 = G0 + K;
+  double *r0 = a->r + o, *r1 = r0 + K;
+  moe_v2 f[MOE_V2_KMAX], sf = moe_v2_splat(0.0), rr;
+  if (a->fresh) {
+    const double *x0 = w->Xr + (R_xlen_t) i * p, *x1 = x0 + p;
+    moe_v2 y = moe_v2_set(d->y[i], d->y[i + 1]), mx = moe_v2_splat(R_NegInf);
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) {
+      const double *ak = par->alpha + (R_xlen_t) k * p;
+      moe_v2 mu = moe_v2_splat(0.0);
+      MOE_UNROLL
+      for (int b = 0; b < p; b++) mu += moe_v2_set(x0[b], x1[b]) * ak[b];
+      moe_v2 res = y - mu;
+      moe_v2 l = w->cst[k] - res * res * w->hp[k];
+      f[k] = l;
+      mx = moe_v2_max_gt(l, mx);
+    }
+    if (!moe_v2_finite(mx)) return 0;
+    /* the largest gives exp(0) = 1 exactly, as marg_obs() sets it */
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) {
+      f[k] = moe_exp_v2(f[k] - mx);
+      F0[k] = f[k][0];
+      F1[k] = f[k][1];
+    }
+    w->lmx[i] = mx[0];
+    w->lmx[i + 1] = mx[1];
+  } else {
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) f[k] = moe_v2_set(F0[k], F1[k]);
+  }
+  if (!a->known) {
+    /* (a return here leaves F as marg_obs() writes it again) */
+    const double *z0 = w->Zr + (R_xlen_t) i * q, *z1 = z0 + q;
+    moe_v2 g[MOE_V2_KMAX], emx, se = moe_v2_splat(0.0);
+    if (!logits_pair(z0, z1, a->Wf, q, K, g, &emx)) return 0;
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) {
+      g[k] = moe_exp_v2(g[k] - emx);
+      f[k] = g[k] * f[k]; /* now the unscaled responsibility */
+      se += g[k];
+      sf += f[k];
+    }
+    moe_v2 ig = 1.0 / se, ir = 1.0 / sf;
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) {
+      moe_v2 gk = g[k] * ig;
+      rr = f[k] * ir;
+      G0[k] = gk[0]; G1[k] = gk[1];
+      r0[k] = rr[0]; r1[k] = rr[1];
+    }
+    rr = sf * ig;
+  } else {
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) {
+      f[k] = moe_v2_set(G0[k], G1[k]) * f[k];
+      sf += f[k];
+    }
+    moe_v2 ir = 1.0 / sf;
+    MOE_UNROLL
+    for (int k = 0; k < K; k++) {
+      rr = f[k] * ir;
+      r0[k] = rr[0]; r1[k] = rr[1];
+    }
+    rr = sf;
+  }
+  rt[0] = rr[0];
+  rt[1] = rr[1];
+  return 1;
+}
+#endif
+
 /* Chunk c of marg_pass() (its observations in order, as one loop over all
  * of them would take them); writes the chunk's partial gradient,
  * information blocks and the log-likelihood terms (sum of wt_i log max_k
@@ -712,7 +917,6 @@ MOE_INLINE void marg_chunk_sized(const pass_args *a, int c, int p, int q, int K)
   moe_mcmc_work *w = a->w;
   const moe_par *par = a->par;
   const double *Wf = a->Wf;
-  int fresh = a->fresh, known = a->known;
   double *G = a->G, *r = a->r;
   int n = d->n, m = q * (K - 1);
   int Tq = q * (q + 1) / 2, P = K * (K - 1) / 2;
@@ -730,76 +934,30 @@ MOE_INLINE void marg_chunk_sized(const pass_args *a, int c, int p, int q, int K)
   for (int t = 0; t < m; t++) ga[t] = 0.0;
   for (int t = 0; t < P * Tq; t++) hg[t] = 0.0;
   double lsum = 0.0, lacc = 0.0, prod = 1.0;
+  double rt[MOE_BLOCK]; /* the ratios p(y_i) / max_k f_ik of a block */
   int c0 = c * MOE_CHUNK, c1 = n - c0 > MOE_CHUNK ? c0 + MOE_CHUNK : n;
   for (int i0 = c0; i0 < c1; i0 += MOE_BLOCK) {
     int i1 = c1 - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : c1;
-    /* stage 1: the exponentials of a block of observations (the only
-     * library calls of the common path), apart from the later stages; the
-     * operations of each observation are the same as in one loop */
-    for (int i = i0; i < i1; i++) {
-      const double *zi = w->Zr + (R_xlen_t) i * q;
-      double *Fi = w->F + (R_xlen_t) i * K, *Gi = G + (R_xlen_t) i * K;
-      if (fresh) {
-        const double *xi = w->Xr + (R_xlen_t) i * p;
-        double yi = d->y[i], mx = R_NegInf;
-        int km = 0;
-        MOE_UNROLL
-        for (int k = 0; k < K; k++) {
-          double res = expert_resid(xi, par->alpha + (R_xlen_t) k * p, p, yi);
-          double l = cst[k] - res * res * hp[k];
-          Fi[k] = l;
-          if (l > mx) { mx = l; km = k; }
+    /* stage 1: the exponentials, probabilities and responsibilities of a
+     * block of observations, two at a time where the vector code can */
+    int i = i0;
+#if MOE_HAVE_V2
+    if (w->v2 && K <= MOE_V2_KMAX) {
+      for (; i + 1 < i1; i += 2) {
+        if (!marg_pair(a, i, p, q, K, rt + (i - i0))) {
+          marg_obs(a, i, p, q, K, eta, rt + (i - i0));
+          marg_obs(a, i + 1, p, q, K, eta, rt + (i + 1 - i0));
         }
-        MOE_UNROLL
-        for (int k = 0; k < K; k++) Fi[k] = k == km ? 1.0 : moe_exp(Fi[k] - mx);
-        w->lmx[i] = mx;
-      }
-      if (!known) {
-        /* gating probabilities, unnormalised */
-        double emx;
-        int em = gate_logits_obs(zi, Wf, q, K, eta, &emx);
-        MOE_UNROLL
-        for (int k = 0; k < K; k++) Gi[k] = k == em ? 1.0 : moe_exp(eta[k] - emx);
       }
     }
-    /* stage 2: probabilities, responsibilities and the log-likelihood */
-    for (int i = i0; i < i1; i++) {
+#endif
+    for (; i < i1; i++) marg_obs(a, i, p, q, K, eta, rt + (i - i0));
+    /* stage 2: the log-likelihood, in observation order */
+    for (i = i0; i < i1; i++) {
       const double *zi = w->Zr + (R_xlen_t) i * q;
-      double *Fi = w->F + (R_xlen_t) i * K, *ri = r + (R_xlen_t) i * K;
-      double *Gi = G + (R_xlen_t) i * K;
+      double *ri = r + (R_xlen_t) i * K;
       int wi = w->wi[i];
-      /* sf = sum_k g_k f_ik / max_j f_ij, in (0, 1]; r_k = g_k f_ik / (...) */
-      double sf = 0.0, ratio = 0.0;
-      if (!known) {
-        double se = 0.0;
-        MOE_UNROLL
-        for (int k = 0; k < K; k++) {
-          double e = Gi[k];
-          ri[k] = e * Fi[k];
-          se += e;
-          sf += ri[k];
-        }
-        /* G from W alone (no expert density enters its rounding), so that a
-         * continued chain, which recomputes G at its starting W, sees the
-         * same bits as one long run; se is in [1, K] */
-        double ig = 1.0 / se, ir = 1.0 / sf;
-        MOE_UNROLL
-        for (int k = 0; k < K; k++) {
-          Gi[k] *= ig;
-          ri[k] *= ir;
-        }
-        ratio = sf * ig;
-      } else {
-        MOE_UNROLL
-        for (int k = 0; k < K; k++) {
-          ri[k] = Gi[k] * Fi[k];
-          sf += ri[k];
-        }
-        double ir = 1.0 / sf;
-        MOE_UNROLL
-        for (int k = 0; k < K; k++) ri[k] *= ir;
-        ratio = sf;
-      }
+      double ratio = rt[i - i0];
       if (ratio > 1e-250) {
         lsum += wi * w->lmx[i];
         if (wi == 1) {
@@ -1109,6 +1267,49 @@ MOE_INLINE int gate_probs_obs(const double *zi, const double *Wf, int q, int K,
   return em;
 }
 
+/* The gating probabilities of observation i (zi, q) at Wf into Gi (K) by
+ * gate_probs_obs(), with its logits (et, K), their largest (*ex, the logit
+ * of the expert em it returns) and the probability of em (*gm = Gi[em]). */
+MOE_INLINE void gate_obs(const double *zi, const double *Wf, int q, int K, double *et,
+                         double *ex, double *gm, double *Gi)
+{
+  int em = gate_probs_obs(zi, Wf, q, K, et, Gi);
+  *ex = et[em];
+  *gm = Gi[em];
+}
+
+#if MOE_HAVE_V2
+/* gate_obs() for the observations z0 and z0 + q at once (rows of et, G0:
+ * K apart), in the lanes of moe_v2: the same operations, so the same bits
+ * (the largest logit gives exp(0) = 1, so its probability is 1 / sum).
+ * Returns 0, having written nothing, when a largest logit is not finite. */
+MOE_INLINE int gate_pair(const double *z0, const double *Wf, int q, int K, double *et,
+                         double *ex, double *gm, double *G0)
+{
+  const double *z1 = z0 + q;
+  double *G1 = G0 + K, *e1 = et + K;
+  moe_v2 g[MOE_V2_KMAX], emx, se = moe_v2_splat(0.0);
+  if (!logits_pair(z0, z1, Wf, q, K, g, &emx)) return 0;
+  MOE_UNROLL
+  for (int k = 0; k < K; k++) {
+    et[k] = g[k][0];
+    e1[k] = g[k][1];
+    g[k] = moe_exp_v2(g[k] - emx);
+    se += g[k];
+  }
+  moe_v2 ig = 1.0 / se;
+  MOE_UNROLL
+  for (int k = 0; k < K; k++) {
+    moe_v2 gk = g[k] * ig;
+    G0[k] = gk[0];
+    G1[k] = gk[1];
+  }
+  ex[0] = emx[0]; ex[1] = emx[1];
+  gm[0] = ig[0]; gm[1] = ig[1];
+  return 1;
+}
+#endif
+
 /* log p(W | allocations) up to a constant and its gradient g (m) at Wf,
  * and the blocks of the complete-data information sum_i wt_i G_i (x) z_i z_i'
  * into w->hg (as marg_fisher_blocks()); G (K x n) holds the gating
@@ -1146,8 +1347,38 @@ MOE_INLINE void cond_chunk_sized(const pass_args *a, int c, int p, int q, int K)
     for (R_xlen_t t = 0; t < (R_xlen_t) K * (p * p + p + 2); t++) sXX[t] = 0.0;
   }
   int c0 = c * MOE_CHUNK, c1 = n - c0 > MOE_CHUNK ? c0 + MOE_CHUNK : n;
+#if MOE_HAVE_V2
+  /* at a new Wf (!known), the logits of a block, their largest and the
+   * largest probability (1 / sum_k exp(eta_k - max)) of each observation,
+   * two observations at a time (gate_pair()) */
+  double eb[MOE_BLOCK * MOE_V2_KMAX], ex[MOE_BLOCK], gm[MOE_BLOCK];
+  int pre = !known && w->v2 && K <= MOE_V2_KMAX;
+#else
+  double *eb = NULL, *ex = NULL, *gm = NULL;
+  int pre = 0;
+#endif
   for (int i0 = c0; i0 < c1; i0 += MOE_BLOCK) {
     int i1 = c1 - i0 > MOE_BLOCK ? i0 + MOE_BLOCK : c1;
+#if MOE_HAVE_V2
+    if (pre) {
+      int i = i0;
+      for (; i + 1 < i1; i += 2) {
+        int j = i - i0;
+        if (!gate_pair(w->Zr + (R_xlen_t) i * q, Wf, q, K, eb + j * K, ex + j, gm + j,
+                       G + (R_xlen_t) i * K)) {
+          gate_obs(w->Zr + (R_xlen_t) i * q, Wf, q, K, eb + j * K, ex + j, gm + j,
+                   G + (R_xlen_t) i * K);
+          gate_obs(w->Zr + (R_xlen_t) (i + 1) * q, Wf, q, K, eb + (j + 1) * K, ex + j + 1,
+                   gm + j + 1, G + (R_xlen_t) (i + 1) * K);
+        }
+      }
+      for (; i < i1; i++) {
+        int j = i - i0;
+        gate_obs(w->Zr + (R_xlen_t) i * q, Wf, q, K, eb + j * K, ex + j, gm + j,
+                 G + (R_xlen_t) i * K);
+      }
+    }
+#endif
     /* stage 1: allocations, gating probabilities and the log target of a
      * block of observations */
     for (int i = i0; i < i1; i++) {
@@ -1159,9 +1390,16 @@ MOE_INLINE void cond_chunk_sized(const pass_args *a, int c, int p, int q, int K)
         const double *ri = w->rA + (R_xlen_t) i * K, *xi = w->Xr + (R_xlen_t) i * p;
         double yi = d->y[i];
         if (wi == 1) {
-          /* categorical draw, and the observation added to its expert */
-          double u = w->u[i], acc = ri[0];
-          while (acc < u && ci < K - 1) acc += ri[++ci];
+          /* categorical draw, and the observation added to its expert: the
+           * expert is the first whose partial sum of ri reaches u, i.e. the
+           * number of partial sums (increasing) below u, counted without
+           * branches */
+          double u = w->u[i], acc = 0.0;
+          MOE_UNROLL
+          for (int k = 0; k < K - 1; k++) {
+            acc += ri[k];
+            ci += acc < u;
+          }
           MOE_UNROLL
           for (int j = 0; j < K; j++) Ni[j] = 0;
           Ni[ci] = 1;
@@ -1188,6 +1426,23 @@ MOE_INLINE void cond_chunk_sized(const pass_args *a, int c, int p, int q, int K)
          * the observation), taken into the product (>= 1e-250, no underflow) */
         if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
         prod *= Gi[ci];
+      } else if (pre) {
+        /* as below, from the logits computed before the block */
+        const double *et = eb + (R_xlen_t) (i - i0) * K;
+        double emx = ex[i - i0], gem = gm[i - i0];
+        if (wi == 1) {
+          /* one count of 1, at the expert of the observation */
+          int cj = 0;
+          MOE_UNROLL
+          for (int k = 0; k < K; k++) cj += k * Ni[k];
+          lp += et[cj] - emx;
+          if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
+          prod *= gem;
+        } else {
+          MOE_UNROLL
+          for (int k = 0; k < K; k++) if (Ni[k]) lp += Ni[k] * (et[k] - emx);
+          lp += wi * log(gem);
+        }
       } else {
         int em = gate_probs_obs(zi, Wf, q, K, eta, known ? NULL : Gi);
         MOE_UNROLL
@@ -1523,6 +1778,7 @@ void mcmc_fused_init(gibbs_kernel *k, const moe_data *d,
   }
   /* never more threads than asked for, nor than the machine has */
   w->threads = moe_thread_count(ctl->threads);
+  w->v2 = MOE_HAVE_V2 && mcmc_fused_v2;
   for (int j = 0; j < K - 1; j++) eta_column(d, w, f->par.W, j);
   for (int i = 0; i < n; i++) w->eta[K - 1 + (R_xlen_t) i * K] = 0.0;
   if (f->collapsed && K > 1) {

@@ -32,7 +32,9 @@ m <- moe_mcmc_fit(d$y, X, X, K = 2, chains = 1, iter = 30, seed = 1)
 # a sized case of the collapsed passes with 3 coefficients, and moe_exp()
 f33 <- moe_mcmc(y ~ x + z, gating = ~ x + z, data = d, K = 3, chains = 1, iter = 40, seed = 4,
                 control = moe_mcmc_control(em_starts = 2), progress = FALSE)
-ex <- .Call(bayesmoe:::ffi_moe_exp, c(0, -1e-300, -0.5, -699.9, -700, -800, 700, NaN, -Inf))
+ex <- .Call(bayesmoe:::ffi_moe_exp, c(0, -1e-300, -0.5, -699.9, -700, -800, 700, NaN, -Inf), FALSE)
+ex2 <- .Call(bayesmoe:::ffi_moe_exp, c(0, -1e-300, -0.5, -699.9, -700, -800, 700, NaN, -Inf), TRUE)
+stopifnot(identical(ex, ex2))
 pg <- rpolyagamma(240, b = c(1, 3), z = c(0, 1e-8, 0.5, 5, 1e4, -1e4))
 nd <- d[1:10, ]
 nd$x[2] <- NA

@@ -86,12 +86,20 @@ test_that("the exp() of the sampler's passes is within one ulp of exp()", {
          -runif(20000, 0, 1), -runif(20000, 0, 40), -runif(20000, 0, 700),
          runif(2000, 0, 700), -699.999, -700, -700.001, -745, -746, -800, 700, 710,
          -Inf, Inf, NaN, NA)
-  got <- .Call(bayesmoe:::ffi_moe_exp, x)
+  got <- .Call(bayesmoe:::ffi_moe_exp, x, FALSE)
   ref <- exp(x)
   ok <- is.finite(ref) & ref > 0
   expect_true(all(abs(got[ok] - ref[ok]) <= 2^-51 * ref[ok]))
   expect_identical(got[!ok], ref[!ok])
-  expect_identical(.Call(bayesmoe:::ffi_moe_exp, c(-700, -800, 700)), exp(c(-700, -800, 700)))
+  expect_identical(.Call(bayesmoe:::ffi_moe_exp, c(-700, -800, 700), FALSE),
+                   exp(c(-700, -800, 700)))
+  # the same bits two at a time in vector lanes (src/moe_v2.h), the pairs
+  # mixing arguments inside and outside the range of the table
+  expect_identical(.Call(bayesmoe:::ffi_moe_exp, x, TRUE), got)
+  expect_identical(.Call(bayesmoe:::ffi_moe_exp, rev(x), TRUE), rev(got))
+  y <- c(rbind(x[1:4000], sample(x)[1:4000]))
+  expect_identical(.Call(bayesmoe:::ffi_moe_exp, y, TRUE),
+                   .Call(bayesmoe:::ffi_moe_exp, y, FALSE))
 })
 
 test_that("draws and log-likelihoods agree with plain-R maps and densities", {
@@ -463,6 +471,61 @@ test_that("the draws do not depend on the number of threads", {
   l1 <- moe_mcmc(y ~ x, data = d, K = 2, chains = 1, iter = 50, warmup = 10, seed = 2,
                  control = moe_mcmc_control(em_starts = 1), progress = FALSE)
   expect_identical(moe_mcmc(s2, iter = 20)$draws, l1$draws)
+})
+
+test_that("the passes give the same draws with observations in pairs in vector lanes", {
+  # The collapsed passes compute two observations at once in the lanes of a
+  # vector (src/moe_v2.h) where the compiler has vector extensions, each lane
+  # with the operations of the scalar code: the draws must be the same bits
+  # as one observation at a time (the internal switch ffi_set_v2()).
+  old <- .Call(bayesmoe:::ffi_set_v2, TRUE)
+  on.exit(.Call(bayesmoe:::ffi_set_v2, old[1]), add = TRUE)
+  skip_if_not(old[2], "this build has no vector code (not GCC or clang)")
+  run <- function(v2, expr) {
+    .Call(bayesmoe:::ffi_set_v2, v2)
+    quiet_stall(force(expr))
+  }
+  same <- function(make) {
+    a <- run(TRUE, make())
+    b <- run(FALSE, make())
+    expect_identical(a$draws, b$draws)
+    expect_identical(a$loglik_draws, b$loglik_draws)
+    expect_identical(a$gating_moves, b$gating_moves)
+    expect_identical(a$state, b$state)
+  }
+  set.seed(41)
+  # an odd number of observations (the last of each block alone) with an
+  # outlier (expert densities below exp(-700), which go to exp()) and a
+  # covariate value far out (steep logits)
+  n <- 301
+  x <- rnorm(n); z <- rnorm(n)
+  g <- ifelse(runif(n) < plogis(2 * x - z), 1, 2)
+  y <- ifelse(g == 1, 1 + x, -1 - 0.5 * x) + rnorm(n, sd = 0.3)
+  y[7] <- 80
+  z[11] <- 60
+  d <- data.frame(y = y, x = x, z = z)
+  # sized passes (p = q = 2, 3 and K = 2..5) and the generic one (p != q, K = 7)
+  for (K in 2:5) {
+    same(function() moe_mcmc(y ~ x, data = d, K = K, chains = 1, iter = 40, warmup = 10,
+                             seed = K, progress = FALSE))
+  }
+  same(function() moe_mcmc(y ~ x + z, gating = ~ x + z, data = d, K = 3, chains = 1,
+                           iter = 40, warmup = 10, seed = 3, progress = FALSE))
+  same(function() moe_mcmc(y ~ x, gating = ~ x + z, data = d, K = 7, chains = 1, iter = 30,
+                           warmup = 10, seed = 7, init = "random", progress = FALSE))
+  # frequency weights, random starts, three collapsed steps
+  w <- rep(1:3, length.out = n)
+  same(function() moe_mcmc_fit(y, cbind(1, x), cbind(1, x, z), w = w, K = 3, chains = 1,
+                               iter = 40, warmup = 10, seed = 9, init = "random",
+                               control = moe_mcmc_control(gate_steps = 3)))
+  # several chunks on two threads, with the Polya-Gamma draw in every sweep
+  n <- 9001
+  x <- rnorm(n)
+  y <- ifelse(runif(n) < plogis(2 * x), 1 + x, -1 - 0.5 * x) + rnorm(n, sd = 0.4)
+  same(function() moe_mcmc_fit(y, cbind(1, x), cbind(1, x), K = 3, chains = 1, iter = 25,
+                               warmup = 5, seed = 4,
+                               control = moe_mcmc_control(em_starts = 1, threads = 2,
+                                                          pg_every = 1)))
 })
 
 test_that("every gating update runs and only Metropolis-Hastings records acceptance", {
