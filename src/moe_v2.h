@@ -68,8 +68,12 @@ static inline moe_v2 moe_exp_v2(moe_v2 x)
   moe_v2 s = moe_v2_set(moe_exp_tab[j[0]], moe_exp_tab[j[1]]);
   s = (moe_v2) ((moe_u2) s + (e << 52));
   moe_v2 y = s + s * pm1;
-  if (!(x[0] > -700.0 && x[0] < 700.0)) y[0] = exp(x[0]);
-  if (!(x[1] > -700.0 && x[1] < 700.0)) y[1] = exp(x[1]);
+  /* both lanes in range (false for NaN) in one test, as a rule */
+  moe_i2 in = (x > -700.0) & (x < 700.0);
+  if (__builtin_expect(!(in[0] & in[1]), 0)) {
+    if (!in[0]) y[0] = exp(x[0]);
+    if (!in[1]) y[1] = exp(x[1]);
+  }
   return y;
 }
 
