@@ -93,14 +93,27 @@ grid_worker <- function(cells, n, iter, sim_data) {
                                       control = moe_em_control(maxit = 30)))
     par <- em$par
     w <- rep(1, n)
+    # proc.time() counts CPU time in clock ticks (10 ms on Linux), too coarse
+    # for 40 passes or 80 sweeps of a small model at this n: repeat until
+    # the measurement takes at least half a second (pass) or a second (chain)
     reps <- 40
-    ll <- cpu(for (i in seq_len(reps))
-      .Call(bayesmoe:::ffi_loglik, y, X, X, w, par$alpha, par$sigma2, par$W))
-    f <- suppressWarnings(moe_mcmc_fit(
-      y, X, X, K = K, chains = 1, iter = iter, warmup = iter %/% 4, seed = 1,
-      control = moe_mcmc_control(em_starts = 1, em_control = moe_em_control(maxit = 30))))
+    repeat {
+      ll <- cpu(for (i in seq_len(reps))
+        .Call(bayesmoe:::ffi_loglik, y, X, X, w, par$alpha, par$sigma2, par$W))
+      if (ll >= 0.5 || reps >= 40960) break
+      reps <- reps * 4
+    }
+    it <- iter
+    repeat {
+      f <- suppressWarnings(moe_mcmc_fit(
+        y, X, X, K = K, chains = 1, iter = it, warmup = it %/% 4, seed = 1,
+        control = moe_mcmc_control(em_starts = 1, em_control = moe_em_control(maxit = 30))))
+      if (f$timing >= 1 || it >= 20 * iter) break
+      it <- it * 4
+    }
     ns <- function(sec, k) 1e9 * sec / (k * n * K)
-    res <- rbind(res, data.frame(d = d, K = K, pass = ns(ll, reps), sweep = ns(f$timing, iter)))
+    res <- rbind(res, data.frame(d = d, K = K, pass = ns(ll, reps), sweep = ns(f$timing, it),
+                                 reps = reps, sweeps = it))
   }
   res
 }
@@ -297,7 +310,8 @@ md_table <- function(df) {
     apply(df, 1L, function(r) paste0("| ", paste(r, collapse = " | "), " |")))
 }
 gt <- data.frame(d = grid$d, K = grid$K, pass = f1(grid$pass), sweep = f1(grid$sweep),
-                 "sweep / pass" = f2(grid$ratio), check.names = FALSE)
+                 "sweep / pass" = f2(grid$ratio), "pass calls" = grid$reps,
+                 sweeps = grid$sweeps, check.names = FALSE)
 wide <- reshape(data.frame(d = grid$d, K = grid$K, r = f2(grid$ratio)), idvar = "d",
                 timevar = "K", direction = "wide")
 names(wide) <- c("d \\ K", sub("^r\\.", "K = ", names(wide)[-1L]))
@@ -321,8 +335,10 @@ lines <- c(
   "## Sweep against the log-likelihood pass", "",
   sprintf(paste("n = %d, d covariates in the experts and the gate (p = q = d + 1), K experts,",
                 "default collapsed gating update (2 Metropolis-Hastings steps). CPU ns per",
-                "observation per expert: the pass (`ffi_loglik`, 40 calls) and the sweep",
-                "(`fit$timing` of one chain, one thread)."), n_grid), "",
+                "observation per expert: the pass (`ffi_loglik`, %d to %d calls, at least half",
+                "a second) and the sweep (`fit$timing` of one chain of %d to %d sweeps, one",
+                "thread, at least a second where %d sweeps do)."), n_grid, min(grid$reps),
+          max(grid$reps), min(grid$sweeps), max(grid$sweeps), max(grid$sweeps)), "",
   "Sweep / pass:", "", md_table(wide), "", md_table(gt), "",
   sprintf("Within 2x of the pass: %s of %d cells (%s).", sum(grid$ratio <= 2), nrow(grid),
           if (any(grid$ratio <= 2)) paste(sprintf("d = %d, K = %d", grid$d[grid$ratio <= 2],
@@ -384,17 +400,23 @@ lines <- c(
         "A sweep makes five passes over the data (see the first section), here about",
         sprintf("%.0f ms of CPU each (a fifth of the CPU per sweep),", 1e3 * per_sweep / 5),
         "and every 20th sweep after warm-up adds the Polya-Gamma draw of the four gating",
-        "vectors (4e6 draws, by chunks on the threads). The passes are compute-bound scalar",
-        "code: the memory a pass streams (about 170 MB) takes under 10 ms at the bandwidth",
-        "two threads reach on this machine. Fewer passes per sweep is the lever left; one",
-        "Metropolis-Hastings step per sweep instead of two (`gate_steps = 1`) gives:"), "",
+        "vectors (4e6 draws, by chunks on the threads). The passes take two observations",
+        "at a time in the lanes of a 128-bit vector (`src/moe_v2.h`, the same bits as one",
+        "at a time); about half of their time is the exp() of the expert densities and of",
+        "the gates, the rest the normalisations (two divisions per observation) and the sums",
+        "in observation order (perf, n = 1e6). The memory a pass streams (about 170 MB)",
+        "takes under 10 ms at the bandwidth two threads reach on this machine. Fewer passes",
+        "per sweep is the lever left; one Metropolis-Hastings step per sweep instead of two",
+        "(`gate_steps = 1`) gives:"), "",
   md_table(data.frame(
     gate_steps = c(2L, 1L),
     "wall, whole call (s)" = f1(c(big[["wall"]], big1[["wall"]])),
     "CPU of the chain (s)" = f1(c(big[["chain_cpu"]], big1[["chain_cpu"]])),
     "gating acceptance" = f2(c(big[["acc"]], big1[["acc"]])), check.names = FALSE)), "",
   if (!is.null(ess)) c(
-    paste("It is not the default: per CPU second it mixes no better. One chain each at",
+    paste("It is not the default: per CPU second it mixes no better (its slowest parameter",
+          "about as well, within the noise of one chain each; its gating vectors worse), and",
+          "per sweep it mixes worse. One chain each at",
           "n = 200,000 (K = 5, d = 3), 600 sweeps (100 warm-up), 2 threads; coda's effective",
           "sample size of the 500 kept draws of every raw parameter:"), "",
     md_table(data.frame(

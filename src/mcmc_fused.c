@@ -503,9 +503,9 @@ static int update_gating(const moe_data *d, const moe_mcmc_prior *pr,
  *   done for two observations at once in the lanes of a vector
  *   (marg_pair(), gate_pair(); moe_v2.h) where the compiler has vector
  *   extensions, the sums over observations stay in scalar loops in
- *   observation order (about 0.85 of the chain's time at n = 200,000,
- *   K = 5, q = 4; w->v2, set from mcmc_fused_v2, switches it off for the
- *   tests that compare the two);
+ *   observation order (a chain at n = 1e6, K = 5, q = 4 took 0.79 of
+ *   its CPU time, the builds run back to back; w->v2, set from mcmc_fused_v2,
+ *   switches it off for the tests that compare the two);
  * - the categorical draw of an allocation counts the partial sums below
  *   its uniform instead of stopping at the first above (no branches to
  *   mispredict; the same expert).
