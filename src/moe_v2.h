@@ -56,7 +56,11 @@ static inline int moe_v2_finite(moe_v2 v)
 
 static inline moe_v2 moe_exp_v2(moe_v2 x)
 {
-  moe_v2 kb = x * 0x1.71547652b82fep+7 + 0x1.8p52; /* 1.5 2^52 + k */
+  /* the statements of moe_exp(), so that a compiler that contracts a * b + c
+   * within one expression (clang's -ffp-contract=on on arm64) treats both
+   * alike */
+  moe_v2 kb = x * 0x1.71547652b82fep+7;
+  kb = kb + 0x1.8p52;                              /* 1.5 2^52 + k */
   moe_v2 kf = kb - 0x1.8p52;                       /* k, exactly */
   moe_v2 r = (x - kf * 0x1.62e42fee00000p-8) - kf * 0x1.a39ef35793c76p-40;
   /* k + 2^40 from the bits of kb (those of 1.5 2^52 plus k), as in moe_exp() */
