@@ -104,7 +104,7 @@ SEXP ffi_set_v2(SEXP on)
   FFI_CHECK(TYPEOF(on) == LGLSXP && XLENGTH(on) == 1 && LOGICAL(on)[0] != NA_LOGICAL);
   SEXP out = PROTECT(Rf_allocVector(LGLSXP, 2));
   LOGICAL(out)[0] = mcmc_fused_set_v2(LOGICAL(on)[0]);
-  LOGICAL(out)[1] = mcmc_fused_has_v2();
+  LOGICAL(out)[1] = MOE_HAVE_V2;
   UNPROTECT(1);
   return out;
 }

@@ -185,11 +185,6 @@ int mcmc_fused_set_v2(int on)
   return old;
 }
 
-int mcmc_fused_has_v2(void)
-{
-  return MOE_HAVE_V2;
-}
-
 /*
  * Threads. The passes of the collapsed update (marg_pass(), cond_logpost())
  * run over a fixed partition of the observations into chunks of MOE_CHUNK
@@ -1426,10 +1421,20 @@ MOE_INLINE void cond_chunk_sized(const pass_args *a, int c, int p, int q, int K)
          * the observation), taken into the product (>= 1e-250, no underflow) */
         if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
         prod *= Gi[ci];
-      } else if (pre) {
-        /* as below, from the logits computed before the block */
-        const double *et = eb + (R_xlen_t) (i - i0) * K;
-        double emx = ex[i - i0], gem = gm[i - i0];
+      } else {
+        /* the logits, their largest and its probability: computed before
+         * the block (pre) or here */
+        const double *et = eta;
+        double emx, gem;
+        if (pre) {
+          et = eb + (R_xlen_t) (i - i0) * K;
+          emx = ex[i - i0];
+          gem = gm[i - i0];
+        } else {
+          int em = gate_probs_obs(zi, Wf, q, K, eta, known ? NULL : Gi);
+          emx = eta[em];
+          gem = Gi[em];
+        }
         if (wi == 1) {
           /* one count of 1, at the expert of the observation */
           int cj = 0;
@@ -1442,16 +1447,6 @@ MOE_INLINE void cond_chunk_sized(const pass_args *a, int c, int p, int q, int K)
           MOE_UNROLL
           for (int k = 0; k < K; k++) if (Ni[k]) lp += Ni[k] * (et[k] - emx);
           lp += wi * log(gem);
-        }
-      } else {
-        int em = gate_probs_obs(zi, Wf, q, K, eta, known ? NULL : Gi);
-        MOE_UNROLL
-        for (int k = 0; k < K; k++) if (Ni[k]) lp += Ni[k] * (eta[k] - eta[em]);
-        if (wi == 1) {
-          if (prod < 1e-50) { lp += log(prod); prod = 1.0; }
-          prod *= Gi[em];
-        } else {
-          lp += wi * log(Gi[em]);
         }
       }
     }

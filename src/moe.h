@@ -756,7 +756,6 @@ void mcmc_fused_work_size(const moe_data *d, R_xlen_t *ndouble, R_xlen_t *nint);
 /* tests only: observations in pairs in vector lanes (on, default 1) for the
  * chains started after the call; returns the previous setting */
 int mcmc_fused_set_v2(int on);
-int mcmc_fused_has_v2(void);
 void mcmc_fused_init(gibbs_kernel *k, const moe_data *d,
                       const moe_mcmc_prior *pr, const moe_mcmc_control *ctl,
                       moe_vpar *par, double *work, int *iwork);

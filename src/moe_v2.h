@@ -12,8 +12,8 @@
  * same results; arguments outside (-700, 700) and NaN go to exp(), as
  * there). Other compilers, and builds with -DMOE_NO_V2, get MOE_HAVE_V2 0
  * and the scalar code only. tests/testthat/test-mcmc.R compares the two on
- * the same build (the internal option bayesmoe.v2, see
- * mcmc_fused_init()).
+ * the same build (the switch ffi_set_v2(), tests only: mcmc_fused_set_v2()
+ * in mcmc_fused.c).
  */
 #ifndef BAYESMOE_MOE_V2_H
 #define BAYESMOE_MOE_V2_H
