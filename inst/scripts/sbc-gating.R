@@ -42,7 +42,16 @@ reps_small <- if (length(args) >= 1L) as.integer(args[1L]) else 1000L
 reps_large <- if (length(args) >= 2L) as.integer(args[2L]) else 300L
 out_file <- if (length(args) >= 3L) args[3L] else file.path("inst", "extdata", "sbc-gating.rds")
 t_start <- proc.time()
-ctl <- moe_mcmc_control()
+# SBC_GATE_STEPS (default: the default of moe_mcmc_control(), 2) and
+# SBC_UPDATES (default "collapsed,mh") run other settings, e.g.
+#   SBC_GATE_STEPS=1 SBC_UPDATES=collapsed Rscript inst/scripts/sbc-gating.R \
+#     1000 300 /tmp/sbc-gating-steps1.rds
+# (the shipped file is made with the defaults).
+gate_steps <- Sys.getenv("SBC_GATE_STEPS")
+ctl <- if (nzchar(gate_steps)) moe_mcmc_control(gate_steps = as.numeric(gate_steps)) else
+  moe_mcmc_control()
+updates <- strsplit(Sys.getenv("SBC_UPDATES", "collapsed,mh"), ",", fixed = TRUE)[[1L]]
+stopifnot(length(updates) > 0L, all(updates %in% c("collapsed", "mh")))
 warmup <- 1000L
 iter <- 1000L
 thin <- 10L
@@ -106,7 +115,7 @@ one_rep <- function(K, n, mode) {
 # the package root)
 source(file.path("inst", "scripts", "sbc-tests.R"))
 
-cells <- expand.grid(n = c(40L, 100L, 1000L), K = 2:3, update = c("collapsed", "mh"),
+cells <- expand.grid(n = c(40L, 100L, 1000L), K = 2:3, update = updates,
                      stringsAsFactors = FALSE)
 res <- list()
 for (j in seq_len(nrow(cells))) {
