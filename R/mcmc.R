@@ -123,12 +123,13 @@
 #' @param gate_steps With `gate_update = "collapsed"`, the number of
 #'   collapsed Metropolis-Hastings steps per sweep, 1 to 100 (ignored
 #'   otherwise). Each step costs one pass over the data, of the five a
-#'   sweep makes with the default 2. Per CPU second one step mixed as well
-#'   as two or better in `bench/results/scale.md` (replicated chains at
-#'   n = 2,000 and n = 200,000; per sweep it mixes less), so
-#'   `gate_steps = 1` is the faster choice for large data; 2 stays the
-#'   default because the validation studies of `vignette("validation")`
-#'   were made with it.
+#'   sweep makes with the default 2. On large data, where nearly every step
+#'   is accepted, one step mixed as well per CPU second as two or better
+#'   (`bench/results/scale.md` in the package sources), so `gate_steps = 1`
+#'   is the faster choice there. 2 stays the default: in the simulation-based
+#'   calibration of `vignette("validation")` ("One step per sweep") one
+#'   step left more chains mixing slowly on a small, hard problem (n = 1000,
+#'   K = 3), and the validation studies were made with two.
 #' @param pg_every With `gate_update = "collapsed"` or `"mh"`: after
 #'   warm-up, every `pg_every`-th sweep also makes the Polya-Gamma draw of
 #'   the gating vectors (see `gate_update`), a whole number from 1 (every

@@ -46,7 +46,9 @@ t_start <- proc.time()
 # SBC_UPDATES (default "collapsed,mh") run other settings, e.g.
 #   SBC_GATE_STEPS=1 SBC_UPDATES=collapsed Rscript inst/scripts/sbc-gating.R \
 #     1000 300 /tmp/sbc-gating-steps1.rds
-# (the shipped file is made with the defaults).
+# (the shipped inst/extdata/sbc-gating.rds is made with the defaults;
+# inst/extdata/sbc-gating-steps1.rds, read by the vignette's "One step per
+# sweep", by exactly the command above with that output file).
 gate_steps <- Sys.getenv("SBC_GATE_STEPS")
 ctl <- if (nzchar(gate_steps)) moe_mcmc_control(gate_steps = as.numeric(gate_steps)) else
   moe_mcmc_control()
