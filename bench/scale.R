@@ -256,19 +256,13 @@ ess_worker <- function(n, K, data_seed, seed, gate_steps, iter, warmup, threads,
     all_min = min(ess), all_median = median(ess))
 }
 ess_runs <- rbind(
-  expand.grid(gate_steps = 2:1, rep = 1:3, n = 2000L, K = 3L, iter = 3000L, warmup = 500L,
-              threads = 1L),
-  expand.grid(gate_steps = 2:1, rep = 1:3, n = 200000L, K = 5L, iter = 600L, warmup = 100L,
-              threads = big_threads))
+  expand.grid(gate_steps = 2:1, data_seed = 1:3, seed = 1L, n = 2000L, K = 3L,
+              iter = 3000L, warmup = 500L, threads = 1L),
+  expand.grid(gate_steps = 2:1, data_seed = 7L, seed = 1:3, n = 200000L, K = 5L,
+              iter = 600L, warmup = 100L, threads = big_threads))
 ess <- if (!quick && requireNamespace("coda", quietly = TRUE)) {
-  as.data.frame(do.call(rbind, lapply(seq_len(nrow(ess_runs)), function(j) {
-    r <- ess_runs[j, ]
-    in_child(ess_worker, list(n = r$n, K = r$K,
-                              data_seed = if (r$n < 1e5) r$rep else 7L,
-                              seed = if (r$n < 1e5) 1L else r$rep,
-                              gate_steps = r$gate_steps, iter = r$iter, warmup = r$warmup,
-                              threads = r$threads, sim_data = sim_data))
-  })))
+  as.data.frame(do.call(rbind, lapply(seq_len(nrow(ess_runs)), function(j)
+    in_child(ess_worker, c(as.list(ess_runs[j, ]), list(sim_data = sim_data))))))
 }
 
 # ---- the step gate, n = 1e6 ----
